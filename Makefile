@@ -1,0 +1,101 @@
+# tlsweep: build, test, demo, bench.
+#   make            build bin/tlsweep and the tests
+#   make test       install missing packages, build, run every test
+#   make bench      ours against PyTorch on the same work
+#   make deps       install missing Debian packages (tools/install-deps.sh)
+#   CUDA=0|1        force the CUDA backend off or on (default: on when nvcc + cuDNN are found)
+#   WERROR=1        warnings are errors (the default when CI=true)
+
+CC       ?= gcc
+PYTHON   ?= /usr/bin/python3
+BUILD    ?= build
+CUDA_HOME ?= /usr/local/cuda
+
+ifeq ($(CI),true)
+WERROR ?= 1
+endif
+
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -fopenmp -I.
+ifeq ($(WERROR),1)
+CFLAGS  += -Werror
+endif
+LDLIBS  := -fopenmp -lm
+
+# ---- dependency detection: every library is looked up and reported ----------------------
+pc_found = $(shell pkg-config --exists $(1) 2>/dev/null && echo yes || echo no)
+
+HAVE_DNNL  := $(if $(wildcard /usr/include/oneapi/dnnl/dnnl.h),yes,no)
+HAVE_MPI   := $(call pc_found,ompi-c)
+HAVE_HDF5  := $(call pc_found,hdf5-serial)
+HAVE_YAML  := $(call pc_found,yaml-0.1)
+HAVE_MATIO := $(call pc_found,matio)
+HAVE_TJPEG := $(call pc_found,libturbojpeg)
+HAVE_ZIP   := $(call pc_found,libzip)
+HAVE_NVCC  := $(if $(wildcard $(CUDA_HOME)/bin/nvcc),yes,no)
+HAVE_CUDNN := $(if $(wildcard $(CUDA_HOME)/include/cudnn.h /usr/include/cudnn.h),yes,no)
+HAVE_NCCL  := $(if $(wildcard $(CUDA_HOME)/include/nccl.h /usr/include/nccl.h),yes,no)
+
+ifeq ($(CUDA),)
+CUDA := $(if $(filter yes,$(HAVE_NVCC)),$(if $(filter yes,$(HAVE_CUDNN)),1,0),0)
+endif
+
+REQUIRED := DNNL MPI HDF5 YAML MATIO TJPEG ZIP
+MISSING  := $(foreach lib,$(REQUIRED),$(if $(filter no,$(HAVE_$(lib))),$(lib)))
+
+PKGS   := ompi-c hdf5-serial yaml-0.1 matio libturbojpeg libzip
+CFLAGS += $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDLIBS += -ldnnl $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+# ---- sources: each folder's .c files; tests are tests/*/test_*.c ------------------------
+MAIN_SRC   := orchestrator/main.c
+LIB_SRC    := $(filter-out $(MAIN_SRC),$(wildcard orchestrator/*.c worker/*.c worker/*/*.c kernels/cpu/*.c))
+LIB_OBJ    := $(LIB_SRC:%.c=$(BUILD)/%.o)
+TESTLIB    := $(BUILD)/tests/testlib.o
+TEST_SRC   := $(wildcard tests/unit/test_*.c tests/conformance/test_*.c tests/bench/bench_*.c)
+TEST_BIN   := $(TEST_SRC:%.c=$(BUILD)/%)
+LIB        := $(BUILD)/libtlsweep.a
+
+.PHONY: all banner deps test bench clean format
+all: banner bin/tlsweep $(TEST_BIN)
+
+banner:
+	@echo "tlsweep build: oneDNN $(HAVE_DNNL) | Open MPI $(HAVE_MPI) | HDF5 $(HAVE_HDF5) | libyaml $(HAVE_YAML) | matio $(HAVE_MATIO) | libjpeg-turbo $(HAVE_TJPEG) | libzip $(HAVE_ZIP)"
+	@echo "tlsweep build: CUDA $(HAVE_NVCC) | cuDNN $(HAVE_CUDNN) | NCCL $(HAVE_NCCL) -> CUDA=$(CUDA) (no CUDA backend sources yet: building the CPU backend)"
+ifneq ($(strip $(MISSING)),)
+	@echo "tlsweep build: missing required: $(MISSING); run 'make deps'" >&2; exit 1
+endif
+
+deps:
+	tools/install-deps.sh
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(LIB): $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+bin/tlsweep: $(BUILD)/$(MAIN_SRC:.c=.o) $(LIB)
+	@mkdir -p bin
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: tests/%.c $(TESTLIB) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -o $@ $< $(TESTLIB) $(LIB) $(LDLIBS)
+
+test: deps
+	$(MAKE) all
+	PYTHON=$(PYTHON) BUILD=$(BUILD) tests/run.sh
+
+bench: all
+	PYTHON=$(PYTHON) BUILD=$(BUILD) tests/bench/run.sh
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf $(BUILD) bin
+
+-include $(LIB_OBJ:.o=.d) $(TESTLIB:.o=.d) $(TEST_BIN:=.d)

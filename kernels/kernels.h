@@ -1,0 +1,227 @@
+/* The compute interface the worker sees: one header for every backend.
+ *
+ * Conventions
+ * - Activations are fp32 NHWC: (N, H, W, C), C fastest. Linear-layer activations are (N, K).
+ * - Parameters keep PyTorch's layouts so state_dict tensors load by name: conv weight
+ *   (C_out, C_in/groups, KH, KW), linear weight (OUT, IN), BN vectors (C).
+ * - A plan is created once per layer instance (shape fixed) and reused every step; it may own
+ *   backend scratch (oneDNN primitives, reordered weights, pooling workspace).
+ * - Calls return 0 on success and -1 on failure, with the reason in kn_error(ctx).
+ * - Backward calls overwrite their outputs (no accumulation) unless named *_accumulate.
+ * - Every pointer is device memory of the context's backend (host memory on the CPU backend).
+ */
+#ifndef TLSWEEP_KERNELS_H
+#define TLSWEEP_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct kn_ctx kn_ctx;
+
+typedef enum { KN_BACKEND_CPU = 0, KN_BACKEND_CUDA = 1 } kn_backend;
+
+typedef struct {
+    kn_backend backend;
+    int threads; /* CPU: worker threads (0 = all cores); CUDA: ignored */
+    int device;  /* CUDA: device ordinal; CPU: ignored */
+} kn_ctx_options;
+
+/* Returns NULL and writes a message into err (if errlen > 0) on failure. */
+kn_ctx *kn_ctx_create(const kn_ctx_options *opt, char *err, size_t errlen);
+void kn_ctx_destroy(kn_ctx *ctx);
+const char *kn_error(const kn_ctx *ctx);
+/* One line naming backend and library versions, e.g. "cpu: oneDNN 2.6.3, 2 threads". */
+const char *kn_describe(const kn_ctx *ctx);
+
+/* ---- memory ---------------------------------------------------------------------------- */
+void *kn_malloc(kn_ctx *ctx, size_t bytes); /* 64-byte aligned; NULL + kn_error on failure */
+void kn_free(kn_ctx *ctx, void *ptr);
+int kn_copy_to_device(kn_ctx *ctx, void *dst, const void *host_src, size_t bytes);
+int kn_copy_to_host(kn_ctx *ctx, void *host_dst, const void *src, size_t bytes);
+int kn_zero(kn_ctx *ctx, float *ptr, size_t count);
+int kn_sync(kn_ctx *ctx); /* wait for all queued work */
+
+/* ---- convolution 2-D ------------------------------------------------------------------- */
+typedef struct {
+    int n, c_in, h_in, w_in;
+    int c_out, kh, kw;
+    int stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w; /* dilation 1 = dense */
+    int groups;
+    int has_bias;
+} kn_conv_shape;
+
+typedef struct kn_conv kn_conv;
+void kn_conv_output_hw(const kn_conv_shape *s, int *h_out, int *w_out);
+kn_conv *kn_conv_create(kn_ctx *ctx, const kn_conv_shape *s);
+int kn_conv_forward(kn_conv *plan,
+                    float *out,          // (N, Ho, Wo, C_out)
+                    const float *inp,    // (N, H, W, C_in)
+                    const float *weight, // (C_out, C_in/groups, KH, KW)
+                    const float *bias);  // (C_out) or NULL
+int kn_conv_backward_data(kn_conv *plan,
+                          float *dinp,          // (N, H, W, C_in)
+                          const float *dout,    // (N, Ho, Wo, C_out)
+                          const float *weight); // (C_out, C_in/groups, KH, KW)
+int kn_conv_backward_weights(kn_conv *plan,
+                             float *dweight,    // (C_out, C_in/groups, KH, KW)
+                             float *dbias,      // (C_out) or NULL
+                             const float *dout, // (N, Ho, Wo, C_out)
+                             const float *inp); // (N, H, W, C_in)
+void kn_conv_destroy(kn_conv *plan);
+
+/* ---- batch normalization (per channel over N, H, W) ----------------------------------- */
+typedef struct {
+    int n, c, h, w;
+    float eps;      /* PyTorch default 1e-5 */
+    float momentum; /* PyTorch default 0.1: running = (1 - m) * running + m * batch_stat */
+} kn_bn_shape;
+
+typedef struct kn_bn kn_bn;
+kn_bn *kn_bn_create(kn_ctx *ctx, const kn_bn_shape *s);
+/* Training: normalizes with the batch's biased variance; updates running_var with the
+ * unbiased variance (n/(n-1)) as PyTorch does. save_mean/save_var keep the batch statistics
+ * (biased variance) for the backward pass. */
+int kn_bn_forward_train(kn_bn *plan,
+                        float *out,              // (N, H, W, C)
+                        float *save_mean,        // (C)
+                        float *save_var,         // (C)
+                        float *running_mean,     // (C), updated in place
+                        float *running_var,      // (C), updated in place
+                        const float *inp,        // (N, H, W, C)
+                        const float *gamma,      // (C)
+                        const float *beta);      // (C)
+int kn_bn_forward_infer(kn_bn *plan,
+                        float *out,                // (N, H, W, C)
+                        const float *inp,          // (N, H, W, C)
+                        const float *gamma,        // (C)
+                        const float *beta,         // (C)
+                        const float *running_mean, // (C)
+                        const float *running_var); // (C)
+/* dgamma/dbeta may be NULL when the BN parameters are frozen. */
+int kn_bn_backward(kn_bn *plan,
+                   float *dinp,            // (N, H, W, C)
+                   float *dgamma,          // (C) or NULL
+                   float *dbeta,           // (C) or NULL
+                   const float *dout,      // (N, H, W, C)
+                   const float *inp,       // (N, H, W, C)
+                   const float *save_mean, // (C)
+                   const float *save_var,  // (C)
+                   const float *gamma);    // (C)
+void kn_bn_destroy(kn_bn *plan);
+
+/* ---- pooling --------------------------------------------------------------------------- */
+typedef enum { KN_POOL_MAX = 0, KN_POOL_AVG = 1 } kn_pool_kind;
+
+typedef struct {
+    kn_pool_kind kind;
+    int n, c, h_in, w_in;
+    int kh, kw, stride_h, stride_w, pad_h, pad_w;
+    int ceil_mode;         /* PyTorch ceil_mode */
+    int count_include_pad; /* avg only: PyTorch count_include_pad */
+} kn_pool_shape;
+
+typedef struct kn_pool kn_pool;
+void kn_pool_output_hw(const kn_pool_shape *s, int *h_out, int *w_out);
+kn_pool *kn_pool_create(kn_ctx *ctx, const kn_pool_shape *s);
+/* Max pooling keeps its argmax workspace inside the plan between forward and backward. */
+int kn_pool_forward(kn_pool *plan,
+                    float *out,        // (N, Ho, Wo, C)
+                    const float *inp); // (N, H, W, C)
+int kn_pool_backward(kn_pool *plan,
+                     float *dinp,        // (N, H, W, C)
+                     const float *dout); // (N, Ho, Wo, C)
+void kn_pool_destroy(kn_pool *plan);
+
+/* Adaptive average pooling with PyTorch's window rule:
+ * start = floor(i * H / Ho), end = ceil((i + 1) * H / Ho). */
+int kn_adaptive_avgpool_forward(kn_ctx *ctx,
+                                float *out,       // (N, Ho, Wo, C)
+                                const float *inp, // (N, H, W, C)
+                                int n, int c, int h, int w, int h_out, int w_out);
+int kn_adaptive_avgpool_backward(kn_ctx *ctx,
+                                 float *dinp,       // (N, H, W, C)
+                                 const float *dout, // (N, Ho, Wo, C)
+                                 int n, int c, int h, int w, int h_out, int w_out);
+
+/* ---- elementwise ----------------------------------------------------------------------- */
+int kn_relu_forward(kn_ctx *ctx, float *out, const float *inp, size_t count);
+/* Uses the forward output: dinp = dout where out > 0, else 0. */
+int kn_relu_backward(kn_ctx *ctx, float *dinp, const float *dout, const float *out, size_t count);
+int kn_add(kn_ctx *ctx, float *out, const float *a, const float *b, size_t count);
+int kn_accumulate(kn_ctx *ctx, float *dst, const float *src, size_t count); /* dst += src */
+
+/* Inverted dropout as PyTorch: keep with probability 1-p, scale kept values by 1/(1-p).
+ * The mask is a pure function of (seed, offset + element index), so it does not depend on the
+ * thread count. mask holds 0/1 per element. */
+int kn_dropout_forward(kn_ctx *ctx,
+                       float *out,       // (count)
+                       uint8_t *mask,    // (count)
+                       const float *inp, // (count)
+                       size_t count, float p, uint64_t seed, uint64_t offset);
+int kn_dropout_backward(kn_ctx *ctx,
+                        float *dinp,         // (count)
+                        const float *dout,   // (count)
+                        const uint8_t *mask, // (count)
+                        size_t count, float p);
+
+/* NHWC (N, H, W, C) <-> NCHW (N, C, H, W); used before flatten so that linear layers see
+ * PyTorch's (C, H, W) feature order. */
+int kn_nhwc_to_nchw(kn_ctx *ctx, float *out, const float *inp, int n, int c, int h, int w);
+int kn_nchw_to_nhwc(kn_ctx *ctx, float *out, const float *inp, int n, int c, int h, int w);
+
+/* ---- linear (fully connected): out = inp @ weight^T + bias ----------------------------- */
+typedef struct {
+    int n, in_features, out_features;
+    int has_bias;
+} kn_linear_shape;
+
+typedef struct kn_linear kn_linear;
+kn_linear *kn_linear_create(kn_ctx *ctx, const kn_linear_shape *s);
+int kn_linear_forward(kn_linear *plan,
+                      float *out,          // (N, OUT)
+                      const float *inp,    // (N, IN)
+                      const float *weight, // (OUT, IN)
+                      const float *bias);  // (OUT) or NULL
+int kn_linear_backward_data(kn_linear *plan,
+                            float *dinp,          // (N, IN)
+                            const float *dout,    // (N, OUT)
+                            const float *weight); // (OUT, IN)
+int kn_linear_backward_weights(kn_linear *plan,
+                               float *dweight,    // (OUT, IN)
+                               float *dbias,      // (OUT) or NULL
+                               const float *dout, // (N, OUT)
+                               const float *inp); // (N, IN)
+void kn_linear_destroy(kn_linear *plan);
+
+/* ---- loss ------------------------------------------------------------------------------ */
+/* Softmax cross-entropy, mean over the batch (PyTorch CrossEntropyLoss, no smoothing).
+ * Writes dlogits = (softmax - onehot) / N when dlogits is not NULL. Results land in host
+ * memory: *loss (the mean) and *correct (how many argmax == label; first max wins). */
+int kn_cross_entropy(kn_ctx *ctx,
+                     float *dlogits,       // (N, C) or NULL
+                     float *loss,          // host scalar
+                     int *correct,         // host scalar
+                     const float *logits,  // (N, C)
+                     const int32_t *labels, // (N), 0 <= label < C
+                     int n, int c);
+
+/* ---- optimizer ------------------------------------------------------------------------- */
+/* One tensor (a contiguous range of the parameter buffer) that Adam updates. */
+typedef struct {
+    size_t offset; /* in floats, into params / grads / m / v */
+    size_t count;
+    float lr;
+} kn_adam_tensor;
+
+typedef struct {
+    float beta1, beta2, eps, weight_decay; /* PyTorch Adam (L2 added to the gradient) */
+    int64_t step;                           /* the step being taken, 1 for the first */
+} kn_adam_hparams;
+
+/* PyTorch's Adam for every listed tensor in one call:
+ *   g = grad + wd * p; m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2
+ *   p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps) */
+int kn_adam_step(kn_ctx *ctx, float *params, const float *grads, float *m, float *v,
+                 const kn_adam_tensor *tensors, int n_tensors, const kn_adam_hparams *hp);
+
+#endif

@@ -1,0 +1,43 @@
+/* tlsweep: the one binary. `tlsweep COMMAND [options]`; `tlsweep COMMAND --help` for each. */
+#include <stdio.h>
+#include <string.h>
+
+#include "worker/commands.h"
+
+#define TLSWEEP_VERSION "0.1.0"
+
+typedef struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} command;
+
+static const command commands[] = {
+    {"models", cmd_models, "every backbone: parameters, trainable head, layer groups"},
+};
+
+static void usage(FILE *out) {
+    fprintf(out, "usage: tlsweep COMMAND [options]   (tlsweep COMMAND --help)\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(out, "  %-14s %s\n", commands[i].name, commands[i].summary);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("tlsweep %s\n", TLSWEEP_VERSION);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "tlsweep: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,8 @@
+/* Subcommands of the tlsweep binary; each takes the arguments after its name (argv[0] is the
+ * subcommand's name) and returns the process exit status. */
+#ifndef TLSWEEP_COMMANDS_H
+#define TLSWEEP_COMMANDS_H
+
+int cmd_models(int argc, char **argv);
+
+#endif
