@@ -1,0 +1,101 @@
+/* One trial: a backbone with one learning-rate schedule (and the other sweep values), trained
+ * as SEED.md describes (new head, feature extraction, fine-tuning with layer-decayed learning
+ * rates). The orchestrator fills a trial_spec from the sweep file and calls trial_run; each
+ * finished epoch comes back through the callback so it can stream to the root. */
+#ifndef TLSWEEP_TRIAL_H
+#define TLSWEEP_TRIAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define TRIAL_MAX_SPLITS 8
+#define TRIAL_NAME_MAX 128
+#define TRIAL_PATH_MAX 512
+
+typedef enum { LAYER_DECAY_NONE = 0, LAYER_DECAY_LINEAR, LAYER_DECAY_EXPONENTIAL } layer_decay;
+
+typedef struct {
+    int epochs;           /* 0 skips the phase */
+    double lr;            /* Adam lr of the trainable part */
+    int step_every;       /* StepLR step_size, in epochs */
+    double gamma;         /* StepLR gamma */
+    char trainable[64];   /* name prefix that trains: "" = the new head; "classifier." for VGG */
+    int bn_train;         /* BatchNorm of the frozen backbone: 1 train mode (seed), 0 eval */
+} feature_extraction_phase;
+
+typedef struct {
+    int epochs;
+    double lr;            /* lr of the output-most layer group (the head) */
+    layer_decay decay;    /* how the lr falls from group to group towards the input */
+    double factor;        /* exponential: divide by this per group (seed: 3) */
+    double lowest_lr;     /* linear: the lr of the input-most group (seed: 1e-7) */
+    int step_every;       /* StepLR on every group */
+    double gamma;
+    double default_lr;    /* parameters in no group (seed: 1e-8; none in practice) */
+} fine_tuning_phase;
+
+typedef struct {
+    char name[TRIAL_NAME_MAX]; /* stable and readable: "resnet50__exp-decay-3__seed=1" */
+    /* model */
+    char backbone[32];
+    int width;                     /* channel divisor, 1 = torchvision's network */
+    char weights[TRIAL_PATH_MAX];  /* "none", "torchvision", or a .pth / .safetensors path */
+    double dropout;                /* VGG classifier dropout (0.5) */
+    /* data */
+    char data_root[TRIAL_PATH_MAX];
+    char train_splits[TRIAL_MAX_SPLITS][16];
+    int n_train_splits;
+    char val_splits[TRIAL_MAX_SPLITS][16];
+    int n_val_splits;
+    int resize, crop;
+    int skip_corrupt;
+    /* augmentation (training only) */
+    double hflip, brightness, contrast, rotate_deg, shear_deg;
+    /* training */
+    int batch_size;
+    uint64_t seed;
+    char precision[8]; /* fp32 | tf32 | bf16 */
+    feature_extraction_phase feature_extraction;
+    fine_tuning_phase fine_tuning;
+    /* where it runs */
+    char out_dir[TRIAL_PATH_MAX]; /* best.safetensors and resume checkpoints go here */
+    int threads;                  /* CPU threads (0 = all) */
+    int device;                   /* GPU ordinal, -1 for the CPU */
+} trial_spec;
+
+typedef struct {
+    int epoch; /* 1-based over both phases */
+    int phase; /* 1 feature extraction, 2 fine-tuning */
+    double train_loss, train_acc; /* running over the epoch's batches; accuracy in [0, 1] */
+    double val_loss, val_acc;     /* true per-image */
+    double head_lr;
+    int n_groups;
+    const char *const *group_names; /* the model's layer groups, output first */
+    const double *group_lr;         /* each group's lr this epoch */
+    double seconds, images_per_second;
+} epoch_record;
+
+typedef struct {
+    size_t params;              /* parameters of the model */
+    double val_acc_end_of_feature_extraction;
+    double best_val_acc;
+    int best_epoch;
+    double seconds;
+    int epochs_done;
+} trial_summary;
+
+/* Called after every epoch; a nonzero return asks the trial to stop (preemption): it then
+ * returns TRIAL_STOPPED after writing its resume checkpoint. */
+typedef int (*epoch_callback)(const epoch_record *record, void *user);
+
+enum { TRIAL_DONE = 0, TRIAL_FAILED = -1, TRIAL_STOPPED = 1 };
+
+/* Runs (or resumes from out_dir's checkpoint) the whole trial. On TRIAL_FAILED err holds one
+ * line naming the trial and the reason. */
+int trial_run(const trial_spec *spec, epoch_callback on_epoch, void *user, trial_summary *summary,
+              char *err, size_t errlen);
+
+/* Fills spec with SEED.md's defaults (everything except name, backbone, data_root, out_dir). */
+void trial_spec_defaults(trial_spec *spec);
+
+#endif
