@@ -202,6 +202,9 @@ int kn_prim_create_reorder(kn_ctx *ctx, kn_prim *p, const dnnl_memory_desc_t *sr
 
 int kn_prim_exec(kn_ctx *ctx, kn_prim *p, int nargs, const dnnl_exec_arg_t *args, const char *what) {
     dnnl_exec_arg_t all[KN_MAX_ARGS + 1];
+    /* oneDNN sizes its OpenMP team from the calling thread's ICV, which is per thread and may
+     * have been changed by other code since kn_ctx_create. */
+    if (omp_get_max_threads() != ctx->threads) omp_set_num_threads(ctx->threads);
     if (nargs > KN_MAX_ARGS) return kn_fail(ctx, what, "too many primitive arguments (%d)", nargs);
     memcpy(all, args, (size_t)nargs * sizeof *args);
     if (p->scratch) {

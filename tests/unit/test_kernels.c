@@ -126,6 +126,16 @@ static void test_conv_impossible_shape(void) {
     CHECK(kn_conv_create(ctx, &g) == NULL && strstr(kn_error(ctx), "groups"), "bad groups: '%s'", kn_error(ctx));
     kn_pool_shape ps = {KN_POOL_MAX, 1, 2, 2, 2, 3, 3, 1, 1, 0, 0, 0, 1};
     CHECK(kn_pool_create(ctx, &ps) == NULL && strstr(kn_error(ctx), "pool"), "pool: '%s'", kn_error(ctx));
+    /* avg 2x2 s2 ceil on 5x5 with count_include_pad: the last window hangs past the input,
+     * where oneDNN's divisor and PyTorch's differ; refused rather than silently wrong */
+    kn_pool_shape ceil_incl = {KN_POOL_AVG, 1, 2, 5, 5, 2, 2, 2, 2, 0, 0, 1, 1};
+    CHECK(kn_pool_create(ctx, &ceil_incl) == NULL && strstr(kn_error(ctx), "ceil_mode"), "ceil+include_pad: '%s'",
+          kn_error(ctx));
+    kn_conv_shape ok = {1, 2, 4, 4, 2, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0};
+    kn_conv *plan_ok = kn_conv_create(ctx, &ok);
+    CHECK(plan_ok && kn_conv_forward(plan_ok, NULL, NULL, NULL, NULL) == -1 && strstr(kn_error(ctx), "NULL"),
+          "NULL tensors: '%s'", kn_error(ctx));
+    kn_conv_destroy(plan_ok);
     int32_t bad_label = 7;
     float logit[3] = {0}, loss;
     int correct;
