@@ -29,7 +29,8 @@ int kn_adam_step(kn_ctx *ctx,
         return kn_fail(ctx, what, "NULL argument");
     if (hp->step < 1) return kn_fail(ctx, what, "step %lld must be >= 1", (long long)hp->step);
     if (!(hp->beta1 >= 0 && hp->beta1 < 1 && hp->beta2 >= 0 && hp->beta2 < 1))
-        return kn_fail(ctx, what, "betas (%g, %g) must be in [0, 1)", (double)hp->beta1, (double)hp->beta2);
+        return kn_fail(ctx, what, "betas (%g, %g) must be in [0, 1)", (double)hp->beta1,
+                       (double)hp->beta2);
     const float b1 = hp->beta1, b2 = hp->beta2, eps = hp->eps, wd = hp->weight_decay;
     const double beta1 = decimal_of(hp->beta1), beta2 = decimal_of(hp->beta2);
     const float one_minus_b1 = (float)(1.0 - beta1), one_minus_b2 = (float)(1.0 - beta2);
@@ -42,7 +43,8 @@ int kn_adam_step(kn_ctx *ctx,
 #pragma omp parallel num_threads(ctx->threads)
     for (int t = 0; t < n_tensors; t++) {
         const float step_size = (float)(tensors[t].lr / bc1);
-        float *p = params + tensors[t].offset, *mt = m + tensors[t].offset, *vt = v + tensors[t].offset;
+        float *p = params + tensors[t].offset, *mt = m + tensors[t].offset,
+              *vt = v + tensors[t].offset;
         const float *g = grads + tensors[t].offset;
         const size_t count = tensors[t].count;
 #pragma omp for simd schedule(static) nowait

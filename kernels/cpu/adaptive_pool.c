@@ -8,14 +8,19 @@
  * threads when the batch is small. */
 #define KN_CBLOCK 64
 
-static int window_start(int i, int in, int out) { return (int)(((int64_t)i * in) / out); }
-static int window_end(int i, int in, int out) { return (int)((((int64_t)i + 1) * in + out - 1) / out); }
+static int window_start(int i, int in, int out) {
+    return (int)(((int64_t)i * in) / out);
+}
+static int window_end(int i, int in, int out) {
+    return (int)((((int64_t)i + 1) * in + out - 1) / out);
+}
 
-static int check_args(kn_ctx *ctx, const void *a, const void *b, int n, int c, int h, int w, int ho, int wo,
-                      const char *what) {
+static int check_args(kn_ctx *ctx, const void *a, const void *b, int n, int c, int h, int w, int ho,
+                      int wo, const char *what) {
     if (!a || !b) return kn_fail(ctx, what, "NULL tensor argument");
     if (n <= 0 || c <= 0 || h <= 0 || w <= 0 || ho <= 0 || wo <= 0)
-        return kn_fail(ctx, what, "sizes must be positive (%dx%dx%dx%d -> %dx%d)", n, h, w, c, ho, wo);
+        return kn_fail(ctx, what, "sizes must be positive (%dx%dx%dx%d -> %dx%d)", n, h, w, c, ho,
+                       wo);
     return 0;
 }
 
@@ -40,11 +45,13 @@ int kn_adaptive_avgpool_forward(kn_ctx *ctx,
             for (int x = w0; x < w1; x++) {
                 const float *src = inp + (((size_t)b * h + y) * w + x) * c;
 #pragma omp simd
-                for (int ch = c0; ch < c1; ch++) acc[ch - c0] += src[ch];
+                for (int ch = c0; ch < c1; ch++)
+                    acc[ch - c0] += src[ch];
             }
         const float scale = 1.0f / (float)((h1 - h0) * (w1 - w0));
         float *dst = out + (((size_t)b * h_out + oh) * w_out + ow) * c;
-        for (int ch = c0; ch < c1; ch++) dst[ch] = acc[ch - c0] * scale;
+        for (int ch = c0; ch < c1; ch++)
+            dst[ch] = acc[ch - c0] * scale;
     }
     return 0;
 }
@@ -53,7 +60,8 @@ int kn_adaptive_avgpool_backward(kn_ctx *ctx,
                                  float *dinp,       // (N, H, W, C)
                                  const float *dout, // (N, Ho, Wo, C)
                                  int n, int c, int h, int w, int h_out, int w_out) {
-    if (check_args(ctx, dinp, dout, n, c, h, w, h_out, w_out, "adaptive avgpool backward")) return -1;
+    if (check_args(ctx, dinp, dout, n, c, h, w, h_out, w_out, "adaptive avgpool backward"))
+        return -1;
     const int cblocks = (c + KN_CBLOCK - 1) / KN_CBLOCK;
     const int64_t items = (int64_t)n * cblocks;
     /* Each work item owns one image's channel block, so overlapping windows never race. */
@@ -62,7 +70,9 @@ int kn_adaptive_avgpool_backward(kn_ctx *ctx,
         const int cb = (int)(it % cblocks), b = (int)(it / cblocks);
         const int c0 = cb * KN_CBLOCK, c1 = c0 + KN_CBLOCK < c ? c0 + KN_CBLOCK : c;
         for (int y = 0; y < h; y++)
-            for (int x = 0; x < w; x++) memset(dinp + (((size_t)b * h + y) * w + x) * c + c0, 0, (size_t)(c1 - c0) * sizeof(float));
+            for (int x = 0; x < w; x++)
+                memset(dinp + (((size_t)b * h + y) * w + x) * c + c0, 0,
+                       (size_t)(c1 - c0) * sizeof(float));
         for (int oh = 0; oh < h_out; oh++)
             for (int ow = 0; ow < w_out; ow++) {
                 const int h0 = window_start(oh, h, h_out), h1 = window_end(oh, h, h_out);
@@ -73,7 +83,8 @@ int kn_adaptive_avgpool_backward(kn_ctx *ctx,
                     for (int x = w0; x < w1; x++) {
                         float *d = dinp + (((size_t)b * h + y) * w + x) * c;
 #pragma omp simd
-                        for (int ch = c0; ch < c1; ch++) d[ch] += g[ch] * scale;
+                        for (int ch = c0; ch < c1; ch++)
+                            d[ch] += g[ch] * scale;
                     }
             }
     }

@@ -39,20 +39,25 @@ kn_bn *kn_bn_create(kn_ctx *ctx, const kn_bn_shape *s) {
     dnnl_memory_desc_t data, vec;
     dnnl_batch_normalization_desc_t td, id, bd;
     if (kn_md_nhwc(ctx, &data, s->n, s->c, s->h, s->w, what) || kn_md_1d(ctx, &vec, s->c, what) ||
-        kn_check(ctx, dnnl_batch_normalization_forward_desc_init(&td, dnnl_forward_training, &data, s->eps, ss), what,
-                 "training descriptor") ||
+        kn_check(ctx,
+                 dnnl_batch_normalization_forward_desc_init(&td, dnnl_forward_training, &data,
+                                                            s->eps, ss),
+                 what, "training descriptor") ||
         kn_prim_create(ctx, &p->train, &td, NULL, what) ||
         kn_check(ctx,
-                 dnnl_batch_normalization_forward_desc_init(&id, dnnl_forward_inference, &data, s->eps,
-                                                            ss | dnnl_use_global_stats),
+                 dnnl_batch_normalization_forward_desc_init(&id, dnnl_forward_inference, &data,
+                                                            s->eps, ss | dnnl_use_global_stats),
                  what, "inference descriptor") ||
         kn_prim_create(ctx, &p->infer, &id, NULL, what) ||
-        kn_check(ctx, dnnl_batch_normalization_backward_desc_init(&bd, dnnl_backward, &data, &data, s->eps, ss), what,
-                 "backward descriptor") ||
+        kn_check(ctx,
+                 dnnl_batch_normalization_backward_desc_init(&bd, dnnl_backward, &data, &data,
+                                                             s->eps, ss),
+                 what, "backward descriptor") ||
         kn_prim_create(ctx, &p->bwd, &bd, p->train.pd, what))
         goto fail;
     /* Plain NHWC data and C-vectors everywhere, so one memory object per role suffices. */
-    dnnl_memory_t *vecs[] = {&p->m_mean, &p->m_var, &p->m_scale, &p->m_shift, &p->m_dscale, &p->m_dshift};
+    dnnl_memory_t *vecs[] = {&p->m_mean,  &p->m_var,    &p->m_scale,
+                             &p->m_shift, &p->m_dscale, &p->m_dshift};
     for (size_t i = 0; i < sizeof vecs / sizeof vecs[0]; i++)
         if (kn_mem_create(ctx, vecs[i], &vec, what)) goto fail;
     if (kn_mem_create(ctx, &p->m_src, &data, what) || kn_mem_create(ctx, &p->m_dst, &data, what) ||
@@ -131,16 +136,19 @@ int kn_bn_backward(kn_bn *p,
                    const float *gamma) {   // (C)
     /* Frozen BN parameters still need dinp; the full backward computes their gradients into
      * plan-owned sinks, which costs a C-length write. */
-    dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, p->m_src},
-                              {DNNL_ARG_DIFF_DST, p->m_dst},
-                              {DNNL_ARG_MEAN, p->m_mean},
-                              {DNNL_ARG_VARIANCE, p->m_var},
-                              {DNNL_ARG_SCALE, p->m_scale},
-                              {DNNL_ARG_SHIFT, p->m_shift},
-                              {DNNL_ARG_DIFF_SRC, p->m_dsrc},
-                              {DNNL_ARG_DIFF_SCALE, p->m_dscale},
+    dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, p->m_src},          {DNNL_ARG_DIFF_DST, p->m_dst},
+                              {DNNL_ARG_MEAN, p->m_mean},        {DNNL_ARG_VARIANCE, p->m_var},
+                              {DNNL_ARG_SCALE, p->m_scale},      {DNNL_ARG_SHIFT, p->m_shift},
+                              {DNNL_ARG_DIFF_SRC, p->m_dsrc},    {DNNL_ARG_DIFF_SCALE, p->m_dscale},
                               {DNNL_ARG_DIFF_SHIFT, p->m_dshift}};
-    const void *ptrs[] = {inp,  dout, save_mean, save_var, gamma, p->zero_shift, dinp, dgamma ? dgamma : p->dgamma_sink,
+    const void *ptrs[] = {inp,
+                          dout,
+                          save_mean,
+                          save_var,
+                          gamma,
+                          p->zero_shift,
+                          dinp,
+                          dgamma ? dgamma : p->dgamma_sink,
                           dbeta ? dbeta : p->dbeta_sink};
     if (bind_all(p, args, 9, ptrs)) return -1;
     return kn_prim_exec(p->ctx, &p->bwd, 9, args, p->what);
@@ -151,8 +159,10 @@ void kn_bn_destroy(kn_bn *p) {
     kn_prim_destroy(&p->train);
     kn_prim_destroy(&p->infer);
     kn_prim_destroy(&p->bwd);
-    dnnl_memory_t mems[] = {p->m_src, p->m_dst, p->m_dsrc, p->m_mean, p->m_var, p->m_scale, p->m_shift, p->m_dscale, p->m_dshift};
-    for (size_t i = 0; i < sizeof mems / sizeof mems[0]; i++) kn_mem_destroy(mems[i]);
+    dnnl_memory_t mems[] = {p->m_src,   p->m_dst,   p->m_dsrc,   p->m_mean,  p->m_var,
+                            p->m_scale, p->m_shift, p->m_dscale, p->m_dshift};
+    for (size_t i = 0; i < sizeof mems / sizeof mems[0]; i++)
+        kn_mem_destroy(mems[i]);
     free(p->dgamma_sink);
     free(p->dbeta_sink);
     free(p->zero_shift);

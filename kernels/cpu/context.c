@@ -30,29 +30,43 @@ int kn_check(kn_ctx *ctx, dnnl_status_t st, const char *what, const char *step) 
 
 static const char *isa_name(dnnl_cpu_isa_t isa) {
     switch (isa) {
-    case dnnl_cpu_isa_sse41: return "sse41";
-    case dnnl_cpu_isa_avx: return "avx";
-    case dnnl_cpu_isa_avx2: return "avx2";
-    case dnnl_cpu_isa_avx2_vnni: return "avx2_vnni";
-    case dnnl_cpu_isa_avx512_mic: return "avx512_mic";
-    case dnnl_cpu_isa_avx512_mic_4ops: return "avx512_mic_4ops";
-    case dnnl_cpu_isa_avx512_core: return "avx512_core";
-    case dnnl_cpu_isa_avx512_core_vnni: return "avx512_core_vnni";
-    case dnnl_cpu_isa_avx512_core_bf16: return "avx512_core_bf16";
-    case dnnl_cpu_isa_avx512_core_amx: return "avx512_core_amx";
-    default: return "all";
+    case dnnl_cpu_isa_sse41:
+        return "sse41";
+    case dnnl_cpu_isa_avx:
+        return "avx";
+    case dnnl_cpu_isa_avx2:
+        return "avx2";
+    case dnnl_cpu_isa_avx2_vnni:
+        return "avx2_vnni";
+    case dnnl_cpu_isa_avx512_mic:
+        return "avx512_mic";
+    case dnnl_cpu_isa_avx512_mic_4ops:
+        return "avx512_mic_4ops";
+    case dnnl_cpu_isa_avx512_core:
+        return "avx512_core";
+    case dnnl_cpu_isa_avx512_core_vnni:
+        return "avx512_core_vnni";
+    case dnnl_cpu_isa_avx512_core_bf16:
+        return "avx512_core_bf16";
+    case dnnl_cpu_isa_avx512_core_amx:
+        return "avx512_core_amx";
+    default:
+        return "all";
     }
 }
 
 static void set_create_error(char *err, size_t errlen, const char *msg, dnnl_status_t st) {
     if (errlen == 0 || !err) return;
-    if (st == dnnl_success) snprintf(err, errlen, "cpu backend: %s", msg);
-    else snprintf(err, errlen, "cpu backend: %s: oneDNN %s", msg, dnnl_status2str(st));
+    if (st == dnnl_success)
+        snprintf(err, errlen, "cpu backend: %s", msg);
+    else
+        snprintf(err, errlen, "cpu backend: %s: oneDNN %s", msg, dnnl_status2str(st));
 }
 
 kn_ctx *kn_ctx_create(const kn_ctx_options *opt, char *err, size_t errlen) {
     if (opt && opt->backend != KN_BACKEND_CPU) {
-        set_create_error(err, errlen, "only the CPU backend is built (CUDA requested)", dnnl_success);
+        set_create_error(err, errlen, "only the CPU backend is built (CUDA requested)",
+                         dnnl_success);
         return NULL;
     }
     if (opt && opt->threads < 0) {
@@ -80,7 +94,8 @@ kn_ctx *kn_ctx_create(const kn_ctx_options *opt, char *err, size_t errlen) {
     }
     st = dnnl_stream_create(&ctx->stream, ctx->engine, dnnl_stream_default_flags);
     if (st == dnnl_success) st = dnnl_primitive_attr_create(&ctx->attr);
-    if (st == dnnl_success) st = dnnl_primitive_attr_set_scratchpad_mode(ctx->attr, dnnl_scratchpad_mode_user);
+    if (st == dnnl_success)
+        st = dnnl_primitive_attr_set_scratchpad_mode(ctx->attr, dnnl_scratchpad_mode_user);
     if (st != dnnl_success) {
         set_create_error(err, errlen, "cannot create the oneDNN stream/attributes", st);
         kn_ctx_destroy(ctx);
@@ -112,8 +127,12 @@ void kn_ctx_destroy(kn_ctx *ctx) {
     free(ctx);
 }
 
-const char *kn_error(const kn_ctx *ctx) { return ctx ? ctx->err : "no context"; }
-const char *kn_describe(const kn_ctx *ctx) { return ctx ? ctx->describe : "no context"; }
+const char *kn_error(const kn_ctx *ctx) {
+    return ctx ? ctx->err : "no context";
+}
+const char *kn_describe(const kn_ctx *ctx) {
+    return ctx ? ctx->describe : "no context";
+}
 
 /* ---- memory ---------------------------------------------------------------------------- */
 
@@ -153,7 +172,9 @@ int kn_zero(kn_ctx *ctx, float *ptr, size_t count) {
     return 0;
 }
 
-int kn_sync(kn_ctx *ctx) { return kn_check(ctx, dnnl_stream_wait(ctx->stream), "kn_sync", "stream wait"); }
+int kn_sync(kn_ctx *ctx) {
+    return kn_check(ctx, dnnl_stream_wait(ctx->stream), "kn_sync", "stream wait");
+}
 
 void *kn_plan_alloc(kn_ctx *ctx, size_t bytes, const char *what) {
     void *p = aligned_bytes(bytes);
@@ -175,15 +196,16 @@ static int grow_scratch(kn_ctx *ctx, size_t bytes, const char *what) {
 
 static int finish_prim(kn_ctx *ctx, kn_prim *p, const char *what) {
     if (kn_check(ctx, dnnl_primitive_create(&p->prim, p->pd), what, "primitive create")) return -1;
-    const dnnl_memory_desc_t *smd = dnnl_primitive_desc_query_md(p->pd, dnnl_query_scratchpad_md, 0);
+    const dnnl_memory_desc_t *smd =
+        dnnl_primitive_desc_query_md(p->pd, dnnl_query_scratchpad_md, 0);
     size_t bytes = smd ? dnnl_memory_desc_get_size(smd) : 0;
     if (bytes == 0) return 0;
     if (grow_scratch(ctx, bytes, what)) return -1;
     return kn_mem_create(ctx, &p->scratch, smd, what);
 }
 
-int kn_prim_create(kn_ctx *ctx, kn_prim *p, const_dnnl_op_desc_t op, const_dnnl_primitive_desc_t hint,
-                   const char *what) {
+int kn_prim_create(kn_ctx *ctx, kn_prim *p, const_dnnl_op_desc_t op,
+                   const_dnnl_primitive_desc_t hint, const char *what) {
     memset(p, 0, sizeof *p);
     if (kn_check(ctx, dnnl_primitive_desc_create(&p->pd, op, ctx->attr, ctx->engine, hint), what,
                  "primitive descriptor create"))
@@ -194,13 +216,16 @@ int kn_prim_create(kn_ctx *ctx, kn_prim *p, const_dnnl_op_desc_t op, const_dnnl_
 int kn_prim_create_reorder(kn_ctx *ctx, kn_prim *p, const dnnl_memory_desc_t *src,
                            const dnnl_memory_desc_t *dst, const char *what) {
     memset(p, 0, sizeof *p);
-    if (kn_check(ctx, dnnl_reorder_primitive_desc_create(&p->pd, src, ctx->engine, dst, ctx->engine, ctx->attr),
+    if (kn_check(ctx,
+                 dnnl_reorder_primitive_desc_create(&p->pd, src, ctx->engine, dst, ctx->engine,
+                                                    ctx->attr),
                  what, "reorder descriptor create"))
         return -1;
     return finish_prim(ctx, p, what);
 }
 
-int kn_prim_exec(kn_ctx *ctx, kn_prim *p, int nargs, const dnnl_exec_arg_t *args, const char *what) {
+int kn_prim_exec(kn_ctx *ctx, kn_prim *p, int nargs, const dnnl_exec_arg_t *args,
+                 const char *what) {
     dnnl_exec_arg_t all[KN_MAX_ARGS + 1];
     /* oneDNN sizes its OpenMP team from the calling thread's ICV, which is per thread and may
      * have been changed by other code since kn_ctx_create. */
@@ -229,7 +254,8 @@ const dnnl_memory_desc_t *kn_prim_md(const kn_prim *p, dnnl_query_t query, int i
 
 int kn_mem_create(kn_ctx *ctx, dnnl_memory_t *mem, const dnnl_memory_desc_t *md, const char *what) {
     if (!md) return kn_fail(ctx, what, "primitive reported no memory descriptor");
-    return kn_check(ctx, dnnl_memory_create(mem, md, ctx->engine, DNNL_MEMORY_NONE), what, "memory create");
+    return kn_check(ctx, dnnl_memory_create(mem, md, ctx->engine, DNNL_MEMORY_NONE), what,
+                    "memory create");
 }
 
 int kn_bind(kn_ctx *ctx, dnnl_memory_t mem, const void *ptr, const char *what) {
@@ -242,15 +268,18 @@ void kn_mem_destroy(dnnl_memory_t mem) {
 
 int kn_md_nhwc(kn_ctx *ctx, dnnl_memory_desc_t *md, int n, int c, int h, int w, const char *what) {
     dnnl_dims_t dims = {n, c, h, w}; /* oneDNN's logical order is always N, C, H, W */
-    return kn_check(ctx, dnnl_memory_desc_init_by_tag(md, 4, dims, dnnl_f32, dnnl_nhwc), what, "NHWC descriptor");
+    return kn_check(ctx, dnnl_memory_desc_init_by_tag(md, 4, dims, dnnl_f32, dnnl_nhwc), what,
+                    "NHWC descriptor");
 }
 
 int kn_md_2d(kn_ctx *ctx, dnnl_memory_desc_t *md, int rows, int cols, const char *what) {
     dnnl_dims_t dims = {rows, cols};
-    return kn_check(ctx, dnnl_memory_desc_init_by_tag(md, 2, dims, dnnl_f32, dnnl_ab), what, "2-D descriptor");
+    return kn_check(ctx, dnnl_memory_desc_init_by_tag(md, 2, dims, dnnl_f32, dnnl_ab), what,
+                    "2-D descriptor");
 }
 
 int kn_md_1d(kn_ctx *ctx, dnnl_memory_desc_t *md, int64_t count, const char *what) {
     dnnl_dims_t dims = {count};
-    return kn_check(ctx, dnnl_memory_desc_init_by_tag(md, 1, dims, dnnl_f32, dnnl_a), what, "1-D descriptor");
+    return kn_check(ctx, dnnl_memory_desc_init_by_tag(md, 1, dims, dnnl_f32, dnnl_a), what,
+                    "1-D descriptor");
 }

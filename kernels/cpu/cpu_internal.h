@@ -57,8 +57,8 @@ int kn_fail(kn_ctx *ctx, const char *what, const char *fmt, ...)
 int kn_check(kn_ctx *ctx, dnnl_status_t st, const char *what, const char *step);
 
 /* Primitive from an op descriptor (hint = forward pd for backward ops, else NULL). */
-int kn_prim_create(kn_ctx *ctx, kn_prim *p, const_dnnl_op_desc_t op, const_dnnl_primitive_desc_t hint,
-                   const char *what);
+int kn_prim_create(kn_ctx *ctx, kn_prim *p, const_dnnl_op_desc_t op,
+                   const_dnnl_primitive_desc_t hint, const char *what);
 int kn_prim_create_reorder(kn_ctx *ctx, kn_prim *p, const dnnl_memory_desc_t *src,
                            const dnnl_memory_desc_t *dst, const char *what);
 /* Executes with the given arguments plus the scratchpad. */

@@ -20,7 +20,8 @@ int kn_dropout_forward(kn_ctx *ctx,
                        const float *inp, // (count)
                        size_t count, float p, uint64_t seed, uint64_t offset) {
     if (check_p(ctx, p, "dropout forward")) return -1;
-    if (count && (!out || !mask || !inp)) return kn_fail(ctx, "dropout forward", "NULL tensor argument");
+    if (count && (!out || !mask || !inp))
+        return kn_fail(ctx, "dropout forward", "NULL tensor argument");
     /* keep iff u >= p with u uniform on 24-bit grid [0, 1); p = 1 drops everything */
     const uint64_t threshold = (uint64_t)((double)p * 16777216.0);
     const float scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
@@ -41,9 +42,11 @@ int kn_dropout_backward(kn_ctx *ctx,
                         const uint8_t *mask, // (count)
                         size_t count, float p) {
     if (check_p(ctx, p, "dropout backward")) return -1;
-    if (count && (!dinp || !dout || !mask)) return kn_fail(ctx, "dropout backward", "NULL tensor argument");
+    if (count && (!dinp || !dout || !mask))
+        return kn_fail(ctx, "dropout backward", "NULL tensor argument");
     const float scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
 #pragma omp parallel for simd num_threads(ctx->threads) schedule(static)
-    for (size_t i = 0; i < count; i++) dinp[i] = mask[i] ? dout[i] * scale : 0.0f;
+    for (size_t i = 0; i < count; i++)
+        dinp[i] = mask[i] ? dout[i] * scale : 0.0f;
     return 0;
 }

@@ -2,7 +2,8 @@
  * feature order. */
 #include "kernels/cpu/cpu_internal.h"
 
-static int check_args(kn_ctx *ctx, const void *out, const void *inp, int n, int c, int h, int w, const char *what) {
+static int check_args(kn_ctx *ctx, const void *out, const void *inp, int n, int c, int h, int w,
+                      const char *what) {
     if (!out || !inp) return kn_fail(ctx, what, "NULL tensor argument");
     if (n <= 0 || c <= 0 || h <= 0 || w <= 0) return kn_fail(ctx, what, "sizes must be positive");
     if (out == inp) return kn_fail(ctx, what, "cannot transpose in place");
@@ -21,7 +22,8 @@ int kn_nhwc_to_nchw(kn_ctx *ctx,
         const size_t b = (size_t)(bc / c), ch = (size_t)(bc % c);
         const float *src = inp + b * hw * c + ch;
         float *dst = out + (size_t)bc * hw;
-        for (size_t i = 0; i < hw; i++) dst[i] = src[i * c];
+        for (size_t i = 0; i < hw; i++)
+            dst[i] = src[i * c];
     }
     return 0;
 }
@@ -38,7 +40,8 @@ int kn_nchw_to_nhwc(kn_ctx *ctx,
         const size_t b = (size_t)bp / hw, pos = (size_t)bp % hw;
         const float *src = inp + b * hw * c + pos;
         float *dst = out + (size_t)bp * c;
-        for (int ch = 0; ch < c; ch++) dst[ch] = src[(size_t)ch * hw];
+        for (int ch = 0; ch < c; ch++)
+            dst[ch] = src[(size_t)ch * hw];
     }
     return 0;
 }

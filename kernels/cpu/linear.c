@@ -33,19 +33,23 @@ kn_linear *kn_linear_create(kn_ctx *ctx, const kn_linear_shape *s) {
     dnnl_memory_desc_t src, dst, w, bias;
     dnnl_inner_product_desc_t fd, bdd, bwd;
     const dnnl_memory_desc_t *bias_md = s->has_bias ? &bias : NULL;
-    if (kn_md_2d(ctx, &src, s->n, s->in_features, what) || kn_md_2d(ctx, &dst, s->n, s->out_features, what) ||
-        kn_md_2d(ctx, &w, s->out_features, s->in_features, what) || kn_md_1d(ctx, &bias, s->out_features, what) ||
-        kn_check(ctx, dnnl_inner_product_forward_desc_init(&fd, dnnl_forward_training, &src, &w, bias_md, &dst), what,
-                 "forward descriptor") ||
+    if (kn_md_2d(ctx, &src, s->n, s->in_features, what) ||
+        kn_md_2d(ctx, &dst, s->n, s->out_features, what) ||
+        kn_md_2d(ctx, &w, s->out_features, s->in_features, what) ||
+        kn_md_1d(ctx, &bias, s->out_features, what) ||
+        kn_check(ctx,
+                 dnnl_inner_product_forward_desc_init(&fd, dnnl_forward_training, &src, &w, bias_md,
+                                                      &dst),
+                 what, "forward descriptor") ||
         kn_prim_create(ctx, &p->fwd, &fd, NULL, what) ||
         kn_check(ctx, dnnl_inner_product_backward_data_desc_init(&bdd, &src, &w, &dst), what,
                  "backward-data descriptor") ||
         kn_prim_create(ctx, &p->bwd_data, &bdd, p->fwd.pd, what) ||
-        kn_check(ctx, dnnl_inner_product_backward_weights_desc_init(&bwd, &src, &w, bias_md, &dst), what,
-                 "backward-weights descriptor") ||
-        kn_prim_create(ctx, &p->bwd_weights, &bwd, p->fwd.pd, what) || kn_mem_create(ctx, &p->m_src, &src, what) ||
-        kn_mem_create(ctx, &p->m_dst, &dst, what) || kn_mem_create(ctx, &p->m_w, &w, what) ||
-        kn_mem_create(ctx, &p->m_bias, &bias, what)) {
+        kn_check(ctx, dnnl_inner_product_backward_weights_desc_init(&bwd, &src, &w, bias_md, &dst),
+                 what, "backward-weights descriptor") ||
+        kn_prim_create(ctx, &p->bwd_weights, &bwd, p->fwd.pd, what) ||
+        kn_mem_create(ctx, &p->m_src, &src, what) || kn_mem_create(ctx, &p->m_dst, &dst, what) ||
+        kn_mem_create(ctx, &p->m_w, &w, what) || kn_mem_create(ctx, &p->m_bias, &bias, what)) {
         kn_linear_destroy(p);
         return NULL;
     }
@@ -53,7 +57,8 @@ kn_linear *kn_linear_create(kn_ctx *ctx, const kn_linear_shape *s) {
 }
 
 /* Binds each memory of `args` to the matching pointer, refusing NULL. */
-static int bind_args(kn_linear *p, const dnnl_exec_arg_t *args, const void *const *ptrs, int nargs) {
+static int bind_args(kn_linear *p, const dnnl_exec_arg_t *args, const void *const *ptrs,
+                     int nargs) {
     for (int i = 0; i < nargs; i++)
         if (!ptrs[i]) return kn_fail(p->ctx, p->what, "NULL tensor argument");
     for (int i = 0; i < nargs; i++)
@@ -66,8 +71,10 @@ int kn_linear_forward(kn_linear *p,
                       const float *inp,    // (N, IN)
                       const float *weight, // (OUT, IN)
                       const float *bias) { // (OUT) or NULL
-    dnnl_exec_arg_t args[] = {
-        {DNNL_ARG_DST, p->m_dst}, {DNNL_ARG_SRC, p->m_src}, {DNNL_ARG_WEIGHTS, p->m_w}, {DNNL_ARG_BIAS, p->m_bias}};
+    dnnl_exec_arg_t args[] = {{DNNL_ARG_DST, p->m_dst},
+                              {DNNL_ARG_SRC, p->m_src},
+                              {DNNL_ARG_WEIGHTS, p->m_w},
+                              {DNNL_ARG_BIAS, p->m_bias}};
     const void *ptrs[] = {out, inp, weight, bias};
     int nargs = p->s.has_bias ? 4 : 3;
     if (bind_args(p, args, ptrs, nargs)) return -1;
@@ -78,7 +85,8 @@ int kn_linear_backward_data(kn_linear *p,
                             float *dinp,           // (N, IN)
                             const float *dout,     // (N, OUT)
                             const float *weight) { // (OUT, IN)
-    dnnl_exec_arg_t args[] = {{DNNL_ARG_DIFF_SRC, p->m_src}, {DNNL_ARG_DIFF_DST, p->m_dst}, {DNNL_ARG_WEIGHTS, p->m_w}};
+    dnnl_exec_arg_t args[] = {
+        {DNNL_ARG_DIFF_SRC, p->m_src}, {DNNL_ARG_DIFF_DST, p->m_dst}, {DNNL_ARG_WEIGHTS, p->m_w}};
     const void *ptrs[] = {dinp, dout, weight};
     if (bind_args(p, args, ptrs, 3)) return -1;
     return kn_prim_exec(p->ctx, &p->bwd_data, 3, args, p->what);

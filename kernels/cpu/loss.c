@@ -27,13 +27,15 @@ int kn_cross_entropy(kn_ctx *ctx,
             if (row[j] > row[best]) best = j;
         const float mx = row[best];
         double sum = 0.0; /* shifted by the max so exp never overflows */
-        for (int j = 0; j < c; j++) sum += exp((double)(row[j] - mx));
+        for (int j = 0; j < c; j++)
+            sum += exp((double)(row[j] - mx));
         const double log_sum = log(sum);
         total += log_sum - (double)(row[labels[i]] - mx);
         hits += best == labels[i];
         if (dlogits) {
             float *d = dlogits + (size_t)i * c;
-            for (int j = 0; j < c; j++) d[j] = (float)exp((double)(row[j] - mx) - log_sum) * inv_n;
+            for (int j = 0; j < c; j++)
+                d[j] = (float)exp((double)(row[j] - mx) - log_sum) * inv_n;
             d[labels[i]] -= inv_n;
         }
     }

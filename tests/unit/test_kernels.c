@@ -40,16 +40,18 @@ static float *load(const char *name, size_t expect) {
     return x;
 }
 
-static float *zeros(size_t count) { return calloc(count ? count : 1, sizeof(float)); }
+static float *zeros(size_t count) {
+    return calloc(count ? count : 1, sizeof(float));
+}
 
 static char *cat(char *buf, const char *a, const char *b) {
     snprintf(buf, 128, "%s_%s", a, b);
     return buf;
 }
 
-#define KN_OK(call)                                                                        \
-    do {                                                                                   \
-        if ((call) != 0) tl_fail(__FILE__, __LINE__, "%s: %s", #call, kn_error(ctx));       \
+#define KN_OK(call)                                                                                \
+    do {                                                                                           \
+        if ((call) != 0) tl_fail(__FILE__, __LINE__, "%s: %s", #call, kn_error(ctx));              \
     } while (0)
 
 /* ---- convolution ----------------------------------------------------------------------- */
@@ -61,16 +63,20 @@ typedef struct {
 
 /* must match CONV_CASES in export_kernels.py */
 static const conv_case conv_cases[] = {
-    {"conv_3x3_s1_p1", 2, 8, 10, 10, 16, 3, 1, 1, 1, 1, 0}, {"conv_7x7_s2_p3", 2, 3, 32, 32, 16, 7, 2, 3, 1, 1, 0},
-    {"conv_1x1_s2", 2, 16, 14, 14, 32, 1, 2, 0, 1, 1, 0},   {"conv_bias", 2, 8, 9, 9, 12, 3, 1, 1, 1, 1, 1},
-    {"conv_groups2", 2, 8, 10, 10, 16, 3, 1, 1, 1, 2, 1},   {"conv_odd_13x11", 3, 5, 13, 11, 7, 3, 2, 1, 1, 1, 1},
+    {"conv_3x3_s1_p1", 2, 8, 10, 10, 16, 3, 1, 1, 1, 1, 0},
+    {"conv_7x7_s2_p3", 2, 3, 32, 32, 16, 7, 2, 3, 1, 1, 0},
+    {"conv_1x1_s2", 2, 16, 14, 14, 32, 1, 2, 0, 1, 1, 0},
+    {"conv_bias", 2, 8, 9, 9, 12, 3, 1, 1, 1, 1, 1},
+    {"conv_groups2", 2, 8, 10, 10, 16, 3, 1, 1, 1, 2, 1},
+    {"conv_odd_13x11", 3, 5, 13, 11, 7, 3, 2, 1, 1, 1, 1},
     {"conv_dilated", 2, 4, 12, 12, 8, 3, 1, 2, 2, 1, 0},
 };
 
 static void run_conv_case(const conv_case *c) {
     char nm[128];
-    kn_conv_shape s = {c->n, c->c_in, c->h, c->w, c->c_out, c->k, c->k, c->stride, c->stride, c->pad, c->pad,
-                       c->dilation, c->dilation, c->groups, c->bias};
+    kn_conv_shape s = {c->n,   c->c_in,     c->h,        c->w,      c->c_out,
+                       c->k,   c->k,        c->stride,   c->stride, c->pad,
+                       c->pad, c->dilation, c->dilation, c->groups, c->bias};
     int ho, wo;
     kn_conv_output_hw(&s, &ho, &wo);
     size_t nx = (size_t)c->n * c->h * c->w * c->c_in, ny = (size_t)c->n * ho * wo * c->c_out;
@@ -89,15 +95,18 @@ static void run_conv_case(const conv_case *c) {
         KN_OK(kn_conv_backward_data(plan, gx, dy, w));
         COMPARE(cat(nm, c->name, "dx"), gx, dx, nx);
         /* fill with garbage first: backward must overwrite, not accumulate */
-        for (size_t i = 0; i < nw; i++) gw[i] = 1e3f;
+        for (size_t i = 0; i < nw; i++)
+            gw[i] = 1e3f;
         KN_OK(kn_conv_backward_weights(plan, gw, c->bias ? gb : NULL, dy, x));
         COMPARE(cat(nm, c->name, "dw"), gw, dw, nw);
         if (c->bias) COMPARE(cat(nm, c->name, "db"), gb, db, c->c_out);
         /* a second step with changed weights must not reuse stale reordered weights */
-        for (size_t i = 0; i < nw; i++) w[i] *= 2.0f;
+        for (size_t i = 0; i < nw; i++)
+            w[i] *= 2.0f;
         KN_OK(kn_conv_forward(plan, out, x, w, b));
         KN_OK(kn_conv_backward_data(plan, gx, dy, w));
-        for (size_t i = 0; i < nx; i++) dx[i] *= 2.0f;
+        for (size_t i = 0; i < nx; i++)
+            dx[i] *= 2.0f;
         COMPARE(cat(nm, c->name, "dx after weight change"), gx, dx, nx);
     }
     kn_conv_destroy(plan);
@@ -105,8 +114,10 @@ static void run_conv_case(const conv_case *c) {
     free(out), free(gx), free(gw), free(gb);
 }
 
-#define CONV_TEST(fn, idx)                                                                 \
-    static void fn(void) { run_conv_case(&conv_cases[idx]); }
+#define CONV_TEST(fn, idx)                                                                         \
+    static void fn(void) {                                                                         \
+        run_conv_case(&conv_cases[idx]);                                                           \
+    }
 CONV_TEST(test_conv_3x3_s1_p1, 0)
 CONV_TEST(test_conv_7x7_s2_p3, 1)
 CONV_TEST(test_conv_1x1_s2, 2)
@@ -120,20 +131,25 @@ static void test_conv_impossible_shape(void) {
     kn_conv_shape s = {1, 3, 4, 4, 8, 7, 7, 1, 1, 1, 1, 1, 1, 1, 0}; /* 7x7 kernel on 6x6 padded */
     kn_conv *plan = kn_conv_create(ctx, &s);
     CHECK(plan == NULL, "a 7x7 kernel on a 4x4 input with padding 1 was accepted");
-    CHECK(strstr(kn_error(ctx), "conv") && strstr(kn_error(ctx), "kernel larger"), "message: '%s'", kn_error(ctx));
+    CHECK(strstr(kn_error(ctx), "conv") && strstr(kn_error(ctx), "kernel larger"), "message: '%s'",
+          kn_error(ctx));
     kn_conv_destroy(plan);
-    kn_conv_shape g = {1, 6, 8, 8, 8, 3, 3, 1, 1, 1, 1, 1, 1, 4, 0}; /* groups 4 does not divide 6 */
-    CHECK(kn_conv_create(ctx, &g) == NULL && strstr(kn_error(ctx), "groups"), "bad groups: '%s'", kn_error(ctx));
+    kn_conv_shape g = {1, 6, 8, 8, 8, 3, 3, 1,
+                       1, 1, 1, 1, 1, 4, 0}; /* groups 4 does not divide 6 */
+    CHECK(kn_conv_create(ctx, &g) == NULL && strstr(kn_error(ctx), "groups"), "bad groups: '%s'",
+          kn_error(ctx));
     kn_pool_shape ps = {KN_POOL_MAX, 1, 2, 2, 2, 3, 3, 1, 1, 0, 0, 0, 1};
-    CHECK(kn_pool_create(ctx, &ps) == NULL && strstr(kn_error(ctx), "pool"), "pool: '%s'", kn_error(ctx));
+    CHECK(kn_pool_create(ctx, &ps) == NULL && strstr(kn_error(ctx), "pool"), "pool: '%s'",
+          kn_error(ctx));
     /* avg 2x2 s2 ceil on 5x5 with count_include_pad: the last window hangs past the input,
      * where oneDNN's divisor and PyTorch's differ; refused rather than silently wrong */
     kn_pool_shape ceil_incl = {KN_POOL_AVG, 1, 2, 5, 5, 2, 2, 2, 2, 0, 0, 1, 1};
-    CHECK(kn_pool_create(ctx, &ceil_incl) == NULL && strstr(kn_error(ctx), "ceil_mode"), "ceil+include_pad: '%s'",
-          kn_error(ctx));
+    CHECK(kn_pool_create(ctx, &ceil_incl) == NULL && strstr(kn_error(ctx), "ceil_mode"),
+          "ceil+include_pad: '%s'", kn_error(ctx));
     kn_conv_shape ok = {1, 2, 4, 4, 2, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0};
     kn_conv *plan_ok = kn_conv_create(ctx, &ok);
-    CHECK(plan_ok && kn_conv_forward(plan_ok, NULL, NULL, NULL, NULL) == -1 && strstr(kn_error(ctx), "NULL"),
+    CHECK(plan_ok && kn_conv_forward(plan_ok, NULL, NULL, NULL, NULL) == -1 &&
+              strstr(kn_error(ctx), "NULL"),
           "NULL tensors: '%s'", kn_error(ctx));
     kn_conv_destroy(plan_ok);
     int32_t bad_label = 7;
@@ -153,12 +169,15 @@ static void test_batchnorm(void) {
     float *rm = load("bn_rmean0", c), *rv = load("bn_rvar0", c), *y = load("bn_y", nx);
     float *sm = load("bn_save_mean", c), *sv = load("bn_save_var", c), *rm1 = load("bn_rmean1", c);
     float *rv1 = load("bn_rvar1", c), *dy = load("bn_dy", nx), *dx = load("bn_dx", nx);
-    float *dgamma = load("bn_dgamma", c), *dbeta = load("bn_dbeta", c), *yi = load("bn_y_infer", nx);
-    float *out = zeros(nx), *gsm = zeros(c), *gsv = zeros(c), *gx = zeros(nx), *gg = zeros(c), *gbeta = zeros(c);
+    float *dgamma = load("bn_dgamma", c), *dbeta = load("bn_dbeta", c),
+          *yi = load("bn_y_infer", nx);
+    float *out = zeros(nx), *gsm = zeros(c), *gsv = zeros(c), *gx = zeros(nx), *gg = zeros(c),
+          *gbeta = zeros(c);
     kn_bn_shape s = {n, c, h, w, 1e-5f, 0.1f};
     kn_bn *plan = kn_bn_create(ctx, &s);
     CHECK(plan, "create: %s", kn_error(ctx));
-    if (plan && x && gamma && beta && rm && rv && y && sm && sv && rm1 && rv1 && dy && dx && dgamma && dbeta && yi) {
+    if (plan && x && gamma && beta && rm && rv && y && sm && sv && rm1 && rv1 && dy && dx &&
+        dgamma && dbeta && yi) {
         KN_OK(kn_bn_forward_train(plan, out, gsm, gsv, rm, rv, x, gamma, beta));
         COMPARE("bn out", out, y, nx);
         COMPARE("bn save_mean", gsm, sm, c);
@@ -176,8 +195,10 @@ static void test_batchnorm(void) {
         COMPARE("bn infer out", out, yi, nx);
     }
     kn_bn_destroy(plan);
-    float *all[] = {x, gamma, beta, rm, rv, y, sm, sv, rm1, rv1, dy, dx, dgamma, dbeta, yi, out, gsm, gsv, gx, gg, gbeta};
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free(all[i]);
+    float *all[] = {x,  gamma,  beta,  rm, rv,  y,   sm,  sv, rm1, rv1,  dy,
+                    dx, dgamma, dbeta, yi, out, gsm, gsv, gx, gg,  gbeta};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        free(all[i]);
 }
 
 /* ---- pooling --------------------------------------------------------------------------- */
@@ -199,8 +220,8 @@ static const pool_case pool_cases[] = {
 
 static void run_pool_case(const pool_case *c) {
     char nm[128];
-    kn_pool_shape s = {c->kind, c->n, c->c, c->h, c->w, c->k, c->k, c->stride, c->stride, c->pad, c->pad,
-                       c->ceil_mode, c->include_pad};
+    kn_pool_shape s = {c->kind,   c->n,      c->c,   c->h,   c->w,         c->k,          c->k,
+                       c->stride, c->stride, c->pad, c->pad, c->ceil_mode, c->include_pad};
     int ho, wo;
     kn_pool_output_hw(&s, &ho, &wo);
     size_t nx = (size_t)c->n * c->h * c->w * c->c, ny = (size_t)c->n * ho * wo * c->c;
@@ -212,7 +233,8 @@ static void run_pool_case(const pool_case *c) {
     if (plan && x && y && dy && dx) {
         KN_OK(kn_pool_forward(plan, out, x));
         COMPARE(cat(nm, c->name, "y"), out, y, ny);
-        for (size_t i = 0; i < nx; i++) gx[i] = 1e3f; /* must be overwritten */
+        for (size_t i = 0; i < nx; i++)
+            gx[i] = 1e3f; /* must be overwritten */
         KN_OK(kn_pool_backward(plan, gx, dy));
         COMPARE(cat(nm, c->name, "dx"), gx, dx, nx);
     }
@@ -221,7 +243,8 @@ static void run_pool_case(const pool_case *c) {
 }
 
 static void test_pools(void) {
-    for (size_t i = 0; i < sizeof pool_cases / sizeof pool_cases[0]; i++) run_pool_case(&pool_cases[i]);
+    for (size_t i = 0; i < sizeof pool_cases / sizeof pool_cases[0]; i++)
+        run_pool_case(&pool_cases[i]);
 }
 
 static void test_adaptive_avgpool(void) {
@@ -238,7 +261,8 @@ static void test_adaptive_avgpool(void) {
             if (x && y && dy && dx) {
                 KN_OK(kn_adaptive_avgpool_forward(ctx, out, x, n, c, hw, hw, o, o));
                 COMPARE(cat(nm, base, "y"), out, y, ny);
-                for (size_t k = 0; k < nx; k++) gx[k] = 1e3f;
+                for (size_t k = 0; k < nx; k++)
+                    gx[k] = 1e3f;
                 KN_OK(kn_adaptive_avgpool_backward(ctx, gx, dy, n, c, hw, hw, o, o));
                 COMPARE(cat(nm, base, "dx"), gx, dx, nx);
             }
@@ -250,7 +274,8 @@ static void test_adaptive_avgpool(void) {
 
 static void test_relu(void) {
     const size_t n = 1000;
-    float *x = load("relu_x", n), *y = load("relu_y", n), *dy = load("relu_dy", n), *dx = load("relu_dx", n);
+    float *x = load("relu_x", n), *y = load("relu_y", n), *dy = load("relu_dy", n),
+          *dx = load("relu_dx", n);
     float *out = zeros(n), *gx = zeros(n);
     if (x && y && dy && dx) {
         KN_OK(kn_relu_forward(ctx, out, x, n));
@@ -268,10 +293,12 @@ static void test_add_accumulate(void) {
     float *a = zeros(n), *b = zeros(n), *out = zeros(n), *ref = zeros(n);
     tl_fill_uniform(a, n, -1, 1, 1);
     tl_fill_uniform(b, n, -1, 1, 2);
-    for (size_t i = 0; i < n; i++) ref[i] = a[i] + b[i];
+    for (size_t i = 0; i < n; i++)
+        ref[i] = a[i] + b[i];
     KN_OK(kn_add(ctx, out, a, b, n));
     CHECK(memcmp(out, ref, n * sizeof *out) == 0, "add is not exact");
-    for (size_t i = 0; i < n; i++) ref[i] += b[i];
+    for (size_t i = 0; i < n; i++)
+        ref[i] += b[i];
     KN_OK(kn_accumulate(ctx, out, b, n));
     CHECK(memcmp(out, ref, n * sizeof *out) == 0, "accumulate is not exact");
     free(a), free(b), free(out), free(ref);
@@ -299,7 +326,8 @@ static void run_linear_case(const linear_case *c) {
         COMPARE(cat(nm, c->name, "y"), out, y, ny);
         KN_OK(kn_linear_backward_data(plan, gx, dy, w));
         COMPARE(cat(nm, c->name, "dx"), gx, dx, nx);
-        for (size_t i = 0; i < nw; i++) gw[i] = 1e3f;
+        for (size_t i = 0; i < nw; i++)
+            gw[i] = 1e3f;
         KN_OK(kn_linear_backward_weights(plan, gw, c->bias ? gb : NULL, dy, x));
         COMPARE(cat(nm, c->name, "dw"), gw, dw, nw);
         if (c->bias) COMPARE(cat(nm, c->name, "db"), gb, db, c->out);
@@ -312,7 +340,8 @@ static void run_linear_case(const linear_case *c) {
 static void test_linear(void) {
     /* must match LINEAR_CASES in export_kernels.py */
     const linear_case cases[] = {{"linear_bias", 4, 20, 7, 1}, {"linear_nobias", 3, 33, 5, 0}};
-    for (int i = 0; i < 2; i++) run_linear_case(&cases[i]);
+    for (int i = 0; i < 2; i++)
+        run_linear_case(&cases[i]);
 }
 
 static void test_cross_entropy(void) {
@@ -331,7 +360,8 @@ static void test_cross_entropy(void) {
         COMPARE("ce dlogits", dl, dl_ref, (size_t)n * c);
         CHECK(correct == correct_ref[0], "correct %d, PyTorch %d", correct, correct_ref[0]);
         float loss2 = -1;
-        KN_OK(kn_cross_entropy(ctx, NULL, &loss2, &correct, logits, labels, n, c)); /* eval: no grad */
+        KN_OK(kn_cross_entropy(ctx, NULL, &loss2, &correct, logits, labels, n,
+                               c)); /* eval: no grad */
         CHECK(loss2 == loss, "loss without dlogits differs: %g vs %g", loss2, loss);
     } else {
         CHECK(0, "missing or wrong-size cross-entropy references");
@@ -372,7 +402,8 @@ static void test_adam(void) {
             max_move = fmax(max_move, fabs((double)p3[i] - p0[i]));
             max_err = fmax(max_err, fabs((double)p[i] - p3[i]));
         }
-        CHECK(max_err <= 1e-4 * max_move + 1e-7, "adam update off by %g of a %g move", max_err, max_move);
+        CHECK(max_err <= 1e-4 * max_move + 1e-7, "adam update off by %g of a %g move", max_err,
+              max_move);
     }
     free(p), free(m), free(v), free(m_ref), free(v_ref), free(p0), free(p3);
 }
@@ -398,11 +429,12 @@ static void test_dropout(void) {
     }
     /* binomial(1e6, 0.5): sd 500, so 6 sd is 3000 */
     CHECK(fabs((double)kept - 0.5 * n) < 3000, "kept %zu of %zu at p=0.5", kept, n);
-    CHECK(bad_mask == 0 && bad_scale == 0, "%zu mask values not 0/1, %zu outputs not x/(1-p) or 0", bad_mask,
-          bad_scale);
+    CHECK(bad_mask == 0 && bad_scale == 0, "%zu mask values not 0/1, %zu outputs not x/(1-p) or 0",
+          bad_mask, bad_scale);
     KN_OK(kn_dropout_backward(ctx, dx, x, mask, n, p)); /* dout = x */
     size_t bad_bwd = 0;
-    for (size_t i = 0; i < n; i++) bad_bwd += dx[i] != out[i];
+    for (size_t i = 0; i < n; i++)
+        bad_bwd += dx[i] != out[i];
     CHECK(bad_bwd == 0, "backward differs from the forward's mask at %zu places", bad_bwd);
 
     /* thread count independence: a 1-thread context gives the same mask */
@@ -417,20 +449,26 @@ static void test_dropout(void) {
     }
     /* a range starting at an offset continues the same stream */
     KN_OK(kn_dropout_forward(ctx, dx, mask2, x + 1000, n - 1000, p, 42, 1000));
-    CHECK(memcmp(mask + 1000, mask2, n - 1000) == 0, "offset 1000 is not the continuation of offset 0");
+    CHECK(memcmp(mask + 1000, mask2, n - 1000) == 0,
+          "offset 1000 is not the continuation of offset 0");
     /* a different offset (another step) or seed gives a different mask */
     KN_OK(kn_dropout_forward(ctx, dx, mask2, x, n, p, 42, n));
     size_t same = 0;
-    for (size_t i = 0; i < n; i++) same += mask[i] == mask2[i];
-    CHECK(fabs((double)same - 0.5 * n) < 3000, "offset n agrees with offset 0 at %zu of %zu", same, n);
+    for (size_t i = 0; i < n; i++)
+        same += mask[i] == mask2[i];
+    CHECK(fabs((double)same - 0.5 * n) < 3000, "offset n agrees with offset 0 at %zu of %zu", same,
+          n);
     KN_OK(kn_dropout_forward(ctx, dx, mask2, x, n, p, 43, 0));
     same = 0;
-    for (size_t i = 0; i < n; i++) same += mask[i] == mask2[i];
-    CHECK(fabs((double)same - 0.5 * n) < 3000, "seed 43 agrees with seed 42 at %zu of %zu", same, n);
+    for (size_t i = 0; i < n; i++)
+        same += mask[i] == mask2[i];
+    CHECK(fabs((double)same - 0.5 * n) < 3000, "seed 43 agrees with seed 42 at %zu of %zu", same,
+          n);
     /* p = 0.1: keep fraction 0.9 with sd 300 */
     KN_OK(kn_dropout_forward(ctx, out, mask, x, n, 0.1f, 7, 0));
     kept = 0;
-    for (size_t i = 0; i < n; i++) kept += mask[i];
+    for (size_t i = 0; i < n; i++)
+        kept += mask[i];
     CHECK(fabs((double)kept - 0.9 * n) < 1800, "kept %zu of %zu at p=0.1", kept, n);
     CHECK(kn_dropout_forward(ctx, out, mask, x, n, 1.5f, 7, 0) == -1, "p = 1.5 accepted");
 done:
@@ -484,16 +522,22 @@ int main(void) {
         return 1;
     }
     const char *const names[] = {
-        "context",          "conv_3x3_s1_p1", "conv_7x7_s2_p3",  "conv_1x1_s2",    "conv_bias",
-        "conv_groups2",     "conv_odd_13x11", "conv_dilated",    "conv_impossible_shape_error",
-        "batchnorm",        "pools",          "adaptive_avgpool", "relu",          "add_accumulate",
-        "linear",           "cross_entropy",  "adam",            "dropout",        "layout",
+        "context",        "conv_3x3_s1_p1", "conv_7x7_s2_p3",
+        "conv_1x1_s2",    "conv_bias",      "conv_groups2",
+        "conv_odd_13x11", "conv_dilated",   "conv_impossible_shape_error",
+        "batchnorm",      "pools",          "adaptive_avgpool",
+        "relu",           "add_accumulate", "linear",
+        "cross_entropy",  "adam",           "dropout",
+        "layout",
     };
     const tl_case_fn cases[] = {
-        test_context,       test_conv_3x3_s1_p1, test_conv_7x7_s2_p3,   test_conv_1x1_s2, test_conv_bias,
-        test_conv_groups2,  test_conv_odd_13x11, test_conv_dilated,     test_conv_impossible_shape,
-        test_batchnorm,     test_pools,          test_adaptive_avgpool, test_relu,        test_add_accumulate,
-        test_linear,        test_cross_entropy,  test_adam,             test_dropout,     test_layout,
+        test_context,        test_conv_3x3_s1_p1, test_conv_7x7_s2_p3,
+        test_conv_1x1_s2,    test_conv_bias,      test_conv_groups2,
+        test_conv_odd_13x11, test_conv_dilated,   test_conv_impossible_shape,
+        test_batchnorm,      test_pools,          test_adaptive_avgpool,
+        test_relu,           test_add_accumulate, test_linear,
+        test_cross_entropy,  test_adam,           test_dropout,
+        test_layout,
     };
     int n = (int)(sizeof cases / sizeof cases[0]);
     printf("kernels: relative tolerance %.0e (TLSWEEP_VERBOSE=1 prints each error)\n", TOL);
