@@ -50,6 +50,7 @@ typedef struct {
     int resize, crop;
     int skip_corrupt;
     /* augmentation (training only) */
+    int shuffle; /* reshuffle the training split every epoch (1); 0 keeps its order */
     double hflip, brightness, contrast, rotate_deg, shear_deg;
     /* training */
     int batch_size;

@@ -1,0 +1,270 @@
+/* 2-D convolution on oneDNN. Activations stay NHWC so no activation reorders happen; weights
+ * use whatever blocked format the primitives prefer ("any"), reordered from/to PyTorch's
+ * (C_out, C_in/groups, KH, KW) buffer by reorder primitives made once with the plan. */
+#include "kernels/cpu/cpu_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct kn_conv {
+    kn_ctx *ctx;
+    kn_conv_shape s;
+    char what[KN_WHAT_LEN];
+    kn_prim fwd, bwd_data, bwd_weights;
+    /* user (PyTorch) weight layout <-> primitive layouts; a reorder is absent (prim NULL)
+     * when the formats already agree */
+    kn_prim reorder_w_fwd, reorder_w_bd, reorder_dw;
+    float *w_fwd, *w_bd, *dw_blocked; /* plan-owned blocked copies, NULL when not needed */
+    int bd_shares_fwd;                /* bwd_data reads w_fwd (same format) */
+    const float *w_fwd_source;        /* weights last reordered into w_fwd ... */
+    uint64_t w_fwd_epoch;             /* ... and the ctx->weights_epoch at the time */
+    dnnl_memory_t m_src, m_dst, m_bias, m_w_user, m_w_fwd, m_w_bd, m_dw;
+};
+
+void kn_conv_output_hw(const kn_conv_shape *s, int *h_out, int *w_out) {
+    int ekh = (s->kh - 1) * s->dilation_h + 1, ekw = (s->kw - 1) * s->dilation_w + 1;
+    *h_out = s->stride_h > 0 ? (s->h_in + 2 * s->pad_h - ekh) / s->stride_h + 1 : 0;
+    *w_out = s->stride_w > 0 ? (s->w_in + 2 * s->pad_w - ekw) / s->stride_w + 1 : 0;
+    if (s->h_in + 2 * s->pad_h < ekh) *h_out = 0; /* C division truncates towards zero */
+    if (s->w_in + 2 * s->pad_w < ekw) *w_out = 0;
+}
+
+static int validate(kn_ctx *ctx, const kn_conv_shape *s, const char *what) {
+    if (s->n <= 0 || s->c_in <= 0 || s->h_in <= 0 || s->w_in <= 0 || s->c_out <= 0 || s->kh <= 0 ||
+        s->kw <= 0)
+        return kn_fail(ctx, what, "sizes must be positive");
+    if (s->stride_h <= 0 || s->stride_w <= 0 || s->dilation_h <= 0 || s->dilation_w <= 0)
+        return kn_fail(ctx, what, "stride and dilation must be >= 1");
+    if (s->pad_h < 0 || s->pad_w < 0) return kn_fail(ctx, what, "padding must be >= 0");
+    if (s->groups <= 0 || s->c_in % s->groups || s->c_out % s->groups)
+        return kn_fail(ctx, what, "groups %d must divide C_in %d and C_out %d", s->groups, s->c_in,
+                       s->c_out);
+    int ho, wo;
+    kn_conv_output_hw(s, &ho, &wo);
+    if (ho <= 0 || wo <= 0)
+        return kn_fail(ctx, what, "kernel larger than the padded input (output %dx%d)", ho, wo);
+    return 0;
+}
+
+/* PyTorch's weight buffer as oneDNN sees it: OIHW, or GOIHW split along C_out for groups. */
+static int user_weight_md(kn_ctx *ctx, const kn_conv_shape *s, dnnl_memory_desc_t *md,
+                          dnnl_format_tag_t tag, const char *what) {
+    if (s->groups == 1) {
+        dnnl_dims_t d = {s->c_out, s->c_in, s->kh, s->kw};
+        return kn_check(ctx,
+                        dnnl_memory_desc_init_by_tag(md, 4, d, dnnl_f32,
+                                                     tag == dnnl_format_tag_any ? tag : dnnl_oihw),
+                        what, "weight descriptor");
+    }
+    dnnl_dims_t d = {s->groups, s->c_out / s->groups, s->c_in / s->groups, s->kh, s->kw};
+    return kn_check(ctx,
+                    dnnl_memory_desc_init_by_tag(md, 5, d, dnnl_f32,
+                                                 tag == dnnl_format_tag_any ? tag : dnnl_goihw),
+                    what, "weight descriptor");
+}
+
+/* Makes a reorder and its blocked buffer when `want` differs from the user layout. */
+static int maybe_reorder(kn_conv *p, kn_prim *r, float **buf, dnnl_memory_t *mem,
+                         const dnnl_memory_desc_t *user, const dnnl_memory_desc_t *want,
+                         int to_user) {
+    if (!want) return kn_fail(p->ctx, p->what, "primitive reported no weight descriptor");
+    if (dnnl_memory_desc_equal(user, want)) return 0;
+    *buf = kn_plan_alloc(p->ctx, dnnl_memory_desc_get_size(want), p->what);
+    if (!*buf) return -1;
+    if (kn_mem_create(p->ctx, mem, want, p->what) || kn_bind(p->ctx, *mem, *buf, p->what))
+        return -1;
+    return to_user ? kn_prim_create_reorder(p->ctx, r, want, user, p->what)
+                   : kn_prim_create_reorder(p->ctx, r, user, want, p->what);
+}
+
+kn_conv *kn_conv_create(kn_ctx *ctx, const kn_conv_shape *s) {
+    char what[KN_WHAT_LEN];
+    snprintf(what, sizeof what, "conv %dx%dx%dx%d g%d s%d,%d p%d,%d d%d,%d on NHWC %dx%dx%dx%d",
+             s->c_out, s->groups > 0 ? s->c_in / s->groups : s->c_in, s->kh, s->kw, s->groups,
+             s->stride_h, s->stride_w, s->pad_h, s->pad_w, s->dilation_h, s->dilation_w, s->n,
+             s->h_in, s->w_in, s->c_in);
+    if (validate(ctx, s, what)) return NULL;
+    kn_conv *p = calloc(1, sizeof *p);
+    if (!p) {
+        kn_fail(ctx, what, "out of memory");
+        return NULL;
+    }
+    p->ctx = ctx;
+    p->s = *s;
+    memcpy(p->what, what, sizeof what);
+
+    int ho, wo;
+    kn_conv_output_hw(s, &ho, &wo);
+    dnnl_memory_desc_t src, dst, w_any, w_user, bias;
+    dnnl_dims_t strides = {s->stride_h, s->stride_w};
+    dnnl_dims_t dil = {s->dilation_h - 1, s->dilation_w - 1}; /* oneDNN: 0 = dense */
+    dnnl_dims_t pad_l = {s->pad_h, s->pad_w};
+    /* right padding that makes oneDNN's output size equal PyTorch's floor rule */
+    dnnl_dims_t pad_r = {
+        (ho - 1) * s->stride_h + (s->kh - 1) * s->dilation_h + 1 - s->h_in - s->pad_h,
+        (wo - 1) * s->stride_w + (s->kw - 1) * s->dilation_w + 1 - s->w_in - s->pad_w};
+    if (kn_md_nhwc(ctx, &src, s->n, s->c_in, s->h_in, s->w_in, what) ||
+        kn_md_nhwc(ctx, &dst, s->n, s->c_out, ho, wo, what) ||
+        user_weight_md(ctx, s, &w_any, dnnl_format_tag_any, what) ||
+        user_weight_md(ctx, s, &w_user, dnnl_format_tag_undef, what) ||
+        kn_md_1d(ctx, &bias, s->c_out, what))
+        goto fail;
+    const dnnl_memory_desc_t *bias_md = s->has_bias ? &bias : NULL;
+
+    dnnl_convolution_desc_t fd, bdd, bwd;
+    if (kn_check(ctx,
+                 dnnl_dilated_convolution_forward_desc_init(
+                     &fd, dnnl_forward_training, dnnl_convolution_direct, &src, &w_any, bias_md,
+                     &dst, strides, dil, pad_l, pad_r),
+                 what, "forward descriptor") ||
+        kn_prim_create(ctx, &p->fwd, &fd, NULL, what))
+        goto fail;
+    if (kn_check(ctx,
+                 dnnl_dilated_convolution_backward_data_desc_init(
+                     &bdd, dnnl_convolution_direct, &src, &w_any, &dst, strides, dil, pad_l, pad_r),
+                 what, "backward-data descriptor") ||
+        kn_prim_create(ctx, &p->bwd_data, &bdd, p->fwd.pd, what))
+        goto fail;
+    if (kn_check(ctx,
+                 dnnl_dilated_convolution_backward_weights_desc_init(&bwd, dnnl_convolution_direct,
+                                                                     &src, &w_any, bias_md, &dst,
+                                                                     strides, dil, pad_l, pad_r),
+                 what, "backward-weights descriptor") ||
+        kn_prim_create(ctx, &p->bwd_weights, &bwd, p->fwd.pd, what))
+        goto fail;
+
+    /* Activation memories: NHWC descriptors as the primitives report them; the same
+     * descriptors serve src/diff_src and dst/diff_dst. */
+    if (kn_mem_create(ctx, &p->m_src, kn_prim_md(&p->fwd, dnnl_query_src_md, 0), what) ||
+        kn_mem_create(ctx, &p->m_dst, kn_prim_md(&p->fwd, dnnl_query_dst_md, 0), what) ||
+        kn_mem_create(ctx, &p->m_w_user, &w_user, what) ||
+        kn_mem_create(ctx, &p->m_bias, &bias, what))
+        goto fail;
+    const dnnl_memory_desc_t *w_f = kn_prim_md(&p->fwd, dnnl_query_weights_md, 0);
+    const dnnl_memory_desc_t *w_b = kn_prim_md(&p->bwd_data, dnnl_query_weights_md, 0);
+    const dnnl_memory_desc_t *dw = kn_prim_md(&p->bwd_weights, dnnl_query_diff_weights_md, 0);
+    if (maybe_reorder(p, &p->reorder_w_fwd, &p->w_fwd, &p->m_w_fwd, &w_user, w_f, 0)) goto fail;
+    if (w_b && w_f && dnnl_memory_desc_equal(w_b, w_f) && p->w_fwd) {
+        p->bd_shares_fwd = 1;
+    } else if (maybe_reorder(p, &p->reorder_w_bd, &p->w_bd, &p->m_w_bd, &w_user, w_b, 0)) {
+        goto fail;
+    }
+    if (maybe_reorder(p, &p->reorder_dw, &p->dw_blocked, &p->m_dw, &w_user, dw, 1)) goto fail;
+    return p;
+fail:
+    kn_conv_destroy(p);
+    return NULL;
+}
+
+static int check_ptrs(kn_conv *p, const void *a, const void *b, const void *c) {
+    if (!a || !b || !c) return kn_fail(p->ctx, p->what, "NULL tensor argument");
+    return 0;
+}
+
+/* Brings the user's weights into `fmt_mem` (the plan's blocked buffer) when a reorder exists;
+ * returns the memory object the primitive should read. */
+static int stage_weights(kn_conv *p, kn_prim *reorder, dnnl_memory_t blocked, const float *weight,
+                         dnnl_memory_t *use) {
+    if (kn_bind(p->ctx, p->m_w_user, weight, p->what)) return -1;
+    if (!reorder->prim) {
+        *use = p->m_w_user;
+        return 0;
+    }
+    dnnl_exec_arg_t args[] = {{DNNL_ARG_FROM, p->m_w_user}, {DNNL_ARG_TO, blocked}};
+    if (kn_prim_exec(p->ctx, reorder, 2, args, p->what)) return -1;
+    *use = blocked;
+    return 0;
+}
+
+int kn_conv_forward(kn_conv *p,
+                    float *out,          // (N, Ho, Wo, C_out)
+                    const float *inp,    // (N, H, W, C_in)
+                    const float *weight, // (C_out, C_in/groups, KH, KW)
+                    const float *bias) { // (C_out) or NULL
+    if (check_ptrs(p, out, inp, weight)) return -1;
+    if (p->s.has_bias && !bias) return kn_fail(p->ctx, p->what, "plan has a bias but bias is NULL");
+    dnnl_memory_t w;
+    if (stage_weights(p, &p->reorder_w_fwd, p->m_w_fwd, weight, &w)) return -1;
+    p->w_fwd_source = weight;
+    p->w_fwd_epoch = p->ctx->weights_epoch;
+    if (kn_bind(p->ctx, p->m_src, inp, p->what) || kn_bind(p->ctx, p->m_dst, out, p->what))
+        return -1;
+    dnnl_exec_arg_t args[4] = {
+        {DNNL_ARG_SRC, p->m_src}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_DST, p->m_dst}};
+    int nargs = 3;
+    if (p->s.has_bias) {
+        if (kn_bind(p->ctx, p->m_bias, bias, p->what)) return -1;
+        args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, p->m_bias};
+    }
+    return kn_prim_exec(p->ctx, &p->fwd, nargs, args, p->what);
+}
+
+int kn_conv_backward_data(kn_conv *p,
+                          float *dinp,           // (N, H, W, C_in)
+                          const float *dout,     // (N, Ho, Wo, C_out)
+                          const float *weight) { // (C_out, C_in/groups, KH, KW)
+    if (check_ptrs(p, dinp, dout, weight)) return -1;
+    dnnl_memory_t w;
+    /* The forward of this step already reordered these weights unless they changed since. */
+    if (p->bd_shares_fwd && p->w_fwd_source == weight && p->w_fwd_epoch == p->ctx->weights_epoch) {
+        w = p->m_w_fwd;
+    } else if (p->bd_shares_fwd) {
+        if (stage_weights(p, &p->reorder_w_fwd, p->m_w_fwd, weight, &w)) return -1;
+        p->w_fwd_source = weight;
+        p->w_fwd_epoch = p->ctx->weights_epoch;
+    } else if (stage_weights(p, &p->reorder_w_bd, p->m_w_bd, weight, &w)) {
+        return -1;
+    }
+    if (kn_bind(p->ctx, p->m_src, dinp, p->what) || kn_bind(p->ctx, p->m_dst, dout, p->what))
+        return -1;
+    dnnl_exec_arg_t args[] = {
+        {DNNL_ARG_DIFF_SRC, p->m_src}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_DIFF_DST, p->m_dst}};
+    return kn_prim_exec(p->ctx, &p->bwd_data, 3, args, p->what);
+}
+
+int kn_conv_backward_weights(kn_conv *p,
+                             float *dweight,     // (C_out, C_in/groups, KH, KW)
+                             float *dbias,       // (C_out) or NULL
+                             const float *dout,  // (N, Ho, Wo, C_out)
+                             const float *inp) { // (N, H, W, C_in)
+    if (check_ptrs(p, dweight, dout, inp)) return -1;
+    if (p->s.has_bias && !dbias)
+        return kn_fail(p->ctx, p->what, "plan has a bias but dbias is NULL");
+    if (kn_bind(p->ctx, p->m_src, inp, p->what) || kn_bind(p->ctx, p->m_dst, dout, p->what) ||
+        kn_bind(p->ctx, p->m_w_user, dweight, p->what))
+        return -1;
+    dnnl_memory_t dw = p->reorder_dw.prim ? p->m_dw : p->m_w_user;
+    dnnl_exec_arg_t args[4] = {
+        {DNNL_ARG_SRC, p->m_src}, {DNNL_ARG_DIFF_DST, p->m_dst}, {DNNL_ARG_DIFF_WEIGHTS, dw}};
+    int nargs = 3;
+    if (p->s.has_bias) {
+        if (kn_bind(p->ctx, p->m_bias, dbias, p->what)) return -1;
+        args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_DIFF_BIAS, p->m_bias};
+    }
+    if (kn_prim_exec(p->ctx, &p->bwd_weights, nargs, args, p->what)) return -1;
+    if (!p->reorder_dw.prim) return 0;
+    dnnl_exec_arg_t back[] = {{DNNL_ARG_FROM, p->m_dw}, {DNNL_ARG_TO, p->m_w_user}};
+    return kn_prim_exec(p->ctx, &p->reorder_dw, 2, back, p->what);
+}
+
+void kn_conv_destroy(kn_conv *p) {
+    if (!p) return;
+    kn_prim_destroy(&p->fwd);
+    kn_prim_destroy(&p->bwd_data);
+    kn_prim_destroy(&p->bwd_weights);
+    kn_prim_destroy(&p->reorder_w_fwd);
+    kn_prim_destroy(&p->reorder_w_bd);
+    kn_prim_destroy(&p->reorder_dw);
+    kn_mem_destroy(p->m_src);
+    kn_mem_destroy(p->m_dst);
+    kn_mem_destroy(p->m_bias);
+    kn_mem_destroy(p->m_w_user);
+    kn_mem_destroy(p->m_w_fwd);
+    kn_mem_destroy(p->m_w_bd);
+    kn_mem_destroy(p->m_dw);
+    free(p->w_fwd);
+    free(p->w_bd);
+    free(p->dw_blocked);
+    free(p);
+}

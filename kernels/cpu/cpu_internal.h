@@ -1,0 +1,84 @@
+/* Internals of the CPU backend shared by its files: the context, error reporting and thin
+ * wrappers around oneDNN primitive/memory objects. Declarations only. */
+#ifndef TLSWEEP_KERNELS_CPU_INTERNAL_H
+#define TLSWEEP_KERNELS_CPU_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <oneapi/dnnl/dnnl.h>
+
+#include "kernels/kernels.h"
+
+#define KN_ERR_LEN 512
+#define KN_WHAT_LEN 160
+#define KN_RELU_CACHE 32
+
+/* A cached ReLU primitive pair for one element count (the interface passes counts, not
+ * plans, so the context remembers the primitives it made). */
+typedef struct kn_relu_entry kn_relu_entry;
+
+struct kn_ctx {
+    dnnl_engine_t engine;
+    dnnl_stream_t stream;
+    /* Every primitive is made with a user-managed scratchpad: one buffer in the context,
+     * grown when a plan needs more, shared by all primitives because execution is serial. */
+    dnnl_primitive_attr_t attr;
+    void *scratch;
+    size_t scratch_bytes;
+    /* Bumped whenever parameters may have changed (Adam, copies), so a conv plan knows when
+     * the reordered weights of its last forward are stale. */
+    uint64_t weights_epoch;
+    int threads;
+    kn_relu_entry *relu_cache; /* KN_RELU_CACHE entries */
+    int relu_next;             /* round-robin slot to replace */
+    char err[KN_ERR_LEN];
+    char describe[KN_ERR_LEN];
+};
+
+/* One oneDNN primitive with its descriptor and (if it needs one) a scratchpad memory whose
+ * handle is pointed at the context's scratch buffer at each execution. */
+typedef struct {
+    dnnl_primitive_desc_t pd;
+    dnnl_primitive_t prim;
+    dnnl_memory_t scratch;
+} kn_prim;
+
+struct kn_relu_entry {
+    size_t count;
+    kn_prim fwd, bwd;
+    dnnl_memory_t data, diff_data, out; /* (count) */
+};
+
+/* Writes "what: message" into ctx->err and returns -1. */
+int kn_fail(kn_ctx *ctx, const char *what, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Returns 0 on dnnl_success, else records "what: step: oneDNN status" and returns -1. */
+int kn_check(kn_ctx *ctx, dnnl_status_t st, const char *what, const char *step);
+
+/* Primitive from an op descriptor (hint = forward pd for backward ops, else NULL). */
+int kn_prim_create(kn_ctx *ctx, kn_prim *p, const_dnnl_op_desc_t op,
+                   const_dnnl_primitive_desc_t hint, const char *what);
+int kn_prim_create_reorder(kn_ctx *ctx, kn_prim *p, const dnnl_memory_desc_t *src,
+                           const dnnl_memory_desc_t *dst, const char *what);
+/* Executes with the given arguments plus the scratchpad. */
+int kn_prim_exec(kn_ctx *ctx, kn_prim *p, int nargs, const dnnl_exec_arg_t *args, const char *what);
+void kn_prim_destroy(kn_prim *p);
+/* The memory descriptor a primitive wants for `query` (e.g. dnnl_query_weights_md). */
+const dnnl_memory_desc_t *kn_prim_md(const kn_prim *p, dnnl_query_t query, int index);
+
+/* A memory object without data; kn_bind points it at a buffer before each execution. */
+int kn_mem_create(kn_ctx *ctx, dnnl_memory_t *mem, const dnnl_memory_desc_t *md, const char *what);
+/* const is cast away because oneDNN takes void *; inputs are only read by the primitive. */
+int kn_bind(kn_ctx *ctx, dnnl_memory_t mem, const void *ptr, const char *what);
+void kn_mem_destroy(dnnl_memory_t mem);
+
+/* Plain descriptors for the layouts of the interface. */
+int kn_md_nhwc(kn_ctx *ctx, dnnl_memory_desc_t *md, int n, int c, int h, int w, const char *what);
+int kn_md_2d(kn_ctx *ctx, dnnl_memory_desc_t *md, int rows, int cols, const char *what);
+int kn_md_1d(kn_ctx *ctx, dnnl_memory_desc_t *md, int64_t count, const char *what);
+
+/* Aligned buffer for plan-owned data (reordered weights, workspaces); NULL + error on failure. */
+void *kn_plan_alloc(kn_ctx *ctx, size_t bytes, const char *what);
+
+#endif

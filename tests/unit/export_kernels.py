@@ -1,0 +1,240 @@
+#!/usr/bin/env python3
+"""Reference tensors for tests/unit/test_kernels.c, computed with PyTorch.
+
+Usage: export_kernels.py OUTDIR  -> OUTDIR/kernels/NAME.bin (+ NAME.shape)
+
+References are computed in float64 and stored as float32, so they carry no float32 rounding of
+their own. Activations are written NHWC (the kernels' layout); parameters keep PyTorch's
+layouts. The case tables must match the ones in test_kernels.c.
+"""
+import os
+import sys
+
+import torch
+import torch.nn.functional as F
+
+OUT = None
+
+
+def save(name, t, dtype=torch.float32):
+    t = t.detach().to(dtype).contiguous()
+    t.numpy().astype("<f4" if dtype == torch.float32 else "<i4").tofile(os.path.join(OUT, name + ".bin"))
+    with open(os.path.join(OUT, name + ".shape"), "w") as f:
+        f.write(" ".join(str(d) for d in t.shape) + "\n")
+
+
+def nhwc(t):
+    return t.permute(0, 2, 3, 1).contiguous()
+
+
+def rand(*shape, lo=-1.0, hi=1.0):
+    return (torch.rand(*shape, dtype=torch.float64) * (hi - lo) + lo)
+
+
+# name, n, c_in, h, w, c_out, k, stride, pad, dilation, groups, bias
+CONV_CASES = [
+    ("conv_3x3_s1_p1", 2, 8, 10, 10, 16, 3, 1, 1, 1, 1, False),
+    ("conv_7x7_s2_p3", 2, 3, 32, 32, 16, 7, 2, 3, 1, 1, False),
+    ("conv_1x1_s2", 2, 16, 14, 14, 32, 1, 2, 0, 1, 1, False),
+    ("conv_bias", 2, 8, 9, 9, 12, 3, 1, 1, 1, 1, True),
+    ("conv_groups2", 2, 8, 10, 10, 16, 3, 1, 1, 1, 2, True),
+    ("conv_odd_13x11", 3, 5, 13, 11, 7, 3, 2, 1, 1, 1, True),
+    ("conv_dilated", 2, 4, 12, 12, 8, 3, 1, 2, 2, 1, False),
+]
+
+
+def export_conv():
+    for name, n, ci, h, w, co, k, s, p, d, g, bias in CONV_CASES:
+        x = rand(n, ci, h, w).requires_grad_()
+        wt = rand(co, ci // g, k, k, lo=-0.5, hi=0.5).requires_grad_()
+        b = rand(co).requires_grad_() if bias else None
+        y = F.conv2d(x, wt, b, stride=s, padding=p, dilation=d, groups=g)
+        dy = rand(*y.shape)
+        y.backward(dy)
+        save(name + "_x", nhwc(x))
+        save(name + "_w", wt)
+        save(name + "_y", nhwc(y))
+        save(name + "_dy", nhwc(dy))
+        save(name + "_dx", nhwc(x.grad))
+        save(name + "_dw", wt.grad)
+        if bias:
+            save(name + "_b", b)
+            save(name + "_db", b.grad)
+
+
+def export_bn():
+    n, c, h, w = 4, 6, 5, 5
+    x = (rand(n, c, h, w) * 2 + 0.5).requires_grad_()
+    bn = torch.nn.BatchNorm2d(c, eps=1e-5, momentum=0.1).double()
+    with torch.no_grad():
+        bn.weight.copy_(rand(c, lo=0.5, hi=1.5))
+        bn.bias.copy_(rand(c))
+        bn.running_mean.copy_(rand(c))
+        bn.running_var.copy_(rand(c, lo=0.5, hi=2.0))
+    save("bn_x", nhwc(x))
+    save("bn_gamma", bn.weight)
+    save("bn_beta", bn.bias)
+    save("bn_rmean0", bn.running_mean)
+    save("bn_rvar0", bn.running_var)
+    bn.train()
+    y = bn(x)
+    dy = rand(*y.shape)
+    y.backward(dy)
+    save("bn_y", nhwc(y))
+    save("bn_save_mean", x.mean(dim=(0, 2, 3)))
+    save("bn_save_var", x.var(dim=(0, 2, 3), unbiased=False))
+    save("bn_rmean1", bn.running_mean)
+    save("bn_rvar1", bn.running_var)
+    save("bn_dy", nhwc(dy))
+    save("bn_dx", nhwc(x.grad))
+    save("bn_dgamma", bn.weight.grad)
+    save("bn_dbeta", bn.bias.grad)
+    bn.eval()
+    with torch.no_grad():
+        save("bn_y_infer", nhwc(bn(x)))
+
+
+# name, kind, n, c, h, w, k, stride, pad, ceil_mode, count_include_pad
+POOL_CASES = [
+    ("maxpool_3x3_s2_p1", "max", 2, 8, 13, 13, 3, 2, 1, False, True),
+    ("maxpool_2x2_s2", "max", 2, 4, 8, 8, 2, 2, 0, False, True),
+    ("avgpool_3x3_s2_p1", "avg", 2, 8, 13, 13, 3, 2, 1, False, True),
+    ("avgpool_3x3_s2_p1_excl", "avg", 2, 8, 13, 13, 3, 2, 1, False, False),
+    ("avgpool_2x2_s2_ceil", "avg", 2, 4, 7, 7, 2, 2, 0, True, False),
+]
+
+
+def export_pool():
+    for name, kind, n, c, h, w, k, s, p, ceil, incl in POOL_CASES:
+        x = rand(n, c, h, w).requires_grad_()
+        if kind == "max":
+            y = F.max_pool2d(x, k, s, p, ceil_mode=ceil)
+        else:
+            y = F.avg_pool2d(x, k, s, p, ceil_mode=ceil, count_include_pad=incl)
+        dy = rand(*y.shape)
+        y.backward(dy)
+        save(name + "_x", nhwc(x))
+        save(name + "_y", nhwc(y))
+        save(name + "_dy", nhwc(dy))
+        save(name + "_dx", nhwc(x.grad))
+
+
+ADAPTIVE_CASES = [(hw, o) for hw in (1, 3, 14) for o in (1, 7)]
+
+
+def export_adaptive():
+    n, c = 2, 5
+    for hw, o in ADAPTIVE_CASES:
+        name = "adaptive_%d_to_%d" % (hw, o)
+        x = rand(n, c, hw, hw).requires_grad_()
+        y = F.adaptive_avg_pool2d(x, o)
+        dy = rand(*y.shape)
+        y.backward(dy)
+        save(name + "_x", nhwc(x))
+        save(name + "_y", nhwc(y))
+        save(name + "_dy", nhwc(dy))
+        save(name + "_dx", nhwc(x.grad))
+
+
+def export_relu():
+    x = rand(1000).requires_grad_()
+    y = F.relu(x)
+    dy = rand(1000)
+    y.backward(dy)
+    save("relu_x", x)
+    save("relu_y", y)
+    save("relu_dy", dy)
+    save("relu_dx", x.grad)
+
+
+# name, n, in, out, bias
+LINEAR_CASES = [("linear_bias", 4, 20, 7, True), ("linear_nobias", 3, 33, 5, False)]
+
+
+def export_linear():
+    for name, n, fin, fout, bias in LINEAR_CASES:
+        x = rand(n, fin).requires_grad_()
+        lin = torch.nn.Linear(fin, fout, bias=bias).double()
+        y = lin(x)
+        dy = rand(n, fout)
+        y.backward(dy)
+        save(name + "_x", x)
+        save(name + "_w", lin.weight)
+        save(name + "_y", y)
+        save(name + "_dy", dy)
+        save(name + "_dx", x.grad)
+        save(name + "_dw", lin.weight.grad)
+        if bias:
+            save(name + "_b", lin.bias)
+            save(name + "_db", lin.bias.grad)
+
+
+def export_cross_entropy():
+    n, c = 8, 10
+    logits = rand(n, c) * 5
+    labels = torch.randint(0, c, (n,))
+    # row 0: a tie for the maximum, label at the first one (argmax takes the first)
+    logits[0, 2] = logits[0, 5] = 9.0
+    labels[0] = 2
+    # row 1: the same tie, label at the second one: not correct
+    logits[1, 3] = logits[1, 4] = 9.0
+    labels[1] = 4
+    # row 2: huge logits that overflow a naive exp
+    logits[2] += 1000.0
+    logits = logits.float().double().requires_grad_()  # representable in float32 exactly
+    loss = F.cross_entropy(logits, labels)
+    loss.backward()
+    correct = (logits.argmax(dim=1) == labels).sum()
+    save("ce_logits", logits)
+    save("ce_labels", labels, torch.int32)
+    save("ce_loss", loss.reshape(1))
+    save("ce_dlogits", logits.grad)
+    save("ce_correct", correct.reshape(1), torch.int32)
+
+
+def export_adam():
+    sizes, lrs, wd = (50, 30), (1e-3, 1e-2), 1e-4
+    # float32 like the kernel, so the comparison sees only operation-order rounding
+    params = [rand(s).float().requires_grad_() for s in sizes]
+    save("adam_p0", torch.cat([p.detach() for p in params]))
+    opt = torch.optim.Adam([{"params": [p], "lr": lr} for p, lr in zip(params, lrs)],
+                           betas=(0.9, 0.999), eps=1e-8, weight_decay=wd)
+    for step in range(1, 4):
+        grads = [rand(s).float() * (0.1 * step) for s in sizes]
+        for p, g in zip(params, grads):
+            p.grad = g.clone()
+        opt.step()
+        save("adam_g%d" % step, torch.cat(grads))
+        save("adam_p%d" % step, torch.cat([p.detach() for p in params]))
+    save("adam_m3", torch.cat([opt.state[p]["exp_avg"] for p in params]))
+    save("adam_v3", torch.cat([opt.state[p]["exp_avg_sq"] for p in params]))
+
+
+def export_layout():
+    x = rand(2, 3, 4, 5)
+    save("layout_nchw", x)
+    save("layout_nhwc", nhwc(x))
+
+
+def main():
+    global OUT
+    if len(sys.argv) != 2:
+        sys.exit("usage: export_kernels.py OUTDIR")
+    OUT = os.path.join(sys.argv[1], "kernels")
+    os.makedirs(OUT, exist_ok=True)
+    torch.manual_seed(0)
+    torch.set_num_threads(2)
+    export_conv()
+    export_bn()
+    export_pool()
+    export_adaptive()
+    export_relu()
+    export_linear()
+    export_cross_entropy()
+    export_adam()
+    export_layout()
+    print("export_kernels: wrote %d files to %s" % (len(os.listdir(OUT)), OUT))
+
+
+if __name__ == "__main__":
+    main()

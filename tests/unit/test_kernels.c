@@ -1,0 +1,547 @@
+/* CPU kernels against PyTorch: tests/unit/export_kernels.py writes inputs, parameters,
+ * outputs and gradients (computed in float64, stored float32); each case runs our kernel and
+ * compares with CHECK_CLOSE.
+ *
+ * Tolerance: relative 1e-4 of the reference's largest magnitude (max|a-b| / max|ref|) for
+ * every tensor. Our kernels compute in float32, so the expected error is ~1e-6 (summation
+ * order); 1e-4 leaves room for oneDNN's blocked accumulation orders while still catching any
+ * wrong index, padding, layout or formula. Dropout and the layout round trip are checked
+ * exactly or statistically in C (no PyTorch reference: our RNG is our own). */
+#include "kernels/kernels.h"
+#include "tests/testlib.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TOL 1e-4
+
+static kn_ctx *ctx; /* one context for every case, like a worker's */
+
+/* TLSWEEP_VERBOSE=1 prints every comparison's relative error. */
+static void note(const char *name, double rel) {
+    const char *v = getenv("TLSWEEP_VERBOSE");
+    if (v && *v && *v != '0') printf("      %-40s rel err %.3g\n", name, rel);
+}
+
+#define COMPARE(name, got, ref, count) note(name, CHECK_CLOSE(name, got, ref, count, TOL))
+
+/* Loads NAME and checks it has `expect` elements (a mismatch means the tables of the two
+ * files disagree). Returns NULL (and a failure) otherwise. */
+static float *load(const char *name, size_t expect) {
+    size_t count = 0;
+    float *x = tl_load_f32(tl_data_dir("kernels"), name, &count);
+    if (x && count != expect) {
+        tl_fail(__FILE__, __LINE__, "%s: %zu elements, expected %zu", name, count, expect);
+        free(x);
+        return NULL;
+    }
+    return x;
+}
+
+static float *zeros(size_t count) {
+    return calloc(count ? count : 1, sizeof(float));
+}
+
+static char *cat(char *buf, const char *a, const char *b) {
+    snprintf(buf, 128, "%s_%s", a, b);
+    return buf;
+}
+
+#define KN_OK(call)                                                                                \
+    do {                                                                                           \
+        if ((call) != 0) tl_fail(__FILE__, __LINE__, "%s: %s", #call, kn_error(ctx));              \
+    } while (0)
+
+/* ---- convolution ----------------------------------------------------------------------- */
+
+typedef struct {
+    const char *name;
+    int n, c_in, h, w, c_out, k, stride, pad, dilation, groups, bias;
+} conv_case;
+
+/* must match CONV_CASES in export_kernels.py */
+static const conv_case conv_cases[] = {
+    {"conv_3x3_s1_p1", 2, 8, 10, 10, 16, 3, 1, 1, 1, 1, 0},
+    {"conv_7x7_s2_p3", 2, 3, 32, 32, 16, 7, 2, 3, 1, 1, 0},
+    {"conv_1x1_s2", 2, 16, 14, 14, 32, 1, 2, 0, 1, 1, 0},
+    {"conv_bias", 2, 8, 9, 9, 12, 3, 1, 1, 1, 1, 1},
+    {"conv_groups2", 2, 8, 10, 10, 16, 3, 1, 1, 1, 2, 1},
+    {"conv_odd_13x11", 3, 5, 13, 11, 7, 3, 2, 1, 1, 1, 1},
+    {"conv_dilated", 2, 4, 12, 12, 8, 3, 1, 2, 2, 1, 0},
+};
+
+static void run_conv_case(const conv_case *c) {
+    char nm[128];
+    kn_conv_shape s = {c->n,   c->c_in,     c->h,        c->w,      c->c_out,
+                       c->k,   c->k,        c->stride,   c->stride, c->pad,
+                       c->pad, c->dilation, c->dilation, c->groups, c->bias};
+    int ho, wo;
+    kn_conv_output_hw(&s, &ho, &wo);
+    size_t nx = (size_t)c->n * c->h * c->w * c->c_in, ny = (size_t)c->n * ho * wo * c->c_out;
+    size_t nw = (size_t)c->c_out * (c->c_in / c->groups) * c->k * c->k;
+    float *x = load(cat(nm, c->name, "x"), nx), *w = load(cat(nm, c->name, "w"), nw);
+    float *y = load(cat(nm, c->name, "y"), ny), *dy = load(cat(nm, c->name, "dy"), ny);
+    float *dx = load(cat(nm, c->name, "dx"), nx), *dw = load(cat(nm, c->name, "dw"), nw);
+    float *b = c->bias ? load(cat(nm, c->name, "b"), c->c_out) : NULL;
+    float *db = c->bias ? load(cat(nm, c->name, "db"), c->c_out) : NULL;
+    float *out = zeros(ny), *gx = zeros(nx), *gw = zeros(nw), *gb = zeros(c->c_out);
+    kn_conv *plan = kn_conv_create(ctx, &s);
+    CHECK(plan, "%s: create: %s", c->name, kn_error(ctx));
+    if (plan && x && w && y && dy && dx && dw && (!c->bias || (b && db))) {
+        KN_OK(kn_conv_forward(plan, out, x, w, b));
+        COMPARE(cat(nm, c->name, "y"), out, y, ny);
+        KN_OK(kn_conv_backward_data(plan, gx, dy, w));
+        COMPARE(cat(nm, c->name, "dx"), gx, dx, nx);
+        /* fill with garbage first: backward must overwrite, not accumulate */
+        for (size_t i = 0; i < nw; i++)
+            gw[i] = 1e3f;
+        KN_OK(kn_conv_backward_weights(plan, gw, c->bias ? gb : NULL, dy, x));
+        COMPARE(cat(nm, c->name, "dw"), gw, dw, nw);
+        if (c->bias) COMPARE(cat(nm, c->name, "db"), gb, db, c->c_out);
+        /* a second step with changed weights must not reuse stale reordered weights */
+        for (size_t i = 0; i < nw; i++)
+            w[i] *= 2.0f;
+        KN_OK(kn_conv_forward(plan, out, x, w, b));
+        KN_OK(kn_conv_backward_data(plan, gx, dy, w));
+        for (size_t i = 0; i < nx; i++)
+            dx[i] *= 2.0f;
+        COMPARE(cat(nm, c->name, "dx after weight change"), gx, dx, nx);
+    }
+    kn_conv_destroy(plan);
+    free(x), free(w), free(y), free(dy), free(dx), free(dw), free(b), free(db);
+    free(out), free(gx), free(gw), free(gb);
+}
+
+#define CONV_TEST(fn, idx)                                                                         \
+    static void fn(void) {                                                                         \
+        run_conv_case(&conv_cases[idx]);                                                           \
+    }
+CONV_TEST(test_conv_3x3_s1_p1, 0)
+CONV_TEST(test_conv_7x7_s2_p3, 1)
+CONV_TEST(test_conv_1x1_s2, 2)
+CONV_TEST(test_conv_bias, 3)
+CONV_TEST(test_conv_groups2, 4)
+CONV_TEST(test_conv_odd_13x11, 5)
+CONV_TEST(test_conv_dilated, 6)
+
+/* Errors come back as NULL/-1 with a message, never an abort. */
+static void test_conv_impossible_shape(void) {
+    kn_conv_shape s = {1, 3, 4, 4, 8, 7, 7, 1, 1, 1, 1, 1, 1, 1, 0}; /* 7x7 kernel on 6x6 padded */
+    kn_conv *plan = kn_conv_create(ctx, &s);
+    CHECK(plan == NULL, "a 7x7 kernel on a 4x4 input with padding 1 was accepted");
+    CHECK(strstr(kn_error(ctx), "conv") && strstr(kn_error(ctx), "kernel larger"), "message: '%s'",
+          kn_error(ctx));
+    kn_conv_destroy(plan);
+    kn_conv_shape g = {1, 6, 8, 8, 8, 3, 3, 1,
+                       1, 1, 1, 1, 1, 4, 0}; /* groups 4 does not divide 6 */
+    CHECK(kn_conv_create(ctx, &g) == NULL && strstr(kn_error(ctx), "groups"), "bad groups: '%s'",
+          kn_error(ctx));
+    kn_pool_shape ps = {KN_POOL_MAX, 1, 2, 2, 2, 3, 3, 1, 1, 0, 0, 0, 1};
+    CHECK(kn_pool_create(ctx, &ps) == NULL && strstr(kn_error(ctx), "pool"), "pool: '%s'",
+          kn_error(ctx));
+    /* avg 2x2 s2 ceil on 5x5 with count_include_pad: the last window hangs past the input,
+     * where oneDNN's divisor and PyTorch's differ; refused rather than silently wrong */
+    kn_pool_shape ceil_incl = {KN_POOL_AVG, 1, 2, 5, 5, 2, 2, 2, 2, 0, 0, 1, 1};
+    CHECK(kn_pool_create(ctx, &ceil_incl) == NULL && strstr(kn_error(ctx), "ceil_mode"),
+          "ceil+include_pad: '%s'", kn_error(ctx));
+    kn_conv_shape ok = {1, 2, 4, 4, 2, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0};
+    kn_conv *plan_ok = kn_conv_create(ctx, &ok);
+    CHECK(plan_ok && kn_conv_forward(plan_ok, NULL, NULL, NULL, NULL) == -1 &&
+              strstr(kn_error(ctx), "NULL"),
+          "NULL tensors: '%s'", kn_error(ctx));
+    kn_conv_destroy(plan_ok);
+    int32_t bad_label = 7;
+    float logit[3] = {0}, loss;
+    int correct;
+    CHECK(kn_cross_entropy(ctx, NULL, &loss, &correct, logit, &bad_label, 1, 3) == -1 &&
+              strstr(kn_error(ctx), "label 7"),
+          "bad label: '%s'", kn_error(ctx));
+}
+
+/* ---- batch norm ------------------------------------------------------------------------ */
+
+static void test_batchnorm(void) {
+    const int n = 4, c = 6, h = 5, w = 5;
+    const size_t nx = (size_t)n * h * w * c;
+    float *x = load("bn_x", nx), *gamma = load("bn_gamma", c), *beta = load("bn_beta", c);
+    float *rm = load("bn_rmean0", c), *rv = load("bn_rvar0", c), *y = load("bn_y", nx);
+    float *sm = load("bn_save_mean", c), *sv = load("bn_save_var", c), *rm1 = load("bn_rmean1", c);
+    float *rv1 = load("bn_rvar1", c), *dy = load("bn_dy", nx), *dx = load("bn_dx", nx);
+    float *dgamma = load("bn_dgamma", c), *dbeta = load("bn_dbeta", c),
+          *yi = load("bn_y_infer", nx);
+    float *out = zeros(nx), *gsm = zeros(c), *gsv = zeros(c), *gx = zeros(nx), *gg = zeros(c),
+          *gbeta = zeros(c);
+    kn_bn_shape s = {n, c, h, w, 1e-5f, 0.1f};
+    kn_bn *plan = kn_bn_create(ctx, &s);
+    CHECK(plan, "create: %s", kn_error(ctx));
+    if (plan && x && gamma && beta && rm && rv && y && sm && sv && rm1 && rv1 && dy && dx &&
+        dgamma && dbeta && yi) {
+        KN_OK(kn_bn_forward_train(plan, out, gsm, gsv, rm, rv, x, gamma, beta));
+        COMPARE("bn out", out, y, nx);
+        COMPARE("bn save_mean", gsm, sm, c);
+        COMPARE("bn save_var (biased)", gsv, sv, c);
+        COMPARE("bn running_mean", rm, rm1, c);
+        COMPARE("bn running_var (unbiased)", rv, rv1, c);
+        KN_OK(kn_bn_backward(plan, gx, gg, gbeta, dy, x, gsm, gsv, gamma));
+        COMPARE("bn dinp", gx, dx, nx);
+        COMPARE("bn dgamma", gg, dgamma, c);
+        COMPARE("bn dbeta", gbeta, dbeta, c);
+        memset(gx, 0, nx * sizeof *gx);
+        KN_OK(kn_bn_backward(plan, gx, NULL, NULL, dy, x, gsm, gsv, gamma)); /* frozen gamma/beta */
+        COMPARE("bn dinp (frozen)", gx, dx, nx);
+        KN_OK(kn_bn_forward_infer(plan, out, x, gamma, beta, rm, rv));
+        COMPARE("bn infer out", out, yi, nx);
+    }
+    kn_bn_destroy(plan);
+    float *all[] = {x,  gamma,  beta,  rm, rv,  y,   sm,  sv, rm1, rv1,  dy,
+                    dx, dgamma, dbeta, yi, out, gsm, gsv, gx, gg,  gbeta};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        free(all[i]);
+}
+
+/* ---- pooling --------------------------------------------------------------------------- */
+
+typedef struct {
+    const char *name;
+    kn_pool_kind kind;
+    int n, c, h, w, k, stride, pad, ceil_mode, include_pad;
+} pool_case;
+
+/* must match POOL_CASES in export_kernels.py */
+static const pool_case pool_cases[] = {
+    {"maxpool_3x3_s2_p1", KN_POOL_MAX, 2, 8, 13, 13, 3, 2, 1, 0, 1},
+    {"maxpool_2x2_s2", KN_POOL_MAX, 2, 4, 8, 8, 2, 2, 0, 0, 1},
+    {"avgpool_3x3_s2_p1", KN_POOL_AVG, 2, 8, 13, 13, 3, 2, 1, 0, 1},
+    {"avgpool_3x3_s2_p1_excl", KN_POOL_AVG, 2, 8, 13, 13, 3, 2, 1, 0, 0},
+    {"avgpool_2x2_s2_ceil", KN_POOL_AVG, 2, 4, 7, 7, 2, 2, 0, 1, 0},
+};
+
+static void run_pool_case(const pool_case *c) {
+    char nm[128];
+    kn_pool_shape s = {c->kind,   c->n,      c->c,   c->h,   c->w,         c->k,          c->k,
+                       c->stride, c->stride, c->pad, c->pad, c->ceil_mode, c->include_pad};
+    int ho, wo;
+    kn_pool_output_hw(&s, &ho, &wo);
+    size_t nx = (size_t)c->n * c->h * c->w * c->c, ny = (size_t)c->n * ho * wo * c->c;
+    float *x = load(cat(nm, c->name, "x"), nx), *y = load(cat(nm, c->name, "y"), ny);
+    float *dy = load(cat(nm, c->name, "dy"), ny), *dx = load(cat(nm, c->name, "dx"), nx);
+    float *out = zeros(ny), *gx = zeros(nx);
+    kn_pool *plan = kn_pool_create(ctx, &s);
+    CHECK(plan, "%s: create: %s", c->name, kn_error(ctx));
+    if (plan && x && y && dy && dx) {
+        KN_OK(kn_pool_forward(plan, out, x));
+        COMPARE(cat(nm, c->name, "y"), out, y, ny);
+        for (size_t i = 0; i < nx; i++)
+            gx[i] = 1e3f; /* must be overwritten */
+        KN_OK(kn_pool_backward(plan, gx, dy));
+        COMPARE(cat(nm, c->name, "dx"), gx, dx, nx);
+    }
+    kn_pool_destroy(plan);
+    free(x), free(y), free(dy), free(dx), free(out), free(gx);
+}
+
+static void test_pools(void) {
+    for (size_t i = 0; i < sizeof pool_cases / sizeof pool_cases[0]; i++)
+        run_pool_case(&pool_cases[i]);
+}
+
+static void test_adaptive_avgpool(void) {
+    const int n = 2, c = 5, sizes[] = {1, 3, 14}, outs[] = {1, 7};
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 2; j++) {
+            char base[64], nm[128];
+            const int hw = sizes[i], o = outs[j];
+            snprintf(base, sizeof base, "adaptive_%d_to_%d", hw, o);
+            size_t nx = (size_t)n * hw * hw * c, ny = (size_t)n * o * o * c;
+            float *x = load(cat(nm, base, "x"), nx), *y = load(cat(nm, base, "y"), ny);
+            float *dy = load(cat(nm, base, "dy"), ny), *dx = load(cat(nm, base, "dx"), nx);
+            float *out = zeros(ny), *gx = zeros(nx);
+            if (x && y && dy && dx) {
+                KN_OK(kn_adaptive_avgpool_forward(ctx, out, x, n, c, hw, hw, o, o));
+                COMPARE(cat(nm, base, "y"), out, y, ny);
+                for (size_t k = 0; k < nx; k++)
+                    gx[k] = 1e3f;
+                KN_OK(kn_adaptive_avgpool_backward(ctx, gx, dy, n, c, hw, hw, o, o));
+                COMPARE(cat(nm, base, "dx"), gx, dx, nx);
+            }
+            free(x), free(y), free(dy), free(dx), free(out), free(gx);
+        }
+}
+
+/* ---- elementwise, linear, loss --------------------------------------------------------- */
+
+static void test_relu(void) {
+    const size_t n = 1000;
+    float *x = load("relu_x", n), *y = load("relu_y", n), *dy = load("relu_dy", n),
+          *dx = load("relu_dx", n);
+    float *out = zeros(n), *gx = zeros(n);
+    if (x && y && dy && dx) {
+        KN_OK(kn_relu_forward(ctx, out, x, n));
+        COMPARE("relu y", out, y, n);
+        KN_OK(kn_relu_backward(ctx, gx, dy, out, n));
+        COMPARE("relu dx", gx, dx, n);
+        KN_OK(kn_relu_forward(ctx, out, x, n / 2)); /* another size: another cached primitive */
+        COMPARE("relu y (half)", out, y, n / 2);
+    }
+    free(x), free(y), free(dy), free(dx), free(out), free(gx);
+}
+
+static void test_add_accumulate(void) {
+    const size_t n = 100000; /* above the threshold where the loops go parallel */
+    float *a = zeros(n), *b = zeros(n), *out = zeros(n), *ref = zeros(n);
+    tl_fill_uniform(a, n, -1, 1, 1);
+    tl_fill_uniform(b, n, -1, 1, 2);
+    for (size_t i = 0; i < n; i++)
+        ref[i] = a[i] + b[i];
+    KN_OK(kn_add(ctx, out, a, b, n));
+    CHECK(memcmp(out, ref, n * sizeof *out) == 0, "add is not exact");
+    for (size_t i = 0; i < n; i++)
+        ref[i] += b[i];
+    KN_OK(kn_accumulate(ctx, out, b, n));
+    CHECK(memcmp(out, ref, n * sizeof *out) == 0, "accumulate is not exact");
+    free(a), free(b), free(out), free(ref);
+}
+
+typedef struct {
+    const char *name;
+    int n, in, out, bias;
+} linear_case;
+
+static void run_linear_case(const linear_case *c) {
+    char nm[128];
+    size_t nx = (size_t)c->n * c->in, ny = (size_t)c->n * c->out, nw = (size_t)c->out * c->in;
+    float *x = load(cat(nm, c->name, "x"), nx), *w = load(cat(nm, c->name, "w"), nw);
+    float *y = load(cat(nm, c->name, "y"), ny), *dy = load(cat(nm, c->name, "dy"), ny);
+    float *dx = load(cat(nm, c->name, "dx"), nx), *dw = load(cat(nm, c->name, "dw"), nw);
+    float *b = c->bias ? load(cat(nm, c->name, "b"), c->out) : NULL;
+    float *db = c->bias ? load(cat(nm, c->name, "db"), c->out) : NULL;
+    float *out = zeros(ny), *gx = zeros(nx), *gw = zeros(nw), *gb = zeros(c->out);
+    kn_linear_shape s = {c->n, c->in, c->out, c->bias};
+    kn_linear *plan = kn_linear_create(ctx, &s);
+    CHECK(plan, "%s: create: %s", c->name, kn_error(ctx));
+    if (plan && x && w && y && dy && dx && dw && (!c->bias || (b && db))) {
+        KN_OK(kn_linear_forward(plan, out, x, w, b));
+        COMPARE(cat(nm, c->name, "y"), out, y, ny);
+        KN_OK(kn_linear_backward_data(plan, gx, dy, w));
+        COMPARE(cat(nm, c->name, "dx"), gx, dx, nx);
+        for (size_t i = 0; i < nw; i++)
+            gw[i] = 1e3f;
+        KN_OK(kn_linear_backward_weights(plan, gw, c->bias ? gb : NULL, dy, x));
+        COMPARE(cat(nm, c->name, "dw"), gw, dw, nw);
+        if (c->bias) COMPARE(cat(nm, c->name, "db"), gb, db, c->out);
+    }
+    kn_linear_destroy(plan);
+    free(x), free(w), free(y), free(dy), free(dx), free(dw), free(b), free(db);
+    free(out), free(gx), free(gw), free(gb);
+}
+
+static void test_linear(void) {
+    /* must match LINEAR_CASES in export_kernels.py */
+    const linear_case cases[] = {{"linear_bias", 4, 20, 7, 1}, {"linear_nobias", 3, 33, 5, 0}};
+    for (int i = 0; i < 2; i++)
+        run_linear_case(&cases[i]);
+}
+
+static void test_cross_entropy(void) {
+    const int n = 8, c = 10;
+    size_t nl = 0, nc = 0;
+    float *logits = load("ce_logits", (size_t)n * c), *loss_ref = load("ce_loss", 1);
+    float *dl_ref = load("ce_dlogits", (size_t)n * c);
+    int32_t *labels = tl_load_i32(tl_data_dir("kernels"), "ce_labels", &nl);
+    int32_t *correct_ref = tl_load_i32(tl_data_dir("kernels"), "ce_correct", &nc);
+    float *dl = zeros((size_t)n * c);
+    if (logits && loss_ref && dl_ref && labels && correct_ref && nl == (size_t)n && nc == 1) {
+        float loss = -1;
+        int correct = -1;
+        KN_OK(kn_cross_entropy(ctx, dl, &loss, &correct, logits, labels, n, c));
+        COMPARE("ce loss", &loss, loss_ref, 1);
+        COMPARE("ce dlogits", dl, dl_ref, (size_t)n * c);
+        CHECK(correct == correct_ref[0], "correct %d, PyTorch %d", correct, correct_ref[0]);
+        float loss2 = -1;
+        KN_OK(kn_cross_entropy(ctx, NULL, &loss2, &correct, logits, labels, n,
+                               c)); /* eval: no grad */
+        CHECK(loss2 == loss, "loss without dlogits differs: %g vs %g", loss2, loss);
+    } else {
+        CHECK(0, "missing or wrong-size cross-entropy references");
+    }
+    free(logits), free(loss_ref), free(dl_ref), free(labels), free(correct_ref), free(dl);
+}
+
+/* ---- optimizer ------------------------------------------------------------------------- */
+
+static void test_adam(void) {
+    const size_t total = 80;
+    float *p = load("adam_p0", total), *m = zeros(total), *v = zeros(total);
+    kn_adam_tensor tensors[] = {{0, 50, 1e-3f}, {50, 30, 1e-2f}};
+    for (int step = 1; step <= 3 && p; step++) {
+        char name[32];
+        snprintf(name, sizeof name, "adam_g%d", step);
+        float *g = load(name, total);
+        snprintf(name, sizeof name, "adam_p%d", step);
+        float *ref = load(name, total);
+        if (g && ref) {
+            kn_adam_hparams hp = {0.9f, 0.999f, 1e-8f, 1e-4f, step};
+            KN_OK(kn_adam_step(ctx, p, g, m, v, tensors, 2, &hp));
+            /* the update is ~lr per step: compare the change as well as the value */
+            COMPARE(name, p, ref, total);
+        }
+        free(g), free(ref);
+    }
+    float *m_ref = load("adam_m3", total), *v_ref = load("adam_v3", total);
+    if (m_ref && v_ref) {
+        COMPARE("adam exp_avg", m, m_ref, total);
+        COMPARE("adam exp_avg_sq", v, v_ref, total);
+    }
+    /* the parameters moved by about 3 lr: their difference from PyTorch must be far smaller */
+    float *p0 = load("adam_p0", total), *p3 = load("adam_p3", total);
+    if (p && p0 && p3) {
+        double max_move = 0, max_err = 0;
+        for (size_t i = 0; i < total; i++) {
+            max_move = fmax(max_move, fabs((double)p3[i] - p0[i]));
+            max_err = fmax(max_err, fabs((double)p[i] - p3[i]));
+        }
+        CHECK(max_err <= 1e-4 * max_move + 1e-7, "adam update off by %g of a %g move", max_err,
+              max_move);
+    }
+    free(p), free(m), free(v), free(m_ref), free(v_ref), free(p0), free(p3);
+}
+
+/* ---- dropout --------------------------------------------------------------------------- */
+
+static void test_dropout(void) {
+    const size_t n = 1000000;
+    const float p = 0.5f;
+    float *x = zeros(n), *out = zeros(n), *dx = zeros(n);
+    uint8_t *mask = malloc(n), *mask2 = malloc(n);
+    if (!x || !out || !dx || !mask || !mask2) {
+        CHECK(0, "out of memory");
+        goto done;
+    }
+    tl_fill_uniform(x, n, 0.5f, 1.5f, 3); /* nonzero so a dropped value is visible */
+    KN_OK(kn_dropout_forward(ctx, out, mask, x, n, p, 42, 0));
+    size_t kept = 0, bad_scale = 0, bad_mask = 0;
+    for (size_t i = 0; i < n; i++) {
+        kept += mask[i];
+        if (mask[i] > 1) bad_mask++;
+        if (out[i] != (mask[i] ? x[i] * 2.0f : 0.0f)) bad_scale++;
+    }
+    /* binomial(1e6, 0.5): sd 500, so 6 sd is 3000 */
+    CHECK(fabs((double)kept - 0.5 * n) < 3000, "kept %zu of %zu at p=0.5", kept, n);
+    CHECK(bad_mask == 0 && bad_scale == 0, "%zu mask values not 0/1, %zu outputs not x/(1-p) or 0",
+          bad_mask, bad_scale);
+    KN_OK(kn_dropout_backward(ctx, dx, x, mask, n, p)); /* dout = x */
+    size_t bad_bwd = 0;
+    for (size_t i = 0; i < n; i++)
+        bad_bwd += dx[i] != out[i];
+    CHECK(bad_bwd == 0, "backward differs from the forward's mask at %zu places", bad_bwd);
+
+    /* thread count independence: a 1-thread context gives the same mask */
+    kn_ctx_options one = {KN_BACKEND_CPU, 1, 0};
+    char err[256];
+    kn_ctx *ctx1 = kn_ctx_create(&one, err, sizeof err);
+    CHECK(ctx1, "1-thread context: %s", err);
+    if (ctx1) {
+        CHECK(kn_dropout_forward(ctx1, dx, mask2, x, n, p, 42, 0) == 0, "%s", kn_error(ctx1));
+        CHECK(memcmp(mask, mask2, n) == 0, "mask differs between 1 and %s", kn_describe(ctx));
+        kn_ctx_destroy(ctx1);
+    }
+    /* a range starting at an offset continues the same stream */
+    KN_OK(kn_dropout_forward(ctx, dx, mask2, x + 1000, n - 1000, p, 42, 1000));
+    CHECK(memcmp(mask + 1000, mask2, n - 1000) == 0,
+          "offset 1000 is not the continuation of offset 0");
+    /* a different offset (another step) or seed gives a different mask */
+    KN_OK(kn_dropout_forward(ctx, dx, mask2, x, n, p, 42, n));
+    size_t same = 0;
+    for (size_t i = 0; i < n; i++)
+        same += mask[i] == mask2[i];
+    CHECK(fabs((double)same - 0.5 * n) < 3000, "offset n agrees with offset 0 at %zu of %zu", same,
+          n);
+    KN_OK(kn_dropout_forward(ctx, dx, mask2, x, n, p, 43, 0));
+    same = 0;
+    for (size_t i = 0; i < n; i++)
+        same += mask[i] == mask2[i];
+    CHECK(fabs((double)same - 0.5 * n) < 3000, "seed 43 agrees with seed 42 at %zu of %zu", same,
+          n);
+    /* p = 0.1: keep fraction 0.9 with sd 300 */
+    KN_OK(kn_dropout_forward(ctx, out, mask, x, n, 0.1f, 7, 0));
+    kept = 0;
+    for (size_t i = 0; i < n; i++)
+        kept += mask[i];
+    CHECK(fabs((double)kept - 0.9 * n) < 1800, "kept %zu of %zu at p=0.1", kept, n);
+    CHECK(kn_dropout_forward(ctx, out, mask, x, n, 1.5f, 7, 0) == -1, "p = 1.5 accepted");
+done:
+    free(x), free(out), free(dx), free(mask), free(mask2);
+}
+
+/* ---- layout ---------------------------------------------------------------------------- */
+
+static void test_layout(void) {
+    const int n = 2, c = 3, h = 4, w = 5;
+    const size_t count = (size_t)n * c * h * w;
+    float *nchw = load("layout_nchw", count), *nhwc = load("layout_nhwc", count);
+    float *a = zeros(count), *b = zeros(count);
+    if (nchw && nhwc) {
+        KN_OK(kn_nhwc_to_nchw(ctx, a, nhwc, n, c, h, w));
+        CHECK(memcmp(a, nchw, count * sizeof *a) == 0, "NHWC -> NCHW differs from torch.permute");
+        KN_OK(kn_nchw_to_nhwc(ctx, b, a, n, c, h, w));
+        CHECK(memcmp(b, nhwc, count * sizeof *b) == 0, "NCHW -> NHWC round trip differs");
+    }
+    /* a larger round trip with 512 channels (the resnet head's shape class) */
+    const size_t big = (size_t)4 * 512 * 7 * 7;
+    float *x = zeros(big), *t = zeros(big), *r = zeros(big);
+    tl_fill_uniform(x, big, -1, 1, 9);
+    KN_OK(kn_nhwc_to_nchw(ctx, t, x, 4, 512, 7, 7));
+    KN_OK(kn_nchw_to_nhwc(ctx, r, t, 4, 512, 7, 7));
+    CHECK(memcmp(x, r, big * sizeof *x) == 0, "512-channel round trip differs");
+    CHECK(t[1 * 49 + 2 * 7 + 3] == x[(2 * 7 + 3) * 512 + 1], "NCHW element (0,1,2,3) misplaced");
+    free(nchw), free(nhwc), free(a), free(b), free(x), free(t), free(r);
+}
+
+static void test_context(void) {
+    const char *d = kn_describe(ctx);
+    CHECK(strstr(d, "cpu: oneDNN ") == d && strstr(d, "threads"), "describe: '%s'", d);
+    kn_ctx_options cuda = {KN_BACKEND_CUDA, 0, 0};
+    char err[256] = "";
+    kn_ctx *c2 = kn_ctx_create(&cuda, err, sizeof err);
+    CHECK(c2 == NULL && strlen(err) > 0, "CUDA context on the CPU backend: '%s'", err);
+    kn_ctx_destroy(c2);
+    void *p = kn_malloc(ctx, 1000);
+    CHECK(p && ((uintptr_t)p % 64) == 0, "kn_malloc is not 64-byte aligned");
+    kn_free(ctx, p);
+    printf("    %s\n", d);
+}
+
+int main(void) {
+    kn_ctx_options opt = {KN_BACKEND_CPU, 2, 0};
+    char err[256];
+    ctx = kn_ctx_create(&opt, err, sizeof err);
+    if (!ctx) {
+        printf("cannot create the CPU context: %s\n0 passed, 1 failed, 0 skipped\n", err);
+        return 1;
+    }
+    const char *const names[] = {
+        "context",        "conv_3x3_s1_p1", "conv_7x7_s2_p3",
+        "conv_1x1_s2",    "conv_bias",      "conv_groups2",
+        "conv_odd_13x11", "conv_dilated",   "conv_impossible_shape_error",
+        "batchnorm",      "pools",          "adaptive_avgpool",
+        "relu",           "add_accumulate", "linear",
+        "cross_entropy",  "adam",           "dropout",
+        "layout",
+    };
+    const tl_case_fn cases[] = {
+        test_context,        test_conv_3x3_s1_p1, test_conv_7x7_s2_p3,
+        test_conv_1x1_s2,    test_conv_bias,      test_conv_groups2,
+        test_conv_odd_13x11, test_conv_dilated,   test_conv_impossible_shape,
+        test_batchnorm,      test_pools,          test_adaptive_avgpool,
+        test_relu,           test_add_accumulate, test_linear,
+        test_cross_entropy,  test_adam,           test_dropout,
+        test_layout,
+    };
+    int n = (int)(sizeof cases / sizeof cases[0]);
+    printf("kernels: relative tolerance %.0e (TLSWEEP_VERBOSE=1 prints each error)\n", TOL);
+    int rc = tl_run("kernels", names, cases, n);
+    kn_ctx_destroy(ctx);
+    return rc;
+}

@@ -1,0 +1,62 @@
+/* The public entry points: choose the reader by the file's content, look tensors up by name,
+ * free what a reader returned. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "worker/weights/weights_internal.h"
+
+static int is_zip(const weights_map *m) {
+    return m->size >= 4 && memcmp(m->data, "PK\x03\x04", 4) == 0;
+}
+
+int weights_read_pth(const char *path, weights_file *out, char *err, size_t errlen) {
+    weights_err e = {err, errlen, path};
+    out->tensors = NULL;
+    out->count = 0;
+    weights_map m;
+    if (weights_map_open(path, &m, &e)) return -1;
+    int rc;
+    if (m.size == 0)
+        rc = weights_fail(&e, "file is empty");
+    else if (is_zip(&m))
+        rc = pth_read_zip(&m, out, &e);
+    else if (pth_is_legacy(m.data, m.size))
+        rc = pth_read_legacy(&m, out, &e);
+    else
+        rc = weights_fail(&e, "not a PyTorch file (neither a zip archive nor the legacy format)");
+    weights_map_close(&m);
+    if (rc) weights_free(out);
+    return rc;
+}
+
+int weights_read(const char *path, weights_file *out, char *err, size_t errlen) {
+    weights_err e = {err, errlen, path};
+    out->tensors = NULL;
+    out->count = 0;
+    weights_map m;
+    if (weights_map_open(path, &m, &e)) return -1;
+    int pth = m.size > 0 && (is_zip(&m) || pth_is_legacy(m.data, m.size));
+    int empty = m.size == 0;
+    /* the readers map the file again; a second mapping is cheap and keeps them standalone */
+    weights_map_close(&m);
+    if (empty) return weights_fail(&e, "file is empty");
+    return pth ? weights_read_pth(path, out, err, errlen)
+               : weights_read_safetensors(path, out, err, errlen);
+}
+
+const weights_tensor *weights_find(const weights_file *w, const char *name) {
+    for (int i = 0; i < w->count; i++)
+        if (w->tensors[i].name && strcmp(w->tensors[i].name, name) == 0) return &w->tensors[i];
+    return NULL;
+}
+
+void weights_free(weights_file *w) {
+    if (!w) return;
+    for (int i = 0; i < w->count; i++) {
+        free(w->tensors[i].name);
+        free(w->tensors[i].data);
+    }
+    free(w->tensors);
+    w->tensors = NULL;
+    w->count = 0;
+}
