@@ -34,6 +34,7 @@ const sweep_key sweep_keys[] = {
     {"train.seed", KEY_INT_NONNEG, NULL, AT(STORE_U64, seed)},
     {"train.precision", KEY_CHOICE, precisions, AT(STORE_STRING, precision)},
     {"train.bn_in_frozen", KEY_CHOICE, bn_modes, AT(STORE_BN_TRAIN, feature_extraction.bn_train)},
+    {"train.shuffle", KEY_BOOL, NULL, AT(STORE_INT, shuffle)},
     {"train.threads", KEY_INT_NONNEG, NULL, AT(STORE_INT, threads)},
     {"model.weights", KEY_STRING, NULL, AT(STORE_STRING, weights)},
     {"model.width", KEY_INT_POSITIVE, NULL, AT(STORE_INT, width)},

@@ -28,6 +28,7 @@ void trial_spec_defaults(trial_spec *spec) {
     spec->n_val_splits = 2;
     spec->resize = 256;
     spec->crop = 224;
+    spec->shuffle = 1;
     spec->hflip = 0.5;
     spec->brightness = 0.3;
     spec->contrast = 0.3;

@@ -1,0 +1,131 @@
+/* The results file (DESIGN.md "HDF5 results", documented in results/SCHEMA.md): root
+ * provenance attributes and three chunked, extendible compound tables written by rank 0 in SWMR
+ * mode, so notebooks can read while a sweep runs and a killed run leaves a readable file.
+ *
+ * Commit order per epoch: the /lr rows first, then the /curves row, each flushed; a /curves row
+ * is what makes an epoch count (resume drops /lr rows without one). */
+#ifndef TLSWEEP_RESULTS_H5_H
+#define TLSWEEP_RESULTS_H5_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "orchestrator/sweep.h"
+
+#define RESULTS_STATUS_MAX 12
+#define RESULTS_HOST_MAX 64
+#define RESULTS_ERROR_MAX 256
+#define RESULTS_GRID_MAX 256
+#define RESULTS_GROUP_MAX 32
+#define RESULTS_VALUE_MAX 64
+
+/* One row of /trials (fixed columns; one string column per extra grid axis follows). */
+typedef struct {
+    int32_t id; /* 0-based, the trial's grid order */
+    char name[TRIAL_NAME_MAX];
+    char backbone[32];
+    char schedule[SWEEP_KEY_MAX];
+    char grid[RESULTS_GRID_MAX]; /* "train.seed=1;data.crop=224" */
+    char status[RESULTS_STATUS_MAX];
+    int32_t attempts;
+    int32_t rank;
+    char host[RESULTS_HOST_MAX];
+    int32_t device;
+    int64_t params;
+    double estimated_cost;
+    double start_time, end_time; /* seconds since the epoch; 0 = not yet */
+    double seconds;
+    double val_acc_end_of_feature_extraction;
+    double best_val_acc;
+    int32_t best_epoch;
+    int32_t epochs_done;
+    char error[RESULTS_ERROR_MAX];
+} results_trial_row;
+
+typedef struct {
+    int32_t trial_id;
+    char trial[TRIAL_NAME_MAX];
+    int32_t attempt;
+    int32_t epoch;
+    int32_t phase;
+    double train_loss, train_acc, val_loss, val_acc;
+    double head_lr;
+    double seconds, images_per_second;
+    double time; /* when the root received it, seconds since the epoch */
+} results_curve_row;
+
+typedef struct {
+    int32_t trial_id;
+    char trial[TRIAL_NAME_MAX];
+    int32_t epoch;
+    int32_t phase;
+    int32_t group_index; /* 0 = output-most */
+    char group[RESULTS_GROUP_MAX];
+    double lr;
+} results_lr_row;
+
+/* Root attributes written when the file is created. */
+typedef struct {
+    const char *tool_version, *git_revision, *compiler, *compiler_flags;
+    const char *mpi_version, *onednn_version, *cuda_version, *cudnn_version, *nccl_version;
+    const char *sweep_name, *sweep_file, *sweep_text;
+    const char *hosts;
+    int ranks;
+    int simulated; /* --simulate: no training happened; every number is synthetic */
+} results_meta;
+
+typedef struct results_h5 results_h5;
+
+/* Grid columns of /trials: the sweep's axes other than backbone and schedule. */
+typedef struct {
+    int count;
+    char names[SWEEP_MAX_AXES][SWEEP_KEY_MAX];
+} results_grid_columns;
+
+/* Creates path (refusing to replace an existing file), writes the attributes and every trial
+ * row (grid_values: count x columns->count strings), then enters SWMR write mode. */
+int results_h5_create(const char *path, const results_meta *meta,
+                      const results_grid_columns *columns, const results_trial_row *rows,
+                      const char (*grid_values)[SWEEP_MAX_AXES][RESULTS_VALUE_MAX], int count,
+                      results_h5 **out, char *err, size_t errlen);
+
+/* Opens an existing results file for writing (not yet SWMR: resume repairs it first). */
+int results_h5_open(const char *path, results_h5 **out, char *err, size_t errlen);
+int results_h5_start_swmr(results_h5 *h, char *err, size_t errlen);
+
+/* Reading back (malloc'd arrays; *count rows). */
+int results_h5_read_trials(results_h5 *h, results_trial_row **rows, int *count, char *err,
+                           size_t errlen);
+int results_h5_read_curves(results_h5 *h, results_curve_row **rows, int *count, char *err,
+                           size_t errlen);
+int results_h5_read_lr(results_h5 *h, results_lr_row **rows, int *count, char *err,
+                       size_t errlen);
+/* Replaces a table's contents (resume's compaction; not in SWMR mode). */
+int results_h5_rewrite_curves(results_h5 *h, const results_curve_row *rows, int count, char *err,
+                              size_t errlen);
+int results_h5_rewrite_lr(results_h5 *h, const results_lr_row *rows, int count, char *err,
+                          size_t errlen);
+/* A string attribute of the root (sweep_text, mode...); malloc'd. */
+char *results_h5_attr(results_h5 *h, const char *name, char *err, size_t errlen);
+int results_h5_grid_columns(results_h5 *h, results_grid_columns *columns);
+
+/* Appends trials (--extend; not in SWMR mode). */
+int results_h5_add_trials(results_h5 *h, const results_trial_row *rows,
+                          const char (*grid_values)[SWEEP_MAX_AXES][RESULTS_VALUE_MAX], int count,
+                          char *err, size_t errlen);
+
+/* Rewrites one /trials row in place (its id is its row) and flushes. Grid columns are kept. */
+int results_h5_write_trial(results_h5 *h, const results_trial_row *row, char *err, size_t errlen);
+/* Appends one epoch: its /lr rows then its /curves row, each flushed. */
+int results_h5_append_epoch(results_h5 *h, const results_curve_row *curve,
+                            const results_lr_row *lr, int n_lr, char *err, size_t errlen);
+
+/* Seconds spent inside the write calls above (the benchmark's HDF5 share). */
+double results_h5_write_seconds(const results_h5 *h);
+int results_h5_close(results_h5 *h, char *err, size_t errlen);
+
+/* Opens a results file read-only in SWMR mode (status, tests) and reads /trials. */
+int results_h5_read_file(const char *path, results_trial_row **rows, int *count, char *err,
+                         size_t errlen);
+
+#endif
