@@ -14,6 +14,8 @@ typedef struct {
 
 static const command commands[] = {
     {"models", cmd_models, "every backbone: parameters, trainable head, layer groups"},
+    {"run", cmd_run, "run a sweep (under mpirun; resumes an existing results file)"},
+    {"status", cmd_status, "progress and best trials of a results file (also while it runs)"},
 };
 
 static void usage(FILE *out) {

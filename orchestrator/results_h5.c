@@ -497,6 +497,15 @@ char *results_h5_attr(results_h5 *h, const char *name, char *err, size_t errlen)
     return value;
 }
 
+int results_h5_set_attr(results_h5 *h, const char *name, const char *value, char *err,
+                        size_t errlen) {
+    if (H5Aexists(h->file, name) > 0 && H5Adelete(h->file, name) < 0)
+        return fail(h->path, err, errlen, "cannot replace attribute '%s'", name);
+    if (attr_string(h->file, name, value))
+        return fail(h->path, err, errlen, "cannot write attribute '%s'", name);
+    return 0;
+}
+
 int results_h5_grid_columns(results_h5 *h, results_grid_columns *columns) {
     char err[256];
     memset(columns, 0, sizeof *columns);

@@ -108,6 +108,9 @@ int results_h5_rewrite_lr(results_h5 *h, const results_lr_row *rows, int count, 
 /* A string attribute of the root (sweep_text, mode...); malloc'd. */
 char *results_h5_attr(results_h5 *h, const char *name, char *err, size_t errlen);
 int results_h5_grid_columns(results_h5 *h, results_grid_columns *columns);
+/* Replaces (or adds) a string attribute of the root (--extend's new sweep_text; not in SWMR). */
+int results_h5_set_attr(results_h5 *h, const char *name, const char *value, char *err,
+                        size_t errlen);
 
 /* Appends trials (--extend; not in SWMR mode). */
 int results_h5_add_trials(results_h5 *h, const results_trial_row *rows,

@@ -1,0 +1,373 @@
+/* MPI transport for root.c, the worker loop with its heartbeat thread, and the one-rank loop. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "orchestrator/farm.h"
+
+volatile sig_atomic_t farm_stop_signal = 0;
+
+static void on_signal(int sig) {
+    (void)sig;
+    farm_stop_signal = 1;
+}
+
+int farm_install_signals(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGINT, &sa, NULL) || sigaction(SIGTERM, &sa, NULL)) return -1;
+    return 0;
+}
+
+double farm_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void nap(long microseconds) {
+    struct timespec ts = {microseconds / 1000000, (microseconds % 1000000) * 1000};
+    while (nanosleep(&ts, &ts) && errno == EINTR) {
+    }
+}
+
+static void mpi_text(int code, char *out, size_t len) {
+    char text[MPI_MAX_ERROR_STRING];
+    int n = 0;
+    if (MPI_Error_string(code, text, &n) != MPI_SUCCESS) snprintf(text, sizeof text, "code %d", code);
+    snprintf(out, len, "%s", text);
+}
+
+static int send_message(MPI_Comm comm, int rank, const message *m, char *err, size_t errlen) {
+    unsigned char buf[PROTOCOL_MAX_BYTES];
+    size_t len = 0;
+    if (protocol_encode(m, buf, sizeof buf, &len)) {
+        snprintf(err, errlen, "%s message does not fit %d bytes", msg_type_name(m->type),
+                 PROTOCOL_MAX_BYTES);
+        return -1;
+    }
+    int rc = MPI_Send(buf, (int)len, MPI_BYTE, rank, PROTOCOL_TAG, comm);
+    if (rc != MPI_SUCCESS) {
+        char text[256];
+        mpi_text(rc, text, sizeof text);
+        snprintf(err, errlen, "MPI_Send to rank %d: %s", rank, text);
+        return -1;
+    }
+    return 0;
+}
+
+/* Receives one waiting message from `source` (or any) if there is one: 1 got, 0 none, -1 error. */
+static int poll_message(MPI_Comm comm, int source, message *m, int *from, char *err,
+                        size_t errlen) {
+    int flag = 0;
+    MPI_Status st;
+    int rc = MPI_Iprobe(source, PROTOCOL_TAG, comm, &flag, &st);
+    if (rc != MPI_SUCCESS) {
+        char text[256];
+        mpi_text(rc, text, sizeof text);
+        snprintf(err, errlen, "MPI_Iprobe: %s", text);
+        return -1;
+    }
+    if (!flag) return 0;
+    int count = 0;
+    MPI_Get_count(&st, MPI_BYTE, &count);
+    unsigned char buf[PROTOCOL_MAX_BYTES];
+    if (count < 0 || count > PROTOCOL_MAX_BYTES) {
+        snprintf(err, errlen, "rank %d sent a %d-byte message (at most %d)", st.MPI_SOURCE, count,
+                 PROTOCOL_MAX_BYTES);
+        return -1;
+    }
+    rc = MPI_Recv(buf, count, MPI_BYTE, st.MPI_SOURCE, PROTOCOL_TAG, comm, MPI_STATUS_IGNORE);
+    if (rc != MPI_SUCCESS) {
+        char text[256];
+        mpi_text(rc, text, sizeof text);
+        snprintf(err, errlen, "MPI_Recv from rank %d: %s", st.MPI_SOURCE, text);
+        return -1;
+    }
+    *from = st.MPI_SOURCE;
+    char why[256];
+    if (protocol_decode(buf, (size_t)count, m, why, sizeof why)) {
+        snprintf(err, errlen, "rank %d: bad message: %s", st.MPI_SOURCE, why);
+        return -1;
+    }
+    return 1;
+}
+
+/* ---- root ---------------------------------------------------------------------------------- */
+
+static int mpi_send_fn(void *transport, int rank, const message *m, char *err, size_t errlen) {
+    return send_message(*(MPI_Comm *)transport, rank, m, err, errlen);
+}
+
+int farm_collect_hellos(const farm_options *o, worker_slot *workers, char *err, size_t errlen) {
+    int missing = o->size - 1;
+    double deadline = farm_now() + 120.0;
+    while (missing > 0) {
+        message m;
+        int from = -1;
+        int got = poll_message(o->comm, MPI_ANY_SOURCE, &m, &from, err, errlen);
+        if (got < 0) return -1;
+        if (!got) {
+            if (farm_now() > deadline) {
+                snprintf(err, errlen, "%d worker ranks did not report within 120 s", missing);
+                return -1;
+            }
+            nap(1000);
+            continue;
+        }
+        if (m.type != MSG_HELLO) {
+            snprintf(err, errlen, "rank %d sent %s before HELLO", from, msg_type_name(m.type));
+            return -1;
+        }
+        worker_slot *w = &workers[from];
+        snprintf(w->host, sizeof w->host, "%s", m.hello.host);
+        w->device = m.hello.device;
+        w->threads = m.hello.threads;
+        w->local_rank = m.hello.local_rank;
+        missing--;
+    }
+    return 0;
+}
+
+void farm_abandon(const farm_options *o) {
+    char err[256];
+    for (int rank = 1; rank < o->size; rank++) {
+        message m = {.type = MSG_SHUTDOWN, .trial = -1};
+        send_message(o->comm, rank, &m, err, sizeof err);
+    }
+}
+
+static int want_stop(root_ctx *r, const farm_options *o, double now) {
+    if (r->stopping) return 0;
+    if (farm_stop_signal) return root_stop(r, now, "signal");
+    if (o->time_limit > 0 && now - o->start > o->time_limit) return root_stop(r, now, "time limit");
+    return 0;
+}
+
+int farm_root(root_ctx *r, const farm_options *o) {
+    MPI_Comm comm = o->comm;
+    r->send = mpi_send_fn;
+    r->transport = &comm;
+    double now = farm_now(), last_check = now;
+    for (int rank = 1; rank < o->size; rank++) r->workers[rank].last_heard = now;
+    if (root_assign_idle(r, now)) return -1;
+    while (!root_finished(r)) {
+        now = farm_now();
+        if (want_stop(r, o, now)) return -1;
+        message m;
+        int from = -1;
+        int got = poll_message(comm, MPI_ANY_SOURCE, &m, &from, r->error, sizeof r->error);
+        if (got < 0) return -1;
+        if (got && root_handle(r, from, &m, now)) return -1;
+        if (!got) nap(200);
+        if (now - last_check > 0.5) {
+            last_check = now;
+            if (root_check_silence(r, now)) return -1;
+            progress_tick(r->progress, r->table, now);
+        }
+    }
+    return root_shutdown(r);
+}
+
+/* ---- worker -------------------------------------------------------------------------------- */
+
+typedef struct {
+    const farm_options *o;
+    pthread_mutex_t lock; /* every MPI call of this rank happens under it */
+    int running;          /* a trial is running: heartbeats flow */
+    int trial, attempt;
+    int stop;             /* the root asked this trial to stop */
+    int quit;             /* the heartbeat thread ends */
+    int failed;
+    char error[512];
+} worker_ctx;
+
+/* Under the lock: takes a STOP the root may have sent. */
+static void take_stop(worker_ctx *w) {
+    message m;
+    int from;
+    char err[256];
+    int got = poll_message(w->o->comm, 0, &m, &from, err, sizeof err);
+    if (got < 0 && !w->failed) {
+        w->failed = 1;
+        snprintf(w->error, sizeof w->error, "%s", err);
+    }
+    if (got > 0 && (m.type == MSG_STOP || m.type == MSG_SHUTDOWN)) w->stop = 1;
+}
+
+static void *heartbeat_thread(void *arg) {
+    worker_ctx *w = arg;
+    double next = farm_now() + w->o->heartbeat_interval;
+    for (;;) {
+        nap(50000);
+        pthread_mutex_lock(&w->lock);
+        int quit = w->quit;
+        if (!quit && w->running && farm_now() >= next) {
+            message m = {.type = MSG_HEARTBEAT, .trial = w->trial, .attempt = w->attempt};
+            char err[256];
+            if (send_message(w->o->comm, 0, &m, err, sizeof err) && !w->failed) {
+                w->failed = 1;
+                snprintf(w->error, sizeof w->error, "%s", err);
+            }
+            take_stop(w);
+            next = farm_now() + w->o->heartbeat_interval;
+        }
+        pthread_mutex_unlock(&w->lock);
+        if (quit) return NULL;
+    }
+}
+
+static int worker_epoch(const epoch_record *record, void *user) {
+    worker_ctx *w = user;
+    message m;
+    protocol_epoch_from_record(&m, w->trial, w->attempt, record);
+    pthread_mutex_lock(&w->lock);
+    char err[256];
+    if (send_message(w->o->comm, 0, &m, err, sizeof err) && !w->failed) {
+        w->failed = 1;
+        snprintf(w->error, sizeof w->error, "%s", err);
+    }
+    take_stop(w);
+    int stop = w->stop || farm_stop_signal || w->failed;
+    pthread_mutex_unlock(&w->lock);
+    return stop;
+}
+
+int farm_send_hello(const farm_options *o, char *err, size_t errlen) {
+    message m = {.type = MSG_HELLO, .trial = -1};
+    snprintf(m.hello.host, sizeof m.hello.host, "%s", o->worker.host);
+    m.hello.device = o->worker.device;
+    m.hello.threads = o->worker.threads;
+    return send_message(o->comm, 0, &m, err, errlen);
+}
+
+int farm_worker(const farm_options *o, char *err, size_t errlen) {
+    worker_ctx w;
+    memset(&w, 0, sizeof w);
+    w.o = o;
+    if (pthread_mutex_init(&w.lock, NULL)) {
+        snprintf(err, errlen, "rank %d: cannot create a mutex", o->rank);
+        return -1;
+    }
+    pthread_t thread;
+    if (pthread_create(&thread, NULL, heartbeat_thread, &w)) {
+        snprintf(err, errlen, "rank %d: cannot start the heartbeat thread", o->rank);
+        pthread_mutex_destroy(&w.lock);
+        return -1;
+    }
+    int rc = 0;
+    for (;;) {
+        message m;
+        int from = -1;
+        pthread_mutex_lock(&w.lock);
+        int got = poll_message(o->comm, 0, &m, &from, err, errlen);
+        pthread_mutex_unlock(&w.lock);
+        if (got < 0) {
+            rc = -1;
+            break;
+        }
+        if (!got) {
+            nap(1000);
+            continue;
+        }
+        if (m.type == MSG_SHUTDOWN) break;
+        if (m.type == MSG_STOP) continue; /* for a trial that already ended */
+        if (m.type != MSG_ASSIGN || m.trial < 0 || m.trial >= o->trials->count ||
+            strcmp(m.name, o->trials->items[m.trial].name)) {
+            snprintf(err, errlen, "rank %d on %s: unexpected %s for trial %d '%s' (different "
+                     "sweep files on root and worker?)", o->rank, o->worker.host,
+                     msg_type_name(m.type), m.trial, m.name);
+            rc = -1;
+            break;
+        }
+        pthread_mutex_lock(&w.lock);
+        w.trial = m.trial;
+        w.attempt = m.attempt;
+        w.stop = 0;
+        w.running = 1;
+        pthread_mutex_unlock(&w.lock);
+        message final;
+        run_trial(o->s, &o->trials->items[m.trial], m.trial, m.attempt, &o->worker, worker_epoch,
+                  &w, &final);
+        pthread_mutex_lock(&w.lock);
+        w.running = 0;
+        int send_rc = send_message(o->comm, 0, &final, err, errlen);
+        int failed = w.failed;
+        if (failed) snprintf(err, errlen, "%s", w.error);
+        pthread_mutex_unlock(&w.lock);
+        if (send_rc || failed) {
+            rc = -1;
+            break;
+        }
+    }
+    pthread_mutex_lock(&w.lock);
+    w.quit = 1;
+    pthread_mutex_unlock(&w.lock);
+    pthread_join(thread, NULL);
+    pthread_mutex_destroy(&w.lock);
+    return rc;
+}
+
+/* ---- one rank ------------------------------------------------------------------------------ */
+
+typedef struct {
+    int has_assign;
+    message assign;
+    int stop;
+} mailbox;
+
+typedef struct {
+    root_ctx *r;
+    const farm_options *o;
+    mailbox *box;
+    int trial, attempt;
+    int failed;
+} single_ctx;
+
+static int mailbox_send(void *transport, int rank, const message *m, char *err, size_t errlen) {
+    mailbox *box = transport;
+    (void)rank;
+    (void)err;
+    (void)errlen;
+    if (m->type == MSG_ASSIGN) {
+        box->assign = *m;
+        box->has_assign = 1;
+    } else if (m->type == MSG_STOP) box->stop = 1;
+    return 0;
+}
+
+static int single_epoch(const epoch_record *record, void *user) {
+    single_ctx *c = user;
+    double now = farm_now();
+    if (!c->failed && want_stop(c->r, c->o, now)) c->failed = 1;
+    message m;
+    protocol_epoch_from_record(&m, c->trial, c->attempt, record);
+    if (!c->failed && root_handle(c->r, 0, &m, now)) c->failed = 1;
+    progress_tick(c->r->progress, c->r->table, now);
+    return c->box->stop || c->failed;
+}
+
+int farm_single(root_ctx *r, const farm_options *o) {
+    mailbox box = {0};
+    r->send = mailbox_send;
+    r->transport = &box;
+    r->heartbeat_timeout = 0; /* the root is the worker: nobody to be silent */
+    if (root_assign_idle(r, farm_now())) return -1;
+    while (box.has_assign) {
+        message assign = box.assign;
+        box.has_assign = 0;
+        box.stop = 0;
+        single_ctx c = {r, o, &box, assign.trial, assign.attempt, 0};
+        message final;
+        run_trial(o->s, &o->trials->items[assign.trial], assign.trial, assign.attempt, &o->worker,
+                  single_epoch, &c, &final);
+        if (c.failed) return -1;
+        if (root_handle(r, 0, &final, farm_now())) return -1;
+        if (!r->stopping && want_stop(r, o, farm_now())) return -1;
+    }
+    return 0;
+}

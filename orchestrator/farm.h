@@ -1,0 +1,43 @@
+/* Farming over MPI: the root loop (rank 0 with workers), the worker loop (ranks >= 1), and the
+ * single-rank loop (-np 1: rank 0 runs the trials itself). All message handling is root.c's;
+ * this file moves bytes, keeps heartbeats going and turns signals into a graceful stop. */
+#ifndef TLSWEEP_FARM_H
+#define TLSWEEP_FARM_H
+
+#include <mpi.h>
+#include <signal.h>
+
+#include "orchestrator/root.h"
+#include "orchestrator/run_trial.h"
+
+/* Set by SIGINT/SIGTERM: every rank stops at its next clean boundary. */
+extern volatile sig_atomic_t farm_stop_signal;
+int farm_install_signals(void);
+
+typedef struct {
+    MPI_Comm comm;
+    int rank, size;
+    const sweep *s;
+    const trial_list *trials; /* the grid, identical on every rank */
+    worker_options worker;
+    double heartbeat_interval; /* seconds between a busy worker's heartbeats */
+    double time_limit;         /* seconds from start; 0 = none */
+    double start;              /* monotonic seconds when the run began */
+} farm_options;
+
+double farm_now(void); /* monotonic seconds */
+
+/* Root: waits for every worker's HELLO and fills workers[rank] (host, device, threads). */
+int farm_collect_hellos(const farm_options *o, worker_slot *workers, char *err, size_t errlen);
+/* Worker: says where it runs. */
+int farm_send_hello(const farm_options *o, char *err, size_t errlen);
+/* Root, after setup failed: tells the workers to leave. */
+void farm_abandon(const farm_options *o);
+
+/* Each returns 0 when the loop ended normally (finished or stopped; see r->stopping) and -1
+ * on an error (r->error / err). */
+int farm_root(root_ctx *r, const farm_options *o);
+int farm_single(root_ctx *r, const farm_options *o);
+int farm_worker(const farm_options *o, char *err, size_t errlen);
+
+#endif

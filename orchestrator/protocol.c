@@ -1,0 +1,263 @@
+/* Message encoding: explicit little-endian-free byte streams (both ends are the same binary on
+ * the same architecture; the header's magic and version catch anything else). */
+#include <stdio.h>
+#include <string.h>
+
+#include "orchestrator/protocol.h"
+
+typedef struct {
+    unsigned char *buf;
+    size_t cap, len;
+    int overflow;
+} writer;
+
+typedef struct {
+    const unsigned char *buf;
+    size_t len, pos;
+    int underflow;
+} reader;
+
+static void put(writer *w, const void *p, size_t n) {
+    if (w->len + n > w->cap) {
+        w->overflow = 1;
+        return;
+    }
+    memcpy(w->buf + w->len, p, n);
+    w->len += n;
+}
+static void put_i32(writer *w, int32_t v) { put(w, &v, sizeof v); }
+static void put_i64(writer *w, int64_t v) { put(w, &v, sizeof v); }
+static void put_f64(writer *w, double v) { put(w, &v, sizeof v); }
+static void put_str(writer *w, const char *s, size_t max) {
+    size_t n = strnlen(s, max - 1);
+    put_i32(w, (int32_t)n);
+    put(w, s, n);
+}
+
+static void get(reader *r, void *p, size_t n) {
+    if (r->pos + n > r->len) {
+        r->underflow = 1;
+        memset(p, 0, n);
+        return;
+    }
+    memcpy(p, r->buf + r->pos, n);
+    r->pos += n;
+}
+static int32_t get_i32(reader *r) {
+    int32_t v;
+    get(r, &v, sizeof v);
+    return v;
+}
+static int64_t get_i64(reader *r) {
+    int64_t v;
+    get(r, &v, sizeof v);
+    return v;
+}
+static double get_f64(reader *r) {
+    double v;
+    get(r, &v, sizeof v);
+    return v;
+}
+static void get_str(reader *r, char *s, size_t max) {
+    int32_t n = get_i32(r);
+    if (n < 0 || (size_t)n >= max) {
+        r->underflow = 1;
+        s[0] = 0;
+        return;
+    }
+    get(r, s, (size_t)n);
+    s[r->underflow ? 0 : n] = 0;
+}
+
+static const char *const type_names[] = {"?",    "HELLO",  "ASSIGN",    "EPOCH",   "DONE",
+                                         "FAILED", "HEARTBEAT", "STOP", "SHUTDOWN"};
+
+const char *msg_type_name(msg_type t) {
+    return t > 0 && t < MSG_TYPE_END ? type_names[t] : "unknown";
+}
+
+#define HEADER_BYTES 12
+
+int protocol_encode(const message *m, unsigned char *buf, size_t cap, size_t *len) {
+    writer w = {buf, cap, HEADER_BYTES, cap < HEADER_BYTES};
+    if (w.overflow) return -1;
+    put_i32(&w, m->trial);
+    put_i32(&w, m->attempt);
+    switch (m->type) {
+    case MSG_HELLO:
+        put_str(&w, m->hello.host, sizeof m->hello.host);
+        put_i32(&w, m->hello.local_rank);
+        put_i32(&w, m->hello.device);
+        put_i32(&w, m->hello.threads);
+        break;
+    case MSG_ASSIGN:
+        put_str(&w, m->name, sizeof m->name);
+        break;
+    case MSG_EPOCH: {
+        const msg_epoch *e = &m->epoch;
+        put_i32(&w, e->epoch);
+        put_i32(&w, e->phase);
+        put_f64(&w, e->train_loss);
+        put_f64(&w, e->train_acc);
+        put_f64(&w, e->val_loss);
+        put_f64(&w, e->val_acc);
+        put_f64(&w, e->head_lr);
+        put_f64(&w, e->seconds);
+        put_f64(&w, e->images_per_second);
+        int n = e->n_groups < 0 ? 0 : e->n_groups > PROTOCOL_MAX_GROUPS ? PROTOCOL_MAX_GROUPS : e->n_groups;
+        put_i32(&w, n);
+        for (int g = 0; g < n; g++) {
+            put_str(&w, e->group_names[g], PROTOCOL_GROUP_NAME);
+            put_f64(&w, e->group_lr[g]);
+        }
+        break;
+    }
+    case MSG_DONE: {
+        const msg_done *d = &m->done;
+        put_i32(&w, d->stopped);
+        put_i64(&w, d->params);
+        put_f64(&w, d->val_acc_end_of_feature_extraction);
+        put_f64(&w, d->best_val_acc);
+        put_f64(&w, d->seconds);
+        put_i32(&w, d->best_epoch);
+        put_i32(&w, d->epochs_done);
+        break;
+    }
+    case MSG_FAILED:
+        put_str(&w, m->text, sizeof m->text);
+        break;
+    case MSG_HEARTBEAT:
+    case MSG_STOP:
+    case MSG_SHUTDOWN:
+        break;
+    default:
+        return -1;
+    }
+    if (w.overflow) return -1;
+    uint32_t magic = PROTOCOL_MAGIC, payload = (uint32_t)(w.len - HEADER_BYTES);
+    uint16_t version = PROTOCOL_VERSION, type = (uint16_t)m->type;
+    memcpy(buf, &magic, 4);
+    memcpy(buf + 4, &version, 2);
+    memcpy(buf + 6, &type, 2);
+    memcpy(buf + 8, &payload, 4);
+    *len = w.len;
+    return 0;
+}
+
+int protocol_decode(const unsigned char *buf, size_t len, message *m, char *err, size_t errlen) {
+    memset(m, 0, sizeof *m);
+    if (len < HEADER_BYTES) {
+        snprintf(err, errlen, "message of %zu bytes is shorter than its header", len);
+        return -1;
+    }
+    uint32_t magic, payload;
+    uint16_t version, type;
+    memcpy(&magic, buf, 4);
+    memcpy(&version, buf + 4, 2);
+    memcpy(&type, buf + 6, 2);
+    memcpy(&payload, buf + 8, 4);
+    if (magic != PROTOCOL_MAGIC) {
+        snprintf(err, errlen, "not a tlsweep message (magic 0x%08x)", magic);
+        return -1;
+    }
+    if (version != PROTOCOL_VERSION) {
+        snprintf(err, errlen, "protocol version %u, this tlsweep speaks %d (mixed binaries?)",
+                 version, PROTOCOL_VERSION);
+        return -1;
+    }
+    if (type == 0 || type >= MSG_TYPE_END) {
+        snprintf(err, errlen, "unknown message type %u", type);
+        return -1;
+    }
+    if ((size_t)payload + HEADER_BYTES != len) {
+        snprintf(err, errlen, "%s message: header says %u payload bytes, got %zu",
+                 msg_type_name(type), payload, len - HEADER_BYTES);
+        return -1;
+    }
+    reader r = {buf, len, HEADER_BYTES, 0};
+    m->type = (msg_type)type;
+    m->trial = get_i32(&r);
+    m->attempt = get_i32(&r);
+    switch (m->type) {
+    case MSG_HELLO:
+        get_str(&r, m->hello.host, sizeof m->hello.host);
+        m->hello.local_rank = get_i32(&r);
+        m->hello.device = get_i32(&r);
+        m->hello.threads = get_i32(&r);
+        break;
+    case MSG_ASSIGN:
+        get_str(&r, m->name, sizeof m->name);
+        break;
+    case MSG_EPOCH: {
+        msg_epoch *e = &m->epoch;
+        e->epoch = get_i32(&r);
+        e->phase = get_i32(&r);
+        e->train_loss = get_f64(&r);
+        e->train_acc = get_f64(&r);
+        e->val_loss = get_f64(&r);
+        e->val_acc = get_f64(&r);
+        e->head_lr = get_f64(&r);
+        e->seconds = get_f64(&r);
+        e->images_per_second = get_f64(&r);
+        e->n_groups = get_i32(&r);
+        if (e->n_groups < 0 || e->n_groups > PROTOCOL_MAX_GROUPS) {
+            snprintf(err, errlen, "EPOCH message with %d layer groups", e->n_groups);
+            return -1;
+        }
+        for (int g = 0; g < e->n_groups; g++) {
+            get_str(&r, e->group_names[g], PROTOCOL_GROUP_NAME);
+            e->group_lr[g] = get_f64(&r);
+        }
+        if (e->epoch < 1 || (e->phase != 1 && e->phase != 2)) {
+            snprintf(err, errlen, "EPOCH message with epoch %d phase %d", e->epoch, e->phase);
+            return -1;
+        }
+        break;
+    }
+    case MSG_DONE: {
+        msg_done *d = &m->done;
+        d->stopped = get_i32(&r);
+        d->params = get_i64(&r);
+        d->val_acc_end_of_feature_extraction = get_f64(&r);
+        d->best_val_acc = get_f64(&r);
+        d->seconds = get_f64(&r);
+        d->best_epoch = get_i32(&r);
+        d->epochs_done = get_i32(&r);
+        break;
+    }
+    case MSG_FAILED:
+        get_str(&r, m->text, sizeof m->text);
+        break;
+    default:
+        break;
+    }
+    if (r.underflow || r.pos != len) {
+        snprintf(err, errlen, "%s message is malformed (%zu of %zu bytes read)",
+                 msg_type_name(m->type), r.pos, len);
+        return -1;
+    }
+    return 0;
+}
+
+void protocol_epoch_from_record(message *m, int trial, int attempt, const epoch_record *r) {
+    memset(m, 0, sizeof *m);
+    m->type = MSG_EPOCH;
+    m->trial = trial;
+    m->attempt = attempt;
+    msg_epoch *e = &m->epoch;
+    e->epoch = r->epoch;
+    e->phase = r->phase;
+    e->train_loss = r->train_loss;
+    e->train_acc = r->train_acc;
+    e->val_loss = r->val_loss;
+    e->val_acc = r->val_acc;
+    e->head_lr = r->head_lr;
+    e->seconds = r->seconds;
+    e->images_per_second = r->images_per_second;
+    e->n_groups = r->n_groups > PROTOCOL_MAX_GROUPS ? PROTOCOL_MAX_GROUPS : r->n_groups;
+    for (int g = 0; g < e->n_groups; g++) {
+        snprintf(e->group_names[g], PROTOCOL_GROUP_NAME, "%.31s",
+                 r->group_names && r->group_names[g] ? r->group_names[g] : "?");
+        e->group_lr[g] = r->group_lr ? r->group_lr[g] : 0;
+    }
+}

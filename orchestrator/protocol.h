@@ -1,0 +1,78 @@
+/* Root <-> worker messages. Each is encoded field by field into bytes behind a header
+ * {magic "TLSW", version, type, payload length} and checked on arrival: a message from another
+ * tlsweep version or a truncated one is an error, never misread.
+ *
+ *   worker -> root: HELLO (where it runs), EPOCH (one epoch record), HEARTBEAT (still alive),
+ *                   DONE (summary; or stopped at an epoch boundary), FAILED (reason)
+ *   root -> worker: ASSIGN (a trial by grid index and name), STOP (finish the epoch, checkpoint,
+ *                   report), SHUTDOWN (leave the loop) */
+#ifndef TLSWEEP_PROTOCOL_H
+#define TLSWEEP_PROTOCOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "worker/trial.h"
+
+#define PROTOCOL_MAGIC 0x57534C54u /* "TLSW" little-endian */
+#define PROTOCOL_VERSION 1
+#define PROTOCOL_TAG 17
+#define PROTOCOL_MAX_GROUPS 64
+#define PROTOCOL_GROUP_NAME 32
+#define PROTOCOL_MAX_BYTES 8192
+#define PROTOCOL_TEXT 512
+
+typedef enum {
+    MSG_HELLO = 1,
+    MSG_ASSIGN,
+    MSG_EPOCH,
+    MSG_DONE,
+    MSG_FAILED,
+    MSG_HEARTBEAT,
+    MSG_STOP,
+    MSG_SHUTDOWN,
+    MSG_TYPE_END
+} msg_type;
+
+typedef struct {
+    int32_t epoch, phase;
+    double train_loss, train_acc, val_loss, val_acc, head_lr, seconds, images_per_second;
+    int32_t n_groups;
+    char group_names[PROTOCOL_MAX_GROUPS][PROTOCOL_GROUP_NAME];
+    double group_lr[PROTOCOL_MAX_GROUPS];
+} msg_epoch;
+
+typedef struct {
+    int32_t stopped; /* 1: stopped at an epoch boundary (preempted), checkpoint written */
+    int64_t params;
+    double val_acc_end_of_feature_extraction, best_val_acc, seconds;
+    int32_t best_epoch, epochs_done;
+} msg_done;
+
+typedef struct {
+    char host[64];
+    int32_t local_rank, device, threads;
+} msg_hello;
+
+typedef struct {
+    msg_type type;
+    int32_t trial;   /* grid index (ASSIGN, EPOCH, DONE, FAILED, HEARTBEAT); -1 if none */
+    int32_t attempt; /* ASSIGN..FAILED */
+    char name[TRIAL_NAME_MAX]; /* ASSIGN: the trial's name, checked against the worker's grid */
+    char text[PROTOCOL_TEXT];  /* FAILED: the reason */
+    msg_hello hello;
+    msg_epoch epoch;
+    msg_done done;
+} message;
+
+const char *msg_type_name(msg_type t);
+
+/* Encodes m into buf (cap bytes); *len is the byte count. -1 if it does not fit. */
+int protocol_encode(const message *m, unsigned char *buf, size_t cap, size_t *len);
+/* Decodes and checks (magic, version, type, exact length, bounded fields); -1 with err. */
+int protocol_decode(const unsigned char *buf, size_t len, message *m, char *err, size_t errlen);
+
+/* Fills an EPOCH message from a trainer's epoch record (group names cut to fit). */
+void protocol_epoch_from_record(message *m, int trial, int attempt, const epoch_record *r);
+
+#endif

@@ -1,0 +1,270 @@
+/* Rank 0's message handling (see root.h). */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "orchestrator/root.h"
+#include "orchestrator/schedule.h"
+
+static double wall_clock(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static double monotonic(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+__attribute__((format(printf, 2, 3))) static int fatal(root_ctx *r, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->error, sizeof r->error, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+void root_init(root_ctx *r, const sweep *s, trial_table *t, results_h5 *h5, progress *p,
+               worker_slot *workers, int first_worker, int n_ranks, root_send_fn send,
+               void *transport) {
+    memset(r, 0, sizeof *r);
+    r->s = s;
+    r->table = t;
+    r->h5 = h5;
+    r->progress = p;
+    r->workers = workers;
+    r->first_worker = first_worker;
+    r->n_ranks = n_ranks;
+    r->send = send;
+    r->transport = transport;
+    for (int i = 0; i < n_ranks; i++) workers[i].busy = -1;
+}
+
+static int save_row(root_ctx *r, trial_entry *e) {
+    char err[512];
+    if (r->h5 && results_h5_write_trial(r->h5, &e->row, err, sizeof err))
+        return fatal(r, "%s", err);
+    return 0;
+}
+
+static int transition(root_ctx *r, int index, trial_state to) {
+    char err[512];
+    if (trial_set_state(r->table, index, to, err, sizeof err)) return fatal(r, "%s", err);
+    return 0;
+}
+
+static int send_to(root_ctx *r, int rank, const message *m) {
+    char err[512];
+    if (r->send(r->transport, rank, m, err, sizeof err))
+        return fatal(r, "sending %s to rank %d: %s", msg_type_name(m->type), rank, err);
+    return 0;
+}
+
+static int assign(root_ctx *r, int rank, double now) {
+    int index = schedule_next(r->table, rank);
+    if (index < 0) return 0;
+    trial_entry *e = &r->table->items[index];
+    if (transition(r, index, TS_RUNNING)) return -1;
+    worker_slot *w = &r->workers[rank];
+    w->busy = index;
+    w->last_heard = now;
+    e->row.rank = rank;
+    snprintf(e->row.host, sizeof e->row.host, "%s", w->host);
+    e->row.device = w->device;
+    e->row.start_time = wall_clock();
+    e->row.end_time = 0;
+    e->current_epoch = 0;
+    e->current_phase = 1;
+    if (save_row(r, e)) return -1;
+    message m = {.type = MSG_ASSIGN, .trial = index, .attempt = e->row.attempts};
+    snprintf(m.name, sizeof m.name, "%s", e->row.name);
+    progress_event(r->progress, r->table, now, "rank %d on %s: start %s (attempt %d)", rank,
+                   w->host, e->row.name, e->row.attempts);
+    return send_to(r, rank, &m);
+}
+
+int root_assign_idle(root_ctx *r, double now) {
+    if (r->stopping) return 0;
+    for (int rank = r->first_worker; rank < r->n_ranks; rank++)
+        if (r->workers[rank].busy < 0 && assign(r, rank, now)) return -1;
+    return 0;
+}
+
+static int on_epoch(root_ctx *r, trial_entry *e, int index, const message *m, double now) {
+    const msg_epoch *ep = &m->epoch;
+    e->current_epoch = ep->epoch;
+    e->current_phase = ep->phase;
+    e->last_epoch_seconds = ep->seconds;
+    if (ep->val_acc > e->row.best_val_acc) {
+        e->row.best_val_acc = ep->val_acc;
+        e->row.best_epoch = ep->epoch;
+    }
+    if (ep->epoch > e->total_epochs) {
+        return fatal(r, "rank %d: trial %s: epoch %d of a %d-epoch trial", e->row.rank,
+                     e->row.name, ep->epoch, e->total_epochs);
+    }
+    /* A restarted trial repeats epochs that are already in the file: keep the first. */
+    if (e->epoch_written[ep->epoch]) return 0;
+    results_curve_row c;
+    memset(&c, 0, sizeof c);
+    c.trial_id = e->row.id;
+    snprintf(c.trial, sizeof c.trial, "%s", e->row.name);
+    c.attempt = m->attempt;
+    c.epoch = ep->epoch;
+    c.phase = ep->phase;
+    c.train_loss = ep->train_loss;
+    c.train_acc = ep->train_acc;
+    c.val_loss = ep->val_loss;
+    c.val_acc = ep->val_acc;
+    c.head_lr = ep->head_lr;
+    c.seconds = ep->seconds;
+    c.images_per_second = ep->images_per_second;
+    c.time = wall_clock();
+    results_lr_row lr[PROTOCOL_MAX_GROUPS];
+    for (int g = 0; g < ep->n_groups; g++) {
+        memset(&lr[g], 0, sizeof lr[g]);
+        lr[g].trial_id = e->row.id;
+        snprintf(lr[g].trial, sizeof lr[g].trial, "%s", e->row.name);
+        lr[g].epoch = ep->epoch;
+        lr[g].phase = ep->phase;
+        lr[g].group_index = g;
+        snprintf(lr[g].group, sizeof lr[g].group, "%s", ep->group_names[g]);
+        lr[g].lr = ep->group_lr[g];
+    }
+    char err[512];
+    if (r->h5 && results_h5_append_epoch(r->h5, &c, lr, ep->n_groups, err, sizeof err))
+        return fatal(r, "%s", err);
+    e->epoch_written[ep->epoch] = 1;
+    progress_event(r->progress, r->table, now, "rank %d: %s epoch %d/%d (phase %d) val_acc %.4f",
+                   e->row.rank, e->row.name, ep->epoch, e->total_epochs, ep->phase, ep->val_acc);
+    (void)index;
+    return 0;
+}
+
+static int on_done(root_ctx *r, trial_entry *e, int index, const message *m, double now) {
+    const msg_done *d = &m->done;
+    e->row.end_time = wall_clock();
+    e->row.params = d->params;
+    e->row.seconds = d->seconds;
+    e->row.epochs_done = d->epochs_done;
+    if (d->best_epoch > 0) {
+        e->row.best_val_acc = d->best_val_acc;
+        e->row.best_epoch = d->best_epoch;
+    }
+    e->row.val_acc_end_of_feature_extraction = d->val_acc_end_of_feature_extraction;
+    if (d->stopped) {
+        if (transition(r, index, TS_PREEMPTED) || save_row(r, e)) return -1;
+        progress_event(r->progress, r->table, now, "rank %d: %s preempted after epoch %d",
+                       e->row.rank, e->row.name, d->epochs_done);
+        /* preempted goes back to pending: the next run (or worker) continues it */
+        return transition(r, index, TS_PENDING);
+    }
+    if (d->epochs_done < e->total_epochs)
+        return fatal(r, "rank %d: trial %s reported done after %d of %d epochs", e->row.rank,
+                     e->row.name, d->epochs_done, e->total_epochs);
+    e->row.error[0] = 0;
+    if (transition(r, index, TS_DONE) || save_row(r, e)) return -1;
+    progress_event(r->progress, r->table, now, "rank %d: %s done, best val_acc %.4f (epoch %d)",
+                   e->row.rank, e->row.name, e->row.best_val_acc, e->row.best_epoch);
+    return 0;
+}
+
+static int on_failed(root_ctx *r, trial_entry *e, int index, const message *m, double now) {
+    e->row.end_time = wall_clock();
+    snprintf(e->row.error, sizeof e->row.error, "%.255s", m->text);
+    e->last_failed_rank = e->row.rank;
+    if (transition(r, index, TS_FAILED)) return -1;
+    int retry = e->attempts_this_run < r->table->max_attempts;
+    progress_event(r->progress, r->table, now, "FAILED %s (attempt %d of %d%s): %s",
+                   e->row.name, e->attempts_this_run, r->table->max_attempts,
+                   retry ? ", will retry" : ", no retries left", m->text);
+    if (retry && transition(r, index, TS_PENDING)) return -1;
+    return save_row(r, e);
+}
+
+int root_handle(root_ctx *r, int source, const message *m, double now) {
+    double start = monotonic();
+    r->messages++;
+    int rc = 0;
+    if (source < r->first_worker || source >= r->n_ranks) {
+        rc = fatal(r, "message from rank %d, which is not a worker", source);
+        goto out;
+    }
+    worker_slot *w = &r->workers[source];
+    w->last_heard = now;
+    if (m->type == MSG_HEARTBEAT) goto out;
+    if (m->type != MSG_EPOCH && m->type != MSG_DONE && m->type != MSG_FAILED) {
+        rc = fatal(r, "rank %d on %s sent an unexpected %s", source, w->host,
+                   msg_type_name(m->type));
+        goto out;
+    }
+    int index = m->trial;
+    if (w->busy < 0 || index != w->busy) {
+        rc = fatal(r, "rank %d on %s: %s for trial %d, but it was assigned %d", source, w->host,
+                   msg_type_name(m->type), index, w->busy);
+        goto out;
+    }
+    trial_entry *e = &r->table->items[index];
+    if (m->type == MSG_EPOCH) {
+        rc = on_epoch(r, e, index, m, now);
+        goto out;
+    }
+    w->busy = -1;
+    rc = m->type == MSG_DONE ? on_done(r, e, index, m, now) : on_failed(r, e, index, m, now);
+    if (!rc && !r->stopping) rc = assign(r, source, now);
+out:
+    r->handle_seconds += monotonic() - start;
+    return rc;
+}
+
+int root_check_silence(root_ctx *r, double now) {
+    if (r->heartbeat_timeout <= 0) return 0;
+    for (int rank = r->first_worker; rank < r->n_ranks; rank++) {
+        worker_slot *w = &r->workers[rank];
+        if (w->busy >= 0 && now - w->last_heard > r->heartbeat_timeout)
+            return fatal(r, "rank %d on %s: trial %s: no message for %.0f s (heartbeat timeout "
+                            "%.0f s); stopping the sweep, rerun to resume",
+                         rank, w->host, r->table->items[w->busy].row.name, now - w->last_heard,
+                         r->heartbeat_timeout);
+    }
+    return 0;
+}
+
+int root_stop(root_ctx *r, double now, const char *why) {
+    if (r->stopping) return 0;
+    r->stopping = 1;
+    progress_event(r->progress, r->table, now, "stopping (%s): running trials finish their epoch",
+                   why);
+    for (int rank = r->first_worker; rank < r->n_ranks; rank++)
+        if (r->workers[rank].busy >= 0) {
+            message m = {.type = MSG_STOP, .trial = r->workers[rank].busy};
+            if (send_to(r, rank, &m)) return -1;
+        }
+    return 0;
+}
+
+int root_busy(const root_ctx *r) {
+    int busy = 0;
+    for (int rank = r->first_worker; rank < r->n_ranks; rank++) busy += r->workers[rank].busy >= 0;
+    return busy;
+}
+
+int root_finished(const root_ctx *r) {
+    if (root_busy(r)) return 0;
+    if (r->stopping) return 1;
+    for (int i = 0; i < r->table->count; i++)
+        if (r->table->items[i].state == TS_PENDING) return 0;
+    return 1;
+}
+
+int root_shutdown(root_ctx *r) {
+    for (int rank = r->first_worker; rank < r->n_ranks; rank++) {
+        if (rank == 0) continue; /* rank 0 is not a separate worker */
+        message m = {.type = MSG_SHUTDOWN, .trial = -1};
+        if (send_to(r, rank, &m)) return -1;
+    }
+    return 0;
+}

@@ -1,0 +1,62 @@
+/* Rank 0's logic, apart from how messages travel: it assigns trials (longest first), takes
+ * EPOCH/DONE/FAILED/HEARTBEAT messages, drives the state machine, writes /trials, /curves and
+ * /lr, and notices silent workers. farm.c feeds it from MPI; the scheduling benchmark feeds it
+ * from a discrete-event simulation; with one rank it feeds itself. */
+#ifndef TLSWEEP_ROOT_H
+#define TLSWEEP_ROOT_H
+
+#include <stddef.h>
+
+#include "orchestrator/progress.h"
+#include "orchestrator/protocol.h"
+#include "orchestrator/results_h5.h"
+#include "orchestrator/trials.h"
+
+typedef struct {
+    int busy; /* trial index, -1 when idle */
+    double last_heard;
+    char host[64];
+    int device, threads, local_rank;
+} worker_slot;
+
+/* Sends one message to a rank; -1 with err on failure. */
+typedef int (*root_send_fn)(void *transport, int rank, const message *m, char *err,
+                            size_t errlen);
+
+typedef struct {
+    const sweep *s;
+    trial_table *table;
+    results_h5 *h5;     /* NULL: keep results in memory only */
+    progress *progress; /* NULL: quiet */
+    worker_slot *workers; /* indexed by rank */
+    int first_worker, n_ranks; /* workers are ranks first_worker .. n_ranks-1 */
+    root_send_fn send;
+    void *transport;
+    double heartbeat_timeout; /* seconds; <= 0 disables the check */
+    int stopping;             /* no new assignments; STOP sent to busy workers */
+    char error[1024];         /* set when root_* returns -1 */
+    /* statistics */
+    long messages;
+    double handle_seconds; /* time spent in root_handle */
+} root_ctx;
+
+/* Sets the context up (workers idle). workers must hold n_ranks slots. */
+void root_init(root_ctx *r, const sweep *s, trial_table *t, results_h5 *h5, progress *p,
+               worker_slot *workers, int first_worker, int n_ranks, root_send_fn send,
+               void *transport);
+/* Gives every idle worker a trial. */
+int root_assign_idle(root_ctx *r, double now);
+/* Handles one message from a worker rank. -1 (r->error) only for what must end the sweep:
+ * an HDF5 write failure, a protocol violation, a state machine bug. */
+int root_handle(root_ctx *r, int source, const message *m, double now);
+/* -1 (r->error names the rank, host and trial) when a busy worker has been silent too long. */
+int root_check_silence(root_ctx *r, double now);
+/* Graceful stop: STOP to every busy worker, no more assignments. */
+int root_stop(root_ctx *r, double now, const char *why);
+int root_busy(const root_ctx *r);
+/* Nothing left to run (or stopping and nothing running). */
+int root_finished(const root_ctx *r);
+/* SHUTDOWN to every worker rank. */
+int root_shutdown(root_ctx *r);
+
+#endif

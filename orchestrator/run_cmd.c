@@ -1,0 +1,440 @@
+/* `tlsweep run SWEEP.yaml`: under mpirun rank 0 orchestrates and ranks >= 1 train; with one
+ * rank, rank 0 runs the trials itself. Exit status: 0 every trial done, 1 some failed after
+ * their retries, 2 bad input (nothing written), 3 stopped (signal, --time-limit, silent
+ * worker; rerun to resume), 4 an internal error. */
+#include <getopt.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "orchestrator/farm.h"
+#include "orchestrator/provenance.h"
+#include "orchestrator/resume.h"
+#include "orchestrator/schedule.h"
+#include "worker/commands.h"
+
+typedef struct {
+    const char *sweep_file, *output;
+    int simulate, extend, dry_run, quiet, threads;
+    double sim_seconds, time_limit, heartbeat, heartbeat_timeout;
+} run_options;
+
+static void usage(FILE *out) {
+    fprintf(out,
+            "usage: mpirun -np N tlsweep run [options] SWEEP.yaml\n"
+            "  Expands the sweep into trials; rank 0 farms them out (longest first) and writes\n"
+            "  every epoch into one HDF5 file (SWMR: readable while it runs). An existing file\n"
+            "  is resumed. With -np 1 rank 0 runs the trials itself.\n\n"
+            "  -o, --output FILE          results file (default: the sweep's output:)\n"
+            "      --extend               the sweep file gained grid points: add them\n"
+            "  -n, --dry-run              check the sweep, list its trials, run nothing\n"
+            "      --time-limit SECONDS   stop cleanly after this long (resumable)\n"
+            "      --heartbeat SECONDS    a busy worker's heartbeat interval (default 5)\n"
+            "      --heartbeat-timeout S  a worker silent this long stops the sweep (default 600)\n"
+            "      --threads N            CPU threads per worker (default: cores / workers)\n"
+            "  -q, --quiet                no progress lines\n"
+            "      --simulate             TEST MODE: train nothing; each epoch sleeps for its\n"
+            "                             scaled estimated cost and reports synthetic numbers\n"
+            "                             (the file's mode attribute says simulated)\n"
+            "      --sim-seconds S        --simulate: seconds of the sweep's costliest epoch\n"
+            "                             (default 0.1)\n"
+            "exit status: 0 all done, 1 some trials failed, 2 bad input, 3 stopped (rerun to\n"
+            "resume), 4 internal error\n");
+}
+
+static int number(const char *flag, const char *text, double min, double *out, int rank) {
+    char *end = NULL;
+    double v = strtod(text, &end);
+    if (!*text || *end || v < min) {
+        if (rank == 0)
+            fprintf(stderr, "tlsweep run: %s expects a number >= %g, got '%s'\n", flag, min, text);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+/* 0 ok, 1 --help printed, -1 bad usage (reported by rank 0). */
+static int parse_options(int argc, char **argv, run_options *o, int rank) {
+    enum { OPT_EXTEND = 256, OPT_TIME, OPT_HB, OPT_HBT, OPT_THREADS, OPT_SIM, OPT_SIMSEC };
+    static const struct option longopts[] = {
+        {"output", required_argument, NULL, 'o'},  {"extend", no_argument, NULL, OPT_EXTEND},
+        {"dry-run", no_argument, NULL, 'n'},       {"time-limit", required_argument, NULL, OPT_TIME},
+        {"heartbeat", required_argument, NULL, OPT_HB},
+        {"heartbeat-timeout", required_argument, NULL, OPT_HBT},
+        {"threads", required_argument, NULL, OPT_THREADS},
+        {"quiet", no_argument, NULL, 'q'},         {"simulate", no_argument, NULL, OPT_SIM},
+        {"sim-seconds", required_argument, NULL, OPT_SIMSEC},
+        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+    };
+    memset(o, 0, sizeof *o);
+    o->sim_seconds = 0.1;
+    o->heartbeat = 5;
+    o->heartbeat_timeout = 600;
+    opterr = rank == 0;
+    optind = 1;
+    int c;
+    double v;
+    while ((c = getopt_long(argc, argv, "o:nqh", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'o': o->output = optarg; break;
+        case 'n': o->dry_run = 1; break;
+        case 'q': o->quiet = 1; break;
+        case 'h':
+            if (rank == 0) usage(stdout);
+            return 1;
+        case OPT_EXTEND: o->extend = 1; break;
+        case OPT_SIM: o->simulate = 1; break;
+        case OPT_TIME: if (number("--time-limit", optarg, 0, &o->time_limit, rank)) return -1; break;
+        case OPT_HB: if (number("--heartbeat", optarg, 0.01, &o->heartbeat, rank)) return -1; break;
+        case OPT_HBT:
+            if (number("--heartbeat-timeout", optarg, 0.1, &o->heartbeat_timeout, rank)) return -1;
+            break;
+        case OPT_SIMSEC: if (number("--sim-seconds", optarg, 0, &o->sim_seconds, rank)) return -1; break;
+        case OPT_THREADS:
+            if (number("--threads", optarg, 1, &v, rank)) return -1;
+            o->threads = (int)v;
+            break;
+        default:
+            if (rank == 0) usage(stderr);
+            return -1;
+        }
+    }
+    if (optind != argc - 1) {
+        if (rank == 0) {
+            fprintf(stderr, "tlsweep run: expected one sweep file, got %d arguments\n", argc - optind);
+            usage(stderr);
+        }
+        return -1;
+    }
+    o->sweep_file = argv[optind];
+    return 0;
+}
+
+/* Rank 0 reads and validates the sweep, then every rank gets its text. 0 ok, -1 invalid. */
+static int share_sweep(const run_options *o, int rank, sweep *s) {
+    long long len = -1;
+    if (rank == 0) {
+        sweep_errors errs = {0};
+        const sweep_options opt = {.check_paths = !o->simulate};
+        if (sweep_load(o->sweep_file, &opt, s, &errs) == 0) len = (long long)s->text_len;
+        else {
+            for (int i = 0; i < errs.count; i++) fprintf(stderr, "%s\n", errs.messages[i]);
+            if (errs.dropped) fprintf(stderr, "(%d more problems)\n", errs.dropped);
+            fprintf(stderr, "tlsweep run: %s is not a valid sweep; nothing was started\n",
+                    o->sweep_file);
+        }
+        sweep_errors_free(&errs);
+    }
+    if (MPI_Bcast(&len, 1, MPI_LONG_LONG, 0, MPI_COMM_WORLD) != MPI_SUCCESS || len < 0) return -1;
+    if (rank == 0) return MPI_Bcast(s->text, (int)len, MPI_CHAR, 0, MPI_COMM_WORLD) == MPI_SUCCESS ? 0 : -1;
+    char *text = malloc((size_t)len + 1);
+    if (!text || MPI_Bcast(text, (int)len, MPI_CHAR, 0, MPI_COMM_WORLD) != MPI_SUCCESS) {
+        free(text);
+        return -1;
+    }
+    sweep_errors errs = {0};
+    const sweep_options opt = {.check_paths = 0};
+    int rc = sweep_parse(o->sweep_file, text, (size_t)len, &opt, s, &errs);
+    if (rc) fprintf(stderr, "rank %d: the root's sweep does not parse here: %s\n", rank,
+                    errs.count ? errs.messages[0] : "?");
+    sweep_errors_free(&errs);
+    free(text);
+    return rc;
+}
+
+/* Where this rank runs: local rank (Open MPI / Slurm / shared-memory split), device, threads. */
+static void place_worker(const run_options *o, int rank, worker_options *w) {
+    MPI_Comm node;
+    int local_rank = 0, local_size = 1, root_here = rank == 0, any_root = 0;
+    if (MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &node) ==
+        MPI_SUCCESS) {
+        MPI_Comm_rank(node, &local_rank);
+        MPI_Comm_size(node, &local_size);
+        MPI_Allreduce(&root_here, &any_root, 1, MPI_INT, MPI_MAX, node);
+        MPI_Comm_free(&node);
+    }
+    const char *env = getenv("OMPI_COMM_WORLD_LOCAL_RANK");
+    if (!env) env = getenv("SLURM_LOCALID");
+    if (env) local_rank = atoi(env);
+    int workers_here = local_size - (any_root && local_size > 1 ? 1 : 0);
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    w->threads = o->threads ? o->threads
+                            : (int)(cores / (workers_here > 0 ? workers_here : 1) > 0
+                                        ? cores / (workers_here > 0 ? workers_here : 1)
+                                        : 1);
+    /* GPU binding (local_rank % visible GPUs) comes with the CUDA backend; none in this build */
+    w->device = -1;
+    (void)local_rank;
+}
+
+static void print_mapping(const root_ctx *r, int size) {
+    for (int rank = size > 1 ? 1 : 0; rank < size; rank++) {
+        const worker_slot *w = &r->workers[rank];
+        if (w->device >= 0)
+            printf("rank %d on %s: GPU %d\n", rank, w->host, w->device);
+        else printf("rank %d on %s: CPU, %d threads\n", rank, w->host, w->threads);
+    }
+}
+
+static void hosts_text(const worker_slot *workers, int size, const char *root_host, char *out,
+                       size_t len) {
+    snprintf(out, len, "%s", root_host);
+    for (int i = 1; i < size; i++) {
+        int seen = !strcmp(workers[i].host, root_host);
+        for (int j = 1; j < i && !seen; j++) seen = !strcmp(workers[i].host, workers[j].host);
+        if (!seen) {
+            size_t used = strlen(out);
+            snprintf(out + used, len - used, ",%s", workers[i].host);
+        }
+    }
+}
+
+/* Creates or resumes the results file. 0 ok, -1 reported. */
+static int open_results(const run_options *o, const sweep *s, trial_table *t,
+                        const worker_slot *workers, int size, const char *host, const char *output,
+                        const char *trials_dir, results_h5 **h5) {
+    char err[8192];
+    char parent[TRIAL_PATH_MAX];
+    snprintf(parent, sizeof parent, "%s", output);
+    char *slash = strrchr(parent, '/');
+    if (slash) {
+        *slash = 0;
+        if (make_dirs(parent, err, sizeof err)) goto fail;
+    }
+    if (make_dirs(trials_dir, err, sizeof err)) goto fail;
+    if (resume_lock(trials_dir, output, host, err, sizeof err)) goto fail;
+    struct stat st;
+    if (!stat(output, &st)) {
+        int kept = 0;
+        if (resume_open(output, s, t, o->extend, h5, &kept, err, sizeof err)) {
+            resume_unlock(trials_dir);
+            goto fail;
+        }
+        printf("resuming %s: %d of %d trials already done\n", output, kept, t->count);
+        return 0;
+    }
+    provenance prov;
+    char hosts[1024];
+    hosts_text(workers, size, host, hosts, sizeof hosts);
+    results_meta meta = {.sweep_name = s->name, .sweep_file = s->file, .sweep_text = s->text,
+                         .hosts = hosts, .ranks = size, .simulated = o->simulate};
+    provenance_fill(&prov, &meta);
+    results_grid_columns columns = {0};
+    for (int a = 0; a < s->n_axes; a++)
+        if (s->axes[a].key_index >= 0)
+            snprintf(columns.names[columns.count++], SWEEP_KEY_MAX, "%s", s->axes[a].key);
+    results_trial_row *rows = calloc((size_t)t->count, sizeof *rows);
+    char(*values)[SWEEP_MAX_AXES][RESULTS_VALUE_MAX] = calloc((size_t)t->count, sizeof *values);
+    int rc = -1;
+    if (rows && values) {
+        for (int i = 0; i < t->count; i++) {
+            rows[i] = t->items[i].row;
+            memcpy(values[i], t->items[i].grid_values, sizeof values[i]);
+        }
+        rc = results_h5_create(output, &meta, &columns, rows,
+                               (const char(*)[SWEEP_MAX_AXES][RESULTS_VALUE_MAX])values, t->count,
+                               h5, err, sizeof err);
+    } else snprintf(err, sizeof err, "out of memory");
+    free(rows);
+    free(values);
+    if (rc) {
+        resume_unlock(trials_dir);
+        goto fail;
+    }
+    return 0;
+fail:
+    fprintf(stderr, "tlsweep run: %s\n", err);
+    return -1;
+}
+
+static double seconds_per_cost(const sweep *s, const trial_list *trials, double seconds) {
+    double most = 0;
+    for (int i = 0; i < trials->count; i++) {
+        trial_spec spec;
+        grid_trial_spec(s, &trials->items[i], &spec);
+        for (int phase = 1; phase <= 2; phase++)
+            if (schedule_epoch_cost(&spec, phase) > most) most = schedule_epoch_cost(&spec, phase);
+    }
+    return most > 0 ? seconds / most : 0;
+}
+
+/* Rank 0's part after setup. Returns the exit status. */
+static int run_root(const run_options *o, const sweep *s, const trial_list *trials,
+                    farm_options *f) {
+    char err[1024];
+    trial_table table;
+    worker_slot *workers = calloc((size_t)f->size, sizeof *workers);
+    if (!workers || trial_table_build(&table, s, trials, err, sizeof err)) {
+        fprintf(stderr, "tlsweep run: %s\n", workers ? err : "out of memory");
+        free(workers);
+        farm_abandon(f);
+        return 4;
+    }
+    snprintf(workers[0].host, sizeof workers[0].host, "%s", f->worker.host);
+    workers[0].threads = f->worker.threads;
+    workers[0].device = f->worker.device;
+    if (f->size > 1 && farm_collect_hellos(f, workers, err, sizeof err)) {
+        fprintf(stderr, "tlsweep run: %s\n", err);
+        free(workers);
+        trial_table_free(&table);
+        return -4; /* workers may be lost: abort */
+    }
+    const char *output = o->output ? o->output : s->output;
+    char trials_dir[TRIAL_PATH_MAX];
+    snprintf(trials_dir, sizeof trials_dir, "%.500s.d", output);
+    snprintf(f->worker.trials_dir, sizeof f->worker.trials_dir, "%s", trials_dir);
+    results_h5 *h5 = NULL;
+    if (open_results(o, s, &table, workers, f->size, f->worker.host, output, trials_dir, &h5)) {
+        farm_abandon(f);
+        free(workers);
+        trial_table_free(&table);
+        return 2;
+    }
+    /* workers learn where NAME.h5.d is with their first ASSIGN's sweep; send it once here */
+    int dir_len = (int)strlen(trials_dir) + 1;
+    for (int rank = 1; rank < f->size; rank++)
+        MPI_Send(trials_dir, dir_len, MPI_CHAR, rank, PROTOCOL_TAG + 1, f->comm);
+    progress *p = progress_create(stdout, o->quiet, f->start);
+    root_ctx r;
+    root_init(&r, s, &table, h5, p, workers, f->size > 1 ? 1 : 0, f->size, NULL, NULL);
+    r.heartbeat_timeout = o->heartbeat_timeout;
+    if (!o->quiet) {
+        printf("tlsweep %s: sweep %s, %d trials, %d worker%s%s -> %s\n", TLSWEEP_RUN_VERSION,
+               s->name, table.count, f->size > 1 ? f->size - 1 : 1, f->size > 2 ? "s" : "",
+               o->simulate ? " (SIMULATED: nothing trains)" : "", output);
+        print_mapping(&r, f->size);
+        fflush(stdout);
+    }
+    int rc = f->size > 1 ? farm_root(&r, f) : farm_single(&r, f);
+    int counts[TS_COUNT];
+    trial_table_counts(&table, counts);
+    double elapsed = farm_now() - f->start;
+    double h5_seconds = results_h5_write_seconds(h5);
+    char close_err[512];
+    int close_rc = results_h5_close(h5, close_err, sizeof close_err);
+    resume_unlock(trials_dir);
+    int status;
+    if (rc) {
+        fprintf(stderr, "tlsweep run: %s\n", r.error);
+        status = strstr(r.error, "heartbeat timeout") ? -3 : -4;
+    } else if (close_rc) {
+        fprintf(stderr, "tlsweep run: %s\n", close_err);
+        status = 4;
+    } else if (r.stopping) status = 3;
+    else status = counts[TS_FAILED] ? 1 : 0;
+    if (!o->quiet || status) {
+        printf("tlsweep run: %d done, %d failed, %d not finished of %d trials in %.1f s; HDF5 "
+               "writes %.3f s (%.2f%%), root %.1f us per message (%ld messages)%s\n",
+               counts[TS_DONE], counts[TS_FAILED], table.count - counts[TS_DONE] - counts[TS_FAILED],
+               table.count, elapsed, h5_seconds, elapsed > 0 ? 100.0 * h5_seconds / elapsed : 0.0,
+               r.messages ? 1e6 * r.handle_seconds / (double)r.messages : 0.0, r.messages,
+               status == 3 || status == -3 ? "; rerun the same command to resume" : "");
+    }
+    for (int i = 0; i < table.count; i++)
+        if (table.items[i].state == TS_FAILED)
+            fprintf(stderr, "failed: %s: %s\n", table.items[i].row.name, table.items[i].row.error);
+    progress_free(p);
+    trial_table_free(&table);
+    free(workers);
+    return status;
+}
+
+int cmd_run(int argc, char **argv) {
+    int provided = 0, rank = 0, size = 1;
+    if (MPI_Init_thread(&argc, &argv, MPI_THREAD_SERIALIZED, &provided) != MPI_SUCCESS) {
+        fprintf(stderr, "tlsweep run: MPI_Init_thread failed\n");
+        return 4;
+    }
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    /* heartbeats come from a second thread, so MPI must allow serialized calls */
+    if (provided < MPI_THREAD_SERIALIZED) {
+        if (rank == 0) fprintf(stderr, "tlsweep run: this MPI does not provide MPI_THREAD_SERIALIZED\n");
+        MPI_Finalize();
+        return 4;
+    }
+    run_options o;
+    int prc = parse_options(argc, argv, &o, rank);
+    if (prc) {
+        MPI_Finalize();
+        return prc > 0 ? 0 : 2;
+    }
+    sweep s;
+    memset(&s, 0, sizeof s);
+    if (share_sweep(&o, rank, &s)) {
+        sweep_free(&s);
+        MPI_Finalize();
+        return 2;
+    }
+    trial_list trials;
+    char err[1024];
+    if (grid_expand(&s, &trials, err, sizeof err)) {
+        if (rank == 0) fprintf(stderr, "tlsweep run: %s\n", err);
+        sweep_free(&s);
+        MPI_Finalize();
+        return 2;
+    }
+    if (o.dry_run) {
+        if (rank == 0) {
+            printf("sweep %s: %d trials -> %s\n", s.name, trials.count, o.output ? o.output : s.output);
+            for (int i = 0; i < trials.count; i++) {
+                trial_spec spec;
+                grid_trial_spec(&s, &trials.items[i], &spec);
+                printf("  %-48s cost %10.3f\n", trials.items[i].name, schedule_estimate_cost(&spec));
+            }
+        }
+        grid_trials_free(&trials);
+        sweep_free(&s);
+        MPI_Finalize();
+        return 0;
+    }
+    farm_install_signals();
+    farm_options f = {.comm = MPI_COMM_WORLD, .rank = rank, .size = size, .s = &s,
+                      .trials = &trials, .heartbeat_interval = o.heartbeat,
+                      .time_limit = o.time_limit, .start = farm_now()};
+    f.worker.simulate = o.simulate;
+    f.worker.seconds_per_cost = seconds_per_cost(&s, &trials, o.sim_seconds);
+    f.worker.rank = rank;
+    if (gethostname(f.worker.host, sizeof f.worker.host)) snprintf(f.worker.host, sizeof f.worker.host, "unknown");
+    f.worker.host[sizeof f.worker.host - 1] = 0;
+    place_worker(&o, rank, &f.worker);
+
+    int status = 0;
+    if (rank == 0) status = run_root(&o, &s, &trials, &f);
+    else {
+        if (farm_send_hello(&f, err, sizeof err)) status = -4;
+        else {
+            /* the root sends NAME.h5.d, or a SHUTDOWN when setup failed */
+            MPI_Status st;
+            int flag = 0;
+            while (!flag) {
+                MPI_Iprobe(0, MPI_ANY_TAG, MPI_COMM_WORLD, &flag, &st);
+                if (!flag) usleep(1000);
+            }
+            if (st.MPI_TAG == PROTOCOL_TAG + 1) {
+                MPI_Recv(f.worker.trials_dir, sizeof f.worker.trials_dir, MPI_CHAR, 0,
+                         PROTOCOL_TAG + 1, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+                if (farm_worker(&f, err, sizeof err)) status = -4;
+            } else {
+                unsigned char buf[PROTOCOL_MAX_BYTES];
+                MPI_Recv(buf, sizeof buf, MPI_BYTE, 0, PROTOCOL_TAG, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+                status = 2;
+            }
+        }
+        if (status < 0) fprintf(stderr, "tlsweep run: rank %d on %s: %s\n", rank, f.worker.host, err);
+    }
+    grid_trials_free(&trials);
+    sweep_free(&s);
+    if (status < 0) {
+        /* a rank is lost or the protocol broke: MPI cannot end cleanly; the file is closed */
+        fflush(NULL);
+        MPI_Abort(MPI_COMM_WORLD, -status);
+        return -status;
+    }
+    MPI_Finalize();
+    return status;
+}

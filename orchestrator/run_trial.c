@@ -1,0 +1,66 @@
+/* The one place a trial is started (see run_trial.h). */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "orchestrator/run_trial.h"
+#include "orchestrator/simulate.h"
+
+int make_dirs(const char *path, char *err, size_t errlen) {
+    char buf[TRIAL_PATH_MAX];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1;; p++) {
+        char c = *p;
+        if (c == '/' || c == 0) {
+            *p = 0;
+            if (mkdir(buf, 0777) && errno != EEXIST) {
+                snprintf(err, errlen, "cannot create directory %s: %s", buf, strerror(errno));
+                return -1;
+            }
+            *p = c;
+        }
+        if (!c) break;
+    }
+    return 0;
+}
+
+void run_trial(const sweep *s, const grid_point *p, int index, int attempt,
+               const worker_options *o, epoch_callback on_epoch, void *user, message *final) {
+    trial_spec spec;
+    grid_trial_spec(s, p, &spec);
+    int n = snprintf(spec.out_dir, sizeof spec.out_dir, "%s/%s", o->trials_dir, spec.name);
+    if (o->threads > 0) spec.threads = o->threads;
+    spec.device = o->device;
+    memset(final, 0, sizeof *final);
+    final->trial = index;
+    final->attempt = attempt;
+    char err[PROTOCOL_TEXT - 100] = "";
+    trial_summary summary;
+    memset(&summary, 0, sizeof summary);
+    int rc;
+    if (n < 0 || (size_t)n >= sizeof spec.out_dir) {
+        snprintf(err, sizeof err, "trial %s: directory name too long", spec.name);
+        rc = TRIAL_FAILED;
+    } else if (make_dirs(spec.out_dir, err, sizeof err)) {
+        rc = TRIAL_FAILED;
+    } else if (o->simulate) {
+        rc = simulate_trial(&spec, o->seconds_per_cost, on_epoch, user, &summary, err, sizeof err);
+    } else {
+        rc = trial_run(&spec, on_epoch, user, &summary, err, sizeof err);
+    }
+    if (rc == TRIAL_FAILED) {
+        final->type = MSG_FAILED;
+        snprintf(final->text, sizeof final->text, "rank %d on %s: %s", o->rank, o->host,
+                 err[0] ? err : "failed without a reason");
+        return;
+    }
+    final->type = MSG_DONE;
+    final->done.stopped = rc == TRIAL_STOPPED;
+    final->done.params = (int64_t)summary.params;
+    final->done.val_acc_end_of_feature_extraction = summary.val_acc_end_of_feature_extraction;
+    final->done.best_val_acc = summary.best_val_acc;
+    final->done.best_epoch = summary.best_epoch;
+    final->done.seconds = summary.seconds;
+    final->done.epochs_done = summary.epochs_done;
+}

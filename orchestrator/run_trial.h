@@ -1,0 +1,27 @@
+/* A worker runs one trial through this one function: it builds the trial_spec from the sweep,
+ * makes NAME.h5.d/TRIAL/, and calls trial_run (or, with --simulate, simulate_trial). The
+ * outcome comes back as the DONE or FAILED message for the root. */
+#ifndef TLSWEEP_RUN_TRIAL_H
+#define TLSWEEP_RUN_TRIAL_H
+
+#include "orchestrator/grid.h"
+#include "orchestrator/protocol.h"
+
+typedef struct {
+    int simulate;
+    double seconds_per_cost; /* --simulate: sleep per unit of schedule_epoch_cost */
+    char trials_dir[TRIAL_PATH_MAX]; /* NAME.h5.d */
+    int threads, device;
+    int rank;
+    char host[64];
+} worker_options;
+
+/* Runs the trial at grid index `index` (attempt as the root numbered it); every epoch goes to
+ * on_epoch. *final becomes DONE (done or stopped) or FAILED with "rank R on HOST: reason". */
+void run_trial(const sweep *s, const grid_point *p, int index, int attempt,
+               const worker_options *o, epoch_callback on_epoch, void *user, message *final);
+
+/* mkdir -p; -1 with err. */
+int make_dirs(const char *path, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,202 @@
+/* Simulated trials (see simulate.h). */
+#include <errno.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "orchestrator/schedule.h"
+#include "orchestrator/simulate.h"
+
+int simulate_layer_groups(const char *backbone, char names[][32], int max) {
+    static const char *const resnet[] = {"fc", "layer4", "layer3", "layer2", "layer1", "bn1", "conv1"};
+    int n = 0;
+    if (!strncmp(backbone, "resnet", 6)) {
+        for (int i = 0; i < 7 && n < max; i++) snprintf(names[n++], 32, "%s", resnet[i]);
+        return n;
+    }
+    /* torchvision's vgg*_bn features: conv, bn, relu per conv layer, one pool per stage */
+    int convs = !strcmp(backbone, "vgg11_bn")   ? 8
+                : !strcmp(backbone, "vgg13_bn") ? 10
+                : !strcmp(backbone, "vgg16_bn") ? 13
+                : !strcmp(backbone, "vgg19_bn") ? 16
+                                                : 0;
+    if (!convs) return 0;
+    int features = convs * 3 + 5;
+    snprintf(names[n++], 32, "classifier");
+    for (int i = features - 1; i >= 0 && n < max; i--) snprintf(names[n++], 32, "features.%d", i);
+    return n;
+}
+
+void simulate_group_lr(const trial_spec *spec, int epoch, int n_groups, double *lr) {
+    const feature_extraction_phase *fe = &spec->feature_extraction;
+    const fine_tuning_phase *ft = &spec->fine_tuning;
+    if (epoch <= fe->epochs) {
+        double head = fe->lr * pow(fe->gamma, (epoch - 1) / (fe->step_every > 0 ? fe->step_every : 1));
+        for (int g = 0; g < n_groups; g++) lr[g] = g == 0 ? head : 0.0;
+        return;
+    }
+    int e2 = epoch - fe->epochs;
+    double step = pow(ft->gamma, (e2 - 1) / (ft->step_every > 0 ? ft->step_every : 1));
+    for (int g = 0; g < n_groups; g++) {
+        double base;
+        switch (ft->decay) {
+        case LAYER_DECAY_EXPONENTIAL: base = ft->lr / pow(ft->factor, g); break;
+        case LAYER_DECAY_LINEAR:
+            base = n_groups > 1 ? ft->lr + (ft->lowest_lr - ft->lr) * g / (n_groups - 1) : ft->lr;
+            break;
+        default: base = ft->lr; break;
+        }
+        lr[g] = base * step;
+    }
+}
+
+static uint64_t mix(uint64_t x) {
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+static double noise(const trial_spec *spec, int epoch, int which) {
+    uint64_t h = spec->seed * 1000003u + (uint64_t)epoch * 7919u + (uint64_t)which;
+    for (const char *c = spec->name; *c; c++) h = mix(h ^ (unsigned char)*c);
+    return (double)(mix(h) >> 11) / 9007199254740992.0 - 0.5; /* [-0.5, 0.5) */
+}
+
+static void sleep_seconds(double s) {
+    if (s <= 0) return;
+    struct timespec ts = {(time_t)s, (long)((s - floor(s)) * 1e9)};
+    while (nanosleep(&ts, &ts) && errno == EINTR) {
+    }
+}
+
+/* A weights file must at least look like one: a .pth zip or a safetensors header. */
+static int check_weights(const trial_spec *spec, char *err, size_t errlen) {
+    if (!strcmp(spec->weights, "none") || !strcmp(spec->weights, "torchvision")) return 0;
+    FILE *f = fopen(spec->weights, "rb");
+    unsigned char head[9] = {0};
+    size_t got = f ? fread(head, 1, sizeof head, f) : 0;
+    if (f) fclose(f);
+    if (!f) {
+        snprintf(err, errlen, "trial %s: cannot open weights file '%s': %s", spec->name,
+                 spec->weights, strerror(errno));
+        return -1;
+    }
+    int zip = got >= 4 && !memcmp(head, "PK\x03\x04", 4);
+    int safetensors = got == 9 && head[8] == '{';
+    if (!zip && !safetensors) {
+        snprintf(err, errlen, "trial %s: weights file '%s' is neither a PyTorch .pth (zip) nor "
+                 "a safetensors file", spec->name, spec->weights);
+        return -1;
+    }
+    return 0;
+}
+
+typedef struct {
+    int epoch, best_epoch;
+    double best, end_fe;
+} sim_checkpoint;
+
+static void checkpoint_path(const trial_spec *spec, char *path, size_t len) {
+    snprintf(path, len, "%s/simulated.ckpt", spec->out_dir);
+}
+
+static int checkpoint_read(const trial_spec *spec, sim_checkpoint *c) {
+    memset(c, 0, sizeof *c);
+    char path[TRIAL_PATH_MAX + 32];
+    checkpoint_path(spec, path, sizeof path);
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    int n = fscanf(f, "epoch %d best %lf best_epoch %d end_fe %lf", &c->epoch, &c->best,
+                   &c->best_epoch, &c->end_fe);
+    fclose(f);
+    if (n != 4) memset(c, 0, sizeof *c); /* unreadable: start over, like a missing one */
+    return 0;
+}
+
+static int checkpoint_write(const trial_spec *spec, const sim_checkpoint *c, char *err,
+                            size_t errlen) {
+    if (!spec->out_dir[0]) return 0;
+    char path[TRIAL_PATH_MAX + 32], tmp[TRIAL_PATH_MAX + 40];
+    checkpoint_path(spec, path, sizeof path);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    int ok = f && fprintf(f, "epoch %d best %.17g best_epoch %d end_fe %.17g\n", c->epoch, c->best,
+                          c->best_epoch, c->end_fe) > 0;
+    if (f && fclose(f)) ok = 0;
+    /* rename makes the checkpoint appear whole or not at all */
+    if (!ok || rename(tmp, path)) {
+        snprintf(err, errlen, "trial %s: cannot write checkpoint %s: %s", spec->name, path,
+                 strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+int simulate_trial(const trial_spec *spec, double seconds_per_cost, epoch_callback on_epoch,
+                   void *user, trial_summary *summary, char *err, size_t errlen) {
+    memset(summary, 0, sizeof *summary);
+    char names[SIMULATE_MAX_GROUPS][32];
+    const char *name_ptrs[SIMULATE_MAX_GROUPS];
+    double lr[SIMULATE_MAX_GROUPS];
+    int n_groups = simulate_layer_groups(spec->backbone, names, SIMULATE_MAX_GROUPS);
+    if (n_groups == 0) {
+        snprintf(err, errlen, "trial %s: unknown backbone '%s'", spec->name, spec->backbone);
+        return TRIAL_FAILED;
+    }
+    if (check_weights(spec, err, errlen)) return TRIAL_FAILED;
+    for (int g = 0; g < n_groups; g++) name_ptrs[g] = names[g];
+    sim_checkpoint ck;
+    checkpoint_read(spec, &ck);
+    int total = spec->feature_extraction.epochs + spec->fine_tuning.epochs;
+    /* a per-trial ceiling so the curves differ between backbones and schedules */
+    double ceiling = 0.80 + 0.15 * (noise(spec, 0, 1) + 0.5);
+    for (int epoch = ck.epoch + 1; epoch <= total; epoch++) {
+        int phase = epoch <= spec->feature_extraction.epochs ? 1 : 2;
+        double seconds = seconds_per_cost * schedule_epoch_cost(spec, phase);
+        sleep_seconds(seconds);
+        double progress = 1.0 - exp(-epoch / 3.0);
+        double val = ceiling * (0.55 + 0.40 * progress) + (phase == 2 ? 0.04 : 0.0) +
+                     0.01 * noise(spec, epoch, 2);
+        if (val > 0.999) val = 0.999;
+        simulate_group_lr(spec, epoch, n_groups, lr);
+        epoch_record r = {
+            .epoch = epoch,
+            .phase = phase,
+            .train_loss = 3.0 * exp(-epoch / 4.0) + 0.1 + 0.02 * noise(spec, epoch, 3),
+            .train_acc = val - 0.03,
+            .val_loss = 2.5 * exp(-epoch / 4.0) + 0.2 + 0.02 * noise(spec, epoch, 4),
+            .val_acc = val,
+            .head_lr = lr[0],
+            .n_groups = n_groups,
+            .group_names = name_ptrs,
+            .group_lr = lr,
+            .seconds = seconds,
+            .images_per_second = seconds > 0 ? 6149.0 / seconds : 0.0,
+        };
+        if (val > ck.best) {
+            ck.best = val;
+            ck.best_epoch = epoch;
+        }
+        if (epoch == spec->feature_extraction.epochs) ck.end_fe = val;
+        ck.epoch = epoch;
+        if (checkpoint_write(spec, &ck, err, errlen)) return TRIAL_FAILED;
+        summary->seconds += seconds;
+        summary->epochs_done = epoch;
+        if (on_epoch && on_epoch(&r, user)) {
+            summary->best_val_acc = ck.best;
+            summary->best_epoch = ck.best_epoch;
+            summary->val_acc_end_of_feature_extraction = ck.end_fe;
+            return TRIAL_STOPPED;
+        }
+    }
+    summary->params = 0; /* nothing was built */
+    summary->epochs_done = total;
+    summary->best_val_acc = ck.best;
+    summary->best_epoch = ck.best_epoch;
+    summary->val_acc_end_of_feature_extraction = ck.end_fe;
+    return TRIAL_DONE;
+}
