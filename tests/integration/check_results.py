@@ -1,0 +1,101 @@
+#!/usr/bin/env python3
+"""Checks a tlsweep results file against results/SCHEMA.md with h5py and pandas.
+
+usage: check_results.py FILE --trials N --epochs E [--done N] [--failed N] [--mode M]
+                        [--compare OTHER.h5]
+Exits nonzero with one line per problem."""
+import argparse
+import sys
+
+import h5py
+import pandas as pd
+
+ATTRS = ["tool", "tool_version", "schema", "git_revision", "compiler", "mpi_version",
+         "hdf5_version", "onednn_version", "cuda_version", "sweep_name", "sweep_file",
+         "sweep_text", "created", "hosts", "ranks", "mode", "simulated", "grid_columns"]
+
+
+def frame(dataset):
+    df = pd.DataFrame(dataset[:])
+    for column in df.columns:
+        if df[column].dtype == object:
+            df[column] = df[column].str.decode("utf-8")
+    return df
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("file")
+    ap.add_argument("--trials", type=int, required=True)
+    ap.add_argument("--epochs", type=int, required=True)
+    ap.add_argument("--done", type=int)
+    ap.add_argument("--failed", type=int, default=0)
+    ap.add_argument("--mode", default="simulated")
+    ap.add_argument("--compare")
+    args = ap.parse_args()
+    problems = []
+    f = h5py.File(args.file, "r", libver="latest", swmr=True)
+    for name in ATTRS:
+        if name not in f.attrs:
+            problems.append(f"root attribute {name} missing")
+    if f.attrs.get("mode", b"").decode() != args.mode:
+        problems.append(f"mode is {f.attrs.get('mode')}, want {args.mode}")
+    trials, curves, lr = frame(f["trials"]), frame(f["curves"]), frame(f["lr"])
+    done = args.trials - args.failed if args.done is None else args.done
+    if len(trials) != args.trials or not trials["name"].is_unique:
+        problems.append(f"/trials has {len(trials)} rows ({trials['name'].nunique()} names), "
+                        f"want {args.trials}")
+    if list(trials["id"]) != list(range(len(trials))):
+        problems.append("/trials ids are not their row numbers")
+    counts = trials["status"].value_counts().to_dict()
+    if counts.get("done", 0) != done or counts.get("failed", 0) != args.failed:
+        problems.append(f"states {counts}, want {done} done and {args.failed} failed")
+    if curves.duplicated(["trial", "epoch"]).any():
+        problems.append("a (trial, epoch) appears twice in /curves")
+    for _, t in trials.iterrows():
+        epochs = sorted(curves.loc[curves["trial"] == t["name"], "epoch"])
+        if t["status"] == "done" and epochs != list(range(1, args.epochs + 1)):
+            problems.append(f"{t['name']}: epochs {epochs} in /curves")
+        if t["status"] == "done" and not (0 < t["best_val_acc"] <= 1 and t["best_epoch"] >= 1):
+            problems.append(f"{t['name']}: best_val_acc {t['best_val_acc']}")
+        if t["status"] == "failed" and not t["error"]:
+            problems.append(f"{t['name']}: failed without a reason")
+    ids = dict(zip(trials["id"], trials["name"]))
+    if (curves["trial_id"].map(ids) != curves["trial"]).any():
+        problems.append("/curves trial_id and trial disagree")
+    # /lr: every committed epoch has its groups once, output first, and nothing else
+    keys = set(zip(curves["trial"], curves["epoch"]))
+    if not set(zip(lr["trial"], lr["epoch"])) <= keys:
+        problems.append("/lr has rows for epochs that are not in /curves")
+    if lr.duplicated(["trial", "epoch", "group_index"]).any():
+        problems.append("/lr has a group twice")
+    for (trial, epoch), rows in lr.groupby(["trial", "epoch"]):
+        if sorted(rows["group_index"]) != list(range(len(rows))):
+            problems.append(f"{trial} epoch {epoch}: group indices {sorted(rows['group_index'])}")
+            break
+        head = rows.loc[rows["group_index"] == 0]
+        want = "fc" if trial.startswith("resnet") else "classifier"
+        if head["group"].iloc[0] != want:
+            problems.append(f"{trial}: first group {head['group'].iloc[0]}, want {want}")
+            break
+        c = curves.loc[(curves["trial"] == trial) & (curves["epoch"] == epoch), "head_lr"]
+        if abs(c.iloc[0] - head["lr"].iloc[0]) > 1e-15:
+            problems.append(f"{trial} epoch {epoch}: head_lr differs from the head group's lr")
+            break
+    if len(set(zip(lr["trial"], lr["epoch"]))) != len(curves):
+        problems.append(f"{len(curves)} epochs in /curves but {len(set(zip(lr['trial'], lr['epoch'])))} in /lr")
+    if args.compare:
+        other = frame(h5py.File(args.compare, "r", libver="latest", swmr=True)["curves"])
+        merged = curves.merge(other, on=["trial", "epoch"], suffixes=("", "_other"))
+        if len(merged) != len(curves) or len(other) != len(curves):
+            problems.append(f"{len(curves)} curve rows here, {len(other)} in {args.compare}")
+        for column in ["val_acc", "train_loss", "val_loss", "head_lr", "phase"]:
+            if (merged[column] != merged[column + "_other"]).any():
+                problems.append(f"{column} differs from {args.compare}")
+    for p in problems:
+        print(f"check_results {args.file}: {p}")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

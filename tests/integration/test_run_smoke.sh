@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# tlsweep run on the smoke sweep under mpirun (-np 1 and -np 3, --simulate), checked from
+# Python with h5py and pandas, including a live SWMR read while the sweep runs; failing
+# trials are retried and recorded; tlsweep status; bad sweep files touch nothing.
+cd "$(dirname "$0")/../.."
+. tests/integration/lib.sh
+tlsweep=${TLSWEEP:-bin/tlsweep}
+py=${PYTHON:-/usr/bin/python3}
+mpirun="mpirun --allow-run-as-root --oversubscribe"
+export TERM=dumb
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+# -np 1: rank 0 runs the trials itself
+check "np 1: smoke sweep runs (exit 0)" \
+  timeout 60 $mpirun -np 1 $tlsweep run --simulate --sim-seconds 0.02 -q -o "$tmp/np1.h5" sweeps/smoke.yaml
+check "np 1: every trial and epoch in the file (h5py/pandas)" \
+  $py tests/integration/check_results.py "$tmp/np1.h5" --trials 4 --epochs 3
+check "np 1: per-trial directories beside the file" test -d "$tmp/np1.h5.d/resnet18__exp-decay-3"
+
+# -np 3: two workers; a notebook-style reader follows the file while it is written
+timeout 60 $mpirun -np 3 $tlsweep run --simulate --sim-seconds 0.15 -o "$tmp/np3.h5" \
+  sweeps/smoke.yaml >"$tmp/np3.log" 2>&1 &
+run=$!
+check "np 3: live SWMR read sees epochs while the sweep runs" \
+  timeout 60 $py tests/integration/live_read.py "$tmp/np3.h5" 12 50
+wait $run
+check "np 3: smoke sweep exits 0" test $? -eq 0
+check "np 3: every trial and epoch, same numbers as np 1" \
+  $py tests/integration/check_results.py "$tmp/np3.h5" --trials 4 --epochs 3 --compare "$tmp/np1.h5"
+check "np 3: the mapping is printed" grep -qE '^rank 2 on .*: CPU, [0-9]+ threads' "$tmp/np3.log"
+check "np 3: progress lines" grep -qE 'vgg11_bn__linear-decay epoch 3/3 \(phase 2\) val_acc' "$tmp/np3.log"
+check "np 3: longest first (vgg11_bn before resnet18)" \
+  bash -c "grep -m1 'start' '$tmp/np3.log' | grep -q vgg11_bn"
+check "np 3: trials were spread over both workers" \
+  bash -c "grep -q 'rank 1 on' '$tmp/np3.log' && grep -q 'rank 2 on' '$tmp/np3.log'"
+
+status=$($tlsweep status "$tmp/np3.h5")
+check "status counts the states" grep -q '4 trials: 4 done, 0 running, 0 pending, 0 failed' <<<"$status"
+check "status ranks the best trials" grep -qE '^  vgg11_bn__exp-decay-3 +0\.7542' <<<"$status"
+check "a finished sweep reruns as a no-op" \
+  bash -c "timeout 60 $mpirun -np 1 $tlsweep run --simulate -o '$tmp/np1.h5' sweeps/smoke.yaml | grep -q '4 of 4 trials already done'"
+
+# a failing trial (unreadable weights file for one backbone) is retried on another worker
+printf 'not a weights file' >"$tmp/broken.pth"
+sed -e "s|^output: .*|output: $tmp/fail.h5|" -e "s|^retries: 1|retries: 1\nbackbones:\n  vgg11_bn: {weights: $tmp/broken.pth}|" \
+  sweeps/smoke.yaml >"$tmp/fail.yaml"
+timeout 60 $mpirun -np 3 $tlsweep run --simulate --sim-seconds 0.02 "$tmp/fail.yaml" >"$tmp/fail.log" 2>&1
+check "failed trials: exit status 1" test $? -eq 1
+check "failed trials: recorded with their reason, the rest done" \
+  $py tests/integration/check_results.py "$tmp/fail.h5" --trials 4 --epochs 3 --failed 2
+check "failed trials: retried once on the other worker" \
+  $py -c "
+import h5py, sys
+t = h5py.File('$tmp/fail.h5', 'r')['trials'][:]
+bad = [r for r in t if r['name'].startswith(b'vgg11_bn')]
+ok = all(r['attempts'] == 2 and b'neither a PyTorch' in r['error'] and r['error'].startswith(b'rank ') for r in bad)
+sys.exit(0 if ok and len(bad) == 2 else 1)"
+check "failed trials: the log says it retried" grep -q 'will retry' "$tmp/fail.log"
+check "status lists failures with reasons" \
+  bash -c "$tlsweep status '$tmp/fail.h5' | grep -q '^failed: vgg11_bn__linear-decay (attempts 2): rank'"
+
+# bad input: exit 2, one message with file, line and key, no results file made or touched
+printf 'name: bad\ndata: {root: data/smoke}\ntrain:\n  batch_size: x\ngrid: {backbone: [resnet18], schedule: [s]}\nschedules: {s: {}}\noutput: %s/bad.h5\n' "$tmp" >"$tmp/bad.yaml"
+expect_fail "bad sweep: exit 2 with file:line: key" 2 "bad.yaml:4: train.batch_size: expected a positive integer, got 'x'" \
+  $mpirun -np 3 $tlsweep run --simulate "$tmp/bad.yaml"
+check "bad sweep: no results file" test ! -e "$tmp/bad.h5"
+check "bad sweep: no results directory" test ! -e "$tmp/bad.h5.d"
+sum=$(md5sum <"$tmp/np1.h5")
+sed -e 's/resize: 40/resize: 4x/' sweeps/smoke.yaml >"$tmp/bad2.yaml"
+expect_fail "bad sweep aimed at an existing file: exit 2" 2 "bad2.yaml:6: data.resize: expected a positive integer, got '4x'" \
+  $mpirun -np 1 $tlsweep run --simulate -o "$tmp/np1.h5" "$tmp/bad2.yaml"
+check "bad sweep: the existing results file is untouched" test "$(md5sum <"$tmp/np1.h5")" = "$sum"
+sed 's|root: data/smoke|root: /nonexistent|' sweeps/smoke.yaml >"$tmp/nodata.yaml"
+expect_fail "missing dataset (not --simulate)" 2 "nodata.yaml:5: data.root: dataset '/nonexistent' does not exist" \
+  $mpirun -np 1 $tlsweep run -o "$tmp/x.h5" "$tmp/nodata.yaml"
+check "missing dataset: no results file" test ! -e "$tmp/x.h5"
+expect_fail "bad flag" 2 "expects a number >= 0, got 'soon'" $mpirun -np 1 $tlsweep run --time-limit soon sweeps/smoke.yaml
+expect_fail "status of a missing file" 2 "cannot open the file" $tlsweep status "$tmp/none.h5"
+check "dry run lists the trials" \
+  bash -c "$mpirun -np 1 $tlsweep run -n --simulate sweeps/smoke.yaml | grep -c '__' | grep -qx 4"
+finish
