@@ -19,7 +19,11 @@ int farm_install_signals(void) {
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
     sigemptyset(&sa.sa_mask);
-    if (sigaction(SIGINT, &sa, NULL) || sigaction(SIGTERM, &sa, NULL)) return -1;
+    /* mpirun forwards SIGUSR1 to every rank (it turns SIGTERM into a kill of the job); Slurm
+     * sends SIGTERM to every task itself */
+    if (sigaction(SIGINT, &sa, NULL) || sigaction(SIGTERM, &sa, NULL) ||
+        sigaction(SIGUSR1, &sa, NULL))
+        return -1;
     return 0;
 }
 
@@ -50,7 +54,8 @@ static int send_message(MPI_Comm comm, int rank, const message *m, char *err, si
                  PROTOCOL_MAX_BYTES);
         return -1;
     }
-    int rc = MPI_Send(buf, (int)len, MPI_BYTE, rank, PROTOCOL_TAG, comm);
+    int tag = m->type == MSG_ACK ? PROTOCOL_TAG_ACK : PROTOCOL_TAG;
+    int rc = MPI_Send(buf, (int)len, MPI_BYTE, rank, tag, comm);
     if (rc != MPI_SUCCESS) {
         char text[256];
         mpi_text(rc, text, sizeof text);
@@ -60,12 +65,13 @@ static int send_message(MPI_Comm comm, int rank, const message *m, char *err, si
     return 0;
 }
 
-/* Receives one waiting message from `source` (or any) if there is one: 1 got, 0 none, -1 error. */
-static int poll_message(MPI_Comm comm, int source, message *m, int *from, char *err,
-                        size_t errlen) {
+/* Receives one waiting message with tag from `source` (or any) if there is one: 1 got, 0 none,
+ * -1 error. */
+static int poll_tag(MPI_Comm comm, int source, int tag, message *m, int *from, char *err,
+                    size_t errlen) {
     int flag = 0;
     MPI_Status st;
-    int rc = MPI_Iprobe(source, PROTOCOL_TAG, comm, &flag, &st);
+    int rc = MPI_Iprobe(source, tag, comm, &flag, &st);
     if (rc != MPI_SUCCESS) {
         char text[256];
         mpi_text(rc, text, sizeof text);
@@ -81,7 +87,7 @@ static int poll_message(MPI_Comm comm, int source, message *m, int *from, char *
                  PROTOCOL_MAX_BYTES);
         return -1;
     }
-    rc = MPI_Recv(buf, count, MPI_BYTE, st.MPI_SOURCE, PROTOCOL_TAG, comm, MPI_STATUS_IGNORE);
+    rc = MPI_Recv(buf, count, MPI_BYTE, st.MPI_SOURCE, tag, comm, MPI_STATUS_IGNORE);
     if (rc != MPI_SUCCESS) {
         char text[256];
         mpi_text(rc, text, sizeof text);
@@ -95,6 +101,11 @@ static int poll_message(MPI_Comm comm, int source, message *m, int *from, char *
         return -1;
     }
     return 1;
+}
+
+static int poll_message(MPI_Comm comm, int source, message *m, int *from, char *err,
+                        size_t errlen) {
+    return poll_tag(comm, source, PROTOCOL_TAG, m, from, err, errlen);
 }
 
 /* ---- root ---------------------------------------------------------------------------------- */
@@ -221,20 +232,38 @@ static void *heartbeat_thread(void *arg) {
     }
 }
 
+/* Sends the epoch and waits until the root has it in the file (see protocol.h). */
 static int worker_epoch(const epoch_record *record, void *user) {
     worker_ctx *w = user;
     message m;
     protocol_epoch_from_record(&m, w->trial, w->attempt, record);
-    pthread_mutex_lock(&w->lock);
     char err[256];
+    pthread_mutex_lock(&w->lock);
     if (send_message(w->o->comm, 0, &m, err, sizeof err) && !w->failed) {
         w->failed = 1;
         snprintf(w->error, sizeof w->error, "%s", err);
     }
-    take_stop(w);
-    int stop = w->stop || farm_stop_signal || w->failed;
     pthread_mutex_unlock(&w->lock);
-    return stop;
+    for (;;) {
+        pthread_mutex_lock(&w->lock);
+        message ack;
+        int from, got = w->failed ? -1 : poll_tag(w->o->comm, 0, PROTOCOL_TAG_ACK, &ack, &from, err, sizeof err);
+        if (got < 0 && !w->failed) {
+            w->failed = 1;
+            snprintf(w->error, sizeof w->error, "%s", err);
+        }
+        if (got > 0 && (ack.type != MSG_ACK || ack.trial != w->trial) && !w->failed) {
+            w->failed = 1;
+            snprintf(w->error, sizeof w->error, "expected the ACK of trial %d, got %s for %d",
+                     w->trial, msg_type_name(ack.type), ack.trial);
+        }
+        if (got > 0 && ack.stop) w->stop = 1;
+        take_stop(w);
+        int stop = w->stop || farm_stop_signal || w->failed;
+        pthread_mutex_unlock(&w->lock);
+        if (got != 0) return stop;
+        nap(100);
+    }
 }
 
 int farm_send_hello(const farm_options *o, char *err, size_t errlen) {
@@ -336,7 +365,7 @@ static int mailbox_send(void *transport, int rank, const message *m, char *err, 
     if (m->type == MSG_ASSIGN) {
         box->assign = *m;
         box->has_assign = 1;
-    } else if (m->type == MSG_STOP) box->stop = 1;
+    } else if (m->type == MSG_STOP || (m->type == MSG_ACK && m->stop)) box->stop = 1;
     return 0;
 }
 

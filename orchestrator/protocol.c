@@ -70,7 +70,8 @@ static void get_str(reader *r, char *s, size_t max) {
 }
 
 static const char *const type_names[] = {"?",    "HELLO",  "ASSIGN",    "EPOCH",   "DONE",
-                                         "FAILED", "HEARTBEAT", "STOP", "SHUTDOWN"};
+                                         "FAILED", "HEARTBEAT", "STOP", "SHUTDOWN",
+                                         "ACK"};
 
 const char *msg_type_name(msg_type t) {
     return t > 0 && t < MSG_TYPE_END ? type_names[t] : "unknown";
@@ -125,6 +126,9 @@ int protocol_encode(const message *m, unsigned char *buf, size_t cap, size_t *le
     }
     case MSG_FAILED:
         put_str(&w, m->text, sizeof m->text);
+        break;
+    case MSG_ACK:
+        put_i32(&w, m->stop);
         break;
     case MSG_HEARTBEAT:
     case MSG_STOP:
@@ -227,6 +231,9 @@ int protocol_decode(const unsigned char *buf, size_t len, message *m, char *err,
     }
     case MSG_FAILED:
         get_str(&r, m->text, sizeof m->text);
+        break;
+    case MSG_ACK:
+        m->stop = get_i32(&r);
         break;
     default:
         break;

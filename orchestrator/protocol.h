@@ -4,8 +4,12 @@
  *
  *   worker -> root: HELLO (where it runs), EPOCH (one epoch record), HEARTBEAT (still alive),
  *                   DONE (summary; or stopped at an epoch boundary), FAILED (reason)
- *   root -> worker: ASSIGN (a trial by grid index and name), STOP (finish the epoch, checkpoint,
- *                   report), SHUTDOWN (leave the loop) */
+ *   root -> worker: ASSIGN (a trial by grid index and name), ACK (the EPOCH is in the file;
+ *                   carries "stop"), STOP (finish the epoch, checkpoint, report), SHUTDOWN
+ *
+ * EPOCH is acknowledged once it is written and flushed, and the worker waits for the ACK before
+ * the trial goes on to checkpoint that epoch: so a checkpoint never runs ahead of the file, and
+ * after a crash an epoch is either in the file or trained again (the root keeps the first). */
 #ifndef TLSWEEP_PROTOCOL_H
 #define TLSWEEP_PROTOCOL_H
 
@@ -17,6 +21,7 @@
 #define PROTOCOL_MAGIC 0x57534C54u /* "TLSW" little-endian */
 #define PROTOCOL_VERSION 1
 #define PROTOCOL_TAG 17
+#define PROTOCOL_TAG_ACK 18 /* ACKs travel apart so the heartbeat thread never takes one */
 #define PROTOCOL_MAX_GROUPS 64
 #define PROTOCOL_GROUP_NAME 32
 #define PROTOCOL_MAX_BYTES 8192
@@ -31,6 +36,7 @@ typedef enum {
     MSG_HEARTBEAT,
     MSG_STOP,
     MSG_SHUTDOWN,
+    MSG_ACK,
     MSG_TYPE_END
 } msg_type;
 
@@ -60,6 +66,7 @@ typedef struct {
     int32_t attempt; /* ASSIGN..FAILED */
     char name[TRIAL_NAME_MAX]; /* ASSIGN: the trial's name, checked against the worker's grid */
     char text[PROTOCOL_TEXT];  /* FAILED: the reason */
+    int32_t stop;              /* ACK: the root wants the trial to stop */
     msg_hello hello;
     msg_epoch epoch;
     msg_done done;

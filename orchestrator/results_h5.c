@@ -1,6 +1,7 @@
 /* The HDF5 results writer: one declarative field table per compound dataset drives the types,
  * every HDF5 call is checked, errors name the file and what failed (with HDF5's own reason). */
 #include <hdf5.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,6 +88,8 @@ struct results_h5 {
     h5_table trials, curves, lr;
     results_grid_columns columns;
     double write_seconds;
+    long kill_after_lr; /* test hook, see results_h5.h */
+    long epochs_appended;
 };
 
 static double now(void) {
@@ -360,6 +363,8 @@ static results_h5 *alloc_handle(const char *path) {
     table_init(&h->trials, "/trials", trial_fields, sizeof(results_trial_row), 64);
     table_init(&h->curves, "/curves", curve_fields, sizeof(results_curve_row), 256);
     table_init(&h->lr, "/lr", lr_fields, sizeof(results_lr_row), 1024);
+    const char *kill_after = getenv("TLSWEEP_TEST_KILL_AFTER_LR");
+    h->kill_after_lr = kill_after ? atol(kill_after) : 0;
     return h;
 }
 
@@ -577,6 +582,7 @@ int results_h5_append_epoch(results_h5 *h, const results_curve_row *curve,
                             const results_lr_row *lr, int n_lr, char *err, size_t errlen) {
     double start = now();
     int rc = table_write(&h->lr, h->lr.type, h->lr.rows, lr, (hsize_t)n_lr, 1);
+    if (h->kill_after_lr && ++h->epochs_appended == h->kill_after_lr) raise(SIGKILL);
     if (!rc) rc = table_write(&h->curves, h->curves.type, h->curves.rows, curve, 1, 1);
     h->write_seconds += now() - start;
     if (rc)

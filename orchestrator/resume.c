@@ -15,6 +15,20 @@ static void lock_path(const char *trials_dir, char *out, size_t len) {
     snprintf(out, len, "%s/writer.lock", trials_dir);
 }
 
+/* kill(pid, 0) also succeeds for a zombie (a killed writer whose parent died too and that
+ * nobody reaped), so the process state decides. */
+static int process_alive(pid_t pid) {
+    if (kill(pid, 0) && errno != EPERM) return 0;
+    char path[64], stat_line[256];
+    snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return 1; /* no /proc: trust kill */
+    char *line = fgets(stat_line, sizeof stat_line, f);
+    fclose(f);
+    const char *close_paren = line ? strrchr(line, ')') : NULL;
+    return !(close_paren && close_paren[1] == ' ' && (close_paren[2] == 'Z' || close_paren[2] == 'X'));
+}
+
 int resume_lock(const char *trials_dir, const char *results_path, const char *host, char *err,
                 size_t errlen) {
     char path[TRIAL_PATH_MAX + 16];
@@ -28,7 +42,7 @@ int resume_lock(const char *trials_dir, const char *results_path, const char *ho
         struct stat st;
         double age = stat(path, &st) ? 1e9 : difftime(time(NULL), st.st_mtime);
         if (n == 2 && !strcmp(other_host, host)) {
-            if (pid != (long)getpid() && (kill((pid_t)pid, 0) == 0 || errno == EPERM)) {
+            if (pid != (long)getpid() && process_alive((pid_t)pid)) {
                 snprintf(err, errlen, "%s is being written by tlsweep pid %ld on %s (still "
                          "running); wait for it or stop it first", results_path, pid, host);
                 return -1;

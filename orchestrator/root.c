@@ -93,6 +93,12 @@ int root_assign_idle(root_ctx *r, double now) {
     return 0;
 }
 
+/* The epoch is in the file (or was already): the worker may checkpoint it and go on. */
+static int acknowledge(root_ctx *r, const trial_entry *e, const message *m) {
+    message ack = {.type = MSG_ACK, .trial = m->trial, .attempt = m->attempt, .stop = r->stopping};
+    return send_to(r, e->row.rank, &ack);
+}
+
 static int on_epoch(root_ctx *r, trial_entry *e, int index, const message *m, double now) {
     const msg_epoch *ep = &m->epoch;
     e->current_epoch = ep->epoch;
@@ -107,7 +113,7 @@ static int on_epoch(root_ctx *r, trial_entry *e, int index, const message *m, do
                      e->row.name, ep->epoch, e->total_epochs);
     }
     /* A restarted trial repeats epochs that are already in the file: keep the first. */
-    if (e->epoch_written[ep->epoch]) return 0;
+    if (e->epoch_written[ep->epoch]) return acknowledge(r, e, m);
     results_curve_row c;
     memset(&c, 0, sizeof c);
     c.trial_id = e->row.id;
@@ -141,7 +147,7 @@ static int on_epoch(root_ctx *r, trial_entry *e, int index, const message *m, do
     progress_event(r->progress, r->table, now, "rank %d: %s epoch %d/%d (phase %d) val_acc %.4f",
                    e->row.rank, e->row.name, ep->epoch, e->total_epochs, ep->phase, ep->val_acc);
     (void)index;
-    return 0;
+    return acknowledge(r, e, m);
 }
 
 static int on_done(root_ctx *r, trial_entry *e, int index, const message *m, double now) {

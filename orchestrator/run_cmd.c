@@ -351,6 +351,8 @@ int cmd_run(int argc, char **argv) {
     }
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);
+    /* at once: a stop signal must never kill a rank that has not got this far */
+    farm_install_signals();
     /* heartbeats come from a second thread, so MPI must allow serialized calls */
     if (provided < MPI_THREAD_SERIALIZED) {
         if (rank == 0) fprintf(stderr, "tlsweep run: this MPI does not provide MPI_THREAD_SERIALIZED\n");
@@ -392,7 +394,6 @@ int cmd_run(int argc, char **argv) {
         MPI_Finalize();
         return 0;
     }
-    farm_install_signals();
     farm_options f = {.comm = MPI_COMM_WORLD, .rank = rank, .size = size, .s = &s,
                       .trials = &trials, .heartbeat_interval = o.heartbeat,
                       .time_limit = o.time_limit, .start = farm_now()};

@@ -183,10 +183,12 @@ int simulate_trial(const trial_spec *spec, double seconds_per_cost, epoch_callba
         }
         if (epoch == spec->feature_extraction.epochs) ck.end_fe = val;
         ck.epoch = epoch;
-        if (checkpoint_write(spec, &ck, err, errlen)) return TRIAL_FAILED;
         summary->seconds += seconds;
         summary->epochs_done = epoch;
-        if (on_epoch && on_epoch(&r, user)) {
+        /* the checkpoint follows the callback: the root has the epoch before we skip it */
+        int stop = on_epoch && on_epoch(&r, user);
+        if (checkpoint_write(spec, &ck, err, errlen)) return TRIAL_FAILED;
+        if (stop) {
             summary->best_val_acc = ck.best;
             summary->best_epoch = ck.best_epoch;
             summary->val_acc_end_of_feature_extraction = ck.end_fe;
