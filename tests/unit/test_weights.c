@@ -24,8 +24,16 @@ typedef struct {
     size_t count;
 } ref_tensor;
 
-static ref_tensor refs[MAX_REFS];
-static int nrefs = -1; /* loaded on first use */
+/* One exporter reference folder: REFDIR/manifest.txt and REFDIR/NAME.bin. */
+typedef struct {
+    const char *dir;
+    int min_count;
+    ref_tensor t[MAX_REFS];
+    int n; /* -1 until loaded on first use */
+} ref_set;
+
+static ref_set main_refs = {.dir = "refs", .min_count = 40, .n = -1};
+static ref_set old_refs = {.dir = "old_refs", .min_count = 2, .n = -1};
 static char tmpdir[64];
 
 static const char *data_path(const char *name) {
@@ -40,11 +48,11 @@ static const char *tmp_path(const char *name) {
     return path;
 }
 
-static int load_refs(void) {
-    if (nrefs >= 0) return nrefs;
-    nrefs = 0;
+static int load_refs(ref_set *set) {
+    if (set->n >= 0) return set->n;
+    set->n = 0;
     char refdir[1024];
-    snprintf(refdir, sizeof refdir, "%s", data_path("refs"));
+    snprintf(refdir, sizeof refdir, "%s", data_path(set->dir));
     char manifest_path[1100];
     snprintf(manifest_path, sizeof manifest_path, "%s/manifest.txt", refdir);
     FILE *f = fopen(manifest_path, "r");
@@ -54,8 +62,8 @@ static int load_refs(void) {
         return 0;
     }
     char line[1024];
-    while (fgets(line, sizeof line, f) && nrefs < MAX_REFS) {
-        ref_tensor *r = &refs[nrefs];
+    while (fgets(line, sizeof line, f) && set->n < MAX_REFS) {
+        ref_tensor *r = &set->t[set->n];
         int used = 0;
         if (sscanf(line, "%255s %d%n", r->name, &r->ndim, &used) != 2 || r->ndim < 0 ||
             r->ndim > WEIGHTS_MAX_DIMS)
@@ -63,11 +71,11 @@ static int load_refs(void) {
         char *p = line + used;
         for (int d = 0; d < r->ndim; d++) r->shape[d] = strtoll(p, &p, 10);
         r->data = tl_load_f32(refdir, r->name, &r->count);
-        if (r->data) nrefs++;
+        if (r->data) set->n++;
     }
     fclose(f);
-    CHECK(nrefs > 40, "manifest lists only %d tensors", nrefs);
-    return nrefs;
+    CHECK(set->n >= set->min_count, "%s lists only %d tensors", manifest_path, set->n);
+    return set->n;
 }
 
 /* Bit-exact, so -0.0, infinities and every rounding of f64/i64 to fp32 must match torch. */
@@ -92,8 +100,9 @@ static void check_tensor(const char *file, const weights_tensor *t, const ref_te
 }
 
 /* Every reference tensor, by name; ORDERED also requires the state dict's order. */
-static void check_file(const char *name, int ordered) {
-    int n = load_refs();
+static void check_file(ref_set *set, const char *name, int ordered) {
+    int n = load_refs(set);
+    const ref_tensor *refs = set->t;
     if (!n) return;
     weights_file w;
     char err[512];
@@ -111,11 +120,13 @@ static void check_file(const char *name, int ordered) {
     weights_free(&w);
 }
 
-static void test_zip_pth(void) { check_file("model_zip.pth", 1); }
-static void test_legacy_pth(void) { check_file("model_legacy.pth", 1); }
-static void test_wrapped_zip(void) { check_file("wrapped_zip.pth", 1); }
-static void test_wrapped_legacy(void) { check_file("wrapped_legacy.pth", 1); }
-static void test_safetensors(void) { check_file("model.safetensors", 0); }
+static void test_zip_pth(void) { check_file(&main_refs, "model_zip.pth", 1); }
+static void test_legacy_pth(void) { check_file(&main_refs, "model_legacy.pth", 1); }
+static void test_wrapped_zip(void) { check_file(&main_refs, "wrapped_zip.pth", 1); }
+static void test_wrapped_legacy(void) { check_file(&main_refs, "wrapped_legacy.pth", 1); }
+static void test_safetensors(void) { check_file(&main_refs, "model.safetensors", 0); }
+/* _rebuild_tensor, OrderedDict from an item list, a storage view: as torch < 0.4 wrote */
+static void test_old_legacy(void) { check_file(&old_refs, "old_legacy.pth", 1); }
 
 /* The format-specific entry points refuse the other format instead of misreading it. */
 static void test_explicit_readers(void) {
@@ -335,6 +346,78 @@ static void test_bad_pth(void) {
     EXPECT_ERROR(data_path("bad/storage_too_small.pth"), "storage '0' holds 24 bytes");
 }
 
+/* A legacy .pth around one hand-written object pickle (BODY, LEN bytes) and an empty
+ * storage key list, so each case below reaches the pickle machine with exactly that input. */
+static const char *legacy_file(const char *body, size_t len) {
+    static const unsigned char preamble[] = {
+        0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19, 0x2e,
+        0x80, 0x02, 'M',  0xe9, 0x03, '.',  0x80, 0x02, '}',  '.'};
+    static const char keys[] = "\x80\x02].";
+    unsigned char *buf = malloc(sizeof preamble + len + 4);
+    if (!buf) return tmp_path("hostile.pth");
+    memcpy(buf, preamble, sizeof preamble);
+    memcpy(buf + sizeof preamble, body, len);
+    memcpy(buf + sizeof preamble + len, keys, 4);
+    CHECK(write_bytes(tmp_path("hostile.pth"), buf, sizeof preamble + len + 4) == 0,
+          "cannot write hostile.pth");
+    free(buf);
+    return tmp_path("hostile.pth");
+}
+#define HOSTILE(body, fragment) EXPECT_ERROR(legacy_file(body, sizeof(body) - 1), fragment)
+
+static void test_hostile_pickles(void) {
+    /* the harness itself: a minimal valid file reads as an empty state dict */
+    weights_file w;
+    char err[512];
+    const char *empty = legacy_file("\x80\x02}.", 4);
+    CHECK(weights_read(empty, &w, err, sizeof err) == 0 && w.count == 0, "%s", err);
+    weights_free(&w);
+    HOSTILE("\x80\x02X\xff\xff\xff\x7f", "pickle is truncated: string");
+    HOSTILE("\x80\x02h\x05.", "memo entry 5 which was never stored");
+    HOSTILE("\x80\x02)r\xff\xff\xff\x7f.", "memo index 2147483647 is out of range");
+    HOSTILE("\x80\x02\x8a\x09\x01\x02\x03\x04\x05\x06\x07\x08\x09.",
+            "integer of 9 bytes is too large");
+    HOSTILE("\x80\x02.", "STOP with 0 values");
+    HOSTILE("\x80\x02(((}.", "STOP with 1 values and 3 open MARKs");
+    HOSTILE("\x80\x02R", "stack underflow");
+    HOSTILE("\x80\x02(t}0.", "opcode 0x30");
+    HOSTILE("\x80\x02K\x01(s.", "stack underflow");
+    HOSTILE("\x80\x02" "ctorch\nFloatStorage\n)R.", "calls a storage type");
+    HOSTILE("\x80\x02K\x01Q.", "is not a storage reference");
+    HOSTILE("\x80\x02" "cposix\nsystem\n.", "global 'posix.system', which is not allowed");
+    HOSTILE("\x80\x02" "ctorch\nload\n.", "global 'torch.load', which is not allowed");
+    HOSTILE("\x80\x02" "c__builtin__\neval\n.", "global '__builtin__.eval'");
+    HOSTILE("\x80\x02" "cos\nsystem", "has no end of line");
+    HOSTILE("\x80\x02].", "holds a list, not a state dict");
+    HOSTILE("\x80\x02}X\x01\x00\x00\x00" "aK\x01s.", "holds no tensors");
+    HOSTILE("\x80\x02K\x01K\x02" "b.", "BUILD on a int");
+    HOSTILE("\x80\x09}.", "pickle protocol 9 is not supported");
+    /* a tensor whose sizes are not ints, and one with more dimensions than allowed */
+    HOSTILE("\x80\x02}X\x01\x00\x00\x00wctorch._utils\n_rebuild_tensor\n((X\x07\x00\x00\x00sto"
+            "ragectorch\nFloatStorage\nX\x01\x00\x00\x00" "0X\x03\x00\x00\x00" "cpuK\x06tQK"
+            "\x00X\x01\x00\x00\x00x\x85K\x01\x85tRs.",
+            "tensor size entry is a str, expected an int");
+    HOSTILE("\x80\x02}X\x01\x00\x00\x00wctorch._utils\n_rebuild_tensor\n((X\x07\x00\x00\x00sto"
+            "ragectorch\nFloatStorage\nX\x01\x00\x00\x00" "0X\x03\x00\x00\x00" "cpuK\x06tQK"
+            "\x00(K\x01K\x01K\x01K\x01K\x01K\x01K\x01K\x01K\x01tK\x01\x85tRs.",
+            "has 9 dimensions, more than 8");
+    /* a storage the key list never mentions: the data is not in the file */
+    HOSTILE("\x80\x02}X\x01\x00\x00\x00wctorch._utils\n_rebuild_tensor\n((X\x07\x00\x00\x00sto"
+            "ragectorch\nFloatStorage\nX\x01\x00\x00\x00" "0X\x03\x00\x00\x00" "cpuK\x06tQK"
+            "\x00K\x06\x85K\x01\x85tRs.",
+            "pickle refers to storage '0' which the file lacks");
+    /* deep MARK nesting is only memory, bounded by the file: refused at STOP */
+    size_t deep = 200000;
+    char *marks = malloc(deep + 4);
+    if (marks) {
+        memcpy(marks, "\x80\x02", 2);
+        memset(marks + 2, '(', deep);
+        memcpy(marks + 2 + deep, "}.", 2);
+        EXPECT_ERROR(legacy_file(marks, deep + 4), "open MARKs");
+        free(marks);
+    }
+}
+
 /* A safetensors file from a header and DATA_LEN bytes of data (0, 1, 2, ...). */
 static const char *safetensors_file(const char *name, const char *header, size_t data_len,
                                     int64_t claimed_len) {
@@ -472,18 +555,19 @@ int main(void) {
     }
     static const char *const names[] = {
         "zip_pth",        "legacy_pth",       "wrapped_zip",      "wrapped_legacy",
-        "safetensors",    "explicit_readers", "round_trip",       "round_trip_python",
-        "writer_errors",  "bad_pth",          "bad_safetensors",  "truncation_sweep",
+        "old_legacy",     "safetensors",    "explicit_readers", "round_trip",       "round_trip_python",
+        "writer_errors",  "bad_pth",          "hostile_pickles",          "bad_safetensors",  "truncation_sweep",
         "corruption_sweep",
     };
     static const tl_case_fn cases[] = {
         test_zip_pth,       test_legacy_pth,         test_wrapped_zip,      test_wrapped_legacy,
-        test_safetensors,   test_explicit_readers,   test_round_trip,       test_round_trip_python,
-        test_writer_errors, test_bad_pth,            test_bad_safetensors,  test_truncation_sweep,
+        test_old_legacy,    test_safetensors,   test_explicit_readers,   test_round_trip,       test_round_trip_python,
+        test_writer_errors, test_bad_pth,            test_hostile_pickles,            test_bad_safetensors,  test_truncation_sweep,
         test_corruption_sweep,
     };
     int rc = tl_run("weights", names, cases, (int)(sizeof cases / sizeof cases[0]));
-    for (int i = 0; i < nrefs; i++) free(refs[i].data);
+    for (int i = 0; i < main_refs.n; i++) free(main_refs.t[i].data);
+    for (int i = 0; i < old_refs.n; i++) free(old_refs.t[i].data);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);

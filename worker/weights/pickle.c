@@ -1,6 +1,7 @@
 /* The strict pickle machine (see pickle.h). Every length is checked against the bytes left
  * before it is used, every pop against the stack (and the open MARK), every memo index
  * against a limit; anything outside what torch.save emits is refused by name. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -252,8 +253,10 @@ static int as_dims(machine *m, const pickle_value *v, const char *what, int *ndi
     if (v->n > WEIGHTS_MAX_DIMS)
         return weights_fail(m->e, "pickle: tensor %s has %zu dimensions, more than %d", what,
                             v->n, WEIGHTS_MAX_DIMS);
+    char label[32];
+    snprintf(label, sizeof label, "tensor %s entry", what);
     for (size_t i = 0; i < v->n; i++) {
-        if (as_int(m, v->items[i], what, &dims[i])) return -1;
+        if (as_int(m, v->items[i], label, &dims[i])) return -1;
         if (dims[i] < 0)
             return weights_fail(m->e, "pickle: tensor %s has a negative entry", what);
     }
