@@ -7,6 +7,7 @@
                                     transposed view, a strided slice, two views of one shared
                                     storage at offsets, a stride-0 expansion, a 0-d and an empty
                                     tensor
+  model_proto4.pth                  the zip format with pickle protocol 4
   wrapped_zip.pth, wrapped_legacy.pth  the same dict one level down ("state_dict" / "model")
   model.safetensors                 the same tensors in their own dtypes, written by hand per the
                                     format (there is no safetensors package here)
@@ -242,6 +243,8 @@ def main():
     sd = state_dict()
     torch.save(sd, os.path.join(out, "model_zip.pth"))
     torch.save(sd, os.path.join(out, "model_legacy.pth"), _use_new_zipfile_serialization=False)
+    # protocol 4 brings FRAME, MEMOIZE, SHORT_BINUNICODE and STACK_GLOBAL
+    torch.save(sd, os.path.join(out, "model_proto4.pth"), pickle_protocol=4)
     torch.save({"epoch": 3, "state_dict": sd}, os.path.join(out, "wrapped_zip.pth"))
     torch.save({"model": sd, "arch": "tiny"}, os.path.join(out, "wrapped_legacy.pth"),
                _use_new_zipfile_serialization=False)
@@ -250,7 +253,7 @@ def main():
     write_refs(write_old_legacy(os.path.join(out, "old_legacy.pth")), os.path.join(out, "old_refs"))
     write_bad(os.path.join(out, "bad"))
     # the files must load in torch itself, or the test would check against nonsense
-    for name in ("model_zip.pth", "model_legacy.pth"):
+    for name in ("model_zip.pth", "model_legacy.pth", "model_proto4.pth"):
         back = torch.load(os.path.join(out, name))
         assert all(torch.equal(back[k], sd[k]) for k in sd), name
     print("export_weights: %d tensors -> %s" % (len(sd), out))

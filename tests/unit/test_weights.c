@@ -122,6 +122,7 @@ static void check_file(ref_set *set, const char *name, int ordered) {
 
 static void test_zip_pth(void) { check_file(&main_refs, "model_zip.pth", 1); }
 static void test_legacy_pth(void) { check_file(&main_refs, "model_legacy.pth", 1); }
+static void test_proto4_pth(void) { check_file(&main_refs, "model_proto4.pth", 1); }
 static void test_wrapped_zip(void) { check_file(&main_refs, "wrapped_zip.pth", 1); }
 static void test_wrapped_legacy(void) { check_file(&main_refs, "wrapped_legacy.pth", 1); }
 static void test_safetensors(void) { check_file(&main_refs, "model.safetensors", 0); }
@@ -348,20 +349,24 @@ static void test_bad_pth(void) {
 
 /* A legacy .pth around one hand-written object pickle (BODY, LEN bytes) and an empty
  * storage key list, so each case below reaches the pickle machine with exactly that input. */
-static const char *legacy_file(const char *body, size_t len) {
+static const char *legacy_file_with(const char *body, size_t len, const char *tail,
+                                    size_t tail_len) {
     static const unsigned char preamble[] = {
         0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19, 0x2e,
         0x80, 0x02, 'M',  0xe9, 0x03, '.',  0x80, 0x02, '}',  '.'};
-    static const char keys[] = "\x80\x02].";
-    unsigned char *buf = malloc(sizeof preamble + len + 4);
+    unsigned char *buf = malloc(sizeof preamble + len + tail_len);
     if (!buf) return tmp_path("hostile.pth");
     memcpy(buf, preamble, sizeof preamble);
     memcpy(buf + sizeof preamble, body, len);
-    memcpy(buf + sizeof preamble + len, keys, 4);
-    CHECK(write_bytes(tmp_path("hostile.pth"), buf, sizeof preamble + len + 4) == 0,
+    memcpy(buf + sizeof preamble + len, tail, tail_len);
+    CHECK(write_bytes(tmp_path("hostile.pth"), buf, sizeof preamble + len + tail_len) == 0,
           "cannot write hostile.pth");
     free(buf);
     return tmp_path("hostile.pth");
+}
+
+static const char *legacy_file(const char *body, size_t len) {
+    return legacy_file_with(body, len, "\x80\x02].", 4);
 }
 #define HOSTILE(body, fragment) EXPECT_ERROR(legacy_file(body, sizeof(body) - 1), fragment)
 
@@ -371,6 +376,19 @@ static void test_hostile_pickles(void) {
     char err[512];
     const char *empty = legacy_file("\x80\x02}.", 4);
     CHECK(weights_read(empty, &w, err, sizeof err) == 0 && w.count == 0, "%s", err);
+    weights_free(&w);
+    /* Python 2 str opcodes (SHORT_BINSTRING) as a py2-era torch wrote them, with real data */
+    static const char py2[] = "\x80\x02}U\x01wctorch._utils\n_rebuild_tensor\n((U\x07storagec"
+                              "torch\nFloatStorage\nU\x01" "0U\x03" "cpuK\x06tQK\x00K\x02K\x03\x86K"
+                              "\x03K\x01\x86tRs.";
+    static const char py2_tail[] = "\x80\x02]U\x01" "0a.\x06\0\0\0\0\0\0\0"
+                                   "\0\0\0\0\0\0\x80?\0\0\0@\0\0@@\0\0\x80@\0\0\xa0@";
+    CHECK(weights_read(legacy_file_with(py2, sizeof py2 - 1, py2_tail, sizeof py2_tail - 1), &w,
+                       err, sizeof err) == 0,
+          "%s", err);
+    CHECK(w.count == 1 && w.tensors[0].count == 6 && w.tensors[0].ndim == 2 &&
+              w.tensors[0].data[1] == 1.0f && w.tensors[0].data[5] == 5.0f,
+          "py2-style legacy file read wrong");
     weights_free(&w);
     HOSTILE("\x80\x02X\xff\xff\xff\x7f", "pickle is truncated: string");
     HOSTILE("\x80\x02h\x05.", "memo entry 5 which was never stored");
@@ -516,9 +534,9 @@ static void test_truncation_sweep(void) {
 /* Random byte changes in the legacy file's pickles and the safetensors header: either a
  * clean error or a successful read, never a crash or a read out of bounds (valgrind). */
 static void test_corruption_sweep(void) {
-    static const char *const names[] = {"model_legacy.pth", "model.safetensors"};
+    static const char *const names[] = {"model_legacy.pth", "model.safetensors", "model_zip.pth"};
     uint64_t s = 0x2545F4914F6CDD1Dull;
-    for (size_t f = 0; f < 2; f++) {
+    for (size_t f = 0; f < 3; f++) {
         size_t size;
         unsigned char *data = slurp(data_path(names[f]), &size);
         CHECK(data != NULL, "cannot read %s", names[f]);
@@ -554,13 +572,13 @@ int main(void) {
         return 1;
     }
     static const char *const names[] = {
-        "zip_pth",        "legacy_pth",       "wrapped_zip",      "wrapped_legacy",
+        "zip_pth",        "legacy_pth",       "proto4_pth",       "wrapped_zip",      "wrapped_legacy",
         "old_legacy",     "safetensors",    "explicit_readers", "round_trip",       "round_trip_python",
         "writer_errors",  "bad_pth",          "hostile_pickles",          "bad_safetensors",  "truncation_sweep",
         "corruption_sweep",
     };
     static const tl_case_fn cases[] = {
-        test_zip_pth,       test_legacy_pth,         test_wrapped_zip,      test_wrapped_legacy,
+        test_zip_pth,       test_legacy_pth,         test_proto4_pth,         test_wrapped_zip,      test_wrapped_legacy,
         test_old_legacy,    test_safetensors,   test_explicit_readers,   test_round_trip,       test_round_trip_python,
         test_writer_errors, test_bad_pth,            test_hostile_pickles,            test_bad_safetensors,  test_truncation_sweep,
         test_corruption_sweep,

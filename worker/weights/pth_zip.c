@@ -42,7 +42,16 @@ static int read_entry(zip_pth *z, zip_int64_t index, const char *name, size_t wa
         }
         got += (size_t)n;
     }
-    zip_fclose(f);
+    /* closing reports a checksum mismatch found while reading */
+    int close_err = zip_fclose(f);
+    if (close_err) {
+        zip_error_t ze;
+        zip_error_init_with_code(&ze, close_err);
+        weights_fail(z->e, "cannot read '%s' in the archive: %s", name, zip_error_strerror(&ze));
+        zip_error_fini(&ze);
+        free(buf);
+        return -1;
+    }
     *out = buf;
     return 0;
 }
