@@ -32,6 +32,8 @@ typedef struct {
     int n; /* -1 until loaded on first use */
 } ref_set;
 
+static int write_bytes(const char *path, const void *data, size_t n);
+
 static ref_set main_refs = {.dir = "refs", .min_count = 40, .n = -1};
 static ref_set old_refs = {.dir = "old_refs", .min_count = 2, .n = -1};
 static char tmpdir[64];
@@ -159,6 +161,10 @@ static void test_explicit_readers(void) {
     CHECK(weights_find(&w, "fc.weight") != NULL, "fc.weight missing");
     CHECK(weights_find(&w, "no.such.tensor") == NULL, "found a tensor that does not exist");
     weights_free(&w);
+    const char *text = "this is not a weights file\n";
+    CHECK(write_bytes(tmp_path("text.pth"), text, strlen(text)) == 0, "cannot write text.pth");
+    CHECK(weights_read(tmp_path("text.pth"), &w, err, sizeof err) == -1, "read a text file");
+    CHECK(strstr(err, "text.pth: not a weights file") != NULL, "unexpected error: %s", err);
     CHECK(weights_read(tmp_path("does-not-exist.pth"), &w, err, sizeof err) == -1,
           "read a missing file");
     CHECK(strstr(err, "does-not-exist.pth: cannot open") != NULL, "unexpected error: %s", err);
@@ -302,10 +308,12 @@ static unsigned char *slurp(const char *path, size_t *n) {
 }
 
 /* Reads PATH, which must fail with FRAGMENT in the message (and the file named in it). */
-static void expect_error(const char *path, const char *fragment, int line) {
+typedef int (*reader_fn)(const char *, weights_file *, char *, size_t);
+
+static void expect_error_from(reader_fn read, const char *path, const char *fragment, int line) {
     weights_file w;
     char err[512] = "";
-    int rc = weights_read(path, &w, err, sizeof err);
+    int rc = read(path, &w, err, sizeof err);
     if (rc == 0) {
         tl_fail(__FILE__, line, "%s was accepted, expected \"%s\"", path, fragment);
         weights_free(&w);
@@ -317,7 +325,10 @@ static void expect_error(const char *path, const char *fragment, int line) {
         tl_fail(__FILE__, line, "message does not start with the file name: %s", err);
     if (w.count != 0 || w.tensors != NULL) tl_fail(__FILE__, line, "failed read kept tensors");
 }
-#define EXPECT_ERROR(path, fragment) expect_error(path, fragment, __LINE__)
+#define EXPECT_ERROR(path, fragment) expect_error_from(weights_read, path, fragment, __LINE__)
+/* past weights_read's content sniffing, straight into the safetensors reader */
+#define EXPECT_ST_ERROR(path, fragment)                                                            \
+    expect_error_from(weights_read_safetensors, path, fragment, __LINE__)
 
 /* Copies the first N bytes of a test file into the temp folder. */
 static const char *truncated(const char *name, size_t n, const char *out) {
@@ -508,8 +519,9 @@ static void test_bad_safetensors(void) {
     CHECK(b && b->count == 4 && b->data[0] == 8.0f && b->data[3] == 11.0f, "U8 tensor read wrong");
     weights_free(&w);
     CHECK(write_bytes(tmp_path("short.safetensors"), "\x05\0\0\0\0", 5) == 0, "cannot write");
-    EXPECT_ERROR(tmp_path("short.safetensors"), "file is 5 bytes, too short");
-    EXPECT_ERROR(safetensors_file("zero_header.safetensors", "", 0, 0), "does not start with '{'");
+    EXPECT_ST_ERROR(tmp_path("short.safetensors"), "file is 5 bytes, too short");
+    EXPECT_ST_ERROR(safetensors_file("zero_header.safetensors", "", 0, 0),
+                    "does not start with '{'");
     EXPECT_ERROR(safetensors_file("long_header.safetensors", good, 12, 1000),
                  "header length 1000 is larger than the file");
     EXPECT_ERROR(safetensors_file("overlap.safetensors",
