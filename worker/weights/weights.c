@@ -36,12 +36,15 @@ int weights_read(const char *path, weights_file *out, char *err, size_t errlen) 
     weights_map m;
     if (weights_map_open(path, &m, &e)) return -1;
     int pth = m.size > 0 && (is_zip(&m) || pth_is_legacy(m.data, m.size));
-    int empty = m.size == 0;
+    /* a safetensors header is JSON, so its first byte after the length is '{' */
+    int safetensors = m.size > 8 && m.data[8] == '{';
+    size_t size = m.size;
     /* the readers map the file again; a second mapping is cheap and keeps them standalone */
     weights_map_close(&m);
-    if (empty) return weights_fail(&e, "file is empty");
-    return pth ? weights_read_pth(path, out, err, errlen)
-               : weights_read_safetensors(path, out, err, errlen);
+    if (size == 0) return weights_fail(&e, "file is empty");
+    if (pth) return weights_read_pth(path, out, err, errlen);
+    if (safetensors) return weights_read_safetensors(path, out, err, errlen);
+    return weights_fail(&e, "not a weights file: neither PyTorch (.pth) nor .safetensors");
 }
 
 const weights_tensor *weights_find(const weights_file *w, const char *name) {
