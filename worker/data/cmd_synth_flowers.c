@@ -14,8 +14,8 @@ static void usage(FILE *out) {
                  "  --per-class N      images per class (80)\n"
                  "  --width N          image width (500)\n"
                  "  --height N         image height (600)\n"
-                 "  --trnid N          images per class in trnid (10)\n"
-                 "  --valid N          images per class in valid (10); the rest go to tstid\n"
+                 "  --trnid N          images per class in trnid (per-class / 8, at least 1)\n"
+                 "  --valid N          images per class in valid (the same); the rest go to tstid\n"
                  "  --quality N        JPEG quality 1..100 (90)\n"
                  "  --seed N           generator seed (0)\n");
 }
@@ -38,20 +38,23 @@ int cmd_synth_flowers(int argc, char **argv) {
         {"width", required_argument, 0, 'w'},   {"height", required_argument, 0, 'h'},
         {"trnid", required_argument, 0, 't'},   {"valid", required_argument, 0, 'v'},
         {"quality", required_argument, 0, 'q'}, {"seed", required_argument, 0, 's'},
-        {"help", no_argument, 0, '?'},          {0, 0, 0, 0}};
+        {"help", no_argument, 0, 'H'},          {0, 0, 0, 0}};
     synth_options o;
     synth_default_options(&o);
     optind = 1;
-    int opt;
+    int opt, trnid_given = 0, valid_given = 0;
     while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
         long v = 0;
         const char *name = NULL;
         for (const struct option *p = options; p->name; p++)
             if (p->val == opt) name = p->name;
-        if (opt == '?') {
-            int asked = optind >= 1 && optind <= argc && !strcmp(argv[optind - 1], "--help");
-            usage(asked ? stdout : stderr);
-            return asked ? 0 : 2;
+        if (opt == 'H') {
+            usage(stdout);
+            return 0;
+        }
+        if (opt == '?') { /* getopt_long has said what was wrong */
+            usage(stderr);
+            return 2;
         }
         long hi = opt == 'q' ? 100 : opt == 's' ? 2147483647L : 1000000;
         long lo = opt == 't' || opt == 'v' || opt == 's' ? 0 : 1;
@@ -83,6 +86,10 @@ int cmd_synth_flowers(int argc, char **argv) {
             break;
         }
     }
+    /* the seed's split shape scaled to the class size: 10 + 10 of 80 */
+    int share = o.per_class / 8 > 0 ? o.per_class / 8 : 1;
+    if (!trnid_given) o.trnid_per_class = share;
+    if (!valid_given) o.valid_per_class = share;
     if (optind != argc - 1) {
         usage(stderr);
         return 2;

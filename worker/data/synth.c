@@ -206,10 +206,22 @@ static int compare_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+/* mkdir -p: the parents too, so `synth-flowers build/x/flowers` just works */
 static int make_dir(const char *path, char *err, size_t errlen) {
-    if (mkdir(path, 0777) != 0 && errno != EEXIST) {
-        snprintf(err, errlen, "%s: cannot create directory: %s", path, strerror(errno));
+    char partial[4096];
+    size_t len = strlen(path);
+    if (len >= sizeof partial) {
+        snprintf(err, errlen, "%s: path too long", path);
         return -1;
+    }
+    for (size_t i = 1; i <= len; i++) {
+        if (path[i] != '/' && path[i] != '\0') continue;
+        memcpy(partial, path, i);
+        partial[i] = '\0';
+        if (mkdir(partial, 0777) != 0 && errno != EEXIST) {
+            snprintf(err, errlen, "%s: cannot create directory: %s", partial, strerror(errno));
+            return -1;
+        }
     }
     return 0;
 }
