@@ -75,11 +75,13 @@ static int eval_cached(bench *b, int i, uint64_t round) {
 static double measure(bench *b, int (*one)(bench *, int, uint64_t), double seconds) {
     double start = now(), elapsed = 0;
     long done = 0;
-    for (uint64_t round = 0; elapsed < seconds; round++) {
+    uint64_t round = 0;
+    do { /* whole rounds over the images, at least one */
         for (int i = 0; i < b->count; i++, done++)
             if (one(b, i, round) != 0) return -1;
+        round++;
         elapsed = now() - start;
-    }
+    } while (elapsed < seconds);
     return done / elapsed;
 }
 
