@@ -15,6 +15,7 @@
 #include "worker/data/dataset.h"
 #include "worker/data/jpeg.h"
 #include "worker/data/loader.h"
+#include "worker/data/resize.h"
 #include "worker/data/synth.h"
 #include "worker/data/transform.h"
 
@@ -344,6 +345,61 @@ done:
     free(rgb.pixels);
 }
 
+/* The random draws follow torchvision's distributions (ranges, flip rate, order), are a pure
+ * function of (seed, epoch, position), and the small helpers round as Python does. */
+static void test_draws_and_sizes(void) {
+    augment_options o = {0.5, 0.3, 0.3, 30, 20};
+    enum { N = 20000 };
+    int flips = 0, contrast_first = 0;
+    double lo_b = 9, hi_b = 0, lo_a = 99, hi_a = -99, lo_s = 99, hi_s = -99;
+    for (int i = 0; i < N; i++) {
+        augment_params p, q;
+        augment_draw(&p, &o, 5, 3, (uint64_t)i);
+        augment_draw(&q, &o, 5, 3, (uint64_t)i);
+        CHECK(memcmp(&p, &q, sizeof p) == 0, "draw %d is not reproducible", i);
+        flips += p.hflip;
+        contrast_first += p.contrast_first;
+        lo_b = fmin(lo_b, fmin(p.brightness_factor, p.contrast_factor));
+        hi_b = fmax(hi_b, fmax(p.brightness_factor, p.contrast_factor));
+        lo_a = fmin(lo_a, p.angle_deg), hi_a = fmax(hi_a, p.angle_deg);
+        lo_s = fmin(lo_s, p.shear_deg), hi_s = fmax(hi_s, p.shear_deg);
+        CHECK(p.use_brightness && p.use_contrast && p.use_affine, "an op is off");
+    }
+    CHECK(fabs(flips / (double)N - 0.5) < 0.02, "flip rate %.3f", flips / (double)N);
+    CHECK(fabs(contrast_first / (double)N - 0.5) < 0.02, "contrast-first rate %.3f",
+          contrast_first / (double)N);
+    CHECK(lo_b >= 0.7f && lo_b < 0.71 && hi_b <= 1.3f && hi_b > 1.29, "factors in [%g, %g]", lo_b,
+          hi_b);
+    CHECK(lo_a >= -30 && lo_a < -29.9 && hi_a <= 30 && hi_a > 29.9, "angles in [%g, %g]", lo_a,
+          hi_a);
+    CHECK(lo_s >= -20 && lo_s < -19.9 && hi_s <= 20 && hi_s > 19.9, "shears in [%g, %g]", lo_s,
+          hi_s);
+    augment_params a, b;
+    augment_draw(&a, &o, 5, 3, 0);
+    augment_draw(&b, &o, 5, 4, 0);
+    CHECK(a.angle_deg != b.angle_deg, "epochs 3 and 4 draw the same angle");
+    augment_options off = {0, 0, 0, 0, 0};
+    augment_draw(&a, &off, 5, 3, 0);
+    CHECK(!a.hflip && !a.use_brightness && !a.use_contrast && !a.use_affine,
+          "all-zero options still augment");
+
+    /* CenterCrop: int(round((size - crop) / 2.0)), half to even */
+    CHECK(transform_crop_offset(225, 224) == 0, "offset(225, 224) = %d",
+          transform_crop_offset(225, 224));
+    CHECK(transform_crop_offset(227, 224) == 2, "offset(227, 224) = %d",
+          transform_crop_offset(227, 224));
+    CHECK(transform_crop_offset(229, 224) == 2, "offset(229, 224) = %d",
+          transform_crop_offset(229, 224));
+    CHECK(transform_crop_offset(340, 224) == 58, "offset(340, 224) = %d",
+          transform_crop_offset(340, 224));
+    /* Resize(256): the long side is int(256 * long / short) */
+    int w, h;
+    resize_output_size(500, 667, 256, &w, &h);
+    CHECK(w == 256 && h == 341, "500x667 -> %dx%d", w, h);
+    resize_output_size(753, 500, 256, &w, &h);
+    CHECK(w == 385 && h == 256, "753x500 -> %dx%d", w, h);
+}
+
 /* ---------------------------------------------------------------------------------------- */
 
 static uint64_t hash_floats(const float *x, size_t n, uint64_t h) {
@@ -588,13 +644,21 @@ static void test_corrupt_jpegs(void) {
 
 int main(void) {
     setup();
-    static const char *const names[] = {
-        "open_splits",   "eval_matches_torchvision", "augment_matches_torchvision",
-        "gray_and_cmyk", "loader_deterministic",     "bad_dataset_files",
-        "corrupt_jpegs"};
-    static const tl_case_fn cases[] = {
-        test_open_splits,   test_eval_matches_torchvision, test_augment_matches_torchvision,
-        test_gray_and_cmyk, test_loader_deterministic,     test_bad_dataset_files,
-        test_corrupt_jpegs};
+    static const char *const names[] = {"open_splits",
+                                        "eval_matches_torchvision",
+                                        "augment_matches_torchvision",
+                                        "gray_and_cmyk",
+                                        "draws_and_sizes",
+                                        "loader_deterministic",
+                                        "bad_dataset_files",
+                                        "corrupt_jpegs"};
+    static const tl_case_fn cases[] = {test_open_splits,
+                                       test_eval_matches_torchvision,
+                                       test_augment_matches_torchvision,
+                                       test_gray_and_cmyk,
+                                       test_draws_and_sizes,
+                                       test_loader_deterministic,
+                                       test_bad_dataset_files,
+                                       test_corrupt_jpegs};
     return tl_run("data", names, cases, (int)(sizeof cases / sizeof cases[0]));
 }
