@@ -202,14 +202,21 @@ done:
 /* Fixed augmentation parameters: our op-by-op reference against torchvision's functional
  * transforms, and the fused crop path against our reference. */
 static void test_augment_matches_torchvision(void) {
-    static const augment_params cases[] = {
+    static const augment_params fixed[] = {
         /* hflip, use_b, use_c, contrast_first, b, c, use_affine, angle, shear */
         {0, 1, 1, 0, 1.3f, 0.7f, 0, 0.0, 0.0},     {1, 1, 1, 1, 0.7f, 1.3f, 0, 0.0, 0.0},
         {1, 1, 1, 0, 1.21f, 1.17f, 1, 30.0, 0.0},  {0, 1, 1, 1, 0.83f, 0.91f, 1, -17.3, 12.5},
         {1, 1, 1, 0, 1.05f, 1.29f, 1, 7.7, -20.0}, {0, 0, 1, 0, 1.0f, 0.75f, 1, -29.9, 19.9},
         {1, 1, 0, 1, 1.12f, 1.0f, 1, 90.0, 0.0},
     };
-    enum { NCASES = sizeof cases / sizeof cases[0], NIMG = 2 };
+    /* the hand-picked cases (extremes, both orders, 90 degrees), then the seed's own draws */
+    enum { NFIXED = sizeof fixed / sizeof fixed[0], NDRAWN = 16, NCASES = NFIXED + NDRAWN };
+    enum { NIMG = 2 };
+    augment_params cases[NCASES];
+    augment_options seed_options = {0.5, 0.3, 0.3, 30, 20};
+    memcpy(cases, fixed, sizeof fixed);
+    for (int k = 0; k < NDRAWN; k++)
+        augment_draw(&cases[NFIXED + k], &seed_options, 9, 0, k);
     dataset ds;
     char err[1024], jobs[1200];
     if (dataset_open(&ds, flowers, train_splits, 1, val_splits, 2, 0, err, sizeof err) != 0) {
@@ -271,6 +278,72 @@ static void test_augment_matches_torchvision(void) {
     printf("    augmentation vs torchvision: %zu of %zu values differ\n", differing, total);
 done:
     dataset_free(&ds);
+}
+
+/* The seed's own sizes on a Flowers102-sized JPEG (500x600 -> 256x307, crop 224): eval and
+ * three drawn augmentations, against torchvision. */
+static void test_seed_size_matches_torchvision(void) {
+    enum { R = 256, C = 224, NAUG = 3 };
+    synth_options o = small_options(3, 1);
+    o.width = 500;
+    o.height = 600;
+    image_u8 rgb;
+    char path[1200], jobs[1200], err[1024];
+    if (synth_render(&rgb, &o, 2, 0) != 0) {
+        tl_fail(__FILE__, __LINE__, "out of memory");
+        return;
+    }
+    snprintf(path, sizeof path, "%s/seed_size.jpg", work);
+    int wrote = synth_write_jpeg(path, &rgb, 90, err, sizeof err);
+    free(rgb.pixels);
+    CHECK(wrote == 0, "%s", err);
+    augment_options seed_options = {0.5, 0.3, 0.3, 30, 20};
+    augment_params p[NAUG];
+    snprintf(jobs, sizeof jobs, "%s/seed_jobs.txt", work);
+    FILE *f = fopen(jobs, "w");
+    CHECK(f != NULL, "cannot write %s", jobs);
+    if (!f || wrote != 0) {
+        if (f) fclose(f);
+        return;
+    }
+    fprintf(f, "seed_eval eval %s %d %d\n", path, R, C);
+    for (int k = 0; k < NAUG; k++) {
+        augment_draw(&p[k], &seed_options, 0, 1, (uint64_t)k);
+        fprintf(f, "seed_aug%d aug %s %d %d %d %.9g %.9g %.17g %.17g\n", k, path, R, p[k].hflip,
+                p[k].contrast_first, p[k].brightness_factor, p[k].contrast_factor, p[k].angle_deg,
+                p[k].shear_deg);
+    }
+    fclose(f);
+    if (run_reference(jobs) != 0) return;
+    image_u8 in;
+    if (image_load_resized(path, R, &in, err, sizeof err) != 0) {
+        tl_fail(__FILE__, __LINE__, "%s", err);
+        return;
+    }
+    CHECK(in.width == 256 && in.height == 307, "resized to %dx%d", in.width, in.height);
+    size_t n = (size_t)in.width * in.height * 3;
+    float *out = malloc(sizeof(float) * C * C * 3);
+    image_u8 aug = {malloc(n), in.width, in.height};
+    float *ref = load_ref("seed_eval", (size_t)C * C * 3);
+    if (out && ref) {
+        transform_image(out, &in, NULL, C);
+        CHECK_CLOSE("seed_eval", out, ref, (size_t)C * C * 3, 1e-6);
+    }
+    free(ref);
+    for (int k = 0; k < NAUG && aug.pixels; k++) {
+        char name[32];
+        snprintf(name, sizeof name, "seed_aug%d", k);
+        ref = load_ref(name, n);
+        CHECK(augment_reference(&aug, &in, &p[k]) == 0, "augment_reference failed");
+        size_t diff = 0;
+        for (size_t i = 0; ref && i < n; i++)
+            diff += (float)aug.pixels[i] != ref[i];
+        CHECK(ref && diff == 0, "%s: %zu of %zu values differ from torchvision", name, diff, n);
+        free(ref);
+    }
+    free(aug.pixels);
+    free(out);
+    free(in.pixels);
 }
 
 /* Grayscale and CMYK JPEGs decode as PIL's convert("RGB") does. */
@@ -647,6 +720,7 @@ int main(void) {
     static const char *const names[] = {"open_splits",
                                         "eval_matches_torchvision",
                                         "augment_matches_torchvision",
+                                        "seed_size_matches_torchvision",
                                         "gray_and_cmyk",
                                         "draws_and_sizes",
                                         "loader_deterministic",
@@ -655,6 +729,7 @@ int main(void) {
     static const tl_case_fn cases[] = {test_open_splits,
                                        test_eval_matches_torchvision,
                                        test_augment_matches_torchvision,
+                                       test_seed_size_matches_torchvision,
                                        test_gray_and_cmyk,
                                        test_draws_and_sizes,
                                        test_loader_deterministic,

@@ -29,23 +29,21 @@ void augment_draw(augment_params *p, const augment_options *o, uint64_t seed, ui
 }
 
 void augment_affine_matrix(double m[6], double angle_deg, double shear_deg, int width, int height) {
-    /* torchvision _get_inverse_affine_matrix with shear y = 0, translate 0, scale 1. */
-    double rot = angle_deg * (M_PI / 180.0), sx = shear_deg * (M_PI / 180.0), sy = 0.0;
+    /* torchvision's _get_inverse_affine_matrix with shear y = 0, translate 0 and scale 1, in
+     * its order of operations (so the doubles Pillow gets are the same bits); the dropped
+     * terms (/ scale, - tx, sy) are exact no-ops. */
+    double rot = angle_deg * (M_PI / 180.0), sx = shear_deg * (M_PI / 180.0);
     double cx = width * 0.5, cy = height * 0.5;
-    double a = cos(rot - sy) / cos(sy);
-    double b = -cos(rot - sy) * tan(sx) / cos(sy) - sin(rot);
-    double c = sin(rot - sy) / cos(sy);
-    double d = -sin(rot - sy) * tan(sx) / cos(sy) + cos(rot);
-    m[0] = d / 1.0;
-    m[1] = -b / 1.0;
-    m[2] = 0.0;
-    m[3] = -c / 1.0;
-    m[4] = a / 1.0;
-    m[5] = 0.0;
-    m[2] += m[0] * (-cx - 0.0) + m[1] * (-cy - 0.0);
-    m[5] += m[3] * (-cx - 0.0) + m[4] * (-cy - 0.0);
-    m[2] += cx;
-    m[5] += cy;
+    double a = cos(rot) / cos(0.0);
+    double b = -cos(rot) * tan(sx) / cos(0.0) - sin(rot);
+    double c = sin(rot) / cos(0.0);
+    double d = -sin(rot) * tan(sx) / cos(0.0) + cos(rot);
+    m[0] = d;
+    m[1] = -b;
+    m[3] = -c;
+    m[4] = a;
+    m[2] = 0.0 + (m[0] * -cx + m[1] * -cy) + cx;
+    m[5] = 0.0 + (m[3] * -cx + m[4] * -cy) + cy;
 }
 
 /* Pillow's check_fixed: whether a corner maps into the 16.16 fixed-point range. */
