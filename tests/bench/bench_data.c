@@ -2,7 +2,8 @@
  * less): decode + resize, and the seed's training transform with
  * and without the decoded cache, over the JPEGs of a synthetic Flowers102 (made here when
  * missing). Prints "ours KIND IMAGES_PER_S" lines for tests/bench/data.sh.
- * usage: bench_data DIR [SECONDS_PER_KIND] */
+ * Then the loader itself with THREADS threads (wall time): cache build and augmented epochs.
+ * usage: bench_data DIR [SECONDS_PER_KIND [THREADS]] */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 #include "worker/data/augment.h"
 #include "worker/data/cache.h"
 #include "worker/data/dataset.h"
+#include "worker/data/loader.h"
 #include "worker/data/synth.h"
 #include "worker/data/transform.h"
 
@@ -87,7 +89,7 @@ static double measure(bench *b, int (*one)(bench *, int, uint64_t), double secon
 
 int main(int argc, char **argv) {
     if (argc < 2) {
-        fprintf(stderr, "usage: bench_data DIR [SECONDS_PER_KIND]\n");
+        fprintf(stderr, "usage: bench_data DIR [SECONDS_PER_KIND [THREADS]]\n");
         return 2;
     }
     const char *dir = argv[1];
@@ -113,8 +115,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_data: %s\n", err);
         return 1;
     }
-    bench b = {.paths = ds.train.paths, .count = ds.train.count,
-               .aug = {0.5, 0.3, 0.3, 30, 20}};
+    bench b = {.paths = ds.train.paths, .count = ds.train.count, .aug = {0.5, 0.3, 0.3, 30, 20}};
     b.cached = calloc((size_t)b.count, sizeof *b.cached);
     b.out = malloc(sizeof(float) * CROP * CROP * 3);
     if (!b.cached || !b.out) {
@@ -141,7 +142,42 @@ int main(int argc, char **argv) {
         printf("ours %s %.1f\n", kinds[k].name, rate);
         fflush(stdout);
     }
-    for (int i = 0; i < b.count; i++) free(b.cached[i].pixels);
+    /* the loader as the trainer uses it: cache build, then augmented epochs, wall time */
+    int threads = argc > 3 ? atoi(argv[3]) : 2;
+    loader_options lo = {.batch_size = 16,
+                         .resize = RESIZE,
+                         .crop = CROP,
+                         .augment = 1,
+                         .augment_opts = b.aug,
+                         .shuffle = 1,
+                         .seed = 0,
+                         .threads = threads,
+                         .prefetch = 2 * threads};
+    loader *l;
+    struct timespec t0, t1, t2;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    if (loader_create(&l, &ds.train, 0, &lo, err, sizeof err) != 0) {
+        fprintf(stderr, "bench_data: %s\n", err);
+        return 1;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    long images = 0;
+    for (int epoch = 0; epoch < 3; epoch++) {
+        loader_batch batch;
+        loader_start_epoch(l, epoch);
+        while (loader_next(l, &batch) == 1)
+            images += batch.count;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t2);
+    double build = (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9;
+    double run = (t2.tv_sec - t1.tv_sec) + (t2.tv_nsec - t1.tv_nsec) * 1e-9;
+    printf("ours loader_threads %d\n", threads);
+    printf("ours loader_cache_build %.1f\n", b.count / build);
+    printf("ours loader_epochs %.1f\n", images / run);
+    printf("ours loader_cache_mib %.1f\n", loader_cache_bytes(l) / 1048576.0);
+    loader_destroy(l);
+    for (int i = 0; i < b.count; i++)
+        free(b.cached[i].pixels);
     free(b.cached);
     free(b.out);
     dataset_free(&ds);

@@ -19,7 +19,7 @@ export OMP_NUM_THREADS=1
 make -s "$BUILD/tests/bench/bench_data" >/dev/null
 ours=$(mktemp) theirs=$(mktemp)
 trap 'rm -f "$ours" "$theirs"' EXIT
-"$BUILD/tests/bench/bench_data" "$dir" "$SECONDS_PER_KIND" >"$ours"
+"$BUILD/tests/bench/bench_data" "$dir" "$SECONDS_PER_KIND" "${BENCH_THREADS:-2}" >"$ours"
 "$PYTHON" tests/bench/bench_data.py "$dir" "$SECONDS_PER_KIND" >"$theirs"
 
 echo "data path, images/s on one core ($(awk '$2 == "images" {print $3}' "$ours") JPEGs of 500x600 in $dir)"
@@ -33,3 +33,8 @@ a=$(awk '$2 == "train_cached" {print $3}' "$ours")
 b=$(awk '$2 == "train_uncached" {print $3}' "$theirs")
 printf '  %-16s %12s %12s %7.1fx\n' "per-epoch train" "$a" "$b" "$(awk -v a="$a" -v b="$b" 'BEGIN {print a / b}')"
 echo "  (per-epoch train: our cached transform against torchvision's decode + transform)"
+t=$(awk '$2 == "loader_threads" {print $3}' "$ours")
+echo "loader with $t threads, batch 16, 256/224, seed augmentation (wall time):"
+echo "  cache build $(awk '$2 == "loader_cache_build" {print $3}' "$ours") images/s," \
+  "epochs $(awk '$2 == "loader_epochs" {print $3}' "$ours") images/s," \
+  "cache $(awk '$2 == "loader_cache_mib" {print $3}' "$ours") MiB"

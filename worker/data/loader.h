@@ -3,7 +3,8 @@
  * cache), by a pool of threads; afterwards each epoch only augments, crops and normalises.
  * Worker threads prepare up to `prefetch` batches ahead; batches come out in order, and each
  * image's draw depends only on (seed, epoch, position in the epoch), so the output is the
- * same whatever the number of threads or their timing. */
+ * same whatever the number of threads or their timing. One consumer thread drives a loader
+ * (start_epoch / next); its own threads do the rest. */
 #ifndef TLSWEEP_LOADER_H
 #define TLSWEEP_LOADER_H
 
