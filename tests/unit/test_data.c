@@ -591,8 +591,9 @@ static void test_loader_deterministic(void) {
     } else {
         CHECK(loader_cache_bytes(l) == (size_t)ds.val.count * 76 * 64 * 3, "cache bytes %zu",
               loader_cache_bytes(l));
-        loader_start_epoch(l, 0);
         loader_batch b;
+        CHECK(loader_next(l, &b) == 0, "a batch before any epoch started");
+        loader_start_epoch(l, 0);
         int pos = 0;
         image_u8 img;
         float *expect = malloc(sizeof(float) * CROP * CROP * 3);

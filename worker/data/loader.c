@@ -31,6 +31,7 @@ struct loader {
     int num_slots;
     int claimed; /* batches of this epoch taken by a thread */
     int handed;  /* batches of this epoch given to the consumer */
+    int started; /* an epoch was started: before that there is nothing to hand */
     int stop;
     pthread_mutex_t lock;
     pthread_cond_t work;  /* a batch can be claimed, or stop */
@@ -230,6 +231,7 @@ void loader_start_epoch(loader *l, int epoch) {
         }
     }
     l->epoch = epoch;
+    l->started = 1;
     l->claimed = 0;
     l->handed = 0;
     pthread_cond_broadcast(&l->work);
@@ -242,7 +244,7 @@ int loader_next(loader *l, loader_batch *batch) {
         l->slots[(l->handed - 1) % l->num_slots].state = SLOT_FREE;
         pthread_cond_broadcast(&l->work);
     }
-    if (l->handed >= l->num_batches) {
+    if (!l->started || l->handed >= l->num_batches) {
         pthread_mutex_unlock(&l->lock);
         return 0;
     }

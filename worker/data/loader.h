@@ -46,7 +46,8 @@ int loader_create(loader **out, const dataset_split *split, int skip_corrupt,
 void loader_start_epoch(loader *l, int epoch);
 
 /* The next batch of the epoch: returns 1 and fills BATCH (valid until the next call of
- * loader_next or loader_start_epoch), or 0 at the end of the epoch. */
+ * loader_next or loader_start_epoch), or 0 at the end of the epoch (and before the first
+ * loader_start_epoch). */
 int loader_next(loader *l, loader_batch *batch);
 
 int loader_num_images(const loader *l);

@@ -103,19 +103,22 @@ static void transpose_rgb(uint8_t *out, const uint8_t *in, int w, int h) {
  * an AVX2 clone picked at load time where the CPU has it (8 lanes instead of SSE2's 4). */
 __attribute__((target_clones("avx2", "default"), optimize("tree-vectorize"))) static void
 pass_vertical(uint8_t *out, const uint8_t *in, int w, int out_h, const filter_plan *p,
-                          int row_offset, int32_t *acc /* (w * 3) */) {
+              int row_offset, int32_t *acc /* (w * 3) */) {
     size_t stride = (size_t)w * 3;
     for (int yy = 0; yy < out_h; yy++) {
         int ymin = p->bounds[2 * yy] - row_offset, n = p->bounds[2 * yy + 1];
         const int32_t *k = p->coeff + (size_t)yy * p->ksize;
-        for (size_t i = 0; i < stride; i++) acc[i] = 1 << (PRECISION_BITS - 1);
+        for (size_t i = 0; i < stride; i++)
+            acc[i] = 1 << (PRECISION_BITS - 1);
         for (int y = 0; y < n; y++) {
             const uint8_t *src = in + (size_t)(ymin + y) * stride;
             int32_t weight = k[y];
-            for (size_t i = 0; i < stride; i++) acc[i] += src[i] * weight;
+            for (size_t i = 0; i < stride; i++)
+                acc[i] += src[i] * weight;
         }
         uint8_t *dst = out + (size_t)yy * stride;
-        for (size_t i = 0; i < stride; i++) dst[i] = clip8(acc[i]);
+        for (size_t i = 0; i < stride; i++)
+            dst[i] = clip8(acc[i]);
     }
 }
 
@@ -163,8 +166,8 @@ int resize_bilinear(const image_u8 *in, int out_width, int out_height, image_u8 
     int ok = acc && (!need_h || plan_make(&ph, in->width, out_width) == 0) &&
              (!need_v || plan_make(&pv, in->height, out_height) == 0);
     if (ok && !need_v) {
-        ok = pass_horizontal(out->pixels, in->pixels, in->width, in->height, out_width, &ph,
-                             acc) == 0;
+        ok = pass_horizontal(out->pixels, in->pixels, in->width, in->height, out_width, &ph, acc) ==
+             0;
     } else if (ok && !need_h) {
         pass_vertical(out->pixels, in->pixels, in->width, out_height, &pv, 0, acc);
     } else if (ok) {
