@@ -4,7 +4,23 @@
  * Worker threads prepare up to `prefetch` batches ahead; batches come out in order, and each
  * image's draw depends only on (seed, epoch, position in the epoch), so the output is the
  * same whatever the number of threads or their timing. One consumer thread drives a loader
- * (start_epoch / next); its own threads do the rest. */
+ * (start_epoch / next); its own threads do the rest.
+ *
+ *   dataset ds;
+ *   const char *train[] = {"tstid"}, *val[] = {"trnid", "valid"};
+ *   if (dataset_open(&ds, root, train, 1, val, 2, skip_corrupt, err, sizeof err)) fail(err);
+ *   loader_options o = {.batch_size = 16, .resize = 256, .crop = 224, .augment = 1,
+ *                       .augment_opts = {0.5, 0.3, 0.3, 30, 20}, .shuffle = 1,
+ *                       .seed = trial_seed, .threads = 4, .prefetch = 8};
+ *   loader *l;
+ *   if (loader_create(&l, &ds.train, ds.skip_corrupt, &o, err, sizeof err)) fail(err);
+ *   for (int epoch = 1; epoch <= epochs; epoch++) {
+ *       loader_batch b;
+ *       loader_start_epoch(l, epoch);
+ *       while (loader_next(l, &b)) train_step(b.images, b.labels, b.count);
+ *   }
+ *   loader_destroy(l);
+ *   dataset_free(&ds); */
 #ifndef TLSWEEP_LOADER_H
 #define TLSWEEP_LOADER_H
 
