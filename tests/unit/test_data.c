@@ -106,7 +106,15 @@ static void test_open_splits(void) {
 /* ---- conformance against torchvision: every case's inputs and jobs are written first, so
  * one Python process (importing torch takes seconds) computes all references ------------- */
 
-enum { EVAL_N = 6, SMALL = 24, AUG_IMAGES = 2, AUG_DRAWN = 16, SEED_R = 256, SEED_C = 224 };
+enum {
+    EVAL_N = 6,
+    SMALL = 24,
+    UPSCALE = 150,
+    AUG_IMAGES = 2,
+    AUG_DRAWN = 16,
+    SEED_R = 256,
+    SEED_C = 224
+};
 enum { SEED_AUGS = 3 };
 
 static const augment_options seed_options = {0.5, 0.3, 0.3, 30, 20};
@@ -149,6 +157,7 @@ static int write_reference_jobs(FILE *f, const dataset *ds) {
         fprintf(f, "resized%d resized %s %d\n", i, ds->val.paths[i], RESIZE);
         fprintf(f, "eval%d eval %s %d %d\n", i, ds->val.paths[i], RESIZE, CROP);
         fprintf(f, "small%d resized %s %d\n", i, ds->val.paths[i], SMALL);
+        fprintf(f, "up%d resized %s %d\n", i, ds->val.paths[i], UPSCALE);
     }
     augment_params cases[AUG_MAX];
     int ncases = aug_cases(cases);
@@ -218,6 +227,8 @@ static void compute_references(void) {
     reference_status = rc == 0 ? 0 : -1;
 }
 
+static long count_differences(const image_u8 *out, const char *name);
+
 /* Decode (no DCT scaling) + resize and the full eval transform against torchvision; also a
  * DCT-scaled decode against PIL's full decode. */
 static void test_eval_matches_torchvision(void) {
@@ -265,6 +276,16 @@ static void test_eval_matches_torchvision(void) {
         }
         free(ref);
         free(out);
+        free(img.pixels);
+
+        /* shorter side 100 -> 150: PIL's bilinear upscaling, bit-exact too */
+        if (image_load_resized(ds.val.paths[i], UPSCALE, &img, err, sizeof err) != 0) {
+            tl_fail(__FILE__, __LINE__, "%s", err);
+            continue;
+        }
+        snprintf(name, sizeof name, "up%d", i);
+        long up_diff = count_differences(&img, name);
+        CHECK(up_diff == 0, "%s: %ld values differ from PIL", name, up_diff);
         free(img.pixels);
 
         /* shorter side 100 -> 24: the decoder scales by 1/2 first (50 >= 2 x 24) */
