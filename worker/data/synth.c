@@ -4,11 +4,14 @@
 #include <errno.h>
 #include <math.h>
 #include <matio.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <turbojpeg.h>
+#include <unistd.h>
 
 #include "worker/data/dataset.h"
 #include "worker/data/rng.h"
@@ -91,12 +94,13 @@ int synth_render(image_u8 *out, const synth_options *o, int label, uint64_t inde
         double phi = rng_uniform(&r, 0, M_PI), rgb[3];
         hsv_to_rgb(rng_uniform(&r, 0.1, 0.5), rng_uniform(&r, 0.3, 0.9), rng_uniform(&r, 0.2, 0.8),
                    rgb);
+        double cos_phi = cos(phi), sin_phi = sin(phi);
         int x0 = (int)fmax(0, bx - ra), x1 = (int)fmin(w, bx + ra + 1);
         int y0 = (int)fmax(0, by - ra), y1 = (int)fmin(h, by + ra + 1);
         for (int y = y0; y < y1; y++)
             for (int x = x0; x < x1; x++) {
                 double dx = x - bx, dy = y - by;
-                double u = dx * cos(phi) + dy * sin(phi), v = -dx * sin(phi) + dy * cos(phi);
+                double u = dx * cos_phi + dy * sin_phi, v = -dx * sin_phi + dy * cos_phi;
                 if ((u * u) / (ra * ra) + (v * v) / (rb * rb) > 1) continue;
                 for (int k = 0; k < 3; k++)
                     out->pixels[((size_t)y * w + x) * 3 + k] = to_u8(255 * rgb[k]);
@@ -226,6 +230,69 @@ static int make_dir(const char *path, char *err, size_t errlen) {
     return 0;
 }
 
+/* Image writing in parallel: each image depends only on its own seeded streams, so the files
+ * are the same whatever the thread count. */
+typedef struct {
+    const char *dir;
+    const synth_options *o;
+    const size_t *order;
+    size_t n;
+    atomic_size_t next;
+    pthread_mutex_t lock;
+    size_t failed_at; /* the lowest failing slot, n if none: its message is reported */
+    char err[1024];
+} write_job;
+
+static void *write_thread(void *arg) {
+    write_job *job = arg;
+    char err[1024], path[4096];
+    for (;;) {
+        size_t i = atomic_fetch_add(&job->next, 1);
+        if (i >= job->n) return NULL;
+        int label = (int)(i / job->o->per_class), number = (int)(i % job->o->per_class);
+        size_t id = job->order[i] + 1;
+        image_u8 img = {0};
+        int rc = synth_render(&img, job->o, label, (uint64_t)number);
+        if (rc != 0) snprintf(err, sizeof err, "%s: out of memory drawing image %zu", job->dir, id);
+        dataset_image_path(path, sizeof path, job->dir, (int64_t)id);
+        if (rc == 0) rc = synth_write_jpeg(path, &img, job->o->quality, err, sizeof err);
+        free(img.pixels);
+        if (rc != 0) {
+            pthread_mutex_lock(&job->lock);
+            if (i < job->failed_at) {
+                job->failed_at = i;
+                snprintf(job->err, sizeof job->err, "%s", err);
+            }
+            pthread_mutex_unlock(&job->lock);
+        }
+    }
+}
+
+static int write_images(const char *dir, const synth_options *o, const size_t *order, size_t n,
+                        char *err, size_t errlen) {
+    write_job job = {.dir = dir, .o = o, .order = order, .n = n, .failed_at = n};
+    atomic_init(&job.next, 0);
+    if (pthread_mutex_init(&job.lock, NULL) != 0) {
+        snprintf(err, errlen, "%s: cannot create a mutex", dir);
+        return -1;
+    }
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    int threads = cores < 1 ? 1 : cores > 64 ? 64 : (int)cores;
+    pthread_t ids[64];
+    int started = 0;
+    for (; started < threads; started++)
+        if (pthread_create(&ids[started], NULL, write_thread, &job) != 0) break;
+    if (started == 0) write_thread(&job); /* no thread could start: do it here */
+    for (int t = 0; t < started; t++)
+        pthread_join(ids[t], NULL);
+    pthread_mutex_destroy(&job.lock);
+    if (job.failed_at < n) {
+        snprintf(err, errlen, "%s", job.err);
+        return -1;
+    }
+    return 0;
+}
+
 int synth_flowers_write(const char *dir, const synth_options *o, char *err, size_t errlen) {
     if (o->classes < 1 || o->per_class < 1 || o->width < 8 || o->height < 8 || o->quality < 1 ||
         o->quality > 100 || o->trnid_per_class < 0 || o->valid_per_class < 0 ||
@@ -269,16 +336,8 @@ int synth_flowers_write(const char *dir, const synth_options *o, char *err, size
                     : number < o->trnid_per_class + o->valid_per_class ? 1
                                                                        : 2;
         splits[split][counts[split]++] = (double)id;
-        image_u8 img = {0};
-        if (synth_render(&img, o, label, (uint64_t)number) != 0) {
-            snprintf(err, errlen, "%s: out of memory drawing image %zu", dir, id);
-            goto done;
-        }
-        dataset_image_path(path, sizeof path, dir, (int64_t)id);
-        int wrote = synth_write_jpeg(path, &img, o->quality, err, errlen);
-        free(img.pixels);
-        if (wrote != 0) goto done;
     }
+    if (write_images(dir, o, order, n, err, errlen) != 0) goto done;
     /* ids ascending within each split, as in the published setid.mat */
     for (int s = 0; s < 3; s++)
         qsort(splits[s], counts[s], sizeof(double), compare_double);
