@@ -4,5 +4,6 @@
 #define TLSWEEP_COMMANDS_H
 
 int cmd_models(int argc, char **argv);
+int cmd_synth_flowers(int argc, char **argv);
 
 #endif
