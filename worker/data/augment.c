@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "worker/data/rng.h"
+#include "worker/rng.h"
 
 void augment_draw(augment_params *p, const augment_options *o, uint64_t seed, uint64_t epoch,
                   uint64_t position) {

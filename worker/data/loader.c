@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "worker/data/cache.h"
-#include "worker/data/rng.h"
+#include "worker/rng.h"
 #include "worker/data/transform.h"
 
 enum slot_state { SLOT_FREE, SLOT_FILLING, SLOT_READY };

@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 #include "worker/data/dataset.h"
-#include "worker/data/rng.h"
+#include "worker/rng.h"
 
 enum { SYNTH_CLASS_STREAM = 11, SYNTH_IMAGE_STREAM = 12, SYNTH_ORDER_STREAM = 13 };
 
