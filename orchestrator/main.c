@@ -14,6 +14,7 @@ typedef struct {
 
 static const command commands[] = {
     {"models", cmd_models, "every backbone: parameters, trainable head, layer groups"},
+    {"train", cmd_train, "one trial (two-phase transfer learning) in this process, no MPI"},
     {"synth-flowers", cmd_synth_flowers, "write a synthetic dataset in the Flowers102 layout"},
 };
 

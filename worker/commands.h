@@ -4,6 +4,7 @@
 #define TLSWEEP_COMMANDS_H
 
 int cmd_models(int argc, char **argv);
+int cmd_train(int argc, char **argv);
 int cmd_synth_flowers(int argc, char **argv);
 
 #endif

@@ -122,6 +122,8 @@ int pth_plan_build(const pickle_value *root, size_t file_size, pth_plan *plan, w
     memset(plan, 0, sizeof *plan);
     out->tensors = NULL;
     out->count = 0;
+    out->metadata = NULL;
+    out->metadata_pairs = 0;
     const pickle_value *dict = find_state_dict(root, e);
     if (!dict) return -1;
     size_t n = dict->n / 2;

@@ -92,11 +92,20 @@ static int parse_entry(const char *name, const json_value *v, uint64_t data_size
     return 0;
 }
 
-static int check_metadata(const json_value *v, const weights_err *e) {
+/* Checks __metadata__ (string values only) and keeps its pairs in out. */
+static int read_metadata(const json_value *v, weights_file *out, const weights_err *e) {
     if (v->kind != JSON_OBJECT) return weights_fail(e, "__metadata__ is not an object");
     for (size_t i = 0; i < v->n; i++)
         if (v->items[i].kind != JSON_STRING)
             return weights_fail(e, "__metadata__ value '%.64s' is not a string", v->keys[i]);
+    if (v->n > INT32_MAX / 2) return weights_fail(e, "__metadata__ has too many entries");
+    out->metadata = calloc(2 * v->n + 1, sizeof *out->metadata);
+    if (!out->metadata) return weights_fail(e, "out of memory");
+    out->metadata_pairs = (int)v->n;
+    for (size_t i = 0; i < v->n; i++)
+        if (!(out->metadata[2 * i] = strdup(v->keys[i])) ||
+            !(out->metadata[2 * i + 1] = strdup(v->items[i].str)))
+            return weights_fail(e, "out of memory");
     return 0;
 }
 
@@ -141,7 +150,7 @@ static int read_tensors(const weights_map *m, const json_value *header, size_t d
     int rc = 0;
     for (size_t i = 0; i < header->n && rc == 0; i++) {
         if (strcmp(header->keys[i], "__metadata__") == 0)
-            rc = check_metadata(&header->items[i], e);
+            rc = read_metadata(&header->items[i], out, e);
         else
             rc = parse_entry(header->keys[i], &header->items[i], data_size, &entries[n++], e);
     }
@@ -179,6 +188,8 @@ int weights_read_safetensors(const char *path, weights_file *out, char *err, siz
     weights_err e = {err, errlen, path};
     out->tensors = NULL;
     out->count = 0;
+    out->metadata = NULL;
+    out->metadata_pairs = 0;
     weights_map m;
     if (weights_map_open(path, &m, &e)) return -1;
     int rc = 0;

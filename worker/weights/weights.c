@@ -13,6 +13,8 @@ int weights_read_pth(const char *path, weights_file *out, char *err, size_t errl
     weights_err e = {err, errlen, path};
     out->tensors = NULL;
     out->count = 0;
+    out->metadata = NULL;
+    out->metadata_pairs = 0;
     weights_map m;
     if (weights_map_open(path, &m, &e)) return -1;
     int rc;
@@ -33,6 +35,8 @@ int weights_read(const char *path, weights_file *out, char *err, size_t errlen) 
     weights_err e = {err, errlen, path};
     out->tensors = NULL;
     out->count = 0;
+    out->metadata = NULL;
+    out->metadata_pairs = 0;
     weights_map m;
     if (weights_map_open(path, &m, &e)) return -1;
     int pth = m.size > 0 && (is_zip(&m) || pth_is_legacy(m.data, m.size));
@@ -53,6 +57,12 @@ const weights_tensor *weights_find(const weights_file *w, const char *name) {
     return NULL;
 }
 
+const char *weights_metadata(const weights_file *w, const char *key) {
+    for (int i = 0; i < w->metadata_pairs; i++)
+        if (w->metadata[2 * i] && !strcmp(w->metadata[2 * i], key)) return w->metadata[2 * i + 1];
+    return NULL;
+}
+
 void weights_free(weights_file *w) {
     if (!w) return;
     for (int i = 0; i < w->count; i++) {
@@ -60,6 +70,12 @@ void weights_free(weights_file *w) {
         free(w->tensors[i].data);
     }
     free(w->tensors);
+    if (w->metadata)
+        for (int i = 0; i < 2 * w->metadata_pairs; i++)
+            free(w->metadata[i]);
+    free(w->metadata);
     w->tensors = NULL;
     w->count = 0;
+    w->metadata = NULL;
+    w->metadata_pairs = 0;
 }
