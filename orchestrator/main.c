@@ -14,6 +14,8 @@ typedef struct {
 
 static const command commands[] = {
     {"models", cmd_models, "every backbone: parameters, trainable head, layer groups"},
+    {"train", cmd_train, "one trial (two-phase transfer learning) in this process, no MPI"},
+    {"synth-flowers", cmd_synth_flowers, "write a synthetic dataset in the Flowers102 layout"},
     {"run", cmd_run, "run a sweep (under mpirun; resumes an existing results file)"},
     {"status", cmd_status, "progress and best trials of a results file (also while it runs)"},
 };

@@ -11,12 +11,10 @@
 
 #include "orchestrator/grid.h"
 #include "orchestrator/sweep.h"
+#include "worker/models/model.h"
 
-/* Kept in step with worker/models/model.h's model_backbones (not in this branch yet); the
- * validator only needs the names. */
-const char *const sweep_backbones[] = {"resnet18", "resnet34", "resnet50", "resnet101",
-                                       "resnet152", "vgg11_bn", "vgg13_bn", "vgg16_bn",
-                                       "vgg19_bn", NULL};
+/* The validator knows exactly the backbones the model code builds. */
+const char *const *const sweep_backbones = model_backbones;
 
 typedef struct {
     const char *file;

@@ -148,8 +148,8 @@ void sweep_errors_free(sweep_errors *errs);
 void sweep_errors_add(sweep_errors *errs, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-/* The backbones the model code knows; NULL-terminated. */
-extern const char *const sweep_backbones[];
+/* The backbones the model code knows (worker/models/model.h); NULL-terminated. */
+extern const char *const *const sweep_backbones;
 int sweep_schedule_find(const sweep *s, const char *name);
 
 #endif

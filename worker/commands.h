@@ -4,6 +4,8 @@
 #define TLSWEEP_COMMANDS_H
 
 int cmd_models(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+int cmd_synth_flowers(int argc, char **argv);
 int cmd_run(int argc, char **argv);    /* orchestrator/run_cmd.c */
 int cmd_status(int argc, char **argv); /* orchestrator/status_cmd.c */
 

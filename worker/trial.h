@@ -15,32 +15,32 @@
 typedef enum { LAYER_DECAY_NONE = 0, LAYER_DECAY_LINEAR, LAYER_DECAY_EXPONENTIAL } layer_decay;
 
 typedef struct {
-    int epochs;           /* 0 skips the phase */
-    double lr;            /* Adam lr of the trainable part */
-    int step_every;       /* StepLR step_size, in epochs */
-    double gamma;         /* StepLR gamma */
-    char trainable[64];   /* name prefix that trains: "" = the new head; "classifier." for VGG */
-    int bn_train;         /* BatchNorm of the frozen backbone: 1 train mode (seed), 0 eval */
+    int epochs;         /* 0 skips the phase */
+    double lr;          /* Adam lr of the trainable part */
+    int step_every;     /* StepLR step_size, in epochs */
+    double gamma;       /* StepLR gamma */
+    char trainable[64]; /* name prefix that trains: "" = the new head; "classifier." for VGG */
+    int bn_train;       /* BatchNorm of the frozen backbone: 1 train mode (seed), 0 eval */
 } feature_extraction_phase;
 
 typedef struct {
     int epochs;
-    double lr;            /* lr of the output-most layer group (the head) */
-    layer_decay decay;    /* how the lr falls from group to group towards the input */
-    double factor;        /* exponential: divide by this per group (seed: 3) */
-    double lowest_lr;     /* linear: the lr of the input-most group (seed: 1e-7) */
-    int step_every;       /* StepLR on every group */
+    double lr;         /* lr of the output-most layer group (the head) */
+    layer_decay decay; /* how the lr falls from group to group towards the input */
+    double factor;     /* exponential: divide by this per group (seed: 3) */
+    double lowest_lr;  /* linear: the lr of the input-most group (seed: 1e-7) */
+    int step_every;    /* StepLR on every group */
     double gamma;
-    double default_lr;    /* parameters in no group (seed: 1e-8; none in practice) */
+    double default_lr; /* parameters in no group (seed: 1e-8; none in practice) */
 } fine_tuning_phase;
 
 typedef struct {
     char name[TRIAL_NAME_MAX]; /* stable and readable: "resnet50__exp-decay-3__seed=1" */
     /* model */
     char backbone[32];
-    int width;                     /* channel divisor, 1 = torchvision's network */
-    char weights[TRIAL_PATH_MAX];  /* "none", "torchvision", or a .pth / .safetensors path */
-    double dropout;                /* VGG classifier dropout (0.5) */
+    int width;                    /* channel divisor, 1 = torchvision's network */
+    char weights[TRIAL_PATH_MAX]; /* "none", "torchvision", or a .pth / .safetensors path */
+    double dropout;               /* VGG classifier dropout (0.5) */
     /* data */
     char data_root[TRIAL_PATH_MAX];
     char train_splits[TRIAL_MAX_SPLITS][16];
@@ -65,8 +65,8 @@ typedef struct {
 } trial_spec;
 
 typedef struct {
-    int epoch; /* 1-based over both phases */
-    int phase; /* 1 feature extraction, 2 fine-tuning */
+    int epoch;                    /* 1-based over both phases */
+    int phase;                    /* 1 feature extraction, 2 fine-tuning */
     double train_loss, train_acc; /* running over the epoch's batches; accuracy in [0, 1] */
     double val_loss, val_acc;     /* true per-image */
     double head_lr;
@@ -77,7 +77,7 @@ typedef struct {
 } epoch_record;
 
 typedef struct {
-    size_t params;              /* parameters of the model */
+    size_t params; /* parameters of the model */
     double val_acc_end_of_feature_extraction;
     double best_val_acc;
     int best_epoch;

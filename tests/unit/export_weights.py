@@ -7,11 +7,14 @@
                                     transposed view, a strided slice, two views of one shared
                                     storage at offsets, a stride-0 expansion, a 0-d and an empty
                                     tensor
+  model_proto4.pth                  the zip format with pickle protocol 4
   wrapped_zip.pth, wrapped_legacy.pth  the same dict one level down ("state_dict" / "model")
   model.safetensors                 the same tensors in their own dtypes, written by hand per the
                                     format (there is no safetensors package here)
   refs/NAME.bin, refs/manifest.txt  torch's fp32 conversion of every tensor (raw little-endian)
                                     and "NAME NDIM DIM..." per tensor, in state-dict order
+  old_legacy.pth, old_refs/         a legacy file as torch < 0.4 wrote it (hand-built, checked by
+                                    torch.load) and torch's values for it
   bad/*.pth                         crafted hostile or broken checkpoints for the error tests
 """
 import collections
@@ -149,6 +152,63 @@ def fake_pickle(entries):
     return buf.getvalue()
 
 
+class OldStorage:
+    """A storage reference as torch < 0.4 could write it: a view into a larger storage."""
+
+    def __init__(self, key, storage_type, numel, view=None):
+        self.key, self.storage_type, self.numel, self.view = key, storage_type, numel, view
+
+
+class OldTensor:
+    """Pickles as torch < 0.4 pickled a tensor: _rebuild_tensor(storage, offset, size, stride)."""
+
+    def __init__(self, storage, offset, size, stride):
+        self.storage, self.offset, self.size, self.stride = storage, offset, size, stride
+
+    def __reduce__(self):
+        return (torch._utils._rebuild_tensor, (self.storage, self.offset, self.size, self.stride))
+
+
+class Py2OrderedDict:
+    """Pickles as Python 2 pickled an OrderedDict: OrderedDict([[key, value], ...])."""
+
+    def __init__(self, items):
+        self.items = items
+
+    def __reduce__(self):
+        return (collections.OrderedDict, ([[k, v] for k, v in self.items],))
+
+
+class OldPickler(pickle.Pickler):
+    def persistent_id(self, obj):
+        if isinstance(obj, OldStorage):
+            return ("storage", obj.storage_type, obj.key, "cpu", obj.numel, obj.view)
+        return None
+
+
+def write_old_legacy(path):
+    """The legacy container around what a 2017-era torch wrote: _rebuild_tensor, an
+    OrderedDict rebuilt from an item list, and a storage view (view_metadata). torch.load
+    reads it; the exporter checks that and returns torch's tensors as the reference."""
+    root = OldStorage("100", torch.FloatStorage, 20, ("101", 5, 10))
+    plain = OldStorage("200", torch.DoubleStorage, 4)
+    sd = Py2OrderedDict([("old.view", OldTensor(root, 2, (2, 3), (3, 1))),
+                         ("old.double", OldTensor(plain, 0, (2, 2), (1, 2)))])
+    buf = io.BytesIO()
+    pickle.dump(0x1950a86a20f9469cfc6c, buf, protocol=2)
+    pickle.dump(1001, buf, protocol=2)
+    pickle.dump({"protocol_version": 1001, "little_endian": True,
+                 "type_sizes": {"short": 2, "int": 4, "long": 8}}, buf, protocol=2)
+    OldPickler(buf, protocol=2).dump(sd)
+    pickle.dump(["100", "200"], buf, protocol=2)
+    buf.write(struct.pack("<q", 20) + struct.pack("<20f", *range(20)))
+    buf.write(struct.pack("<q", 4) + struct.pack("<4d", 1 / 3, -2.5, 1e300, 7))
+    with open(path, "wb") as f:
+        f.write(buf.getvalue())
+    back = torch.load(path)
+    return back
+
+
 def write_bad(bad):
     os.makedirs(bad, exist_ok=True)
     floats = struct.pack("<6f", *range(6))
@@ -183,14 +243,17 @@ def main():
     sd = state_dict()
     torch.save(sd, os.path.join(out, "model_zip.pth"))
     torch.save(sd, os.path.join(out, "model_legacy.pth"), _use_new_zipfile_serialization=False)
+    # protocol 4 brings FRAME, MEMOIZE, SHORT_BINUNICODE and STACK_GLOBAL
+    torch.save(sd, os.path.join(out, "model_proto4.pth"), pickle_protocol=4)
     torch.save({"epoch": 3, "state_dict": sd}, os.path.join(out, "wrapped_zip.pth"))
     torch.save({"model": sd, "arch": "tiny"}, os.path.join(out, "wrapped_legacy.pth"),
                _use_new_zipfile_serialization=False)
     write_safetensors(os.path.join(out, "model.safetensors"), sd, {"format": "pt"})
     write_refs(sd, os.path.join(out, "refs"))
+    write_refs(write_old_legacy(os.path.join(out, "old_legacy.pth")), os.path.join(out, "old_refs"))
     write_bad(os.path.join(out, "bad"))
     # the files must load in torch itself, or the test would check against nonsense
-    for name in ("model_zip.pth", "model_legacy.pth"):
+    for name in ("model_zip.pth", "model_legacy.pth", "model_proto4.pth"):
         back = torch.load(os.path.join(out, name))
         assert all(torch.equal(back[k], sd[k]) for k in sd), name
     print("export_weights: %d tensors -> %s" % (len(sd), out))

@@ -24,8 +24,18 @@ typedef struct {
     size_t count;
 } ref_tensor;
 
-static ref_tensor refs[MAX_REFS];
-static int nrefs = -1; /* loaded on first use */
+/* One exporter reference folder: REFDIR/manifest.txt and REFDIR/NAME.bin. */
+typedef struct {
+    const char *dir;
+    int min_count;
+    ref_tensor t[MAX_REFS];
+    int n; /* -1 until loaded on first use */
+} ref_set;
+
+static int write_bytes(const char *path, const void *data, size_t n);
+
+static ref_set main_refs = {.dir = "refs", .min_count = 40, .n = -1};
+static ref_set old_refs = {.dir = "old_refs", .min_count = 2, .n = -1};
 static char tmpdir[64];
 
 static const char *data_path(const char *name) {
@@ -40,11 +50,11 @@ static const char *tmp_path(const char *name) {
     return path;
 }
 
-static int load_refs(void) {
-    if (nrefs >= 0) return nrefs;
-    nrefs = 0;
+static int load_refs(ref_set *set) {
+    if (set->n >= 0) return set->n;
+    set->n = 0;
     char refdir[1024];
-    snprintf(refdir, sizeof refdir, "%s", data_path("refs"));
+    snprintf(refdir, sizeof refdir, "%s", data_path(set->dir));
     char manifest_path[1100];
     snprintf(manifest_path, sizeof manifest_path, "%s/manifest.txt", refdir);
     FILE *f = fopen(manifest_path, "r");
@@ -54,20 +64,21 @@ static int load_refs(void) {
         return 0;
     }
     char line[1024];
-    while (fgets(line, sizeof line, f) && nrefs < MAX_REFS) {
-        ref_tensor *r = &refs[nrefs];
+    while (fgets(line, sizeof line, f) && set->n < MAX_REFS) {
+        ref_tensor *r = &set->t[set->n];
         int used = 0;
         if (sscanf(line, "%255s %d%n", r->name, &r->ndim, &used) != 2 || r->ndim < 0 ||
             r->ndim > WEIGHTS_MAX_DIMS)
             continue;
         char *p = line + used;
-        for (int d = 0; d < r->ndim; d++) r->shape[d] = strtoll(p, &p, 10);
+        for (int d = 0; d < r->ndim; d++)
+            r->shape[d] = strtoll(p, &p, 10);
         r->data = tl_load_f32(refdir, r->name, &r->count);
-        if (r->data) nrefs++;
+        if (r->data) set->n++;
     }
     fclose(f);
-    CHECK(nrefs > 40, "manifest lists only %d tensors", nrefs);
-    return nrefs;
+    CHECK(set->n >= set->min_count, "%s lists only %d tensors", manifest_path, set->n);
+    return set->n;
 }
 
 /* Bit-exact, so -0.0, infinities and every rounding of f64/i64 to fp32 must match torch. */
@@ -77,7 +88,8 @@ static void check_tensor(const char *file, const weights_tensor *t, const ref_te
         return;
     }
     int same_shape = t->ndim == r->ndim && t->count == r->count;
-    for (int d = 0; same_shape && d < r->ndim; d++) same_shape = t->shape[d] == r->shape[d];
+    for (int d = 0; same_shape && d < r->ndim; d++)
+        same_shape = t->shape[d] == r->shape[d];
     if (!same_shape) {
         tl_fail(__FILE__, __LINE__, "%s: '%s' has ndim %d count %zu, expected ndim %d count %zu",
                 file, r->name, t->ndim, t->count, r->ndim, r->count);
@@ -92,8 +104,9 @@ static void check_tensor(const char *file, const weights_tensor *t, const ref_te
 }
 
 /* Every reference tensor, by name; ORDERED also requires the state dict's order. */
-static void check_file(const char *name, int ordered) {
-    int n = load_refs();
+static void check_file(ref_set *set, const char *name, int ordered) {
+    int n = load_refs(set);
+    const ref_tensor *refs = set->t;
     if (!n) return;
     weights_file w;
     char err[512];
@@ -111,11 +124,28 @@ static void check_file(const char *name, int ordered) {
     weights_free(&w);
 }
 
-static void test_zip_pth(void) { check_file("model_zip.pth", 1); }
-static void test_legacy_pth(void) { check_file("model_legacy.pth", 1); }
-static void test_wrapped_zip(void) { check_file("wrapped_zip.pth", 1); }
-static void test_wrapped_legacy(void) { check_file("wrapped_legacy.pth", 1); }
-static void test_safetensors(void) { check_file("model.safetensors", 0); }
+static void test_zip_pth(void) {
+    check_file(&main_refs, "model_zip.pth", 1);
+}
+static void test_legacy_pth(void) {
+    check_file(&main_refs, "model_legacy.pth", 1);
+}
+static void test_proto4_pth(void) {
+    check_file(&main_refs, "model_proto4.pth", 1);
+}
+static void test_wrapped_zip(void) {
+    check_file(&main_refs, "wrapped_zip.pth", 1);
+}
+static void test_wrapped_legacy(void) {
+    check_file(&main_refs, "wrapped_legacy.pth", 1);
+}
+static void test_safetensors(void) {
+    check_file(&main_refs, "model.safetensors", 0);
+}
+/* _rebuild_tensor, OrderedDict from an item list, a storage view: as torch < 0.4 wrote */
+static void test_old_legacy(void) {
+    check_file(&old_refs, "old_legacy.pth", 1);
+}
 
 /* The format-specific entry points refuse the other format instead of misreading it. */
 static void test_explicit_readers(void) {
@@ -131,6 +161,10 @@ static void test_explicit_readers(void) {
     CHECK(weights_find(&w, "fc.weight") != NULL, "fc.weight missing");
     CHECK(weights_find(&w, "no.such.tensor") == NULL, "found a tensor that does not exist");
     weights_free(&w);
+    const char *text = "this is not a weights file\n";
+    CHECK(write_bytes(tmp_path("text.pth"), text, strlen(text)) == 0, "cannot write text.pth");
+    CHECK(weights_read(tmp_path("text.pth"), &w, err, sizeof err) == -1, "read a text file");
+    CHECK(strstr(err, "text.pth: not a weights file") != NULL, "unexpected error: %s", err);
     CHECK(weights_read(tmp_path("does-not-exist.pth"), &w, err, sizeof err) == -1,
           "read a missing file");
     CHECK(strstr(err, "does-not-exist.pth: cannot open") != NULL, "unexpected error: %s", err);
@@ -175,7 +209,8 @@ static void test_round_trip(void) {
     CHECK(f && fread(len_bytes, 1, 8, f) == 8, "cannot read the header length");
     if (f) fclose(f);
     uint64_t header_len = 0;
-    for (int b = 0; b < 8; b++) header_len |= (uint64_t)len_bytes[b] << (8 * b);
+    for (int b = 0; b < 8; b++)
+        header_len |= (uint64_t)len_bytes[b] << (8 * b);
     CHECK((8 + header_len) % 8 == 0, "data starts at %llu, not 8-byte aligned",
           (unsigned long long)(8 + header_len));
     if (weights_read(path, &back, err, sizeof err)) {
@@ -273,21 +308,27 @@ static unsigned char *slurp(const char *path, size_t *n) {
 }
 
 /* Reads PATH, which must fail with FRAGMENT in the message (and the file named in it). */
-static void expect_error(const char *path, const char *fragment, int line) {
+typedef int (*reader_fn)(const char *, weights_file *, char *, size_t);
+
+static void expect_error_from(reader_fn read, const char *path, const char *fragment, int line) {
     weights_file w;
     char err[512] = "";
-    int rc = weights_read(path, &w, err, sizeof err);
+    int rc = read(path, &w, err, sizeof err);
     if (rc == 0) {
         tl_fail(__FILE__, line, "%s was accepted, expected \"%s\"", path, fragment);
         weights_free(&w);
         return;
     }
-    if (!strstr(err, fragment)) tl_fail(__FILE__, line, "expected \"%s\", got \"%s\"", fragment, err);
+    if (!strstr(err, fragment))
+        tl_fail(__FILE__, line, "expected \"%s\", got \"%s\"", fragment, err);
     if (strncmp(err, path, strlen(path)) != 0)
         tl_fail(__FILE__, line, "message does not start with the file name: %s", err);
     if (w.count != 0 || w.tensors != NULL) tl_fail(__FILE__, line, "failed read kept tensors");
 }
-#define EXPECT_ERROR(path, fragment) expect_error(path, fragment, __LINE__)
+#define EXPECT_ERROR(path, fragment) expect_error_from(weights_read, path, fragment, __LINE__)
+/* past weights_read's content sniffing, straight into the safetensors reader */
+#define EXPECT_ST_ERROR(path, fragment)                                                            \
+    expect_error_from(weights_read_safetensors, path, fragment, __LINE__)
 
 /* Copies the first N bytes of a test file into the temp folder. */
 static const char *truncated(const char *name, size_t n, const char *out) {
@@ -314,9 +355,9 @@ static void test_bad_pth(void) {
     /* cut inside the object pickle, and inside the storage records */
     EXPECT_ERROR(truncated("model_legacy.pth", 400, "legacy_pickle_cut.pth"),
                  "pickle is truncated");
-    EXPECT_ERROR(truncated("model_legacy.pth", file_size("model_legacy.pth") - 100,
-                           "legacy_data_cut.pth"),
-                 "file is truncated: storage");
+    EXPECT_ERROR(
+        truncated("model_legacy.pth", file_size("model_legacy.pth") - 100, "legacy_data_cut.pth"),
+        "file is truncated: storage");
     /* the crafted files: first one well-formed, so each other fails for its one reason */
     weights_file w;
     char err[512];
@@ -326,13 +367,126 @@ static void test_bad_pth(void) {
     weights_free(&w);
     EXPECT_ERROR(data_path("bad/no_data_pkl.pth"), "has no data.pkl");
     EXPECT_ERROR(data_path("bad/os_system.pth"), "global 'os.system', which is not allowed");
-    EXPECT_ERROR(data_path("bad/builtins_eval.pth"), "global 'builtins.eval', which is not allowed");
+    EXPECT_ERROR(data_path("bad/builtins_eval.pth"),
+                 "global 'builtins.eval', which is not allowed");
     EXPECT_ERROR(data_path("bad/missing_storage.pth"),
                  "pickle refers to storage '1' which the archive lacks");
     EXPECT_ERROR(data_path("bad/view_past_end.pth"),
                  "tensor 'w' (offset 2, shape and strides reaching element 7) runs past the end "
                  "of its storage '0' of 6 elements");
     EXPECT_ERROR(data_path("bad/storage_too_small.pth"), "storage '0' holds 24 bytes");
+}
+
+/* A legacy .pth around one hand-written object pickle (BODY, LEN bytes) and an empty
+ * storage key list, so each case below reaches the pickle machine with exactly that input. */
+static const char *legacy_file_with(const char *body, size_t len, const char *tail,
+                                    size_t tail_len) {
+    static const unsigned char preamble[] = {0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9,
+                                             0x20, 0x6a, 0xa8, 0x50, 0x19, 0x2e, 0x80, 0x02, 'M',
+                                             0xe9, 0x03, '.',  0x80, 0x02, '}',  '.'};
+    unsigned char *buf = malloc(sizeof preamble + len + tail_len);
+    if (!buf) return tmp_path("hostile.pth");
+    memcpy(buf, preamble, sizeof preamble);
+    memcpy(buf + sizeof preamble, body, len);
+    memcpy(buf + sizeof preamble + len, tail, tail_len);
+    CHECK(write_bytes(tmp_path("hostile.pth"), buf, sizeof preamble + len + tail_len) == 0,
+          "cannot write hostile.pth");
+    free(buf);
+    return tmp_path("hostile.pth");
+}
+
+static const char *legacy_file(const char *body, size_t len) {
+    return legacy_file_with(body, len, "\x80\x02].", 4);
+}
+#define HOSTILE(body, fragment) EXPECT_ERROR(legacy_file(body, sizeof(body) - 1), fragment)
+
+static void test_hostile_pickles(void) {
+    /* the harness itself: a minimal valid file reads as an empty state dict */
+    weights_file w;
+    char err[512];
+    const char *empty = legacy_file("\x80\x02}.", 4);
+    CHECK(weights_read(empty, &w, err, sizeof err) == 0 && w.count == 0, "%s", err);
+    weights_free(&w);
+    /* Python 2 str opcodes (SHORT_BINSTRING) as a py2-era torch wrote them, with real data */
+    static const char py2[] = "\x80\x02}U\x01wctorch._utils\n_rebuild_tensor\n((U\x07storagec"
+                              "torch\nFloatStorage\nU\x01"
+                              "0U\x03"
+                              "cpuK\x06tQK\x00K\x02K\x03\x86K"
+                              "\x03K\x01\x86tRs.";
+    static const char py2_tail[] = "\x80\x02]U\x01"
+                                   "0a.\x06\0\0\0\0\0\0\0"
+                                   "\0\0\0\0\0\0\x80?\0\0\0@\0\0@@\0\0\x80@\0\0\xa0@";
+    CHECK(weights_read(legacy_file_with(py2, sizeof py2 - 1, py2_tail, sizeof py2_tail - 1), &w,
+                       err, sizeof err) == 0,
+          "%s", err);
+    CHECK(w.count == 1 && w.tensors[0].count == 6 && w.tensors[0].ndim == 2 &&
+              w.tensors[0].data[1] == 1.0f && w.tensors[0].data[5] == 5.0f,
+          "py2-style legacy file read wrong");
+    weights_free(&w);
+    HOSTILE("\x80\x02X\xff\xff\xff\x7f", "pickle is truncated: string");
+    HOSTILE("\x80\x02h\x05.", "memo entry 5 which was never stored");
+    HOSTILE("\x80\x02)r\xff\xff\xff\x7f.", "memo index 2147483647 is out of range");
+    HOSTILE("\x80\x02\x8a\x09\x01\x02\x03\x04\x05\x06\x07\x08\x09.",
+            "integer of 9 bytes is too large");
+    HOSTILE("\x80\x02.", "STOP with 0 values");
+    HOSTILE("\x80\x02(((}.", "STOP with 1 values and 3 open MARKs");
+    HOSTILE("\x80\x02R", "stack underflow");
+    HOSTILE("\x80\x02(t}0.", "opcode 0x30");
+    HOSTILE("\x80\x02K\x01(s.", "stack underflow");
+    HOSTILE("\x80\x02"
+            "ctorch\nFloatStorage\n)R.",
+            "calls a storage type");
+    HOSTILE("\x80\x02K\x01Q.", "is not a storage reference");
+    HOSTILE("\x80\x02"
+            "cposix\nsystem\n.",
+            "global 'posix.system', which is not allowed");
+    HOSTILE("\x80\x02"
+            "ctorch\nload\n.",
+            "global 'torch.load', which is not allowed");
+    HOSTILE("\x80\x02"
+            "c__builtin__\neval\n.",
+            "global '__builtin__.eval'");
+    HOSTILE("\x80\x02"
+            "cos\nsystem",
+            "has no end of line");
+    HOSTILE("\x80\x02].", "holds a list, not a state dict");
+    HOSTILE("\x80\x02}X\x01\x00\x00\x00"
+            "aK\x01s.",
+            "holds no tensors");
+    HOSTILE("\x80\x02K\x01K\x02"
+            "b.",
+            "BUILD on a int");
+    HOSTILE("\x80\x09}.", "pickle protocol 9 is not supported");
+    /* a tensor whose sizes are not ints, and one with more dimensions than allowed */
+    HOSTILE("\x80\x02}X\x01\x00\x00\x00wctorch._utils\n_rebuild_tensor\n((X\x07\x00\x00\x00sto"
+            "ragectorch\nFloatStorage\nX\x01\x00\x00\x00"
+            "0X\x03\x00\x00\x00"
+            "cpuK\x06tQK"
+            "\x00X\x01\x00\x00\x00x\x85K\x01\x85tRs.",
+            "tensor size entry is a str, expected an int");
+    HOSTILE("\x80\x02}X\x01\x00\x00\x00wctorch._utils\n_rebuild_tensor\n((X\x07\x00\x00\x00sto"
+            "ragectorch\nFloatStorage\nX\x01\x00\x00\x00"
+            "0X\x03\x00\x00\x00"
+            "cpuK\x06tQK"
+            "\x00(K\x01K\x01K\x01K\x01K\x01K\x01K\x01K\x01K\x01tK\x01\x85tRs.",
+            "has 9 dimensions, more than 8");
+    /* a storage the key list never mentions: the data is not in the file */
+    HOSTILE("\x80\x02}X\x01\x00\x00\x00wctorch._utils\n_rebuild_tensor\n((X\x07\x00\x00\x00sto"
+            "ragectorch\nFloatStorage\nX\x01\x00\x00\x00"
+            "0X\x03\x00\x00\x00"
+            "cpuK\x06tQK"
+            "\x00K\x06\x85K\x01\x85tRs.",
+            "pickle refers to storage '0' which the file lacks");
+    /* deep MARK nesting is only memory, bounded by the file: refused at STOP */
+    size_t deep = 200000;
+    char *marks = malloc(deep + 4);
+    if (marks) {
+        memcpy(marks, "\x80\x02", 2);
+        memset(marks + 2, '(', deep);
+        memcpy(marks + 2 + deep, "}.", 2);
+        EXPECT_ERROR(legacy_file(marks, deep + 4), "open MARKs");
+        free(marks);
+    }
 }
 
 /* A safetensors file from a header and DATA_LEN bytes of data (0, 1, 2, ...). */
@@ -343,9 +497,11 @@ static const char *safetensors_file(const char *name, const char *header, size_t
     unsigned char *buf = malloc(n);
     if (!buf) return tmp_path(name);
     uint64_t len = claimed_len >= 0 ? (uint64_t)claimed_len : hlen;
-    for (int b = 0; b < 8; b++) buf[b] = (unsigned char)(len >> (8 * b));
+    for (int b = 0; b < 8; b++)
+        buf[b] = (unsigned char)(len >> (8 * b));
     memcpy(buf + 8, header, hlen);
-    for (size_t i = 0; i < data_len; i++) buf[8 + hlen + i] = (unsigned char)i;
+    for (size_t i = 0; i < data_len; i++)
+        buf[8 + hlen + i] = (unsigned char)i;
     CHECK(write_bytes(tmp_path(name), buf, n) == 0, "cannot write %s", name);
     free(buf);
     return tmp_path(name);
@@ -363,8 +519,9 @@ static void test_bad_safetensors(void) {
     CHECK(b && b->count == 4 && b->data[0] == 8.0f && b->data[3] == 11.0f, "U8 tensor read wrong");
     weights_free(&w);
     CHECK(write_bytes(tmp_path("short.safetensors"), "\x05\0\0\0\0", 5) == 0, "cannot write");
-    EXPECT_ERROR(tmp_path("short.safetensors"), "file is 5 bytes, too short");
-    EXPECT_ERROR(safetensors_file("zero_header.safetensors", "", 0, 0), "does not start with '{'");
+    EXPECT_ST_ERROR(tmp_path("short.safetensors"), "file is 5 bytes, too short");
+    EXPECT_ST_ERROR(safetensors_file("zero_header.safetensors", "", 0, 0),
+                    "does not start with '{'");
     EXPECT_ERROR(safetensors_file("long_header.safetensors", good, 12, 1000),
                  "header length 1000 is larger than the file");
     EXPECT_ERROR(safetensors_file("overlap.safetensors",
@@ -372,35 +529,35 @@ static void test_bad_safetensors(void) {
                                   "\"b\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[6,10]}}",
                                   10, -1),
                  "tensors 'a' and 'b' overlap");
-    EXPECT_ERROR(safetensors_file("mismatch.safetensors",
-                                  "{\"a\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,8]}}",
-                                  8, -1),
-                 "tensor 'a' is F32 with 3 elements (12 bytes) but its data_offsets span 8 bytes");
-    EXPECT_ERROR(safetensors_file("invalid.safetensors",
-                                  "{\"a\":{\"dtype\":\"F32\",\"shape\":[2] \"data_offsets\":[0,8]}}",
-                                  8, -1),
-                 "header is not valid JSON");
-    EXPECT_ERROR(safetensors_file("outside.safetensors",
-                                  "{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}",
-                                  8, -1),
+    EXPECT_ERROR(
+        safetensors_file("mismatch.safetensors",
+                         "{\"a\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,8]}}", 8, -1),
+        "tensor 'a' is F32 with 3 elements (12 bytes) but its data_offsets span 8 bytes");
+    EXPECT_ERROR(
+        safetensors_file("invalid.safetensors",
+                         "{\"a\":{\"dtype\":\"F32\",\"shape\":[2] \"data_offsets\":[0,8]}}", 8, -1),
+        "header is not valid JSON");
+    EXPECT_ERROR(safetensors_file(
+                     "outside.safetensors",
+                     "{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}", 8, -1),
                  "lie outside the 8 data bytes");
-    EXPECT_ERROR(safetensors_file("gap.safetensors",
-                                  "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}",
-                                  8, -1),
-                 "data bytes 0 to 4 belong to no tensor");
-    EXPECT_ERROR(safetensors_file("dtype.safetensors",
-                                  "{\"a\":{\"dtype\":\"F8_E4M3\",\"shape\":[1],\"data_offsets\":[0,1]}}",
-                                  1, -1),
+    EXPECT_ERROR(
+        safetensors_file("gap.safetensors",
+                         "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", 8, -1),
+        "data bytes 0 to 4 belong to no tensor");
+    EXPECT_ERROR(safetensors_file(
+                     "dtype.safetensors",
+                     "{\"a\":{\"dtype\":\"F8_E4M3\",\"shape\":[1],\"data_offsets\":[0,1]}}", 1, -1),
                  "dtype 'F8_E4M3', which is not supported");
     EXPECT_ERROR(safetensors_file("dup.safetensors",
                                   "{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]},"
                                   "\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[1,2]}}",
                                   2, -1),
                  "duplicate key");
-    EXPECT_ERROR(safetensors_file("negative.safetensors",
-                                  "{\"a\":{\"dtype\":\"U8\",\"shape\":[-1],\"data_offsets\":[0,1]}}",
-                                  1, -1),
-                 "not a valid size");
+    EXPECT_ERROR(
+        safetensors_file("negative.safetensors",
+                         "{\"a\":{\"dtype\":\"U8\",\"shape\":[-1],\"data_offsets\":[0,1]}}", 1, -1),
+        "not a valid size");
     EXPECT_ERROR(safetensors_file("meta.safetensors", "{\"__metadata__\":{\"k\":1}}", 0, -1),
                  "__metadata__ value 'k' is not a string");
 }
@@ -433,9 +590,9 @@ static void test_truncation_sweep(void) {
 /* Random byte changes in the legacy file's pickles and the safetensors header: either a
  * clean error or a successful read, never a crash or a read out of bounds (valgrind). */
 static void test_corruption_sweep(void) {
-    static const char *const names[] = {"model_legacy.pth", "model.safetensors"};
+    static const char *const names[] = {"model_legacy.pth", "model.safetensors", "model_zip.pth"};
     uint64_t s = 0x2545F4914F6CDD1Dull;
-    for (size_t f = 0; f < 2; f++) {
+    for (size_t f = 0; f < 3; f++) {
         size_t size;
         unsigned char *data = slurp(data_path(names[f]), &size);
         CHECK(data != NULL, "cannot read %s", names[f]);
@@ -456,8 +613,10 @@ static void test_corruption_sweep(void) {
             if (wrote) break;
             weights_file w;
             char err[512] = "";
-            if (weights_read(path, &w, err, sizeof err) == 0) weights_free(&w);
-            else failed += strncmp(err, path, strlen(path)) == 0;
+            if (weights_read(path, &w, err, sizeof err) == 0)
+                weights_free(&w);
+            else
+                failed += strncmp(err, path, strlen(path)) == 0;
         }
         CHECK(failed > 0, "%s: no corruption was detected", names[f]);
         free(data);
@@ -471,19 +630,22 @@ int main(void) {
         return 1;
     }
     static const char *const names[] = {
-        "zip_pth",        "legacy_pth",       "wrapped_zip",      "wrapped_legacy",
-        "safetensors",    "explicit_readers", "round_trip",       "round_trip_python",
-        "writer_errors",  "bad_pth",          "bad_safetensors",  "truncation_sweep",
-        "corruption_sweep",
+        "zip_pth",         "legacy_pth",        "proto4_pth",       "wrapped_zip",
+        "wrapped_legacy",  "old_legacy",        "safetensors",      "explicit_readers",
+        "round_trip",      "round_trip_python", "writer_errors",    "bad_pth",
+        "hostile_pickles", "bad_safetensors",   "truncation_sweep", "corruption_sweep",
     };
     static const tl_case_fn cases[] = {
-        test_zip_pth,       test_legacy_pth,         test_wrapped_zip,      test_wrapped_legacy,
-        test_safetensors,   test_explicit_readers,   test_round_trip,       test_round_trip_python,
-        test_writer_errors, test_bad_pth,            test_bad_safetensors,  test_truncation_sweep,
-        test_corruption_sweep,
+        test_zip_pth,         test_legacy_pth,        test_proto4_pth,       test_wrapped_zip,
+        test_wrapped_legacy,  test_old_legacy,        test_safetensors,      test_explicit_readers,
+        test_round_trip,      test_round_trip_python, test_writer_errors,    test_bad_pth,
+        test_hostile_pickles, test_bad_safetensors,   test_truncation_sweep, test_corruption_sweep,
     };
     int rc = tl_run("weights", names, cases, (int)(sizeof cases / sizeof cases[0]));
-    for (int i = 0; i < nrefs; i++) free(refs[i].data);
+    for (int i = 0; i < main_refs.n; i++)
+        free(main_refs.t[i].data);
+    for (int i = 0; i < old_refs.n; i++)
+        free(old_refs.t[i].data);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);

@@ -22,12 +22,18 @@ static int fail(parser *p, const char *what) {
 
 const char *json_kind_name(json_kind kind) {
     switch (kind) {
-    case JSON_NULL: return "null";
-    case JSON_BOOL: return "boolean";
-    case JSON_NUMBER: return "number";
-    case JSON_STRING: return "string";
-    case JSON_ARRAY: return "array";
-    case JSON_OBJECT: return "object";
+    case JSON_NULL:
+        return "null";
+    case JSON_BOOL:
+        return "boolean";
+    case JSON_NUMBER:
+        return "number";
+    case JSON_STRING:
+        return "string";
+    case JSON_ARRAY:
+        return "array";
+    case JSON_OBJECT:
+        return "object";
     }
     return "?";
 }
@@ -40,7 +46,9 @@ static void skip_space(parser *p) {
     }
 }
 
-static int peek(const parser *p) { return p->pos < p->len ? (unsigned char)p->text[p->pos] : -1; }
+static int peek(const parser *p) {
+    return p->pos < p->len ? (unsigned char)p->text[p->pos] : -1;
+}
 
 static int literal(parser *p, const char *word) {
     size_t n = strlen(word);
@@ -56,10 +64,14 @@ static int hex4(parser *p, unsigned *out) {
     for (int i = 0; i < 4; i++) {
         char c = p->text[p->pos++];
         v <<= 4;
-        if (c >= '0' && c <= '9') v |= (unsigned)(c - '0');
-        else if (c >= 'a' && c <= 'f') v |= (unsigned)(c - 'a' + 10);
-        else if (c >= 'A' && c <= 'F') v |= (unsigned)(c - 'A' + 10);
-        else return fail(p, "bad hex digit in \\u escape");
+        if (c >= '0' && c <= '9')
+            v |= (unsigned)(c - '0');
+        else if (c >= 'a' && c <= 'f')
+            v |= (unsigned)(c - 'a' + 10);
+        else if (c >= 'A' && c <= 'F')
+            v |= (unsigned)(c - 'A' + 10);
+        else
+            return fail(p, "bad hex digit in \\u escape");
     }
     *out = v;
     return 0;
@@ -94,10 +106,14 @@ static size_t utf8_length(const unsigned char *s, size_t n) {
     size_t len;
     unsigned cp;
     if (c < 0x80) return 1;
-    if (c >= 0xc2 && c <= 0xdf) len = 2, cp = c & 0x1f;
-    else if (c >= 0xe0 && c <= 0xef) len = 3, cp = c & 0x0f;
-    else if (c >= 0xf0 && c <= 0xf4) len = 4, cp = c & 0x07;
-    else return 0;
+    if (c >= 0xc2 && c <= 0xdf)
+        len = 2, cp = c & 0x1f;
+    else if (c >= 0xe0 && c <= 0xef)
+        len = 3, cp = c & 0x0f;
+    else if (c >= 0xf0 && c <= 0xf4)
+        len = 4, cp = c & 0x07;
+    else
+        return 0;
     if (n < len) return 0;
     for (size_t i = 1; i < len; i++) {
         if ((s[i] & 0xc0) != 0x80) return 0;
@@ -114,7 +130,8 @@ static size_t utf8_length(const unsigned char *s, size_t n) {
 static int parse_string(parser *p, char **out, size_t *out_len) {
     p->pos++;
     size_t start = p->pos, end = start;
-    while (end < p->len && p->text[end] != '"') end += p->text[end] == '\\' ? 2 : 1;
+    while (end < p->len && p->text[end] != '"')
+        end += p->text[end] == '\\' ? 2 : 1;
     if (end >= p->len) return fail(p, "unterminated string");
     char *buf = malloc(end - start + 1);
     if (!buf) return fail(p, "out of memory");
@@ -140,14 +157,30 @@ static int parse_string(parser *p, char **out, size_t *out_len) {
         char esc = p->text[p->pos++];
         unsigned cp = 0, low = 0;
         switch (esc) {
-        case '"': buf[k++] = '"'; break;
-        case '\\': buf[k++] = '\\'; break;
-        case '/': buf[k++] = '/'; break;
-        case 'b': buf[k++] = '\b'; break;
-        case 'f': buf[k++] = '\f'; break;
-        case 'n': buf[k++] = '\n'; break;
-        case 'r': buf[k++] = '\r'; break;
-        case 't': buf[k++] = '\t'; break;
+        case '"':
+            buf[k++] = '"';
+            break;
+        case '\\':
+            buf[k++] = '\\';
+            break;
+        case '/':
+            buf[k++] = '/';
+            break;
+        case 'b':
+            buf[k++] = '\b';
+            break;
+        case 'f':
+            buf[k++] = '\f';
+            break;
+        case 'n':
+            buf[k++] = '\n';
+            break;
+        case 'r':
+            buf[k++] = '\r';
+            break;
+        case 't':
+            buf[k++] = '\t';
+            break;
         case 'u':
             if (hex4(p, &cp)) {
                 free(buf);
@@ -185,15 +218,18 @@ static int parse_string(parser *p, char **out, size_t *out_len) {
 
 static int digits(parser *p) {
     size_t start = p->pos;
-    while (p->pos < p->len && p->text[p->pos] >= '0' && p->text[p->pos] <= '9') p->pos++;
+    while (p->pos < p->len && p->text[p->pos] >= '0' && p->text[p->pos] <= '9')
+        p->pos++;
     return p->pos > start ? 0 : fail(p, "expected a digit");
 }
 
 static int parse_number(parser *p, json_value *v) {
     size_t start = p->pos;
     if (peek(p) == '-') p->pos++;
-    if (peek(p) == '0') p->pos++;
-    else if (digits(p)) return -1;
+    if (peek(p) == '0')
+        p->pos++;
+    else if (digits(p))
+        return -1;
     if (peek(p) == '.') {
         p->pos++;
         if (digits(p)) return -1;
@@ -303,12 +339,23 @@ static int parse_value(parser *p, json_value *v, int depth) {
     skip_space(p);
     switch (peek(p)) {
     case '{':
-    case '[': return parse_container(p, v, depth);
-    case '"': v->kind = JSON_STRING; return parse_string(p, &v->str, &v->len);
-    case 't': v->kind = JSON_BOOL; v->boolean = 1; return literal(p, "true");
-    case 'f': v->kind = JSON_BOOL; return literal(p, "false");
-    case 'n': v->kind = JSON_NULL; return literal(p, "null");
-    case -1: return fail(p, "unexpected end of text");
+    case '[':
+        return parse_container(p, v, depth);
+    case '"':
+        v->kind = JSON_STRING;
+        return parse_string(p, &v->str, &v->len);
+    case 't':
+        v->kind = JSON_BOOL;
+        v->boolean = 1;
+        return literal(p, "true");
+    case 'f':
+        v->kind = JSON_BOOL;
+        return literal(p, "false");
+    case 'n':
+        v->kind = JSON_NULL;
+        return literal(p, "null");
+    case -1:
+        return fail(p, "unexpected end of text");
     default:
         if (peek(p) == '-' || (peek(p) >= '0' && peek(p) <= '9')) return parse_number(p, v);
         return fail(p, "unexpected character");

@@ -12,10 +12,10 @@ typedef struct json_value json_value;
 struct json_value {
     json_kind kind;
     int boolean;
-    char *str;          /* JSON_STRING: decoded UTF-8; JSON_NUMBER: its text; NUL-terminated */
+    char *str; /* JSON_STRING: decoded UTF-8; JSON_NUMBER: its text; NUL-terminated */
     size_t len;
-    char **keys;        /* JSON_OBJECT: keys[i] names items[i] */
-    json_value *items;  /* JSON_ARRAY, JSON_OBJECT, in document order */
+    char **keys;       /* JSON_OBJECT: keys[i] names items[i] */
+    json_value *items; /* JSON_ARRAY, JSON_OBJECT, in document order */
     size_t n, cap;
 };
 

@@ -1,6 +1,7 @@
 /* The strict pickle machine (see pickle.h). Every length is checked against the bytes left
  * before it is used, every pop against the stack (and the open MARK), every memo index
  * against a limit; anything outside what torch.save emits is refused by name. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,17 +25,28 @@ typedef struct {
 
 const char *pickle_kind_name(pickle_kind kind) {
     switch (kind) {
-    case PV_NONE: return "None";
-    case PV_BOOL: return "bool";
-    case PV_INT: return "int";
-    case PV_FLOAT: return "float";
-    case PV_STR: return "str";
-    case PV_TUPLE: return "tuple";
-    case PV_LIST: return "list";
-    case PV_DICT: return "dict";
-    case PV_GLOBAL: return "global";
-    case PV_STORAGE: return "storage";
-    case PV_TENSOR: return "tensor";
+    case PV_NONE:
+        return "None";
+    case PV_BOOL:
+        return "bool";
+    case PV_INT:
+        return "int";
+    case PV_FLOAT:
+        return "float";
+    case PV_STR:
+        return "str";
+    case PV_TUPLE:
+        return "tuple";
+    case PV_LIST:
+        return "list";
+    case PV_DICT:
+        return "dict";
+    case PV_GLOBAL:
+        return "global";
+    case PV_STORAGE:
+        return "storage";
+    case PV_TENSOR:
+        return "tensor";
     }
     return "?";
 }
@@ -54,7 +66,9 @@ static int grow(void **arr, size_t *cap, size_t need, size_t elem) {
     return 0;
 }
 
-static int fail_oom(machine *m) { return weights_fail(m->e, "out of memory reading the pickle"); }
+static int fail_oom(machine *m) {
+    return weights_fail(m->e, "out of memory reading the pickle");
+}
 
 static pickle_value *new_value(machine *m, pickle_kind kind) {
     pickle_ctx *c = m->ctx;
@@ -82,7 +96,9 @@ static int push(machine *m, pickle_value *v) {
 }
 
 /* Items above the innermost MARK are the only ones an opcode may take. */
-static size_t frame_base(const machine *m) { return m->nmarks ? m->marks[m->nmarks - 1] : 0; }
+static size_t frame_base(const machine *m) {
+    return m->nmarks ? m->marks[m->nmarks - 1] : 0;
+}
 
 static pickle_value *pop(machine *m) {
     if (m->sp <= frame_base(m)) {
@@ -119,7 +135,8 @@ static int need(machine *m, size_t n, const char *what) {
 
 static uint64_t read_le(const unsigned char *p, size_t n) {
     uint64_t v = 0;
-    for (size_t i = 0; i < n; i++) v |= (uint64_t)p[i] << (8 * i);
+    for (size_t i = 0; i < n; i++)
+        v |= (uint64_t)p[i] << (8 * i);
     return v;
 }
 
@@ -221,8 +238,8 @@ static int push_global(machine *m, const char *module, size_t module_len, const 
         shown[k++] = (ch >= 32 && ch < 127) ? ch : '?';
     }
     shown[k] = 0;
-    return weights_fail(m->e, "pickle refers to global '%s', which is not allowed in a weights file",
-                        shown);
+    return weights_fail(
+        m->e, "pickle refers to global '%s', which is not allowed in a weights file", shown);
 }
 
 static int read_line(machine *m, const char **start, size_t *n) {
@@ -244,18 +261,18 @@ static int as_int(machine *m, const pickle_value *v, const char *what, int64_t *
     return 0;
 }
 
-static int as_dims(machine *m, const pickle_value *v, const char *what, int *ndim,
-                   int64_t *dims) {
+static int as_dims(machine *m, const pickle_value *v, const char *what, int *ndim, int64_t *dims) {
     if (!v || v->kind != PV_TUPLE)
         return weights_fail(m->e, "pickle: tensor %s is a %s, expected a tuple", what,
                             v ? pickle_kind_name(v->kind) : "nothing");
     if (v->n > WEIGHTS_MAX_DIMS)
-        return weights_fail(m->e, "pickle: tensor %s has %zu dimensions, more than %d", what,
-                            v->n, WEIGHTS_MAX_DIMS);
+        return weights_fail(m->e, "pickle: tensor %s has %zu dimensions, more than %d", what, v->n,
+                            WEIGHTS_MAX_DIMS);
+    char label[32];
+    snprintf(label, sizeof label, "tensor %s entry", what);
     for (size_t i = 0; i < v->n; i++) {
-        if (as_int(m, v->items[i], what, &dims[i])) return -1;
-        if (dims[i] < 0)
-            return weights_fail(m->e, "pickle: tensor %s has a negative entry", what);
+        if (as_int(m, v->items[i], label, &dims[i])) return -1;
+        if (dims[i] < 0) return weights_fail(m->e, "pickle: tensor %s has a negative entry", what);
     }
     *ndim = (int)v->n;
     return 0;
@@ -266,8 +283,8 @@ static int as_dims(machine *m, const pickle_value *v, const char *what, int *ndi
  * against the storage (pth_tensors.c) where the tensor's name is known. */
 static int rebuild_tensor(machine *m, const pickle_value *args, int v2) {
     if (v2 ? (args->n != 6 && args->n != 7) : args->n != 4)
-        return weights_fail(m->e, "pickle: tensor rebuild takes %d arguments, got %zu",
-                            v2 ? 6 : 4, args->n);
+        return weights_fail(m->e, "pickle: tensor rebuild takes %d arguments, got %zu", v2 ? 6 : 4,
+                            args->n);
     const pickle_value *storage = args->items[0];
     if (storage->kind != PV_STORAGE)
         return weights_fail(m->e, "pickle: tensor rebuilt from a %s, expected a storage",
@@ -321,9 +338,12 @@ static int op_reduce(machine *m) {
         return weights_fail(m->e, "pickle REDUCE at byte %zu calls a %s", m->pos,
                             pickle_kind_name(callable->kind));
     switch ((pickle_global)callable->i) {
-    case PG_ORDERED_DICT: return rebuild_dict(m, args);
-    case PG_REBUILD_TENSOR_V2: return rebuild_tensor(m, args, 1);
-    case PG_REBUILD_TENSOR: return rebuild_tensor(m, args, 0);
+    case PG_ORDERED_DICT:
+        return rebuild_dict(m, args);
+    case PG_REBUILD_TENSOR_V2:
+        return rebuild_tensor(m, args, 1);
+    case PG_REBUILD_TENSOR:
+        return rebuild_tensor(m, args, 0);
     case PG_REBUILD_PARAMETER:
         /* _rebuild_parameter(data, requires_grad, hooks): the parameter is its data */
         if (args->n != 3 || args->items[0]->kind != PV_TENSOR)
@@ -333,7 +353,8 @@ static int op_reduce(machine *m) {
         if (args->n != 1 || args->items[0]->kind != PV_TUPLE)
             return weights_fail(m->e, "pickle: torch.Size needs one tuple");
         return push(m, args->items[0]);
-    case PG_STORAGE_TYPE: break;
+    case PG_STORAGE_TYPE:
+        break;
     }
     return weights_fail(m->e, "pickle REDUCE at byte %zu calls a storage type", m->pos);
 }
@@ -389,8 +410,8 @@ static int op_setitems(machine *m, pickle_value *const *items, size_t count) {
     pickle_value *d = top(m);
     if (!d) return -1;
     if (d->kind != PV_DICT)
-        return weights_fail(m->e, "pickle sets items on a %s at byte %zu", pickle_kind_name(d->kind),
-                            m->pos);
+        return weights_fail(m->e, "pickle sets items on a %s at byte %zu",
+                            pickle_kind_name(d->kind), m->pos);
     if (count % 2) return weights_fail(m->e, "pickle SETITEMS with an odd number of items");
     for (size_t i = 0; i < count; i++)
         if (add_item(d, items[i])) return fail_oom(m);
@@ -438,9 +459,12 @@ static int step(machine *m, int *stopped) {
         if (n > m->len - m->pos) return weights_fail(m->e, "pickle frame runs past the end");
         return 0;
     }
-    case '}': return push(m, new_value(m, PV_DICT));
-    case ']': return push(m, new_value(m, PV_LIST));
-    case ')': return push(m, new_value(m, PV_TUPLE));
+    case '}':
+        return push(m, new_value(m, PV_DICT));
+    case ']':
+        return push(m, new_value(m, PV_LIST));
+    case ')':
+        return push(m, new_value(m, PV_TUPLE));
     case '(':
         if (grow((void **)&m->marks, &m->marks_cap, m->nmarks + 1, sizeof *m->marks))
             return fail_oom(m);
@@ -449,9 +473,12 @@ static int step(machine *m, int *stopped) {
     case 't':
         if (pop_mark(m, &first, &count)) return -1;
         return push_sequence(m, PV_TUPLE, first, count);
-    case 0x85: return tuple_n(m, 1);
-    case 0x86: return tuple_n(m, 2);
-    case 0x87: return tuple_n(m, 3);
+    case 0x85:
+        return tuple_n(m, 1);
+    case 0x86:
+        return tuple_n(m, 2);
+    case 0x87:
+        return tuple_n(m, 3);
     case 'X': /* BINUNICODE */
         if (need(m, 4, "BINUNICODE")) return -1;
         m->pos += 4;
@@ -500,7 +527,8 @@ static int step(machine *m, int *stopped) {
     case 'G': { /* BINFLOAT: big-endian double */
         if (need(m, 8, "BINFLOAT")) return -1;
         uint64_t bits = 0;
-        for (int i = 0; i < 8; i++) bits = bits << 8 | p[i];
+        for (int i = 0; i < 8; i++)
+            bits = bits << 8 | p[i];
         m->pos += 8;
         pickle_value *v = new_value(m, PV_FLOAT);
         if (v) memcpy(&v->f, &bits, sizeof v->f);
@@ -512,7 +540,8 @@ static int step(machine *m, int *stopped) {
         if (v) v->i = op == 0x88;
         return push(m, v);
     }
-    case 'N': return push(m, new_value(m, PV_NONE));
+    case 'N':
+        return push(m, new_value(m, PV_NONE));
     case 'q':
         if (need(m, 1, "BINPUT")) return -1;
         m->pos += 1;
@@ -521,7 +550,8 @@ static int step(machine *m, int *stopped) {
         if (need(m, 4, "LONG_BINPUT")) return -1;
         m->pos += 4;
         return memo_put(m, (size_t)read_le(p, 4));
-    case 0x94: return memo_put(m, m->memo_count); /* MEMOIZE */
+    case 0x94:
+        return memo_put(m, m->memo_count); /* MEMOIZE */
     case 'h':
         if (need(m, 1, "BINGET")) return -1;
         m->pos += 1;
@@ -544,8 +574,10 @@ static int step(machine *m, int *stopped) {
             return weights_fail(m->e, "pickle STACK_GLOBAL needs two strings");
         return push_global(m, module->s, module->slen, name->s, name->slen);
     }
-    case 'R': return op_reduce(m);
-    case 'b': return op_build(m);
+    case 'R':
+        return op_reduce(m);
+    case 'b':
+        return op_build(m);
     case 's': {
         pickle_value *value = pop(m);
         pickle_value *key = value ? pop(m) : NULL;
@@ -564,7 +596,8 @@ static int step(machine *m, int *stopped) {
     case 'e':
         if (pop_mark(m, &first, &count)) return -1;
         return op_appends(m, m->stack + first, count);
-    case 'Q': return op_persid(m);
+    case 'Q':
+        return op_persid(m);
     case '.':
         if (m->nmarks != 0 || m->sp != 1)
             return weights_fail(m->e, "pickle STOP with %zu values and %zu open MARKs", m->sp,
@@ -583,8 +616,8 @@ int pickle_load(pickle_ctx *ctx, const unsigned char *buf, size_t len, size_t *c
     int stopped = 0, rc = 0;
     while (!stopped) {
         if (m.pos >= m.len) {
-            rc = weights_fail(e, "pickle is truncated: it ends after %zu bytes without STOP",
-                              m.len);
+            rc =
+                weights_fail(e, "pickle is truncated: it ends after %zu bytes without STOP", m.len);
             break;
         }
         if (step(&m, &stopped)) {

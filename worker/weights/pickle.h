@@ -52,15 +52,15 @@ typedef struct {
 typedef struct pickle_value pickle_value;
 struct pickle_value {
     pickle_kind kind;
-    int64_t i;       /* PV_BOOL, PV_INT; PV_GLOBAL: pickle_global */
-    double f;        /* PV_FLOAT */
-    char *s;         /* PV_STR (NUL-terminated, slen bytes) */
+    int64_t i; /* PV_BOOL, PV_INT; PV_GLOBAL: pickle_global */
+    double f;  /* PV_FLOAT */
+    char *s;   /* PV_STR (NUL-terminated, slen bytes) */
     size_t slen;
     pickle_value **items; /* PV_TUPLE, PV_LIST, PV_DICT */
     size_t n, cap;
-    weights_dtype dtype;      /* PV_GLOBAL storage types */
-    pickle_storage *storage;  /* PV_STORAGE */
-    pickle_tensor *tensor;    /* PV_TENSOR */
+    weights_dtype dtype;     /* PV_GLOBAL storage types */
+    pickle_storage *storage; /* PV_STORAGE */
+    pickle_tensor *tensor;   /* PV_TENSOR */
 };
 
 /* Owns every value made by the pickles loaded through it; values may be shared (memo). */

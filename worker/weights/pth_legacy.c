@@ -80,20 +80,25 @@ static int place_storages(const weights_map *m, size_t pos, const pickle_value *
                                 key->s);
         if (s->placed) return weights_fail(e, "storage key list names '%s' twice", key->s);
         if (m->size - pos < 8)
-            return weights_fail(e, "file is truncated: storage '%s' record at byte %zu is "
-                                   "missing its element count", key->s, pos);
+            return weights_fail(e,
+                                "file is truncated: storage '%s' record at byte %zu is "
+                                "missing its element count",
+                                key->s, pos);
         uint64_t count = 0;
-        for (int b = 0; b < 8; b++) count |= (uint64_t)m->data[pos + b] << (8 * b);
+        for (int b = 0; b < 8; b++)
+            count |= (uint64_t)m->data[pos + b] << (8 * b);
         pos += 8;
         if (count != (uint64_t)s->numel)
-            return weights_fail(e, "storage '%s' record holds %llu elements but the pickle says "
-                                   "%lld", key->s, (unsigned long long)count,
-                                (long long)s->numel);
+            return weights_fail(e,
+                                "storage '%s' record holds %llu elements but the pickle says "
+                                "%lld",
+                                key->s, (unsigned long long)count, (long long)s->numel);
         size_t elem = weights_dtype_size(s->dtype);
         if (count > (m->size - pos) / elem)
-            return weights_fail(e, "file is truncated: storage '%s' needs %llu bytes at byte %zu "
-                                   "but the file ends after %zu", key->s,
-                                (unsigned long long)count * elem, pos, m->size);
+            return weights_fail(e,
+                                "file is truncated: storage '%s' needs %llu bytes at byte %zu "
+                                "but the file ends after %zu",
+                                key->s, (unsigned long long)count * elem, pos, m->size);
         s->offset = pos;
         s->placed = 1;
         pos += (size_t)count * elem;
@@ -104,8 +109,7 @@ static int place_storages(const weights_map *m, size_t pos, const pickle_value *
 }
 
 /* The magic number, protocol version and sys_info pickles that precede the object. */
-static int read_preamble(pickle_ctx *ctx, const weights_map *m, size_t *pos,
-                         const weights_err *e) {
+static int read_preamble(pickle_ctx *ctx, const weights_map *m, size_t *pos, const weights_err *e) {
     pickle_value *v = NULL;
     size_t used = 0;
     *pos = sizeof legacy_magic;

@@ -88,14 +88,16 @@ static int plan_tensor(const pickle_value *key, const pickle_value *value, weigh
     if (!t->name || !t->data) return weights_fail(e, "out of memory for tensor '%s'", key->s);
     memcpy(t->name, key->s, key->slen + 1);
     t->ndim = pt->ndim;
-    for (int d = 0; d < pt->ndim; d++) t->shape[d] = pt->size[d];
+    for (int d = 0; d < pt->ndim; d++)
+        t->shape[d] = pt->size[d];
     t->count = (size_t)count;
     return 0;
 }
 
 /* Groups tensors by storage key; one storage named with two types or sizes is refused. */
 static int plan_groups(pth_plan *plan, size_t n, keyed *scratch, const weights_err *e) {
-    for (size_t i = 0; i < n; i++) scratch[i] = (keyed){plan->tensors[i]->storage->key, i};
+    for (size_t i = 0; i < n; i++)
+        scratch[i] = (keyed){plan->tensors[i]->storage->key, i};
     qsort(scratch, n, sizeof *scratch, cmp_keyed);
     plan->order = malloc((n ? n : 1) * sizeof *plan->order);
     plan->uses = malloc((n ? n : 1) * sizeof *plan->uses);
@@ -106,12 +108,10 @@ static int plan_groups(pth_plan *plan, size_t n, keyed *scratch, const weights_e
         pth_storage_use *last = plan->nuses ? &plan->uses[plan->nuses - 1] : NULL;
         if (last && strcmp(last->key, st->key) == 0) {
             if (last->dtype != st->dtype || last->numel != st->numel)
-                return weights_fail(e, "storage '%s' is declared with two types or sizes",
-                                    st->key);
+                return weights_fail(e, "storage '%s' is declared with two types or sizes", st->key);
             last->count++;
         } else {
-            plan->uses[plan->nuses++] =
-                (pth_storage_use){st->key, st->dtype, st->numel, i, 1};
+            plan->uses[plan->nuses++] = (pth_storage_use){st->key, st->dtype, st->numel, i, 1};
         }
     }
     return 0;
@@ -122,6 +122,8 @@ int pth_plan_build(const pickle_value *root, size_t file_size, pth_plan *plan, w
     memset(plan, 0, sizeof *plan);
     out->tensors = NULL;
     out->count = 0;
+    out->metadata = NULL;
+    out->metadata_pairs = 0;
     const pickle_value *dict = find_state_dict(root, e);
     if (!dict) return -1;
     size_t n = dict->n / 2;
@@ -143,7 +145,8 @@ int pth_plan_build(const pickle_value *root, size_t file_size, pth_plan *plan, w
         if (rc == 0) plan->tensors[i] = dict->items[2 * i + 1]->tensor;
     }
     if (rc == 0) {
-        for (size_t i = 0; i < n; i++) scratch[i] = (keyed){out->tensors[i].name, i};
+        for (size_t i = 0; i < n; i++)
+            scratch[i] = (keyed){out->tensors[i].name, i};
         qsort(scratch, n, sizeof *scratch, cmp_keyed);
         for (size_t i = 1; i < n && rc == 0; i++)
             if (strcmp(scratch[i - 1].key, scratch[i].key) == 0)
@@ -170,7 +173,8 @@ static void gather(const pickle_tensor *pt, weights_dtype dtype, const unsigned 
         if (pt->size[d] == 0) return;
     for (;;) {
         int64_t at = base;
-        for (int d = 0; d < last; d++) at += index[d] * pt->stride[d];
+        for (int d = 0; d < last; d++)
+            at += index[d] * pt->stride[d];
         if (run_stride == 1) {
             weights_convert(dst, bytes + (size_t)at * elem, (size_t)run, dtype);
         } else {
@@ -179,7 +183,8 @@ static void gather(const pickle_tensor *pt, weights_dtype dtype, const unsigned 
         }
         dst += run;
         int d = last - 1;
-        while (d >= 0 && ++index[d] == pt->size[d]) index[d--] = 0;
+        while (d >= 0 && ++index[d] == pt->size[d])
+            index[d--] = 0;
         if (d < 0) return;
     }
 }

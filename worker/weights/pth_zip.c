@@ -34,15 +34,24 @@ static int read_entry(zip_pth *z, zip_int64_t index, const char *name, size_t wa
     while (got < want) {
         zip_int64_t n = zip_fread(f, buf + got, want - got);
         if (n <= 0) {
-            weights_fail(z->e, "cannot read '%s' in the archive (%zu of %zu bytes): %s", name,
-                         got, want, n < 0 ? zip_file_strerror(f) : "entry ends early");
+            weights_fail(z->e, "cannot read '%s' in the archive (%zu of %zu bytes): %s", name, got,
+                         want, n < 0 ? zip_file_strerror(f) : "entry ends early");
             zip_fclose(f);
             free(buf);
             return -1;
         }
         got += (size_t)n;
     }
-    zip_fclose(f);
+    /* closing reports a checksum mismatch found while reading */
+    int close_err = zip_fclose(f);
+    if (close_err) {
+        zip_error_t ze;
+        zip_error_init_with_code(&ze, close_err);
+        weights_fail(z->e, "cannot read '%s' in the archive: %s", name, zip_error_strerror(&ze));
+        zip_error_fini(&ze);
+        free(buf);
+        return -1;
+    }
     *out = buf;
     return 0;
 }
@@ -51,13 +60,14 @@ static int read_entry(zip_pth *z, zip_int64_t index, const char *name, size_t wa
 static int entry_size(zip_pth *z, zip_int64_t index, const char *name, size_t *size) {
     zip_stat_t st;
     zip_stat_init(&st);
-    if (zip_stat_index(z->archive, (zip_uint64_t)index, 0, &st) != 0 ||
-        !(st.valid & ZIP_STAT_SIZE))
+    if (zip_stat_index(z->archive, (zip_uint64_t)index, 0, &st) != 0 || !(st.valid & ZIP_STAT_SIZE))
         return weights_fail(z->e, "cannot read the size of '%s' in the archive", name);
     uint64_t limit = (uint64_t)z->map->size * ZIP_MAX_RATIO;
     if (st.size > limit)
-        return weights_fail(z->e, "archive entry '%s' claims %llu bytes, more than the file "
-                                  "can hold", name, (unsigned long long)st.size);
+        return weights_fail(z->e,
+                            "archive entry '%s' claims %llu bytes, more than the file "
+                            "can hold",
+                            name, (unsigned long long)st.size);
     *size = (size_t)st.size;
     return 0;
 }
@@ -128,13 +138,14 @@ static int read_storage(zip_pth *z, const pth_plan *plan, const pth_storage_use 
     /* pth_plan_build has bounded numel * element size by the file size */
     size_t want = (size_t)use->numel * weights_dtype_size(use->dtype);
     if (index < 0)
-        rc = weights_fail(z->e, "pickle refers to storage '%s' which the archive lacks",
-                          use->key);
+        rc = weights_fail(z->e, "pickle refers to storage '%s' which the archive lacks", use->key);
     if (rc == 0) rc = entry_size(z, index, name, &size);
     if (rc == 0 && size < want)
-        rc = weights_fail(z->e, "storage '%s' holds %zu bytes but the pickle says %lld %s "
-                                "elements (%zu bytes)", use->key, size, (long long)use->numel,
-                          weights_dtype_name(use->dtype), want);
+        rc = weights_fail(z->e,
+                          "storage '%s' holds %zu bytes but the pickle says %lld %s "
+                          "elements (%zu bytes)",
+                          use->key, size, (long long)use->numel, weights_dtype_name(use->dtype),
+                          want);
     if (rc == 0) rc = read_entry(z, index, name, want, &bytes);
     if (rc == 0) pth_plan_fill(plan, use, bytes, out);
     free(bytes);

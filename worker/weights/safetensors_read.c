@@ -24,10 +24,9 @@ static const struct {
     const char *name;
     weights_dtype dtype;
 } st_dtypes[] = {
-    {"F32", WDT_F32}, {"F64", WDT_F64}, {"F16", WDT_F16}, {"BF16", WDT_BF16},
-    {"I64", WDT_I64}, {"I32", WDT_I32}, {"I16", WDT_I16}, {"I8", WDT_I8},
-    {"U8", WDT_U8},   {"BOOL", WDT_BOOL}, {"U16", WDT_U16}, {"U32", WDT_U32},
-    {"U64", WDT_U64},
+    {"F32", WDT_F32}, {"F64", WDT_F64}, {"F16", WDT_F16}, {"BF16", WDT_BF16}, {"I64", WDT_I64},
+    {"I32", WDT_I32}, {"I16", WDT_I16}, {"I8", WDT_I8},   {"U8", WDT_U8},     {"BOOL", WDT_BOOL},
+    {"U16", WDT_U16}, {"U32", WDT_U32}, {"U64", WDT_U64},
 };
 
 static int parse_dtype(const json_value *v, const char *name, weights_dtype *dt,
@@ -65,8 +64,7 @@ static int parse_entry(const char *name, const json_value *v, uint64_t data_size
     for (size_t d = 0; d < shape->n; d++) {
         uint64_t dim;
         if (json_as_u64(&shape->items[d], &dim) || dim > (uint64_t)WEIGHTS_MAX_ELEMS)
-            return weights_fail(e, "tensor '%s' has a shape entry that is not a valid size",
-                                name);
+            return weights_fail(e, "tensor '%s' has a shape entry that is not a valid size", name);
         out->shape[d] = (int64_t)dim;
         if (weights_mul_limit(out->count, (int64_t)dim, WEIGHTS_MAX_ELEMS, &out->count))
             return weights_fail(e, "tensor '%s' has too many elements", name);
@@ -74,28 +72,40 @@ static int parse_entry(const char *name, const json_value *v, uint64_t data_size
     const json_value *offsets = json_object_get(v, "data_offsets");
     if (!offsets || offsets->kind != JSON_ARRAY || offsets->n != 2 ||
         json_as_u64(&offsets->items[0], &out->begin) || json_as_u64(&offsets->items[1], &out->end))
-        return weights_fail(e, "tensor '%s' needs data_offsets [begin, end] of two integers",
-                            name);
+        return weights_fail(e, "tensor '%s' needs data_offsets [begin, end] of two integers", name);
     if (out->begin > out->end || out->end > data_size)
-        return weights_fail(e, "tensor '%s' data_offsets [%llu, %llu] lie outside the %llu data "
-                               "bytes", name, (unsigned long long)out->begin,
-                            (unsigned long long)out->end, (unsigned long long)data_size);
+        return weights_fail(e,
+                            "tensor '%s' data_offsets [%llu, %llu] lie outside the %llu data "
+                            "bytes",
+                            name, (unsigned long long)out->begin, (unsigned long long)out->end,
+                            (unsigned long long)data_size);
     int64_t bytes;
     size_t elem = weights_dtype_size(out->dtype);
     if (weights_mul_limit(out->count, (int64_t)elem, INT64_MAX, &bytes) ||
         (uint64_t)bytes != out->end - out->begin)
-        return weights_fail(e, "tensor '%s' is %s with %lld elements (%lld bytes) but its "
-                               "data_offsets span %llu bytes", name, weights_dtype_name(out->dtype),
-                            (long long)out->count, (long long)out->count * (long long)elem,
+        return weights_fail(e,
+                            "tensor '%s' is %s with %lld elements (%lld bytes) but its "
+                            "data_offsets span %llu bytes",
+                            name, weights_dtype_name(out->dtype), (long long)out->count,
+                            (long long)out->count * (long long)elem,
                             (unsigned long long)(out->end - out->begin));
     return 0;
 }
 
-static int check_metadata(const json_value *v, const weights_err *e) {
+/* Checks __metadata__ (string values only) and keeps its pairs in out. */
+static int read_metadata(const json_value *v, weights_file *out, const weights_err *e) {
     if (v->kind != JSON_OBJECT) return weights_fail(e, "__metadata__ is not an object");
     for (size_t i = 0; i < v->n; i++)
         if (v->items[i].kind != JSON_STRING)
             return weights_fail(e, "__metadata__ value '%.64s' is not a string", v->keys[i]);
+    if (v->n > INT32_MAX / 2) return weights_fail(e, "__metadata__ has too many entries");
+    out->metadata = calloc(2 * v->n + 1, sizeof *out->metadata);
+    if (!out->metadata) return weights_fail(e, "out of memory");
+    out->metadata_pairs = (int)v->n;
+    for (size_t i = 0; i < v->n; i++)
+        if (!(out->metadata[2 * i] = strdup(v->keys[i])) ||
+            !(out->metadata[2 * i + 1] = strdup(v->items[i].str)))
+            return weights_fail(e, "out of memory");
     return 0;
 }
 
@@ -110,7 +120,8 @@ static int cmp_by_offset(const void *a, const void *b) {
 static int check_layout(st_entry *entries, size_t n, uint64_t data_size, const weights_err *e) {
     st_entry **sorted = malloc((n ? n : 1) * sizeof *sorted);
     if (!sorted) return weights_fail(e, "out of memory");
-    for (size_t i = 0; i < n; i++) sorted[i] = &entries[i];
+    for (size_t i = 0; i < n; i++)
+        sorted[i] = &entries[i];
     qsort(sorted, n, sizeof *sorted, cmp_by_offset);
     uint64_t at = 0;
     int rc = 0;
@@ -124,8 +135,8 @@ static int check_layout(st_entry *entries, size_t n, uint64_t data_size, const w
         at = sorted[i]->end;
     }
     if (rc == 0 && at != data_size)
-        rc = weights_fail(e, "data bytes %llu to %llu belong to no tensor",
-                          (unsigned long long)at, (unsigned long long)data_size);
+        rc = weights_fail(e, "data bytes %llu to %llu belong to no tensor", (unsigned long long)at,
+                          (unsigned long long)data_size);
     free(sorted);
     return rc;
 }
@@ -139,7 +150,7 @@ static int read_tensors(const weights_map *m, const json_value *header, size_t d
     int rc = 0;
     for (size_t i = 0; i < header->n && rc == 0; i++) {
         if (strcmp(header->keys[i], "__metadata__") == 0)
-            rc = check_metadata(&header->items[i], e);
+            rc = read_metadata(&header->items[i], out, e);
         else
             rc = parse_entry(header->keys[i], &header->items[i], data_size, &entries[n++], e);
     }
@@ -147,8 +158,10 @@ static int read_tensors(const weights_map *m, const json_value *header, size_t d
     if (rc == 0 && n > INT32_MAX) rc = weights_fail(e, "header has too many tensors");
     if (rc == 0) {
         out->tensors = calloc(n ? n : 1, sizeof *out->tensors);
-        if (!out->tensors) rc = weights_fail(e, "out of memory");
-        else out->count = (int)n;
+        if (!out->tensors)
+            rc = weights_fail(e, "out of memory");
+        else
+            out->count = (int)n;
     }
     /* every count is bounded by its byte span inside the file, so these allocations are too */
     for (size_t i = 0; i < n && rc == 0; i++) {
@@ -175,18 +188,24 @@ int weights_read_safetensors(const char *path, weights_file *out, char *err, siz
     weights_err e = {err, errlen, path};
     out->tensors = NULL;
     out->count = 0;
+    out->metadata = NULL;
+    out->metadata_pairs = 0;
     weights_map m;
     if (weights_map_open(path, &m, &e)) return -1;
     int rc = 0;
     uint64_t header_len = 0;
-    if (m.size == 0) rc = weights_fail(&e, "file is empty");
+    if (m.size == 0)
+        rc = weights_fail(&e, "file is empty");
     else if (m.size < 8)
         rc = weights_fail(&e, "file is %zu bytes, too short for a safetensors header", m.size);
     if (rc == 0) {
-        for (int b = 0; b < 8; b++) header_len |= (uint64_t)m.data[b] << (8 * b);
+        for (int b = 0; b < 8; b++)
+            header_len |= (uint64_t)m.data[b] << (8 * b);
         if (header_len > m.size - 8)
-            rc = weights_fail(&e, "safetensors header length %llu is larger than the file "
-                                  "(%zu bytes)", (unsigned long long)header_len, m.size);
+            rc = weights_fail(&e,
+                              "safetensors header length %llu is larger than the file "
+                              "(%zu bytes)",
+                              (unsigned long long)header_len, m.size);
         else if (header_len > SAFETENSORS_MAX_HEADER)
             rc = weights_fail(&e, "safetensors header of %llu bytes is over the 100 MiB limit",
                               (unsigned long long)header_len);

@@ -21,7 +21,8 @@ static void sb_add(strbuf *b, const char *s, size_t n) {
     if (b->failed) return;
     if (b->len + n + 1 > b->cap) {
         size_t ncap = b->cap ? b->cap : 256;
-        while (ncap < b->len + n + 1) ncap *= 2;
+        while (ncap < b->len + n + 1)
+            ncap *= 2;
         char *p = realloc(b->data, ncap);
         if (!p) {
             b->failed = 1;
@@ -35,7 +36,9 @@ static void sb_add(strbuf *b, const char *s, size_t n) {
     b->data[b->len] = 0;
 }
 
-static void sb_str(strbuf *b, const char *s) { sb_add(b, s, strlen(s)); }
+static void sb_str(strbuf *b, const char *s) {
+    sb_add(b, s, strlen(s));
+}
 
 static void sb_json_string(strbuf *b, const char *s) {
     sb_add(b, "\"", 1);
@@ -132,7 +135,8 @@ static int build_header(strbuf *b, const sorted_tensor *sorted, int count, const
         sb_str(b, "]}");
     }
     sb_str(b, "}");
-    while (!b->failed && b->len % 8) sb_str(b, " ");
+    while (!b->failed && b->len % 8)
+        sb_str(b, " ");
     return b->failed ? -1 : 0;
 }
 
@@ -173,7 +177,8 @@ static int write_floats(int fd, const float *data, uint64_t count) {
 
 static int write_file(int fd, const strbuf *header, const sorted_tensor *sorted, int count) {
     unsigned char len_bytes[8];
-    for (int b = 0; b < 8; b++) len_bytes[b] = (unsigned char)((uint64_t)header->len >> (8 * b));
+    for (int b = 0; b < 8; b++)
+        len_bytes[b] = (unsigned char)((uint64_t)header->len >> (8 * b));
     if (write_all(fd, len_bytes, 8) || write_all(fd, header->data, header->len)) return -1;
     for (int i = 0; i < count; i++)
         if (write_floats(fd, sorted[i].t->data, sorted[i].count)) return -1;

@@ -13,6 +13,8 @@ int weights_read_pth(const char *path, weights_file *out, char *err, size_t errl
     weights_err e = {err, errlen, path};
     out->tensors = NULL;
     out->count = 0;
+    out->metadata = NULL;
+    out->metadata_pairs = 0;
     weights_map m;
     if (weights_map_open(path, &m, &e)) return -1;
     int rc;
@@ -33,20 +35,31 @@ int weights_read(const char *path, weights_file *out, char *err, size_t errlen) 
     weights_err e = {err, errlen, path};
     out->tensors = NULL;
     out->count = 0;
+    out->metadata = NULL;
+    out->metadata_pairs = 0;
     weights_map m;
     if (weights_map_open(path, &m, &e)) return -1;
     int pth = m.size > 0 && (is_zip(&m) || pth_is_legacy(m.data, m.size));
-    int empty = m.size == 0;
+    /* a safetensors header is JSON, so its first byte after the length is '{' */
+    int safetensors = m.size > 8 && m.data[8] == '{';
+    size_t size = m.size;
     /* the readers map the file again; a second mapping is cheap and keeps them standalone */
     weights_map_close(&m);
-    if (empty) return weights_fail(&e, "file is empty");
-    return pth ? weights_read_pth(path, out, err, errlen)
-               : weights_read_safetensors(path, out, err, errlen);
+    if (size == 0) return weights_fail(&e, "file is empty");
+    if (pth) return weights_read_pth(path, out, err, errlen);
+    if (safetensors) return weights_read_safetensors(path, out, err, errlen);
+    return weights_fail(&e, "not a weights file: neither PyTorch (.pth) nor .safetensors");
 }
 
 const weights_tensor *weights_find(const weights_file *w, const char *name) {
     for (int i = 0; i < w->count; i++)
         if (w->tensors[i].name && strcmp(w->tensors[i].name, name) == 0) return &w->tensors[i];
+    return NULL;
+}
+
+const char *weights_metadata(const weights_file *w, const char *key) {
+    for (int i = 0; i < w->metadata_pairs; i++)
+        if (w->metadata[2 * i] && !strcmp(w->metadata[2 * i], key)) return w->metadata[2 * i + 1];
     return NULL;
 }
 
@@ -57,6 +70,12 @@ void weights_free(weights_file *w) {
         free(w->tensors[i].data);
     }
     free(w->tensors);
+    if (w->metadata)
+        for (int i = 0; i < 2 * w->metadata_pairs; i++)
+            free(w->metadata[i]);
+    free(w->metadata);
     w->tensors = NULL;
     w->count = 0;
+    w->metadata = NULL;
+    w->metadata_pairs = 0;
 }

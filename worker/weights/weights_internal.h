@@ -28,9 +28,9 @@ typedef enum {
 
 /* Sane limits: real checkpoints are far below them; a hostile header that claims more is
  * refused before anything is allocated. */
-#define WEIGHTS_MAX_NAME 4096                     /* bytes in one tensor name */
-#define WEIGHTS_MAX_PICKLE ((size_t)1 << 30)      /* bytes of data.pkl */
-#define WEIGHTS_MAX_ELEMS ((int64_t)1 << 40)      /* elements in one tensor or storage */
+#define WEIGHTS_MAX_NAME 4096                      /* bytes in one tensor name */
+#define WEIGHTS_MAX_PICKLE ((size_t)1 << 30)       /* bytes of data.pkl */
+#define WEIGHTS_MAX_ELEMS ((int64_t)1 << 40)       /* elements in one tensor or storage */
 #define WEIGHTS_BROADCAST_SLACK ((int64_t)1 << 24) /* elements a stride-0 view may add */
 
 size_t weights_dtype_size(weights_dtype dt);

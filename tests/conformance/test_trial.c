@@ -1,0 +1,256 @@
+/* The trial runner against tests/reference/seed.py (export_trial.py ran it): the same initial
+ * weights, augmentation off, the split's order, 2 + 1 epochs. Every epoch's train and
+ * validation loss agree to 1e-3 relative, accuracies to one image, and the best checkpoint's
+ * tensors to 1e-3 relative RMS error. Plus: resume after a stop is bit-exact, divergence and a
+ * bad weights file become failure reasons. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tests/testlib.h"
+#include "worker/lr_schedule.h"
+#include "worker/models/model.h"
+#include "worker/trial.h"
+#include "worker/weights/weights.h"
+
+#define EPOCHS 3
+#define LOSS_TOL 1e-3
+#define WEIGHT_TOL 1e-3
+
+typedef struct {
+    epoch_record records[EPOCHS];
+    int count;
+    int stop_after; /* ask the trial to stop after this epoch (0: never) */
+} recorder;
+
+static int record_epoch(const epoch_record *r, void *user) {
+    recorder *rec = user;
+    if (rec->count < EPOCHS) rec->records[rec->count++] = *r;
+    return rec->stop_after && r->epoch >= rec->stop_after;
+}
+
+/* The spec export_trial.py trained the reference with. */
+static void reference_spec(trial_spec *s, const char *name, int width, const char *schedule,
+                           const char *out_sub) {
+    char dir[300];
+    trial_spec_defaults(s);
+    snprintf(dir, sizeof dir, "%s", tl_data_dir("trial"));
+    snprintf(s->name, sizeof s->name, "%s", name);
+    snprintf(s->backbone, sizeof s->backbone, "%s", name);
+    s->width = width;
+    snprintf(s->weights, sizeof s->weights, "%s/%s/init.pth", dir, name);
+    snprintf(s->data_root, sizeof s->data_root, "%s/data", dir);
+    snprintf(s->out_dir, sizeof s->out_dir, "%s/%s/%s", dir, name, out_sub);
+    lr_schedule_preset(schedule, &s->feature_extraction, &s->fine_tuning);
+    s->feature_extraction.epochs = 2;
+    s->fine_tuning.epochs = 1;
+    s->resize = 64;
+    s->crop = 56;
+    s->batch_size = 16;
+    s->shuffle = 0;
+    s->hflip = s->brightness = s->contrast = s->rotate_deg = s->shear_deg = 0;
+    s->dropout = 0;
+    s->threads = 2;
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", s->out_dir);
+    if (system(cmd)) tl_fail(__FILE__, __LINE__, "cannot clear %s", s->out_dir);
+}
+
+static int run(const trial_spec *s, recorder *rec, trial_summary *sum) {
+    char err[2048];
+    int rc = trial_run(s, record_epoch, rec, sum, err, sizeof err);
+    if (rc == TRIAL_FAILED) tl_fail(__FILE__, __LINE__, "trial_run: %s", err);
+    return rc;
+}
+
+static double rel(double got, double ref) {
+    return fabs(got - ref) / fmax(fabs(ref), 1e-12);
+}
+
+static void compare_records(const char *name, const recorder *rec) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s/records.txt", tl_data_dir("trial"), name);
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        tl_fail(__FILE__, __LINE__, "cannot open %s", path);
+        return;
+    }
+    CHECK(rec->count == EPOCHS, "%s: %d epochs recorded", name, rec->count);
+    for (int e = 0; e < rec->count; e++) {
+        int epoch, phase;
+        double tl, ta, vl, va, seconds;
+        if (fscanf(f, "%d %d %lf %lf %lf %lf %lf", &epoch, &phase, &tl, &ta, &vl, &va, &seconds) !=
+            7) {
+            tl_fail(__FILE__, __LINE__, "%s: short reference", path);
+            break;
+        }
+        const epoch_record *r = &rec->records[e];
+        CHECK(r->epoch == epoch && r->phase == phase, "%s epoch %d: phase %d, reference %d", name,
+              r->epoch, r->phase, phase);
+        CHECK(rel(r->train_loss, tl) <= LOSS_TOL, "%s epoch %d: train loss %.6f, reference %.6f",
+              name, epoch, r->train_loss, tl);
+        CHECK(rel(r->val_loss, vl) <= LOSS_TOL, "%s epoch %d: val loss %.6f, reference %.6f", name,
+              epoch, r->val_loss, vl);
+        /* accuracies may differ by an image whose two top logits are within rounding */
+        CHECK(fabs(r->train_acc - ta) <= 1.0 / 90 + 1e-9 &&
+                  fabs(r->val_acc - va) <= 1.0 / 30 + 1e-9,
+              "%s epoch %d: acc %.4f/%.4f, reference %.4f/%.4f", name, epoch, r->train_acc,
+              r->val_acc, ta, va);
+    }
+    fclose(f);
+}
+
+/* RMS error relative to max(RMS of the reference, 0.01). RMS rather than max: a few elements
+ * whose gradient was within rounding of zero move by +-lr in either implementation (Adam
+ * normalises them; PyTorch run with 1 and 2 threads differs the same way). The 0.01 floor: a
+ * BN bias starts at 0 and holds nothing but its few updates, no scale of its own. */
+static double rms_rel(const float *got, const float *ref, size_t n) {
+    double d = 0, r = 0;
+    for (size_t i = 0; i < n; i++) {
+        d += ((double)got[i] - ref[i]) * ((double)got[i] - ref[i]);
+        r += (double)ref[i] * ref[i];
+    }
+    return sqrt(d / (double)n) / fmax(sqrt(r / (double)n), 0.01);
+}
+
+static void compare_best(const char *name, int width, const char *ours_dir) {
+    char ours_path[1024], ref_path[1024], err[1024];
+    snprintf(ours_path, sizeof ours_path, "%s/best.safetensors", ours_dir);
+    snprintf(ref_path, sizeof ref_path, "%s/%s/best.pth", tl_data_dir("trial"), name);
+    weights_file ours = {0}, ref = {0};
+    model m;
+    model_spec spec = {name, 5, width, 56, 0};
+    if (weights_read(ours_path, &ours, err, sizeof err) ||
+        weights_read(ref_path, &ref, err, sizeof err) || model_build(&m, &spec, err, sizeof err)) {
+        tl_fail(__FILE__, __LINE__, "%s", err);
+        weights_free(&ours);
+        weights_free(&ref);
+        return;
+    }
+    int compared = 0;
+    char *noise = calloc((size_t)m.params.count, 1);
+    /* A conv bias followed by batch norm has a zero gradient in exact arithmetic: Adam turns
+     * its rounding noise into +-lr steps in both implementations, so its value is noise and is
+     * left out (VGG's convolutions; the ResNets have no conv bias). */
+    for (int l = 0; noise && l < m.n_layers; l++)
+        if (m.layers[l].kind == LAYER_CONV && m.layers[l].cfg.conv.bias >= 0)
+            noise[m.layers[l].cfg.conv.bias] = 1;
+    for (int i = 0; noise && i < m.params.count; i++) {
+        const param_tensor *p = &m.params.tensors[i];
+        if (noise[i]) continue;
+        const weights_tensor *a = weights_find(&ours, p->name), *b = weights_find(&ref, p->name);
+        if (!a || !b || a->count != b->count) {
+            tl_fail(__FILE__, __LINE__, "%s: %s missing or of another size", name, p->name);
+            continue;
+        }
+        double e = rms_rel(a->data, b->data, a->count);
+        CHECK(e <= WEIGHT_TOL, "%s best checkpoint %s: relative RMS error %.3g", name, p->name, e);
+        compared++;
+    }
+    CHECK(compared > 0, "nothing compared");
+    free(noise);
+    model_free(&m);
+    weights_free(&ours);
+    weights_free(&ref);
+}
+
+static void exact_case(const char *name, int width, const char *schedule) {
+    trial_spec s;
+    recorder rec = {0};
+    trial_summary sum;
+    reference_spec(&s, name, width, schedule, "ours");
+    if (run(&s, &rec, &sum) != TRIAL_DONE) return;
+    compare_records(name, &rec);
+    compare_best(name, width, s.out_dir);
+    CHECK(sum.epochs_done == EPOCHS && sum.best_epoch >= 1, "summary: %d epochs, best epoch %d",
+          sum.epochs_done, sum.best_epoch);
+}
+
+static void resnet18_matches_pytorch(void) {
+    exact_case("resnet18", 1, "exp-decay-3");
+}
+static void vgg11_bn_matches_pytorch(void) {
+    exact_case("vgg11_bn", 8, "linear-decay");
+}
+
+static int same_file(const char *a, const char *b) {
+    FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
+    int same = fa && fb;
+    while (same) {
+        int ca = fgetc(fa), cb = fgetc(fb);
+        if (ca != cb) same = 0;
+        if (ca == EOF || cb == EOF) break;
+    }
+    if (fa) fclose(fa);
+    if (fb) fclose(fb);
+    return same;
+}
+
+/* Stop after epoch 1 (inside feature extraction), run again: the resumed trial continues its
+ * phase with the saved Adam state, enters fine-tuning, and finishes with exactly the numbers and
+ * weights of an uninterrupted one. */
+static void resume_is_bit_exact(void) {
+    trial_spec whole, parts;
+    recorder a = {0}, b = {0}, c = {0};
+    trial_summary sa, sb;
+    reference_spec(&whole, "resnet18", 1, "exp-decay-3", "whole");
+    reference_spec(&parts, "resnet18", 1, "exp-decay-3", "parts");
+    if (run(&whole, &a, &sa) != TRIAL_DONE) return;
+    b.stop_after = 1;
+    CHECK(run(&parts, &b, &sb) == TRIAL_STOPPED, "the callback's stop is TRIAL_STOPPED");
+    CHECK(b.count == 1, "stopped after %d epochs", b.count);
+    if (run(&parts, &c, &sb) != TRIAL_DONE) return;
+    CHECK(c.count == 2 && c.records[0].epoch == 2, "resumed at epoch %d with %d epochs",
+          c.count ? c.records[0].epoch : 0, c.count);
+    for (int e = 0; e < c.count && e + 1 < a.count; e++)
+        CHECK(c.records[e].train_loss == a.records[e + 1].train_loss &&
+                  c.records[e].val_loss == a.records[e + 1].val_loss,
+              "epoch %d: resumed loss %.9g/%.9g, uninterrupted %.9g/%.9g", c.records[e].epoch,
+              c.records[e].train_loss, c.records[e].val_loss, a.records[e + 1].train_loss,
+              a.records[e + 1].val_loss);
+    char pa[1100], pb[1100];
+    snprintf(pa, sizeof pa, "%s/best.safetensors", whole.out_dir);
+    snprintf(pb, sizeof pb, "%s/best.safetensors", parts.out_dir);
+    CHECK(same_file(pa, pb), "best.safetensors differs after a resume");
+    snprintf(pa, sizeof pa, "%s/resume.safetensors", whole.out_dir);
+    snprintf(pb, sizeof pb, "%s/resume.safetensors", parts.out_dir);
+    CHECK(same_file(pa, pb), "resume.safetensors differs after a resume");
+    CHECK(sa.best_val_acc == sb.best_val_acc && sa.best_epoch == sb.best_epoch,
+          "best %.4f@%d vs %.4f@%d", sa.best_val_acc, sa.best_epoch, sb.best_val_acc,
+          sb.best_epoch);
+}
+
+static void divergence_is_a_failure(void) {
+    trial_spec s;
+    recorder rec = {0};
+    trial_summary sum;
+    char err[2048];
+    reference_spec(&s, "resnet18", 1, "exp-decay-3", "diverge");
+    s.feature_extraction.lr = 3e38; /* the head overflows to inf within a few steps */
+    int rc = trial_run(&s, record_epoch, &rec, &sum, err, sizeof err);
+    CHECK(rc == TRIAL_FAILED && strstr(err, "trial resnet18: diverged at epoch"), "rc %d, err: %s",
+          rc, err);
+}
+
+static void bad_weights_file_is_a_failure(void) {
+    trial_spec s;
+    trial_summary sum;
+    char err[2048];
+    reference_spec(&s, "resnet18", 1, "exp-decay-3", "badweights");
+    snprintf(s.weights, sizeof s.weights, "%s/data/setid.mat", tl_data_dir("trial"));
+    int rc = trial_run(&s, NULL, NULL, &sum, err, sizeof err);
+    CHECK(rc == TRIAL_FAILED && strstr(err, "setid.mat") && strstr(err, "not a weights file"),
+          "rc %d, err: %s", rc, err);
+}
+
+int main(void) {
+    static const char *const names[] = {"resnet18_matches_pytorch", "vgg11_bn_matches_pytorch",
+                                        "resume_is_bit_exact", "divergence_is_a_failure",
+                                        "bad_weights_file_is_a_failure"};
+    static const tl_case_fn fns[] = {resnet18_matches_pytorch, vgg11_bn_matches_pytorch,
+                                     resume_is_bit_exact, divergence_is_a_failure,
+                                     bad_weights_file_is_a_failure};
+    return tl_run("trial", names, fns, (int)(sizeof fns / sizeof fns[0]));
+}

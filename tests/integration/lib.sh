@@ -1,0 +1,37 @@
+# Shared by the integration scripts: named checks, a tally, and the closing line.
+passed=0
+failed=0
+
+# check NAME COMMAND...: runs COMMAND, counts it as passed when it exits 0.
+check() {
+  local name=$1
+  shift
+  if "$@"; then
+    echo "ok   $name"
+    passed=$((passed + 1))
+  else
+    echo "FAIL $name"
+    failed=$((failed + 1))
+  fi
+}
+
+# expect_fail NAME STATUS PATTERN COMMAND...: COMMAND must exit with STATUS and print PATTERN
+# (grep -E) on stderr.
+expect_fail() {
+  local name=$1 status=$2 pattern=$3 out rc
+  shift 3
+  out=$("$@" 2>&1 >/dev/null)
+  rc=$?
+  if [ "$rc" -eq "$status" ] && grep -qE -- "$pattern" <<<"$out"; then
+    echo "ok   $name"
+    passed=$((passed + 1))
+  else
+    echo "FAIL $name: exit $rc (want $status), stderr: $out"
+    failed=$((failed + 1))
+  fi
+}
+
+finish() {
+  echo "$passed passed, $failed failed"
+  [ "$failed" -eq 0 ]
+}

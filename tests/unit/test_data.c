@@ -1,0 +1,791 @@
+/* The data path: synthetic Flowers102 through matio and libjpeg-turbo, preprocessing and
+ * augmentation against torchvision (PIL backend, via tests/unit/ref_data.py), loader
+ * determinism across thread counts, and the error messages for bad files. */
+#include <math.h>
+#include <matio.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <turbojpeg.h>
+
+#include "tests/testlib.h"
+#include "worker/data/augment.h"
+#include "worker/data/cache.h"
+#include "worker/data/dataset.h"
+#include "worker/data/jpeg.h"
+#include "worker/data/loader.h"
+#include "worker/data/resize.h"
+#include "worker/data/synth.h"
+#include "worker/data/transform.h"
+
+#define CLASSES 5
+#define PER_CLASS 8
+#define RESIZE 64
+#define CROP 56
+
+static char work[1024];    /* $TLSWEEP_TESTDATA/data */
+static char flowers[1200]; /* the shared generated dataset */
+
+static const char *const train_splits[] = {"tstid"};
+static const char *const val_splits[] = {"trnid", "valid"};
+
+static synth_options small_options(int classes, int per_class) {
+    synth_options o;
+    synth_default_options(&o);
+    o.classes = classes;
+    o.per_class = per_class;
+    o.width = 120;
+    o.height = 100;
+    o.trnid_per_class = 1;
+    o.valid_per_class = 1;
+    o.seed = 7;
+    return o;
+}
+
+/* Generates a small dataset at WORK/NAME into DIR. */
+static int make_dataset(char *dir, size_t len, const char *name, int classes, int per_class) {
+    snprintf(dir, len, "%s/%s", work, name);
+    synth_options o = small_options(classes, per_class);
+    char err[1024];
+    if (synth_flowers_write(dir, &o, err, sizeof err) != 0) {
+        tl_fail(__FILE__, __LINE__, "synth_flowers_write: %s", err);
+        return -1;
+    }
+    return 0;
+}
+
+static void setup(void) {
+    snprintf(work, sizeof work, "%s", tl_data_dir("data"));
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s' && mkdir -p '%s'", work, work);
+    CHECK(system(cmd) == 0, "cannot prepare %s", work);
+    make_dataset(flowers, sizeof flowers, "flowers", CLASSES, PER_CLASS);
+}
+
+static void compute_references(void);
+
+static float *load_ref(const char *name, size_t expect) {
+    char dir[1200];
+    snprintf(dir, sizeof dir, "%s/ref", work);
+    size_t n = 0;
+    float *ref = tl_load_f32(dir, name, &n);
+    if (ref && n != expect) {
+        tl_fail(__FILE__, __LINE__, "reference %s has %zu values, expected %zu", name, n, expect);
+        free(ref);
+        return NULL;
+    }
+    return ref;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+
+static void test_open_splits(void) {
+    dataset ds;
+    char err[1024];
+    int rc = dataset_open(&ds, flowers, train_splits, 1, val_splits, 2, 0, err, sizeof err);
+    CHECK(rc == 0, "dataset_open: %s", err);
+    if (rc != 0) return;
+    CHECK(ds.num_classes == CLASSES, "num_classes %d", ds.num_classes);
+    CHECK(ds.num_images == CLASSES * PER_CLASS, "num_images %d", ds.num_images);
+    CHECK(ds.train.count == CLASSES * (PER_CLASS - 2), "train count %d", ds.train.count);
+    CHECK(ds.val.count == CLASSES * 2, "val count %d", ds.val.count);
+    int per_class[CLASSES] = {0};
+    for (int i = 0; i < ds.train.count; i++) {
+        CHECK(ds.train.labels[i] >= 0 && ds.train.labels[i] < CLASSES, "label %d",
+              ds.train.labels[i]);
+        if (ds.train.labels[i] >= 0 && ds.train.labels[i] < CLASSES)
+            per_class[ds.train.labels[i]]++;
+    }
+    for (int c = 0; c < CLASSES; c++)
+        CHECK(per_class[c] == PER_CLASS - 2, "class %d has %d train images", c, per_class[c]);
+    CHECK(strstr(ds.val.paths[0], "/jpg/image_") != NULL, "path %s", ds.val.paths[0]);
+    dataset_free(&ds);
+}
+
+/* ---- conformance against torchvision: every case's inputs and jobs are written first, so
+ * one Python process (importing torch takes seconds) computes all references ------------- */
+
+enum {
+    EVAL_N = 6,
+    SMALL = 24,
+    UPSCALE = 150,
+    AUG_IMAGES = 2,
+    AUG_DRAWN = 16,
+    SEED_R = 256,
+    SEED_C = 224
+};
+enum { SEED_AUGS = 3 };
+
+static const augment_options seed_options = {0.5, 0.3, 0.3, 30, 20};
+
+/* the hand-picked cases (extremes, both orders, 90 degrees), then the seed's own draws */
+static int aug_cases(augment_params *cases /* (AUG_FIXED + AUG_DRAWN) */) {
+    static const augment_params fixed[] = {
+        /* hflip, use_b, use_c, contrast_first, b, c, use_affine, angle, shear */
+        {0, 1, 1, 0, 1.3f, 0.7f, 0, 0.0, 0.0},     {1, 1, 1, 1, 0.7f, 1.3f, 0, 0.0, 0.0},
+        {1, 1, 1, 0, 1.21f, 1.17f, 1, 30.0, 0.0},  {0, 1, 1, 1, 0.83f, 0.91f, 1, -17.3, 12.5},
+        {1, 1, 1, 0, 1.05f, 1.29f, 1, 7.7, -20.0}, {0, 0, 1, 0, 1.0f, 0.75f, 1, -29.9, 19.9},
+        {1, 1, 0, 1, 1.12f, 1.0f, 1, 90.0, 0.0},
+    };
+    int n = (int)(sizeof fixed / sizeof fixed[0]);
+    memcpy(cases, fixed, sizeof fixed);
+    for (int k = 0; k < AUG_DRAWN; k++)
+        augment_draw(&cases[n + k], &seed_options, 9, 0, k);
+    return n + AUG_DRAWN;
+}
+#define AUG_MAX 32
+
+static void aug_job(FILE *f, const char *name, const char *path, int resize,
+                    const augment_params *p) {
+    fprintf(f, "%s aug %s %d %d %d %.9g %.9g %.17g %.17g\n", name, path, resize, p->hflip,
+            p->contrast_first, p->use_brightness ? p->brightness_factor : 0.0,
+            p->use_contrast ? p->contrast_factor : 0.0, p->use_affine ? p->angle_deg : 0,
+            p->use_affine ? p->shear_deg : 0);
+}
+
+static void seed_size_path(char *path, size_t len) {
+    snprintf(path, len, "%s/seed_size.jpg", work);
+}
+
+static int write_gray_and_cmyk(void);
+
+/* Writes every input file and job line; returns 0 when all were written. */
+static int write_reference_jobs(FILE *f, const dataset *ds) {
+    char name[64], path[1200], err[1024];
+    for (int i = 0; i < EVAL_N; i++) {
+        fprintf(f, "resized%d resized %s %d\n", i, ds->val.paths[i], RESIZE);
+        fprintf(f, "eval%d eval %s %d %d\n", i, ds->val.paths[i], RESIZE, CROP);
+        fprintf(f, "small%d resized %s %d\n", i, ds->val.paths[i], SMALL);
+        fprintf(f, "up%d resized %s %d\n", i, ds->val.paths[i], UPSCALE);
+    }
+    augment_params cases[AUG_MAX];
+    int ncases = aug_cases(cases);
+    for (int img = 0; img < AUG_IMAGES; img++)
+        for (int k = 0; k < ncases; k++) {
+            snprintf(name, sizeof name, "aug%d_%d", img, k);
+            aug_job(f, name, ds->train.paths[img], RESIZE, &cases[k]);
+        }
+
+    /* a Flowers102-sized image for the seed's own sizes */
+    synth_options o = small_options(3, 1);
+    o.width = 500;
+    o.height = 600;
+    image_u8 rgb;
+    if (synth_render(&rgb, &o, 2, 0) != 0) return -1;
+    seed_size_path(path, sizeof path);
+    int wrote = synth_write_jpeg(path, &rgb, 90, err, sizeof err);
+    free(rgb.pixels);
+    if (wrote != 0) {
+        tl_fail(__FILE__, __LINE__, "%s", err);
+        return -1;
+    }
+    fprintf(f, "seed_eval eval %s %d %d\n", path, SEED_R, SEED_C);
+    for (int k = 0; k < SEED_AUGS; k++) {
+        augment_params p;
+        augment_draw(&p, &seed_options, 0, 1, (uint64_t)k);
+        snprintf(name, sizeof name, "seed_aug%d", k);
+        aug_job(f, name, path, SEED_R, &p);
+    }
+
+    if (write_gray_and_cmyk() != 0) return -1;
+    for (int i = 0; i < 2; i++) {
+        const char *kind = i == 0 ? "gray" : "cmyk";
+        fprintf(f, "%s decode %s/%s.jpg\n", kind, work, kind);
+    }
+    return 0;
+}
+
+/* 0 when the references were computed (in setup); otherwise this case fails. */
+static int reference_status = -1;
+static int reference_ready(void) {
+    CHECK(reference_status == 0, "no torchvision reference (see the setup failure above)");
+    return reference_status;
+}
+
+static void compute_references(void) {
+    dataset ds;
+    char err[1024], jobs[1200], cmd[4096];
+    if (dataset_open(&ds, flowers, train_splits, 1, val_splits, 2, 0, err, sizeof err) != 0) {
+        printf("    setup: dataset_open: %s\n", err);
+        return;
+    }
+    snprintf(jobs, sizeof jobs, "%s/reference_jobs.txt", work);
+    FILE *f = fopen(jobs, "w");
+    int ok = f && write_reference_jobs(f, &ds) == 0;
+    if (f) ok = fclose(f) == 0 && ok;
+    dataset_free(&ds);
+    if (!ok) {
+        printf("    setup: cannot write the reference inputs in %s\n", work);
+        return;
+    }
+    const char *python = getenv("PYTHON");
+    snprintf(cmd, sizeof cmd, "'%s' tests/unit/ref_data.py '%s' '%s/ref'",
+             python && *python ? python : "/usr/bin/python3", jobs, work);
+    int rc = system(cmd);
+    if (rc != 0) printf("    setup: reference failed (exit %d): %s\n", rc, cmd);
+    reference_status = rc == 0 ? 0 : -1;
+}
+
+static long count_differences(const image_u8 *out, const char *name);
+
+/* Decode (no DCT scaling) + resize and the full eval transform against torchvision; also a
+ * DCT-scaled decode against PIL's full decode. */
+static void test_eval_matches_torchvision(void) {
+    dataset ds;
+    char err[1024];
+    if (reference_ready() != 0) return;
+    if (dataset_open(&ds, flowers, train_splits, 1, val_splits, 2, 0, err, sizeof err) != 0) {
+        tl_fail(__FILE__, __LINE__, "dataset_open: %s", err);
+        return;
+    }
+    double worst_eval = 0, worst_small = 0;
+    for (int i = 0; i < EVAL_N; i++) {
+        image_u8 img;
+        char name[64];
+        if (image_load_resized(ds.val.paths[i], RESIZE, &img, err, sizeof err) != 0) {
+            tl_fail(__FILE__, __LINE__, "%s", err);
+            continue;
+        }
+        /* 120x100 -> shorter side 64: 76x64, too small for DCT scaling: must be bit-exact */
+        CHECK(img.width == 76 && img.height == 64, "resized to %dx%d", img.width, img.height);
+        size_t n = (size_t)img.width * img.height * 3;
+        snprintf(name, sizeof name, "resized%d", i);
+        float *ref = load_ref(name, n);
+        if (ref) {
+            int mismatches = 0;
+            for (size_t k = 0; k < n; k++)
+                mismatches += (float)img.pixels[k] != ref[k];
+            CHECK(mismatches == 0, "%s: %d of %zu resized values differ from PIL", name, mismatches,
+                  n);
+        }
+        free(ref);
+        float *out = malloc(sizeof(float) * CROP * CROP * 3);
+        CHECK(out != NULL, "out of memory");
+        snprintf(name, sizeof name, "eval%d", i);
+        ref = load_ref(name, (size_t)CROP * CROP * 3);
+        if (out && ref) {
+            transform_image(out, &img, NULL, CROP);
+            static const double std[3] = {0.229, 0.224, 0.225};
+            double sum = 0;
+            for (int k = 0; k < CROP * CROP * 3; k++)
+                sum += fabs(out[k] - ref[k]) * std[k % 3];
+            double mean = sum / (CROP * CROP * 3);
+            if (mean > worst_eval) worst_eval = mean;
+            CHECK_CLOSE(name, out, ref, (size_t)CROP * CROP * 3, 1e-6);
+        }
+        free(ref);
+        free(out);
+        free(img.pixels);
+
+        /* shorter side 100 -> 150: PIL's bilinear upscaling, bit-exact too */
+        if (image_load_resized(ds.val.paths[i], UPSCALE, &img, err, sizeof err) != 0) {
+            tl_fail(__FILE__, __LINE__, "%s", err);
+            continue;
+        }
+        snprintf(name, sizeof name, "up%d", i);
+        long up_diff = count_differences(&img, name);
+        CHECK(up_diff == 0, "%s: %ld values differ from PIL", name, up_diff);
+        free(img.pixels);
+
+        /* shorter side 100 -> 24: the decoder scales by 1/2 first (50 >= 2 x 24) */
+        if (image_load_resized(ds.val.paths[i], SMALL, &img, err, sizeof err) != 0) {
+            tl_fail(__FILE__, __LINE__, "%s", err);
+            continue;
+        }
+        n = (size_t)img.width * img.height * 3;
+        snprintf(name, sizeof name, "small%d", i);
+        ref = load_ref(name, n);
+        if (ref) {
+            double sum = 0;
+            for (size_t k = 0; k < n; k++)
+                sum += fabs(img.pixels[k] - ref[k]);
+            double mean = sum / n / 255.0;
+            if (mean > worst_small) worst_small = mean;
+        }
+        free(ref);
+        free(img.pixels);
+    }
+    printf("    eval vs torchvision: worst mean |diff| %.2e (of [0,1]); DCT-scaled decode "
+           "(1/2) + resize vs PIL full decode: %.4f/255\n",
+           worst_eval, worst_small * 255);
+    CHECK(worst_eval <= 1.0 / 255, "eval: mean abs diff %.4g > 1/255", worst_eval);
+    CHECK(worst_small <= 1.0 / 255, "DCT-scaled: mean abs diff %.4g > 1/255", worst_small);
+    dataset_free(&ds);
+}
+
+/* Counts values of OUT (uint8) that differ from the reference NAME; -1 if it is missing. */
+static long count_differences(const image_u8 *out, const char *name) {
+    size_t n = (size_t)out->width * out->height * 3;
+    float *ref = load_ref(name, n);
+    if (!ref) return -1;
+    long diff = 0;
+    for (size_t i = 0; i < n; i++)
+        diff += (float)out->pixels[i] != ref[i];
+    free(ref);
+    return diff;
+}
+
+/* Fixed augmentation parameters: our op-by-op reference against torchvision's functional
+ * transforms, and the fused crop path against our reference. */
+static void test_augment_matches_torchvision(void) {
+    dataset ds;
+    char err[1024];
+    if (reference_ready() != 0) return;
+    if (dataset_open(&ds, flowers, train_splits, 1, val_splits, 2, 0, err, sizeof err) != 0) {
+        tl_fail(__FILE__, __LINE__, "dataset_open: %s", err);
+        return;
+    }
+    augment_params cases[AUG_MAX];
+    int ncases = aug_cases(cases);
+    size_t total = 0, differing = 0;
+    for (int img = 0; img < AUG_IMAGES; img++) {
+        image_u8 in;
+        if (image_load_resized(ds.train.paths[img], RESIZE, &in, err, sizeof err) != 0) {
+            tl_fail(__FILE__, __LINE__, "%s", err);
+            continue;
+        }
+        size_t n = (size_t)in.width * in.height * 3;
+        image_u8 out = {malloc(n), in.width, in.height};
+        float *fused = malloc(sizeof(float) * CROP * CROP * 3);
+        float *plain = malloc(sizeof(float) * CROP * CROP * 3);
+        CHECK(out.pixels && fused && plain, "out of memory");
+        for (int k = 0; k < ncases && out.pixels && fused && plain; k++) {
+            char name[64];
+            snprintf(name, sizeof name, "aug%d_%d", img, k);
+            CHECK(augment_reference(&out, &in, &cases[k]) == 0, "augment_reference failed");
+            long diff = count_differences(&out, name);
+            CHECK(diff == 0, "%s: %ld of %zu values differ from torchvision", name, diff, n);
+            if (diff > 0) differing += (size_t)diff;
+            total += n;
+            /* the fused path must equal crop + normalise of the reference, exactly */
+            transform_image(fused, &in, &cases[k], CROP);
+            transform_image(plain, &out, NULL, CROP);
+            CHECK(memcmp(fused, plain, sizeof(float) * CROP * CROP * 3) == 0,
+                  "%s: fused transform differs from the op-by-op reference", name);
+        }
+        free(out.pixels);
+        free(fused);
+        free(plain);
+        free(in.pixels);
+    }
+    printf("    augmentation vs torchvision: %zu of %zu values differ\n", differing, total);
+    dataset_free(&ds);
+}
+
+/* The seed's own sizes on a Flowers102-sized JPEG (500x600 -> 256x307, crop 224): eval and
+ * three drawn augmentations, against torchvision. */
+static void test_seed_size_matches_torchvision(void) {
+    char path[1200], err[1024];
+    if (reference_ready() != 0) return;
+    seed_size_path(path, sizeof path);
+    image_u8 in;
+    if (image_load_resized(path, SEED_R, &in, err, sizeof err) != 0) {
+        tl_fail(__FILE__, __LINE__, "%s", err);
+        return;
+    }
+    CHECK(in.width == 256 && in.height == 307, "resized to %dx%d", in.width, in.height);
+    size_t n = (size_t)in.width * in.height * 3;
+    float *out = malloc(sizeof(float) * SEED_C * SEED_C * 3);
+    image_u8 aug = {malloc(n), in.width, in.height};
+    float *ref = load_ref("seed_eval", (size_t)SEED_C * SEED_C * 3);
+    if (out && ref) {
+        transform_image(out, &in, NULL, SEED_C);
+        CHECK_CLOSE("seed_eval", out, ref, (size_t)SEED_C * SEED_C * 3, 1e-6);
+    }
+    free(ref);
+    for (int k = 0; k < SEED_AUGS && aug.pixels; k++) {
+        char name[32];
+        augment_params p;
+        augment_draw(&p, &seed_options, 0, 1, (uint64_t)k);
+        snprintf(name, sizeof name, "seed_aug%d", k);
+        CHECK(augment_reference(&aug, &in, &p) == 0, "augment_reference failed");
+        long diff = count_differences(&aug, name);
+        CHECK(diff == 0, "%s: %ld of %zu values differ from torchvision", name, diff, n);
+    }
+    free(aug.pixels);
+    free(out);
+    free(in.pixels);
+}
+
+/* WORK/gray.jpg and WORK/cmyk.jpg (TurboJPEG writes CMYK as Adobe YCCK) from one flower. */
+static int write_gray_and_cmyk(void) {
+    synth_options o = small_options(1, 1);
+    image_u8 rgb;
+    if (synth_render(&rgb, &o, 0, 0) != 0) return -1;
+    size_t pixels = (size_t)rgb.width * rgb.height;
+    unsigned char *gray = malloc(pixels), *cmyk = malloc(pixels * 4);
+    int rc = gray && cmyk ? 0 : -1;
+    for (size_t i = 0; rc == 0 && i < pixels; i++) {
+        const uint8_t *p = rgb.pixels + 3 * i;
+        gray[i] = (uint8_t)((p[0] * 299 + p[1] * 587 + p[2] * 114) / 1000);
+        int k = 255 - (p[0] > p[1] ? (p[0] > p[2] ? p[0] : p[2]) : (p[1] > p[2] ? p[1] : p[2]));
+        for (int c = 0; c < 3; c++)
+            cmyk[4 * i + c] = (uint8_t)(255 - p[c] - k < 0 ? 0 : 255 - p[c] - k);
+        cmyk[4 * i + 3] = (uint8_t)k;
+    }
+    struct {
+        const char *name;
+        unsigned char *data;
+        int format, subsamp;
+    } files[2] = {{"gray", gray, TJPF_GRAY, TJSAMP_GRAY}, {"cmyk", cmyk, TJPF_CMYK, TJSAMP_444}};
+    for (int i = 0; rc == 0 && i < 2; i++) {
+        char path[1200];
+        snprintf(path, sizeof path, "%s/%s.jpg", work, files[i].name);
+        tjhandle tj = tjInitCompress();
+        unsigned char *jpeg = NULL;
+        unsigned long size = 0;
+        int ok = tj && tjCompress2(tj, files[i].data, rgb.width, 0, rgb.height, files[i].format,
+                                   &jpeg, &size, files[i].subsamp, 90, 0) == 0;
+        FILE *out = ok ? fopen(path, "wb") : NULL;
+        ok = out && fwrite(jpeg, 1, size, out) == size;
+        if (out) ok = fclose(out) == 0 && ok;
+        if (!ok) rc = -1;
+        tjFree(jpeg);
+        if (tj) tjDestroy(tj);
+    }
+    free(gray);
+    free(cmyk);
+    free(rgb.pixels);
+    return rc;
+}
+
+/* Grayscale and CMYK JPEGs decode as PIL's convert("RGB") does. */
+static void test_gray_and_cmyk(void) {
+    if (reference_ready() != 0) return;
+    for (int i = 0; i < 2; i++) {
+        const char *kind = i == 0 ? "gray" : "cmyk";
+        char path[1200], err[1024];
+        image_u8 img;
+        snprintf(path, sizeof path, "%s/%s.jpg", work, kind);
+        if (jpeg_decode_file(path, 0, &img, err, sizeof err) != 0) {
+            tl_fail(__FILE__, __LINE__, "%s", err);
+            continue;
+        }
+        long diff = count_differences(&img, kind);
+        CHECK(diff == 0, "%s: %ld values differ from PIL", kind, diff);
+        free(img.pixels);
+    }
+}
+
+/* The random draws follow torchvision's distributions (ranges, flip rate, order), are a pure
+ * function of (seed, epoch, position), and the small helpers round as Python does. */
+static void test_draws_and_sizes(void) {
+    augment_options o = {0.5, 0.3, 0.3, 30, 20};
+    enum { N = 20000 };
+    int flips = 0, contrast_first = 0;
+    double lo_b = 9, hi_b = 0, lo_a = 99, hi_a = -99, lo_s = 99, hi_s = -99;
+    for (int i = 0; i < N; i++) {
+        augment_params p, q;
+        augment_draw(&p, &o, 5, 3, (uint64_t)i);
+        augment_draw(&q, &o, 5, 3, (uint64_t)i);
+        CHECK(memcmp(&p, &q, sizeof p) == 0, "draw %d is not reproducible", i);
+        flips += p.hflip;
+        contrast_first += p.contrast_first;
+        lo_b = fmin(lo_b, fmin(p.brightness_factor, p.contrast_factor));
+        hi_b = fmax(hi_b, fmax(p.brightness_factor, p.contrast_factor));
+        lo_a = fmin(lo_a, p.angle_deg), hi_a = fmax(hi_a, p.angle_deg);
+        lo_s = fmin(lo_s, p.shear_deg), hi_s = fmax(hi_s, p.shear_deg);
+        CHECK(p.use_brightness && p.use_contrast && p.use_affine, "an op is off");
+    }
+    CHECK(fabs(flips / (double)N - 0.5) < 0.02, "flip rate %.3f", flips / (double)N);
+    CHECK(fabs(contrast_first / (double)N - 0.5) < 0.02, "contrast-first rate %.3f",
+          contrast_first / (double)N);
+    CHECK(lo_b >= 0.7f && lo_b < 0.71 && hi_b <= 1.3f && hi_b > 1.29, "factors in [%g, %g]", lo_b,
+          hi_b);
+    CHECK(lo_a >= -30 && lo_a < -29.9 && hi_a <= 30 && hi_a > 29.9, "angles in [%g, %g]", lo_a,
+          hi_a);
+    CHECK(lo_s >= -20 && lo_s < -19.9 && hi_s <= 20 && hi_s > 19.9, "shears in [%g, %g]", lo_s,
+          hi_s);
+    augment_params a, b;
+    augment_draw(&a, &o, 5, 3, 0);
+    augment_draw(&b, &o, 5, 4, 0);
+    CHECK(a.angle_deg != b.angle_deg, "epochs 3 and 4 draw the same angle");
+    augment_options off = {0, 0, 0, 0, 0};
+    augment_draw(&a, &off, 5, 3, 0);
+    CHECK(!a.hflip && !a.use_brightness && !a.use_contrast && !a.use_affine,
+          "all-zero options still augment");
+
+    /* CenterCrop: int(round((size - crop) / 2.0)), half to even */
+    CHECK(transform_crop_offset(225, 224) == 0, "offset(225, 224) = %d",
+          transform_crop_offset(225, 224));
+    CHECK(transform_crop_offset(227, 224) == 2, "offset(227, 224) = %d",
+          transform_crop_offset(227, 224));
+    CHECK(transform_crop_offset(229, 224) == 2, "offset(229, 224) = %d",
+          transform_crop_offset(229, 224));
+    CHECK(transform_crop_offset(340, 224) == 58, "offset(340, 224) = %d",
+          transform_crop_offset(340, 224));
+    /* Resize(256): the long side is int(256 * long / short) */
+    int w, h;
+    resize_output_size(500, 667, 256, &w, &h);
+    CHECK(w == 256 && h == 341, "500x667 -> %dx%d", w, h);
+    resize_output_size(753, 500, 256, &w, &h);
+    CHECK(w == 385 && h == 256, "753x500 -> %dx%d", w, h);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+
+static uint64_t hash_floats(const float *x, size_t n, uint64_t h) {
+    const unsigned char *b = (const unsigned char *)x;
+    for (size_t i = 0; i < n * sizeof(float); i++)
+        h = (h ^ b[i]) * 0x100000001b3ull;
+    return h;
+}
+
+/* Hashes every batch of epochs 0..EPOCHS-1; also checks each epoch is a permutation. */
+static int epoch_hashes(const dataset_split *split, int threads, int prefetch, uint64_t seed,
+                        uint64_t *hashes, int epochs, int *last_count) {
+    loader_options o = {.batch_size = 4,
+                        .resize = RESIZE,
+                        .crop = CROP,
+                        .augment = 1,
+                        .augment_opts = {0.5, 0.3, 0.3, 30, 20},
+                        .shuffle = 1,
+                        .seed = seed,
+                        .threads = threads,
+                        .prefetch = prefetch};
+    loader *l;
+    char err[1024];
+    if (loader_create(&l, split, 0, &o, err, sizeof err) != 0) {
+        tl_fail(__FILE__, __LINE__, "loader_create: %s", err);
+        return -1;
+    }
+    for (int e = 0; e < epochs; e++) {
+        loader_start_epoch(l, e);
+        loader_batch b;
+        uint64_t h = 0xcbf29ce484222325ull;
+        int seen = 0, batches = 0, label_sum = 0;
+        while (loader_next(l, &b) == 1) {
+            CHECK(b.index == batches, "batch index %d, expected %d", b.index, batches);
+            h = hash_floats(b.images, (size_t)b.count * CROP * CROP * 3, h);
+            for (int i = 0; i < b.count; i++) {
+                h = (h ^ (uint64_t)b.labels[i]) * 0x100000001b3ull;
+                label_sum += b.labels[i];
+            }
+            seen += b.count;
+            batches++;
+            *last_count = b.count;
+        }
+        int expect_sum = 0;
+        for (int i = 0; i < split->count; i++)
+            expect_sum += split->labels[i];
+        CHECK(seen == split->count, "epoch %d: %d images, expected %d", e, seen, split->count);
+        CHECK(batches == loader_num_batches(l), "epoch %d: %d batches", e, batches);
+        CHECK(label_sum == expect_sum, "epoch %d: labels are not a permutation of the split", e);
+        hashes[e] = h;
+    }
+    loader_destroy(l);
+    return 0;
+}
+
+static void test_loader_deterministic(void) {
+    dataset ds;
+    char err[1024];
+    if (dataset_open(&ds, flowers, train_splits, 1, val_splits, 2, 0, err, sizeof err) != 0) {
+        tl_fail(__FILE__, __LINE__, "dataset_open: %s", err);
+        return;
+    }
+    uint64_t one[2], three[2], other_seed[2];
+    int last1 = 0, last3 = 0, last_other = 0;
+    if (epoch_hashes(&ds.train, 1, 1, 42, one, 2, &last1) == 0 &&
+        epoch_hashes(&ds.train, 3, 4, 42, three, 2, &last3) == 0 &&
+        epoch_hashes(&ds.train, 2, 2, 43, other_seed, 2, &last_other) == 0) {
+        CHECK(one[0] == three[0] && one[1] == three[1],
+              "1 thread and 3 threads give different batches");
+        CHECK(one[0] != one[1], "epochs 0 and 1 give the same batches");
+        CHECK(one[0] != other_seed[0], "seeds 42 and 43 give the same batches");
+        /* 30 images in batches of 4: the last batch keeps the 2 left over */
+        CHECK(last1 == 2 && last3 == 2, "last batch has %d / %d images, expected 2", last1, last3);
+    }
+    /* val: no shuffle, eval transform: batches in split order, labels as the split */
+    loader_options o = {.batch_size = 3,
+                        .resize = RESIZE,
+                        .crop = CROP,
+                        .augment = 0,
+                        .shuffle = 0,
+                        .seed = 1,
+                        .threads = 2,
+                        .prefetch = 2};
+    loader *l;
+    if (loader_create(&l, &ds.val, 0, &o, err, sizeof err) != 0) {
+        tl_fail(__FILE__, __LINE__, "loader_create: %s", err);
+    } else {
+        CHECK(loader_cache_bytes(l) == (size_t)ds.val.count * 76 * 64 * 3, "cache bytes %zu",
+              loader_cache_bytes(l));
+        loader_batch b;
+        CHECK(loader_next(l, &b) == 0, "a batch before any epoch started");
+        loader_start_epoch(l, 0);
+        int pos = 0;
+        image_u8 img;
+        float *expect = malloc(sizeof(float) * CROP * CROP * 3);
+        while (expect && loader_next(l, &b) == 1) {
+            for (int i = 0; i < b.count; i++, pos++) {
+                CHECK(b.labels[i] == ds.val.labels[pos], "val label %d at %d", b.labels[i], pos);
+                if (image_load_resized(ds.val.paths[pos], RESIZE, &img, err, sizeof err) != 0)
+                    continue;
+                transform_image(expect, &img, NULL, CROP);
+                CHECK(memcmp(expect, b.images + (size_t)i * CROP * CROP * 3,
+                             sizeof(float) * CROP * CROP * 3) == 0,
+                      "val image %d differs from its eval transform", pos);
+                free(img.pixels);
+            }
+        }
+        free(expect);
+        CHECK(pos == ds.val.count, "val epoch gave %d images", pos);
+        /* abandoning an epoch half way and starting the next must work */
+        loader_start_epoch(l, 1);
+        CHECK(loader_next(l, &b) == 1, "no batch after restart");
+        loader_start_epoch(l, 2);
+        loader_destroy(l);
+    }
+    dataset_free(&ds);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+
+static int expect_open_error(const char *root, const char *fragment) {
+    dataset ds;
+    char err[1024] = "";
+    int rc = dataset_open(&ds, root, train_splits, 1, val_splits, 2, 0, err, sizeof err);
+    CHECK(rc == -1, "dataset_open of %s succeeded", root);
+    CHECK(strstr(err, fragment) != NULL, "message '%s' lacks '%s'", err, fragment);
+    if (rc == 0) dataset_free(&ds);
+    return rc;
+}
+
+static int write_mat_matrix(const char *path, const char *name, size_t rows, size_t cols,
+                            double *values) {
+    mat_t *mat = Mat_CreateVer(path, NULL, MAT_FT_MAT5);
+    if (!mat) return -1;
+    size_t dims[2] = {rows, cols};
+    matvar_t *v =
+        Mat_VarCreate(name, MAT_C_DOUBLE, MAT_T_DOUBLE, 2, dims, values, MAT_F_DONT_COPY_DATA);
+    int rc = v && Mat_VarWrite(mat, v, MAT_COMPRESSION_NONE) == 0 ? 0 : -1;
+    if (v) Mat_VarFree(v);
+    if (Mat_Close(mat) != 0) rc = -1;
+    return rc;
+}
+
+static void test_bad_dataset_files(void) {
+    char dir[1200], path[1400];
+    /* missing setid.mat */
+    if (make_dataset(dir, sizeof dir, "no_setid", 2, 3) == 0) {
+        snprintf(path, sizeof path, "%s/setid.mat", dir);
+        CHECK(remove(path) == 0, "cannot remove %s", path);
+        expect_open_error(dir, "setid.mat: missing or unreadable");
+    }
+    /* labels of the wrong shape: a 2x3 matrix */
+    if (make_dataset(dir, sizeof dir, "bad_labels", 2, 3) == 0) {
+        double values[6] = {1, 2, 1, 2, 1, 2};
+        snprintf(path, sizeof path, "%s/imagelabels.mat", dir);
+        CHECK(write_mat_matrix(path, "labels", 2, 3, values) == 0, "cannot write %s", path);
+        expect_open_error(dir, "imagelabels.mat: 'labels' has shape 2x3");
+        /* a label that is not a positive integer */
+        double fractional[6] = {1, 2, 1.5, 2, 1, 2};
+        CHECK(write_mat_matrix(path, "labels", 1, 6, fractional) == 0, "cannot write %s", path);
+        expect_open_error(dir, "'labels'[2] = 1.5 is not a positive integer");
+    }
+    /* an id out of range and an unknown split name */
+    if (make_dataset(dir, sizeof dir, "bad_ids", 2, 3) == 0) {
+        snprintf(path, sizeof path, "%s/setid.mat", dir);
+        double ids[2] = {1, 7};
+        CHECK(write_mat_matrix(path, "tstid", 1, 2, ids) == 0, "cannot write %s", path);
+        expect_open_error(dir, "setid.mat: 'tstid'[1] = image id 7 is out of range");
+        double ok[2] = {1, 2};
+        CHECK(write_mat_matrix(path, "tstid", 1, 2, ok) == 0, "cannot write %s", path);
+        expect_open_error(dir, "setid.mat: no variable 'trnid'");
+    }
+    /* a listed JPEG that is missing */
+    if (make_dataset(dir, sizeof dir, "missing_jpg", 2, 3) == 0) {
+        snprintf(path, sizeof path, "%s/jpg/image_00004.jpg", dir);
+        CHECK(remove(path) == 0, "cannot remove %s", path);
+        expect_open_error(dir, "image_00004.jpg: missing or unreadable");
+        dataset ds;
+        char err[1024];
+        CHECK(dataset_open(&ds, dir, train_splits, 1, val_splits, 2, 1, err, sizeof err) == 0,
+              "skip_corrupt open failed: %s", err);
+        CHECK(ds.missing == 1, "missing %d", ds.missing);
+        CHECK(ds.train.count + ds.val.count == 5, "%d images left", ds.train.count + ds.val.count);
+        dataset_free(&ds);
+    }
+}
+
+static void test_corrupt_jpegs(void) {
+    char dir[1200], path[1400], err[1024];
+    if (make_dataset(dir, sizeof dir, "corrupt", 2, 6) != 0) return;
+    dataset ds;
+    if (dataset_open(&ds, dir, train_splits, 1, val_splits, 2, 1, err, sizeof err) != 0) {
+        tl_fail(__FILE__, __LINE__, "dataset_open: %s", err);
+        return;
+    }
+    /* truncate the first train image to half its size; make the second a text file */
+    char truncated[1400], text[1400];
+    snprintf(truncated, sizeof truncated, "%s", ds.train.paths[0]);
+    snprintf(text, sizeof text, "%s", ds.train.paths[1]);
+    FILE *f = fopen(truncated, "rb");
+    unsigned char buf[1 << 16];
+    size_t n = f ? fread(buf, 1, sizeof buf, f) : 0;
+    if (f) fclose(f);
+    CHECK(n > 100, "cannot read %s", truncated);
+    f = fopen(truncated, "wb");
+    CHECK(f && fwrite(buf, 1, n / 2, f) == n / 2, "cannot truncate %s", truncated);
+    if (f) fclose(f);
+    f = fopen(text, "w");
+    CHECK(f && fputs("this is not a JPEG\n", f) >= 0, "cannot write %s", text);
+    if (f) fclose(f);
+
+    image_u8 img;
+    CHECK(jpeg_decode_file(truncated, 0, &img, err, sizeof err) == -1, "truncated decoded");
+    CHECK(strstr(err, truncated) && strstr(err, "truncated or corrupt JPEG"), "message: %s", err);
+    CHECK(jpeg_decode_file(text, 0, &img, err, sizeof err) == -1, "text decoded");
+    CHECK(strstr(err, text) && strstr(err, "not a JPEG file"), "message: %s", err);
+    snprintf(path, sizeof path, "%s/jpg/nothing_here.jpg", dir);
+    CHECK(jpeg_decode_file(path, 0, &img, err, sizeof err) == -1, "missing decoded");
+    CHECK(strstr(err, "nothing_here.jpg: cannot open"), "message: %s", err);
+
+    loader_options o = {.batch_size = 4,
+                        .resize = RESIZE,
+                        .crop = CROP,
+                        .augment = 0,
+                        .shuffle = 1,
+                        .seed = 1,
+                        .threads = 2,
+                        .prefetch = 2};
+    loader *l = NULL;
+    CHECK(loader_create(&l, &ds.train, 0, &o, err, sizeof err) == -1, "corrupt split loaded");
+    CHECK(strstr(err, truncated) && strstr(err, "truncated or corrupt JPEG"), "loader message: %s",
+          err);
+    if (l) loader_destroy(l);
+    l = NULL;
+    CHECK(loader_create(&l, &ds.train, 1, &o, err, sizeof err) == 0, "skip_corrupt: %s", err);
+    if (l) {
+        CHECK(loader_num_skipped(l) == 2, "skipped %d, expected 2", loader_num_skipped(l));
+        CHECK(loader_num_images(l) == ds.train.count - 2, "%d images", loader_num_images(l));
+        loader_destroy(l);
+    }
+    dataset_free(&ds);
+}
+
+int main(void) {
+    setup();
+    compute_references();
+    static const char *const names[] = {"open_splits",
+                                        "eval_matches_torchvision",
+                                        "augment_matches_torchvision",
+                                        "seed_size_matches_torchvision",
+                                        "gray_and_cmyk",
+                                        "draws_and_sizes",
+                                        "loader_deterministic",
+                                        "bad_dataset_files",
+                                        "corrupt_jpegs"};
+    static const tl_case_fn cases[] = {test_open_splits,
+                                       test_eval_matches_torchvision,
+                                       test_augment_matches_torchvision,
+                                       test_seed_size_matches_torchvision,
+                                       test_gray_and_cmyk,
+                                       test_draws_and_sizes,
+                                       test_loader_deterministic,
+                                       test_bad_dataset_files,
+                                       test_corrupt_jpegs};
+    return tl_run("data", names, cases, (int)(sizeof cases / sizeof cases[0]));
+}

@@ -1,0 +1,295 @@
+/* The batch loader: cache at creation, then a pool of threads filling a ring of batch slots
+ * in batch order while the consumer takes them one by one. */
+#include "worker/data/loader.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "worker/data/cache.h"
+#include "worker/rng.h"
+#include "worker/data/transform.h"
+
+enum slot_state { SLOT_FREE, SLOT_FILLING, SLOT_READY };
+
+typedef struct {
+    float *images;   /* (batch_size, crop, crop, 3) */
+    int32_t *labels; /* (batch_size) */
+    int count, batch;
+    enum slot_state state;
+} batch_slot;
+
+struct loader {
+    loader_options opt;
+    image_cache cache; /* only the images that decoded */
+    int32_t *labels;   /* (count) */
+    int count, skipped, num_batches;
+    int *order; /* (count) this epoch's image order */
+    int epoch;
+    batch_slot *slots; /* (prefetch + 1): the one the consumer holds + the ones ahead */
+    int num_slots;
+    int claimed; /* batches of this epoch taken by a thread */
+    int handed;  /* batches of this epoch given to the consumer */
+    int started; /* an epoch was started: before that there is nothing to hand */
+    int stop;
+    pthread_mutex_t lock;
+    pthread_cond_t work;  /* a batch can be claimed, or stop */
+    pthread_cond_t ready; /* a slot became READY, or a fill finished */
+    pthread_t *threads;
+    int num_threads;
+};
+
+static void fill_batch(const loader *l, batch_slot *s, int batch, int epoch) {
+    int bs = l->opt.batch_size, crop = l->opt.crop;
+    int first = batch * bs;
+    s->count = first + bs <= l->count ? bs : l->count - first;
+    s->batch = batch;
+    for (int i = 0; i < s->count; i++) {
+        int position = first + i, image = l->order[position];
+        augment_params p;
+        if (l->opt.augment)
+            augment_draw(&p, &l->opt.augment_opts, l->opt.seed, (uint64_t)epoch,
+                         (uint64_t)position);
+        transform_image(s->images + (size_t)i * crop * crop * 3, &l->cache.images[image],
+                        l->opt.augment ? &p : NULL, crop);
+        s->labels[i] = l->labels[image];
+    }
+}
+
+static int can_claim(const loader *l) {
+    return l->claimed < l->num_batches && l->claimed < l->handed + l->opt.prefetch &&
+           l->slots[l->claimed % l->num_slots].state == SLOT_FREE;
+}
+
+static void *worker(void *arg) {
+    loader *l = arg;
+    pthread_mutex_lock(&l->lock);
+    for (;;) {
+        while (!l->stop && !can_claim(l))
+            pthread_cond_wait(&l->work, &l->lock);
+        if (l->stop) break;
+        int batch = l->claimed++, epoch = l->epoch;
+        batch_slot *s = &l->slots[batch % l->num_slots];
+        s->state = SLOT_FILLING;
+        pthread_mutex_unlock(&l->lock);
+        /* order and cache are only written while no slot is FILLING, so reading is safe */
+        fill_batch(l, s, batch, epoch);
+        pthread_mutex_lock(&l->lock);
+        s->state = SLOT_READY;
+        pthread_cond_broadcast(&l->ready);
+        pthread_cond_broadcast(&l->work); /* another thread may now claim the next one */
+    }
+    pthread_mutex_unlock(&l->lock);
+    return NULL;
+}
+
+/* Keeps the images that decoded, compacted to the front of the cache; reports the first
+ * failure, or skips and counts every failure when skip_corrupt. */
+static int keep_decoded(loader *l, const dataset_split *split, int skip_corrupt, char *err,
+                        size_t errlen) {
+    image_cache *c = &l->cache;
+    int kept = 0, rc = 0;
+    for (int i = 0; i < c->count; i++) {
+        if (c->images[i].pixels) {
+            image_u8 img = c->images[i];
+            c->images[i] = (image_u8){0};
+            c->images[kept] = img;
+            l->labels[kept++] = split->labels[i];
+        } else if (rc == 0) {
+            char why[1024];
+            if (c->errors[i])
+                snprintf(why, sizeof why, "%s", c->errors[i]);
+            else
+                snprintf(why, sizeof why, "%s: decode failed (out of memory)", split->paths[i]);
+            if (skip_corrupt) {
+                fprintf(stderr, "tlsweep: warning: %s; skipped (skip_corrupt)\n", why);
+                l->skipped++;
+            } else {
+                snprintf(err, errlen, "%s", why);
+                rc = -1;
+            }
+        }
+        free(c->errors[i]);
+        c->errors[i] = NULL;
+    }
+    l->count = kept;
+    return rc;
+}
+
+static int check_options(const loader_options *o, int count, char *err, size_t errlen) {
+    if (o->batch_size < 1 || o->crop < 1 || o->resize < o->crop || o->threads < 1 ||
+        o->prefetch < 1) {
+        snprintf(err, errlen,
+                 "loader: bad options (batch_size %d, resize %d, crop %d, threads %d, prefetch "
+                 "%d): need batch_size, threads, prefetch >= 1 and crop <= resize",
+                 o->batch_size, o->resize, o->crop, o->threads, o->prefetch);
+        return -1;
+    }
+    if (count < 1) {
+        snprintf(err, errlen, "loader: the split has no images");
+        return -1;
+    }
+    return 0;
+}
+
+int loader_create(loader **out, const dataset_split *split, int skip_corrupt,
+                  const loader_options *o, char *err, size_t errlen) {
+    *out = NULL;
+    if (check_options(o, split->count, err, errlen) != 0) return -1;
+    loader *l = calloc(1, sizeof *l);
+    if (!l) {
+        snprintf(err, errlen, "loader: out of memory");
+        return -1;
+    }
+    l->opt = *o;
+    if (image_cache_build(&l->cache, split->paths, split->count, o->resize, o->threads, err,
+                          errlen) != 0) {
+        free(l);
+        return -1;
+    }
+    l->labels = malloc((size_t)split->count * sizeof *l->labels);
+    if (!l->labels) {
+        snprintf(err, errlen, "loader: out of memory");
+        goto fail;
+    }
+    if (keep_decoded(l, split, skip_corrupt, err, errlen) != 0) goto fail;
+    if (l->count == 0) {
+        snprintf(err, errlen, "loader: no image of the split could be read (%d skipped)",
+                 l->skipped);
+        goto fail;
+    }
+    l->num_batches = (l->count + o->batch_size - 1) / o->batch_size;
+    l->num_slots = o->prefetch + 1;
+    l->order = malloc((size_t)l->count * sizeof *l->order);
+    l->slots = calloc((size_t)l->num_slots, sizeof *l->slots);
+    l->threads = malloc((size_t)o->threads * sizeof *l->threads);
+    if (!l->order || !l->slots || !l->threads) {
+        snprintf(err, errlen, "loader: out of memory");
+        goto fail;
+    }
+    size_t pixels = (size_t)o->batch_size * o->crop * o->crop * 3;
+    for (int i = 0; i < l->num_slots; i++) {
+        l->slots[i].images = malloc(pixels * sizeof(float));
+        l->slots[i].labels = malloc((size_t)o->batch_size * sizeof(int32_t));
+        if (!l->slots[i].images || !l->slots[i].labels) {
+            snprintf(err, errlen, "loader: out of memory for %d batch buffers", l->num_slots);
+            goto fail;
+        }
+    }
+    /* nothing to claim until the first epoch starts */
+    l->claimed = l->num_batches;
+    if (pthread_mutex_init(&l->lock, NULL) != 0 || pthread_cond_init(&l->work, NULL) != 0 ||
+        pthread_cond_init(&l->ready, NULL) != 0) {
+        snprintf(err, errlen, "loader: cannot create its mutex / condition variables");
+        goto fail; /* destroying never-initialised sync objects is avoided below */
+    }
+    for (; l->num_threads < o->threads; l->num_threads++)
+        if (pthread_create(&l->threads[l->num_threads], NULL, worker, l) != 0) {
+            snprintf(err, errlen, "loader: cannot start thread %d of %d", l->num_threads + 1,
+                     o->threads);
+            loader_destroy(l);
+            return -1;
+        }
+    *out = l;
+    return 0;
+fail:
+    image_cache_free(&l->cache);
+    for (int i = 0; l->slots && i < l->num_slots; i++) {
+        free(l->slots[i].images);
+        free(l->slots[i].labels);
+    }
+    free(l->slots);
+    free(l->order);
+    free(l->labels);
+    free(l->threads);
+    free(l);
+    return -1;
+}
+
+void loader_start_epoch(loader *l, int epoch) {
+    pthread_mutex_lock(&l->lock);
+    /* stop claims and wait for fills in flight: they read the order being replaced */
+    l->claimed = l->num_batches;
+    for (;;) {
+        int filling = 0;
+        for (int i = 0; i < l->num_slots; i++)
+            filling |= l->slots[i].state == SLOT_FILLING;
+        if (!filling) break;
+        pthread_cond_wait(&l->ready, &l->lock);
+    }
+    for (int i = 0; i < l->num_slots; i++)
+        l->slots[i].state = SLOT_FREE;
+    for (int i = 0; i < l->count; i++)
+        l->order[i] = i;
+    if (l->opt.shuffle) {
+        rng_stream r = rng_stream_for(l->opt.seed, (uint64_t)epoch, 0, RNG_SHUFFLE);
+        for (int i = l->count - 1; i > 0; i--) {
+            int j = (int)rng_below(&r, (uint64_t)i + 1), t = l->order[i];
+            l->order[i] = l->order[j];
+            l->order[j] = t;
+        }
+    }
+    l->epoch = epoch;
+    l->started = 1;
+    l->claimed = 0;
+    l->handed = 0;
+    pthread_cond_broadcast(&l->work);
+    pthread_mutex_unlock(&l->lock);
+}
+
+int loader_next(loader *l, loader_batch *batch) {
+    pthread_mutex_lock(&l->lock);
+    if (l->handed > 0) { /* the consumer is done with the batch it held */
+        l->slots[(l->handed - 1) % l->num_slots].state = SLOT_FREE;
+        pthread_cond_broadcast(&l->work);
+    }
+    if (!l->started || l->handed >= l->num_batches) {
+        pthread_mutex_unlock(&l->lock);
+        return 0;
+    }
+    batch_slot *s = &l->slots[l->handed % l->num_slots];
+    while (!(s->state == SLOT_READY && s->batch == l->handed))
+        pthread_cond_wait(&l->ready, &l->lock);
+    l->handed++;
+    pthread_cond_broadcast(&l->work);
+    pthread_mutex_unlock(&l->lock);
+    *batch = (loader_batch){s->images, s->labels, s->count, s->batch};
+    return 1;
+}
+
+int loader_num_images(const loader *l) {
+    return l->count;
+}
+int loader_num_batches(const loader *l) {
+    return l->num_batches;
+}
+int loader_num_skipped(const loader *l) {
+    return l->skipped;
+}
+size_t loader_cache_bytes(const loader *l) {
+    return l->cache.bytes;
+}
+
+void loader_destroy(loader *l) {
+    if (!l) return;
+    pthread_mutex_lock(&l->lock);
+    l->stop = 1;
+    pthread_cond_broadcast(&l->work);
+    pthread_mutex_unlock(&l->lock);
+    for (int i = 0; i < l->num_threads; i++)
+        pthread_join(l->threads[i], NULL);
+    pthread_mutex_destroy(&l->lock);
+    pthread_cond_destroy(&l->work);
+    pthread_cond_destroy(&l->ready);
+    image_cache_free(&l->cache);
+    for (int i = 0; i < l->num_slots; i++) {
+        free(l->slots[i].images);
+        free(l->slots[i].labels);
+    }
+    free(l->slots);
+    free(l->order);
+    free(l->labels);
+    free(l->threads);
+    free(l);
+}

@@ -1,0 +1,72 @@
+/* The fused per-image pipeline. Colour ops are per-value maps, so flip + ColorJitter become a
+ * 256-entry table and the affine a source-pixel lookup; only the crop window is computed. */
+#include "worker/data/transform.h"
+
+#include <string.h>
+
+static const float imagenet_mean[3] = {0.485f, 0.456f, 0.406f};
+static const float imagenet_std[3] = {0.229f, 0.224f, 0.225f};
+
+int transform_crop_offset(int size, int crop) {
+    int diff = size - crop, half = diff / 2;
+    /* diff odd: (diff / 2.0) ends in .5, and Python's round() goes to the even neighbour. */
+    if (diff % 2 != 0 && half % 2 != 0) half += 1;
+    return half;
+}
+
+void transform_image(float *out, const image_u8 *in, const augment_params *aug, int crop) {
+    int w = in->width, h = in->height;
+    int top = transform_crop_offset(h, crop), left = transform_crop_offset(w, crop);
+    /* table[c][v]: ToTensor's v / 255 then Normalize's (x - mean) / std, in float32 as torch */
+    float table[3][256];
+    uint8_t lut[256];
+    for (int v = 0; v < 256; v++)
+        lut[v] = (uint8_t)v;
+    if (aug) augment_color_lut(lut, aug, in);
+    for (int c = 0; c < 3; c++)
+        for (int v = 0; v < 256; v++)
+            table[c][v] = ((float)lut[v] / 255.0f - imagenet_mean[c]) / imagenet_std[c];
+    const float fill[3] = {(0.0f - imagenet_mean[0]) / imagenet_std[0],
+                           (0.0f - imagenet_mean[1]) / imagenet_std[1],
+                           (0.0f - imagenet_mean[2]) / imagenet_std[2]};
+    int flip = aug && aug->hflip;
+
+    if (!aug || !aug->use_affine) {
+        for (int y = 0; y < crop; y++) {
+            const uint8_t *row = in->pixels + (size_t)(top + y) * w * 3;
+            float *o = out + (size_t)y * crop * 3;
+            for (int x = 0; x < crop; x++) {
+                int sx = flip ? w - 1 - (left + x) : left + x;
+                const uint8_t *s = row + (size_t)sx * 3;
+                o[3 * x] = table[0][s[0]];
+                o[3 * x + 1] = table[1][s[1]];
+                o[3 * x + 2] = table[2][s[2]];
+            }
+        }
+        return;
+    }
+    /* The affine samples the flipped, colour-mapped image; fill (0) comes after the colour
+     * ops, so it is normalised black, not mapped. */
+    enum { CHUNK = 256 };
+    double m[6];
+    int src_x[CHUNK], src_y[CHUNK];
+    augment_affine_matrix(m, aug->angle_deg, aug->shear_deg, w, h);
+    for (int y = 0; y < crop; y++)
+        for (int x0 = 0; x0 < crop; x0 += CHUNK) {
+            int count = crop - x0 < CHUNK ? crop - x0 : CHUNK;
+            augment_affine_row(src_x, src_y, m, w, h, top + y, left + x0, count);
+            float *o = out + ((size_t)y * crop + x0) * 3;
+            for (int x = 0; x < count; x++) {
+                int xin = src_x[x], yin = src_y[x];
+                if (xin < 0 || xin >= w || yin < 0 || yin >= h) {
+                    memcpy(o + 3 * x, fill, sizeof fill);
+                    continue;
+                }
+                int sx = flip ? w - 1 - xin : xin;
+                const uint8_t *s = in->pixels + ((size_t)yin * w + sx) * 3;
+                o[3 * x] = table[0][s[0]];
+                o[3 * x + 1] = table[1][s[1]];
+                o[3 * x + 2] = table[2][s[2]];
+            }
+        }
+}

@@ -1,0 +1,151 @@
+/* A backbone with its classification head: an ordered list of layers over activation slots,
+ * with every parameter and buffer named as in torchvision's state_dict.
+ *
+ * Life of a model: model_build (architecture, names, shapes, layer groups; no memory for
+ * tensors, no backend) -> model_bind (a kernel context: parameter, gradient and activation
+ * memory, one kernel plan per layer and batch size) -> forward / backward / Adam steps. */
+#ifndef TLSWEEP_MODEL_H
+#define TLSWEEP_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernels/kernels.h"
+#include "worker/params.h"
+
+typedef struct {
+    const char *backbone; /* resnet18/34/50/101/152, vgg11_bn/13_bn/16_bn/19_bn */
+    int num_classes;      /* the new head's outputs */
+    int width;            /* channel divisor: 1 is torchvision's network, 4 has 1/4 channels */
+    int image_size;       /* input height = width */
+    float dropout;        /* VGG classifier dropout (torchvision: 0.5) */
+} model_spec;
+
+typedef enum {
+    LAYER_CONV,
+    LAYER_BATCHNORM,
+    LAYER_RELU,
+    LAYER_MAXPOOL,
+    LAYER_ADAPTIVE_AVGPOOL,
+    LAYER_ADD,
+    LAYER_FLATTEN, /* NHWC -> (N, C*H*W) in PyTorch's (C, H, W) order */
+    LAYER_LINEAR,
+    LAYER_DROPOUT,
+} layer_kind;
+
+typedef struct {
+    int c_out, kernel, stride, pad;
+    int weight, bias; /* parameter indices; bias -1 when absent */
+} conv_config;
+
+typedef struct {
+    int weight, bias, running_mean, running_var;
+} batchnorm_config;
+
+typedef struct {
+    int kernel, stride, pad;
+} maxpool_config;
+
+typedef struct {
+    int h_out, w_out;
+} adaptive_avgpool_config;
+
+typedef struct {
+    int out_features;
+    int weight, bias;
+} linear_config;
+
+typedef struct {
+    float p;
+} dropout_config;
+
+/* An activation: per sample (H, W, C) in NHWC; linear activations have h = w = 1. */
+typedef struct {
+    int c, h, w;
+} slot_shape;
+
+typedef struct {
+    layer_kind kind;
+    int in, in2, out; /* activation slots; in2 only for LAYER_ADD, else -1 */
+    union {
+        conv_config conv;
+        batchnorm_config bn;
+        maxpool_config maxpool;
+        adaptive_avgpool_config avgpool;
+        linear_config linear;
+        dropout_config dropout;
+    } cfg;
+} layer;
+
+typedef struct model_runtime model_runtime; /* memory and plans, from model_bind */
+
+typedef struct {
+    char backbone[32];
+    model_spec spec;
+    layer *layers;
+    int n_layers, cap_layers;
+    slot_shape *slots; /* slot 0 is the input image batch, the last is the logits */
+    int n_slots, cap_slots;
+    param_table params;
+    char **groups; /* layer groups from the output backwards (SEED.md): "fc", "layer4", ... */
+    int n_groups;
+    const char *head_prefix; /* "fc." or "classifier.6." */
+    model_runtime *rt;
+} model;
+
+/* Names of every backbone model_build knows, NULL-terminated. */
+extern const char *const model_backbones[];
+
+int model_build(model *m, const model_spec *spec, char *err, size_t errlen);
+void model_free(model *m);
+size_t model_param_count(const model *m);
+int model_group_index(const model *m, const char *name);
+
+/* ---- runtime (model_exec.c) -------------------------------------------------------------- */
+typedef struct {
+    int bn_train;      /* batch statistics and running-stat updates (train mode BN) */
+    int dropout_train; /* dropout active */
+} model_mode;
+
+/* Allocates parameters (zeroed), gradients and Adam moments when with_grads, and activations
+ * for batches up to max_batch; kernel plans are created per batch size on first use. */
+int model_bind(model *m, kn_ctx *ctx, int max_batch, int with_grads, char *err, size_t errlen);
+/* Releases what model_bind allocated (model_free calls it). */
+void model_unbind(model *m);
+/* Device pointers of the bound buffers, laid out by m->params (grads, m, v: parameters only). */
+float *model_values(model *m);
+float *model_grads(model *m);
+
+/* Marks parameters trainable when their name starts with prefix: "" marks all, NULL none. */
+void model_set_trainable(model *m, const char *prefix);
+
+/* Forward of n images (N, image_size, image_size, 3) NHWC; returns logits (N, num_classes)
+ * in device memory, or NULL with the reason in err. */
+const float *model_forward(model *m, const float *images, int n, model_mode mode,
+                           uint64_t dropout_seed, char *err, size_t errlen);
+/* Backward from dlogits for the batch of the last forward. Computes gradients of trainable
+ * parameters only and stops at the first layer that has one: with the backbone frozen, no
+ * backbone backward runs at all. */
+int model_backward(model *m, const float *dlogits, char *err, size_t errlen);
+/* Index of the first layer whose parameters are trainable (n_layers when none). */
+int model_first_trainable_layer(const model *m);
+
+/* One Adam step over every trainable parameter; the lr of a tensor is group_lr[its group].
+ * model_adam_reset zeroes the moments and the step count (a fresh optimizer). */
+int model_adam_step(model *m, const float *group_lr, float beta1, float beta2, float eps,
+                    float weight_decay, char *err, size_t errlen);
+int model_adam_reset(model *m);
+/* Adam's moments (device, laid out like the gradients) and its step count, for checkpoints. */
+float *model_adam_m(model *m);
+float *model_adam_v(model *m);
+int64_t model_adam_steps(const model *m);
+void model_set_adam_steps(model *m, int64_t steps);
+
+/* ---- initialisation (model_init.c) -------------------------------------------------------- */
+/* torchvision's initialisation (kaiming-normal fan_out convs, BN 1/0, per-family linear init)
+ * into host memory laid out by m->params; seeded. */
+void model_init_backbone(const model *m, float *values, uint64_t seed);
+/* The new head as nn.Linear initialises it: U(-1/sqrt(fan_in), 1/sqrt(fan_in)); seeded. */
+void model_init_head(const model *m, float *values, uint64_t seed);
+
+#endif

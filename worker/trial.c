@@ -1,0 +1,332 @@
+/* The trial runner: SEED.md's two phases on one backbone, epoch by epoch, with a best
+ * checkpoint, a resume checkpoint at every epoch end, and divergence as a failure reason. */
+#include "worker/trial.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "kernels/kernels.h"
+#include "worker/checkpoint.h"
+#include "worker/data/dataset.h"
+#include "worker/data/loader.h"
+#include "worker/lr_schedule.h"
+#include "worker/models/model.h"
+#include "worker/pretrained.h"
+
+void trial_spec_defaults(trial_spec *s) {
+    memset(s, 0, sizeof *s);
+    s->width = 1;
+    snprintf(s->weights, sizeof s->weights, "torchvision");
+    s->dropout = 0.5;
+    snprintf(s->train_splits[0], sizeof s->train_splits[0], "tstid");
+    s->n_train_splits = 1;
+    snprintf(s->val_splits[0], sizeof s->val_splits[0], "trnid");
+    snprintf(s->val_splits[1], sizeof s->val_splits[1], "valid");
+    s->n_val_splits = 2;
+    s->resize = 256;
+    s->crop = 224;
+    s->shuffle = 1;
+    s->hflip = 0.5;
+    s->brightness = 0.3;
+    s->contrast = 0.3;
+    s->rotate_deg = 30;
+    s->shear_deg = 20;
+    s->batch_size = 16;
+    snprintf(s->precision, sizeof s->precision, "fp32");
+    lr_schedule_preset("exp-decay-3", &s->feature_extraction, &s->fine_tuning);
+    s->threads = 0;
+    s->device = -1;
+}
+
+/* Everything a running trial holds; torn down by trial_close. */
+typedef struct {
+    const trial_spec *spec;
+    kn_ctx *ctx;
+    dataset data;
+    loader *train, *val;
+    model net;
+    float *images;   /* device: one batch (N, crop, crop, 3) */
+    int32_t *labels; /* device: (N) */
+    float *dlogits;  /* device: (N, classes) */
+    double *group_lr;
+    float *group_lr_f32;
+    trial_progress progress; /* what the resume checkpoint keeps */
+    char *err;
+    size_t errlen;
+} trial;
+
+static int fail(trial *t, const char *fmt, ...) {
+    char detail[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(detail, sizeof detail, fmt, ap);
+    va_end(ap);
+    snprintf(t->err, t->errlen, "trial %s: %s", t->spec->name, detail);
+    return TRIAL_FAILED;
+}
+
+static double seconds_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int make_dirs(const char *path) {
+    char buf[TRIAL_PATH_MAX];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = 0;
+        if (mkdir(buf, 0777) && errno != EEXIST) return -1;
+        *p = '/';
+    }
+    return mkdir(buf, 0777) && errno != EEXIST ? -1 : 0;
+}
+
+static int open_data(trial *t) {
+    const trial_spec *s = t->spec;
+    const char *train[TRIAL_MAX_SPLITS], *val[TRIAL_MAX_SPLITS];
+    for (int i = 0; i < s->n_train_splits; i++)
+        train[i] = s->train_splits[i];
+    for (int i = 0; i < s->n_val_splits; i++)
+        val[i] = s->val_splits[i];
+    if (dataset_open(&t->data, s->data_root, train, s->n_train_splits, val, s->n_val_splits,
+                     s->skip_corrupt, t->err, t->errlen))
+        return -1;
+    loader_options o = {
+        .batch_size = s->batch_size,
+        .resize = s->resize,
+        .crop = s->crop,
+        .augment = 1,
+        .augment_opts = {s->hflip, s->brightness, s->contrast, s->rotate_deg, s->shear_deg},
+        .shuffle = s->shuffle,
+        .seed = s->seed,
+        .threads = 2,
+        .prefetch = 4,
+    };
+    if (loader_create(&t->train, &t->data.train, s->skip_corrupt, &o, t->err, t->errlen)) return -1;
+    o.augment = 0;
+    o.shuffle = 0;
+    return loader_create(&t->val, &t->data.val, s->skip_corrupt, &o, t->err, t->errlen);
+}
+
+/* Initial weights: torchvision's initialisation, then the weights file over it (the new head
+ * keeps its initialisation when the file's head has another shape). */
+static int load_initial_weights(trial *t) {
+    model *m = &t->net;
+    float *host = calloc(m->params.total_count, sizeof *host);
+    if (!host) return fail(t, "out of memory");
+    model_init_backbone(m, host, t->spec->seed);
+    int rc = 0;
+    if (strcmp(t->spec->weights, "none")) {
+        char path[TRIAL_PATH_MAX];
+        rc =
+            pretrained_resolve(path, sizeof path, t->spec->weights, m->backbone, t->err, t->errlen);
+        weights_file w = {0};
+        if (!rc) rc = weights_read(path, &w, t->err, t->errlen);
+        if (!rc) rc = params_load(&m->params, host, &w, path, t->err, t->errlen);
+        weights_free(&w);
+    }
+    if (!rc &&
+        kn_copy_to_device(t->ctx, model_values(m), host, m->params.total_count * sizeof *host))
+        rc = fail(t, "%s", kn_error(t->ctx));
+    free(host);
+    return rc;
+}
+
+static int open_trial(trial *t) {
+    const trial_spec *s = t->spec;
+    char err[1024];
+    if (make_dirs(s->out_dir)) return fail(t, "cannot create %s: %s", s->out_dir, strerror(errno));
+    if (open_data(t)) return TRIAL_FAILED;
+    kn_ctx_options opt = {s->device >= 0 ? KN_BACKEND_CUDA : KN_BACKEND_CPU, s->threads, s->device};
+    if (!(t->ctx = kn_ctx_create(&opt, err, sizeof err))) return fail(t, "%s", err);
+    model_spec ms = {s->backbone, t->data.num_classes, s->width, s->crop, (float)s->dropout};
+    if (model_build(&t->net, &ms, err, sizeof err) ||
+        model_bind(&t->net, t->ctx, s->batch_size, 1, err, sizeof err))
+        return fail(t, "%s", err);
+    size_t batch = (size_t)s->batch_size, classes = (size_t)t->data.num_classes;
+    t->images = kn_malloc(t->ctx, batch * (size_t)s->crop * (size_t)s->crop * 3 * sizeof(float));
+    t->labels = kn_malloc(t->ctx, batch * sizeof(int32_t));
+    t->dlogits = kn_malloc(t->ctx, batch * classes * sizeof(float));
+    t->group_lr = calloc((size_t)t->net.n_groups, sizeof *t->group_lr);
+    t->group_lr_f32 = calloc((size_t)t->net.n_groups, sizeof *t->group_lr_f32);
+    if (!t->images || !t->labels || !t->dlogits || !t->group_lr || !t->group_lr_f32)
+        return fail(t, "out of memory");
+    return 0;
+}
+
+static void close_trial(trial *t) {
+    if (t->ctx) {
+        kn_free(t->ctx, t->images);
+        kn_free(t->ctx, t->labels);
+        kn_free(t->ctx, t->dlogits);
+    }
+    model_free(&t->net);
+    if (t->ctx) kn_ctx_destroy(t->ctx);
+    if (t->train) loader_destroy(t->train);
+    if (t->val) loader_destroy(t->val);
+    dataset_free(&t->data);
+    free(t->group_lr);
+    free(t->group_lr_f32);
+}
+
+typedef struct {
+    double loss_sum; /* per image */
+    long correct, images;
+} epoch_totals;
+
+static int upload_batch(trial *t, const loader_batch *b) {
+    size_t pixels = (size_t)b->count * (size_t)t->spec->crop * (size_t)t->spec->crop * 3;
+    if (kn_copy_to_device(t->ctx, t->images, b->images, pixels * sizeof(float)) ||
+        kn_copy_to_device(t->ctx, t->labels, b->labels, (size_t)b->count * sizeof(int32_t)))
+        return fail(t, "%s", kn_error(t->ctx));
+    return 0;
+}
+
+/* One pass over the training split: forward, loss, backward, Adam per batch. */
+static int train_epoch(trial *t, int epoch, int bn_train, epoch_totals *tot) {
+    model *m = &t->net;
+    loader_batch b;
+    for (int g = 0; g < m->n_groups; g++)
+        t->group_lr_f32[g] = (float)t->group_lr[g];
+    loader_start_epoch(t->train, epoch);
+    while (loader_next(t->train, &b)) {
+        if (upload_batch(t, &b)) return TRIAL_FAILED;
+        model_mode mode = {bn_train, 1};
+        uint64_t step_seed = ((uint64_t)epoch << 32) | (uint64_t)b.index;
+        const float *logits = model_forward(m, t->images, b.count, mode, t->spec->seed ^ step_seed,
+                                            t->err, t->errlen);
+        float loss = 0;
+        int correct = 0;
+        if (!logits) return TRIAL_FAILED;
+        if (kn_cross_entropy(t->ctx, t->dlogits, &loss, &correct, logits, t->labels, b.count,
+                             m->spec.num_classes))
+            return fail(t, "%s", kn_error(t->ctx));
+        if (!isfinite(loss))
+            return fail(t, "diverged at epoch %d step %d (loss %g)", epoch, b.index + 1,
+                        (double)loss);
+        if (model_backward(m, t->dlogits, t->err, t->errlen) ||
+            model_adam_step(m, t->group_lr_f32, 0.9f, 0.999f, 1e-8f, 0.0f, t->err, t->errlen))
+            return TRIAL_FAILED;
+        tot->loss_sum += (double)loss * b.count;
+        tot->correct += correct;
+        tot->images += b.count;
+    }
+    return 0;
+}
+
+static int validate(trial *t, epoch_totals *tot) {
+    model *m = &t->net;
+    loader_batch b;
+    loader_start_epoch(t->val, 0);
+    while (loader_next(t->val, &b)) {
+        if (upload_batch(t, &b)) return TRIAL_FAILED;
+        model_mode mode = {0, 0};
+        const float *logits = model_forward(m, t->images, b.count, mode, 0, t->err, t->errlen);
+        float loss = 0;
+        int correct = 0;
+        if (!logits) return TRIAL_FAILED;
+        if (kn_cross_entropy(t->ctx, NULL, &loss, &correct, logits, t->labels, b.count,
+                             m->spec.num_classes))
+            return fail(t, "%s", kn_error(t->ctx));
+        tot->loss_sum += (double)loss * b.count;
+        tot->correct += correct;
+        tot->images += b.count;
+    }
+    return 0;
+}
+
+/* Which parameters train in a phase: the head (or the phase's prefix) in feature extraction,
+ * everything in fine-tuning. */
+static void set_phase_trainable(trial *t, int phase) {
+    const char *prefix = t->spec->feature_extraction.trainable;
+    model_set_trainable(&t->net, phase == 2 ? "" : prefix[0] ? prefix : t->net.head_prefix);
+}
+
+/* A new phase gets a fresh Adam, as the seed builds a new optimizer for each phase. */
+static int enter_phase(trial *t, int phase) {
+    set_phase_trainable(t, phase);
+    if (model_adam_reset(&t->net)) return fail(t, "%s", kn_error(t->ctx));
+    return 0;
+}
+
+int trial_run(const trial_spec *spec, epoch_callback on_epoch, void *user, trial_summary *summary,
+              char *err, size_t errlen) {
+    trial t = {.spec = spec, .err = err, .errlen = errlen};
+    memset(summary, 0, sizeof *summary);
+    double started = seconds_now();
+    int rc = open_trial(&t);
+    const int fe_epochs = spec->feature_extraction.epochs, ft_epochs = spec->fine_tuning.epochs;
+    if (!rc) {
+        summary->params = model_param_count(&t.net);
+        rc = checkpoint_resume(&t.net, t.ctx, spec->out_dir, &t.progress, err, errlen);
+        if (rc == 0)
+            rc = load_initial_weights(&t); /* nothing to resume */
+        else if (rc == 1)
+            rc = 0;
+    }
+    int phase = 0;
+    for (int epoch = t.progress.epochs_done + 1; !rc && epoch <= fe_epochs + ft_epochs; epoch++) {
+        int now_phase = epoch <= fe_epochs ? 1 : 2;
+        if (now_phase != phase) {
+            /* A resumed trial continues its phase with the Adam state it saved. */
+            int resumed_mid_phase =
+                phase == 0 && epoch > 1 && (epoch - 1 <= fe_epochs) == (now_phase == 1);
+            if (resumed_mid_phase)
+                set_phase_trainable(&t, now_phase);
+            else if ((rc = enter_phase(&t, now_phase)))
+                break;
+            phase = now_phase;
+        }
+        int in_phase = phase == 1 ? epoch - 1 : epoch - fe_epochs - 1;
+        if (phase == 1)
+            lr_feature_extraction(t.group_lr, t.net.n_groups, &spec->feature_extraction, in_phase);
+        else
+            lr_fine_tuning(t.group_lr, t.net.n_groups, &spec->fine_tuning, in_phase);
+
+        double epoch_start = seconds_now();
+        epoch_totals train = {0}, val = {0};
+        rc = train_epoch(&t, epoch, phase == 1 ? spec->feature_extraction.bn_train : 1, &train);
+        if (!rc) rc = validate(&t, &val);
+        if (rc) break;
+        double seconds = seconds_now() - epoch_start;
+        epoch_record r = {
+            .epoch = epoch,
+            .phase = phase,
+            .train_loss = train.loss_sum / (double)train.images,
+            .train_acc = (double)train.correct / (double)train.images,
+            .val_loss = val.loss_sum / (double)val.images,
+            .val_acc = (double)val.correct / (double)val.images,
+            .head_lr = t.group_lr[0],
+            .n_groups = t.net.n_groups,
+            .group_names = (const char *const *)t.net.groups,
+            .group_lr = t.group_lr,
+            .seconds = seconds,
+            .images_per_second = (double)(train.images + val.images) / seconds,
+        };
+        trial_progress *p = &t.progress;
+        p->epochs_done = epoch;
+        if (epoch == fe_epochs) p->val_acc_end_of_feature_extraction = r.val_acc;
+        if (r.val_acc > p->best_val_acc || p->best_epoch == 0) {
+            p->best_val_acc = r.val_acc;
+            p->best_epoch = epoch;
+            rc = checkpoint_write_best(&t.net, t.ctx, spec->out_dir, spec->name, p, err, errlen);
+        }
+        if (!rc) rc = checkpoint_write_resume(&t.net, t.ctx, spec->out_dir, p, err, errlen);
+        if (!rc && on_epoch && on_epoch(&r, user)) rc = TRIAL_STOPPED;
+    }
+    summary->val_acc_end_of_feature_extraction = t.progress.val_acc_end_of_feature_extraction;
+    summary->best_val_acc = t.progress.best_val_acc;
+    summary->best_epoch = t.progress.best_epoch;
+    summary->epochs_done = t.progress.epochs_done;
+    summary->seconds = seconds_now() - started;
+    close_trial(&t);
+    return rc == TRIAL_STOPPED ? TRIAL_STOPPED : rc ? TRIAL_FAILED : TRIAL_DONE;
+}
