@@ -67,6 +67,7 @@ typedef struct {
     char name[TRIAL_NAME_MAX]; /* ASSIGN: the trial's name, checked against the worker's grid */
     char text[PROTOCOL_TEXT];  /* FAILED: the reason */
     int32_t stop;              /* ACK: the root wants the trial to stop */
+    int32_t committed;         /* ASSIGN: epochs 1..committed are already in the file */
     msg_hello hello;
     msg_epoch epoch;
     msg_done done;

@@ -99,6 +99,32 @@ static void line_diff(const char *a, const char *b, const char *prefix, char *ou
     }
 }
 
+/* Field by field: struct padding may hold anything, so memcmp cannot decide. */
+static int same_settings(const trial_spec *a, const trial_spec *b) {
+    const feature_extraction_phase *fa = &a->feature_extraction, *fb = &b->feature_extraction;
+    const fine_tuning_phase *ta = &a->fine_tuning, *tb = &b->fine_tuning;
+    int same = !strcmp(a->name, b->name) && !strcmp(a->backbone, b->backbone) &&
+               a->width == b->width && !strcmp(a->weights, b->weights) &&
+               a->dropout == b->dropout && !strcmp(a->data_root, b->data_root) &&
+               a->n_train_splits == b->n_train_splits && a->n_val_splits == b->n_val_splits &&
+               a->resize == b->resize && a->crop == b->crop && a->skip_corrupt == b->skip_corrupt &&
+               a->shuffle == b->shuffle && a->hflip == b->hflip && a->brightness == b->brightness &&
+               a->contrast == b->contrast && a->rotate_deg == b->rotate_deg &&
+               a->shear_deg == b->shear_deg && a->batch_size == b->batch_size &&
+               a->seed == b->seed && !strcmp(a->precision, b->precision) &&
+               fa->epochs == fb->epochs && fa->lr == fb->lr && fa->step_every == fb->step_every &&
+               fa->gamma == fb->gamma && !strcmp(fa->trainable, fb->trainable) &&
+               fa->bn_train == fb->bn_train && ta->epochs == tb->epochs && ta->lr == tb->lr &&
+               ta->decay == tb->decay && ta->factor == tb->factor &&
+               ta->lowest_lr == tb->lowest_lr && ta->step_every == tb->step_every &&
+               ta->gamma == tb->gamma && ta->default_lr == tb->default_lr;
+    for (int i = 0; same && i < a->n_train_splits; i++)
+        same = !strcmp(a->train_splits[i], b->train_splits[i]);
+    for (int i = 0; same && i < a->n_val_splits; i++)
+        same = !strcmp(a->val_splits[i], b->val_splits[i]);
+    return same;
+}
+
 /* --extend: every trial of the old sweep must be in the new one with the same settings. */
 static int check_extension(const char *old_text, const sweep *s, const trial_table *t, char *err,
                            size_t errlen) {
@@ -126,7 +152,7 @@ static int check_extension(const char *old_text, const sweep *s, const trial_tab
         trial_spec a, b;
         grid_trial_spec(&old, &old_trials.items[i], &a);
         grid_trial_spec(s, &t->items[index].point, &b);
-        if (memcmp(&a, &b, sizeof a)) {
+        if (!same_settings(&a, &b)) {
             snprintf(err, errlen, "--extend only adds grid points, but %s changes the settings "
                      "of trial %s", s->file, old_trials.items[i].name);
             rc = -1;

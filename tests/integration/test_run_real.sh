@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# tlsweep run with real trials (CPU, tiny networks) on a dataset made by tlsweep synth-flowers:
+# -np 3 and -np 1 give the same numbers, a crash inside the HDF5 append resumes to the same
+# numbers (a checkpoint ahead of the file is set aside), and a broken weights file fails its
+# trials with the reason, after a retry.
+cd "$(dirname "$0")/../.."
+. tests/integration/lib.sh
+tlsweep=${TLSWEEP:-bin/tlsweep}
+py=${PYTHON:-/usr/bin/python3}
+mpirun="mpirun --allow-run-as-root --oversubscribe"
+export TERM=dumb
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+check "synth-flowers makes a small dataset" \
+  $tlsweep synth-flowers "$tmp/data" --per-class 4 --width 64 --height 64
+sed -e "s|root: data/smoke|root: $tmp/data|" sweeps/smoke.yaml >"$tmp/real.yaml"
+# one thread per worker on both sides, so the arithmetic is the same in every run
+real() { timeout 300 $mpirun -np "$1" $tlsweep run --threads 1 -q -o "$2" "$tmp/real.yaml"; }
+
+check "np 3: real smoke sweep (exit 0)" real 3 "$tmp/np3.h5"
+check "np 3: every trial and epoch, mode real" \
+  $py tests/integration/check_results.py "$tmp/np3.h5" --trials 4 --epochs 3 --mode real
+check "np 3: best weights beside the file" test -s "$tmp/np3.h5.d/resnet18__exp-decay-3/best.safetensors"
+check "np 1: same numbers as np 3" real 1 "$tmp/np1.h5"
+check "np 1 vs np 3" $py tests/integration/check_results.py "$tmp/np1.h5" --trials 4 --epochs 3 --mode real --compare "$tmp/np3.h5"
+
+TLSWEEP_TEST_KILL_AFTER_LR=5 real 3 "$tmp/crash.h5" >/dev/null 2>&1
+check "crash inside an HDF5 append: the job died" test $? -ne 0
+out=$(real 3 "$tmp/crash.h5" 2>&1)
+check "crash: the rerun finishes (exit 0)" test $? -eq 0
+check "crash: the checkpoint that ran ahead of the file was set aside" \
+  grep -q 'the resume checkpoint (epoch [0-9]) is ahead of the results file' <<<"$out"
+check "crash: exactly once, the same numbers as without the crash" \
+  $py tests/integration/check_results.py "$tmp/crash.h5" --trials 4 --epochs 3 --mode real --compare "$tmp/np3.h5"
+
+printf 'PK\003\004 not really a zip' >"$tmp/broken.pth"
+sed -e "s|^retries: 1|retries: 1\nbackbones:\n  resnet18: {weights: $tmp/broken.pth}|" "$tmp/real.yaml" >"$tmp/fail.yaml"
+timeout 300 $mpirun -np 3 $tlsweep run --threads 1 -q -o "$tmp/fail.h5" "$tmp/fail.yaml" >"$tmp/fail.log" 2>&1
+check "broken weights: exit status 1" test $? -eq 1
+check "broken weights: 2 failed with reasons, 2 done" \
+  $py tests/integration/check_results.py "$tmp/fail.h5" --trials 4 --epochs 3 --mode real --failed 2
+check "broken weights: each failed trial was tried twice and names the file" \
+  $py -c "
+import h5py, sys
+t = h5py.File('$tmp/fail.h5', 'r')['trials'][:]
+bad = [r for r in t if r['status'] == b'failed']
+sys.exit(0 if len(bad) == 2 and all(r['attempts'] == 2 and b'broken.pth' in r['error'] for r in bad) else 1)"
+finish
