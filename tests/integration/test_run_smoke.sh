@@ -60,6 +60,14 @@ check "failed trials: the log says it retried" grep -q 'will retry' "$tmp/fail.l
 check "status lists failures with reasons" \
   bash -c "$tlsweep status '$tmp/fail.h5' | grep -q '^failed: vgg11_bn__linear-decay (attempts 2): rank'"
 
+# a worker silent past the heartbeat timeout is named and the sweep stops (exit 3, resumable)
+expect_fail "silent worker: reported with rank, host and trial; exit 3" 3 \
+  "rank [12] on .*: trial vgg11_bn__.*: no message for [0-9]+ s \\(heartbeat timeout 1 s\\)" \
+  timeout 60 $mpirun -np 3 $tlsweep run --simulate --sim-seconds 30 --heartbeat 100 \
+  --heartbeat-timeout 1 -q -o "$tmp/silent.h5" sweeps/smoke.yaml
+check "silent worker: the file is readable and says which trials were running" \
+  bash -c "$tlsweep status '$tmp/silent.h5' | grep -q '0 done, 2 running, 2 pending'"
+
 # bad input: exit 2, one message with file, line and key, no results file made or touched
 printf 'name: bad\ndata: {root: data/smoke}\ntrain:\n  batch_size: x\ngrid: {backbone: [resnet18], schedule: [s]}\nschedules: {s: {}}\noutput: %s/bad.h5\n' "$tmp" >"$tmp/bad.yaml"
 expect_fail "bad sweep: exit 2 with file:line: key" 2 "bad.yaml:4: train.batch_size: expected a positive integer, got 'x'" \

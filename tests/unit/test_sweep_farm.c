@@ -1,0 +1,167 @@
+/* The orchestrator's pieces without MPI: the trial state machine (legal and illegal
+ * transitions, retry budget), the longest-first queue (and retries preferring another rank),
+ * the protocol's encoding and its checks, and the simulated trials' learning rates. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "orchestrator/protocol.h"
+#include "orchestrator/schedule.h"
+#include "orchestrator/simulate.h"
+#include "orchestrator/trials.h"
+#include "tests/testlib.h"
+
+static const char *const text = "name: t\n"
+                                "data: {root: d}\n"
+                                "retries: 1\n"
+                                "grid:\n"
+                                "  backbone: [resnet18, vgg16_bn, resnet152]\n"
+                                "  schedule: [s]\n"
+                                "schedules:\n"
+                                "  s: {}\n";
+
+static int build(sweep *s, trial_list *list, trial_table *t) {
+    sweep_errors errs = {0};
+    const sweep_options opt = {0};
+    char err[256];
+    if (sweep_parse("t.yaml", text, strlen(text), &opt, s, &errs) ||
+        grid_expand(s, list, err, sizeof err) || trial_table_build(t, s, list, err, sizeof err)) {
+        tl_fail(__FILE__, __LINE__, "cannot build the test sweep");
+        return -1;
+    }
+    return 0;
+}
+
+static void test_state_machine(void) {
+    sweep s;
+    trial_list list;
+    trial_table t;
+    if (build(&s, &list, &t)) return;
+    char err[256];
+    CHECK(trial_set_state(&t, 0, TS_DONE, err, sizeof err) == -1 &&
+              strstr(err, "illegal transition pending -> done"),
+          "pending -> done accepted (%s)", err);
+    CHECK(trial_set_state(&t, 0, TS_RUNNING, err, sizeof err) == 0, "%s", err);
+    CHECK(t.items[0].row.attempts == 1 && !strcmp(t.items[0].row.status, "running"),
+          "attempts/status not kept");
+    CHECK(trial_set_state(&t, 0, TS_RUNNING, err, sizeof err) == -1, "running -> running accepted");
+    CHECK(trial_set_state(&t, 0, TS_FAILED, err, sizeof err) == 0, "%s", err);
+    CHECK(trial_set_state(&t, 0, TS_PENDING, err, sizeof err) == 0, "first retry refused: %s", err);
+    CHECK(trial_set_state(&t, 0, TS_RUNNING, err, sizeof err) == 0, "%s", err);
+    CHECK(trial_set_state(&t, 0, TS_FAILED, err, sizeof err) == 0, "%s", err);
+    CHECK(trial_set_state(&t, 0, TS_PENDING, err, sizeof err) == -1 && strstr(err, "no attempts left"),
+          "a retry past retries: 1 was accepted (%s)", err);
+    CHECK(trial_set_state(&t, 1, TS_RUNNING, err, sizeof err) == 0 &&
+              trial_set_state(&t, 1, TS_PREEMPTED, err, sizeof err) == 0 &&
+              trial_set_state(&t, 1, TS_PENDING, err, sizeof err) == 0,
+          "preemption cycle refused: %s", err);
+    CHECK(trial_set_state(&t, 1, TS_RUNNING, err, sizeof err) == 0 &&
+              trial_set_state(&t, 1, TS_DONE, err, sizeof err) == 0 &&
+              trial_set_state(&t, 1, TS_PENDING, err, sizeof err) == -1,
+          "done -> pending accepted");
+    int counts[TS_COUNT];
+    trial_table_counts(&t, counts);
+    CHECK(counts[TS_FAILED] == 1 && counts[TS_DONE] == 1 && counts[TS_PENDING] == 1, "counts");
+    trial_table_free(&t);
+    grid_trials_free(&list);
+    sweep_free(&s);
+}
+
+static void test_longest_first(void) {
+    sweep s;
+    trial_list list;
+    trial_table t;
+    if (build(&s, &list, &t)) return;
+    char err[256];
+    /* vgg16_bn (15.5 GFLOPs) > resnet152 (11.6) > resnet18 (1.8) */
+    int first = schedule_next(&t, 1);
+    CHECK(first == 1, "first pick is %s, want vgg16_bn", first >= 0 ? t.items[first].row.name : "-");
+    trial_set_state(&t, first, TS_RUNNING, err, sizeof err);
+    int second = schedule_next(&t, 2);
+    CHECK(second == 2, "second pick is %s, want resnet152", second >= 0 ? t.items[second].row.name : "-");
+    /* a failed trial goes to another rank when it can */
+    trial_set_state(&t, first, TS_FAILED, err, sizeof err);
+    t.items[first].last_failed_rank = 1;
+    trial_set_state(&t, first, TS_PENDING, err, sizeof err);
+    CHECK(schedule_next(&t, 1) == 2, "rank 1 got its own failed trial back while others wait");
+    CHECK(schedule_next(&t, 3) == 1, "rank 3 did not get the retry");
+    trial_table_free(&t);
+    grid_trials_free(&list);
+    sweep_free(&s);
+}
+
+static void test_protocol(void) {
+    message m, back;
+    unsigned char buf[PROTOCOL_MAX_BYTES];
+    size_t len = 0;
+    char err[256];
+    epoch_record r = {.epoch = 17, .phase = 2, .train_loss = 0.5, .val_acc = 0.9, .head_lr = 1e-4,
+                      .n_groups = 2, .group_names = (const char *const[]){"fc", "layer4"},
+                      .group_lr = (const double[]){1e-4, 1e-4 / 3}};
+    protocol_epoch_from_record(&m, 4, 2, &r);
+    CHECK(protocol_encode(&m, buf, sizeof buf, &len) == 0, "encode");
+    CHECK(protocol_decode(buf, len, &back, err, sizeof err) == 0, "decode: %s", err);
+    CHECK(back.type == MSG_EPOCH && back.trial == 4 && back.attempt == 2 && back.epoch.epoch == 17 &&
+              back.epoch.n_groups == 2 && !strcmp(back.epoch.group_names[1], "layer4") &&
+              back.epoch.group_lr[1] == 1e-4 / 3 && back.epoch.val_acc == 0.9,
+          "EPOCH did not round-trip");
+    message f = {.type = MSG_FAILED, .trial = 1, .attempt = 1};
+    snprintf(f.text, sizeof f.text, "rank 3 on node17: trial x: diverged");
+    protocol_encode(&f, buf, sizeof buf, &len);
+    CHECK(protocol_decode(buf, len, &back, err, sizeof err) == 0 && !strcmp(back.text, f.text),
+          "FAILED did not round-trip");
+    /* the checks */
+    CHECK(protocol_decode(buf, len - 1, &back, err, sizeof err) == -1 && strstr(err, "header says"),
+          "a truncated message was accepted (%s)", err);
+    buf[4] = 9; /* version */
+    CHECK(protocol_decode(buf, len, &back, err, sizeof err) == -1 && strstr(err, "protocol version 9"),
+          "another version was accepted (%s)", err);
+    buf[0] = 0;
+    CHECK(protocol_decode(buf, len, &back, err, sizeof err) == -1 && strstr(err, "not a tlsweep message"),
+          "a foreign message was accepted (%s)", err);
+    message a = {.type = MSG_ASSIGN, .trial = 2, .attempt = 1, .committed = 5};
+    snprintf(a.name, sizeof a.name, "resnet152__s");
+    protocol_encode(&a, buf, sizeof buf, &len);
+    CHECK(protocol_decode(buf, len, &back, err, sizeof err) == 0 && back.committed == 5 &&
+              !strcmp(back.name, "resnet152__s"),
+          "ASSIGN did not round-trip");
+    message bad = {.type = MSG_EPOCH, .trial = 0};
+    bad.epoch.epoch = 0;
+    bad.epoch.phase = 1;
+    protocol_encode(&bad, buf, sizeof buf, &len);
+    CHECK(protocol_decode(buf, len, &back, err, sizeof err) == -1, "epoch 0 accepted");
+}
+
+static void test_simulated_lr(void) {
+    trial_spec spec;
+    trial_spec_defaults(&spec);
+    snprintf(spec.backbone, sizeof spec.backbone, "vgg16_bn");
+    char names[SIMULATE_MAX_GROUPS][32];
+    int n = simulate_layer_groups("vgg16_bn", names, SIMULATE_MAX_GROUPS);
+    CHECK(n == 45 && !strcmp(names[0], "classifier") && !strcmp(names[1], "features.43") &&
+              !strcmp(names[44], "features.0"),
+          "vgg16_bn groups: %d, %s .. %s", n, names[0], names[n - 1]);
+    CHECK(simulate_layer_groups("resnet50", names, SIMULATE_MAX_GROUPS) == 7 &&
+              !strcmp(names[6], "conv1"),
+          "resnet groups");
+    double lr[SIMULATE_MAX_GROUPS];
+    simulate_group_lr(&spec, 7, n, lr); /* phase 1, second StepLR step: 3e-4 on the head only */
+    CHECK(fabs(lr[0] - 3e-4) < 1e-15 && lr[1] == 0, "phase 1 lr %g %g", lr[0], lr[1]);
+    spec.fine_tuning.decay = LAYER_DECAY_LINEAR;
+    simulate_group_lr(&spec, 17, n, lr); /* SEED.md: features.i at 1e-4 + (1e-7-1e-4)/44*(44-i) */
+    CHECK(fabs(lr[0] - 1e-4) < 1e-18 && fabs(lr[44] - 1e-7) < 1e-18 &&
+              fabs(lr[1] - (1e-4 + (1e-7 - 1e-4) / 44 * 1)) < 1e-18,
+          "linear decay %g %g %g", lr[0], lr[1], lr[44]);
+    spec.fine_tuning.decay = LAYER_DECAY_EXPONENTIAL;
+    simulate_group_lr(&spec, 19, 7, lr); /* second fine-tuning step: x0.7 */
+    CHECK(fabs(lr[0] - 0.7e-4) < 1e-18 && fabs(lr[6] - 0.7e-4 / 729) < 1e-18,
+          "exponential decay %g %g", lr[0], lr[6]);
+}
+
+int main(void) {
+    static const char *const names[] = {"state machine", "longest first, retries elsewhere",
+                                        "protocol", "simulated learning rates"};
+    static const tl_case_fn cases[] = {test_state_machine, test_longest_first, test_protocol,
+                                       test_simulated_lr};
+    return tl_run("farm", names, cases, 4);
+}
