@@ -166,6 +166,7 @@ static void place_worker(const run_options *o, int rank, worker_options *w) {
                             : (int)(cores / (workers_here > 0 ? workers_here : 1) > 0
                                         ? cores / (workers_here > 0 ? workers_here : 1)
                                         : 1);
+    w->threads_forced = o->threads > 0;
     /* GPU binding (local_rank % visible GPUs) comes with the CUDA backend; none in this build */
     w->device = -1;
     (void)local_rank;

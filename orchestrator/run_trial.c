@@ -70,7 +70,8 @@ void run_trial(const sweep *s, const grid_point *p, int index, int attempt, int 
     trial_spec spec;
     grid_trial_spec(s, p, &spec);
     int n = snprintf(spec.out_dir, sizeof spec.out_dir, "%s/%s", o->trials_dir, spec.name);
-    if (o->threads > 0) spec.threads = o->threads;
+    /* --threads, else the sweep's train.threads, else this rank's share of the cores */
+    if (o->threads_forced || spec.threads <= 0) spec.threads = o->threads;
     spec.device = o->device;
     memset(final, 0, sizeof *final);
     final->trial = index;

@@ -11,7 +11,8 @@ typedef struct {
     int simulate;
     double seconds_per_cost; /* --simulate: sleep per unit of schedule_epoch_cost */
     char trials_dir[TRIAL_PATH_MAX]; /* NAME.h5.d */
-    int threads, device;
+    int threads, device; /* threads: this rank's share of the node's cores */
+    int threads_forced;  /* --threads was given: it beats the sweep's train.threads */
     int rank;
     char host[64];
 } worker_options;

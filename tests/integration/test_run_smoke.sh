@@ -76,11 +76,13 @@ check "bad sweep: no results file" test ! -e "$tmp/bad.h5"
 check "bad sweep: no results directory" test ! -e "$tmp/bad.h5.d"
 sum=$(md5sum <"$tmp/np1.h5")
 sed -e 's/resize: 40/resize: 4x/' sweeps/smoke.yaml >"$tmp/bad2.yaml"
-expect_fail "bad sweep aimed at an existing file: exit 2" 2 "bad2.yaml:6: data.resize: expected a positive integer, got '4x'" \
+line=$(grep -n 'resize: 4x' "$tmp/bad2.yaml" | cut -d: -f1)
+expect_fail "bad sweep aimed at an existing file: exit 2" 2 "bad2.yaml:$line: data.resize: expected a positive integer, got '4x'" \
   $mpirun -np 1 $tlsweep run --simulate -o "$tmp/np1.h5" "$tmp/bad2.yaml"
 check "bad sweep: the existing results file is untouched" test "$(md5sum <"$tmp/np1.h5")" = "$sum"
 sed 's|root: data/smoke|root: /nonexistent|' sweeps/smoke.yaml >"$tmp/nodata.yaml"
-expect_fail "missing dataset (not --simulate)" 2 "nodata.yaml:5: data.root: dataset '/nonexistent' does not exist" \
+line=$(grep -n 'root: /nonexistent' "$tmp/nodata.yaml" | cut -d: -f1)
+expect_fail "missing dataset (not --simulate)" 2 "nodata.yaml:$line: data.root: dataset '/nonexistent' does not exist" \
   $mpirun -np 1 $tlsweep run -o "$tmp/x.h5" "$tmp/nodata.yaml"
 check "missing dataset: no results file" test ! -e "$tmp/x.h5"
 expect_fail "bad flag" 2 "expects a number >= 0, got 'soon'" $mpirun -np 1 $tlsweep run --time-limit soon sweeps/smoke.yaml
