@@ -42,7 +42,8 @@ static void nap(long microseconds) {
 static void mpi_text(int code, char *out, size_t len) {
     char text[MPI_MAX_ERROR_STRING];
     int n = 0;
-    if (MPI_Error_string(code, text, &n) != MPI_SUCCESS) snprintf(text, sizeof text, "code %d", code);
+    if (MPI_Error_string(code, text, &n) != MPI_SUCCESS)
+        snprintf(text, sizeof text, "code %d", code);
     snprintf(out, len, "%s", text);
 }
 
@@ -164,7 +165,8 @@ int farm_root(root_ctx *r, const farm_options *o) {
     r->send = mpi_send_fn;
     r->transport = &comm;
     double now = farm_now(), last_check = now;
-    for (int rank = 1; rank < o->size; rank++) r->workers[rank].last_heard = now;
+    for (int rank = 1; rank < o->size; rank++)
+        r->workers[rank].last_heard = now;
     if (root_assign_idle(r, now)) return -1;
     while (!root_finished(r)) {
         now = farm_now();
@@ -191,8 +193,8 @@ typedef struct {
     pthread_mutex_t lock; /* every MPI call of this rank happens under it */
     int running;          /* a trial is running: heartbeats flow */
     int trial, attempt;
-    int stop;             /* the root asked this trial to stop */
-    int quit;             /* the heartbeat thread ends */
+    int stop; /* the root asked this trial to stop */
+    int quit; /* the heartbeat thread ends */
     int failed;
     char error[512];
 } worker_ctx;
@@ -247,7 +249,9 @@ static int worker_epoch(const epoch_record *record, void *user) {
     for (;;) {
         pthread_mutex_lock(&w->lock);
         message ack;
-        int from, got = w->failed ? -1 : poll_tag(w->o->comm, 0, PROTOCOL_TAG_ACK, &ack, &from, err, sizeof err);
+        int from, got = w->failed ? -1
+                                  : poll_tag(w->o->comm, 0, PROTOCOL_TAG_ACK, &ack, &from, err,
+                                             sizeof err);
         if (got < 0 && !w->failed) {
             w->failed = 1;
             snprintf(w->error, sizeof w->error, "%s", err);
@@ -307,9 +311,10 @@ int farm_worker(const farm_options *o, char *err, size_t errlen) {
         if (m.type == MSG_STOP) continue; /* for a trial that already ended */
         if (m.type != MSG_ASSIGN || m.trial < 0 || m.trial >= o->trials->count ||
             strcmp(m.name, o->trials->items[m.trial].name)) {
-            snprintf(err, errlen, "rank %d on %s: unexpected %s for trial %d '%s' (different "
-                     "sweep files on root and worker?)", o->rank, o->worker.host,
-                     msg_type_name(m.type), m.trial, m.name);
+            snprintf(err, errlen,
+                     "rank %d on %s: unexpected %s for trial %d '%s' (different "
+                     "sweep files on root and worker?)",
+                     o->rank, o->worker.host, msg_type_name(m.type), m.trial, m.name);
             rc = -1;
             break;
         }
@@ -365,7 +370,8 @@ static int mailbox_send(void *transport, int rank, const message *m, char *err, 
     if (m->type == MSG_ASSIGN) {
         box->assign = *m;
         box->has_assign = 1;
-    } else if (m->type == MSG_STOP || (m->type == MSG_ACK && m->stop)) box->stop = 1;
+    } else if (m->type == MSG_STOP || (m->type == MSG_ACK && m->stop))
+        box->stop = 1;
     return 0;
 }
 

@@ -36,7 +36,8 @@ static int excluded(const sweep *s, const grid_point *p) {
 /* Names carry values as typed, with path separators made safe for NAME.h5.d/TRIAL/. */
 static void append_safe(char *out, size_t len, const char *text) {
     size_t used = strlen(out);
-    for (const char *c = text; *c && used + 1 < len; c++) out[used++] = *c == '/' ? '_' : *c;
+    for (const char *c = text; *c && used + 1 < len; c++)
+        out[used++] = *c == '/' ? '_' : *c;
     out[used] = 0;
 }
 
@@ -97,7 +98,8 @@ void grid_trials_free(trial_list *list) {
 }
 
 static void apply_settings(const sweep_setting *settings, int count, trial_spec *spec) {
-    for (int i = 0; i < count; i++) sweep_key_apply(settings[i].key, &settings[i].value, spec);
+    for (int i = 0; i < count; i++)
+        sweep_key_apply(settings[i].key, &settings[i].value, spec);
 }
 
 void grid_trial_spec(const sweep *s, const grid_point *p, trial_spec *spec) {

@@ -27,7 +27,9 @@ progress *progress_create(FILE *out, int quiet, double start_time) {
     return p;
 }
 
-void progress_free(progress *p) { free(p); }
+void progress_free(progress *p) {
+    free(p);
+}
 
 static void clock_text(double seconds, char *out, size_t len) {
     if (seconds < 0) {
@@ -44,8 +46,8 @@ double progress_eta(const trial_table *t, double elapsed) {
         const trial_entry *e = &t->items[i];
         double cost = e->row.estimated_cost;
         double fraction = e->state == TS_DONE ? 1.0
-                          : e->total_epochs ? (double)e->current_epoch / e->total_epochs
-                                            : 0.0;
+                          : e->total_epochs   ? (double)e->current_epoch / e->total_epochs
+                                              : 0.0;
         if (e->state == TS_FAILED) continue;
         if (e->state != TS_RUNNING && e->state != TS_DONE) fraction = 0;
         done += cost * fraction;
@@ -70,8 +72,8 @@ static void draw_table(progress *p, const trial_table *t, double now) {
     fprintf(p->out, "trials: %d done, %d running, %d pending, %d failed, %d preempted | ETA %s\n",
             counts[TS_DONE], counts[TS_RUNNING], counts[TS_PENDING], counts[TS_FAILED],
             counts[TS_PREEMPTED], eta);
-    fprintf(p->out, "  %-5s %-12s %-16s %5s %7s %7s %9s\n", "rank", "backbone", "schedule",
-            "phase", "epoch", "val_acc", "ETA");
+    fprintf(p->out, "  %-5s %-12s %-16s %5s %7s %7s %9s\n", "rank", "backbone", "schedule", "phase",
+            "epoch", "val_acc", "ETA");
     p->drawn_lines = 2;
     for (int i = 0; i < t->count && p->drawn_lines < 40; i++) {
         const trial_entry *e = &t->items[i];
@@ -83,8 +85,7 @@ static void draw_table(progress *p, const trial_table *t, double now) {
                    trial_eta, sizeof trial_eta);
         snprintf(epoch, sizeof epoch, "%d/%d", e->current_epoch, e->total_epochs);
         fprintf(p->out, "  %-5d %-12s %-16s %5d %7s %7.3f %9s\n", e->row.rank, e->row.backbone,
-                e->row.schedule, e->current_phase, epoch,
-                e->row.best_val_acc, trial_eta);
+                e->row.schedule, e->current_phase, epoch, e->row.best_val_acc, trial_eta);
         p->drawn_lines++;
     }
     fflush(p->out);

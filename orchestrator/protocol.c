@@ -25,9 +25,15 @@ static void put(writer *w, const void *p, size_t n) {
     memcpy(w->buf + w->len, p, n);
     w->len += n;
 }
-static void put_i32(writer *w, int32_t v) { put(w, &v, sizeof v); }
-static void put_i64(writer *w, int64_t v) { put(w, &v, sizeof v); }
-static void put_f64(writer *w, double v) { put(w, &v, sizeof v); }
+static void put_i32(writer *w, int32_t v) {
+    put(w, &v, sizeof v);
+}
+static void put_i64(writer *w, int64_t v) {
+    put(w, &v, sizeof v);
+}
+static void put_f64(writer *w, double v) {
+    put(w, &v, sizeof v);
+}
 static void put_str(writer *w, const char *s, size_t max) {
     size_t n = strnlen(s, max - 1);
     put_i32(w, (int32_t)n);
@@ -69,9 +75,8 @@ static void get_str(reader *r, char *s, size_t max) {
     s[r->underflow ? 0 : n] = 0;
 }
 
-static const char *const type_names[] = {"?",    "HELLO",  "ASSIGN",    "EPOCH",   "DONE",
-                                         "FAILED", "HEARTBEAT", "STOP", "SHUTDOWN",
-                                         "ACK"};
+static const char *const type_names[] = {"?",      "HELLO",     "ASSIGN", "EPOCH",    "DONE",
+                                         "FAILED", "HEARTBEAT", "STOP",   "SHUTDOWN", "ACK"};
 
 const char *msg_type_name(msg_type t) {
     return t > 0 && t < MSG_TYPE_END ? type_names[t] : "unknown";
@@ -106,7 +111,9 @@ int protocol_encode(const message *m, unsigned char *buf, size_t cap, size_t *le
         put_f64(&w, e->head_lr);
         put_f64(&w, e->seconds);
         put_f64(&w, e->images_per_second);
-        int n = e->n_groups < 0 ? 0 : e->n_groups > PROTOCOL_MAX_GROUPS ? PROTOCOL_MAX_GROUPS : e->n_groups;
+        int n = e->n_groups < 0                     ? 0
+                : e->n_groups > PROTOCOL_MAX_GROUPS ? PROTOCOL_MAX_GROUPS
+                                                    : e->n_groups;
         put_i32(&w, n);
         for (int g = 0; g < n; g++) {
             put_str(&w, e->group_names[g], PROTOCOL_GROUP_NAME);

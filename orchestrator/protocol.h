@@ -62,8 +62,8 @@ typedef struct {
 
 typedef struct {
     msg_type type;
-    int32_t trial;   /* grid index (ASSIGN, EPOCH, DONE, FAILED, HEARTBEAT); -1 if none */
-    int32_t attempt; /* ASSIGN..FAILED */
+    int32_t trial;             /* grid index (ASSIGN, EPOCH, DONE, FAILED, HEARTBEAT); -1 if none */
+    int32_t attempt;           /* ASSIGN..FAILED */
     char name[TRIAL_NAME_MAX]; /* ASSIGN: the trial's name, checked against the worker's grid */
     char text[PROTOCOL_TEXT];  /* FAILED: the reason */
     int32_t stop;              /* ACK: the root wants the trial to stop */

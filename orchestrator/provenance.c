@@ -21,10 +21,13 @@ void provenance_fill(provenance *p, results_meta *meta) {
     if (MPI_Get_library_version(mpi, &len) == MPI_SUCCESS) {
         mpi[strcspn(mpi, "\n,")] = 0; /* first line: "Open MPI v4.1.4" */
         snprintf(p->mpi, sizeof p->mpi, "%s", mpi);
-    } else snprintf(p->mpi, sizeof p->mpi, "unknown");
+    } else
+        snprintf(p->mpi, sizeof p->mpi, "unknown");
     const dnnl_version_t *v = dnnl_version();
-    if (v) snprintf(p->onednn, sizeof p->onednn, "%d.%d.%d", v->major, v->minor, v->patch);
-    else snprintf(p->onednn, sizeof p->onednn, "unknown");
+    if (v)
+        snprintf(p->onednn, sizeof p->onednn, "%d.%d.%d", v->major, v->minor, v->patch);
+    else
+        snprintf(p->onednn, sizeof p->onednn, "unknown");
     meta->tool_version = TLSWEEP_RUN_VERSION;
     meta->git_revision = TLSWEEP_GIT_REVISION;
     meta->compiler = __VERSION__;

@@ -18,7 +18,8 @@ typedef struct {
     size_t offset, size;
 } h5_field;
 
-#define FIELD(T, m, kind) {#m, kind, offsetof(T, m), sizeof(((T *)0)->m)}
+#define FIELD(T, m, kind)                                                                          \
+    { #m, kind, offsetof(T, m), sizeof(((T *)0)->m) }
 
 static const h5_field trial_fields[] = {
     FIELD(results_trial_row, id, FIELD_I32),
@@ -62,14 +63,10 @@ static const h5_field curve_fields[] = {
 };
 
 static const h5_field lr_fields[] = {
-    FIELD(results_lr_row, trial_id, FIELD_I32),
-    FIELD(results_lr_row, trial, FIELD_STR),
-    FIELD(results_lr_row, epoch, FIELD_I32),
-    FIELD(results_lr_row, phase, FIELD_I32),
-    FIELD(results_lr_row, group_index, FIELD_I32),
-    FIELD(results_lr_row, group, FIELD_STR),
-    FIELD(results_lr_row, lr, FIELD_F64),
-    {NULL, 0, 0, 0},
+    FIELD(results_lr_row, trial_id, FIELD_I32),    FIELD(results_lr_row, trial, FIELD_STR),
+    FIELD(results_lr_row, epoch, FIELD_I32),       FIELD(results_lr_row, phase, FIELD_I32),
+    FIELD(results_lr_row, group_index, FIELD_I32), FIELD(results_lr_row, group, FIELD_STR),
+    FIELD(results_lr_row, lr, FIELD_F64),          {NULL, 0, 0, 0},
 };
 
 /* One compound table: its dataset, memory type (the fixed fields) and row size. */
@@ -136,10 +133,18 @@ static hid_t compound_type(const h5_field *fields, size_t row_size,
     for (const h5_field *f = fields; f->name; f++) {
         hid_t member = -1;
         switch (f->kind) {
-        case FIELD_I32: member = H5Tcopy(H5T_NATIVE_INT32); break;
-        case FIELD_I64: member = H5Tcopy(H5T_NATIVE_INT64); break;
-        case FIELD_F64: member = H5Tcopy(H5T_NATIVE_DOUBLE); break;
-        case FIELD_STR: member = string_type(f->size); break;
+        case FIELD_I32:
+            member = H5Tcopy(H5T_NATIVE_INT32);
+            break;
+        case FIELD_I64:
+            member = H5Tcopy(H5T_NATIVE_INT64);
+            break;
+        case FIELD_F64:
+            member = H5Tcopy(H5T_NATIVE_DOUBLE);
+            break;
+        case FIELD_STR:
+            member = string_type(f->size);
+            break;
         }
         herr_t rc = member < 0 ? -1 : H5Tinsert(t, f->name, f->offset, member);
         if (member >= 0) H5Tclose(member);
@@ -212,8 +217,8 @@ static void table_close(h5_table *t) {
 }
 
 /* Writes count rows at row index start (growing the table when needed) with mem_type. */
-static int table_write(h5_table *t, hid_t mem_type, hsize_t start, const void *rows,
-                       hsize_t count, int flush) {
+static int table_write(h5_table *t, hid_t mem_type, hsize_t start, const void *rows, hsize_t count,
+                       int flush) {
     if (count == 0) return 0;
     if (start + count > t->rows) {
         hsize_t dims = start + count;
@@ -223,7 +228,8 @@ static int table_write(h5_table *t, hid_t mem_type, hsize_t start, const void *r
     hid_t space = H5Dget_space(t->dset);
     if (space < 0) return -1;
     hid_t mem = H5Screate_simple(1, &count, NULL);
-    int ok = mem >= 0 && H5Sselect_hyperslab(space, H5S_SELECT_SET, &start, NULL, &count, NULL) >= 0 &&
+    int ok = mem >= 0 &&
+             H5Sselect_hyperslab(space, H5S_SELECT_SET, &start, NULL, &count, NULL) >= 0 &&
              H5Dwrite(t->dset, mem_type, mem, space, H5P_DEFAULT, rows) >= 0 &&
              (!flush || H5Dflush(t->dset) >= 0);
     if (mem >= 0) H5Sclose(mem);
@@ -264,9 +270,8 @@ static int attr_string(hid_t loc, const char *name, const char *value) {
     if (!value) value = "";
     hid_t type = string_type(strlen(value) + 1);
     hid_t space = H5Screate(H5S_SCALAR);
-    hid_t attr = type >= 0 && space >= 0
-                     ? H5Acreate2(loc, name, type, space, H5P_DEFAULT, H5P_DEFAULT)
-                     : -1;
+    hid_t attr =
+        type >= 0 && space >= 0 ? H5Acreate2(loc, name, type, space, H5P_DEFAULT, H5P_DEFAULT) : -1;
     int ok = attr >= 0 && H5Awrite(attr, type, value) >= 0;
     if (attr >= 0) H5Aclose(attr);
     if (space >= 0) H5Sclose(space);
@@ -276,8 +281,8 @@ static int attr_string(hid_t loc, const char *name, const char *value) {
 
 static int attr_int(hid_t loc, const char *name, long long value) {
     hid_t space = H5Screate(H5S_SCALAR);
-    hid_t attr = space >= 0 ? H5Acreate2(loc, name, H5T_NATIVE_LLONG, space, H5P_DEFAULT, H5P_DEFAULT)
-                            : -1;
+    hid_t attr =
+        space >= 0 ? H5Acreate2(loc, name, H5T_NATIVE_LLONG, space, H5P_DEFAULT, H5P_DEFAULT) : -1;
     int ok = attr >= 0 && H5Awrite(attr, H5T_NATIVE_LLONG, &value) >= 0;
     if (attr >= 0) H5Aclose(attr);
     if (space >= 0) H5Sclose(space);
@@ -338,7 +343,8 @@ static void *pack_trials(const results_trial_row *rows,
     for (int i = 0; i < count; i++) {
         memcpy(buf + (size_t)i * size, &rows[i], sizeof rows[i]);
         for (int c = 0; c < columns; c++)
-            memcpy(buf + (size_t)i * size + sizeof(results_trial_row) + (size_t)c * RESULTS_VALUE_MAX,
+            memcpy(buf + (size_t)i * size + sizeof(results_trial_row) +
+                       (size_t)c * RESULTS_VALUE_MAX,
                    grid_values[i][c], RESULTS_VALUE_MAX);
     }
     return buf;
@@ -408,11 +414,16 @@ int results_h5_create(const char *path, const results_meta *meta,
         return fail(path, err, errlen, "cannot create the file");
     }
     const char *step = NULL;
-    if (write_meta(h->file, meta, columns)) step = "cannot write the root attributes";
-    else if (table_create(h->file, &h->trials, columns)) step = "cannot create /trials";
-    else if (table_create(h->file, &h->curves, NULL)) step = "cannot create /curves";
-    else if (table_create(h->file, &h->lr, NULL)) step = "cannot create /lr";
-    else if (write_trial_rows(h, 0, rows, grid_values, count)) step = "cannot write /trials";
+    if (write_meta(h->file, meta, columns))
+        step = "cannot write the root attributes";
+    else if (table_create(h->file, &h->trials, columns))
+        step = "cannot create /trials";
+    else if (table_create(h->file, &h->curves, NULL))
+        step = "cannot create /curves";
+    else if (table_create(h->file, &h->lr, NULL))
+        step = "cannot create /lr";
+    else if (write_trial_rows(h, 0, rows, grid_values, count))
+        step = "cannot write /trials";
     if (step) {
         fail(path, err, errlen, "%s", step);
         close_handle(h);
@@ -428,7 +439,8 @@ int results_h5_start_swmr(results_h5 *h, char *err, size_t errlen) {
     table_close(&h->trials);
     table_close(&h->curves);
     table_close(&h->lr);
-    if (H5Fstart_swmr_write(h->file) < 0) return fail(h->path, err, errlen, "cannot start SWMR writing");
+    if (H5Fstart_swmr_write(h->file) < 0)
+        return fail(h->path, err, errlen, "cannot start SWMR writing");
     if (table_open(h->file, &h->trials) || table_open(h->file, &h->curves) ||
         table_open(h->file, &h->lr))
         return fail(h->path, err, errlen, "cannot reopen the tables after starting SWMR");
@@ -516,8 +528,8 @@ int results_h5_grid_columns(results_h5 *h, results_grid_columns *columns) {
     memset(columns, 0, sizeof *columns);
     char *text = results_h5_attr(h, "grid_columns", err, sizeof err);
     if (!text) return -1;
-    for (char *save = NULL, *tok = strtok_r(text, ",", &save); tok && columns->count < SWEEP_MAX_AXES;
-         tok = strtok_r(NULL, ",", &save))
+    for (char *save = NULL, *tok = strtok_r(text, ",", &save);
+         tok && columns->count < SWEEP_MAX_AXES; tok = strtok_r(NULL, ",", &save))
         snprintf(columns->names[columns->count++], SWEEP_KEY_MAX, "%s", tok);
     free(text);
     return 0;
@@ -537,9 +549,9 @@ int results_h5_read_curves(results_h5 *h, results_curve_row **rows, int *count, 
     return 0;
 }
 
-int results_h5_read_lr(results_h5 *h, results_lr_row **rows, int *count, char *err,
-                       size_t errlen) {
-    if (table_read(&h->lr, (void **)rows, count)) return fail(h->path, err, errlen, "cannot read /lr");
+int results_h5_read_lr(results_h5 *h, results_lr_row **rows, int *count, char *err, size_t errlen) {
+    if (table_read(&h->lr, (void **)rows, count))
+        return fail(h->path, err, errlen, "cannot read /lr");
     return 0;
 }
 
@@ -567,8 +579,7 @@ int results_h5_add_trials(results_h5 *h, const results_trial_row *rows,
     return 0;
 }
 
-int results_h5_write_trial(results_h5 *h, const results_trial_row *row, char *err,
-                           size_t errlen) {
+int results_h5_write_trial(results_h5 *h, const results_trial_row *row, char *err, size_t errlen) {
     double start = now();
     /* The memory type holds the fixed columns only; HDF5 keeps the grid columns (it reads
      * the stored row as background for a partial compound write). */
@@ -578,8 +589,8 @@ int results_h5_write_trial(results_h5 *h, const results_trial_row *row, char *er
     return 0;
 }
 
-int results_h5_append_epoch(results_h5 *h, const results_curve_row *curve,
-                            const results_lr_row *lr, int n_lr, char *err, size_t errlen) {
+int results_h5_append_epoch(results_h5 *h, const results_curve_row *curve, const results_lr_row *lr,
+                            int n_lr, char *err, size_t errlen) {
     double start = now();
     int rc = table_write(&h->lr, h->lr.type, h->lr.rows, lr, (hsize_t)n_lr, 1);
     if (h->kill_after_lr && ++h->epochs_appended == h->kill_after_lr) raise(SIGKILL);
@@ -591,7 +602,9 @@ int results_h5_append_epoch(results_h5 *h, const results_curve_row *curve,
     return 0;
 }
 
-double results_h5_write_seconds(const results_h5 *h) { return h->write_seconds; }
+double results_h5_write_seconds(const results_h5 *h) {
+    return h->write_seconds;
+}
 
 int results_h5_close(results_h5 *h, char *err, size_t errlen) {
     if (!h) return 0;
@@ -620,9 +633,12 @@ int results_h5_read_file(const char *path, results_trial_row **rows, int *count,
     }
     if (fapl >= 0) H5Pclose(fapl);
     int rc = 0;
-    if (h->file < 0) rc = fail(path, err, errlen, "cannot open the file");
-    else if (table_open(h->file, &h->trials)) rc = fail(path, err, errlen, "not a tlsweep results file (no /trials)");
-    else rc = results_h5_read_trials(h, rows, count, err, errlen);
+    if (h->file < 0)
+        rc = fail(path, err, errlen, "cannot open the file");
+    else if (table_open(h->file, &h->trials))
+        rc = fail(path, err, errlen, "not a tlsweep results file (no /trials)");
+    else
+        rc = results_h5_read_trials(h, rows, count, err, errlen);
     close_handle(h);
     return rc;
 }

@@ -98,8 +98,7 @@ int results_h5_read_trials(results_h5 *h, results_trial_row **rows, int *count, 
                            size_t errlen);
 int results_h5_read_curves(results_h5 *h, results_curve_row **rows, int *count, char *err,
                            size_t errlen);
-int results_h5_read_lr(results_h5 *h, results_lr_row **rows, int *count, char *err,
-                       size_t errlen);
+int results_h5_read_lr(results_h5 *h, results_lr_row **rows, int *count, char *err, size_t errlen);
 /* Replaces a table's contents (resume's compaction; not in SWMR mode). */
 int results_h5_rewrite_curves(results_h5 *h, const results_curve_row *rows, int count, char *err,
                               size_t errlen);
@@ -123,8 +122,8 @@ int results_h5_write_trial(results_h5 *h, const results_trial_row *row, char *er
  * Test hook: with TLSWEEP_TEST_KILL_AFTER_LR=N in the environment the process kills itself
  * (SIGKILL) between the /lr and /curves writes of its Nth epoch, the worst moment for a crash;
  * the resume tests use it. */
-int results_h5_append_epoch(results_h5 *h, const results_curve_row *curve,
-                            const results_lr_row *lr, int n_lr, char *err, size_t errlen);
+int results_h5_append_epoch(results_h5 *h, const results_curve_row *curve, const results_lr_row *lr,
+                            int n_lr, char *err, size_t errlen);
 
 /* Seconds spent inside the write calls above (the benchmark's HDF5 share). */
 double results_h5_write_seconds(const results_h5 *h);

@@ -26,7 +26,8 @@ static int process_alive(pid_t pid) {
     char *line = fgets(stat_line, sizeof stat_line, f);
     fclose(f);
     const char *close_paren = line ? strrchr(line, ')') : NULL;
-    return !(close_paren && close_paren[1] == ' ' && (close_paren[2] == 'Z' || close_paren[2] == 'X'));
+    return !(close_paren && close_paren[1] == ' ' &&
+             (close_paren[2] == 'Z' || close_paren[2] == 'X'));
 }
 
 int resume_lock(const char *trials_dir, const char *results_path, const char *host, char *err,
@@ -43,14 +44,17 @@ int resume_lock(const char *trials_dir, const char *results_path, const char *ho
         double age = stat(path, &st) ? 1e9 : difftime(time(NULL), st.st_mtime);
         if (n == 2 && !strcmp(other_host, host)) {
             if (pid != (long)getpid() && process_alive((pid_t)pid)) {
-                snprintf(err, errlen, "%s is being written by tlsweep pid %ld on %s (still "
-                         "running); wait for it or stop it first", results_path, pid, host);
+                snprintf(err, errlen,
+                         "%s is being written by tlsweep pid %ld on %s (still "
+                         "running); wait for it or stop it first",
+                         results_path, pid, host);
                 return -1;
             }
         } else if (n == 2 && age < RESUME_LOCK_STALE) {
-            snprintf(err, errlen, "%s was written by pid %ld on %s %.0f s ago; if that run is "
-                     "gone, wait %.0f s or remove %s", results_path, pid, other_host, age,
-                     RESUME_LOCK_STALE, path);
+            snprintf(err, errlen,
+                     "%s was written by pid %ld on %s %.0f s ago; if that run is "
+                     "gone, wait %.0f s or remove %s",
+                     results_path, pid, other_host, age, RESUME_LOCK_STALE, path);
             return -1;
         }
     }
@@ -144,8 +148,10 @@ static int check_extension(const char *old_text, const sweep *s, const trial_tab
     for (int i = 0; !rc && i < old_trials.count; i++) {
         int index = trial_table_find(t, old_trials.items[i].name);
         if (index < 0) {
-            snprintf(err, errlen, "--extend only adds grid points, but trial %s of the stored "
-                     "sweep is not in %s", old_trials.items[i].name, s->file);
+            snprintf(err, errlen,
+                     "--extend only adds grid points, but trial %s of the stored "
+                     "sweep is not in %s",
+                     old_trials.items[i].name, s->file);
             rc = -1;
             break;
         }
@@ -153,8 +159,10 @@ static int check_extension(const char *old_text, const sweep *s, const trial_tab
         grid_trial_spec(&old, &old_trials.items[i], &a);
         grid_trial_spec(s, &t->items[index].point, &b);
         if (!same_settings(&a, &b)) {
-            snprintf(err, errlen, "--extend only adds grid points, but %s changes the settings "
-                     "of trial %s", s->file, old_trials.items[i].name);
+            snprintf(err, errlen,
+                     "--extend only adds grid points, but %s changes the settings "
+                     "of trial %s",
+                     s->file, old_trials.items[i].name);
             rc = -1;
         }
     }
@@ -171,7 +179,8 @@ static int check_sweep(results_h5 *h, const char *path, const sweep *s, const tr
     int rc = 0;
     if (strcmp(old_text, s->text)) {
         if (!extend) {
-            snprintf(err, errlen, "%s was made by a different sweep file than %s (rerun with "
+            snprintf(err, errlen,
+                     "%s was made by a different sweep file than %s (rerun with "
                      "--extend to add grid points, or choose another output); changed lines:",
                      path, s->file);
             line_diff(old_text, s->text, "-", err, errlen);
@@ -230,8 +239,10 @@ static int repair_tables(results_h5 *h, trial_table *t, char *err, size_t errlen
     if (dropped_curves) rc = results_h5_rewrite_curves(h, curves, n_curves, err, errlen);
     if (!rc && dropped_lr) rc = results_h5_rewrite_lr(h, lr, n_lr, err, errlen);
     if (!rc && (dropped_curves || dropped_lr))
-        fprintf(stderr, "tlsweep: resume dropped %d unfinished or repeated /curves rows and %d "
-                "/lr rows\n", dropped_curves, dropped_lr);
+        fprintf(stderr,
+                "tlsweep: resume dropped %d unfinished or repeated /curves rows and %d "
+                "/lr rows\n",
+                dropped_curves, dropped_lr);
     free(curves);
     free(lr);
     return rc;
@@ -245,7 +256,8 @@ static int load_states(results_h5 *h, trial_table *t, int *kept_done, int *next_
     if (results_h5_read_trials(h, &rows, &count, err, errlen)) return -1;
     *kept_done = 0;
     *next_id = count;
-    for (int i = 0; i < t->count; i++) t->items[i].row.id = -1;
+    for (int i = 0; i < t->count; i++)
+        t->items[i].row.id = -1;
     for (int i = 0; i < count; i++) {
         int index = trial_table_find(t, rows[i].name);
         if (index < 0) continue;
@@ -287,7 +299,8 @@ int resume_open(const char *path, const sweep *s, trial_table *t, int extend, re
         for (int i = 0; i < t->count; i++)
             if (t->items[i].row.id < 0) t->items[i].row.id = next_id + added++;
         results_trial_row *rows = calloc((size_t)added + 1, sizeof *rows);
-        char(*values)[SWEEP_MAX_AXES][RESULTS_VALUE_MAX] = calloc((size_t)added + 1, sizeof *values);
+        char(*values)[SWEEP_MAX_AXES][RESULTS_VALUE_MAX] =
+            calloc((size_t)added + 1, sizeof *values);
         int k = 0;
         for (int i = 0; rows && values && i < t->count; i++)
             if (t->items[i].row.id >= next_id) {
@@ -295,10 +308,11 @@ int resume_open(const char *path, const sweep *s, trial_table *t, int extend, re
                 memcpy(values[k], t->items[i].grid_values, sizeof values[k]);
                 k++;
             }
-        rc = rows && values ? results_h5_add_trials(h, rows,
-                                                    (const char(*)[SWEEP_MAX_AXES][RESULTS_VALUE_MAX])values,
-                                                    added, err, errlen)
-                            : -1;
+        rc = rows && values
+                 ? results_h5_add_trials(h, rows,
+                                         (const char(*)[SWEEP_MAX_AXES][RESULTS_VALUE_MAX])values,
+                                         added, err, errlen)
+                 : -1;
         free(rows);
         free(values);
         if (!rc) rc = results_h5_set_attr(h, "sweep_text", s->text, err, errlen);

@@ -40,7 +40,8 @@ void root_init(root_ctx *r, const sweep *s, trial_table *t, results_h5 *h5, prog
     r->n_ranks = n_ranks;
     r->send = send;
     r->transport = transport;
-    for (int i = 0; i < n_ranks; i++) workers[i].busy = -1;
+    for (int i = 0; i < n_ranks; i++)
+        workers[i].busy = -1;
 }
 
 static int save_row(root_ctx *r, trial_entry *e) {
@@ -80,7 +81,8 @@ static int assign(root_ctx *r, int rank, double now) {
     e->current_phase = 1;
     if (save_row(r, e)) return -1;
     message m = {.type = MSG_ASSIGN, .trial = index, .attempt = e->row.attempts};
-    while (m.committed < e->total_epochs && e->epoch_written[m.committed + 1]) m.committed++;
+    while (m.committed < e->total_epochs && e->epoch_written[m.committed + 1])
+        m.committed++;
     snprintf(m.name, sizeof m.name, "%s", e->row.name);
     progress_event(r->progress, r->table, now, "rank %d on %s: start %s (attempt %d)", rank,
                    w->host, e->row.name, e->row.attempts);
@@ -110,8 +112,8 @@ static int on_epoch(root_ctx *r, trial_entry *e, int index, const message *m, do
         e->row.best_epoch = ep->epoch;
     }
     if (ep->epoch > e->total_epochs) {
-        return fatal(r, "rank %d: trial %s: epoch %d of a %d-epoch trial", e->row.rank,
-                     e->row.name, ep->epoch, e->total_epochs);
+        return fatal(r, "rank %d: trial %s: epoch %d of a %d-epoch trial", e->row.rank, e->row.name,
+                     ep->epoch, e->total_epochs);
     }
     /* A restarted trial repeats epochs that are already in the file: keep the first. */
     if (e->epoch_written[ep->epoch]) return acknowledge(r, e, m);
@@ -185,8 +187,8 @@ static int on_failed(root_ctx *r, trial_entry *e, int index, const message *m, d
     e->last_failed_rank = e->row.rank;
     if (transition(r, index, TS_FAILED)) return -1;
     int retry = e->attempts_this_run < r->table->max_attempts;
-    progress_event(r->progress, r->table, now, "FAILED %s (attempt %d of %d%s): %s",
-                   e->row.name, e->attempts_this_run, r->table->max_attempts,
+    progress_event(r->progress, r->table, now, "FAILED %s (attempt %d of %d%s): %s", e->row.name,
+                   e->attempts_this_run, r->table->max_attempts,
                    retry ? ", will retry" : ", no retries left", m->text);
     if (retry && transition(r, index, TS_PENDING)) return -1;
     return save_row(r, e);
@@ -232,8 +234,9 @@ int root_check_silence(root_ctx *r, double now) {
     for (int rank = r->first_worker; rank < r->n_ranks; rank++) {
         worker_slot *w = &r->workers[rank];
         if (w->busy >= 0 && now - w->last_heard > r->heartbeat_timeout)
-            return fatal(r, "rank %d on %s: trial %s: no message for %.0f s (heartbeat timeout "
-                            "%.0f s); stopping the sweep, rerun to resume",
+            return fatal(r,
+                         "rank %d on %s: trial %s: no message for %.0f s (heartbeat timeout "
+                         "%.0f s); stopping the sweep, rerun to resume",
                          rank, w->host, r->table->items[w->busy].row.name, now - w->last_heard,
                          r->heartbeat_timeout);
     }
@@ -255,7 +258,8 @@ int root_stop(root_ctx *r, double now, const char *why) {
 
 int root_busy(const root_ctx *r) {
     int busy = 0;
-    for (int rank = r->first_worker; rank < r->n_ranks; rank++) busy += r->workers[rank].busy >= 0;
+    for (int rank = r->first_worker; rank < r->n_ranks; rank++)
+        busy += r->workers[rank].busy >= 0;
     return busy;
 }
 

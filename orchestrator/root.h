@@ -20,15 +20,14 @@ typedef struct {
 } worker_slot;
 
 /* Sends one message to a rank; -1 with err on failure. */
-typedef int (*root_send_fn)(void *transport, int rank, const message *m, char *err,
-                            size_t errlen);
+typedef int (*root_send_fn)(void *transport, int rank, const message *m, char *err, size_t errlen);
 
 typedef struct {
     const sweep *s;
     trial_table *table;
-    results_h5 *h5;     /* NULL: keep results in memory only */
-    progress *progress; /* NULL: quiet */
-    worker_slot *workers; /* indexed by rank */
+    results_h5 *h5;            /* NULL: keep results in memory only */
+    progress *progress;        /* NULL: quiet */
+    worker_slot *workers;      /* indexed by rank */
     int first_worker, n_ranks; /* workers are ranks first_worker .. n_ranks-1 */
     root_send_fn send;
     void *transport;

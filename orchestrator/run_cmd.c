@@ -61,14 +61,18 @@ static int number(const char *flag, const char *text, double min, double *out, i
 static int parse_options(int argc, char **argv, run_options *o, int rank) {
     enum { OPT_EXTEND = 256, OPT_TIME, OPT_HB, OPT_HBT, OPT_THREADS, OPT_SIM, OPT_SIMSEC };
     static const struct option longopts[] = {
-        {"output", required_argument, NULL, 'o'},  {"extend", no_argument, NULL, OPT_EXTEND},
-        {"dry-run", no_argument, NULL, 'n'},       {"time-limit", required_argument, NULL, OPT_TIME},
+        {"output", required_argument, NULL, 'o'},
+        {"extend", no_argument, NULL, OPT_EXTEND},
+        {"dry-run", no_argument, NULL, 'n'},
+        {"time-limit", required_argument, NULL, OPT_TIME},
         {"heartbeat", required_argument, NULL, OPT_HB},
         {"heartbeat-timeout", required_argument, NULL, OPT_HBT},
         {"threads", required_argument, NULL, OPT_THREADS},
-        {"quiet", no_argument, NULL, 'q'},         {"simulate", no_argument, NULL, OPT_SIM},
+        {"quiet", no_argument, NULL, 'q'},
+        {"simulate", no_argument, NULL, OPT_SIM},
         {"sim-seconds", required_argument, NULL, OPT_SIMSEC},
-        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
     memset(o, 0, sizeof *o);
     o->sim_seconds = 0.1;
@@ -80,20 +84,36 @@ static int parse_options(int argc, char **argv, run_options *o, int rank) {
     double v;
     while ((c = getopt_long(argc, argv, "o:nqh", longopts, NULL)) != -1) {
         switch (c) {
-        case 'o': o->output = optarg; break;
-        case 'n': o->dry_run = 1; break;
-        case 'q': o->quiet = 1; break;
+        case 'o':
+            o->output = optarg;
+            break;
+        case 'n':
+            o->dry_run = 1;
+            break;
+        case 'q':
+            o->quiet = 1;
+            break;
         case 'h':
             if (rank == 0) usage(stdout);
             return 1;
-        case OPT_EXTEND: o->extend = 1; break;
-        case OPT_SIM: o->simulate = 1; break;
-        case OPT_TIME: if (number("--time-limit", optarg, 0, &o->time_limit, rank)) return -1; break;
-        case OPT_HB: if (number("--heartbeat", optarg, 0.01, &o->heartbeat, rank)) return -1; break;
+        case OPT_EXTEND:
+            o->extend = 1;
+            break;
+        case OPT_SIM:
+            o->simulate = 1;
+            break;
+        case OPT_TIME:
+            if (number("--time-limit", optarg, 0, &o->time_limit, rank)) return -1;
+            break;
+        case OPT_HB:
+            if (number("--heartbeat", optarg, 0.01, &o->heartbeat, rank)) return -1;
+            break;
         case OPT_HBT:
             if (number("--heartbeat-timeout", optarg, 0.1, &o->heartbeat_timeout, rank)) return -1;
             break;
-        case OPT_SIMSEC: if (number("--sim-seconds", optarg, 0, &o->sim_seconds, rank)) return -1; break;
+        case OPT_SIMSEC:
+            if (number("--sim-seconds", optarg, 0, &o->sim_seconds, rank)) return -1;
+            break;
         case OPT_THREADS:
             if (number("--threads", optarg, 1, &v, rank)) return -1;
             o->threads = (int)v;
@@ -105,7 +125,8 @@ static int parse_options(int argc, char **argv, run_options *o, int rank) {
     }
     if (optind != argc - 1) {
         if (rank == 0) {
-            fprintf(stderr, "tlsweep run: expected one sweep file, got %d arguments\n", argc - optind);
+            fprintf(stderr, "tlsweep run: expected one sweep file, got %d arguments\n",
+                    argc - optind);
             usage(stderr);
         }
         return -1;
@@ -120,9 +141,11 @@ static int share_sweep(const run_options *o, int rank, sweep *s) {
     if (rank == 0) {
         sweep_errors errs = {0};
         const sweep_options opt = {.check_paths = !o->simulate};
-        if (sweep_load(o->sweep_file, &opt, s, &errs) == 0) len = (long long)s->text_len;
+        if (sweep_load(o->sweep_file, &opt, s, &errs) == 0)
+            len = (long long)s->text_len;
         else {
-            for (int i = 0; i < errs.count; i++) fprintf(stderr, "%s\n", errs.messages[i]);
+            for (int i = 0; i < errs.count; i++)
+                fprintf(stderr, "%s\n", errs.messages[i]);
             if (errs.dropped) fprintf(stderr, "(%d more problems)\n", errs.dropped);
             fprintf(stderr, "tlsweep run: %s is not a valid sweep; nothing was started\n",
                     o->sweep_file);
@@ -130,7 +153,8 @@ static int share_sweep(const run_options *o, int rank, sweep *s) {
         sweep_errors_free(&errs);
     }
     if (MPI_Bcast(&len, 1, MPI_LONG_LONG, 0, MPI_COMM_WORLD) != MPI_SUCCESS || len < 0) return -1;
-    if (rank == 0) return MPI_Bcast(s->text, (int)len, MPI_CHAR, 0, MPI_COMM_WORLD) == MPI_SUCCESS ? 0 : -1;
+    if (rank == 0)
+        return MPI_Bcast(s->text, (int)len, MPI_CHAR, 0, MPI_COMM_WORLD) == MPI_SUCCESS ? 0 : -1;
     char *text = malloc((size_t)len + 1);
     if (!text || MPI_Bcast(text, (int)len, MPI_CHAR, 0, MPI_COMM_WORLD) != MPI_SUCCESS) {
         free(text);
@@ -139,8 +163,9 @@ static int share_sweep(const run_options *o, int rank, sweep *s) {
     sweep_errors errs = {0};
     const sweep_options opt = {.check_paths = 0};
     int rc = sweep_parse(o->sweep_file, text, (size_t)len, &opt, s, &errs);
-    if (rc) fprintf(stderr, "rank %d: the root's sweep does not parse here: %s\n", rank,
-                    errs.count ? errs.messages[0] : "?");
+    if (rc)
+        fprintf(stderr, "rank %d: the root's sweep does not parse here: %s\n", rank,
+                errs.count ? errs.messages[0] : "?");
     sweep_errors_free(&errs);
     free(text);
     return rc;
@@ -177,7 +202,8 @@ static void print_mapping(const root_ctx *r, int size) {
         const worker_slot *w = &r->workers[rank];
         if (w->device >= 0)
             printf("rank %d on %s: GPU %d\n", rank, w->host, w->device);
-        else printf("rank %d on %s: CPU, %d threads\n", rank, w->host, w->threads);
+        else
+            printf("rank %d on %s: CPU, %d threads\n", rank, w->host, w->threads);
     }
 }
 
@@ -186,7 +212,8 @@ static void hosts_text(const worker_slot *workers, int size, const char *root_ho
     snprintf(out, len, "%s", root_host);
     for (int i = 1; i < size; i++) {
         int seen = !strcmp(workers[i].host, root_host);
-        for (int j = 1; j < i && !seen; j++) seen = !strcmp(workers[i].host, workers[j].host);
+        for (int j = 1; j < i && !seen; j++)
+            seen = !strcmp(workers[i].host, workers[j].host);
         if (!seen) {
             size_t used = strlen(out);
             snprintf(out + used, len - used, ",%s", workers[i].host);
@@ -221,8 +248,12 @@ static int open_results(const run_options *o, const sweep *s, trial_table *t,
     provenance prov;
     char hosts[1024];
     hosts_text(workers, size, host, hosts, sizeof hosts);
-    results_meta meta = {.sweep_name = s->name, .sweep_file = s->file, .sweep_text = s->text,
-                         .hosts = hosts, .ranks = size, .simulated = o->simulate};
+    results_meta meta = {.sweep_name = s->name,
+                         .sweep_file = s->file,
+                         .sweep_text = s->text,
+                         .hosts = hosts,
+                         .ranks = size,
+                         .simulated = o->simulate};
     provenance_fill(&prov, &meta);
     results_grid_columns columns = {0};
     for (int a = 0; a < s->n_axes; a++)
@@ -239,7 +270,8 @@ static int open_results(const run_options *o, const sweep *s, trial_table *t,
         rc = results_h5_create(output, &meta, &columns, rows,
                                (const char(*)[SWEEP_MAX_AXES][RESULTS_VALUE_MAX])values, t->count,
                                h5, err, sizeof err);
-    } else snprintf(err, sizeof err, "out of memory");
+    } else
+        snprintf(err, sizeof err, "out of memory");
     free(rows);
     free(values);
     if (rc) {
@@ -325,13 +357,16 @@ static int run_root(const run_options *o, const sweep *s, const trial_list *tria
     } else if (close_rc) {
         fprintf(stderr, "tlsweep run: %s\n", close_err);
         status = 4;
-    } else if (r.stopping) status = 3;
-    else status = counts[TS_FAILED] ? 1 : 0;
+    } else if (r.stopping)
+        status = 3;
+    else
+        status = counts[TS_FAILED] ? 1 : 0;
     if (!o->quiet || status) {
         printf("tlsweep run: %d done, %d failed, %d not finished of %d trials in %.1f s; HDF5 "
                "writes %.3f s (%.2f%%), root %.1f us per message (%ld messages)%s\n",
-               counts[TS_DONE], counts[TS_FAILED], table.count - counts[TS_DONE] - counts[TS_FAILED],
-               table.count, elapsed, h5_seconds, elapsed > 0 ? 100.0 * h5_seconds / elapsed : 0.0,
+               counts[TS_DONE], counts[TS_FAILED],
+               table.count - counts[TS_DONE] - counts[TS_FAILED], table.count, elapsed, h5_seconds,
+               elapsed > 0 ? 100.0 * h5_seconds / elapsed : 0.0,
                r.messages ? 1e6 * r.handle_seconds / (double)r.messages : 0.0, r.messages,
                status == 3 || status == -3 ? "; rerun the same command to resume" : "");
     }
@@ -356,7 +391,8 @@ int cmd_run(int argc, char **argv) {
     farm_install_signals();
     /* heartbeats come from a second thread, so MPI must allow serialized calls */
     if (provided < MPI_THREAD_SERIALIZED) {
-        if (rank == 0) fprintf(stderr, "tlsweep run: this MPI does not provide MPI_THREAD_SERIALIZED\n");
+        if (rank == 0)
+            fprintf(stderr, "tlsweep run: this MPI does not provide MPI_THREAD_SERIALIZED\n");
         MPI_Finalize();
         return 4;
     }
@@ -383,11 +419,13 @@ int cmd_run(int argc, char **argv) {
     }
     if (o.dry_run) {
         if (rank == 0) {
-            printf("sweep %s: %d trials -> %s\n", s.name, trials.count, o.output ? o.output : s.output);
+            printf("sweep %s: %d trials -> %s\n", s.name, trials.count,
+                   o.output ? o.output : s.output);
             for (int i = 0; i < trials.count; i++) {
                 trial_spec spec;
                 grid_trial_spec(&s, &trials.items[i], &spec);
-                printf("  %-48s cost %10.3f\n", trials.items[i].name, schedule_estimate_cost(&spec));
+                printf("  %-48s cost %10.3f\n", trials.items[i].name,
+                       schedule_estimate_cost(&spec));
             }
         }
         grid_trials_free(&trials);
@@ -395,20 +433,28 @@ int cmd_run(int argc, char **argv) {
         MPI_Finalize();
         return 0;
     }
-    farm_options f = {.comm = MPI_COMM_WORLD, .rank = rank, .size = size, .s = &s,
-                      .trials = &trials, .heartbeat_interval = o.heartbeat,
-                      .time_limit = o.time_limit, .start = farm_now()};
+    farm_options f = {.comm = MPI_COMM_WORLD,
+                      .rank = rank,
+                      .size = size,
+                      .s = &s,
+                      .trials = &trials,
+                      .heartbeat_interval = o.heartbeat,
+                      .time_limit = o.time_limit,
+                      .start = farm_now()};
     f.worker.simulate = o.simulate;
     f.worker.seconds_per_cost = seconds_per_cost(&s, &trials, o.sim_seconds);
     f.worker.rank = rank;
-    if (gethostname(f.worker.host, sizeof f.worker.host)) snprintf(f.worker.host, sizeof f.worker.host, "unknown");
+    if (gethostname(f.worker.host, sizeof f.worker.host))
+        snprintf(f.worker.host, sizeof f.worker.host, "unknown");
     f.worker.host[sizeof f.worker.host - 1] = 0;
     place_worker(&o, rank, &f.worker);
 
     int status = 0;
-    if (rank == 0) status = run_root(&o, &s, &trials, &f);
+    if (rank == 0)
+        status = run_root(&o, &s, &trials, &f);
     else {
-        if (farm_send_hello(&f, err, sizeof err)) status = -4;
+        if (farm_send_hello(&f, err, sizeof err))
+            status = -4;
         else {
             /* the root sends NAME.h5.d, or a SHUTDOWN when setup failed */
             MPI_Status st;
@@ -423,11 +469,13 @@ int cmd_run(int argc, char **argv) {
                 if (farm_worker(&f, err, sizeof err)) status = -4;
             } else {
                 unsigned char buf[PROTOCOL_MAX_BYTES];
-                MPI_Recv(buf, sizeof buf, MPI_BYTE, 0, PROTOCOL_TAG, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+                MPI_Recv(buf, sizeof buf, MPI_BYTE, 0, PROTOCOL_TAG, MPI_COMM_WORLD,
+                         MPI_STATUS_IGNORE);
                 status = 2;
             }
         }
-        if (status < 0) fprintf(stderr, "tlsweep run: rank %d on %s: %s\n", rank, f.worker.host, err);
+        if (status < 0)
+            fprintf(stderr, "tlsweep run: rank %d on %s: %s\n", rank, f.worker.host, err);
     }
     grid_trials_free(&trials);
     sweep_free(&s);

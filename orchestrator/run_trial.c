@@ -1,8 +1,8 @@
 /* The one place a trial is started (see run_trial.h). */
 #include <errno.h>
 #include <stdint.h>
-#include <stdlib.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -38,7 +38,8 @@ static int checkpoint_epochs(const char *dir) {
     int epochs = -1;
     if (fread(head, 1, 8, f) == 8) {
         uint64_t n = 0;
-        for (int i = 7; i >= 0; i--) n = n << 8 | head[i]; /* little-endian header length */
+        for (int i = 7; i >= 0; i--)
+            n = n << 8 | head[i]; /* little-endian header length */
         char *json = n > 0 && n < (1u << 24) ? malloc(n + 1) : NULL;
         if (json && fread(json, 1, n, f) == n) {
             json[n] = 0;
@@ -60,9 +61,10 @@ static void set_aside_checkpoint_ahead(const char *dir, int committed, const wor
     snprintf(path, sizeof path, "%s/resume.safetensors", dir);
     snprintf(aside, sizeof aside, "%s/resume.ahead.safetensors", dir);
     if (rename(path, aside) == 0)
-        fprintf(stderr, "rank %d on %s: %s: the resume checkpoint (epoch %d) is ahead of the "
-                "results file (epoch %d): starting the trial over\n", o->rank, o->host, dir,
-                done, committed);
+        fprintf(stderr,
+                "rank %d on %s: %s: the resume checkpoint (epoch %d) is ahead of the "
+                "results file (epoch %d): starting the trial over\n",
+                o->rank, o->host, dir, done, committed);
 }
 
 void run_trial(const sweep *s, const grid_point *p, int index, int attempt, int committed,

@@ -9,10 +9,10 @@
 
 typedef struct {
     int simulate;
-    double seconds_per_cost; /* --simulate: sleep per unit of schedule_epoch_cost */
+    double seconds_per_cost;         /* --simulate: sleep per unit of schedule_epoch_cost */
     char trials_dir[TRIAL_PATH_MAX]; /* NAME.h5.d */
-    int threads, device; /* threads: this rank's share of the node's cores */
-    int threads_forced;  /* --threads was given: it beats the sweep's train.threads */
+    int threads, device;             /* threads: this rank's share of the node's cores */
+    int threads_forced;              /* --threads was given: it beats the sweep's train.threads */
     int rank;
     char host[64];
 } worker_options;
@@ -20,7 +20,8 @@ typedef struct {
 /* Runs the trial at grid index `index` (attempt as the root numbered it); every epoch goes to
  * on_epoch. committed: epochs 1..committed are in the results file; a resume checkpoint that
  * is further ahead (the trainer checkpoints before it reports, and the job died in between)
- * is set aside so those epochs are trained and reported again. *final becomes DONE (done or stopped) or FAILED with "rank R on HOST: reason". */
+ * is set aside so those epochs are trained and reported again. *final becomes DONE (done or
+ * stopped) or FAILED with "rank R on HOST: reason". */
 void run_trial(const sweep *s, const grid_point *p, int index, int attempt, int committed,
                const worker_options *o, epoch_callback on_epoch, void *user, message *final);
 

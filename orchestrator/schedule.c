@@ -8,9 +8,9 @@ static const struct {
     const char *backbone;
     double gflops;
 } backbone_gflops[] = {
-    {"resnet18", 1.82},  {"resnet34", 3.67},  {"resnet50", 4.11},  {"resnet101", 7.83},
-    {"resnet152", 11.56}, {"vgg11_bn", 7.63}, {"vgg13_bn", 11.34}, {"vgg16_bn", 15.5},
-    {"vgg19_bn", 19.67},
+    {"resnet18", 1.82},  {"resnet34", 3.67},   {"resnet50", 4.11},
+    {"resnet101", 7.83}, {"resnet152", 11.56}, {"vgg11_bn", 7.63},
+    {"vgg13_bn", 11.34}, {"vgg16_bn", 15.5},   {"vgg19_bn", 19.67},
 };
 
 static double gflops_of(const trial_spec *spec) {

@@ -11,10 +11,12 @@
 #include "orchestrator/simulate.h"
 
 int simulate_layer_groups(const char *backbone, char names[][32], int max) {
-    static const char *const resnet[] = {"fc", "layer4", "layer3", "layer2", "layer1", "bn1", "conv1"};
+    static const char *const resnet[] = {"fc",     "layer4", "layer3", "layer2",
+                                         "layer1", "bn1",    "conv1"};
     int n = 0;
     if (!strncmp(backbone, "resnet", 6)) {
-        for (int i = 0; i < 7 && n < max; i++) snprintf(names[n++], 32, "%s", resnet[i]);
+        for (int i = 0; i < 7 && n < max; i++)
+            snprintf(names[n++], 32, "%s", resnet[i]);
         return n;
     }
     /* torchvision's vgg*_bn features: conv, bn, relu per conv layer, one pool per stage */
@@ -26,7 +28,8 @@ int simulate_layer_groups(const char *backbone, char names[][32], int max) {
     if (!convs) return 0;
     int features = convs * 3 + 5;
     snprintf(names[n++], 32, "classifier");
-    for (int i = features - 1; i >= 0 && n < max; i--) snprintf(names[n++], 32, "features.%d", i);
+    for (int i = features - 1; i >= 0 && n < max; i--)
+        snprintf(names[n++], 32, "features.%d", i);
     return n;
 }
 
@@ -34,8 +37,10 @@ void simulate_group_lr(const trial_spec *spec, int epoch, int n_groups, double *
     const feature_extraction_phase *fe = &spec->feature_extraction;
     const fine_tuning_phase *ft = &spec->fine_tuning;
     if (epoch <= fe->epochs) {
-        double head = fe->lr * pow(fe->gamma, (epoch - 1) / (fe->step_every > 0 ? fe->step_every : 1));
-        for (int g = 0; g < n_groups; g++) lr[g] = g == 0 ? head : 0.0;
+        double head =
+            fe->lr * pow(fe->gamma, (epoch - 1) / (fe->step_every > 0 ? fe->step_every : 1));
+        for (int g = 0; g < n_groups; g++)
+            lr[g] = g == 0 ? head : 0.0;
         return;
     }
     int e2 = epoch - fe->epochs;
@@ -43,11 +48,15 @@ void simulate_group_lr(const trial_spec *spec, int epoch, int n_groups, double *
     for (int g = 0; g < n_groups; g++) {
         double base;
         switch (ft->decay) {
-        case LAYER_DECAY_EXPONENTIAL: base = ft->lr / pow(ft->factor, g); break;
+        case LAYER_DECAY_EXPONENTIAL:
+            base = ft->lr / pow(ft->factor, g);
+            break;
         case LAYER_DECAY_LINEAR:
             base = n_groups > 1 ? ft->lr + (ft->lowest_lr - ft->lr) * g / (n_groups - 1) : ft->lr;
             break;
-        default: base = ft->lr; break;
+        default:
+            base = ft->lr;
+            break;
         }
         lr[g] = base * step;
     }
@@ -62,7 +71,8 @@ static uint64_t mix(uint64_t x) {
 
 static double noise(const trial_spec *spec, int epoch, int which) {
     uint64_t h = spec->seed * 1000003u + (uint64_t)epoch * 7919u + (uint64_t)which;
-    for (const char *c = spec->name; *c; c++) h = mix(h ^ (unsigned char)*c);
+    for (const char *c = spec->name; *c; c++)
+        h = mix(h ^ (unsigned char)*c);
     return (double)(mix(h) >> 11) / 9007199254740992.0 - 0.5; /* [-0.5, 0.5) */
 }
 
@@ -88,8 +98,10 @@ static int check_weights(const trial_spec *spec, char *err, size_t errlen) {
     int zip = got >= 4 && !memcmp(head, "PK\x03\x04", 4);
     int safetensors = got == 9 && head[8] == '{';
     if (!zip && !safetensors) {
-        snprintf(err, errlen, "trial %s: weights file '%s' is neither a PyTorch .pth (zip) nor "
-                 "a safetensors file", spec->name, spec->weights);
+        snprintf(err, errlen,
+                 "trial %s: weights file '%s' is neither a PyTorch .pth (zip) nor "
+                 "a safetensors file",
+                 spec->name, spec->weights);
         return -1;
     }
     return 0;
@@ -148,7 +160,8 @@ int simulate_trial(const trial_spec *spec, double seconds_per_cost, epoch_callba
         return TRIAL_FAILED;
     }
     if (check_weights(spec, err, errlen)) return TRIAL_FAILED;
-    for (int g = 0; g < n_groups; g++) name_ptrs[g] = names[g];
+    for (int g = 0; g < n_groups; g++)
+        name_ptrs[g] = names[g];
     sim_checkpoint ck;
     checkpoint_read(spec, &ck);
     int total = spec->feature_extraction.epochs + spec->fine_tuning.epochs;

@@ -37,7 +37,8 @@ int cmd_status(int argc, char **argv) {
             char *end;
             long v = strtol(optarg, &end, 10);
             if (*end || v < 1) {
-                fprintf(stderr, "tlsweep status: --top expects a positive number, got '%s'\n", optarg);
+                fprintf(stderr, "tlsweep status: --top expects a positive number, got '%s'\n",
+                        optarg);
                 return 2;
             }
             top = (int)v;
@@ -75,8 +76,8 @@ int cmd_status(int argc, char **argv) {
             left_cost += rows[i].estimated_cost;
         if (ranked && rows[i].best_epoch > 0) ranked[n_ranked++] = &rows[i];
     }
-    printf("%s: %d trials: %d done, %d running, %d pending, %d failed, %d preempted\n", path,
-           count, counts[TS_DONE], counts[TS_RUNNING], counts[TS_PENDING], counts[TS_FAILED],
+    printf("%s: %d trials: %d done, %d running, %d pending, %d failed, %d preempted\n", path, count,
+           counts[TS_DONE], counts[TS_RUNNING], counts[TS_PENDING], counts[TS_FAILED],
            counts[TS_PREEMPTED]);
     if (ranked && n_ranked) {
         qsort(ranked, (size_t)n_ranked, sizeof *ranked, by_best);
@@ -90,8 +91,9 @@ int cmd_status(int argc, char **argv) {
             printf("running: %-48s rank %d on %s\n", rows[i].name, rows[i].rank, rows[i].host);
     for (int i = 0; i < count; i++)
         if (rows[i].error[0])
-            printf("%s: %s (attempts %d): %s\n", !strcmp(rows[i].status, "failed") ? "failed" : "retried",
-                   rows[i].name, rows[i].attempts, rows[i].error);
+            printf("%s: %s (attempts %d): %s\n",
+                   !strcmp(rows[i].status, "failed") ? "failed" : "retried", rows[i].name,
+                   rows[i].attempts, rows[i].error);
     if (counts[TS_DONE] && left_cost > 0 && done_cost > 0) {
         /* throughput so far: finished cost per wall second since the first start */
         double elapsed = (double)time(NULL) - first_start;

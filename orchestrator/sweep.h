@@ -24,24 +24,24 @@ typedef enum {
     KEY_PROBABILITY,  /* [0, 1] */
     KEY_DOUBLE_NONNEG,
     KEY_DOUBLE_POSITIVE,
-    KEY_GAMMA,        /* (0, 1] */
-    KEY_FACTOR,       /* >= 1 */
-    KEY_ANGLE,        /* degrees, [0, 90) */
-    KEY_STRING,       /* free text (paths) */
-    KEY_CHOICE,       /* one of choices */
+    KEY_GAMMA,  /* (0, 1] */
+    KEY_FACTOR, /* >= 1 */
+    KEY_ANGLE,  /* degrees, [0, 90) */
+    KEY_STRING, /* free text (paths) */
+    KEY_CHOICE, /* one of choices */
     KEY_BOOL,
-    KEY_SPLITS        /* a list of Flowers102 split names */
+    KEY_SPLITS /* a list of Flowers102 split names */
 } sweep_key_type;
 
 /* Where a key's value lands in a trial_spec. */
 typedef enum {
-    STORE_NONE,     /* checked only (data.format, train.optimizer have one choice each) */
+    STORE_NONE, /* checked only (data.format, train.optimizer have one choice each) */
     STORE_INT,
     STORE_U64,
     STORE_DOUBLE,
     STORE_STRING,
-    STORE_SPLITS,   /* offset of the list; the count follows at count_offset */
-    STORE_BN_TRAIN  /* "train" -> 1, "eval" -> 0 */
+    STORE_SPLITS,  /* offset of the list; the count follows at count_offset */
+    STORE_BN_TRAIN /* "train" -> 1, "eval" -> 0 */
 } sweep_key_store;
 
 typedef struct {
@@ -79,9 +79,9 @@ typedef struct {
 enum { AXIS_BACKBONE = -2, AXIS_SCHEDULE = -3 }; /* -1 is "no such key" */
 
 typedef struct {
-    char key[SWEEP_KEY_MAX]; /* "backbone", "schedule", "train.seed" */
+    char key[SWEEP_KEY_MAX];        /* "backbone", "schedule", "train.seed" */
     char short_name[SWEEP_KEY_MAX]; /* used in trial names: "seed" */
-    int key_index;           /* AXIS_BACKBONE, AXIS_SCHEDULE or an index into sweep_keys */
+    int key_index;                  /* AXIS_BACKBONE, AXIS_SCHEDULE or an index into sweep_keys */
     int line;
     sweep_value *values;
     int n_values;

@@ -13,8 +13,8 @@ static const char *const precisions[] = {"fp32", "tf32", "bf16", NULL};
 static const char *const bn_modes[] = {"train", "eval", NULL};
 
 #define AT(store, f) store, offsetof(trial_spec, f), sizeof(((trial_spec *)0)->f), 0
-#define SPLITS(f, n) STORE_SPLITS, offsetof(trial_spec, f), sizeof(((trial_spec *)0)->f), \
-                     offsetof(trial_spec, n)
+#define SPLITS(f, n)                                                                               \
+    STORE_SPLITS, offsetof(trial_spec, f), sizeof(((trial_spec *)0)->f), offsetof(trial_spec, n)
 
 const sweep_key sweep_keys[] = {
     {"data.format", KEY_CHOICE, formats, STORE_NONE, 0, 0, 0},
@@ -43,9 +43,9 @@ const sweep_key sweep_keys[] = {
 };
 
 /* backbones.NAME takes these short names (the last part of the dotted key). */
-static const char *const override_keys[] = {"model.weights", "model.width", "model.dropout",
-                                            "train.batch_size", "train.precision", "data.resize",
-                                            "data.crop", NULL};
+static const char *const override_keys[] = {
+    "model.weights",   "model.width", "model.dropout", "train.batch_size",
+    "train.precision", "data.resize", "data.crop",     NULL};
 
 int sweep_key_find(const char *dotted) {
     for (int i = 0; sweep_keys[i].key; i++)
@@ -82,7 +82,8 @@ void sweep_key_apply(int key, const sweep_value *value, trial_spec *spec) {
         break;
     case STORE_SPLITS: {
         char(*list)[16] = (char(*)[16])field;
-        for (int i = 0; i < value->n_list; i++) snprintf(list[i], 16, "%s", value->list[i]);
+        for (int i = 0; i < value->n_list; i++)
+            snprintf(list[i], 16, "%s", value->list[i]);
         *(int *)((char *)spec + k->count_offset) = value->n_list;
         break;
     }

@@ -100,7 +100,8 @@ int trial_table_build(trial_table *t, const sweep *s, const trial_list *trials, 
 }
 
 void trial_table_free(trial_table *t) {
-    for (int i = 0; i < t->count; i++) free(t->items[i].epoch_written);
+    for (int i = 0; i < t->count; i++)
+        free(t->items[i].epoch_written);
     free(t->items);
     memset(t, 0, sizeof *t);
 }
@@ -113,5 +114,6 @@ int trial_table_find(const trial_table *t, const char *name) {
 
 void trial_table_counts(const trial_table *t, int counts[TS_COUNT]) {
     memset(counts, 0, sizeof(int) * TS_COUNT);
-    for (int i = 0; i < t->count; i++) counts[t->items[i].state]++;
+    for (int i = 0; i < t->count; i++)
+        counts[t->items[i].state]++;
 }

@@ -18,9 +18,9 @@ typedef struct {
     results_trial_row row; /* what /trials holds for it; row.id is its row in the file */
     char grid_values[SWEEP_MAX_AXES][RESULTS_VALUE_MAX];
     int total_epochs;
-    unsigned char *epoch_written; /* [total_epochs + 1]: epochs already in /curves */
-    int attempts_this_run;        /* retries are counted per run; row.attempts over all runs */
-    int last_failed_rank;         /* a retry prefers another rank */
+    unsigned char *epoch_written;     /* [total_epochs + 1]: epochs already in /curves */
+    int attempts_this_run;            /* retries are counted per run; row.attempts over all runs */
+    int last_failed_rank;             /* a retry prefers another rank */
     int current_epoch, current_phase; /* last epoch heard of while running */
     double last_epoch_seconds;
 } trial_entry;

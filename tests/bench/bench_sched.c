@@ -107,7 +107,9 @@ static int sim_send(void *transport, int rank, const message *m, char *err, size
     grid_trial_spec(sim->s, &sim->table->items[m->trial].point, &spec);
     int total = spec.feature_extraction.epochs + spec.fine_tuning.epochs;
     /* BENCH_EXACT=1: perfect estimates, to separate the estimate error from the schedule */
-    double error = getenv("BENCH_EXACT") ? 1.0 : 0.85 + 0.30 * uniform(sim); /* the estimate is off by up to 15% */
+    double error = getenv("BENCH_EXACT")
+                       ? 1.0
+                       : 0.85 + 0.30 * uniform(sim); /* the estimate is off by up to 15% */
     free(sim->epoch_seconds[rank]);
     sim->epoch_seconds[rank] = calloc((size_t)total + 1, sizeof(double));
     for (int e = 1; e <= total; e++) {
@@ -141,21 +143,28 @@ static int run(const sweep *s, const trial_list *trials, int fifo, const char *h
         return -1;
     }
     if (fifo) /* equal estimates: the queue degenerates to grid order */
-        for (int i = 0; i < table.count; i++) table.items[i].row.estimated_cost = 1;
+        for (int i = 0; i < table.count; i++)
+            table.items[i].row.estimated_cost = 1;
     results_h5 *h5 = NULL;
     if (h5_path) {
         unlink(h5_path);
-        results_meta meta = {.tool_version = "bench", .sweep_name = s->name,
-                             .sweep_text = s->text, .hosts = "simulated", .ranks = WORKERS + 1,
+        results_meta meta = {.tool_version = "bench",
+                             .sweep_name = s->name,
+                             .sweep_text = s->text,
+                             .hosts = "simulated",
+                             .ranks = WORKERS + 1,
                              .simulated = 1};
         results_grid_columns columns = {0};
         results_trial_row *rows = calloc((size_t)table.count, sizeof *rows);
-        char(*values)[SWEEP_MAX_AXES][RESULTS_VALUE_MAX] = calloc((size_t)table.count, sizeof *values);
-        for (int i = 0; rows && i < table.count; i++) rows[i] = table.items[i].row;
-        int rc = rows && values ? results_h5_create(h5_path, &meta, &columns, rows,
-                                                    (const char(*)[SWEEP_MAX_AXES][RESULTS_VALUE_MAX])values,
-                                                    table.count, &h5, err, sizeof err)
-                                : -1;
+        char(*values)[SWEEP_MAX_AXES][RESULTS_VALUE_MAX] =
+            calloc((size_t)table.count, sizeof *values);
+        for (int i = 0; rows && i < table.count; i++)
+            rows[i] = table.items[i].row;
+        int rc = rows && values
+                     ? results_h5_create(h5_path, &meta, &columns, rows,
+                                         (const char(*)[SWEEP_MAX_AXES][RESULTS_VALUE_MAX])values,
+                                         table.count, &h5, err, sizeof err)
+                     : -1;
         free(rows);
         free(values);
         if (rc) {
@@ -166,7 +175,8 @@ static int run(const sweep *s, const trial_list *trials, int fifo, const char *h
     simulation sim = {.s = s, .table = &table, .rng = 12345, .fifo = fifo};
     worker_slot workers[WORKERS + 1];
     memset(workers, 0, sizeof workers);
-    for (int i = 1; i <= WORKERS; i++) snprintf(workers[i].host, sizeof workers[i].host, "sim%03d", i);
+    for (int i = 1; i <= WORKERS; i++)
+        snprintf(workers[i].host, sizeof workers[i].host, "sim%03d", i);
     root_ctx r;
     root_init(&r, s, &table, h5, NULL, workers, 1, WORKERS + 1, sim_send, &sim);
     double start = wall();
@@ -200,7 +210,8 @@ static int run(const sweep *s, const trial_list *trials, int fifo, const char *h
             }
             rc = root_handle(&r, e.rank, &m, sim.now);
             if (e.epoch < t->total_epochs)
-                push(&sim, (event){sim.now + sim.epoch_seconds[e.rank][e.epoch + 1], e.rank, e.epoch + 1});
+                push(&sim, (event){sim.now + sim.epoch_seconds[e.rank][e.epoch + 1], e.rank,
+                                   e.epoch + 1});
             else
                 push(&sim, (event){sim.now, e.rank, 0});
         } else {
@@ -223,7 +234,8 @@ static int run(const sweep *s, const trial_list *trials, int fifo, const char *h
     out->h5_seconds = h5 ? results_h5_write_seconds(h5) : 0;
     out->done = counts[TS_DONE];
     if (h5) results_h5_close(h5, err, sizeof err);
-    for (int i = 0; i <= WORKERS; i++) free(sim.epoch_seconds[i]);
+    for (int i = 0; i <= WORKERS; i++)
+        free(sim.epoch_seconds[i]);
     free(sim.heap);
     trial_table_free(&table);
     return rc ? -1 : 0;
@@ -257,8 +269,9 @@ int main(int argc, char **argv) {
         shortest = fmin(shortest, schedule_estimate_cost(&spec));
     }
     double share = lpt.busy / WORKERS;
-    printf("bench_sched: %d trials (%d done) over %d simulated workers, estimates off by up to 15%%\n",
-           trials.count, lpt.done, WORKERS);
+    printf(
+        "bench_sched: %d trials (%d done) over %d simulated workers, estimates off by up to 15%%\n",
+        trials.count, lpt.done, WORKERS);
     printf("bench_sched: scheduling efficiency %.2f%% longest-first, %.2f%% grid order (FIFO) "
            "(target >= 98%%: %s)\n",
            100 * lpt.efficiency, 100 * fifo.efficiency, lpt.efficiency >= 0.98 ? "met" : "NOT met");

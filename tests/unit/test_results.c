@@ -31,10 +31,14 @@ static void make_rows(results_trial_row *rows, char (*values)[SWEEP_MAX_AXES][RE
     }
 }
 
-static const results_meta meta = {.tool_version = "0.1.0", .git_revision = "abc",
-                                  .sweep_name = "unit", .sweep_file = "unit.yaml",
-                                  .sweep_text = "name: unit\n", .hosts = "node1",
-                                  .ranks = 3, .simulated = 1};
+static const results_meta meta = {.tool_version = "0.1.0",
+                                  .git_revision = "abc",
+                                  .sweep_name = "unit",
+                                  .sweep_file = "unit.yaml",
+                                  .sweep_text = "name: unit\n",
+                                  .hosts = "node1",
+                                  .ranks = 3,
+                                  .simulated = 1};
 
 static results_h5 *create(const char *path, int count) {
     results_grid_columns columns = {.count = 1};
@@ -52,8 +56,12 @@ static results_h5 *create(const char *path, int count) {
 }
 
 static void append(results_h5 *h, int trial, int epoch) {
-    results_curve_row c = {.trial_id = trial, .attempt = 1, .epoch = epoch, .phase = 1,
-                           .val_acc = 0.1 * epoch, .head_lr = 1e-3};
+    results_curve_row c = {.trial_id = trial,
+                           .attempt = 1,
+                           .epoch = epoch,
+                           .phase = 1,
+                           .val_acc = 0.1 * epoch,
+                           .head_lr = 1e-3};
     snprintf(c.trial, sizeof c.trial, "resnet18__s__seed=%d", trial);
     results_lr_row lr[2];
     for (int g = 0; g < 2; g++) {

@@ -29,8 +29,8 @@ static void test_seed_sweep(void) {
     char err[256];
     CHECK(grid_expand(&s, &trials, err, sizeof err) == 0, "%s", err);
     CHECK(trials.count == 6, "seed sweep has %d trials, want 6", trials.count);
-    static const char *const names[] = {"vgg16_bn__linear-decay", "vgg16_bn__exp-decay-3",
-                                        "resnet50__linear-decay", "resnet50__exp-decay-3",
+    static const char *const names[] = {"vgg16_bn__linear-decay",  "vgg16_bn__exp-decay-3",
+                                        "resnet50__linear-decay",  "resnet50__exp-decay-3",
                                         "resnet152__linear-decay", "resnet152__exp-decay-3"};
     for (int i = 0; i < 6 && i < trials.count; i++)
         CHECK(!strcmp(trials.items[i].name, names[i]), "trial %d is %s, want %s", i,
@@ -151,11 +151,11 @@ static void test_axes_exclude_overrides(void) {
 }
 
 /* ---- the catalogue of broken sweep files -------------------------------------------------- */
-#define GOOD_TAIL                                                                              \
-    "grid:\n"                                                                                  \
-    "  backbone: [resnet18]\n"                                                                 \
-    "  schedule: [s]\n"                                                                        \
-    "schedules:\n"                                                                             \
+#define GOOD_TAIL                                                                                  \
+    "grid:\n"                                                                                      \
+    "  backbone: [resnet18]\n"                                                                     \
+    "  schedule: [s]\n"                                                                            \
+    "schedules:\n"                                                                                 \
     "  s: {feature_extraction: {epochs: 1}}\n"
 
 typedef struct {
@@ -164,7 +164,8 @@ typedef struct {
 
 static const bad_case catalogue[] = {
     {"YAML syntax", "name: x\ndata: {root: d\n" GOOD_TAIL,
-     "bad.yaml:3: YAML syntax error: did not find expected ',' or '}' while parsing a flow mapping"},
+     "bad.yaml:3: YAML syntax error: did not find expected ',' or '}' while parsing a flow "
+     "mapping"},
     {"batch size not a number", "name: x\ndata: {root: d}\ntrain:\n  batch_size: x\n" GOOD_TAIL,
      "bad.yaml:4: train.batch_size: expected a positive integer, got 'x'"},
     {"batch size zero", "name: x\ndata: {root: d}\ntrain: {batch_size: 0}\n" GOOD_TAIL,
@@ -219,12 +220,15 @@ static const bad_case catalogue[] = {
     {"exclude value not on the axis",
      "name: x\ndata: {root: d}\nexclude:\n  - {backbone: vgg16_bn}\n" GOOD_TAIL,
      "bad.yaml:4: exclude[0].backbone: 'vgg16_bn' is not a value of grid.backbone"},
-    {"everything excluded", "name: x\ndata: {root: d}\nexclude:\n  - {backbone: resnet18}\n" GOOD_TAIL,
+    {"everything excluded",
+     "name: x\ndata: {root: d}\nexclude:\n  - {backbone: resnet18}\n" GOOD_TAIL,
      "bad.yaml:1: exclude: every grid point is excluded"},
-    {"override of an unknown backbone", "name: x\ndata: {root: d}\nbackbones:\n  alexnet: {width: 2}\n" GOOD_TAIL,
+    {"override of an unknown backbone",
+     "name: x\ndata: {root: d}\nbackbones:\n  alexnet: {width: 2}\n" GOOD_TAIL,
      "bad.yaml:4: backbones.alexnet: unknown backbone 'alexnet' (known: resnet18, resnet34, "
      "resnet50, resnet101, resnet152, vgg11_bn, vgg13_bn, vgg16_bn, vgg19_bn)"},
-    {"unknown override key", "name: x\ndata: {root: d}\nbackbones:\n  resnet18: {depth: 2}\n" GOOD_TAIL,
+    {"unknown override key",
+     "name: x\ndata: {root: d}\nbackbones:\n  resnet18: {depth: 2}\n" GOOD_TAIL,
      "bad.yaml:4: backbones.resnet18.depth: unknown key (known: weights, width, dropout, "
      "batch_size, precision, resize, crop)"},
     {"crop larger than resize", "name: x\ndata: {root: d, resize: 64, crop: 100}\n" GOOD_TAIL,
@@ -288,11 +292,14 @@ static void test_missing_dataset(void) {
 }
 
 int main(void) {
-    static const char *const names[] = {"seed sweep", "smoke sweep", "axes, exclude, overrides",
-                                        "catalogue of broken files", "all problems reported",
+    static const char *const names[] = {"seed sweep",
+                                        "smoke sweep",
+                                        "axes, exclude, overrides",
+                                        "catalogue of broken files",
+                                        "all problems reported",
                                         "missing dataset"};
-    static const tl_case_fn cases[] = {test_seed_sweep, test_smoke_sweep,
-                                       test_axes_exclude_overrides, test_catalogue,
-                                       test_all_problems_reported, test_missing_dataset};
+    static const tl_case_fn cases[] = {
+        test_seed_sweep, test_smoke_sweep,           test_axes_exclude_overrides,
+        test_catalogue,  test_all_problems_reported, test_missing_dataset};
     return tl_run("sweep", names, cases, 6);
 }

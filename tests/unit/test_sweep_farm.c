@@ -49,7 +49,8 @@ static void test_state_machine(void) {
     CHECK(trial_set_state(&t, 0, TS_PENDING, err, sizeof err) == 0, "first retry refused: %s", err);
     CHECK(trial_set_state(&t, 0, TS_RUNNING, err, sizeof err) == 0, "%s", err);
     CHECK(trial_set_state(&t, 0, TS_FAILED, err, sizeof err) == 0, "%s", err);
-    CHECK(trial_set_state(&t, 0, TS_PENDING, err, sizeof err) == -1 && strstr(err, "no attempts left"),
+    CHECK(trial_set_state(&t, 0, TS_PENDING, err, sizeof err) == -1 &&
+              strstr(err, "no attempts left"),
           "a retry past retries: 1 was accepted (%s)", err);
     CHECK(trial_set_state(&t, 1, TS_RUNNING, err, sizeof err) == 0 &&
               trial_set_state(&t, 1, TS_PREEMPTED, err, sizeof err) == 0 &&
@@ -75,10 +76,12 @@ static void test_longest_first(void) {
     char err[256];
     /* vgg16_bn (15.5 GFLOPs) > resnet152 (11.6) > resnet18 (1.8) */
     int first = schedule_next(&t, 1);
-    CHECK(first == 1, "first pick is %s, want vgg16_bn", first >= 0 ? t.items[first].row.name : "-");
+    CHECK(first == 1, "first pick is %s, want vgg16_bn",
+          first >= 0 ? t.items[first].row.name : "-");
     trial_set_state(&t, first, TS_RUNNING, err, sizeof err);
     int second = schedule_next(&t, 2);
-    CHECK(second == 2, "second pick is %s, want resnet152", second >= 0 ? t.items[second].row.name : "-");
+    CHECK(second == 2, "second pick is %s, want resnet152",
+          second >= 0 ? t.items[second].row.name : "-");
     /* a failed trial goes to another rank when it can */
     trial_set_state(&t, first, TS_FAILED, err, sizeof err);
     t.items[first].last_failed_rank = 1;
@@ -95,15 +98,21 @@ static void test_protocol(void) {
     unsigned char buf[PROTOCOL_MAX_BYTES];
     size_t len = 0;
     char err[256];
-    epoch_record r = {.epoch = 17, .phase = 2, .train_loss = 0.5, .val_acc = 0.9, .head_lr = 1e-4,
-                      .n_groups = 2, .group_names = (const char *const[]){"fc", "layer4"},
+    epoch_record r = {.epoch = 17,
+                      .phase = 2,
+                      .train_loss = 0.5,
+                      .val_acc = 0.9,
+                      .head_lr = 1e-4,
+                      .n_groups = 2,
+                      .group_names = (const char *const[]){"fc", "layer4"},
                       .group_lr = (const double[]){1e-4, 1e-4 / 3}};
     protocol_epoch_from_record(&m, 4, 2, &r);
     CHECK(protocol_encode(&m, buf, sizeof buf, &len) == 0, "encode");
     CHECK(protocol_decode(buf, len, &back, err, sizeof err) == 0, "decode: %s", err);
-    CHECK(back.type == MSG_EPOCH && back.trial == 4 && back.attempt == 2 && back.epoch.epoch == 17 &&
-              back.epoch.n_groups == 2 && !strcmp(back.epoch.group_names[1], "layer4") &&
-              back.epoch.group_lr[1] == 1e-4 / 3 && back.epoch.val_acc == 0.9,
+    CHECK(back.type == MSG_EPOCH && back.trial == 4 && back.attempt == 2 &&
+              back.epoch.epoch == 17 && back.epoch.n_groups == 2 &&
+              !strcmp(back.epoch.group_names[1], "layer4") && back.epoch.group_lr[1] == 1e-4 / 3 &&
+              back.epoch.val_acc == 0.9,
           "EPOCH did not round-trip");
     message f = {.type = MSG_FAILED, .trial = 1, .attempt = 1};
     snprintf(f.text, sizeof f.text, "rank 3 on node17: trial x: diverged");
@@ -114,10 +123,12 @@ static void test_protocol(void) {
     CHECK(protocol_decode(buf, len - 1, &back, err, sizeof err) == -1 && strstr(err, "header says"),
           "a truncated message was accepted (%s)", err);
     buf[4] = 9; /* version */
-    CHECK(protocol_decode(buf, len, &back, err, sizeof err) == -1 && strstr(err, "protocol version 9"),
+    CHECK(protocol_decode(buf, len, &back, err, sizeof err) == -1 &&
+              strstr(err, "protocol version 9"),
           "another version was accepted (%s)", err);
     buf[0] = 0;
-    CHECK(protocol_decode(buf, len, &back, err, sizeof err) == -1 && strstr(err, "not a tlsweep message"),
+    CHECK(protocol_decode(buf, len, &back, err, sizeof err) == -1 &&
+              strstr(err, "not a tlsweep message"),
           "a foreign message was accepted (%s)", err);
     message a = {.type = MSG_ASSIGN, .trial = 2, .attempt = 1, .committed = 5};
     snprintf(a.name, sizeof a.name, "resnet152__s");
