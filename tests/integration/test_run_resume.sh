@@ -32,7 +32,8 @@ compare() { $py tests/integration/check_results.py "$1" --trials 4 --epochs 3 --
 
 check "uninterrupted reference run" run "$tmp/ref.h5" --sim-seconds 0.02
 
-# between epochs: kill right after the 5th epoch is committed, then again after the 9th
+# between epochs: kill right after the 3rd epoch is committed (the next one is seconds away),
+# then again after the 5th
 start() { # start OUTPUT LOG [options...]: like run, in the background; $job is mpirun
   local out=$1 log=$2
   shift 2
@@ -45,12 +46,12 @@ wait_resumed() {
   for _ in $(seq 300); do grep -q '^resuming' "$1" && return 0; sleep 0.02; done
   return 1
 }
-start "$tmp/a.h5" "$tmp/a1.log" --sim-seconds 0.3
-$py tests/integration/wait_rows.py "$tmp/a.h5" 5 && kill_job $job
+start "$tmp/a.h5" "$tmp/a1.log" --sim-seconds 1.5
+$py tests/integration/wait_rows.py "$tmp/a.h5" 3 && kill_job $job
 check "between epochs: the killed file is readable and partial" \
-  $py -c "import h5py,sys; f=h5py.File('$tmp/a.h5','r',libver='latest',swmr=True); sys.exit(0 if 5 <= f['curves'].shape[0] < 12 else 1)"
-start "$tmp/a.h5" "$tmp/a2.log" --sim-seconds 0.3
-wait_resumed "$tmp/a2.log" && $py tests/integration/wait_rows.py "$tmp/a.h5" 9 && kill_job $job
+  $py -c "import h5py,sys; f=h5py.File('$tmp/a.h5','r',libver='latest',swmr=True); sys.exit(0 if 3 <= f['curves'].shape[0] < 12 else 1)"
+start "$tmp/a.h5" "$tmp/a2.log" --sim-seconds 1.5
+wait_resumed "$tmp/a2.log" && $py tests/integration/wait_rows.py "$tmp/a.h5" 5 && kill_job $job
 check "between epochs: rerun finishes (exit 0)" run "$tmp/a.h5" --sim-seconds 0.02
 check "between epochs: exactly once, same numbers" compare "$tmp/a.h5"
 

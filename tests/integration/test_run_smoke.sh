@@ -19,7 +19,7 @@ check "np 1: every trial and epoch in the file (h5py/pandas)" \
 check "np 1: per-trial directories beside the file" test -d "$tmp/np1.h5.d/resnet18__exp-decay-3"
 
 # -np 3: two workers; a notebook-style reader follows the file while it is written
-timeout 60 $mpirun -np 3 $tlsweep run --simulate --sim-seconds 0.15 -o "$tmp/np3.h5" \
+timeout 60 $mpirun -np 3 $tlsweep run --simulate --sim-seconds 0.3 -o "$tmp/np3.h5" \
   sweeps/smoke.yaml >"$tmp/np3.log" 2>&1 &
 run=$!
 check "np 3: live SWMR read sees epochs while the sweep runs" \
