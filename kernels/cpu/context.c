@@ -83,6 +83,8 @@ kn_ctx *kn_ctx_create(const kn_ctx_options *opt, char *err, size_t errlen) {
     }
     ctx->relu_cache = cache;
     ctx->threads = opt && opt->threads > 0 ? opt->threads : omp_get_num_procs();
+    const char *wino = getenv("TLSWEEP_CPU_WINOGRAD");
+    ctx->winograd = !(wino && strcmp(wino, "0") == 0);
     /* oneDNN's OpenMP runtime takes its team size from this thread's ICV. */
     omp_set_num_threads(ctx->threads);
 
@@ -124,6 +126,8 @@ void kn_ctx_destroy(kn_ctx *ctx) {
     if (ctx->stream) dnnl_stream_destroy(ctx->stream);
     if (ctx->engine) dnnl_engine_destroy(ctx->engine);
     free(ctx->scratch);
+    free(ctx->stage[0]);
+    free(ctx->stage[1]);
     free(ctx);
 }
 
@@ -202,6 +206,16 @@ static int finish_prim(kn_ctx *ctx, kn_prim *p, const char *what) {
     if (bytes == 0) return 0;
     if (grow_scratch(ctx, bytes, what)) return -1;
     return kn_mem_create(ctx, &p->scratch, smd, what);
+}
+
+int kn_stage_reserve(kn_ctx *ctx, int slot, size_t bytes, const char *what) {
+    if (bytes <= ctx->stage_bytes[slot]) return 0;
+    void *p = aligned_bytes(bytes);
+    if (!p) return kn_fail(ctx, what, "cannot allocate %zu bytes of activation staging", bytes);
+    free(ctx->stage[slot]);
+    ctx->stage[slot] = p;
+    ctx->stage_bytes[slot] = bytes;
+    return 0;
 }
 
 int kn_prim_create(kn_ctx *ctx, kn_prim *p, const_dnnl_op_desc_t op,

@@ -40,6 +40,7 @@ CONV_CASES = [
     ("conv_groups2", 2, 8, 10, 10, 16, 3, 1, 1, 1, 2, True),
     ("conv_odd_13x11", 3, 5, 13, 11, 7, 3, 2, 1, 1, 1, True),
     ("conv_dilated", 2, 4, 12, 12, 8, 3, 1, 2, 2, 1, False),
+    ("conv_3x3_wino", 2, 16, 12, 12, 32, 3, 1, 1, 1, 1, True),
 ]
 
 

@@ -7,6 +7,7 @@
  * order); 1e-4 leaves room for oneDNN's blocked accumulation orders while still catching any
  * wrong index, padding, layout or formula. Dropout and the layout round trip are checked
  * exactly or statistically in C (no PyTorch reference: our RNG is our own). */
+#include "kernels/cpu/cpu_internal.h" /* kn_conv_impl */
 #include "kernels/kernels.h"
 #include "tests/testlib.h"
 
@@ -70,6 +71,7 @@ static const conv_case conv_cases[] = {
     {"conv_groups2", 2, 8, 10, 10, 16, 3, 1, 1, 1, 2, 1},
     {"conv_odd_13x11", 3, 5, 13, 11, 7, 3, 2, 1, 1, 1, 1},
     {"conv_dilated", 2, 4, 12, 12, 8, 3, 1, 2, 2, 1, 0},
+    {"conv_3x3_wino", 2, 16, 12, 12, 32, 3, 1, 1, 1, 1, 1},
 };
 
 static void run_conv_case(const conv_case *c) {
@@ -125,6 +127,21 @@ CONV_TEST(test_conv_bias, 3)
 CONV_TEST(test_conv_groups2, 4)
 CONV_TEST(test_conv_odd_13x11, 5)
 CONV_TEST(test_conv_dilated, 6)
+
+/* The Winograd path (blocked activations staged through the context) on the same checks,
+ * unless TLSWEEP_CPU_WINOGRAD=0 turned it off. */
+static void test_conv_3x3_wino(void) {
+    const conv_case *c = &conv_cases[7];
+    kn_conv_shape s = {c->n, c->c_in, c->h, c->w, c->c_out, c->k, c->k, 1, 1, 1, 1, 1, 1, 1, 1};
+    kn_conv *plan = kn_conv_create(ctx, &s);
+    CHECK(plan, "create: %s", kn_error(ctx));
+    const char *wino = getenv("TLSWEEP_CPU_WINOGRAD");
+    if (plan && !(wino && strcmp(wino, "0") == 0))
+        CHECK(strstr(kn_conv_impl(plan), "wino"), "3x3 s1 16->32 uses %s, not Winograd",
+              kn_conv_impl(plan));
+    kn_conv_destroy(plan);
+    run_conv_case(c);
+}
 
 /* Errors come back as NULL/-1 with a message, never an abort. */
 static void test_conv_impossible_shape(void) {
@@ -522,22 +539,28 @@ int main(void) {
         return 1;
     }
     const char *const names[] = {
-        "context",        "conv_3x3_s1_p1", "conv_7x7_s2_p3",
-        "conv_1x1_s2",    "conv_bias",      "conv_groups2",
-        "conv_odd_13x11", "conv_dilated",   "conv_impossible_shape_error",
-        "batchnorm",      "pools",          "adaptive_avgpool",
-        "relu",           "add_accumulate", "linear",
-        "cross_entropy",  "adam",           "dropout",
-        "layout",
+        "context",           "conv_3x3_s1_p1",
+        "conv_7x7_s2_p3",    "conv_1x1_s2",
+        "conv_bias",         "conv_groups2",
+        "conv_odd_13x11",    "conv_dilated",
+        "conv_3x3_winograd", "conv_impossible_shape_error",
+        "batchnorm",         "pools",
+        "adaptive_avgpool",  "relu",
+        "add_accumulate",    "linear",
+        "cross_entropy",     "adam",
+        "dropout",           "layout",
     };
     const tl_case_fn cases[] = {
-        test_context,        test_conv_3x3_s1_p1, test_conv_7x7_s2_p3,
-        test_conv_1x1_s2,    test_conv_bias,      test_conv_groups2,
-        test_conv_odd_13x11, test_conv_dilated,   test_conv_impossible_shape,
-        test_batchnorm,      test_pools,          test_adaptive_avgpool,
-        test_relu,           test_add_accumulate, test_linear,
-        test_cross_entropy,  test_adam,           test_dropout,
-        test_layout,
+        test_context,          test_conv_3x3_s1_p1,
+        test_conv_7x7_s2_p3,   test_conv_1x1_s2,
+        test_conv_bias,        test_conv_groups2,
+        test_conv_odd_13x11,   test_conv_dilated,
+        test_conv_3x3_wino,    test_conv_impossible_shape,
+        test_batchnorm,        test_pools,
+        test_adaptive_avgpool, test_relu,
+        test_add_accumulate,   test_linear,
+        test_cross_entropy,    test_adam,
+        test_dropout,          test_layout,
     };
     int n = (int)(sizeof cases / sizeof cases[0]);
     printf("kernels: relative tolerance %.0e (TLSWEEP_VERBOSE=1 prints each error)\n", TOL);
