@@ -104,8 +104,9 @@ kn_ctx *kn_ctx_create(const kn_ctx_options *opt, char *err, size_t errlen) {
         return NULL;
     }
     const dnnl_version_t *v = dnnl_version();
-    snprintf(ctx->describe, sizeof ctx->describe, "cpu: oneDNN %d.%d.%d (ISA %s), %d threads",
-             v->major, v->minor, v->patch, isa_name(dnnl_get_effective_cpu_isa()), ctx->threads);
+    snprintf(ctx->describe, sizeof ctx->describe, "cpu: oneDNN %d.%d.%d (ISA %s), %d threads%s",
+             v->major, v->minor, v->patch, isa_name(dnnl_get_effective_cpu_isa()), ctx->threads,
+             ctx->winograd ? "" : ", Winograd off");
     return ctx;
 }
 
