@@ -1,5 +1,14 @@
 /* CPU backend: context (oneDNN engine + stream, threads, errors), host memory, and the small
- * oneDNN helpers the op files share. */
+ * oneDNN helpers the op files share.
+ *
+ * Contracts of this backend beyond kernels.h:
+ * - A context and its plans are used by one thread at a time: the scratchpad and the
+ *   activation staging buffers live in the context and are shared by every plan.
+ * - kn_conv_backward_data reuses the weights the plan's last forward reordered when it gets
+ *   the same weight pointer and no kn_adam_step / kn_copy_to_device / kn_zero ran since;
+ *   code that rewrites parameters by other means must run the forward again first.
+ * - TLSWEEP_CPU_WINOGRAD=0 in the environment (read at kn_ctx_create) keeps every
+ *   convolution direct, e.g. to compare against a direct-convolution run. */
 #include "kernels/cpu/cpu_internal.h"
 
 #include <omp.h>
