@@ -5,8 +5,11 @@
  * Tolerance: relative 1e-4 of the reference's largest magnitude (max|a-b| / max|ref|) for
  * every tensor. Our kernels compute in float32, so the expected error is ~1e-6 (summation
  * order); 1e-4 leaves room for oneDNN's blocked accumulation orders while still catching any
- * wrong index, padding, layout or formula. Dropout and the layout round trip are checked
- * exactly or statistically in C (no PyTorch reference: our RNG is our own). */
+ * wrong index, padding, layout or formula (Winograd convolutions measure ~1e-6 too).
+ * Dropout and the layout round trip are checked exactly or statistically in C (no PyTorch
+ * reference: our RNG is our own). Convolutions run twice: with Winograd allowed (3x3 stride-1
+ * cases take it) and on a context with it off (direct NHWC kernels for every case).
+ * TLSWEEP_VERBOSE=1 prints each comparison's error. */
 #include "kernels/cpu/cpu_internal.h" /* kn_conv_impl */
 #include "kernels/kernels.h"
 #include "tests/testlib.h"
