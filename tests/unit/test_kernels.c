@@ -345,6 +345,13 @@ static void test_relu(void) {
         COMPARE("relu dx", gx, dx, n);
         KN_OK(kn_relu_forward(ctx, out, x, n / 2)); /* another size: another cached primitive */
         COMPARE("relu y (half)", out, y, n / 2);
+        /* in place, as a worker runs it on a BN output and on the incoming gradient */
+        memcpy(out, x, n * sizeof *out);
+        KN_OK(kn_relu_forward(ctx, out, out, n));
+        COMPARE("relu y (in place)", out, y, n);
+        memcpy(gx, dy, n * sizeof *gx);
+        KN_OK(kn_relu_backward(ctx, gx, gx, out, n));
+        COMPARE("relu dx (in place)", gx, dx, n);
     }
     free(x), free(y), free(dy), free(dx), free(out), free(gx);
 }
