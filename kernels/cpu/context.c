@@ -1,5 +1,14 @@
 /* CPU backend: context (oneDNN engine + stream, threads, errors), host memory, and the small
- * oneDNN helpers the op files share. */
+ * oneDNN helpers the op files share.
+ *
+ * Contracts of this backend beyond kernels.h:
+ * - A context and its plans are used by one thread at a time: the scratchpad and the
+ *   activation staging buffers live in the context and are shared by every plan.
+ * - kn_conv_backward_data reuses the weights the plan's last forward reordered when it gets
+ *   the same weight pointer and no kn_adam_step / kn_copy_to_device / kn_zero ran since;
+ *   code that rewrites parameters by other means must run the forward again first.
+ * - TLSWEEP_CPU_WINOGRAD=0 in the environment (read at kn_ctx_create) keeps every
+ *   convolution direct, e.g. to compare against a direct-convolution run. */
 #include "kernels/cpu/cpu_internal.h"
 
 #include <omp.h>
@@ -83,6 +92,8 @@ kn_ctx *kn_ctx_create(const kn_ctx_options *opt, char *err, size_t errlen) {
     }
     ctx->relu_cache = cache;
     ctx->threads = opt && opt->threads > 0 ? opt->threads : omp_get_num_procs();
+    const char *wino = getenv("TLSWEEP_CPU_WINOGRAD");
+    ctx->winograd = !(wino && strcmp(wino, "0") == 0);
     /* oneDNN's OpenMP runtime takes its team size from this thread's ICV. */
     omp_set_num_threads(ctx->threads);
 
@@ -102,8 +113,9 @@ kn_ctx *kn_ctx_create(const kn_ctx_options *opt, char *err, size_t errlen) {
         return NULL;
     }
     const dnnl_version_t *v = dnnl_version();
-    snprintf(ctx->describe, sizeof ctx->describe, "cpu: oneDNN %d.%d.%d (ISA %s), %d threads",
-             v->major, v->minor, v->patch, isa_name(dnnl_get_effective_cpu_isa()), ctx->threads);
+    snprintf(ctx->describe, sizeof ctx->describe, "cpu: oneDNN %d.%d.%d (ISA %s), %d threads%s",
+             v->major, v->minor, v->patch, isa_name(dnnl_get_effective_cpu_isa()), ctx->threads,
+             ctx->winograd ? "" : ", Winograd off");
     return ctx;
 }
 
@@ -124,6 +136,8 @@ void kn_ctx_destroy(kn_ctx *ctx) {
     if (ctx->stream) dnnl_stream_destroy(ctx->stream);
     if (ctx->engine) dnnl_engine_destroy(ctx->engine);
     free(ctx->scratch);
+    free(ctx->stage[0]);
+    free(ctx->stage[1]);
     free(ctx);
 }
 
@@ -202,6 +216,16 @@ static int finish_prim(kn_ctx *ctx, kn_prim *p, const char *what) {
     if (bytes == 0) return 0;
     if (grow_scratch(ctx, bytes, what)) return -1;
     return kn_mem_create(ctx, &p->scratch, smd, what);
+}
+
+int kn_stage_reserve(kn_ctx *ctx, int slot, size_t bytes, const char *what) {
+    if (bytes <= ctx->stage_bytes[slot]) return 0;
+    void *p = aligned_bytes(bytes);
+    if (!p) return kn_fail(ctx, what, "cannot allocate %zu bytes of activation staging", bytes);
+    free(ctx->stage[slot]);
+    ctx->stage[slot] = p;
+    ctx->stage_bytes[slot] = bytes;
+    return 0;
 }
 
 int kn_prim_create(kn_ctx *ctx, kn_prim *p, const_dnnl_op_desc_t op,

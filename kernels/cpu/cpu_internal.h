@@ -26,6 +26,11 @@ struct kn_ctx {
     dnnl_primitive_attr_t attr;
     void *scratch;
     size_t scratch_bytes;
+    /* Two staging buffers for activations a primitive wants in another layout than NHWC
+     * (Winograd convolutions): at most one input and one output are staged per call. */
+    void *stage[2];
+    size_t stage_bytes[2];
+    int winograd; /* 3x3 stride-1 convolutions may use Winograd (TLSWEEP_CPU_WINOGRAD=0: no) */
     /* Bumped whenever parameters may have changed (Adam, copies), so a conv plan knows when
      * the reordered weights of its last forward are stale. */
     uint64_t weights_epoch;
@@ -77,6 +82,13 @@ void kn_mem_destroy(dnnl_memory_t mem);
 int kn_md_nhwc(kn_ctx *ctx, dnnl_memory_desc_t *md, int n, int c, int h, int w, const char *what);
 int kn_md_2d(kn_ctx *ctx, dnnl_memory_desc_t *md, int rows, int cols, const char *what);
 int kn_md_1d(kn_ctx *ctx, dnnl_memory_desc_t *md, int64_t count, const char *what);
+
+/* Grows staging buffer `slot` (0 or 1) to at least `bytes`; its address may change, so
+ * users bind it at each call. */
+int kn_stage_reserve(kn_ctx *ctx, int slot, size_t bytes, const char *what);
+
+/* The oneDNN implementation a conv plan's forward uses (for tests and logs). */
+const char *kn_conv_impl(const kn_conv *plan);
 
 /* Aligned buffer for plan-owned data (reordered weights, workspaces); NULL + error on failure. */
 void *kn_plan_alloc(kn_ctx *ctx, size_t bytes, const char *what);

@@ -19,7 +19,7 @@ int kn_cross_entropy(kn_ctx *ctx,
     double total = 0.0;
     int hits = 0;
     const float inv_n = 1.0f / (float)n;
-#pragma omp parallel for num_threads(ctx->threads) reduction(+ : total, hits) schedule(static) if (n * c > 65536)
+#pragma omp parallel for num_threads(ctx->threads) reduction(+ : total, hits) schedule(static) if ((int64_t)n * c > 65536)
     for (int i = 0; i < n; i++) {
         const float *row = logits + (size_t)i * c;
         int best = 0; /* strict > keeps the first maximum, as torch.argmax */

@@ -40,6 +40,7 @@ CONV_CASES = [
     ("conv_groups2", 2, 8, 10, 10, 16, 3, 1, 1, 1, 2, True),
     ("conv_odd_13x11", 3, 5, 13, 11, 7, 3, 2, 1, 1, 1, True),
     ("conv_dilated", 2, 4, 12, 12, 8, 3, 1, 2, 2, 1, False),
+    ("conv_3x3_wino", 2, 16, 12, 12, 32, 3, 1, 1, 1, 1, True),
 ]
 
 
@@ -62,8 +63,16 @@ def export_conv():
             save(name + "_db", b.grad)
 
 
+# name, n, c, h, w: C=6 takes oneDNN's generic NHWC kernel, C=32 its JIT one (resnet-like)
+BN_CASES = [("bn", 4, 6, 5, 5), ("bn_c32", 2, 32, 6, 6)]
+
+
 def export_bn():
-    n, c, h, w = 4, 6, 5, 5
+    for case in BN_CASES:
+        export_bn_case(*case)
+
+
+def export_bn_case(name, n, c, h, w):
     x = (rand(n, c, h, w) * 2 + 0.5).requires_grad_()
     bn = torch.nn.BatchNorm2d(c, eps=1e-5, momentum=0.1).double()
     with torch.no_grad():
@@ -71,27 +80,27 @@ def export_bn():
         bn.bias.copy_(rand(c))
         bn.running_mean.copy_(rand(c))
         bn.running_var.copy_(rand(c, lo=0.5, hi=2.0))
-    save("bn_x", nhwc(x))
-    save("bn_gamma", bn.weight)
-    save("bn_beta", bn.bias)
-    save("bn_rmean0", bn.running_mean)
-    save("bn_rvar0", bn.running_var)
+    save(name + "_x", nhwc(x))
+    save(name + "_gamma", bn.weight)
+    save(name + "_beta", bn.bias)
+    save(name + "_rmean0", bn.running_mean)
+    save(name + "_rvar0", bn.running_var)
     bn.train()
     y = bn(x)
     dy = rand(*y.shape)
     y.backward(dy)
-    save("bn_y", nhwc(y))
-    save("bn_save_mean", x.mean(dim=(0, 2, 3)))
-    save("bn_save_var", x.var(dim=(0, 2, 3), unbiased=False))
-    save("bn_rmean1", bn.running_mean)
-    save("bn_rvar1", bn.running_var)
-    save("bn_dy", nhwc(dy))
-    save("bn_dx", nhwc(x.grad))
-    save("bn_dgamma", bn.weight.grad)
-    save("bn_dbeta", bn.bias.grad)
+    save(name + "_y", nhwc(y))
+    save(name + "_save_mean", x.mean(dim=(0, 2, 3)))
+    save(name + "_save_var", x.var(dim=(0, 2, 3), unbiased=False))
+    save(name + "_rmean1", bn.running_mean)
+    save(name + "_rvar1", bn.running_var)
+    save(name + "_dy", nhwc(dy))
+    save(name + "_dx", nhwc(x.grad))
+    save(name + "_dgamma", bn.weight.grad)
+    save(name + "_dbeta", bn.bias.grad)
     bn.eval()
     with torch.no_grad():
-        save("bn_y_infer", nhwc(bn(x)))
+        save(name + "_y_infer", nhwc(bn(x)))
 
 
 # name, kind, n, c, h, w, k, stride, pad, ceil_mode, count_include_pad

@@ -5,8 +5,12 @@
  * Tolerance: relative 1e-4 of the reference's largest magnitude (max|a-b| / max|ref|) for
  * every tensor. Our kernels compute in float32, so the expected error is ~1e-6 (summation
  * order); 1e-4 leaves room for oneDNN's blocked accumulation orders while still catching any
- * wrong index, padding, layout or formula. Dropout and the layout round trip are checked
- * exactly or statistically in C (no PyTorch reference: our RNG is our own). */
+ * wrong index, padding, layout or formula (Winograd convolutions measure ~1e-6 too).
+ * Dropout and the layout round trip are checked exactly or statistically in C (no PyTorch
+ * reference: our RNG is our own). Convolutions run twice: with Winograd allowed (3x3 stride-1
+ * cases take it) and on a context with it off (direct NHWC kernels for every case).
+ * TLSWEEP_VERBOSE=1 prints each comparison's error. */
+#include "kernels/cpu/cpu_internal.h" /* kn_conv_impl */
 #include "kernels/kernels.h"
 #include "tests/testlib.h"
 
@@ -70,6 +74,7 @@ static const conv_case conv_cases[] = {
     {"conv_groups2", 2, 8, 10, 10, 16, 3, 1, 1, 1, 2, 1},
     {"conv_odd_13x11", 3, 5, 13, 11, 7, 3, 2, 1, 1, 1, 1},
     {"conv_dilated", 2, 4, 12, 12, 8, 3, 1, 2, 2, 1, 0},
+    {"conv_3x3_wino", 2, 16, 12, 12, 32, 3, 1, 1, 1, 1, 1},
 };
 
 static void run_conv_case(const conv_case *c) {
@@ -126,6 +131,51 @@ CONV_TEST(test_conv_groups2, 4)
 CONV_TEST(test_conv_odd_13x11, 5)
 CONV_TEST(test_conv_dilated, 6)
 
+/* The Winograd path (blocked activations staged through the context) on the same checks,
+ * unless TLSWEEP_CPU_WINOGRAD=0 turned it off. */
+static void test_conv_3x3_wino(void) {
+    const conv_case *c = &conv_cases[7];
+    kn_conv_shape s = {c->n, c->c_in, c->h, c->w, c->c_out, c->k, c->k, 1, 1, 1, 1, 1, 1, 1, 1};
+    kn_conv *plan = kn_conv_create(ctx, &s);
+    CHECK(plan, "create: %s", kn_error(ctx));
+    const char *wino = getenv("TLSWEEP_CPU_WINOGRAD");
+    if (plan && !(wino && strcmp(wino, "0") == 0))
+        CHECK(strstr(kn_conv_impl(plan), "wino"), "3x3 s1 16->32 uses %s, not Winograd",
+              kn_conv_impl(plan));
+    kn_conv_destroy(plan);
+    run_conv_case(c);
+}
+
+/* Every conv case again on a context with Winograd off, so the direct NHWC path of the 3x3
+ * stride-1 shapes is checked too. */
+static void test_conv_direct(void) {
+    const char *old = getenv("TLSWEEP_CPU_WINOGRAD");
+    char *saved_env = old ? strdup(old) : NULL;
+    setenv("TLSWEEP_CPU_WINOGRAD", "0", 1);
+    kn_ctx_options opt = {KN_BACKEND_CPU, 2, 0};
+    char err[256];
+    kn_ctx *direct = kn_ctx_create(&opt, err, sizeof err);
+    if (saved_env)
+        setenv("TLSWEEP_CPU_WINOGRAD", saved_env, 1);
+    else
+        unsetenv("TLSWEEP_CPU_WINOGRAD");
+    free(saved_env);
+    CHECK(direct, "context: %s", err);
+    if (!direct) return;
+    kn_ctx *shared = ctx;
+    ctx = direct;
+    const conv_case *w = &conv_cases[7];
+    kn_conv_shape s = {w->n, w->c_in, w->h, w->w, w->c_out, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1};
+    kn_conv *plan = kn_conv_create(ctx, &s);
+    CHECK(plan && !strstr(kn_conv_impl(plan), "wino"), "Winograd off, yet %s",
+          plan ? kn_conv_impl(plan) : kn_error(ctx));
+    kn_conv_destroy(plan);
+    for (size_t i = 0; i < sizeof conv_cases / sizeof conv_cases[0]; i++)
+        run_conv_case(&conv_cases[i]);
+    ctx = shared;
+    kn_ctx_destroy(direct);
+}
+
 /* Errors come back as NULL/-1 with a message, never an abort. */
 static void test_conv_impossible_shape(void) {
     kn_conv_shape s = {1, 3, 4, 4, 8, 7, 7, 1, 1, 1, 1, 1, 1, 1, 0}; /* 7x7 kernel on 6x6 padded */
@@ -162,15 +212,21 @@ static void test_conv_impossible_shape(void) {
 
 /* ---- batch norm ------------------------------------------------------------------------ */
 
-static void test_batchnorm(void) {
-    const int n = 4, c = 6, h = 5, w = 5;
+/* C=6 runs oneDNN's generic NHWC kernel, C=32 the JIT one the resnets use; the tables must
+ * match BN_CASES in export_kernels.py. */
+static void run_bn_case(const char *name, int n, int c, int h, int w) {
+    char nm[128];
     const size_t nx = (size_t)n * h * w * c;
-    float *x = load("bn_x", nx), *gamma = load("bn_gamma", c), *beta = load("bn_beta", c);
-    float *rm = load("bn_rmean0", c), *rv = load("bn_rvar0", c), *y = load("bn_y", nx);
-    float *sm = load("bn_save_mean", c), *sv = load("bn_save_var", c), *rm1 = load("bn_rmean1", c);
-    float *rv1 = load("bn_rvar1", c), *dy = load("bn_dy", nx), *dx = load("bn_dx", nx);
-    float *dgamma = load("bn_dgamma", c), *dbeta = load("bn_dbeta", c),
-          *yi = load("bn_y_infer", nx);
+    float *x = load(cat(nm, name, "x"), nx), *gamma = load(cat(nm, name, "gamma"), c),
+          *beta = load(cat(nm, name, "beta"), c);
+    float *rm = load(cat(nm, name, "rmean0"), c), *rv = load(cat(nm, name, "rvar0"), c),
+          *y = load(cat(nm, name, "y"), nx);
+    float *sm = load(cat(nm, name, "save_mean"), c), *sv = load(cat(nm, name, "save_var"), c),
+          *rm1 = load(cat(nm, name, "rmean1"), c);
+    float *rv1 = load(cat(nm, name, "rvar1"), c), *dy = load(cat(nm, name, "dy"), nx),
+          *dx = load(cat(nm, name, "dx"), nx);
+    float *dgamma = load(cat(nm, name, "dgamma"), c), *dbeta = load(cat(nm, name, "dbeta"), c),
+          *yi = load(cat(nm, name, "y_infer"), nx);
     float *out = zeros(nx), *gsm = zeros(c), *gsv = zeros(c), *gx = zeros(nx), *gg = zeros(c),
           *gbeta = zeros(c);
     kn_bn_shape s = {n, c, h, w, 1e-5f, 0.1f};
@@ -179,26 +235,31 @@ static void test_batchnorm(void) {
     if (plan && x && gamma && beta && rm && rv && y && sm && sv && rm1 && rv1 && dy && dx &&
         dgamma && dbeta && yi) {
         KN_OK(kn_bn_forward_train(plan, out, gsm, gsv, rm, rv, x, gamma, beta));
-        COMPARE("bn out", out, y, nx);
-        COMPARE("bn save_mean", gsm, sm, c);
-        COMPARE("bn save_var (biased)", gsv, sv, c);
-        COMPARE("bn running_mean", rm, rm1, c);
-        COMPARE("bn running_var (unbiased)", rv, rv1, c);
+        COMPARE(cat(nm, name, "out"), out, y, nx);
+        COMPARE(cat(nm, name, "save_mean"), gsm, sm, c);
+        COMPARE(cat(nm, name, "save_var (biased)"), gsv, sv, c);
+        COMPARE(cat(nm, name, "running_mean"), rm, rm1, c);
+        COMPARE(cat(nm, name, "running_var (unbiased)"), rv, rv1, c);
         KN_OK(kn_bn_backward(plan, gx, gg, gbeta, dy, x, gsm, gsv, gamma));
-        COMPARE("bn dinp", gx, dx, nx);
-        COMPARE("bn dgamma", gg, dgamma, c);
-        COMPARE("bn dbeta", gbeta, dbeta, c);
+        COMPARE(cat(nm, name, "dinp"), gx, dx, nx);
+        COMPARE(cat(nm, name, "dgamma"), gg, dgamma, c);
+        COMPARE(cat(nm, name, "dbeta"), gbeta, dbeta, c);
         memset(gx, 0, nx * sizeof *gx);
         KN_OK(kn_bn_backward(plan, gx, NULL, NULL, dy, x, gsm, gsv, gamma)); /* frozen gamma/beta */
-        COMPARE("bn dinp (frozen)", gx, dx, nx);
+        COMPARE(cat(nm, name, "dinp (frozen)"), gx, dx, nx);
         KN_OK(kn_bn_forward_infer(plan, out, x, gamma, beta, rm, rv));
-        COMPARE("bn infer out", out, yi, nx);
+        COMPARE(cat(nm, name, "infer out"), out, yi, nx);
     }
     kn_bn_destroy(plan);
     float *all[] = {x,  gamma,  beta,  rm, rv,  y,   sm,  sv, rm1, rv1,  dy,
                     dx, dgamma, dbeta, yi, out, gsm, gsv, gx, gg,  gbeta};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         free(all[i]);
+}
+
+static void test_batchnorm(void) {
+    run_bn_case("bn", 4, 6, 5, 5);
+    run_bn_case("bn_c32", 2, 32, 6, 6);
 }
 
 /* ---- pooling --------------------------------------------------------------------------- */
@@ -284,6 +345,13 @@ static void test_relu(void) {
         COMPARE("relu dx", gx, dx, n);
         KN_OK(kn_relu_forward(ctx, out, x, n / 2)); /* another size: another cached primitive */
         COMPARE("relu y (half)", out, y, n / 2);
+        /* in place, as a worker runs it on a BN output and on the incoming gradient */
+        memcpy(out, x, n * sizeof *out);
+        KN_OK(kn_relu_forward(ctx, out, out, n));
+        COMPARE("relu y (in place)", out, y, n);
+        memcpy(gx, dy, n * sizeof *gx);
+        KN_OK(kn_relu_backward(ctx, gx, gx, out, n));
+        COMPARE("relu dx (in place)", gx, dx, n);
     }
     free(x), free(y), free(dy), free(dx), free(out), free(gx);
 }
@@ -522,21 +590,49 @@ int main(void) {
         return 1;
     }
     const char *const names[] = {
-        "context",        "conv_3x3_s1_p1", "conv_7x7_s2_p3",
-        "conv_1x1_s2",    "conv_bias",      "conv_groups2",
-        "conv_odd_13x11", "conv_dilated",   "conv_impossible_shape_error",
-        "batchnorm",      "pools",          "adaptive_avgpool",
-        "relu",           "add_accumulate", "linear",
-        "cross_entropy",  "adam",           "dropout",
+        "context",
+        "conv_3x3_s1_p1",
+        "conv_7x7_s2_p3",
+        "conv_1x1_s2",
+        "conv_bias",
+        "conv_groups2",
+        "conv_odd_13x11",
+        "conv_dilated",
+        "conv_3x3_winograd",
+        "conv_all_direct",
+        "conv_impossible_shape_error",
+        "batchnorm",
+        "pools",
+        "adaptive_avgpool",
+        "relu",
+        "add_accumulate",
+        "linear",
+        "cross_entropy",
+        "adam",
+        "dropout",
         "layout",
     };
     const tl_case_fn cases[] = {
-        test_context,        test_conv_3x3_s1_p1, test_conv_7x7_s2_p3,
-        test_conv_1x1_s2,    test_conv_bias,      test_conv_groups2,
-        test_conv_odd_13x11, test_conv_dilated,   test_conv_impossible_shape,
-        test_batchnorm,      test_pools,          test_adaptive_avgpool,
-        test_relu,           test_add_accumulate, test_linear,
-        test_cross_entropy,  test_adam,           test_dropout,
+        test_context,
+        test_conv_3x3_s1_p1,
+        test_conv_7x7_s2_p3,
+        test_conv_1x1_s2,
+        test_conv_bias,
+        test_conv_groups2,
+        test_conv_odd_13x11,
+        test_conv_dilated,
+        test_conv_3x3_wino,
+        test_conv_direct,
+        test_conv_impossible_shape,
+        test_batchnorm,
+        test_pools,
+        test_adaptive_avgpool,
+        test_relu,
+        test_add_accumulate,
+        test_linear,
+        test_cross_entropy,
+        test_adam,
+        test_dropout,
         test_layout,
     };
     int n = (int)(sizeof cases / sizeof cases[0]);
