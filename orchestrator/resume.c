@@ -82,9 +82,10 @@ void resume_unlock(const char *trials_dir) {
     remove(path);
 }
 
-/* Lines of a that are not in b, prefixed, appended to out. */
+/* Lines of a that are not in b, prefixed and numbered as in a, appended to out. */
 static void line_diff(const char *a, const char *b, const char *prefix, char *out, size_t len) {
     const char *line = a;
+    int number = 1;
     while (*line) {
         const char *end = strchr(line, '\n');
         size_t n = end ? (size_t)(end - line) : strlen(line);
@@ -97,9 +98,10 @@ static void line_diff(const char *a, const char *b, const char *prefix, char *ou
         }
         if (!found && n > 0) {
             size_t used = strlen(out);
-            snprintf(out + used, len - used, "\n  %s %.*s", prefix, (int)n, line);
+            snprintf(out + used, len - used, "\n  %s line %d: %.*s", prefix, number, (int)n, line);
         }
         line = end ? end + 1 : line + n;
+        number++;
     }
 }
 
@@ -183,8 +185,8 @@ static int check_sweep(results_h5 *h, const char *path, const sweep *s, const tr
                      "%s was made by a different sweep file than %s (rerun with "
                      "--extend to add grid points, or choose another output); changed lines:",
                      path, s->file);
-            line_diff(old_text, s->text, "-", err, errlen);
-            line_diff(s->text, old_text, "+", err, errlen);
+            line_diff(old_text, s->text, "- stored", err, errlen);
+            line_diff(s->text, old_text, "+ new", err, errlen);
             rc = -1;
         } else {
             rc = check_extension(old_text, s, t, err, errlen);

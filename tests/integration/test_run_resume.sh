@@ -100,7 +100,7 @@ sed 's/gamma: 0.7}/gamma: 0.5}/' sweeps/smoke.yaml >"$tmp/changed.yaml"
 expect_fail "changed sweep refused with a diff" 2 "different sweep file.*" \
   $mpirun -np 1 $tlsweep run --simulate -o "$tmp/ref.h5" "$tmp/changed.yaml"
 check "the diff names the changed line" bash -c \
-  "$mpirun -np 1 $tlsweep run --simulate -o '$tmp/ref.h5' '$tmp/changed.yaml' 2>&1 | grep -q '^  + .*gamma: 0.5}'"
+  "$mpirun -np 1 $tlsweep run --simulate -o '$tmp/ref.h5' '$tmp/changed.yaml' 2>&1 | grep -qE '^  \\+ new line [0-9]+: .*gamma: 0.5}'"
 expect_fail "--extend refuses changed settings" 2 "--extend only adds grid points, but .* changes the settings of trial" \
   $mpirun -np 1 $tlsweep run --simulate --extend -o "$tmp/ref.h5" "$tmp/changed.yaml"
 sed 's/backbone: \[resnet18, vgg11_bn\]/backbone: [resnet18, vgg11_bn, resnet34]/' sweeps/smoke.yaml >"$tmp/extended.yaml"
