@@ -16,6 +16,7 @@ WERROR ?= 1
 endif
 
 CFLAGS  ?= -O2 -g
+OPT_CFLAGS := $(CFLAGS)
 CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -fopenmp -I.
 ifeq ($(WERROR),1)
 CFLAGS  += -Werror
@@ -56,7 +57,7 @@ TEST_SRC   := $(wildcard tests/unit/test_*.c tests/conformance/test_*.c tests/be
 TEST_BIN   := $(TEST_SRC:%.c=$(BUILD)/%)
 LIB        := $(BUILD)/libtlsweep.a
 
-.PHONY: all banner deps test bench clean format
+.PHONY: all banner deps test bench demo clean format
 all: banner bin/tlsweep $(TEST_BIN)
 
 banner:
@@ -68,6 +69,11 @@ endif
 
 deps:
 	tools/install-deps.sh
+
+# Provenance written into every results file: the git revision and the flags it was built with.
+GIT_REVISION := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+$(BUILD)/orchestrator/provenance.o: CFLAGS += -DTLSWEEP_GIT_REVISION='"$(GIT_REVISION)"' \
+	-DTLSWEEP_CFLAGS='"$(CC) $(OPT_CFLAGS) -std=c11 -fopenmp$(if $(filter 1,$(WERROR)), -Werror)"'
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -88,6 +94,18 @@ $(BUILD)/tests/%: tests/%.c $(TESTLIB) $(LIB)
 test: deps
 	$(MAKE) all
 	PYTHON=$(PYTHON) BUILD=$(BUILD) tests/run.sh
+
+# The README's first command: a real small sweep under mpirun on a generated dataset.
+DEMO_DATA ?= data/smoke
+DEMO_RANKS ?= 3
+MPIRUN_ROOT := $(if $(filter 0,$(shell id -u)),--allow-run-as-root,)
+demo: deps
+	$(MAKE) all
+	@test -f $(DEMO_DATA)/setid.mat || bin/tlsweep synth-flowers $(DEMO_DATA) --classes 8 --per-class 24 --width 64 --height 56
+	mpirun $(MPIRUN_ROOT) --oversubscribe -np $(DEMO_RANKS) bin/tlsweep run sweeps/smoke.yaml
+	bin/tlsweep status runs/smoke.h5
+	@echo "results: runs/smoke.h5 (best weights under runs/smoke.h5.d/); in Python:"
+	@echo "  import h5py, pandas; pandas.DataFrame(h5py.File('runs/smoke.h5', 'r')['curves'][:])"
 
 bench: all
 	PYTHON=$(PYTHON) BUILD=$(BUILD) tests/bench/run.sh

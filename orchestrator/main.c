@@ -2,9 +2,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "orchestrator/provenance.h"
 #include "worker/commands.h"
-
-#define TLSWEEP_VERSION "0.1.0"
 
 typedef struct {
     const char *name;

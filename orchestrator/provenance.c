@@ -28,7 +28,7 @@ void provenance_fill(provenance *p, results_meta *meta) {
         snprintf(p->onednn, sizeof p->onednn, "%d.%d.%d", v->major, v->minor, v->patch);
     else
         snprintf(p->onednn, sizeof p->onednn, "unknown");
-    meta->tool_version = TLSWEEP_RUN_VERSION;
+    meta->tool_version = TLSWEEP_VERSION;
     meta->git_revision = TLSWEEP_GIT_REVISION;
     meta->compiler = __VERSION__;
     meta->compiler_flags = TLSWEEP_CFLAGS;

@@ -4,7 +4,7 @@
 
 #include "orchestrator/results_h5.h"
 
-#define TLSWEEP_RUN_VERSION "0.1.0"
+#define TLSWEEP_VERSION "0.1.0"
 
 typedef struct {
     char mpi[256], onednn[64];

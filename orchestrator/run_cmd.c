@@ -336,7 +336,7 @@ static int run_root(const run_options *o, const sweep *s, const trial_list *tria
     root_init(&r, s, &table, h5, p, workers, f->size > 1 ? 1 : 0, f->size, NULL, NULL);
     r.heartbeat_timeout = o->heartbeat_timeout;
     if (!o->quiet) {
-        printf("tlsweep %s: sweep %s, %d trials, %d worker%s%s -> %s\n", TLSWEEP_RUN_VERSION,
+        printf("tlsweep %s: sweep %s, %d trials, %d worker%s%s -> %s\n", TLSWEEP_VERSION,
                s->name, table.count, f->size > 1 ? f->size - 1 : 1, f->size > 2 ? "s" : "",
                o->simulate ? " (SIMULATED: nothing trains)" : "", output);
         print_mapping(&r, f->size);
