@@ -15,6 +15,19 @@ check "models --tensors names torchvision's tensors" \
   bash -c "$tlsweep models --backbone vgg16_bn --tensors | grep -qE 'classifier.6.weight +\(102, 4096\)'"
 check "help lists models" bash -c "$tlsweep --help | grep -q models"
 
+# tlsweep train on one grid point of a sweep file
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+$tlsweep synth-flowers "$work/data" --classes 4 --per-class 12 --width 48 --height 44 >/dev/null
+sed "s#root: data/smoke#root: $work/data#" sweeps/smoke.yaml >"$work/smoke.yaml"
+check "train --sweep --trial runs that grid point" \
+  bash -c "$tlsweep train --sweep $work/smoke.yaml --trial resnet18__linear-decay --out $work/t --threads 1 | grep -q '^resnet18__linear-decay: .* best weights in $work/t/best.safetensors'"
+check "train --sweep --trial wrote the best checkpoint" test -s "$work/t/best.safetensors"
+expect_fail "train --trial that the sweep lacks" 2 "has no trial 'nope'; its trials: resnet18__linear-decay" \
+  $tlsweep train --sweep "$work/smoke.yaml" --trial nope
+expect_fail "train without data" 2 "--backbone and --data are required" $tlsweep train --backbone resnet18
+expect_fail "train with a missing dataset" 1 "none/imagelabels.mat: missing or unreadable" $tlsweep train --backbone resnet18 --data "$work/none" --weights none --out "$work/x"
+
 expect_fail "unknown command" 2 "unknown command 'frobnicate'" $tlsweep frobnicate
 expect_fail "unknown backbone" 2 "unknown backbone 'resnet51'" $tlsweep models --backbone resnet51
 expect_fail "non-numeric width" 2 "--width expects a number, got 'x'" $tlsweep models --width x

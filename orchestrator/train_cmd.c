@@ -1,10 +1,13 @@
-/* `tlsweep train`: one trial in one process, no MPI. */
+/* `tlsweep train`: one trial in one process, no MPI: from flags, or one grid point of a sweep
+ * file (--sweep FILE --trial NAME). */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "orchestrator/grid.h"
+#include "orchestrator/sweep.h"
 #include "worker/commands.h"
 #include "worker/lr_schedule.h"
 #include "worker/trial.h"
@@ -67,6 +70,60 @@ static int print_epoch(const epoch_record *r, void *user) {
     return 0;
 }
 
+/* The grid point NAME of a sweep file, as `tlsweep run` would train it. */
+static int spec_from_sweep(trial_spec *spec, const char *file, const char *name) {
+    sweep s;
+    sweep_errors errs = {0};
+    const sweep_options opt = {.check_paths = 1};
+    if (sweep_load(file, &opt, &s, &errs)) {
+        for (int i = 0; i < errs.count; i++)
+            fprintf(stderr, "%s\n", errs.messages[i]);
+        sweep_errors_free(&errs);
+        return -1;
+    }
+    sweep_errors_free(&errs);
+    trial_list trials = {0};
+    char err[512];
+    int rc = -1;
+    if (grid_expand(&s, &trials, err, sizeof err)) {
+        fprintf(stderr, "tlsweep train: %s: %s\n", file, err);
+    } else {
+        for (int i = 0; i < trials.count && rc; i++)
+            if (!strcmp(trials.items[i].name, name)) {
+                grid_trial_spec(&s, &trials.items[i], spec);
+                rc = 0;
+            }
+        if (rc) {
+            fprintf(stderr, "tlsweep train: %s has no trial '%s'; its trials:", file, name);
+            for (int i = 0; i < trials.count; i++)
+                fprintf(stderr, " %s", trials.items[i].name);
+            fputc('\n', stderr);
+        }
+    }
+    grid_trials_free(&trials);
+    sweep_free(&s);
+    return rc;
+}
+
+static int train(trial_spec *spec, const char *out) {
+    if (out)
+        snprintf(spec->out_dir, sizeof spec->out_dir, "%s", out);
+    else
+        snprintf(spec->out_dir, sizeof spec->out_dir, "runs/train/%s", spec->name);
+    char err[2048];
+    trial_summary summary;
+    int rc = trial_run(spec, print_epoch, NULL, &summary, err, sizeof err);
+    if (rc == TRIAL_FAILED) {
+        fprintf(stderr, "tlsweep train: %s\n", err);
+        return 1;
+    }
+    printf("%s: %zu parameters, val acc %.2f%% at the end of feature extraction, best %.2f%% "
+           "(epoch %d), %.1f s; best weights in %s/best.safetensors\n",
+           spec->name, summary.params, 100 * summary.val_acc_end_of_feature_extraction,
+           100 * summary.best_val_acc, summary.best_epoch, summary.seconds, spec->out_dir);
+    return 0;
+}
+
 int cmd_train(int argc, char **argv) {
     enum {
         O_FE_EPOCHS = 256,
@@ -80,7 +137,9 @@ int cmd_train(int argc, char **argv) {
         O_BN,
         O_RESIZE,
         O_CROP,
-        O_BATCH
+        O_BATCH,
+        O_SWEEP,
+        O_TRIAL
     };
     static const struct option options[] = {
         {"backbone", required_argument, NULL, 'b'},
@@ -103,12 +162,14 @@ int cmd_train(int argc, char **argv) {
         {"no-augment", no_argument, NULL, O_NO_AUG},
         {"no-shuffle", no_argument, NULL, O_NO_SHUF},
         {"bn-frozen", required_argument, NULL, O_BN},
+        {"sweep", required_argument, NULL, O_SWEEP},
+        {"trial", required_argument, NULL, O_TRIAL},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     trial_spec spec;
     trial_spec_defaults(&spec);
-    const char *schedule = "exp-decay-3", *out = NULL;
+    const char *schedule = "exp-decay-3", *out = NULL, *sweep_file = NULL, *trial_name = NULL;
     double fe_epochs = -1, ft_epochs = -1, fe_lr = -1, ft_lr = -1, x;
     int opt, bad = 0, no_augment = 0;
     optind = 1;
@@ -186,6 +247,12 @@ int cmd_train(int argc, char **argv) {
             }
             spec.feature_extraction.bn_train = !strcmp(optarg, "train");
             break;
+        case O_SWEEP:
+            sweep_file = optarg;
+            break;
+        case O_TRIAL:
+            trial_name = optarg;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -195,6 +262,16 @@ int cmd_train(int argc, char **argv) {
         }
     }
     if (bad) return 2;
+    if (sweep_file || trial_name) {
+        if (!sweep_file || !trial_name || optind < argc) {
+            fprintf(stderr, "tlsweep train: --sweep and --trial go together\n");
+            return 2;
+        }
+        int threads = spec.threads;
+        if (spec_from_sweep(&spec, sweep_file, trial_name)) return 2;
+        spec.threads = threads;
+        return train(&spec, out);
+    }
     if (optind < argc || !spec.backbone[0] || !spec.data_root[0]) {
         fprintf(stderr, "tlsweep train: %s\n",
                 optind < argc ? "unexpected argument" : "--backbone and --data are required");
@@ -215,21 +292,5 @@ int cmd_train(int argc, char **argv) {
     if (no_augment)
         spec.hflip = spec.brightness = spec.contrast = spec.rotate_deg = spec.shear_deg = 0;
     snprintf(spec.name, sizeof spec.name, "%s__%s", spec.backbone, schedule);
-    if (out)
-        snprintf(spec.out_dir, sizeof spec.out_dir, "%s", out);
-    else
-        snprintf(spec.out_dir, sizeof spec.out_dir, "runs/train/%s", spec.name);
-
-    char err[2048];
-    trial_summary summary;
-    int rc = trial_run(&spec, print_epoch, NULL, &summary, err, sizeof err);
-    if (rc == TRIAL_FAILED) {
-        fprintf(stderr, "tlsweep train: %s\n", err);
-        return 1;
-    }
-    printf("%s: %zu parameters, val acc %.2f%% at the end of feature extraction, best %.2f%% "
-           "(epoch %d), %.1f s; best weights in %s/best.safetensors\n",
-           spec.name, summary.params, 100 * summary.val_acc_end_of_feature_extraction,
-           100 * summary.best_val_acc, summary.best_epoch, summary.seconds, spec.out_dir);
-    return 0;
+    return train(&spec, out);
 }
