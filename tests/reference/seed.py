@@ -8,10 +8,15 @@ group per layer group and StepLR on each.
 Usage:
   seed.py --data DIR --backbone resnet18 [--width 1] [--schedule exp-decay-3]
           [--fe-epochs 16 --ft-epochs 8] [--resize 256 --crop 224] [--batch-size 16]
-          [--init FILE.pth] [--save-init FILE.pth] [--no-augment] [--no-shuffle]
+          [--init FILE.pth] [--save-init FILE.pth] [--pretrained FILE.pth]
+          [--no-augment] [--no-shuffle] [--from-scratch]
           [--dropout 0.5] [--seed 0] [--threads N] --out DIR
 Writes OUT/records.txt ("epoch phase train_loss train_acc val_loss val_acc seconds" per
 epoch) and OUT/best.pth (the state_dict of the best validation accuracy).
+--init loads a whole state_dict (head included); --pretrained loads all but the head, as
+torchvision's ImageNet weights are used (the new head keeps its initialisation);
+--from-scratch trains everything with Adam at 1e-3 for --fe-epochs epochs (to make a
+"pretrained" backbone for tests), then saves OUT/final.pth.
 """
 import argparse
 import os
@@ -115,6 +120,8 @@ def main():
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--init")
     p.add_argument("--save-init")
+    p.add_argument("--pretrained")
+    p.add_argument("--from-scratch", action="store_true")
     p.add_argument("--no-augment", action="store_true")
     p.add_argument("--no-shuffle", action="store_true")
     p.add_argument("--dropout", type=float, default=0.5)
@@ -140,9 +147,25 @@ def main():
     model = build(a.backbone, a.width, train_set.num_classes, a.dropout)
     if a.init:
         model.load_state_dict(torch.load(a.init))
+    head = model.fc if a.backbone.startswith("resnet") else model.classifier[6]
+    head_prefix = "fc." if a.backbone.startswith("resnet") else "classifier.6."
+    if a.pretrained:
+        state = {k: v for k, v in torch.load(a.pretrained).items() if not k.startswith(head_prefix)}
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        assert not unexpected and all(k.startswith(head_prefix) for k in missing), missing
     if a.save_init:
         torch.save(model.state_dict(), a.save_init)
-    head = model.fc if a.backbone.startswith("resnet") else model.classifier[6]
+    if a.from_scratch:
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        for epoch in range(1, a.fe_epochs + 1):
+            model.train()
+            train_loss, train_acc = run_epoch(model, train, opt)
+            model.eval()
+            val_loss, val_acc = run_epoch(model, val)
+            print(f"scratch epoch {epoch} train {train_loss:.4f} {train_acc:.4f} "
+                  f"val {val_loss:.4f} {val_acc:.4f}", flush=True)
+        torch.save(model.state_dict(), os.path.join(a.out, "final.pth"))
+        return
 
     records, best_acc, best_state = [], -1.0, None
     total = a.fe_epochs + a.ft_epochs
