@@ -14,6 +14,7 @@
 #include "orchestrator/provenance.h"
 #include "orchestrator/resume.h"
 #include "orchestrator/schedule.h"
+#include "worker/cli.h"
 #include "worker/commands.h"
 
 typedef struct {
@@ -45,16 +46,9 @@ static void usage(FILE *out) {
             "resume), 4 internal error\n");
 }
 
+/* Only rank 0 reports a bad number, so the message appears once. */
 static int number(const char *flag, const char *text, double min, double *out, int rank) {
-    char *end = NULL;
-    double v = strtod(text, &end);
-    if (!*text || *end || v < min) {
-        if (rank == 0)
-            fprintf(stderr, "tlsweep run: %s expects a number >= %g, got '%s'\n", flag, min, text);
-        return -1;
-    }
-    *out = v;
-    return 0;
+    return cli_double("run", flag, text, min, out, rank == 0 ? stderr : NULL);
 }
 
 /* 0 ok, 1 --help printed, -1 bad usage (reported by rank 0). */
@@ -103,19 +97,19 @@ static int parse_options(int argc, char **argv, run_options *o, int rank) {
             o->simulate = 1;
             break;
         case OPT_TIME:
-            if (number("--time-limit", optarg, 0, &o->time_limit, rank)) return -1;
+            if (number("time-limit", optarg, 0, &o->time_limit, rank)) return -1;
             break;
         case OPT_HB:
-            if (number("--heartbeat", optarg, 0.01, &o->heartbeat, rank)) return -1;
+            if (number("heartbeat", optarg, 0.01, &o->heartbeat, rank)) return -1;
             break;
         case OPT_HBT:
-            if (number("--heartbeat-timeout", optarg, 0.1, &o->heartbeat_timeout, rank)) return -1;
+            if (number("heartbeat-timeout", optarg, 0.1, &o->heartbeat_timeout, rank)) return -1;
             break;
         case OPT_SIMSEC:
-            if (number("--sim-seconds", optarg, 0, &o->sim_seconds, rank)) return -1;
+            if (number("sim-seconds", optarg, 0, &o->sim_seconds, rank)) return -1;
             break;
         case OPT_THREADS:
-            if (number("--threads", optarg, 1, &v, rank)) return -1;
+            if (number("threads", optarg, 1, &v, rank)) return -1;
             o->threads = (int)v;
             break;
         default:
@@ -336,8 +330,8 @@ static int run_root(const run_options *o, const sweep *s, const trial_list *tria
     root_init(&r, s, &table, h5, p, workers, f->size > 1 ? 1 : 0, f->size, NULL, NULL);
     r.heartbeat_timeout = o->heartbeat_timeout;
     if (!o->quiet) {
-        printf("tlsweep %s: sweep %s, %d trials, %d worker%s%s -> %s\n", TLSWEEP_VERSION,
-               s->name, table.count, f->size > 1 ? f->size - 1 : 1, f->size > 2 ? "s" : "",
+        printf("tlsweep %s: sweep %s, %d trials, %d worker%s%s -> %s\n", TLSWEEP_VERSION, s->name,
+               table.count, f->size > 1 ? f->size - 1 : 1, f->size > 2 ? "s" : "",
                o->simulate ? " (SIMULATED: nothing trains)" : "", output);
         print_mapping(&r, f->size);
         fflush(stdout);

@@ -8,6 +8,7 @@
 
 #include "orchestrator/results_h5.h"
 #include "orchestrator/trials.h"
+#include "worker/cli.h"
 #include "worker/commands.h"
 
 static void usage(FILE *out) {
@@ -34,13 +35,8 @@ int cmd_status(int argc, char **argv) {
             return 0;
         }
         if (c == 't') {
-            char *end;
-            long v = strtol(optarg, &end, 10);
-            if (*end || v < 1) {
-                fprintf(stderr, "tlsweep status: --top expects a positive number, got '%s'\n",
-                        optarg);
-                return 2;
-            }
+            long v;
+            if (cli_long("status", "top", optarg, 1, 1000000, &v, stderr)) return 2;
             top = (int)v;
             continue;
         }

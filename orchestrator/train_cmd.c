@@ -1,6 +1,7 @@
 /* `tlsweep train`: one trial in one process, no MPI: from flags, or one grid point of a sweep
  * file (--sweep FILE --trial NAME). */
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +9,7 @@
 
 #include "orchestrator/grid.h"
 #include "orchestrator/sweep.h"
+#include "worker/cli.h"
 #include "worker/commands.h"
 #include "worker/lr_schedule.h"
 #include "worker/trial.h"
@@ -49,13 +51,11 @@ static int parse_splits(char dst[][16], int *count, const char *list) {
     return *count ? 0 : -1;
 }
 
-static int parse_number(const char *flag, const char *text, double lo, double *out) {
-    char *end = NULL;
-    *out = strtod(text, &end);
-    if (end == text || *end || !(*out >= lo)) {
-        fprintf(stderr, "tlsweep train: --%s expects a number >= %g, got '%s'\n", flag, lo, text);
-        return -1;
-    }
+/* An integer flag into an int field; -1 (reported) when out of [lo, hi]. */
+static int int_flag(const char *flag, const char *text, long lo, long hi, int *out) {
+    long v;
+    if (cli_long("train", flag, text, lo, hi, &v, stderr)) return -1;
+    *out = (int)v;
     return 0;
 }
 
@@ -170,8 +170,9 @@ int cmd_train(int argc, char **argv) {
     trial_spec spec;
     trial_spec_defaults(&spec);
     const char *schedule = "exp-decay-3", *out = NULL, *sweep_file = NULL, *trial_name = NULL;
-    double fe_epochs = -1, ft_epochs = -1, fe_lr = -1, ft_lr = -1, x;
-    int opt, bad = 0, no_augment = 0;
+    double fe_lr = -1, ft_lr = -1;
+    int fe_epochs = -1, ft_epochs = -1, opt, bad = 0, no_augment = 0;
+    long seed = 0;
     optind = 1;
     while ((opt = getopt_long(argc, argv, "h", options, NULL)) != -1) {
         switch (opt) {
@@ -191,40 +192,35 @@ int cmd_train(int argc, char **argv) {
             out = optarg;
             break;
         case 'W':
-            bad |= parse_number("width", optarg, 1, &x);
-            spec.width = (int)x;
+            bad |= int_flag("width", optarg, 1, 4096, &spec.width);
             break;
         case 'S':
-            bad |= parse_number("seed", optarg, 0, &x);
-            spec.seed = (uint64_t)x;
+            bad |= cli_long("train", "seed", optarg, 0, LONG_MAX, &seed, stderr);
+            spec.seed = (uint64_t)seed;
             break;
         case 't':
-            bad |= parse_number("threads", optarg, 0, &x);
-            spec.threads = (int)x;
+            bad |= int_flag("threads", optarg, 0, 4096, &spec.threads);
             break;
         case O_RESIZE:
-            bad |= parse_number("resize", optarg, 1, &x);
-            spec.resize = (int)x;
+            bad |= int_flag("resize", optarg, 1, 65536, &spec.resize);
             break;
         case O_CROP:
-            bad |= parse_number("crop", optarg, 1, &x);
-            spec.crop = (int)x;
+            bad |= int_flag("crop", optarg, 1, 65536, &spec.crop);
             break;
         case O_BATCH:
-            bad |= parse_number("batch-size", optarg, 1, &x);
-            spec.batch_size = (int)x;
+            bad |= int_flag("batch-size", optarg, 1, 65536, &spec.batch_size);
             break;
         case O_FE_EPOCHS:
-            bad |= parse_number("fe-epochs", optarg, 0, &fe_epochs);
+            bad |= int_flag("fe-epochs", optarg, 0, 100000, &fe_epochs);
             break;
         case O_FT_EPOCHS:
-            bad |= parse_number("ft-epochs", optarg, 0, &ft_epochs);
+            bad |= int_flag("ft-epochs", optarg, 0, 100000, &ft_epochs);
             break;
         case O_FE_LR:
-            bad |= parse_number("fe-lr", optarg, 0, &fe_lr);
+            bad |= cli_double("train", "fe-lr", optarg, 0, &fe_lr, stderr);
             break;
         case O_FT_LR:
-            bad |= parse_number("ft-lr", optarg, 0, &ft_lr);
+            bad |= cli_double("train", "ft-lr", optarg, 0, &ft_lr, stderr);
             break;
         case O_TRAIN:
         case O_VAL:
@@ -285,8 +281,8 @@ int cmd_train(int argc, char **argv) {
         return 2;
     }
     spec.feature_extraction.bn_train = bn_train;
-    if (fe_epochs >= 0) spec.feature_extraction.epochs = (int)fe_epochs;
-    if (ft_epochs >= 0) spec.fine_tuning.epochs = (int)ft_epochs;
+    if (fe_epochs >= 0) spec.feature_extraction.epochs = fe_epochs;
+    if (ft_epochs >= 0) spec.fine_tuning.epochs = ft_epochs;
     if (fe_lr >= 0) spec.feature_extraction.lr = fe_lr;
     if (ft_lr >= 0) spec.fine_tuning.lr = ft_lr;
     if (no_augment)

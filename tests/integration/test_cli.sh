@@ -30,7 +30,9 @@ expect_fail "train with a missing dataset" 1 "none/imagelabels.mat: missing or u
 
 expect_fail "unknown command" 2 "unknown command 'frobnicate'" $tlsweep frobnicate
 expect_fail "unknown backbone" 2 "unknown backbone 'resnet51'" $tlsweep models --backbone resnet51
-expect_fail "non-numeric width" 2 "--width expects a number, got 'x'" $tlsweep models --width x
-expect_fail "impossible width" 2 "impossible model settings" $tlsweep models --width 0
+expect_fail "non-numeric width" 2 "--width expects an integer in 1..4096, got 'x'" $tlsweep models --width x
+expect_fail "impossible width" 2 "--width expects an integer in 1..4096, got '0'" $tlsweep models --width 0
+expect_fail "image too small for the network" 2 "vgg11_bn: image size 16 is too small" $tlsweep models --backbone vgg11_bn --image-size 16
+expect_fail "fractional batch size" 2 "tlsweep train: --batch-size expects an integer in 1..65536, got '1.5'" $tlsweep train --backbone resnet18 --data x --batch-size 1.5
 expect_fail "unknown flag" 2 "unrecognized option" $tlsweep models --bogus
 finish

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "worker/cli.h"
 #include "worker/commands.h"
 #include "worker/data/synth.h"
 
@@ -18,18 +19,6 @@ static void usage(FILE *out) {
                  "  --valid N          images per class in valid (the same); the rest go to tstid\n"
                  "  --quality N        JPEG quality 1..100 (90)\n"
                  "  --seed N           generator seed (0)\n");
-}
-
-static int parse_int(const char *flag, const char *text, long lo, long hi, long *out) {
-    char *end;
-    long v = strtol(text, &end, 10);
-    if (*text == '\0' || *end != '\0' || v < lo || v > hi) {
-        fprintf(stderr, "tlsweep synth-flowers: --%s '%s': expected an integer in %ld..%ld\n", flag,
-                text, lo, hi);
-        return -1;
-    }
-    *out = v;
-    return 0;
 }
 
 int cmd_synth_flowers(int argc, char **argv) {
@@ -58,7 +47,7 @@ int cmd_synth_flowers(int argc, char **argv) {
         }
         long hi = opt == 'q' ? 100 : opt == 's' ? 2147483647L : 1000000;
         long lo = opt == 't' || opt == 'v' || opt == 's' ? 0 : 1;
-        if (parse_int(name, optarg, lo, hi, &v) != 0) return 2;
+        if (cli_long("synth-flowers", name, optarg, lo, hi, &v, stderr) != 0) return 2;
         switch (opt) {
         case 'c':
             o.classes = (int)v;

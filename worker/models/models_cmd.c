@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "worker/cli.h"
 #include "worker/commands.h"
 #include "worker/models/model.h"
 
@@ -100,18 +101,21 @@ int cmd_models(int argc, char **argv) {
     model_spec spec = {NULL, 102, 1, 224, 0.5f};
     const char *only = NULL;
     int groups = 0, tensors = 0, opt;
+    long v = 0;
     optind = 1;
     while ((opt = getopt_long(argc, argv, "c:w:s:b:gth", options, NULL)) != -1) {
-        char *end = NULL;
         switch (opt) {
         case 'c':
-            spec.num_classes = (int)strtol(optarg, &end, 10);
+            if (cli_long("models", "classes", optarg, 1, 100000, &v, stderr)) return 2;
+            spec.num_classes = (int)v;
             break;
         case 'w':
-            spec.width = (int)strtol(optarg, &end, 10);
+            if (cli_long("models", "width", optarg, 1, 4096, &v, stderr)) return 2;
+            spec.width = (int)v;
             break;
         case 's':
-            spec.image_size = (int)strtol(optarg, &end, 10);
+            if (cli_long("models", "image-size", optarg, 1, 65536, &v, stderr)) return 2;
+            spec.image_size = (int)v;
             break;
         case 'b':
             only = optarg;
@@ -127,15 +131,6 @@ int cmd_models(int argc, char **argv) {
             return 0;
         default:
             usage(stderr);
-            return 2;
-        }
-        if (end && *end) {
-            fprintf(stderr, "tlsweep models: --%s expects a number, got '%s'\n",
-                    options[opt == 'c'   ? 0
-                            : opt == 'w' ? 1
-                                         : 2]
-                        .name,
-                    optarg);
             return 2;
         }
     }

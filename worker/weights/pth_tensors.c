@@ -120,10 +120,7 @@ static int plan_groups(pth_plan *plan, size_t n, keyed *scratch, const weights_e
 int pth_plan_build(const pickle_value *root, size_t file_size, pth_plan *plan, weights_file *out,
                    const weights_err *e) {
     memset(plan, 0, sizeof *plan);
-    out->tensors = NULL;
-    out->count = 0;
-    out->metadata = NULL;
-    out->metadata_pairs = 0;
+    memset(out, 0, sizeof *out);
     const pickle_value *dict = find_state_dict(root, e);
     if (!dict) return -1;
     size_t n = dict->n / 2;

@@ -186,10 +186,7 @@ static int read_tensors(const weights_map *m, const json_value *header, size_t d
 
 int weights_read_safetensors(const char *path, weights_file *out, char *err, size_t errlen) {
     weights_err e = {err, errlen, path};
-    out->tensors = NULL;
-    out->count = 0;
-    out->metadata = NULL;
-    out->metadata_pairs = 0;
+    memset(out, 0, sizeof *out);
     weights_map m;
     if (weights_map_open(path, &m, &e)) return -1;
     int rc = 0;

@@ -11,10 +11,7 @@ static int is_zip(const weights_map *m) {
 
 int weights_read_pth(const char *path, weights_file *out, char *err, size_t errlen) {
     weights_err e = {err, errlen, path};
-    out->tensors = NULL;
-    out->count = 0;
-    out->metadata = NULL;
-    out->metadata_pairs = 0;
+    memset(out, 0, sizeof *out);
     weights_map m;
     if (weights_map_open(path, &m, &e)) return -1;
     int rc;
@@ -33,10 +30,7 @@ int weights_read_pth(const char *path, weights_file *out, char *err, size_t errl
 
 int weights_read(const char *path, weights_file *out, char *err, size_t errlen) {
     weights_err e = {err, errlen, path};
-    out->tensors = NULL;
-    out->count = 0;
-    out->metadata = NULL;
-    out->metadata_pairs = 0;
+    memset(out, 0, sizeof *out);
     weights_map m;
     if (weights_map_open(path, &m, &e)) return -1;
     int pth = m.size > 0 && (is_zip(&m) || pth_is_legacy(m.data, m.size));
