@@ -27,11 +27,8 @@ kn_bn *kn_bn_create(kn_ctx *ctx, const kn_bn_shape *s) {
         kn_fail(ctx, what, "eps must be > 0");
         return NULL;
     }
-    kn_bn *p = calloc(1, sizeof *p);
-    if (!p) {
-        kn_fail(ctx, what, "out of memory");
-        return NULL;
-    }
+    kn_bn *p = kn_plan_new(ctx, sizeof *p, what);
+    if (!p) return NULL;
     p->ctx = ctx;
     p->s = *s;
     memcpy(p->what, what, sizeof what);
@@ -74,14 +71,6 @@ fail:
     return NULL;
 }
 
-static int bind_all(kn_bn *p, const dnnl_exec_arg_t *args, int nargs, const void *const *ptrs) {
-    for (int i = 0; i < nargs; i++)
-        if (!ptrs[i]) return kn_fail(p->ctx, p->what, "NULL tensor argument");
-    for (int i = 0; i < nargs; i++)
-        if (kn_bind(p->ctx, args[i].memory, ptrs[i], p->what)) return -1;
-    return 0;
-}
-
 int kn_bn_forward_train(kn_bn *p,
                         float *out,          // (N, H, W, C)
                         float *save_mean,    // (C)
@@ -98,7 +87,7 @@ int kn_bn_forward_train(kn_bn *p,
                               {DNNL_ARG_MEAN, p->m_mean},   {DNNL_ARG_VARIANCE, p->m_var},
                               {DNNL_ARG_SCALE, p->m_scale}, {DNNL_ARG_SHIFT, p->m_shift}};
     const void *ptrs[] = {inp, out, save_mean, save_var, gamma, beta};
-    if (bind_all(p, args, 6, ptrs) || kn_prim_exec(p->ctx, &p->train, 6, args, p->what)) return -1;
+    if (kn_prim_bind_exec(p->ctx, &p->train, 6, args, ptrs, p->what)) return -1;
     /* PyTorch: running stats take the unbiased variance; normalization used the biased one. */
     /* in double, as PyTorch's CPU kernel accumulates these */
     const double m = p->s.momentum;
@@ -121,8 +110,7 @@ int kn_bn_forward_infer(kn_bn *p,
                               {DNNL_ARG_MEAN, p->m_mean},   {DNNL_ARG_VARIANCE, p->m_var},
                               {DNNL_ARG_SCALE, p->m_scale}, {DNNL_ARG_SHIFT, p->m_shift}};
     const void *ptrs[] = {inp, out, running_mean, running_var, gamma, beta};
-    if (bind_all(p, args, 6, ptrs)) return -1;
-    return kn_prim_exec(p->ctx, &p->infer, 6, args, p->what);
+    return kn_prim_bind_exec(p->ctx, &p->infer, 6, args, ptrs, p->what);
 }
 
 int kn_bn_backward(kn_bn *p,
@@ -150,8 +138,7 @@ int kn_bn_backward(kn_bn *p,
                           dinp,
                           dgamma ? dgamma : p->dgamma_sink,
                           dbeta ? dbeta : p->dbeta_sink};
-    if (bind_all(p, args, 9, ptrs)) return -1;
-    return kn_prim_exec(p->ctx, &p->bwd, 9, args, p->what);
+    return kn_prim_bind_exec(p->ctx, &p->bwd, 9, args, ptrs, p->what);
 }
 
 void kn_bn_destroy(kn_bn *p) {

@@ -190,6 +190,12 @@ int kn_sync(kn_ctx *ctx) {
     return kn_check(ctx, dnnl_stream_wait(ctx->stream), "kn_sync", "stream wait");
 }
 
+void *kn_plan_new(kn_ctx *ctx, size_t bytes, const char *what) {
+    void *p = calloc(1, bytes);
+    if (!p) kn_fail(ctx, what, "out of memory");
+    return p;
+}
+
 void *kn_plan_alloc(kn_ctx *ctx, size_t bytes, const char *what) {
     void *p = aligned_bytes(bytes);
     if (!p) kn_fail(ctx, what, "cannot allocate %zu bytes of plan memory", bytes);
@@ -263,6 +269,21 @@ int kn_prim_exec(kn_ctx *ctx, kn_prim *p, int nargs, const dnnl_exec_arg_t *args
         nargs++;
     }
     return kn_check(ctx, dnnl_primitive_execute(p->prim, ctx->stream, nargs, all), what, "execute");
+}
+
+int kn_bind_args(kn_ctx *ctx, const dnnl_exec_arg_t *args, const void *const *ptrs, int nargs,
+                 const char *what) {
+    for (int i = 0; i < nargs; i++)
+        if (!ptrs[i]) return kn_fail(ctx, what, "NULL tensor argument");
+    for (int i = 0; i < nargs; i++)
+        if (kn_bind(ctx, args[i].memory, ptrs[i], what)) return -1;
+    return 0;
+}
+
+int kn_prim_bind_exec(kn_ctx *ctx, kn_prim *p, int nargs, const dnnl_exec_arg_t *args,
+                      const void *const *ptrs, const char *what) {
+    if (kn_bind_args(ctx, args, ptrs, nargs, what)) return -1;
+    return kn_prim_exec(ctx, p, nargs, args, what);
 }
 
 void kn_prim_destroy(kn_prim *p) {

@@ -198,11 +198,8 @@ kn_conv *kn_conv_create(kn_ctx *ctx, const kn_conv_shape *s) {
              s->stride_h, s->stride_w, s->pad_h, s->pad_w, s->dilation_h, s->dilation_w, s->n,
              s->h_in, s->w_in, s->c_in);
     if (validate(ctx, s, what)) return NULL;
-    kn_conv *p = calloc(1, sizeof *p);
-    if (!p) {
-        kn_fail(ctx, what, "out of memory");
-        return NULL;
-    }
+    kn_conv *p = kn_plan_new(ctx, sizeof *p, what);
+    if (!p) return NULL;
     p->ctx = ctx;
     p->s = *s;
     memcpy(p->what, what, sizeof what);

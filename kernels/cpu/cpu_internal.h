@@ -68,6 +68,12 @@ int kn_prim_create_reorder(kn_ctx *ctx, kn_prim *p, const dnnl_memory_desc_t *sr
                            const dnnl_memory_desc_t *dst, const char *what);
 /* Executes with the given arguments plus the scratchpad. */
 int kn_prim_exec(kn_ctx *ctx, kn_prim *p, int nargs, const dnnl_exec_arg_t *args, const char *what);
+/* Points each args[i].memory at ptrs[i] (none bound if any is NULL: "NULL tensor argument"). */
+int kn_bind_args(kn_ctx *ctx, const dnnl_exec_arg_t *args, const void *const *ptrs, int nargs,
+                 const char *what);
+/* kn_bind_args, then kn_prim_exec with the same arguments. */
+int kn_prim_bind_exec(kn_ctx *ctx, kn_prim *p, int nargs, const dnnl_exec_arg_t *args,
+                      const void *const *ptrs, const char *what);
 void kn_prim_destroy(kn_prim *p);
 /* The memory descriptor a primitive wants for `query` (e.g. dnnl_query_weights_md). */
 const dnnl_memory_desc_t *kn_prim_md(const kn_prim *p, dnnl_query_t query, int index);
@@ -89,6 +95,9 @@ int kn_stage_reserve(kn_ctx *ctx, int slot, size_t bytes, const char *what);
 
 /* The oneDNN implementation a conv plan's forward uses (for tests and logs). */
 const char *kn_conv_impl(const kn_conv *plan);
+
+/* Zeroed plan struct of `bytes`; NULL + "out of memory" on failure. */
+void *kn_plan_new(kn_ctx *ctx, size_t bytes, const char *what);
 
 /* Aligned buffer for plan-owned data (reordered weights, workspaces); NULL + error on failure. */
 void *kn_plan_alloc(kn_ctx *ctx, size_t bytes, const char *what);

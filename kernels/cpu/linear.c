@@ -22,11 +22,8 @@ kn_linear *kn_linear_create(kn_ctx *ctx, const kn_linear_shape *s) {
         kn_fail(ctx, what, "sizes must be positive");
         return NULL;
     }
-    kn_linear *p = calloc(1, sizeof *p);
-    if (!p) {
-        kn_fail(ctx, what, "out of memory");
-        return NULL;
-    }
+    kn_linear *p = kn_plan_new(ctx, sizeof *p, what);
+    if (!p) return NULL;
     p->ctx = ctx;
     p->s = *s;
     memcpy(p->what, what, sizeof what);
@@ -56,16 +53,6 @@ kn_linear *kn_linear_create(kn_ctx *ctx, const kn_linear_shape *s) {
     return p;
 }
 
-/* Binds each memory of `args` to the matching pointer, refusing NULL. */
-static int bind_args(kn_linear *p, const dnnl_exec_arg_t *args, const void *const *ptrs,
-                     int nargs) {
-    for (int i = 0; i < nargs; i++)
-        if (!ptrs[i]) return kn_fail(p->ctx, p->what, "NULL tensor argument");
-    for (int i = 0; i < nargs; i++)
-        if (kn_bind(p->ctx, args[i].memory, ptrs[i], p->what)) return -1;
-    return 0;
-}
-
 int kn_linear_forward(kn_linear *p,
                       float *out,          // (N, OUT)
                       const float *inp,    // (N, IN)
@@ -77,8 +64,7 @@ int kn_linear_forward(kn_linear *p,
                               {DNNL_ARG_BIAS, p->m_bias}};
     const void *ptrs[] = {out, inp, weight, bias};
     int nargs = p->s.has_bias ? 4 : 3;
-    if (bind_args(p, args, ptrs, nargs)) return -1;
-    return kn_prim_exec(p->ctx, &p->fwd, nargs, args, p->what);
+    return kn_prim_bind_exec(p->ctx, &p->fwd, nargs, args, ptrs, p->what);
 }
 
 int kn_linear_backward_data(kn_linear *p,
@@ -88,8 +74,7 @@ int kn_linear_backward_data(kn_linear *p,
     dnnl_exec_arg_t args[] = {
         {DNNL_ARG_DIFF_SRC, p->m_src}, {DNNL_ARG_DIFF_DST, p->m_dst}, {DNNL_ARG_WEIGHTS, p->m_w}};
     const void *ptrs[] = {dinp, dout, weight};
-    if (bind_args(p, args, ptrs, 3)) return -1;
-    return kn_prim_exec(p->ctx, &p->bwd_data, 3, args, p->what);
+    return kn_prim_bind_exec(p->ctx, &p->bwd_data, 3, args, ptrs, p->what);
 }
 
 int kn_linear_backward_weights(kn_linear *p,
@@ -103,8 +88,7 @@ int kn_linear_backward_weights(kn_linear *p,
                               {DNNL_ARG_DIFF_BIAS, p->m_bias}};
     const void *ptrs[] = {inp, dout, dweight, dbias};
     int nargs = p->s.has_bias ? 4 : 3;
-    if (bind_args(p, args, ptrs, nargs)) return -1;
-    return kn_prim_exec(p->ctx, &p->bwd_weights, nargs, args, p->what);
+    return kn_prim_bind_exec(p->ctx, &p->bwd_weights, nargs, args, ptrs, p->what);
 }
 
 void kn_linear_destroy(kn_linear *p) {

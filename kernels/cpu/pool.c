@@ -62,11 +62,8 @@ kn_pool *kn_pool_create(kn_ctx *ctx, const kn_pool_shape *s) {
                 "ceil_mode with count_include_pad and a window past the padding is not supported");
         return NULL;
     }
-    kn_pool *p = calloc(1, sizeof *p);
-    if (!p) {
-        kn_fail(ctx, what, "out of memory");
-        return NULL;
-    }
+    kn_pool *p = kn_plan_new(ctx, sizeof *p, what);
+    if (!p) return NULL;
     p->ctx = ctx;
     p->s = *s;
     memcpy(p->what, what, sizeof what);
@@ -108,23 +105,21 @@ fail:
 int kn_pool_forward(kn_pool *p,
                     float *out,         // (N, Ho, Wo, C)
                     const float *inp) { // (N, H, W, C)
-    if (!out || !inp) return kn_fail(p->ctx, p->what, "NULL tensor argument");
-    if (kn_bind(p->ctx, p->m_src, inp, p->what) || kn_bind(p->ctx, p->m_dst, out, p->what))
-        return -1;
     dnnl_exec_arg_t args[3] = {
         {DNNL_ARG_SRC, p->m_src}, {DNNL_ARG_DST, p->m_dst}, {DNNL_ARG_WORKSPACE, p->m_ws}};
+    const void *ptrs[] = {inp, out}; /* the workspace stays bound to the plan's buffer */
+    if (kn_bind_args(p->ctx, args, ptrs, 2, p->what)) return -1;
     return kn_prim_exec(p->ctx, &p->fwd, p->m_ws ? 3 : 2, args, p->what);
 }
 
 int kn_pool_backward(kn_pool *p,
                      float *dinp,         // (N, H, W, C)
                      const float *dout) { // (N, Ho, Wo, C)
-    if (!dinp || !dout) return kn_fail(p->ctx, p->what, "NULL tensor argument");
-    if (kn_bind(p->ctx, p->m_src, dinp, p->what) || kn_bind(p->ctx, p->m_dst, dout, p->what))
-        return -1;
     dnnl_exec_arg_t args[3] = {{DNNL_ARG_DIFF_SRC, p->m_src},
                                {DNNL_ARG_DIFF_DST, p->m_dst},
                                {DNNL_ARG_WORKSPACE, p->m_ws}};
+    const void *ptrs[] = {dinp, dout};
+    if (kn_bind_args(p->ctx, args, ptrs, 2, p->what)) return -1;
     return kn_prim_exec(p->ctx, &p->bwd, p->m_ws ? 3 : 2, args, p->what);
 }
 

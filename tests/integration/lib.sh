@@ -31,6 +31,16 @@ expect_fail() {
   fi
 }
 
+# setup_run_env: what the `tlsweep run` scripts share: $tlsweep, $py, $mpirun and a fresh
+# scratch directory $tmp (each script decides when to remove it).
+setup_run_env() {
+  tlsweep=${TLSWEEP:-bin/tlsweep}
+  py=${PYTHON:-/usr/bin/python3}
+  mpirun="mpirun --allow-run-as-root --oversubscribe"
+  export TERM=dumb
+  tmp=$(mktemp -d)
+}
+
 finish() {
   echo "$passed passed, $failed failed"
   [ "$failed" -eq 0 ]

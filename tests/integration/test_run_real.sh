@@ -5,11 +5,7 @@
 # trials with the reason, after a retry.
 cd "$(dirname "$0")/../.."
 . tests/integration/lib.sh
-tlsweep=${TLSWEEP:-bin/tlsweep}
-py=${PYTHON:-/usr/bin/python3}
-mpirun="mpirun --allow-run-as-root --oversubscribe"
-export TERM=dumb
-tmp=$(mktemp -d)
+setup_run_env
 trap 'rm -rf "$tmp"' EXIT
 
 check "synth-flowers makes a small dataset" \

@@ -5,11 +5,7 @@
 # uninterrupted run. A changed sweep file is refused with what changed; --extend adds points.
 cd "$(dirname "$0")/../.."
 . tests/integration/lib.sh
-tlsweep=${TLSWEEP:-bin/tlsweep}
-py=${PYTHON:-/usr/bin/python3}
-mpirun="mpirun --allow-run-as-root --oversubscribe"
-export TERM=dumb
-tmp=$(mktemp -d)
+setup_run_env
 [ -n "$KEEP" ] || trap 'rm -rf "$tmp"' EXIT
 run() { # run OUTPUT [options...]: the smoke sweep, simulated, 3 ranks
   local out=$1

@@ -4,11 +4,7 @@
 # trials are retried and recorded; tlsweep status; bad sweep files touch nothing.
 cd "$(dirname "$0")/../.."
 . tests/integration/lib.sh
-tlsweep=${TLSWEEP:-bin/tlsweep}
-py=${PYTHON:-/usr/bin/python3}
-mpirun="mpirun --allow-run-as-root --oversubscribe"
-export TERM=dumb
-tmp=$(mktemp -d)
+setup_run_env
 trap 'rm -rf "$tmp"' EXIT
 
 # -np 1: rank 0 runs the trials itself
