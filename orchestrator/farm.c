@@ -325,8 +325,8 @@ int farm_worker(const farm_options *o, char *err, size_t errlen) {
         w.running = 1;
         pthread_mutex_unlock(&w.lock);
         message final;
-        run_trial(o->s, &o->trials->items[m.trial], m.trial, m.attempt, m.committed, &o->worker,
-                  worker_epoch, &w, &final);
+        run_trial(o->s, &o->trials->items[m.trial], m.trial, m.attempt, &o->worker, worker_epoch,
+                  &w, &final);
         pthread_mutex_lock(&w.lock);
         w.running = 0;
         int send_rc = send_message(o->comm, 0, &final, err, errlen);
@@ -398,8 +398,8 @@ int farm_single(root_ctx *r, const farm_options *o) {
         box.stop = 0;
         single_ctx c = {r, o, &box, assign.trial, assign.attempt, 0};
         message final;
-        run_trial(o->s, &o->trials->items[assign.trial], assign.trial, assign.attempt,
-                  assign.committed, &o->worker, single_epoch, &c, &final);
+        run_trial(o->s, &o->trials->items[assign.trial], assign.trial, assign.attempt, &o->worker,
+                  single_epoch, &c, &final);
         if (c.failed) return -1;
         if (root_handle(r, 0, &final, farm_now())) return -1;
         if (!r->stopping && want_stop(r, o, farm_now())) return -1;

@@ -98,7 +98,6 @@ int protocol_encode(const message *m, unsigned char *buf, size_t cap, size_t *le
         break;
     case MSG_ASSIGN:
         put_str(&w, m->name, sizeof m->name);
-        put_i32(&w, m->committed);
         break;
     case MSG_EPOCH: {
         const msg_epoch *e = &m->epoch;
@@ -199,7 +198,6 @@ int protocol_decode(const unsigned char *buf, size_t len, message *m, char *err,
         break;
     case MSG_ASSIGN:
         get_str(&r, m->name, sizeof m->name);
-        m->committed = get_i32(&r);
         break;
     case MSG_EPOCH: {
         msg_epoch *e = &m->epoch;

@@ -19,7 +19,7 @@
 #include "worker/trial.h"
 
 #define PROTOCOL_MAGIC 0x57534C54u /* "TLSW" little-endian */
-#define PROTOCOL_VERSION 1
+#define PROTOCOL_VERSION 2
 #define PROTOCOL_TAG 17
 #define PROTOCOL_TAG_ACK 18 /* ACKs travel apart so the heartbeat thread never takes one */
 #define PROTOCOL_MAX_GROUPS 64
@@ -67,7 +67,6 @@ typedef struct {
     char name[TRIAL_NAME_MAX]; /* ASSIGN: the trial's name, checked against the worker's grid */
     char text[PROTOCOL_TEXT];  /* FAILED: the reason */
     int32_t stop;              /* ACK: the root wants the trial to stop */
-    int32_t committed;         /* ASSIGN: epochs 1..committed are already in the file */
     msg_hello hello;
     msg_epoch epoch;
     msg_done done;

@@ -81,8 +81,6 @@ static int assign(root_ctx *r, int rank, double now) {
     e->current_phase = 1;
     if (save_row(r, e)) return -1;
     message m = {.type = MSG_ASSIGN, .trial = index, .attempt = e->row.attempts};
-    while (m.committed < e->total_epochs && e->epoch_written[m.committed + 1])
-        m.committed++;
     snprintf(m.name, sizeof m.name, "%s", e->row.name);
     progress_event(r->progress, r->table, now, "rank %d on %s: start %s (attempt %d)", rank,
                    w->host, e->row.name, e->row.attempts);

@@ -16,6 +16,7 @@
 #include "orchestrator/schedule.h"
 #include "worker/cli.h"
 #include "worker/commands.h"
+#include "worker/paths.h"
 
 typedef struct {
     const char *sweep_file, *output;

@@ -18,14 +18,11 @@ typedef struct {
 } worker_options;
 
 /* Runs the trial at grid index `index` (attempt as the root numbered it); every epoch goes to
- * on_epoch. committed: epochs 1..committed are in the results file; a resume checkpoint that
- * is further ahead (the trainer checkpoints before it reports, and the job died in between)
- * is set aside so those epochs are trained and reported again. *final becomes DONE (done or
- * stopped) or FAILED with "rank R on HOST: reason". */
-void run_trial(const sweep *s, const grid_point *p, int index, int attempt, int committed,
-               const worker_options *o, epoch_callback on_epoch, void *user, message *final);
-
-/* mkdir -p; -1 with err. */
-int make_dirs(const char *path, char *err, size_t errlen);
+ * on_epoch, which returns once the root has the epoch in the file, and only then does the
+ * trainer write its resume checkpoint: a checkpoint is never ahead of the file, and an epoch
+ * that was recorded but not checkpointed is trained again and its repeat dropped by the root.
+ * *final becomes DONE (done or stopped) or FAILED with "rank R on HOST: reason". */
+void run_trial(const sweep *s, const grid_point *p, int index, int attempt, const worker_options *o,
+               epoch_callback on_epoch, void *user, message *final);
 
 #endif

@@ -2,13 +2,11 @@
  * checkpoint, a resume checkpoint at every epoch end, and divergence as a failure reason. */
 #include "worker/trial.h"
 
-#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 
 #include "kernels/kernels.h"
@@ -17,6 +15,7 @@
 #include "worker/data/loader.h"
 #include "worker/lr_schedule.h"
 #include "worker/models/model.h"
+#include "worker/paths.h"
 #include "worker/pretrained.h"
 
 void trial_spec_defaults(trial_spec *s) {
@@ -77,18 +76,6 @@ static double seconds_now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static int make_dirs(const char *path) {
-    char buf[TRIAL_PATH_MAX];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = 0;
-        if (mkdir(buf, 0777) && errno != EEXIST) return -1;
-        *p = '/';
-    }
-    return mkdir(buf, 0777) && errno != EEXIST ? -1 : 0;
-}
-
 static int open_data(trial *t) {
     const trial_spec *s = t->spec;
     const char *train[TRIAL_MAX_SPLITS], *val[TRIAL_MAX_SPLITS];
@@ -143,7 +130,7 @@ static int load_initial_weights(trial *t) {
 static int open_trial(trial *t) {
     const trial_spec *s = t->spec;
     char err[1024];
-    if (make_dirs(s->out_dir)) return fail(t, "cannot create %s: %s", s->out_dir, strerror(errno));
+    if (make_dirs(s->out_dir, err, sizeof err)) return fail(t, "%s", err);
     if (open_data(t)) return TRIAL_FAILED;
     kn_ctx_options opt = {s->device >= 0 ? KN_BACKEND_CUDA : KN_BACKEND_CPU, s->threads, s->device};
     if (!(t->ctx = kn_ctx_create(&opt, err, sizeof err))) return fail(t, "%s", err);
@@ -319,8 +306,11 @@ int trial_run(const trial_spec *spec, epoch_callback on_epoch, void *user, trial
             p->best_epoch = epoch;
             rc = checkpoint_write_best(&t.net, t.ctx, spec->out_dir, spec->name, p, err, errlen);
         }
+        /* Report first: on_epoch returns once the epoch is in the results file, so the resume
+         * checkpoint is never ahead of it (a kill in between retrains this epoch). */
+        int stop = !rc && on_epoch && on_epoch(&r, user);
         if (!rc) rc = checkpoint_write_resume(&t.net, t.ctx, spec->out_dir, p, err, errlen);
-        if (!rc && on_epoch && on_epoch(&r, user)) rc = TRIAL_STOPPED;
+        if (!rc && stop) rc = TRIAL_STOPPED;
     }
     summary->val_acc_end_of_feature_extraction = t.progress.val_acc_end_of_feature_extraction;
     summary->best_val_acc = t.progress.best_val_acc;

@@ -130,11 +130,11 @@ static void test_protocol(void) {
     CHECK(protocol_decode(buf, len, &back, err, sizeof err) == -1 &&
               strstr(err, "not a tlsweep message"),
           "a foreign message was accepted (%s)", err);
-    message a = {.type = MSG_ASSIGN, .trial = 2, .attempt = 1, .committed = 5};
+    message a = {.type = MSG_ASSIGN, .trial = 2, .attempt = 1};
     snprintf(a.name, sizeof a.name, "resnet152__s");
     protocol_encode(&a, buf, sizeof buf, &len);
-    CHECK(protocol_decode(buf, len, &back, err, sizeof err) == 0 && back.committed == 5 &&
-              !strcmp(back.name, "resnet152__s"),
+    CHECK(protocol_decode(buf, len, &back, err, sizeof err) == 0 && back.trial == 2 &&
+              back.attempt == 1 && !strcmp(back.name, "resnet152__s"),
           "ASSIGN did not round-trip");
     message bad = {.type = MSG_EPOCH, .trial = 0};
     bad.epoch.epoch = 0;
