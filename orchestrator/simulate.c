@@ -9,57 +9,32 @@
 
 #include "orchestrator/schedule.h"
 #include "orchestrator/simulate.h"
+#include "worker/lr_schedule.h"
+#include "worker/models/model.h"
 
 int simulate_layer_groups(const char *backbone, char names[][32], int max) {
-    static const char *const resnet[] = {"fc",     "layer4", "layer3", "layer2",
-                                         "layer1", "bn1",    "conv1"};
+    /* The real model's groups: building one only lays out its tables (no tensor memory). */
+    model m;
+    model_spec spec = {backbone, 2, 1, 224, 0.5f};
+    char err[256];
+    if (model_build(&m, &spec, err, sizeof err)) return 0;
     int n = 0;
-    if (!strncmp(backbone, "resnet", 6)) {
-        for (int i = 0; i < 7 && n < max; i++)
-            snprintf(names[n++], 32, "%s", resnet[i]);
-        return n;
-    }
-    /* torchvision's vgg*_bn features: conv, bn, relu per conv layer, one pool per stage */
-    int convs = !strcmp(backbone, "vgg11_bn")   ? 8
-                : !strcmp(backbone, "vgg13_bn") ? 10
-                : !strcmp(backbone, "vgg16_bn") ? 13
-                : !strcmp(backbone, "vgg19_bn") ? 16
-                                                : 0;
-    if (!convs) return 0;
-    int features = convs * 3 + 5;
-    snprintf(names[n++], 32, "classifier");
-    for (int i = features - 1; i >= 0 && n < max; i--)
-        snprintf(names[n++], 32, "features.%d", i);
+    for (; n < m.n_groups && n < max; n++)
+        snprintf(names[n], 32, "%s", m.groups[n]);
+    model_free(&m);
     return n;
 }
 
 void simulate_group_lr(const trial_spec *spec, int epoch, int n_groups, double *lr) {
     const feature_extraction_phase *fe = &spec->feature_extraction;
-    const fine_tuning_phase *ft = &spec->fine_tuning;
     if (epoch <= fe->epochs) {
-        double head =
-            fe->lr * pow(fe->gamma, (epoch - 1) / (fe->step_every > 0 ? fe->step_every : 1));
-        for (int g = 0; g < n_groups; g++)
-            lr[g] = g == 0 ? head : 0.0;
+        /* only the head (group 0) trains in feature extraction */
+        lr_feature_extraction(lr, n_groups, fe, epoch - 1);
+        for (int g = 1; g < n_groups; g++)
+            lr[g] = 0.0;
         return;
     }
-    int e2 = epoch - fe->epochs;
-    double step = pow(ft->gamma, (e2 - 1) / (ft->step_every > 0 ? ft->step_every : 1));
-    for (int g = 0; g < n_groups; g++) {
-        double base;
-        switch (ft->decay) {
-        case LAYER_DECAY_EXPONENTIAL:
-            base = ft->lr / pow(ft->factor, g);
-            break;
-        case LAYER_DECAY_LINEAR:
-            base = n_groups > 1 ? ft->lr + (ft->lowest_lr - ft->lr) * g / (n_groups - 1) : ft->lr;
-            break;
-        default:
-            base = ft->lr;
-            break;
-        }
-        lr[g] = base * step;
-    }
+    lr_fine_tuning(lr, n_groups, &spec->fine_tuning, epoch - fe->epochs - 1);
 }
 
 static uint64_t mix(uint64_t x) {

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "kernels/kernels.h"
 #include "worker/checkpoint.h"
@@ -43,7 +44,7 @@ void trial_spec_defaults(trial_spec *s) {
     s->device = -1;
 }
 
-/* Everything a running trial holds; torn down by trial_close. */
+/* Everything a running trial holds; torn down by close_trial. */
 typedef struct {
     const trial_spec *spec;
     kn_ctx *ctx;
@@ -94,7 +95,8 @@ static int open_data(trial *t) {
         .augment_opts = {s->hflip, s->brightness, s->contrast, s->rotate_deg, s->shear_deg},
         .shuffle = s->shuffle,
         .seed = s->seed,
-        .threads = 2,
+        /* the loader's threads mostly wait for the trainer, so they share its cores */
+        .threads = s->threads > 0 ? s->threads : (int)sysconf(_SC_NPROCESSORS_ONLN),
         .prefetch = 4,
     };
     if (loader_create(&t->train, &t->data.train, s->skip_corrupt, &o, t->err, t->errlen)) return -1;
@@ -237,6 +239,16 @@ static void set_phase_trainable(trial *t, int phase) {
     model_set_trainable(&t->net, phase == 2 ? "" : prefix[0] ? prefix : t->net.head_prefix);
 }
 
+/* Groups without a trainable tensor train at lr 0. */
+static void zero_frozen_groups(const model *m, double *group_lr) {
+    for (int g = 0; g < m->n_groups; g++) {
+        int trains = 0;
+        for (int i = 0; i < m->params.count && !trains; i++)
+            trains = m->params.tensors[i].group == g && m->params.tensors[i].trainable;
+        if (!trains) group_lr[g] = 0;
+    }
+}
+
 /* A new phase gets a fresh Adam, as the seed builds a new optimizer for each phase. */
 static int enter_phase(trial *t, int phase) {
     set_phase_trainable(t, phase);
@@ -273,10 +285,12 @@ int trial_run(const trial_spec *spec, epoch_callback on_epoch, void *user, trial
             phase = now_phase;
         }
         int in_phase = phase == 1 ? epoch - 1 : epoch - fe_epochs - 1;
-        if (phase == 1)
+        if (phase == 1) {
             lr_feature_extraction(t.group_lr, t.net.n_groups, &spec->feature_extraction, in_phase);
-        else
+            zero_frozen_groups(&t.net, t.group_lr); /* what the records show for frozen groups */
+        } else {
             lr_fine_tuning(t.group_lr, t.net.n_groups, &spec->fine_tuning, in_phase);
+        }
 
         double epoch_start = seconds_now();
         epoch_totals train = {0}, val = {0};
