@@ -106,6 +106,7 @@ static int spec_from_sweep(trial_spec *spec, const char *file, const char *name)
 }
 
 static int train(trial_spec *spec, const char *out) {
+    spec->show_progress = isatty(STDERR_FILENO);
     if (out)
         snprintf(spec->out_dir, sizeof spec->out_dir, "%s", out);
     else

@@ -179,6 +179,19 @@ static int upload_batch(trial *t, const loader_batch *b) {
     return 0;
 }
 
+/* "\r  epoch 3 [=========>          ] 112/385 batches" on stderr, for long epochs. */
+static void show_progress(const trial *t, int epoch, const char *what, int done, int total) {
+    if (!t->spec->show_progress) return;
+    char bar[31];
+    int filled = total ? (int)((long)done * 30 / total) : 30;
+    for (int i = 0; i < 30; i++)
+        bar[i] = i < filled ? '=' : i == filled ? '>' : ' ';
+    bar[30] = 0;
+    fprintf(stderr, "\r  epoch %d %s [%s] %d/%d batches%s", epoch, what, bar, done, total,
+            done == total ? "\r\033[K" : "");
+    fflush(stderr);
+}
+
 /* One pass over the training split: forward, loss, backward, Adam per batch. */
 static int train_epoch(trial *t, int epoch, int bn_train, epoch_totals *tot) {
     model *m = &t->net;
@@ -207,11 +220,12 @@ static int train_epoch(trial *t, int epoch, int bn_train, epoch_totals *tot) {
         tot->loss_sum += (double)loss * b.count;
         tot->correct += correct;
         tot->images += b.count;
+        show_progress(t, epoch, "train", b.index + 1, loader_num_batches(t->train));
     }
     return 0;
 }
 
-static int validate(trial *t, epoch_totals *tot) {
+static int validate(trial *t, int epoch, epoch_totals *tot) {
     model *m = &t->net;
     loader_batch b;
     loader_start_epoch(t->val, 0);
@@ -228,6 +242,7 @@ static int validate(trial *t, epoch_totals *tot) {
         tot->loss_sum += (double)loss * b.count;
         tot->correct += correct;
         tot->images += b.count;
+        show_progress(t, epoch, "validate", b.index + 1, loader_num_batches(t->val));
     }
     return 0;
 }
@@ -295,7 +310,7 @@ int trial_run(const trial_spec *spec, epoch_callback on_epoch, void *user, trial
         double epoch_start = seconds_now();
         epoch_totals train = {0}, val = {0};
         rc = train_epoch(&t, epoch, phase == 1 ? spec->feature_extraction.bn_train : 1, &train);
-        if (!rc) rc = validate(&t, &val);
+        if (!rc) rc = validate(&t, epoch, &val);
         if (rc) break;
         double seconds = seconds_now() - epoch_start;
         epoch_record r = {

@@ -61,6 +61,7 @@ typedef struct {
     /* where it runs */
     char out_dir[TRIAL_PATH_MAX]; /* best.safetensors and resume checkpoints go here */
     int threads;                  /* CPU threads (0 = all) */
+    int show_progress;            /* a progress bar within epochs on stderr (a terminal) */
     int device;                   /* GPU ordinal, -1 for the CPU */
 } trial_spec;
 
