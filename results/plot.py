@@ -118,6 +118,15 @@ def _phase_switch(sweep, trial_id=None):
     return float(p1.epoch.max()) if len(p1) else None
 
 
+def _no_epochs(rows):
+    """The text of a panel without any epoch: why (the trials' states, and a failure's reason)."""
+    states = ", ".join(dict.fromkeys(rows.status)) or "no trial"
+    reason = next((e for e in rows.error if e), "") if "error" in rows else ""
+    reason = reason.split(": ", 1)[-1]  # drop "rank R on HOST", keep "trial ...: why"
+    lines = [reason[i:i + 40] for i in range(0, min(len(reason), 120), 40)]
+    return "\n".join([f"no epochs recorded ({states})"] + lines)
+
+
 def _cells(sweep):
     """(backbone, schedule, trials frame) for each panel, grid order."""
     for b in sweep.backbones:
@@ -167,8 +176,9 @@ def figure_curves(sweep):
                           color=STATUS_COLOR["failed"] if any(
                               st in FAILED_STATES for st in rows.status) else "black")
         if not len(rows) or not any(len(sweep.curves[sweep.curves.trial_id == t]) for t in rows.id):
-            ax_loss.text(0.5, 0.5, "no epochs yet", ha="center", va="center",
-                         transform=ax_loss.transAxes, color="0.4")
+            ax_loss.text(0.5, 0.5, _no_epochs(rows), ha="center", va="center", fontsize=8,
+                         transform=ax_loss.transAxes, color=STATUS_COLOR["failed"] if any(
+                             st in FAILED_STATES for st in rows.status) else "0.4")
         ax_loss.set_ylabel("cross-entropy loss")
         ax_acc.set_ylabel("accuracy")
         ax_acc.set_ylim(0, 1)
@@ -223,7 +233,7 @@ def figure_fe_vs_ft(sweep):
                 ax.text(x + dx, h + 0.01, "n/a" if np.isnan(v) else f"{v:.2f}", ha="center",
                         va="bottom", fontsize=7)
             if t.status != "done":
-                ax.text(x, 0.02, t.status.upper(), ha="center", va="bottom", rotation=90, fontsize=8,
+                ax.text(x, 0.3, t.status.upper(), ha="center", va="bottom", rotation=90, fontsize=9,
                         color=STATUS_COLOR.get(t.status, "black"), fontweight="bold")
             ticks.append(x)
             labels.append(t.schedule + (f"\n{t.grid}" if t.grid else ""))
@@ -261,12 +271,15 @@ def figure_heatmap(sweep):
         grid = np.full((len(sweep.backbones), len(sweep.schedules)), np.nan)
         for r in sub.itertuples():
             i, j = sweep.backbones.index(r.backbone), sweep.schedules.index(r.schedule)
-            has = r.epochs_done > 0 or r.status == "done"
-            grid[i, j] = r.best_val_acc if has else np.nan
-            text = "-" if not has else f"{r.best_val_acc:.3f}"
+            # best so far from /curves: also for a running trial (its row is written at the end)
+            c = sweep.curves[sweep.curves.trial_id == r.id]
+            has = len(c) > 0
+            best = float(c.val_acc.max()) if has else np.nan
+            grid[i, j] = best
+            text = "-" if not has else f"{best:.3f}"
             if r.status != "done":
-                text += f"\n{r.status}"
-            light = has and r.best_val_acc > 0.6  # viridis is light at the top
+                text += f"\n{r.status}" + (f", {len(c)} epochs" if has else "")
+            light = has and best > 0.6  # viridis is light at the top
             ax.text(j, i, text, ha="center", va="center", fontsize=9,
                     color=STATUS_COLOR["failed"] if r.status in FAILED_STATES else ("black" if light else "white"),
                     fontweight="bold" if r.status != "done" else "normal")
@@ -305,7 +318,8 @@ def figure_lr(sweep):
         # the schedule is the same for every trial of the cell: draw the first with lr rows
         shown = [tid for tid in rows.id if (lr.trial_id == tid).any()]
         if not shown:
-            ax.text(0.5, 0.5, "no epochs yet", ha="center", va="center", transform=ax.transAxes)
+            ax.text(0.5, 0.5, _no_epochs(rows), ha="center", va="center", transform=ax.transAxes, fontsize=8,
+                    color=STATUS_COLOR["failed"] if any(st in FAILED_STATES for st in rows.status) else "0.4")
             continue
         tl = lr[lr.trial_id == shown[0]]
         groups = tl.drop_duplicates("group_index").sort_values("group_index")
@@ -320,7 +334,7 @@ def figure_lr(sweep):
             cell[g.group] = {"epoch": rows_g.epoch.tolist(), "lr": y.tolist()}
         data[f"{b}/{s}"] = {"trial": str(tl.trial.iloc[0]), "groups": cell}
         switch = _phase_switch(sweep, shown[0])
-        if switch is not None:
+        if switch is not None and (tl.phase == 2).any():
             ax.axvline(switch + 0.5, color="0.35", linestyle=":", linewidth=1)
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.legend(title=f"{n} groups, output first", fontsize=7, title_fontsize=7, loc="lower left")
@@ -342,6 +356,9 @@ def figure_lr(sweep):
         prof.grid(alpha=0.3, which="both")
         if prof.lines:
             prof.legend(fontsize=8)
+        else:
+            prof.text(0.5, 0.5, "no fine-tuning epoch yet", ha="center", va="center", fontsize=8,
+                      transform=prof.transAxes, color="0.4")
     fig.suptitle(sweep.title("learning rate of every layer group (log scale; colour: output purple"
                              " ... input yellow)"), fontsize=11)
     fig.tight_layout()
@@ -376,8 +393,9 @@ def figure_throughput(sweep):
         label = r.name.replace("__", "\n", 1).replace("__", " ")
         if r.status != "done":
             for ax in (ax_ips, ax_time):
-                ax.text(k, 0, r.status.upper(), rotation=90, ha="center", va="bottom", fontsize=8,
-                        fontweight="bold", color=STATUS_COLOR.get(r.status, "black"))
+                ax.text(k, 0.5, r.status.upper(), rotation=90, ha="center", va="center", fontsize=9,
+                        fontweight="bold", color=STATUS_COLOR.get(r.status, "black"),
+                        transform=ax.get_xaxis_transform())
         names.append(label)
     for ax in (ax_ips, ax_time):
         ax.set_xticks(range(len(names)))
