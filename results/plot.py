@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import sys
+import textwrap
 import time
 
 try:
@@ -123,7 +124,7 @@ def _no_epochs(rows):
     states = ", ".join(dict.fromkeys(rows.status)) or "no trial"
     reason = next((e for e in rows.error if e), "") if "error" in rows else ""
     reason = reason.split(": ", 1)[-1]  # drop "rank R on HOST", keep "trial ...: why"
-    lines = [reason[i:i + 40] for i in range(0, min(len(reason), 120), 40)]
+    lines = textwrap.wrap(reason, 44, max_lines=3, placeholder=" ...")
     return "\n".join([f"no epochs recorded ({states})"] + lines)
 
 
@@ -151,14 +152,13 @@ def figure_curves(sweep):
         for k, t in enumerate(rows.itertuples()):
             c = sweep.curves[sweep.curves.trial_id == t.id]
             ls, _ = styles[k % len(styles)]
-            label_extra = f" {t.grid}" if t.grid else ""
             for ax, metric in ((ax_loss, "loss"), (ax_acc, "acc")):
                 for split, style in (("train", "--"), ("val", "-")):
                     y = c[f"{split}_{metric}"].to_numpy()
                     ax.plot(
                         c.epoch, y, linestyle=style, marker="o" if split == "val" else None,
                         markersize=3, color=sweep.colors[s], alpha=1.0 - 0.25 * (k % 3),
-                        label=f"{split}{label_extra}",
+                        label=t.grid if split == "val" and ax is ax_acc and t.grid else None,
                     )
             data[t.name] = {
                 "epoch": c.epoch.tolist(), "train_loss": c.train_loss.tolist(),
@@ -179,6 +179,8 @@ def figure_curves(sweep):
             ax_loss.text(0.5, 0.5, _no_epochs(rows), ha="center", va="center", fontsize=8,
                          transform=ax_loss.transAxes, color=STATUS_COLOR["failed"] if any(
                              st in FAILED_STATES for st in rows.status) else "0.4")
+        if len(rows) > 1:  # several trials per panel: which line is which grid value
+            ax_acc.legend(fontsize=7, title="validation", title_fontsize=7, loc="upper left")
         ax_loss.set_ylabel("cross-entropy loss")
         ax_acc.set_ylabel("accuracy")
         ax_acc.set_ylim(0, 1)
@@ -263,7 +265,7 @@ def figure_heatmap(sweep):
     facets = list(dict.fromkeys(t.grid)) if "grid" in t else [""]
     nf = len(facets)
     fig, axes = plt.subplots(1, nf, figsize=(2 + 2.2 * len(sweep.schedules) * nf, 1.8 + 0.9 * len(sweep.backbones)),
-                             squeeze=False)
+                             squeeze=False, sharey=True)
     data = {}
     im = None
     for ax, facet in zip(axes[0], facets):

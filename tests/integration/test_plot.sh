@@ -84,10 +84,10 @@ check "running sweep: drawn before the end (a trial with fewer than 3 epochs, no
 wait $run
 check "running sweep: the sweep itself finished (exit 0)" test $? -eq 0
 
-# failed trials are drawn and marked, not hidden
+# failed trials are drawn and marked, not hidden; an extra grid axis (train.seed) gives facets
 printf 'not a weights file' >"$tmp/broken.pth"
 sed -e "s|^output: .*|output: $tmp/fail.h5|" -e "s|^retries: 1|retries: 0\nbackbones:\n  vgg11_bn: {weights: $tmp/broken.pth}|" \
-  sweeps/smoke.yaml >"$tmp/fail.yaml"
+  -e "s|^  schedule: \(.*\)|  schedule: \1\n  train.seed: [0, 1]|" sweeps/smoke.yaml >"$tmp/fail.yaml"
 timeout 60 $mpirun -np 3 $tlsweep run --simulate --sim-seconds 0.02 -q "$tmp/fail.yaml" >/dev/null 2>&1
 $tlsweep plot "$tmp/fail.h5" -o "$tmp/fail-fig" --data-json "$tmp/fail.json" >/dev/null 2>&1
 check "failed trials: plot exits 0" test $? -eq 0
@@ -100,7 +100,12 @@ d = json.load(open('$tmp/fail.json'))
 bad = [n for kind in ('curves', 'fe_vs_ft', 'throughput') for n, v in d[kind].items()
        if n.startswith('vgg11_bn') and v['status'] != 'failed']
 n = sum(1 for v in d['curves'] if v.startswith('vgg11_bn'))
-sys.exit(bad or n != 2)"
+sys.exit(bad or n != 4)"
+check "extra grid axis: one heatmap facet per seed, every trial in the curves" \
+  $py -c "
+import json, sys
+d = json.load(open('$tmp/fail.json'))
+sys.exit(sorted(d['heatmap']) != ['train.seed=0', 'train.seed=1'] or len(d['curves']) != 8)"
 
 # errors name the file
 printf 'not hdf5' >"$tmp/corrupt.h5"
