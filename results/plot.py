@@ -316,7 +316,7 @@ def figure_lr(sweep):
         ax.set_yscale("log")
         ax.set_xlabel("epoch")
         ax.set_ylabel("learning rate")
-        ax.grid(alpha=0.3, which="both")
+        ax.grid(alpha=0.3)
         # the schedule is the same for every trial of the cell: draw the first with lr rows
         shown = [tid for tid in rows.id if (lr.trial_id == tid).any()]
         if not shown:
@@ -355,12 +355,14 @@ def figure_lr(sweep):
         prof.set_title(f"{b}: lr per layer group,\nfirst fine-tuning epoch", fontsize=10)
         prof.set_xlabel("layer group (0 = output)")
         prof.set_ylabel("learning rate")
-        prof.grid(alpha=0.3, which="both")
+        prof.grid(alpha=0.3)
         if prof.lines:
             prof.legend(fontsize=8)
         else:
             prof.text(0.5, 0.5, "no fine-tuning epoch yet", ha="center", va="center", fontsize=8,
                       transform=prof.transAxes, color="0.4")
+    for ax in axes.flat:  # minor ticks over 10+ decades cost seconds and say nothing
+        ax.minorticks_off()
     fig.suptitle(sweep.title("learning rate of every layer group (log scale; colour: output purple"
                              " ... input yellow)"), fontsize=11)
     fig.tight_layout()
