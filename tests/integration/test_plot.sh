@@ -62,13 +62,13 @@ nb = json.load(open(sys.argv[1]))
 outs = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])]
 text = "".join("".join(o.get("text", "")) + "".join(o.get("data", {}).get("text/plain", "")) for o in outs)
 images = sum("image/png" in o.get("data", {}) for o in outs)
-need = ["4 trials, 12 epochs recorded", "best.safetensors", "validation accuracy of the loaded weights"]
+need = ["4 trials, 12 epochs recorded", "best.safetensors", "loaded weights on", "recorded at epoch"]
 missing = [n for n in need if n not in text]
 if images < 5 or missing:
     sys.exit(f"{images} figures inline, missing outputs: {missing}")
 EOF
 }
-check "notebook: 5 figures inline, the tables, weights loaded and evaluated" notebook_outputs
+check "notebook: 5 figures inline, the tables, weights loaded, their val loss and accuracy reproduced" notebook_outputs
 
 # a sweep read while it runs: partial curves drawn, running trials marked
 timeout 60 $mpirun -np 3 $tlsweep run --simulate --sim-seconds 1.5 -q -o "$tmp/live.h5" \
