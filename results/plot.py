@@ -34,6 +34,7 @@ try:
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
     from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
 except ImportError as e:  # tell which Debian package provides it
     package = {"h5py": "python3-h5py", "numpy": "python3-numpy", "pandas": "python3-pandas"}
     name = (e.name or "").split(".")[0]
@@ -186,15 +187,18 @@ def figure_curves(sweep):
         ax_acc.set_ylim(0, 1)
         for ax in (ax_loss, ax_acc):
             ax.grid(alpha=0.3)
-    # the same loss axis in every panel
-    lo = [a.get_ylim()[0] for a in axes[0::2].flat]
-    hi = [a.get_ylim()[1] for a in axes[0::2].flat]
-    for a in axes[0::2].flat:
-        a.set_ylim(min(lo), max(hi))
+    # the same loss axis in every panel, from the data with a margin
+    losses = sweep.curves[["train_loss", "val_loss"]].to_numpy(dtype=float)
+    losses = losses[np.isfinite(losses)]
+    if losses.size:
+        lo, hi = float(losses.min()), float(losses.max())
+        pad = 0.06 * (hi - lo) if hi > lo else 0.1 * max(abs(hi), 1.0)
+        for a in axes[0::2].flat:
+            a.set_ylim(lo - pad, hi + pad)
     for a in axes[-1]:
         a.set_xlabel("epoch")
         a.set_xlim(0.5, max_epoch + 0.5)
-        a.xaxis.get_major_locator().set_params(integer=True)
+        a.xaxis.set_major_locator(MaxNLocator(integer=True))
     handles = [Line2D([], [], color="0.2", linestyle="-", marker="o", markersize=3, label="validation"),
                Line2D([], [], color="0.2", linestyle="--", label="training"),
                Line2D([], [], color="0.35", linestyle=":", label="fine-tuning starts")]
@@ -338,7 +342,7 @@ def figure_lr(sweep):
         switch = _phase_switch(sweep, shown[0])
         if switch is not None and (tl.phase == 2).any():
             ax.axvline(switch + 0.5, color="0.35", linestyle=":", linewidth=1)
-        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend(title=f"{n} groups, output first", fontsize=7, title_fontsize=7, loc="lower left")
         # the profile across groups at the first fine-tuning epoch, per schedule
         prof = axes[r, ns]
@@ -363,8 +367,8 @@ def figure_lr(sweep):
                       transform=prof.transAxes, color="0.4")
     for ax in axes.flat:  # minor ticks over 10+ decades cost seconds and say nothing
         ax.minorticks_off()
-    fig.suptitle(sweep.title("learning rate of every layer group (log scale; colour: output purple"
-                             " ... input yellow)"), fontsize=11)
+    fig.suptitle(sweep.title("learning rate of every layer group (log scale, frozen = 0 not drawn;"
+                             " colour: output purple ... input yellow)"), fontsize=11)
     fig.tight_layout()
     return fig, data
 
