@@ -95,17 +95,22 @@ test: deps
 	$(MAKE) all
 	PYTHON=$(PYTHON) BUILD=$(BUILD) tests/run.sh
 
-# The README's first command: a real small sweep under mpirun on a generated dataset.
+# The README's first command: a real small sweep under mpirun on a generated dataset, then the
+# figures. Builds only the binary (the tests are not needed to run a sweep).
 DEMO_DATA ?= data/smoke
 DEMO_RANKS ?= 3
 MPIRUN_ROOT := $(if $(filter 0,$(shell id -u)),--allow-run-as-root,)
 demo: deps
-	$(MAKE) all
+	$(MAKE) banner bin/tlsweep
 	@test -f $(DEMO_DATA)/setid.mat || bin/tlsweep synth-flowers $(DEMO_DATA) --classes 8 --per-class 24 --width 64 --height 56
 	mpirun $(MPIRUN_ROOT) --oversubscribe -np $(DEMO_RANKS) bin/tlsweep run sweeps/smoke.yaml
 	bin/tlsweep status runs/smoke.h5
-	@echo "results: runs/smoke.h5 (best weights under runs/smoke.h5.d/); in Python:"
-	@echo "  import h5py, pandas; pandas.DataFrame(h5py.File('runs/smoke.h5', 'r')['curves'][:])"
+	bin/tlsweep plot runs/smoke.h5 -o runs/smoke-figures
+	@echo
+	@echo "results: runs/smoke.h5 (best weights under runs/smoke.h5.d/), figures: runs/smoke-figures/"
+	@echo "in Python (also while a sweep runs):"
+	@echo "  import h5py, pandas; pandas.DataFrame(h5py.File('runs/smoke.h5', 'r', libver='latest', swmr=True)['trials'][:])"
+	@echo "notebook: results/compare.ipynb; run it with: jupyter nbconvert --to notebook --execute results/compare.ipynb --output-dir runs"
 
 bench: all
 	PYTHON=$(PYTHON) BUILD=$(BUILD) tests/bench/run.sh

@@ -17,6 +17,7 @@ static const command commands[] = {
     {"synth-flowers", cmd_synth_flowers, "write a synthetic dataset in the Flowers102 layout"},
     {"run", cmd_run, "run a sweep (under mpirun; resumes an existing results file)"},
     {"status", cmd_status, "progress and best trials of a results file (also while it runs)"},
+    {"plot", cmd_plot, "the comparison figures of a results file (runs results/plot.py)"},
 };
 
 static void usage(FILE *out) {

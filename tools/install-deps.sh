@@ -16,6 +16,8 @@ packages=(
   libzip-dev                         # .pth archives
   python3 python3-numpy python3-torch python3-torchvision  # the PyTorch reference in tests
   python3-h5py python3-pandas python3-matplotlib python3-pil
+  python3-scipy python3-yaml         # the notebook reads the dataset's .mat files and the sweep
+  jupyter-nbconvert python3-nbconvert python3-nbformat python3-ipykernel  # the notebook in CI
 )
 
 missing=()

@@ -8,5 +8,6 @@ int cmd_train(int argc, char **argv);
 int cmd_synth_flowers(int argc, char **argv);
 int cmd_run(int argc, char **argv);    /* orchestrator/run_cmd.c */
 int cmd_status(int argc, char **argv); /* orchestrator/status_cmd.c */
+int cmd_plot(int argc, char **argv);   /* orchestrator/plot_cmd.c */
 
 #endif
