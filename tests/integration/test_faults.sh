@@ -64,12 +64,19 @@ for i in $(seq 1 "$runs"); do
     2) target=root ;;
   esac
   if [ $((i % 5)) -eq 0 ]; then
-    mode=real opts=() ref=$tmp/ref_real.h5 delay=$(random_delay 300 2200)
+    mode=real opts=() ref=$tmp/ref_real.h5 delay=$(random_delay 300 1900)
   else
-    mode=simulated opts=(--simulate --sim-seconds 1) ref=$tmp/ref_sim.h5 delay=$(random_delay 300 2800)
+    mode=simulated opts=(--simulate --sim-seconds 1) ref=$tmp/ref_sim.h5 delay=$(random_delay 300 2400)
   fi
-  $mpirun -np 3 $tlsweep run -q -o "$out" "${opts[@]}" "$tmp/smoke.yaml" >"$tmp/run$i.log" 2>&1 &
+  # every 6th run (a root kill) the root kills itself inside a seeded random HDF5 append instead,
+  # between an epoch's /lr rows and its /curves row
+  hook=
+  [ $((i % 6)) -eq 2 ] && hook=$((1 + RANDOM % 11))
+  TLSWEEP_TEST_KILL_AFTER_LR=$hook $mpirun -x TLSWEEP_TEST_KILL_AFTER_LR -np 3 $tlsweep run -q \
+    -o "$out" "${opts[@]}" "$tmp/smoke.yaml" >"$tmp/run$i.log" 2>&1 &
   job=$!
+  disown $job # no "Killed" notice from bash; the loop below waits for it with kill -0
+  [ -z "$hook" ] || delay=0
   sleep "$delay"
   victim=
   case $target in
@@ -79,7 +86,16 @@ for i in $(seq 1 "$runs"); do
   esac
   kills=$((kills + 1))
   what="run $i ($mode): kill -9 $target after ${delay}s"
-  if [ -n "$victim" ] && kill -0 "$victim" 2>/dev/null; then
+  if [ -n "$hook" ]; then
+    what="run $i ($mode): the root kills itself inside HDF5 append $hook"
+    for _ in $(seq 300); do kill -0 $job 2>/dev/null || break; sleep 0.1; done
+    if grep -q "exited on signal 9" "$tmp/run$i.log"; then
+      landed=$((landed + 1))
+      by_target[root]=$((${by_target[root]:-0} + 1))
+    else
+      what="$what (it did not die)"
+    fi
+  elif [ -n "$victim" ] && kill -0 "$victim" 2>/dev/null; then
     if [ $target = job ]; then kill_job $job; else kill -9 "$victim"; fi
     landed=$((landed + 1))
     by_target[$target]=$((${by_target[$target]:-0} + 1))
@@ -89,8 +105,6 @@ for i in $(seq 1 "$runs"); do
   # Open MPI ends the job when one rank dies; give it 20 s, then end what is left
   for _ in $(seq 200); do kill -0 $job 2>/dev/null || break; sleep 0.1; done
   kill -0 $job 2>/dev/null && { echo "note: $what: mpirun still there after 20 s, killed"; kill_job $job; }
-  wait $job 2>/dev/null
-  printf '\n' >&2 # (bash's "Killed" notice for the job, when it prints one, ends here)
   committed=$($py tests/integration/fault_check.py snapshot "$out" "$tmp/snap$i.json")
   rerun_opts=("${opts[@]}")
   [ $mode = simulated ] && rerun_opts=(--simulate --sim-seconds 0.02)
