@@ -233,23 +233,12 @@ int root_check_silence(root_ctx *r, double now) {
     if (r->heartbeat_timeout <= 0) return 0;
     for (int rank = r->first_worker; rank < r->n_ranks; rank++) {
         worker_slot *w = &r->workers[rank];
-        if (w->busy >= 0 && now - w->last_heard > r->heartbeat_timeout) {
-            int index = w->busy;
-            trial_entry *e = &r->table->items[index];
-            fatal(r,
-                  "rank %d on %s: trial %s: no message for %.0f s (heartbeat timeout %.0f s); "
-                  "stopping the sweep, rerun to resume",
-                  rank, w->host, e->row.name, now - w->last_heard, r->heartbeat_timeout);
-            /* the file says why the trial stopped, not that it still runs there */
-            char why[sizeof r->error];
-            snprintf(why, sizeof why, "%s", r->error);
-            snprintf(e->row.error, sizeof e->row.error, "%.255s", why);
-            e->row.end_time = wall_clock();
-            w->busy = -1;
-            if (transition(r, index, TS_PREEMPTED) || save_row(r, e)) return -1;
-            snprintf(r->error, sizeof r->error, "%s", why);
-            return -1;
-        }
+        if (w->busy >= 0 && now - w->last_heard > r->heartbeat_timeout)
+            return fatal(r,
+                         "rank %d on %s: trial %s: no message for %.0f s (heartbeat timeout "
+                         "%.0f s); stopping the sweep, rerun to resume",
+                         rank, w->host, r->table->items[w->busy].row.name, now - w->last_heard,
+                         r->heartbeat_timeout);
     }
     return 0;
 }
