@@ -2,8 +2,10 @@
 # A catalogue of bad inputs through the real commands (tlsweep run under mpirun, tlsweep train):
 # each case checks the exit status, the message (naming the file and the problem) and that
 # nothing already written was damaged: a finished results file with its checkpoints stays
-# byte-identical, and a checkpoint that a full disk interrupted still resumes to the same
-# numbers as an uninterrupted trial. Grayscale and CMYK JPEGs must train, not fail.
+# byte-identical, and after a full disk (a checkpoint or the HDF5 file could not be written)
+# the checkpoints and the file left behind resume to the numbers of an uninterrupted run.
+# Grayscale and CMYK JPEGs must train, not fail. Root is needed for the mounts (read-only
+# bind, small tmpfs); without them those cases print "skipped".
 cd "$(dirname "$0")/../.."
 . tests/integration/lib.sh
 tlsweep=$PWD/${TLSWEEP:-bin/tlsweep}
@@ -158,8 +160,8 @@ bad_weights "$tmp/zero.pth" "tlsweep train: $tmp/zero.pth: file is empty"
 $py "$make_bad" pth-foreign "$tmp/foreign.pth"
 bad_weights "$tmp/foreign.pth" "$tmp/foreign.pth: pickle refers to global 'posix.system', which is not allowed in a weights file"
 check "weights foreign.pth: the pickle's code never ran" test ! -e /tmp/tlsweep-pwned
-head -c 1500 "$tmp/foreign.pth" >"$tmp/cut.pth"
-bad_weights "$tmp/cut.pth" "$tmp/cut.pth: "
+head -c $(($(stat -c %s "$tmp/foreign.pth") / 2)) "$tmp/foreign.pth" >"$tmp/cut.pth"
+bad_weights "$tmp/cut.pth" "$tmp/cut.pth: not a readable zip archive \(truncated or corrupt\)"
 $py "$make_bad" pth-wrong-shape "$tmp/shape.pth"
 bad_weights "$tmp/shape.pth" "$tmp/shape.pth: [0-9]+ tensor\(s\) do not match the model; wrong shape conv1.weight: file has \(5, 3, 7, 7\), model needs \(8, 3, 7, 7\)"
 $py "$make_bad" st-overlap "$tmp/overlap.safetensors"
@@ -194,6 +196,56 @@ if mount -t tmpfs -o size=3M tmpfs "$tmp/small" 2>/dev/null; then
   check "disk full: with space again the trial resumes and finishes" quiet train "$tmp/small/t" --data "$tmp/data" --weights none
   check "disk full: the resumed trial equals an uninterrupted one, byte for byte" \
     bash -c "cmp '$tmp/small/t/best.safetensors' '$tmp/full_ref/best.safetensors' && cmp '$tmp/small/t/resume.safetensors' '$tmp/full_ref/resume.safetensors'"
+  # the same under tlsweep run, results file and checkpoints on a 3 MiB disk: the trials
+  # fail with the reason, the file stays readable; with space again a rerun retries them and
+  # ends as an uninterrupted run does
+  mkdir -p "$tmp/small2"
+  mount -t tmpfs -o size=3M tmpfs "$tmp/small2" && mounts+=("$tmp/small2")
+  variant resnets 's/backbone: \[resnet18, vgg11_bn\]/backbone: [resnet18]/'
+  # which write meets the full disk first, a checkpoint (the trial fails, exit 1) or the
+  # root's HDF5 append (the sweep stops, exit 4), depends on timing: either must say why
+  out=$(run 3 -o "$tmp/small2/r.h5" "$tmp/resnets.yaml" 2>&1 >/dev/null)
+  code=$?
+  check "disk full under run: exit 1 or 4 (got $code), the message names the file and ENOSPC" bash -c '
+    { [ $1 -eq 1 ] && grep -qE "failed: resnet18__[a-z0-9-]+: rank [12] on [^:]+: $2/r.h5.d/resnet18__[a-z0-9-]+/(best|resume).safetensors: cannot write .*\.tmp: No space left on device" <<<"$3"; } ||
+    { [ $1 -eq 4 ] && grep -qE "results $2/r.h5: cannot append epoch [0-9]+ of trial resnet18__[a-z0-9-]+: .*\(No space left on device\)" <<<"$3"; }' _ $code "$tmp/small2" "$out"
+  check "disk full under run: the file reads in h5py with its 2 trials" $py -c "
+import h5py,sys
+t = h5py.File('$tmp/small2/r.h5','r',libver='latest',swmr=True)['trials'][:]
+sys.exit(0 if len(t) == 2 else 1)"
+  mount -o remount,size=32M "$tmp/small2"
+  check "disk full under run: with space again the rerun finishes (exit 0)" run 3 -o "$tmp/small2/r.h5" "$tmp/resnets.yaml"
+  check "disk full under run: every epoch once, the numbers of the uninterrupted sweep" $py -c "
+import h5py,sys
+import numpy as np
+a = h5py.File('$tmp/small2/r.h5','r')['curves'][:]
+b = h5py.File('$tmp/ok.h5','r')['curves'][:]
+b = b[np.char.startswith(b['trial'], b'resnet18__')]
+key = lambda c: sorted(zip(c['trial'], c['epoch'], c['train_loss'], c['val_loss'], c['val_acc']))
+sys.exit(0 if len(a) == 6 and key(a) == key(b) else 1)"
+  # the root's HDF5 append meets a full disk (a simulated sweep writes no checkpoints; the
+  # disk fills after the file is made, before the first epoch's rows allocate their chunk)
+  umount "$tmp/small2" && mount -t tmpfs -o size=4M tmpfs "$tmp/small2"
+  timeout 60 $mpirun -np 3 $tlsweep run --simulate --sim-seconds 8 -q -o "$tmp/small2/f.h5" \
+    "$tmp/smoke.yaml" >"$tmp/fill.log" 2>&1 &
+  job=$!
+  for _ in $(seq 200); do [ -e "$tmp/small2/f.h5" ] && break; sleep 0.05; done
+  sleep 0.3
+  dd if=/dev/zero of="$tmp/small2/filler" bs=64k 2>/dev/null
+  wait $job
+  code=$?
+  check "HDF5 on a full disk: the sweep stops with exit 4 (got $code)" test $code -eq 4
+  check "HDF5 on a full disk: the message names the file, the epoch and ENOSPC" \
+    grep -qE "^tlsweep run: results $tmp/small2/f.h5: cannot append epoch 1 of trial [a-z0-9_]+__[a-z0-9-]+: unable to flush dataset \(No space left on device\)" "$tmp/fill.log"
+  rm -f "$tmp/small2/filler"
+  check "HDF5 on a full disk: the file reads in h5py with its 4 trials" $py -c "
+import h5py,sys
+f = h5py.File('$tmp/small2/f.h5','r',libver='latest',swmr=True)
+sys.exit(0 if f['trials'].shape[0] == 4 else 1)"
+  check "HDF5 on a full disk: with space again the rerun finishes" \
+    run 3 --simulate --sim-seconds 0.02 -o "$tmp/small2/f.h5" "$tmp/smoke.yaml"
+  check "HDF5 on a full disk: every epoch once" \
+    $py tests/integration/check_results.py "$tmp/small2/f.h5" --trials 4 --epochs 3
 else
   skip "disk full (cannot mount a tmpfs here)"
 fi
