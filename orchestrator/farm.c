@@ -2,8 +2,10 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "orchestrator/farm.h"
 
@@ -197,7 +199,26 @@ typedef struct {
     int quit; /* the heartbeat thread ends */
     int failed;
     char error[512];
+    int hang_after_epoch; /* test hook, see farm.h; 0 = off */
 } worker_ctx;
+
+/* Test hook TLSWEEP_TEST_HANG_AFTER_EPOCH=N[,RANK]: returns N when it applies to this rank. */
+static int hang_after_epoch(int rank) {
+    const char *hook = getenv("TLSWEEP_TEST_HANG_AFTER_EPOCH");
+    int epoch = 0, only_rank = -1;
+    if (!hook || sscanf(hook, "%d,%d", &epoch, &only_rank) < 1 || epoch < 1) return 0;
+    return only_rank < 0 || only_rank == rank ? epoch : 0;
+}
+
+/* The test hook's hang: the whole process stops answering, heartbeat thread included (it
+ * waits for the lock held here), as a rank stuck in the kernel or a deadlock would. Only a
+ * kill ends it. */
+static void hang_forever(worker_ctx *w) {
+    pthread_mutex_lock(&w->lock);
+    fprintf(stderr, "rank %d: TLSWEEP_TEST_HANG_AFTER_EPOCH: hanging after epoch %d\n",
+            w->o->rank, w->hang_after_epoch);
+    for (;;) pause();
+}
 
 /* Under the lock: takes a STOP the root may have sent. */
 static void take_stop(worker_ctx *w) {
@@ -265,6 +286,7 @@ static int worker_epoch(const epoch_record *record, void *user) {
         take_stop(w);
         int stop = w->stop || farm_stop_signal || w->failed;
         pthread_mutex_unlock(&w->lock);
+        if (got > 0 && w->hang_after_epoch == record->epoch) hang_forever(w);
         if (got != 0) return stop;
         nap(100);
     }
@@ -282,6 +304,7 @@ int farm_worker(const farm_options *o, char *err, size_t errlen) {
     worker_ctx w;
     memset(&w, 0, sizeof w);
     w.o = o;
+    w.hang_after_epoch = hang_after_epoch(o->rank);
     if (pthread_mutex_init(&w.lock, NULL)) {
         snprintf(err, errlen, "rank %d: cannot create a mutex", o->rank);
         return -1;

@@ -38,6 +38,10 @@ void farm_abandon(const farm_options *o);
  * on an error (r->error / err). */
 int farm_root(root_ctx *r, const farm_options *o);
 int farm_single(root_ctx *r, const farm_options *o);
+/* Test hook (like TLSWEEP_TEST_KILL_AFTER_LR in results_h5.h): with
+ * TLSWEEP_TEST_HANG_AFTER_EPOCH=N (or N,RANK for one rank only) in the environment, a worker
+ * whose trial has had epoch N acknowledged hangs for good, heartbeats included, so that the
+ * root's heartbeat timeout must find it; the fault tests use it. */
 int farm_worker(const farm_options *o, char *err, size_t errlen);
 
 #endif

@@ -95,9 +95,19 @@ static double now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* HDF5's innermost reason for the last failure, for our one-line messages. */
+/* HDF5's reason for the last failure, for our one-line messages: the API call's description
+ * and, when a frame below carries one, the system's error message (a full disk says "No space
+ * left on device" only there). */
 static herr_t first_error(unsigned n, const H5E_error2_t *e, void *out) {
-    if (n == 0) snprintf((char *)out, 200, "%s", e->desc ? e->desc : "unknown");
+    char *reason = out;
+    const char *desc = e->desc ? e->desc : "unknown";
+    if (n == 0) snprintf(reason, 200, "%s", desc);
+    const char *sys = strstr(desc, "error message = '");
+    if (n > 0 && sys && !strchr(reason, '(')) {
+        sys += strlen("error message = '");
+        size_t len = strcspn(sys, "'"), used = strlen(reason);
+        snprintf(reason + used, 200 - used, " (%.*s)", (int)len, sys);
+    }
     return 0;
 }
 
@@ -232,8 +242,11 @@ static int table_write(h5_table *t, hid_t mem_type, hsize_t start, const void *r
              H5Sselect_hyperslab(space, H5S_SELECT_SET, &start, NULL, &count, NULL) >= 0 &&
              H5Dwrite(t->dset, mem_type, mem, space, H5P_DEFAULT, rows) >= 0 &&
              (!flush || H5Dflush(t->dset) >= 0);
+    /* closing would clear the error stack that fail() reports from; keep it across */
+    hid_t errors = ok ? H5I_INVALID_HID : H5Eget_current_stack();
     if (mem >= 0) H5Sclose(mem);
     H5Sclose(space);
+    if (errors >= 0) H5Eset_current_stack(errors);
     return ok ? 0 : -1;
 }
 

@@ -121,7 +121,7 @@ int results_h5_write_trial(results_h5 *h, const results_trial_row *row, char *er
 /* Appends one epoch: its /lr rows then its /curves row, each flushed.
  * Test hook: with TLSWEEP_TEST_KILL_AFTER_LR=N in the environment the process kills itself
  * (SIGKILL) between the /lr and /curves writes of its Nth epoch, the worst moment for a crash;
- * the resume tests use it. */
+ * the resume tests use it. TLSWEEP_TEST_HANG_AFTER_EPOCH (farm.h) hangs a worker instead. */
 int results_h5_append_epoch(results_h5 *h, const results_curve_row *curve, const results_lr_row *lr,
                             int n_lr, char *err, size_t errlen);
 

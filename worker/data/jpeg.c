@@ -87,7 +87,11 @@ int jpeg_decode_file(const char *path, int min_short_side, image_u8 *out, char *
     int width, height, subsamp, colorspace;
     if (size > (size_t)0xffffffffu || tjDecompressHeader3(tj, buf, (unsigned long)size, &width,
                                                           &height, &subsamp, &colorspace) != 0) {
-        snprintf(err, errlen, "%s: not a JPEG file (%s)", path, tjGetErrorStr2(tj));
+        /* a file that starts with the SOI marker is a JPEG, cut short or damaged */
+        int starts_as_jpeg = size >= 3 && buf[0] == 0xff && buf[1] == 0xd8 && buf[2] == 0xff;
+        snprintf(err, errlen, "%s: %s (%s)", path,
+                 starts_as_jpeg ? "truncated or corrupt JPEG" : "not a JPEG file",
+                 tjGetErrorStr2(tj));
         goto done;
     }
     int denom = dct_denominator(width, height, min_short_side);
