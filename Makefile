@@ -151,6 +151,9 @@ $(FUZZ_LIB): $(FUZZ_LIB_OBJ)
 $(FUZZ_BUILD)/fuzz_%: $(FUZZ_BUILD)/tests/fuzz/fuzz_%.o $(FUZZ_BUILD)/tests/fuzz/fuzz_util.o $(FUZZ_LIB)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
 
+# the targets' objects are intermediate files; keep them so a second make rebuilds nothing
+.PRECIOUS: $(FUZZ_BUILD)/tests/fuzz/%.o
+
 fuzz-build: banner $(FUZZ_BINS)
 
 # Seed corpora: generated (small valid files of every kind), never committed.
@@ -177,4 +180,4 @@ test-asan: banner
 		$(filter-out $(ASAN_BUILD)/tests/bench/%,$(TEST_BIN:$(BUILD)/%=$(ASAN_BUILD)/%))
 	PYTHON=$(PYTHON) ASAN_BUILD=$(ASAN_BUILD) tests/fuzz/test-asan.sh
 
--include $(FUZZ_LIB_OBJ:.o=.d) $(FUZZ_BINS:%=$(FUZZ_BUILD)/tests/fuzz/%.d) $(FUZZ_BUILD)/tests/fuzz/fuzz_util.d
+-include $(FUZZ_LIB_OBJ:.o=.d) $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/tests/fuzz/%.d) $(FUZZ_BUILD)/tests/fuzz/fuzz_util.d
