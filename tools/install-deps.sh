@@ -16,6 +16,7 @@ packages=(
   libzip-dev                         # .pth archives
   python3 python3-numpy python3-torch python3-torchvision  # the PyTorch reference in tests
   python3-h5py python3-pandas python3-matplotlib python3-pil
+  clang libclang-rt-14-dev libomp-dev  # make fuzz: libFuzzer + ASan/UBSan runtimes, clang's OpenMP
 )
 
 missing=()
