@@ -33,8 +33,10 @@ for target in "$@"; do
   fi
   mkdir -p "$build/corpus/$target"
   echo "== $target: fuzzing ${seconds}s"
+  dict=()
+  if [ -f "tests/fuzz/$target.dict" ]; then dict=(-dict="tests/fuzz/$target.dict"); fi
   "$bin" -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=30 -max_len=65536 \
-    -print_final_stats=1 -artifact_prefix="$build/artifacts/$target-" \
+    "${dict[@]}" -print_final_stats=1 -artifact_prefix="$build/artifacts/$target-" \
     "$build/corpus/$target" "$build/seeds/$target" >"$log" 2>&1
   rc=$?
   execs=$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -oE '[0-9]+$' || echo 0)
