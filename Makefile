@@ -175,8 +175,10 @@ $(BUILD)/bin/tlsweep: $(BUILD)/$(MAIN_SRC:.c=.o) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
+# WERROR=0: warnings are the plain build's business; -O1 with sanitizers makes gcc's flow
+# analysis report false positives (-Wformat-truncation) that the -O2 build does not.
 test-asan: banner
-	CFLAGS="$(ASAN_CFLAGS)" $(MAKE) BUILD=$(ASAN_BUILD) $(ASAN_BUILD)/bin/tlsweep \
+	CFLAGS="$(ASAN_CFLAGS)" $(MAKE) BUILD=$(ASAN_BUILD) WERROR=0 $(ASAN_BUILD)/bin/tlsweep \
 		$(filter-out $(ASAN_BUILD)/tests/bench/%,$(TEST_BIN:$(BUILD)/%=$(ASAN_BUILD)/%))
 	PYTHON=$(PYTHON) ASAN_BUILD=$(ASAN_BUILD) tests/fuzz/test-asan.sh
 
