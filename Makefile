@@ -57,7 +57,7 @@ TEST_SRC   := $(wildcard tests/unit/test_*.c tests/conformance/test_*.c tests/be
 TEST_BIN   := $(TEST_SRC:%.c=$(BUILD)/%)
 LIB        := $(BUILD)/libtlsweep.a
 
-.PHONY: all banner deps test bench demo clean format
+.PHONY: all banner deps test bench demo clean format fuzz fuzz-ci fuzz-build test-asan
 all: banner bin/tlsweep $(TEST_BIN)
 
 banner:
@@ -122,3 +122,69 @@ clean:
 	rm -rf $(BUILD) bin
 
 -include $(LIB_OBJ:.o=.d) $(TESTLIB:.o=.d) $(TEST_BIN:=.d)
+
+# ---- fuzzing and sanitizers (issue 9) ---------------------------------------------------
+#   make fuzz [FUZZ_SECONDS=N]   every libFuzzer target for N seconds (default 300) each
+#   make fuzz-ci                 every target about 60 s; fails on any crash, leak or report
+#   make test-asan               library, tests and binary with ASan + UBSan (gcc), in
+#                                $(ASAN_BUILD); unit + conformance tests and mpirun sweeps
+# The fuzz targets (tests/fuzz/fuzz_*.c) are built with clang against their own copy of the
+# library in $(FUZZ_BUILD), compiled with -fsanitize=address,undefined,fuzzer-no-link; the
+# gcc build in $(BUILD) is not touched.
+FUZZ_CC      ?= clang
+FUZZ_BUILD   ?= build-fuzz
+FUZZ_SECONDS ?= 300
+FUZZ_CI_SECONDS ?= 60
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all
+# Warnings are the gcc build's business (WERROR); here clang would only add its own about
+# gcc-only attributes and sanitizer-blocked vectorisation.
+FUZZ_CFLAGS  := -O1 -g -fno-omit-frame-pointer -std=c11 -D_GNU_SOURCE -Wall -Wextra \
+	-Wno-unknown-attributes -Wno-pass-failed -fopenmp -I. $(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(FUZZ_SAN)
+FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_TARGETS := $(filter-out fuzz_util,$(FUZZ_TARGETS))
+FUZZ_LIB_OBJ := $(LIB_SRC:%.c=$(FUZZ_BUILD)/%.o)
+FUZZ_LIB     := $(FUZZ_BUILD)/libtlsweep.a
+FUZZ_BINS    := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/%)
+
+$(FUZZ_BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c $< -o $@
+
+$(FUZZ_LIB): $(FUZZ_LIB_OBJ)
+	rm -f $@ && ar rcs $@ $^
+
+$(FUZZ_BUILD)/fuzz_%: $(FUZZ_BUILD)/tests/fuzz/fuzz_%.o $(FUZZ_BUILD)/tests/fuzz/fuzz_util.o $(FUZZ_LIB)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
+
+# the targets' objects are intermediate files; keep them so a second make rebuilds nothing
+.PRECIOUS: $(FUZZ_BUILD)/tests/fuzz/%.o
+
+fuzz-build: banner $(FUZZ_BINS)
+
+# Seed corpora: generated (small valid files of every kind), never committed.
+$(FUZZ_BUILD)/seeds/.done: tests/fuzz/make-seeds.sh bin/tlsweep
+	tests/fuzz/make-seeds.sh $(FUZZ_BUILD)/seeds bin/tlsweep
+	@touch $@
+
+fuzz: fuzz-build $(FUZZ_BUILD)/seeds/.done
+	FUZZ_BUILD=$(FUZZ_BUILD) tests/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+fuzz-ci: fuzz-build $(FUZZ_BUILD)/seeds/.done
+	FUZZ_BUILD=$(FUZZ_BUILD) tests/fuzz/run.sh $(FUZZ_CI_SECONDS) $(FUZZ_TARGETS)
+
+ASAN_BUILD  ?= build-asan
+ASAN_CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+
+# The sanitized binary lives in its own build folder, beside its tests, not in bin/.
+$(BUILD)/bin/tlsweep: $(BUILD)/$(MAIN_SRC:.c=.o) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+# WERROR=0: warnings are the plain build's business; -O1 with sanitizers makes gcc's flow
+# analysis report false positives (-Wformat-truncation) that the -O2 build does not.
+test-asan: banner
+	CFLAGS="$(ASAN_CFLAGS)" $(MAKE) BUILD=$(ASAN_BUILD) WERROR=0 $(ASAN_BUILD)/bin/tlsweep \
+		$(filter-out $(ASAN_BUILD)/tests/bench/%,$(TEST_BIN:$(BUILD)/%=$(ASAN_BUILD)/%))
+	PYTHON=$(PYTHON) ASAN_BUILD=$(ASAN_BUILD) tests/fuzz/test-asan.sh
+
+-include $(FUZZ_LIB_OBJ:.o=.d) $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/tests/fuzz/%.d) $(FUZZ_BUILD)/tests/fuzz/fuzz_util.d

@@ -300,8 +300,8 @@ static void parse_root(parse_ctx *ctx, yaml_node_t *root) {
     check_whole(ctx, seen, root);
 }
 
-int sweep_parse(const char *file, const char *text, size_t len, const sweep_options *opt,
-                sweep *out, sweep_errors *errs) {
+static int parse_text(const char *file, const char *text, size_t len, const sweep_options *opt,
+                      sweep *out, sweep_errors *errs) {
     memset(out, 0, sizeof *out);
     snprintf(out->file, sizeof out->file, "%s", file);
     out->retries = 2;
@@ -345,6 +345,14 @@ int sweep_parse(const char *file, const char *text, size_t len, const sweep_opti
     yaml_document_delete(&doc);
     yaml_parser_delete(&parser);
     return errs->count || errs->dropped ? -1 : 0;
+}
+
+int sweep_parse(const char *file, const char *text, size_t len, const sweep_options *opt,
+                sweep *out, sweep_errors *errs) {
+    /* a rejected sweep owns nothing: callers that only print the errors leak nothing */
+    if (parse_text(file, text, len, opt, out, errs) == 0) return 0;
+    sweep_free(out);
+    return -1;
 }
 
 int sweep_load(const char *file, const sweep_options *opt, sweep *out, sweep_errors *errs) {

@@ -138,7 +138,7 @@ typedef struct {
 } sweep_options;
 
 /* Parses and validates text (read from file, which names it in messages). Returns 0 with *out
- * filled, or -1 with every problem in errs. */
+ * filled, or -1 with every problem in errs and *out empty (sweep_free on it is harmless). */
 int sweep_parse(const char *file, const char *text, size_t len, const sweep_options *opt,
                 sweep *out, sweep_errors *errs);
 /* Reads file then sweep_parse; an unreadable file is one error. */

@@ -9,6 +9,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "worker/data/mat_check.h"
+
 void dataset_image_path(char *out, size_t outlen, const char *root, int64_t id) {
     snprintf(out, outlen, "%s/jpg/image_%05" PRId64 ".jpg", root, id);
 }
@@ -105,6 +107,8 @@ static mat_t *mat_open(const char *path, char *err, size_t errlen) {
         snprintf(err, errlen, "%s: missing or unreadable", path);
         return NULL;
     }
+    /* matio trusts the sizes in the file; refuse hostile ones before it allocates */
+    if (mat_check_file(path, err, errlen) != 0) return NULL;
     mat_t *mat = Mat_Open(path, MAT_ACC_RDONLY);
     if (!mat) snprintf(err, errlen, "%s: not a MATLAB .mat file matio can read", path);
     return mat;

@@ -98,6 +98,11 @@ int jpeg_decode_file(const char *path, int min_short_side, image_u8 *out, char *
     int w = TJSCALED(width, ((tjscalingfactor){1, denom}));
     int h = TJSCALED(height, ((tjscalingfactor){1, denom}));
     int is_cmyk = colorspace == TJCS_CMYK || colorspace == TJCS_YCCK;
+    if ((size_t)w * (size_t)h > JPEG_MAX_PIXELS) {
+        snprintf(err, errlen, "%s: a %dx%d JPEG decodes to %dx%d, more than the %zu-pixel limit",
+                 path, width, height, w, h, JPEG_MAX_PIXELS);
+        goto done;
+    }
     out->pixels = malloc((size_t)w * h * 3);
     if (is_cmyk) cmyk = malloc((size_t)w * h * 4);
     if (!out->pixels || (is_cmyk && !cmyk)) {

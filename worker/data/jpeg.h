@@ -17,4 +17,8 @@ int jpeg_decode_file(const char *path, int min_short_side, image_u8 *out, char *
 
 #define JPEG_REDUCING_GAP 2
 
+/* The most pixels a decoded (already DCT-scaled) image may have: 8192 x 8192. A header that
+ * claims more is refused before anything is allocated (Flowers102 photos are ~500 x 700). */
+#define JPEG_MAX_PIXELS ((size_t)1 << 26)
+
 #endif

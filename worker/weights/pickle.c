@@ -585,9 +585,11 @@ static int step(machine *m, int *stopped) {
         pickle_value *pair[2] = {key, value};
         return op_setitems(m, pair, 2);
     }
-    case 'u': /* the popped items stay in the stack array until the next push */
+    /* the popped items stay in the stack array until the next push; an empty MARK may
+     * come before anything was pushed, when there is no stack array to point into */
+    case 'u':
         if (pop_mark(m, &first, &count)) return -1;
-        return op_setitems(m, m->stack + first, count);
+        return op_setitems(m, count ? m->stack + first : NULL, count);
     case 'a': {
         pickle_value *item = pop(m);
         if (!item) return -1;
@@ -595,7 +597,7 @@ static int step(machine *m, int *stopped) {
     }
     case 'e':
         if (pop_mark(m, &first, &count)) return -1;
-        return op_appends(m, m->stack + first, count);
+        return op_appends(m, count ? m->stack + first : NULL, count);
     case 'Q':
         return op_persid(m);
     case '.':
