@@ -119,7 +119,7 @@ format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf $(BUILD) bin
+	rm -rf $(BUILD) bin $(FUZZ_BUILD) $(ASAN_BUILD)
 
 -include $(LIB_OBJ:.o=.d) $(TESTLIB:.o=.d) $(TEST_BIN:=.d)
 
