@@ -45,3 +45,17 @@ finish() {
   echo "$passed passed, $failed failed"
   [ "$failed" -eq 0 ]
 }
+
+# kill_job PID: kill -9 a background job and every process it started (mpirun and its ranks),
+# then reap it so that `kill -0 PID` sees it gone.
+kill_job() {
+  local pids=$1 next=$1 p
+  while [ -n "$next" ]; do
+    local children=""
+    for p in $next; do children="$children $(pgrep -P "$p")"; done
+    next=$(echo $children)
+    pids="$pids $next"
+  done
+  kill -9 $pids 2>/dev/null
+  wait "$1" 2>/dev/null
+}

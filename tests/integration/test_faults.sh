@@ -30,17 +30,6 @@ run() {
 check "uninterrupted simulated reference" run "$tmp/ref_sim.h5" --simulate --sim-seconds 0.02
 check "uninterrupted real reference" run "$tmp/ref_real.h5"
 
-# kill_job PID: kill -9 mpirun and every process it started
-kill_job() {
-  local pids=$1 next=$1 p
-  while [ -n "$next" ]; do
-    local children=""
-    for p in $next; do children="$children $(pgrep -P "$p")"; done
-    next=$(echo $children)
-    pids="$pids $next"
-  done
-  kill -9 $pids 2>/dev/null
-}
 # rank_pid MPIRUN_PID RANK: the pid of that MPI rank (a child of mpirun on one node)
 rank_pid() {
   local p

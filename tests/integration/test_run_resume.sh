@@ -12,18 +12,6 @@ run() { # run OUTPUT [options...]: the smoke sweep, simulated, 3 ranks
   shift
   timeout 120 $mpirun -np 3 $tlsweep run --simulate -q -o "$out" "$@" sweeps/smoke.yaml
 }
-# kill_job PID: kill -9 the job and every process it started
-kill_job() {
-  local pids=$1 next=$1 p
-  while [ -n "$next" ]; do
-    local children=""
-    for p in $next; do children="$children $(pgrep -P "$p")"; done
-    next=$(echo $children)
-    pids="$pids $next"
-  done
-  kill -9 $pids 2>/dev/null
-  wait "$1" 2>/dev/null
-}
 compare() { $py tests/integration/check_results.py "$1" --trials 4 --epochs 3 --compare "$tmp/ref.h5"; }
 
 check "uninterrupted reference run" run "$tmp/ref.h5" --sim-seconds 0.02
