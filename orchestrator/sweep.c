@@ -156,6 +156,18 @@ static int path_exists(const char *path, int want_dir) {
     return want_dir ? S_ISDIR(st.st_mode) : S_ISREG(st.st_mode);
 }
 
+/* Whether a relative path has a ".." component (and so may climb out of where it starts). */
+static int escapes_upwards(const char *path) {
+    for (const char *p = path; *p;) {
+        size_t len = strcspn(p, "/");
+        if (len == 2 && p[0] == '.' && p[1] == '.') return 1;
+        p += len;
+        while (*p == '/')
+            p++;
+    }
+    return 0;
+}
+
 /* The checks that need the whole file: required keys, schedule names, per-trial consistency,
  * and (outside --simulate) the dataset and weights files on disk. */
 static void check_whole(parse_ctx *ctx, const int *seen_line, yaml_node_t *root) {
@@ -287,7 +299,13 @@ static void parse_root(parse_ctx *ctx, yaml_node_t *root) {
                 s->gpus_per_trial = (int)value.i;
             }
         } else if (!strcmp(key, "output")) {
-            if (!sy_parse_typed(ctx, v, "output", KEY_STRING, NULL, &value))
+            if (sy_parse_typed(ctx, v, "output", KEY_STRING, NULL, &value)) continue;
+            if (value.s[0] != '/' && escapes_upwards(value.s))
+                FAIL(ctx, v, "output",
+                     "'%s' leaves the working directory ('..'); give an absolute path to write "
+                     "elsewhere",
+                     value.s);
+            else
                 snprintf(s->output, sizeof s->output, "%s", value.s);
         } else
             FAIL(ctx, k, key, "unknown key (known: %s)", known);

@@ -235,6 +235,10 @@ static const bad_case catalogue[] = {
      "bad.yaml:1: data.crop: crop 100 is larger than resize 64 (trial resnet18__s)"},
     {"several GPUs per trial", "name: x\ndata: {root: d}\ngpus_per_trial: 2\n" GOOD_TAIL,
      "bad.yaml:3: gpus_per_trial: only 1 is supported by this version, got 2"},
+    {"output climbing out of the working directory",
+     "name: x\ndata: {root: d}\noutput: runs/../../x.h5\n" GOOD_TAIL,
+     "bad.yaml:3: output: 'runs/../../x.h5' leaves the working directory ('..'); give an "
+     "absolute path to write elsewhere"},
     {"section is a list", "name: x\ndata: [root, d]\n" GOOD_TAIL,
      "bad.yaml:2: data: expected a mapping, got a list"},
     {"bad sweep name", "name: my sweep\ndata: {root: d}\n" GOOD_TAIL,
