@@ -99,7 +99,7 @@ check "after every bad sweep: ok.h5 still reads in h5py with its 4 done trials" 
 # ---- output places ----------------------------------------------------------------------------
 expect_fail "output under a regular file: exit 2" 2 "cannot create directory /etc/passwd/x.h5.d: Not a directory" \
   run 2 --simulate -o /etc/passwd/x.h5 "$tmp/smoke.yaml"
-expect_fail "train --out under a regular file: exit 1" 1 "cannot create /etc/passwd/t: Not a directory" \
+expect_fail "train --out under a regular file: exit 1" 1 "trial resnet18__exp-decay-3: cannot create directory /etc/passwd/t: Not a directory" \
   train /etc/passwd/t --data "$tmp/data" --weights none
 mkdir -p "$tmp/ro"
 if mount --bind "$tmp/ro" "$tmp/ro" 2>/dev/null && mounts+=("$tmp/ro") &&
@@ -107,7 +107,7 @@ if mount --bind "$tmp/ro" "$tmp/ro" 2>/dev/null && mounts+=("$tmp/ro") &&
   expect_fail "read-only output directory: exit 2" 2 "cannot create directory $tmp/ro/x.h5.d: Read-only file system" \
     run 2 --simulate -o "$tmp/ro/x.h5" "$tmp/smoke.yaml"
   check "read-only output directory: nothing created" test ! -e "$tmp/ro/x.h5"
-  expect_fail "train --out on a read-only file system: exit 1" 1 "cannot create $tmp/ro/t: Read-only file system" \
+  expect_fail "train --out on a read-only file system: exit 1" 1 "trial resnet18__exp-decay-3: cannot create directory $tmp/ro/t: Read-only file system" \
     train "$tmp/ro/t" --data "$tmp/data" --weights none
 else
   skip "read-only output directory (bind mounts are not allowed here)"
