@@ -133,6 +133,20 @@ static int check_options(const loader_options *o, int count, char *err, size_t e
     return 0;
 }
 
+/* The cache, batch buffers and tables, then the loader itself (threads already stopped). */
+static void free_loader_memory(loader *l) {
+    image_cache_free(&l->cache);
+    for (int i = 0; l->slots && i < l->num_slots; i++) {
+        free(l->slots[i].images);
+        free(l->slots[i].labels);
+    }
+    free(l->slots);
+    free(l->order);
+    free(l->labels);
+    free(l->threads);
+    free(l);
+}
+
 int loader_create(loader **out, const dataset_split *split, int skip_corrupt,
                   const loader_options *o, char *err, size_t errlen) {
     *out = NULL;
@@ -194,16 +208,7 @@ int loader_create(loader **out, const dataset_split *split, int skip_corrupt,
     *out = l;
     return 0;
 fail:
-    image_cache_free(&l->cache);
-    for (int i = 0; l->slots && i < l->num_slots; i++) {
-        free(l->slots[i].images);
-        free(l->slots[i].labels);
-    }
-    free(l->slots);
-    free(l->order);
-    free(l->labels);
-    free(l->threads);
-    free(l);
+    free_loader_memory(l);
     return -1;
 }
 
@@ -282,14 +287,5 @@ void loader_destroy(loader *l) {
     pthread_mutex_destroy(&l->lock);
     pthread_cond_destroy(&l->work);
     pthread_cond_destroy(&l->ready);
-    image_cache_free(&l->cache);
-    for (int i = 0; i < l->num_slots; i++) {
-        free(l->slots[i].images);
-        free(l->slots[i].labels);
-    }
-    free(l->slots);
-    free(l->order);
-    free(l->labels);
-    free(l->threads);
-    free(l);
+    free_loader_memory(l);
 }
