@@ -82,14 +82,14 @@ kn_bn *kn_bn_create(kn_ctx *ctx, const kn_bn_shape *s);
  * unbiased variance (n/(n-1)) as PyTorch does. save_mean/save_var keep the batch statistics
  * (biased variance) for the backward pass. */
 int kn_bn_forward_train(kn_bn *plan,
-                        float *out,              // (N, H, W, C)
-                        float *save_mean,        // (C)
-                        float *save_var,         // (C)
-                        float *running_mean,     // (C), updated in place
-                        float *running_var,      // (C), updated in place
-                        const float *inp,        // (N, H, W, C)
-                        const float *gamma,      // (C)
-                        const float *beta);      // (C)
+                        float *out,          // (N, H, W, C)
+                        float *save_mean,    // (C)
+                        float *save_var,     // (C)
+                        float *running_mean, // (C), updated in place
+                        float *running_var,  // (C), updated in place
+                        const float *inp,    // (N, H, W, C)
+                        const float *gamma,  // (C)
+                        const float *beta);  // (C)
 int kn_bn_forward_infer(kn_bn *plan,
                         float *out,                // (N, H, W, C)
                         const float *inp,          // (N, H, W, C)
@@ -198,10 +198,10 @@ void kn_linear_destroy(kn_linear *plan);
  * Writes dlogits = (softmax - onehot) / N when dlogits is not NULL. Results land in host
  * memory: *loss (the mean) and *correct (how many argmax == label; first max wins). */
 int kn_cross_entropy(kn_ctx *ctx,
-                     float *dlogits,       // (N, C) or NULL
-                     float *loss,          // host scalar
-                     int *correct,         // host scalar
-                     const float *logits,  // (N, C)
+                     float *dlogits,        // (N, C) or NULL
+                     float *loss,           // host scalar
+                     int *correct,          // host scalar
+                     const float *logits,   // (N, C)
                      const int32_t *labels, // (N), 0 <= label < C
                      int n, int c);
 
@@ -215,7 +215,7 @@ typedef struct {
 
 typedef struct {
     float beta1, beta2, eps, weight_decay; /* PyTorch Adam (L2 added to the gradient) */
-    int64_t step;                           /* the step being taken, 1 for the first */
+    int64_t step;                          /* the step being taken, 1 for the first */
 } kn_adam_hparams;
 
 /* PyTorch's Adam for every listed tensor in one call:

@@ -215,9 +215,10 @@ static int hang_after_epoch(int rank) {
  * kill ends it. */
 static void hang_forever(worker_ctx *w) {
     pthread_mutex_lock(&w->lock);
-    fprintf(stderr, "rank %d: TLSWEEP_TEST_HANG_AFTER_EPOCH: hanging after epoch %d\n",
-            w->o->rank, w->hang_after_epoch);
-    for (;;) pause();
+    fprintf(stderr, "rank %d: TLSWEEP_TEST_HANG_AFTER_EPOCH: hanging after epoch %d\n", w->o->rank,
+            w->hang_after_epoch);
+    for (;;)
+        pause();
 }
 
 /* Under the lock: takes a STOP the root may have sent. */

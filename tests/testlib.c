@@ -29,7 +29,9 @@ void tl_skip(const char *fmt, ...) {
     case_skipped = 1;
 }
 
-int tl_case_failed(void) { return case_failed; }
+int tl_case_failed(void) {
+    return case_failed;
+}
 
 int tl_run(const char *suite, const char *const *names, const tl_case_fn *cases, int count) {
     int passed = 0, failed = 0, skipped = 0;
@@ -40,9 +42,12 @@ int tl_run(const char *suite, const char *const *names, const tl_case_fn *cases,
         const char *verdict = case_failed ? "FAIL" : case_skipped ? "skip" : "ok";
         printf("%-4s %s/%s\n", verdict, suite, names[i]);
         fflush(stdout);
-        if (case_failed) failed++;
-        else if (case_skipped) skipped++;
-        else passed++;
+        if (case_failed)
+            failed++;
+        else if (case_skipped)
+            skipped++;
+        else
+            passed++;
     }
     printf("%d passed, %d failed, %d skipped\n", passed, failed, skipped);
     return (failed == 0 && passed + skipped > 0) ? 0 : 1;
@@ -63,9 +68,9 @@ double tl_compare(const char *file, int line, const char *name, const float *got
     }
     double rel = max_diff / (max_ref > floor ? max_ref : floor);
     if (!(rel <= rel_tol))
-        tl_fail(file, line, "%s: rel err %.3g > %.3g (index %zu: got %.9g, ref %.9g, max|ref| %.4g)",
-                name, rel, rel_tol, worst, count ? got[worst] : 0.0, count ? ref[worst] : 0.0,
-                max_ref);
+        tl_fail(file, line,
+                "%s: rel err %.3g > %.3g (index %zu: got %.9g, ref %.9g, max|ref| %.4g)", name, rel,
+                rel_tol, worst, count ? got[worst] : 0.0, count ? ref[worst] : 0.0, max_ref);
     return rel;
 }
 

@@ -13,21 +13,22 @@ typedef void (*tl_case_fn)(void);
 int tl_run(const char *suite, const char *const *names, const tl_case_fn *cases, int count);
 
 /* Records a failure of the current case with its location and message. */
-void tl_fail(const char *file, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void tl_fail(const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 /* Marks the current case as skipped (with the reason), unless it already failed. */
 void tl_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int tl_case_failed(void);
 
-#define CHECK(cond, ...)                                                                   \
-    do {                                                                                   \
-        if (!(cond)) tl_fail(__FILE__, __LINE__, __VA_ARGS__);                             \
+#define CHECK(cond, ...)                                                                           \
+    do {                                                                                           \
+        if (!(cond)) tl_fail(__FILE__, __LINE__, __VA_ARGS__);                                     \
     } while (0)
 
 /* Compares two float arrays: max|a-b| / max(max|ref|, floor) <= rel_tol. Reports the name,
  * the worst index and both values on failure. Returns the relative error. */
 double tl_compare(const char *file, int line, const char *name, const float *got, const float *ref,
                   size_t count, double rel_tol, double floor);
-#define CHECK_CLOSE(name, got, ref, count, rel_tol)                                        \
+#define CHECK_CLOSE(name, got, ref, count, rel_tol)                                                \
     tl_compare(__FILE__, __LINE__, name, got, ref, count, rel_tol, 1e-12)
 
 /* Reference tensors written by the Python exporters: DIR/NAME.bin holds raw little-endian

@@ -21,8 +21,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (resize_shorter_side(&decoded, RESIZE, &resized, path, err, sizeof err) == 0) {
             static float input[CROP * CROP * 3];
             transform_image(input, &resized, NULL, CROP);
-            augment_options o = {.hflip_p = 0.5, .brightness = 0.3, .contrast = 0.3,
-                                 .rotate_deg = 30, .shear_deg = 20};
+            augment_options o = {.hflip_p = 0.5,
+                                 .brightness = 0.3,
+                                 .contrast = 0.3,
+                                 .rotate_deg = 30,
+                                 .shear_deg = 20};
             augment_params p;
             augment_draw(&p, &o, size, 1, data[size / 2]);
             transform_image(input, &resized, &p, CROP);

@@ -8,8 +8,8 @@
 #include <string.h>
 
 #include "worker/data/cache.h"
-#include "worker/rng.h"
 #include "worker/data/transform.h"
+#include "worker/rng.h"
 
 enum slot_state { SLOT_FREE, SLOT_FILLING, SLOT_READY };
 

@@ -67,8 +67,10 @@ static int check_compressed(const check_ctx *c, const uint8_t *p, size_t len, si
     inflateEnd(&z);
     int rc;
     if (zrc != Z_STREAM_END) {
-        snprintf(c->err, c->errlen, "%s: corrupt .mat file: the compressed element at byte %zu "
-                 "does not inflate (%s)", c->path, at, z.msg ? z.msg : "truncated");
+        snprintf(c->err, c->errlen,
+                 "%s: corrupt .mat file: the compressed element at byte %zu "
+                 "does not inflate (%s)",
+                 c->path, at, z.msg ? z.msg : "truncated");
         rc = -1;
     } else {
         rc = check_elements(c, out, used, depth + 1, 0);
@@ -140,17 +142,18 @@ int mat_check_file(const char *path, char *err, size_t errlen) {
     if (size < 0 || fseek(f, 0, SEEK_SET) != 0) {
         snprintf(err, errlen, "%s: cannot read", path);
     } else if ((size_t)size > MAT_CHECK_MAX_FILE) {
-        snprintf(err, errlen, "%s: %ld bytes is larger than a label file can be (%zu)", path,
-                 size, MAT_CHECK_MAX_FILE);
-    } else if (!(buf = malloc((size_t)size + 1)) || fread(buf, 1, (size_t)size, f) != (size_t)size) {
+        snprintf(err, errlen, "%s: %ld bytes is larger than a label file can be (%zu)", path, size,
+                 MAT_CHECK_MAX_FILE);
+    } else if (!(buf = malloc((size_t)size + 1)) ||
+               fread(buf, 1, (size_t)size, f) != (size_t)size) {
         snprintf(err, errlen, "%s: cannot read", path);
-    } else if (size < HEADER || !((buf[126] == 'I' && buf[127] == 'M') ||
-                                  (buf[126] == 'M' && buf[127] == 'I'))) {
+    } else if (size < HEADER ||
+               !((buf[126] == 'I' && buf[127] == 'M') || (buf[126] == 'M' && buf[127] == 'I'))) {
         snprintf(err, errlen, "%s: not a MATLAB v5 or v7.3 .mat file", path);
     } else {
         c.swap = buf[126] == 'M';
-        unsigned version = c.swap ? (unsigned)buf[124] << 8 | buf[125]
-                                  : (unsigned)buf[125] << 8 | buf[124];
+        unsigned version =
+            c.swap ? (unsigned)buf[124] << 8 | buf[125] : (unsigned)buf[125] << 8 | buf[124];
         if (version == 0x0200)
             rc = 0; /* v7.3: an HDF5 file */
         else if (version != 0x0100)
