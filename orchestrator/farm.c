@@ -349,8 +349,8 @@ int farm_worker(const farm_options *o, char *err, size_t errlen) {
         w.running = 1;
         pthread_mutex_unlock(&w.lock);
         message final;
-        run_trial(o->s, &o->trials->items[m.trial], m.trial, m.attempt, &o->worker, worker_epoch,
-                  &w, &final);
+        const trial_hooks hooks = {.on_epoch = worker_epoch, .user = &w};
+        run_trial(o->s, &o->trials->items[m.trial], m.trial, m.attempt, &o->worker, &hooks, &final);
         pthread_mutex_lock(&w.lock);
         w.running = 0;
         int send_rc = send_message(o->comm, 0, &final, err, errlen);
@@ -422,8 +422,9 @@ int farm_single(root_ctx *r, const farm_options *o) {
         box.stop = 0;
         single_ctx c = {r, o, &box, assign.trial, assign.attempt, 0};
         message final;
+        const trial_hooks hooks = {.on_epoch = single_epoch, .user = &c};
         run_trial(o->s, &o->trials->items[assign.trial], assign.trial, assign.attempt, &o->worker,
-                  single_epoch, &c, &final);
+                  &hooks, &final);
         if (c.failed) return -1;
         if (root_handle(r, 0, &final, farm_now())) return -1;
         if (!r->stopping && want_stop(r, o, farm_now())) return -1;

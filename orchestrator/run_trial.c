@@ -7,7 +7,7 @@
 #include "worker/paths.h"
 
 void run_trial(const sweep *s, const grid_point *p, int index, int attempt, const worker_options *o,
-               epoch_callback on_epoch, void *user, message *final) {
+               const trial_hooks *hooks, message *final) {
     trial_spec spec;
     grid_trial_spec(s, p, &spec);
     int n = snprintf(spec.out_dir, sizeof spec.out_dir, "%s/%s", o->trials_dir, spec.name);
@@ -27,9 +27,9 @@ void run_trial(const sweep *s, const grid_point *p, int index, int attempt, cons
     } else if (make_dirs(spec.out_dir, err, sizeof err)) {
         rc = TRIAL_FAILED;
     } else if (o->simulate) {
-        rc = simulate_trial(&spec, o->seconds_per_cost, on_epoch, user, &summary, err, sizeof err);
+        rc = simulate_trial(&spec, o->seconds_per_cost, hooks, &summary, err, sizeof err);
     } else {
-        rc = trial_run(&spec, on_epoch, user, &summary, err, sizeof err);
+        rc = trial_run(&spec, hooks, &summary, err, sizeof err);
     }
     if (rc == TRIAL_FAILED) {
         final->type = MSG_FAILED;

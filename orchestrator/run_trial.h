@@ -18,11 +18,11 @@ typedef struct {
 } worker_options;
 
 /* Runs the trial at grid index `index` (attempt as the root numbered it); every epoch goes to
- * on_epoch, which returns once the root has the epoch in the file, and only then does the
+ * hooks->on_epoch, which returns once the root has the epoch in the file, and only then does the
  * trainer write its resume checkpoint: a checkpoint is never ahead of the file, and an epoch
  * that was recorded but not checkpointed is trained again and its repeat dropped by the root.
  * *final becomes DONE (done or stopped) or FAILED with "rank R on HOST: reason". */
 void run_trial(const sweep *s, const grid_point *p, int index, int attempt, const worker_options *o,
-               epoch_callback on_epoch, void *user, message *final);
+               const trial_hooks *hooks, message *final);
 
 #endif

@@ -123,8 +123,8 @@ static int checkpoint_write(const trial_spec *spec, const sim_checkpoint *c, cha
     return 0;
 }
 
-int simulate_trial(const trial_spec *spec, double seconds_per_cost, epoch_callback on_epoch,
-                   void *user, trial_summary *summary, char *err, size_t errlen) {
+int simulate_trial(const trial_spec *spec, double seconds_per_cost, const trial_hooks *hooks,
+                   trial_summary *summary, char *err, size_t errlen) {
     memset(summary, 0, sizeof *summary);
     char names[SIMULATE_MAX_GROUPS][32];
     const char *name_ptrs[SIMULATE_MAX_GROUPS];
@@ -174,7 +174,7 @@ int simulate_trial(const trial_spec *spec, double seconds_per_cost, epoch_callba
         summary->seconds += seconds;
         summary->epochs_done = epoch;
         /* the checkpoint follows the callback: the root has the epoch before we skip it */
-        int stop = on_epoch && on_epoch(&r, user);
+        int stop = hooks && hooks->on_epoch && hooks->on_epoch(&r, hooks->user);
         if (checkpoint_write(spec, &ck, err, errlen)) return TRIAL_FAILED;
         if (stop) {
             summary->best_val_acc = ck.best;

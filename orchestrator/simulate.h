@@ -21,7 +21,7 @@ int simulate_layer_groups(const char *backbone, char names[][32], int max);
 void simulate_group_lr(const trial_spec *spec, int epoch, int n_groups, double *lr);
 
 /* Same contract as trial_run; seconds_per_cost turns schedule_epoch_cost into sleep time. */
-int simulate_trial(const trial_spec *spec, double seconds_per_cost, epoch_callback on_epoch,
-                   void *user, trial_summary *summary, char *err, size_t errlen);
+int simulate_trial(const trial_spec *spec, double seconds_per_cost, const trial_hooks *hooks,
+                   trial_summary *summary, char *err, size_t errlen);
 
 #endif

@@ -113,7 +113,8 @@ static int train(trial_spec *spec, const char *out) {
         snprintf(spec->out_dir, sizeof spec->out_dir, "runs/train/%s", spec->name);
     char err[2048];
     trial_summary summary;
-    int rc = trial_run(spec, print_epoch, NULL, &summary, err, sizeof err);
+    const trial_hooks hooks = {.on_epoch = print_epoch};
+    int rc = trial_run(spec, &hooks, &summary, err, sizeof err);
     if (rc == TRIAL_FAILED) {
         fprintf(stderr, "tlsweep train: %s\n", err);
         return 1;

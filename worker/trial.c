@@ -271,8 +271,10 @@ static int enter_phase(trial *t, int phase) {
     return 0;
 }
 
-int trial_run(const trial_spec *spec, epoch_callback on_epoch, void *user, trial_summary *summary,
-              char *err, size_t errlen) {
+int trial_run(const trial_spec *spec, const trial_hooks *hooks, trial_summary *summary, char *err,
+              size_t errlen) {
+    const trial_hooks none = {0};
+    if (!hooks) hooks = &none;
     trial t = {.spec = spec, .err = err, .errlen = errlen};
     memset(summary, 0, sizeof *summary);
     double started = seconds_now();
@@ -337,7 +339,7 @@ int trial_run(const trial_spec *spec, epoch_callback on_epoch, void *user, trial
         }
         /* Report first: on_epoch returns once the epoch is in the results file, so the resume
          * checkpoint is never ahead of it (a kill in between retrains this epoch). */
-        int stop = !rc && on_epoch && on_epoch(&r, user);
+        int stop = !rc && hooks->on_epoch && hooks->on_epoch(&r, hooks->user);
         if (!rc) rc = checkpoint_write_resume(&t.net, t.ctx, spec->out_dir, p, err, errlen);
         if (!rc && stop) rc = TRIAL_STOPPED;
     }

@@ -90,12 +90,23 @@ typedef struct {
  * returns TRIAL_STOPPED after writing its resume checkpoint. */
 typedef int (*epoch_callback)(const epoch_record *record, void *user);
 
+/* Polled at every training batch boundary; nonzero asks the trial to stop there: it writes a
+ * resume checkpoint that holds its position inside the epoch and returns TRIAL_STOPPED. */
+typedef int (*stop_callback)(void *user);
+
+/* How a trial talks to whoever runs it; any member may be NULL. */
+typedef struct {
+    epoch_callback on_epoch;
+    stop_callback should_stop;
+    void *user; /* passed to both */
+} trial_hooks;
+
 enum { TRIAL_DONE = 0, TRIAL_FAILED = -1, TRIAL_STOPPED = 1 };
 
 /* Runs (or resumes from out_dir's checkpoint) the whole trial. On TRIAL_FAILED err holds one
- * line naming the trial and the reason. */
-int trial_run(const trial_spec *spec, epoch_callback on_epoch, void *user, trial_summary *summary,
-              char *err, size_t errlen);
+ * line naming the trial and the reason. hooks may be NULL. */
+int trial_run(const trial_spec *spec, const trial_hooks *hooks, trial_summary *summary, char *err,
+              size_t errlen);
 
 /* Fills spec with SEED.md's defaults (everything except name, backbone, data_root, out_dir). */
 void trial_spec_defaults(trial_spec *spec);

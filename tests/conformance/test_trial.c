@@ -63,7 +63,8 @@ static void reference_spec(trial_spec *s, const char *name, int width, const cha
 
 static int run(const trial_spec *s, recorder *rec, trial_summary *sum) {
     char err[2048];
-    int rc = trial_run(s, record_epoch, rec, sum, err, sizeof err);
+    const trial_hooks hooks = {.on_epoch = record_epoch, .user = rec};
+    int rc = trial_run(s, &hooks, sum, err, sizeof err);
     if (rc == TRIAL_FAILED) tl_fail(__FILE__, __LINE__, "trial_run: %s", err);
     return rc;
 }
@@ -292,7 +293,8 @@ static void divergence_is_a_failure(void) {
     char err[2048];
     reference_spec(&s, "resnet18", 1, "exp-decay-3", "diverge");
     s.feature_extraction.lr = 3e38; /* the head overflows to inf within a few steps */
-    int rc = trial_run(&s, record_epoch, &rec, &sum, err, sizeof err);
+    const trial_hooks hooks = {.on_epoch = record_epoch, .user = &rec};
+    int rc = trial_run(&s, &hooks, &sum, err, sizeof err);
     CHECK(rc == TRIAL_FAILED && strstr(err, "trial resnet18: diverged at epoch"), "rc %d, err: %s",
           rc, err);
 }
@@ -303,7 +305,7 @@ static void bad_weights_file_is_a_failure(void) {
     char err[2048];
     reference_spec(&s, "resnet18", 1, "exp-decay-3", "badweights");
     snprintf(s.weights, sizeof s.weights, "%s/data/setid.mat", tl_data_dir("trial"));
-    int rc = trial_run(&s, NULL, NULL, &sum, err, sizeof err);
+    int rc = trial_run(&s, NULL, &sum, err, sizeof err);
     CHECK(rc == TRIAL_FAILED && strstr(err, "setid.mat") && strstr(err, "not a weights file"),
           "rc %d, err: %s", rc, err);
 }
