@@ -125,7 +125,8 @@ clean:
 
 # ---- fuzzing and sanitizers (issue 9) ---------------------------------------------------
 #   make fuzz [FUZZ_SECONDS=N]   every libFuzzer target for N seconds (default 300) each
-#   make fuzz-ci                 every target about 60 s; fails on any crash, leak or report
+#   make fuzz-ci                 every target about 60 s from libFuzzer seed 1 (a finding in CI
+#                                reproduces with the same seed); fails on any crash, leak or report
 #   make test-asan               library, tests and binary with ASan + UBSan (gcc), in
 #                                $(ASAN_BUILD); unit + conformance tests and mpirun sweeps
 # The fuzz targets (tests/fuzz/fuzz_*.c) are built with clang against their own copy of the
@@ -170,7 +171,7 @@ fuzz: fuzz-build $(FUZZ_BUILD)/seeds/.done
 	FUZZ_BUILD=$(FUZZ_BUILD) tests/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 fuzz-ci: fuzz-build $(FUZZ_BUILD)/seeds/.done
-	FUZZ_BUILD=$(FUZZ_BUILD) tests/fuzz/run.sh $(FUZZ_CI_SECONDS) $(FUZZ_TARGETS)
+	FUZZ_BUILD=$(FUZZ_BUILD) FUZZ_SEED=1 tests/fuzz/run.sh $(FUZZ_CI_SECONDS) $(FUZZ_TARGETS)
 
 ASAN_BUILD  ?= build-asan
 ASAN_CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all

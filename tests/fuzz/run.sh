@@ -2,7 +2,8 @@
 # Runs libFuzzer targets: first over their committed regression inputs (tests/fuzz/regressions/
 # TARGET/, each a once-found crash that must stay fixed), then fuzzing SECONDS each from the
 # generated seeds plus the corpus kept in $FUZZ_BUILD/corpus/TARGET. Fails on any crash, leak,
-# timeout, out-of-memory or sanitizer report; prints each target's executions.
+# timeout, out-of-memory or sanitizer report; prints each target's executions. FUZZ_SEED fixes
+# libFuzzer's random seed (make fuzz-ci: 1), otherwise every run explores afresh.
 #   tests/fuzz/run.sh SECONDS TARGET...
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -33,10 +34,11 @@ for target in "$@"; do
   fi
   mkdir -p "$build/corpus/$target"
   echo "== $target: fuzzing ${seconds}s"
-  dict=()
-  if [ -f "tests/fuzz/$target.dict" ]; then dict=(-dict="tests/fuzz/$target.dict"); fi
+  flags=()
+  if [ -f "tests/fuzz/$target.dict" ]; then flags=(-dict="tests/fuzz/$target.dict"); fi
+  if [ -n "${FUZZ_SEED:-}" ]; then flags+=(-seed="$FUZZ_SEED"); fi
   "$bin" -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=30 -max_len=65536 \
-    "${dict[@]}" -print_final_stats=1 -artifact_prefix="$build/artifacts/$target-" \
+    "${flags[@]}" -print_final_stats=1 -artifact_prefix="$build/artifacts/$target-" \
     "$build/corpus/$target" "$build/seeds/$target" >"$log" 2>&1
   rc=$?
   execs=$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -oE '[0-9]+$' || echo 0)

@@ -694,6 +694,10 @@ static void test_bad_dataset_files(void) {
         double ok[2] = {1, 2};
         CHECK(write_mat_matrix(path, "tstid", 1, 2, ok) == 0, "cannot write %s", path);
         expect_open_error(dir, "setid.mat: no variable 'trnid'");
+        /* a split longer than the label vector (6 images), as a hostile file's millions */
+        double many[7] = {1, 2, 3, 4, 5, 6, 1};
+        CHECK(write_mat_matrix(path, "tstid", 1, 7, many) == 0, "cannot write %s", path);
+        expect_open_error(dir, "'tstid' has 7 image ids, more than the 6 images");
     }
     /* a listed JPEG that is missing */
     if (make_dataset(dir, sizeof dir, "missing_jpg", 2, 3) == 0) {

@@ -129,6 +129,15 @@ static int split_append(dataset *ds, dataset_split *out, mat_t *setid, const cha
     int64_t *ids = NULL;
     size_t n = 0;
     if (mat_read_ids(setid, setid_path, name, &ids, &n, err, errlen) != 0) return -1;
+    /* a split names each image at most once, so it is never longer than the label vector; the
+     * bound also keeps a hostile file from making millions of path strings */
+    if (n > (size_t)ds->num_images) {
+        snprintf(err, errlen,
+                 "%s: '%s' has %zu image ids, more than the %d images of imagelabels.mat",
+                 setid_path, name, n, ds->num_images);
+        free(ids);
+        return -1;
+    }
     char **paths = realloc(out->paths, (out->count + n) * sizeof *paths);
     if (paths) out->paths = paths;
     int32_t *lab = realloc(out->labels, (out->count + n) * sizeof *lab);

@@ -7,7 +7,14 @@
 #include <string.h>
 #include <zlib.h>
 
-enum { MI_INT32 = 5, MI_MATRIX = 14, MI_COMPRESSED = 15, MAX_DEPTH = 16, HEADER = 128 };
+enum {
+    MI_INT32 = 5,
+    MI_UINT32 = 6,
+    MI_MATRIX = 14,
+    MI_COMPRESSED = 15,
+    MAX_DEPTH = 16,
+    HEADER = 128
+};
 
 typedef struct {
     const char *path;
@@ -113,6 +120,11 @@ static int check_elements(const check_ctx *c, const uint8_t *p, size_t len, int 
             if (nbytes > len - data)
                 return fail(c, "an element larger than what holds it", pos, nbytes, len - data);
         }
+        /* matio reads a matrix's first 24 bytes at fixed offsets (array flags as 8 bytes after
+         * their tag, then the dimensions' tag), whatever the tags say; so the flags must be
+         * exactly that, or the dimensions checked here would not be the ones matio uses */
+        if (in_matrix && index == 0 && (type != MI_UINT32 || nbytes != 8 || data != pos + 8))
+            return fail(c, "a matrix's array flags are not 8 bytes of uint32", pos, nbytes, 8);
         if (in_matrix && index == 1 && check_dims(c, p + data, nbytes, type, pos) != 0) return -1;
         if (type == MI_MATRIX && check_elements(c, p + data, nbytes, depth + 1, 1) != 0) return -1;
         if (type == MI_COMPRESSED) {

@@ -10,7 +10,7 @@
 
 #define MAT_CHECK_MAX_FILE ((size_t)64 << 20)     /* bytes: Flowers102's files are ~50 KB */
 #define MAT_CHECK_MAX_INFLATED ((size_t)64 << 20) /* bytes one compressed element inflates to */
-#define MAT_CHECK_MAX_ELEMS ((size_t)1 << 24)     /* elements in one matrix (8189 labels) */
+#define MAT_CHECK_MAX_ELEMS ((size_t)1 << 20)     /* elements in one matrix (8189 labels) */
 
 /* 0 when PATH looks safe to hand to matio; -1 with "PATH: problem" in err otherwise. */
 int mat_check_file(const char *path, char *err, size_t errlen);
