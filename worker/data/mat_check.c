@@ -13,7 +13,9 @@ enum {
     MI_MATRIX = 14,
     MI_COMPRESSED = 15,
     MAX_DEPTH = 16,
-    HEADER = 128
+    HEADER = 128,
+    /* the smallest matrix: array flags (8 + 8 bytes), dimensions (8 + 8), an empty name's tag */
+    MIN_MATRIX = 40
 };
 
 typedef struct {
@@ -126,6 +128,11 @@ static int check_elements(const check_ctx *c, const uint8_t *p, size_t len, int 
         if (in_matrix && index == 0 && (type != MI_UINT32 || nbytes != 8 || data != pos + 8))
             return fail(c, "a matrix's array flags are not 8 bytes of uint32", pos, nbytes, 8);
         if (in_matrix && index == 1 && check_dims(c, p + data, nbytes, type, pos) != 0) return -1;
+        /* matio reads a variable's flags and dimensions even from a matrix too short to hold
+         * them, i.e. from whatever follows it; only a cell or field may be empty (0 bytes) */
+        if (type == MI_MATRIX && nbytes < MIN_MATRIX && (nbytes != 0 || !in_matrix))
+            return fail(c, "a matrix too short for its flags, dimensions and name", pos, MIN_MATRIX,
+                        nbytes);
         if (type == MI_MATRIX && check_elements(c, p + data, nbytes, depth + 1, 1) != 0) return -1;
         if (type == MI_COMPRESSED) {
             if (depth > 0) return fail(c, "a compressed element inside another", pos, depth, 0);
