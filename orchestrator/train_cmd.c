@@ -203,10 +203,10 @@ static int train_grid_point(const sweep *s, const trial_list *trials, int index,
     if (g->out) snprintf(trial_dir, sizeof trial_dir, "%s", g->out);
 
     results_h5 *h5 = NULL;
-    char lock_dir[TRIAL_PATH_MAX];
-    snprintf(lock_dir, sizeof lock_dir, "%.500s.d", g->output ? g->output : "");
+    char lock_dir[TRIAL_PATH_MAX] = "";
     trial_entry *e = &table.items[index];
     if (g->output) {
+        snprintf(lock_dir, sizeof lock_dir, "%.500s.d", g->output);
         const resume_writer writer = {.host = f.worker.host, .hosts = f.worker.host, .ranks = 1};
         int kept = 0;
         if (resume_start(g->output, lock_dir, s, &table, &writer, &h5, &kept, err, sizeof err)) {
