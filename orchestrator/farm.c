@@ -155,10 +155,14 @@ void farm_abandon(const farm_options *o) {
     }
 }
 
+static int time_is_up(const farm_options *o, double now) {
+    return o->time_limit > 0 && now - o->start > o->time_limit;
+}
+
 static int want_stop(root_ctx *r, const farm_options *o, double now) {
     if (r->stopping) return 0;
     if (farm_stop_signal) return root_stop(r, now, "signal");
-    if (o->time_limit > 0 && now - o->start > o->time_limit) return root_stop(r, now, "time limit");
+    if (time_is_up(o, now)) return root_stop(r, now, "time limit");
     return 0;
 }
 
@@ -403,11 +407,18 @@ static int single_epoch(const epoch_record *record, void *user) {
     single_ctx *c = user;
     double now = farm_now();
     if (!c->failed && want_stop(c->r, c->o, now)) c->failed = 1;
+    if (c->o->echo) c->o->echo(record);
     message m;
     protocol_epoch_from_record(&m, c->trial, c->attempt, record);
     if (!c->failed && root_handle(c->r, 0, &m, now)) c->failed = 1;
     progress_tick(c->r->progress, c->r->table, now);
     return c->box->stop || c->failed;
+}
+
+/* Polled at every batch: the trial stops there and checkpoints its place in the epoch. */
+static int single_should_stop(void *user) {
+    const single_ctx *c = user;
+    return farm_stop_signal || time_is_up(c->o, farm_now());
 }
 
 int farm_single(root_ctx *r, const farm_options *o) {
@@ -422,12 +433,15 @@ int farm_single(root_ctx *r, const farm_options *o) {
         box.stop = 0;
         single_ctx c = {r, o, &box, assign.trial, assign.attempt, 0};
         message final;
-        const trial_hooks hooks = {.on_epoch = single_epoch, .user = &c};
+        const trial_hooks hooks = {
+            .on_epoch = single_epoch, .should_stop = single_should_stop, .user = &c};
         run_trial(o->s, &o->trials->items[assign.trial], assign.trial, assign.attempt, &o->worker,
                   &hooks, &final);
         if (c.failed) return -1;
-        if (root_handle(r, 0, &final, farm_now())) return -1;
+        /* before the outcome: a stopped trial goes back to pending and must not be assigned
+         * again, nor the next one started */
         if (!r->stopping && want_stop(r, o, farm_now())) return -1;
+        if (root_handle(r, 0, &final, farm_now())) return -1;
     }
     return 0;
 }

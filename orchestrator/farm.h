@@ -23,6 +23,8 @@ typedef struct {
     double heartbeat_interval; /* seconds between a busy worker's heartbeats */
     double time_limit;         /* seconds from start; 0 = none */
     double start;              /* monotonic seconds when the run began */
+    /* farm_single: also shown every epoch (tlsweep train prints its line); may be NULL */
+    void (*echo)(const epoch_record *record);
 } farm_options;
 
 double farm_now(void); /* monotonic seconds */
@@ -37,6 +39,8 @@ void farm_abandon(const farm_options *o);
 /* Each returns 0 when the loop ended normally (finished or stopped; see r->stopping) and -1
  * on an error (r->error / err). */
 int farm_root(root_ctx *r, const farm_options *o);
+/* Makes no MPI call, so `tlsweep train` runs it without MPI (r->only_trial picks its trial).
+ * A stop (signal, time limit) reaches the trial at its next batch and at every epoch end. */
 int farm_single(root_ctx *r, const farm_options *o);
 /* Test hook (like TLSWEEP_TEST_KILL_AFTER_LR in results_h5.h): with
  * TLSWEEP_TEST_HANG_AFTER_EPOCH=N (or N,RANK for one rank only) in the environment, a worker

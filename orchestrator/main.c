@@ -16,6 +16,7 @@ static const command commands[] = {
     {"train", cmd_train, "one trial (two-phase transfer learning) in this process, no MPI"},
     {"synth-flowers", cmd_synth_flowers, "write a synthetic dataset in the Flowers102 layout"},
     {"run", cmd_run, "run a sweep (under mpirun; resumes an existing results file)"},
+    {"merge", cmd_merge, "combine results files of one sweep (job-array tasks) into one"},
     {"status", cmd_status, "progress and best trials of a results file (also while it runs)"},
     {"plot", cmd_plot, "the comparison figures of a results file (runs results/plot.py)"},
 };

@@ -326,7 +326,7 @@ static int write_meta(hid_t file, const results_meta *m, const results_grid_colu
         {"compiler", m->compiler},
         {"compiler_flags", m->compiler_flags},
         {"mpi_version", m->mpi_version},
-        {"hdf5_version", hdf5_version},
+        {"hdf5_version", m->hdf5_version ? m->hdf5_version : hdf5_version},
         {"onednn_version", m->onednn_version},
         {"cuda_version", m->cuda_version},
         {"cudnn_version", m->cudnn_version},
@@ -342,6 +342,7 @@ static int write_meta(hid_t file, const results_meta *m, const results_grid_colu
     };
     for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++)
         if (attr_string(file, strings[i].name, strings[i].value)) return -1;
+    if (m->merged_from && attr_string(file, "merged_from", m->merged_from)) return -1;
     if (attr_int(file, "simulated", m->simulated) || attr_int(file, "ranks", m->ranks)) return -1;
     return 0;
 }
@@ -527,6 +528,17 @@ char *results_h5_attr(results_h5 *h, const char *name, char *err, size_t errlen)
     return value;
 }
 
+int results_h5_attr_int(results_h5 *h, const char *name, long long *value) {
+    hid_t attr = H5Aopen(h->file, name, H5P_DEFAULT);
+    if (attr < 0) {
+        H5Eclear2(H5E_DEFAULT);
+        return -1;
+    }
+    herr_t rc = H5Aread(attr, H5T_NATIVE_LLONG, value);
+    H5Aclose(attr);
+    return rc < 0 ? -1 : 0;
+}
+
 int results_h5_set_attr(results_h5 *h, const char *name, const char *value, char *err,
                         size_t errlen) {
     if (H5Aexists(h->file, name) > 0 && H5Adelete(h->file, name) < 0)
@@ -632,8 +644,8 @@ int results_h5_close(results_h5 *h, char *err, size_t errlen) {
     return 0;
 }
 
-int results_h5_read_file(const char *path, results_trial_row **rows, int *count, char *err,
-                         size_t errlen) {
+int results_h5_open_read(const char *path, results_h5 **out, char *err, size_t errlen) {
+    *out = NULL;
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     results_h5 *h = alloc_handle(path);
     if (!h) return fail(path, err, errlen, "out of memory");
@@ -644,14 +656,25 @@ int results_h5_read_file(const char *path, results_trial_row **rows, int *count,
         H5Eclear2(H5E_DEFAULT);
         h->file = H5Fopen(path, H5F_ACC_RDONLY, fapl);
     }
+    /* fail() before any other call: each HDF5 call clears the error stack it reports */
+    int rc = h->file < 0 ? fail(path, err, errlen, "cannot open the file") : 0;
     if (fapl >= 0) H5Pclose(fapl);
-    int rc = 0;
-    if (h->file < 0)
-        rc = fail(path, err, errlen, "cannot open the file");
-    else if (table_open(h->file, &h->trials))
-        rc = fail(path, err, errlen, "not a tlsweep results file (no /trials)");
-    else
-        rc = results_h5_read_trials(h, rows, count, err, errlen);
+    if (!rc && (table_open(h->file, &h->trials) || table_open(h->file, &h->curves) ||
+                table_open(h->file, &h->lr) || results_h5_grid_columns(h, &h->columns)))
+        rc = fail(path, err, errlen, "not a tlsweep results file (no /trials, /curves or /lr)");
+    if (rc) {
+        close_handle(h);
+        return -1;
+    }
+    *out = h;
+    return 0;
+}
+
+int results_h5_read_file(const char *path, results_trial_row **rows, int *count, char *err,
+                         size_t errlen) {
+    results_h5 *h = NULL;
+    if (results_h5_open_read(path, &h, err, errlen)) return -1;
+    int rc = results_h5_read_trials(h, rows, count, err, errlen);
     close_handle(h);
     return rc;
 }

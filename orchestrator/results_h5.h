@@ -68,10 +68,12 @@ typedef struct {
 typedef struct {
     const char *tool_version, *git_revision, *compiler, *compiler_flags;
     const char *mpi_version, *onednn_version, *cuda_version, *cudnn_version, *nccl_version;
+    const char *hdf5_version; /* NULL: the linked library's (merge keeps its inputs') */
     const char *sweep_name, *sweep_file, *sweep_text;
     const char *hosts;
     int ranks;
-    int simulated; /* --simulate: no training happened; every number is synthetic */
+    int simulated;           /* --simulate: no training happened; every number is synthetic */
+    const char *merged_from; /* tlsweep merge: its input files, comma-separated; NULL: none */
 } results_meta;
 
 typedef struct results_h5 results_h5;
@@ -106,6 +108,8 @@ int results_h5_rewrite_lr(results_h5 *h, const results_lr_row *rows, int count, 
                           size_t errlen);
 /* A string attribute of the root (sweep_text, mode...); malloc'd. */
 char *results_h5_attr(results_h5 *h, const char *name, char *err, size_t errlen);
+/* An integer attribute of the root (ranks, simulated); -1 when missing or not a number. */
+int results_h5_attr_int(results_h5 *h, const char *name, long long *value);
 int results_h5_grid_columns(results_h5 *h, results_grid_columns *columns);
 /* Replaces (or adds) a string attribute of the root (--extend's new sweep_text; not in SWMR). */
 int results_h5_set_attr(results_h5 *h, const char *name, const char *value, char *err,
@@ -129,6 +133,9 @@ int results_h5_append_epoch(results_h5 *h, const results_curve_row *curve, const
 double results_h5_write_seconds(const results_h5 *h);
 int results_h5_close(results_h5 *h, char *err, size_t errlen);
 
+/* Opens a results file read-only, in SWMR mode when a writer may be at work (merge reads its
+ * inputs so: they are never changed). */
+int results_h5_open_read(const char *path, results_h5 **out, char *err, size_t errlen);
 /* Opens a results file read-only in SWMR mode (status, tests) and reads /trials. */
 int results_h5_read_file(const char *path, results_trial_row **rows, int *count, char *err,
                          size_t errlen);

@@ -9,7 +9,9 @@
 #include <unistd.h>
 #include <utime.h>
 
+#include "orchestrator/provenance.h"
 #include "orchestrator/resume.h"
+#include "worker/paths.h"
 
 static void lock_path(const char *trials_dir, char *out, size_t len) {
     snprintf(out, len, "%s/writer.lock", trials_dir);
@@ -335,4 +337,63 @@ int resume_open(const char *path, const sweep *s, trial_table *t, int extend, re
     }
     *out = h;
     return 0;
+}
+
+int resume_create(const char *path, const sweep *s, const trial_table *t, const results_meta *meta,
+                  results_h5 **out, char *err, size_t errlen) {
+    results_grid_columns columns = {0};
+    for (int a = 0; a < s->n_axes; a++)
+        if (s->axes[a].key_index >= 0)
+            snprintf(columns.names[columns.count++], SWEEP_KEY_MAX, "%s", s->axes[a].key);
+    results_trial_row *rows = calloc((size_t)t->count + 1, sizeof *rows);
+    char(*values)[SWEEP_MAX_AXES][RESULTS_VALUE_MAX] = calloc((size_t)t->count + 1, sizeof *values);
+    int rc = -1;
+    if (rows && values) {
+        for (int i = 0; i < t->count; i++) {
+            rows[i] = t->items[i].row;
+            memcpy(values[i], t->items[i].grid_values, sizeof values[i]);
+        }
+        rc = results_h5_create(path, meta, &columns, rows,
+                               (const char(*)[SWEEP_MAX_AXES][RESULTS_VALUE_MAX])values, t->count,
+                               out, err, errlen);
+    } else
+        snprintf(err, errlen, "out of memory");
+    free(rows);
+    free(values);
+    return rc;
+}
+
+int resume_start(const char *path, const char *lock_dir, const sweep *s, trial_table *t,
+                 const resume_writer *w, results_h5 **out, int *kept_done, char *err,
+                 size_t errlen) {
+    *out = NULL;
+    *kept_done = -1;
+    char parent[TRIAL_PATH_MAX];
+    snprintf(parent, sizeof parent, "%s", path);
+    char *slash = strrchr(parent, '/');
+    if (slash) {
+        *slash = 0;
+        if (make_dirs(parent, err, errlen)) return -1;
+    }
+    if (make_dirs(lock_dir, err, errlen) || resume_lock(lock_dir, path, w->host, err, errlen))
+        return -1;
+    struct stat st;
+    int rc;
+    if (!stat(path, &st)) {
+        int kept = 0;
+        rc = resume_open(path, s, t, w->extend, out, &kept, err, errlen);
+        if (!rc) *kept_done = kept;
+    } else {
+        provenance prov;
+        results_meta meta = {.sweep_name = s->name,
+                             .sweep_file = s->file,
+                             .sweep_text = s->text,
+                             .hosts = w->hosts,
+                             .ranks = w->ranks,
+                             .simulated = w->simulated};
+        provenance_fill(&prov, &meta);
+        rc = resume_create(path, s, t, &meta, out, err, errlen);
+    }
+    if (rc) resume_unlock(lock_dir);
+    return rc;
 }

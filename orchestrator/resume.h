@@ -26,4 +26,25 @@ void resume_unlock(const char *trials_dir);
 int resume_open(const char *path, const sweep *s, trial_table *t, int extend, results_h5 **out,
                 int *kept_done, char *err, size_t errlen);
 
+/* Creates path for sweep s with meta's attributes and t's rows as they are (ids, states, grid
+ * values), then starts SWMR: `tlsweep run` makes a new sweep file with it, merge its output. */
+int resume_create(const char *path, const sweep *s, const trial_table *t, const results_meta *meta,
+                  results_h5 **out, char *err, size_t errlen);
+
+/* Who starts writing a results file: `tlsweep run` (the root) or `tlsweep train --output`. */
+typedef struct {
+    const char *host;  /* this process's host: the writer lock names it */
+    const char *hosts; /* a new file's hosts attribute */
+    int ranks;         /* a new file's ranks attribute */
+    int simulated;     /* a new file's mode */
+    int extend;        /* resume_open's extend */
+} resume_writer;
+
+/* The start of every writer: makes path's folder and lock_dir, takes lock_dir's writer lock,
+ * then resumes path when it exists (*kept_done >= 0: its done trials) or creates it with every
+ * trial of t pending (*kept_done = -1). On failure nothing is held and err says why. */
+int resume_start(const char *path, const char *lock_dir, const sweep *s, trial_table *t,
+                 const resume_writer *w, results_h5 **out, int *kept_done, char *err,
+                 size_t errlen);
+
 #endif

@@ -40,6 +40,7 @@ void root_init(root_ctx *r, const sweep *s, trial_table *t, results_h5 *h5, prog
     r->n_ranks = n_ranks;
     r->send = send;
     r->transport = transport;
+    r->only_trial = -1;
     for (int i = 0; i < n_ranks; i++)
         workers[i].busy = -1;
 }
@@ -64,8 +65,15 @@ static int send_to(root_ctx *r, int rank, const message *m) {
     return 0;
 }
 
+static int pending(const root_ctx *r, int index) {
+    return r->table->items[index].state == TS_PENDING &&
+           (r->only_trial < 0 || r->only_trial == index);
+}
+
 static int assign(root_ctx *r, int rank, double now) {
-    int index = schedule_next(r->table, rank);
+    int index = r->only_trial < 0           ? schedule_next(r->table, rank)
+                : pending(r, r->only_trial) ? r->only_trial
+                                            : -1;
     if (index < 0) return 0;
     trial_entry *e = &r->table->items[index];
     if (transition(r, index, TS_RUNNING)) return -1;
@@ -265,7 +273,7 @@ int root_finished(const root_ctx *r) {
     if (root_busy(r)) return 0;
     if (r->stopping) return 1;
     for (int i = 0; i < r->table->count; i++)
-        if (r->table->items[i].state == TS_PENDING) return 0;
+        if (pending(r, i)) return 0;
     return 1;
 }
 

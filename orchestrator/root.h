@@ -32,6 +32,7 @@ typedef struct {
     root_send_fn send;
     void *transport;
     double heartbeat_timeout; /* seconds; <= 0 disables the check */
+    int only_trial;           /* >= 0: the one trial to run (tlsweep train --trial); -1: all */
     int stopping;             /* no new assignments; STOP sent to busy workers */
     char error[1024];         /* set when root_* returns -1 */
     /* statistics */

@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "orchestrator/farm.h"
@@ -16,7 +15,6 @@
 #include "orchestrator/schedule.h"
 #include "worker/cli.h"
 #include "worker/commands.h"
-#include "worker/paths.h"
 
 typedef struct {
     const char *sweep_file, *output;
@@ -220,63 +218,17 @@ static void hosts_text(const worker_slot *workers, int size, const char *root_ho
 static int open_results(const run_options *o, const sweep *s, trial_table *t,
                         const worker_slot *workers, int size, const char *host, const char *output,
                         const char *trials_dir, results_h5 **h5) {
-    char err[8192];
-    char parent[TRIAL_PATH_MAX];
-    snprintf(parent, sizeof parent, "%s", output);
-    char *slash = strrchr(parent, '/');
-    if (slash) {
-        *slash = 0;
-        if (make_dirs(parent, err, sizeof err)) goto fail;
-    }
-    if (make_dirs(trials_dir, err, sizeof err)) goto fail;
-    if (resume_lock(trials_dir, output, host, err, sizeof err)) goto fail;
-    struct stat st;
-    if (!stat(output, &st)) {
-        int kept = 0;
-        if (resume_open(output, s, t, o->extend, h5, &kept, err, sizeof err)) {
-            resume_unlock(trials_dir);
-            goto fail;
-        }
-        printf("resuming %s: %d of %d trials already done\n", output, kept, t->count);
-        return 0;
-    }
-    provenance prov;
-    char hosts[1024];
+    char err[8192], hosts[1024];
     hosts_text(workers, size, host, hosts, sizeof hosts);
-    results_meta meta = {.sweep_name = s->name,
-                         .sweep_file = s->file,
-                         .sweep_text = s->text,
-                         .hosts = hosts,
-                         .ranks = size,
-                         .simulated = o->simulate};
-    provenance_fill(&prov, &meta);
-    results_grid_columns columns = {0};
-    for (int a = 0; a < s->n_axes; a++)
-        if (s->axes[a].key_index >= 0)
-            snprintf(columns.names[columns.count++], SWEEP_KEY_MAX, "%s", s->axes[a].key);
-    results_trial_row *rows = calloc((size_t)t->count, sizeof *rows);
-    char(*values)[SWEEP_MAX_AXES][RESULTS_VALUE_MAX] = calloc((size_t)t->count, sizeof *values);
-    int rc = -1;
-    if (rows && values) {
-        for (int i = 0; i < t->count; i++) {
-            rows[i] = t->items[i].row;
-            memcpy(values[i], t->items[i].grid_values, sizeof values[i]);
-        }
-        rc = results_h5_create(output, &meta, &columns, rows,
-                               (const char(*)[SWEEP_MAX_AXES][RESULTS_VALUE_MAX])values, t->count,
-                               h5, err, sizeof err);
-    } else
-        snprintf(err, sizeof err, "out of memory");
-    free(rows);
-    free(values);
-    if (rc) {
-        resume_unlock(trials_dir);
-        goto fail;
+    const resume_writer writer = {
+        .host = host, .hosts = hosts, .ranks = size, .simulated = o->simulate, .extend = o->extend};
+    int kept = 0;
+    if (resume_start(output, trials_dir, s, t, &writer, h5, &kept, err, sizeof err)) {
+        fprintf(stderr, "tlsweep run: %s\n", err);
+        return -1;
     }
+    if (kept >= 0) printf("resuming %s: %d of %d trials already done\n", output, kept, t->count);
     return 0;
-fail:
-    fprintf(stderr, "tlsweep run: %s\n", err);
-    return -1;
 }
 
 static double seconds_per_cost(const sweep *s, const trial_list *trials, double seconds) {

@@ -10,7 +10,9 @@ void run_trial(const sweep *s, const grid_point *p, int index, int attempt, cons
                const trial_hooks *hooks, message *final) {
     trial_spec spec;
     grid_trial_spec(s, p, &spec);
-    int n = snprintf(spec.out_dir, sizeof spec.out_dir, "%s/%s", o->trials_dir, spec.name);
+    int n = o->trial_dir[0]
+                ? snprintf(spec.out_dir, sizeof spec.out_dir, "%s", o->trial_dir)
+                : snprintf(spec.out_dir, sizeof spec.out_dir, "%s/%s", o->trials_dir, spec.name);
     /* --threads, else the sweep's train.threads, else this rank's share of the cores */
     if (o->threads_forced || spec.threads <= 0) spec.threads = o->threads;
     spec.device = o->device;

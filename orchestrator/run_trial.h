@@ -11,6 +11,8 @@ typedef struct {
     int simulate;
     double seconds_per_cost;         /* --simulate: sleep per unit of schedule_epoch_cost */
     char trials_dir[TRIAL_PATH_MAX]; /* NAME.h5.d */
+    char trial_dir[TRIAL_PATH_MAX];  /* non-empty: the trial's directory instead of
+                                        trials_dir/TRIAL (tlsweep train --out) */
     int threads, device;             /* threads: this rank's share of the node's cores */
     int threads_forced;              /* --threads was given: it beats the sweep's train.threads */
     int rank;

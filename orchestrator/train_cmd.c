@@ -1,5 +1,8 @@
 /* `tlsweep train`: one trial in one process, no MPI: from flags, or one grid point of a sweep
- * file (--sweep FILE --trial NAME). */
+ * file (--sweep FILE --trial INDEX|NAME), trained as `tlsweep run` would (same trial directory,
+ * retries, state machine) and, with --output, recorded in a results file of the sweep's schema
+ * that `tlsweep merge` combines: the job-array path. Exit status as `run`'s: 0 done, 1 failed,
+ * 2 bad input, 3 stopped by a signal (rerun the same command to resume), 4 internal error. */
 #include <getopt.h>
 #include <limits.h>
 #include <stdio.h>
@@ -7,8 +10,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "orchestrator/grid.h"
-#include "orchestrator/sweep.h"
+#include "orchestrator/farm.h"
+#include "orchestrator/resume.h"
 #include "worker/cli.h"
 #include "worker/commands.h"
 #include "worker/lr_schedule.h"
@@ -18,7 +21,17 @@ static void usage(FILE *out) {
     fprintf(
         out,
         "usage: tlsweep train --backbone NAME --data DIR [options]\n"
+        "       tlsweep train --sweep SWEEP.yaml --trial INDEX|NAME [--output FILE.h5] [options]\n"
+        "       tlsweep train --sweep SWEEP.yaml --list\n"
         "One trial of SEED.md's two-phase transfer learning, in this process.\n"
+        "  --sweep FILE --trial T one grid point of a sweep as `tlsweep run` trains it: T is its\n"
+        "                         0-based grid index (as SLURM_ARRAY_TASK_ID) or its name; its\n"
+        "                         directory is OUTPUT.h5.d/NAME of the sweep's output unless "
+        "--out\n"
+        "  --output FILE.h5       with --trial: record the trial in a results file of the sweep's\n"
+        "                         schema (every grid row, the others pending); rerunning resumes\n"
+        "                         it; `tlsweep merge` combines such files\n"
+        "  --list                 with --sweep: the trial names in grid index order, one a line\n"
         "  --backbone NAME        resnet18/34/50/101/152, vgg11_bn/13_bn/16_bn/19_bn\n"
         "  --data DIR             a Flowers102-layout dataset (jpg/, imagelabels.mat, setid.mat)\n"
         "  --weights W            none | torchvision | FILE.pth | FILE.safetensors "
@@ -36,7 +49,11 @@ static void usage(FILE *out) {
         "  --no-augment           eval preprocessing for training too\n"
         "  --no-shuffle           keep the training split's order\n"
         "  --bn-frozen eval       BatchNorm of the frozen backbone in eval mode (default train)\n"
-        "  --threads N            CPU threads (default: all cores)\n");
+        "  --threads N            CPU threads (default: the sweep's train.threads, else all "
+        "cores)\n"
+        "SIGUSR1, SIGTERM or SIGINT stop the trial at the next batch with a resume checkpoint.\n"
+        "exit status: 0 done, 1 failed, 2 bad input, 3 stopped (rerun to resume), 4 internal "
+        "error\n");
 }
 
 static int parse_splits(char dst[][16], int *count, const char *list) {
@@ -59,50 +76,37 @@ static int int_flag(const char *flag, const char *text, long lo, long hi, int *o
     return 0;
 }
 
-static int print_epoch(const epoch_record *r, void *user) {
-    (void)user;
+static void print_epoch(const epoch_record *r) {
     printf("epoch %2d  phase %d (%s)  lr %.3g  train loss %.4f acc %6.2f%%  val loss %.4f acc "
            "%6.2f%%  %.1f s  %.0f img/s\n",
            r->epoch, r->phase, r->phase == 1 ? "feature extraction" : "fine-tuning", r->head_lr,
            r->train_loss, 100 * r->train_acc, r->val_loss, 100 * r->val_acc, r->seconds,
            r->images_per_second);
     fflush(stdout);
-    return 0;
 }
 
-/* The grid point NAME of a sweep file, as `tlsweep run` would train it. */
-static int spec_from_sweep(trial_spec *spec, const char *file, const char *name) {
-    sweep s;
-    sweep_errors errs = {0};
-    const sweep_options opt = {.check_paths = 1};
-    if (sweep_load(file, &opt, &s, &errs)) {
-        for (int i = 0; i < errs.count; i++)
-            fprintf(stderr, "%s\n", errs.messages[i]);
-        sweep_errors_free(&errs);
-        return -1;
-    }
-    sweep_errors_free(&errs);
-    trial_list trials = {0};
-    char err[512];
-    int rc = -1;
-    if (grid_expand(&s, &trials, err, sizeof err)) {
-        fprintf(stderr, "tlsweep train: %s: %s\n", file, err);
-    } else {
-        for (int i = 0; i < trials.count && rc; i++)
-            if (!strcmp(trials.items[i].name, name)) {
-                grid_trial_spec(&s, &trials.items[i], spec);
-                rc = 0;
-            }
-        if (rc) {
-            fprintf(stderr, "tlsweep train: %s has no trial '%s'; its trials:", file, name);
-            for (int i = 0; i < trials.count; i++)
-                fprintf(stderr, " %s", trials.items[i].name);
-            fputc('\n', stderr);
-        }
-    }
-    grid_trials_free(&trials);
-    sweep_free(&s);
-    return rc;
+static void print_summary(const char *name, int64_t params, double fe_acc, double best_acc,
+                          int best_epoch, double seconds, const char *dir) {
+    printf("%s: %lld parameters, val acc %.2f%% at the end of feature extraction, best %.2f%% "
+           "(epoch %d), %.1f s; best weights in %s/best.safetensors\n",
+           name, (long long)params, 100 * fe_acc, 100 * best_acc, best_epoch, seconds, dir);
+}
+
+static void print_stopped(const char *name, int epochs_done) {
+    printf("%s: stopped by a signal after epoch %d; rerun the same command to resume\n", name,
+           epochs_done);
+}
+
+/* The flag-built trial's hooks: a stop signal ends it at the next batch or epoch end. */
+static int flags_epoch(const epoch_record *record, void *user) {
+    (void)user;
+    print_epoch(record);
+    return farm_stop_signal != 0;
+}
+
+static int flags_should_stop(void *user) {
+    (void)user;
+    return farm_stop_signal != 0;
 }
 
 static int train(trial_spec *spec, const char *out) {
@@ -113,17 +117,149 @@ static int train(trial_spec *spec, const char *out) {
         snprintf(spec->out_dir, sizeof spec->out_dir, "runs/train/%s", spec->name);
     char err[2048];
     trial_summary summary;
-    const trial_hooks hooks = {.on_epoch = print_epoch};
+    const trial_hooks hooks = {.on_epoch = flags_epoch, .should_stop = flags_should_stop};
     int rc = trial_run(spec, &hooks, &summary, err, sizeof err);
     if (rc == TRIAL_FAILED) {
         fprintf(stderr, "tlsweep train: %s\n", err);
         return 1;
     }
-    printf("%s: %zu parameters, val acc %.2f%% at the end of feature extraction, best %.2f%% "
-           "(epoch %d), %.1f s; best weights in %s/best.safetensors\n",
-           spec->name, summary.params, 100 * summary.val_acc_end_of_feature_extraction,
-           100 * summary.best_val_acc, summary.best_epoch, summary.seconds, spec->out_dir);
+    if (rc == TRIAL_STOPPED) {
+        print_stopped(spec->name, summary.epochs_done);
+        return 3;
+    }
+    print_summary(spec->name, (int64_t)summary.params, summary.val_acc_end_of_feature_extraction,
+                  summary.best_val_acc, summary.best_epoch, summary.seconds, spec->out_dir);
     return 0;
+}
+
+/* Reads and validates the sweep (every problem reported) and expands its grid. */
+static int load_grid(const char *file, sweep *s, trial_list *trials) {
+    sweep_errors errs = {0};
+    const sweep_options opt = {.check_paths = 1};
+    if (sweep_load(file, &opt, s, &errs)) {
+        for (int i = 0; i < errs.count; i++)
+            fprintf(stderr, "%s\n", errs.messages[i]);
+        if (errs.dropped) fprintf(stderr, "(%d more problems)\n", errs.dropped);
+        sweep_errors_free(&errs);
+        return -1;
+    }
+    sweep_errors_free(&errs);
+    char err[512];
+    if (grid_expand(s, trials, err, sizeof err)) {
+        fprintf(stderr, "tlsweep train: %s: %s\n", file, err);
+        sweep_free(s);
+        return -1;
+    }
+    return 0;
+}
+
+/* --trial's value: an all-digits one is a 0-based grid index, anything else a name. */
+static int find_trial(const char *file, const trial_list *trials, const char *which) {
+    if (which[0] && strspn(which, "0123456789") == strlen(which)) {
+        /* strtol saturates at LONG_MAX, which is out of range too */
+        long index = strtol(which, NULL, 10);
+        if (index < trials->count) return (int)index;
+        fprintf(stderr, "tlsweep train: %s has %d trials (indices 0 to %d); no trial index %s\n",
+                file, trials->count, trials->count - 1, which);
+        return -1;
+    }
+    for (int i = 0; i < trials->count; i++)
+        if (!strcmp(trials->items[i].name, which)) return i;
+    fprintf(stderr, "tlsweep train: %s has no trial '%s'; its trials:", file, which);
+    for (int i = 0; i < trials->count; i++)
+        fprintf(stderr, " %s", trials->items[i].name);
+    fputc('\n', stderr);
+    return -1;
+}
+
+typedef struct {
+    const char *out;    /* --out: the trial directory, else the sweep's OUTPUT.h5.d/NAME */
+    const char *output; /* --output: the results file, or NULL */
+    int threads;        /* --threads, 0 when not given */
+} grid_options;
+
+/* Trains grid point `index` through `tlsweep run`'s one-rank loop (farm_single) restricted to
+ * it: the same directory, retries and trial states, and with --output the same results file
+ * handling (writer lock beside the file, resume, exactly-once epochs). Returns the exit status. */
+static int train_grid_point(const sweep *s, const trial_list *trials, int index,
+                            const grid_options *g) {
+    char err[8192];
+    trial_table table;
+    if (trial_table_build(&table, s, trials, err, sizeof err)) {
+        fprintf(stderr, "tlsweep train: %s\n", err);
+        return 4;
+    }
+    farm_options f = {.s = s, .trials = trials, .start = farm_now(), .echo = print_epoch};
+    f.worker.threads = g->threads;
+    f.worker.threads_forced = g->threads > 0;
+    f.worker.device = -1;
+    if (gethostname(f.worker.host, sizeof f.worker.host))
+        snprintf(f.worker.host, sizeof f.worker.host, "unknown");
+    f.worker.host[sizeof f.worker.host - 1] = 0;
+    snprintf(f.worker.trials_dir, sizeof f.worker.trials_dir, "%.500s.d", s->output);
+    if (g->out) snprintf(f.worker.trial_dir, sizeof f.worker.trial_dir, "%s", g->out);
+    char trial_dir[TRIAL_PATH_MAX + TRIAL_NAME_MAX];
+    snprintf(trial_dir, sizeof trial_dir, "%s/%s", f.worker.trials_dir, trials->items[index].name);
+    if (g->out) snprintf(trial_dir, sizeof trial_dir, "%s", g->out);
+
+    results_h5 *h5 = NULL;
+    char lock_dir[TRIAL_PATH_MAX] = "";
+    trial_entry *e = &table.items[index];
+    if (g->output) {
+        snprintf(lock_dir, sizeof lock_dir, "%.500s.d", g->output);
+        const resume_writer writer = {.host = f.worker.host, .hosts = f.worker.host, .ranks = 1};
+        int kept = 0;
+        if (resume_start(g->output, lock_dir, s, &table, &writer, &h5, &kept, err, sizeof err)) {
+            fprintf(stderr, "tlsweep train: %s\n", err);
+            trial_table_free(&table);
+            return 2;
+        }
+        if (kept >= 0 && e->state != TS_DONE) {
+            int in_file = 0;
+            for (int epoch = 1; epoch <= e->total_epochs; epoch++)
+                in_file += e->epoch_written[epoch];
+            printf("resuming %s: trial %s (%d of %d epochs in the file)\n", g->output, e->row.name,
+                   in_file, e->total_epochs);
+        }
+    }
+    int status = 0;
+    if (e->state == TS_DONE) {
+        printf("%s is already done in %s: best val acc %.2f%% (epoch %d); nothing to do\n",
+               e->row.name, g->output, 100 * e->row.best_val_acc, e->row.best_epoch);
+    } else {
+        worker_slot slot;
+        memset(&slot, 0, sizeof slot);
+        snprintf(slot.host, sizeof slot.host, "%s", f.worker.host);
+        slot.device = f.worker.device;
+        slot.threads = f.worker.threads;
+        root_ctx r;
+        root_init(&r, s, &table, h5, NULL, &slot, 0, 1, NULL, NULL);
+        r.only_trial = index;
+        if (farm_single(&r, &f)) {
+            fprintf(stderr, "tlsweep train: %s\n", r.error);
+            status = 4;
+        } else if (e->state == TS_DONE) {
+            print_summary(e->row.name, e->row.params, e->row.val_acc_end_of_feature_extraction,
+                          e->row.best_val_acc, e->row.best_epoch, e->row.seconds, trial_dir);
+        } else if (e->state == TS_FAILED) {
+            fprintf(stderr, "tlsweep train: %s\n", e->row.error);
+            status = 1;
+        } else {
+            print_stopped(e->row.name, e->row.epochs_done);
+            status = 3;
+        }
+    }
+    if (h5) {
+        if (results_h5_close(h5, err, sizeof err)) {
+            fprintf(stderr, "tlsweep train: %s\n", err);
+            status = 4;
+        }
+        resume_unlock(lock_dir);
+        /* FILE.h5.d only held the lock, unless it is also the sweep's trial directory */
+        rmdir(lock_dir);
+    }
+    trial_table_free(&table);
+    return status;
 }
 
 int cmd_train(int argc, char **argv) {
@@ -141,7 +277,9 @@ int cmd_train(int argc, char **argv) {
         O_CROP,
         O_BATCH,
         O_SWEEP,
-        O_TRIAL
+        O_TRIAL,
+        O_OUTPUT,
+        O_LIST
     };
     static const struct option options[] = {
         {"backbone", required_argument, NULL, 'b'},
@@ -166,14 +304,17 @@ int cmd_train(int argc, char **argv) {
         {"bn-frozen", required_argument, NULL, O_BN},
         {"sweep", required_argument, NULL, O_SWEEP},
         {"trial", required_argument, NULL, O_TRIAL},
+        {"output", required_argument, NULL, O_OUTPUT},
+        {"list", no_argument, NULL, O_LIST},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     trial_spec spec;
     trial_spec_defaults(&spec);
     const char *schedule = "exp-decay-3", *out = NULL, *sweep_file = NULL, *trial_name = NULL;
+    const char *output = NULL;
     double fe_lr = -1, ft_lr = -1;
-    int fe_epochs = -1, ft_epochs = -1, opt, bad = 0, no_augment = 0;
+    int fe_epochs = -1, ft_epochs = -1, opt, bad = 0, no_augment = 0, list = 0;
     long seed = 0;
     optind = 1;
     while ((opt = getopt_long(argc, argv, "h", options, NULL)) != -1) {
@@ -251,6 +392,12 @@ int cmd_train(int argc, char **argv) {
         case O_TRIAL:
             trial_name = optarg;
             break;
+        case O_OUTPUT:
+            output = optarg;
+            break;
+        case O_LIST:
+            list = 1;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -260,15 +407,32 @@ int cmd_train(int argc, char **argv) {
         }
     }
     if (bad) return 2;
-    if (sweep_file || trial_name) {
-        if (!sweep_file || !trial_name || optind < argc) {
-            fprintf(stderr, "tlsweep train: --sweep and --trial go together\n");
+    if (sweep_file || trial_name || output || list) {
+        const char *wrong = optind < argc ? "unexpected argument"
+                            : !sweep_file ? "--trial, --output and --list need --sweep"
+                            : list && (trial_name || output) ? "--list goes alone with --sweep"
+                            : !list && !trial_name           ? "--sweep needs --trial or --list"
+                                                             : NULL;
+        if (wrong) {
+            fprintf(stderr, "tlsweep train: %s\n", wrong);
             return 2;
         }
-        int threads = spec.threads;
-        if (spec_from_sweep(&spec, sweep_file, trial_name)) return 2;
-        spec.threads = threads;
-        return train(&spec, out);
+        sweep s;
+        trial_list trials;
+        if (load_grid(sweep_file, &s, &trials)) return 2;
+        int index = list ? 0 : find_trial(sweep_file, &trials, trial_name), status = 2;
+        if (list) {
+            for (int i = 0; i < trials.count; i++)
+                printf("%s\n", trials.items[i].name);
+            status = 0;
+        } else if (index >= 0) {
+            farm_install_signals();
+            const grid_options g = {.out = out, .output = output, .threads = spec.threads};
+            status = train_grid_point(&s, &trials, index, &g);
+        }
+        grid_trials_free(&trials);
+        sweep_free(&s);
+        return status;
     }
     if (optind < argc || !spec.backbone[0] || !spec.data_root[0]) {
         fprintf(stderr, "tlsweep train: %s\n",
@@ -290,5 +454,6 @@ int cmd_train(int argc, char **argv) {
     if (no_augment)
         spec.hflip = spec.brightness = spec.contrast = spec.rotate_deg = spec.shear_deg = 0;
     snprintf(spec.name, sizeof spec.name, "%s__%s", spec.backbone, schedule);
+    farm_install_signals();
     return train(&spec, out);
 }
