@@ -180,7 +180,7 @@ test-gpu: banner $(BUILD)/tests/gpu/test_cuda_ops
 GPU_BUILD  ?= build-gpu
 GPU_CFLAGS := -O2 -g -std=c11 -D_GNU_SOURCE -Wall -Wextra $(if $(filter 1,$(WERROR)),-Werror) \
 	-I. $(CUDA_INC) -DKN_WITH_CUDA -DKN_NO_CPU
-GPU_LIB_OBJ := $(patsubst %.c,$(GPU_BUILD)/%.o,kernels/dispatch.c kernels/shape.c $(CUDA_C_SRC) \
+GPU_LIB_OBJ := $(patsubst %.c,$(GPU_BUILD)/%.o,$(wildcard kernels/*.c) $(CUDA_C_SRC) \
 	tests/testlib.c) $(CUDA_CU_SRC:%.cu=$(GPU_BUILD)/%.o)
 GPU_BINS   := $(GPU_BUILD)/test_cuda_ops $(GPU_BUILD)/bench_cuda_step
 
