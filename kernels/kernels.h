@@ -209,7 +209,8 @@ int kn_cross_entropy(kn_ctx *ctx,
                      int n, int c);
 
 /* ---- optimizer ------------------------------------------------------------------------- */
-/* One tensor (a contiguous range of the parameter buffer) that Adam updates. */
+/* One tensor (a contiguous range of the parameter buffer) that Adam updates. The list of
+ * them passed to kn_adam_step is host memory (a description, not data). */
 typedef struct {
     size_t offset; /* in floats, into params / grads / m / v */
     size_t count;
