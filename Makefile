@@ -3,7 +3,11 @@
 #   make test       install missing packages, build, run every test
 #   make bench      ours against PyTorch on the same work
 #   make deps       install missing Debian packages (tools/install-deps.sh)
+#   make test-gpu   the CUDA op tests (say "skipped" without a GPU)
+#   make gpu-standalone  the CUDA op test and benchmark without oneDNN/MPI (tools/gpu-check.sh)
 #   CUDA=0|1        force the CUDA backend off or on (default: on when nvcc + cuDNN are found)
+#   CUDA_ARCH=...   nvcc -gencode flags (default sm_90 code + compute_90 PTX)
+#   CUDNN_HOME=DIR  cuDNN outside CUDA_HOME (DIR/include, DIR/lib), e.g. the Python package
 #   WERROR=1        warnings are errors (the default when CI=true)
 
 CC       ?= gcc
@@ -34,7 +38,8 @@ HAVE_MATIO := $(call pc_found,matio)
 HAVE_TJPEG := $(call pc_found,libturbojpeg)
 HAVE_ZIP   := $(call pc_found,libzip)
 HAVE_NVCC  := $(if $(wildcard $(CUDA_HOME)/bin/nvcc),yes,no)
-HAVE_CUDNN := $(if $(wildcard $(CUDA_HOME)/include/cudnn.h /usr/include/cudnn.h),yes,no)
+CUDNN_HOME ?=
+HAVE_CUDNN := $(if $(wildcard $(CUDA_HOME)/include/cudnn.h /usr/include/cudnn.h $(CUDNN_HOME)/include/cudnn.h),yes,no)
 HAVE_NCCL  := $(if $(wildcard $(CUDA_HOME)/include/nccl.h /usr/include/nccl.h),yes,no)
 
 ifeq ($(CUDA),)
@@ -47,22 +52,57 @@ MISSING  := $(foreach lib,$(REQUIRED),$(if $(filter no,$(HAVE_$(lib))),$(lib)))
 PKGS   := ompi-c hdf5-serial yaml-0.1 matio libturbojpeg libzip
 CFLAGS += $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS += -ldnnl $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CPU_LDLIBS := $(LDLIBS)
+
+# ---- CUDA backend: kernels/cuda/*.c (host code, gcc) and kernels/cuda/*.cu (nvcc) ------
+# The rpath lets binaries find the CUDA libraries without LD_LIBRARY_PATH; without a GPU they
+# still run, and only creating a CUDA context fails (with the reason).
+comma     := ,
+NVCC      ?= $(CUDA_HOME)/bin/nvcc
+CUDA_ARCH ?= -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90
+CUDA_INC  := -I$(CUDA_HOME)/include $(if $(CUDNN_HOME),-I$(CUDNN_HOME)/include)
+CUDA_LIBDIRS := $(CUDA_HOME)/lib64 $(if $(CUDNN_HOME),$(CUDNN_HOME)/lib)
+# (-lstdc++: nvcc's host code for the .cu files uses the C++ runtime)
+# cuDNN's Python package ships only libcudnn.so.9, without the unversioned link -lcudnn needs
+CUDNN_LIB ?= $(if $(wildcard $(addsuffix /libcudnn.so,$(CUDA_LIBDIRS))),-lcudnn,-l:libcudnn.so.9)
+CUDA_LDLIBS := $(foreach d,$(CUDA_LIBDIRS),-L$(d) -Wl,-rpath,$(d)) $(CUDNN_LIB) -lcublas -lcudart -lstdc++
+NVCCFLAGS := -O3 -std=c++17 $(CUDA_ARCH) -I. $(CUDA_INC) \
+	-Xcompiler -Wall,-Wextra$(if $(filter 1,$(WERROR)),$(comma)-Werror)
+CUDA_C_SRC := $(wildcard kernels/cuda/*.c)
+CUDA_CU_SRC := $(wildcard kernels/cuda/*.cu)
 
 # ---- sources: each folder's .c files; tests are tests/*/test_*.c ------------------------
 MAIN_SRC   := orchestrator/main.c
-LIB_SRC    := $(filter-out $(MAIN_SRC),$(wildcard orchestrator/*.c worker/*.c worker/*/*.c kernels/cpu/*.c))
+CPU_LIB_SRC := $(filter-out $(MAIN_SRC),$(wildcard orchestrator/*.c worker/*.c worker/*/*.c kernels/*.c kernels/cpu/*.c))
+LIB_SRC    := $(CPU_LIB_SRC)
 LIB_OBJ    := $(LIB_SRC:%.c=$(BUILD)/%.o)
 TESTLIB    := $(BUILD)/tests/testlib.o
 TEST_SRC   := $(wildcard tests/unit/test_*.c tests/conformance/test_*.c tests/bench/bench_*.c)
+ifeq ($(CUDA),1)
+LIB_SRC    += $(CUDA_C_SRC)
+LIB_OBJ    := $(LIB_SRC:%.c=$(BUILD)/%.o) $(CUDA_CU_SRC:%.cu=$(BUILD)/%.o)
+TEST_SRC   += $(wildcard tests/gpu/test_*.c)
+LDLIBS     += $(CUDA_LDLIBS)
+$(BUILD)/kernels/dispatch.o: CFLAGS += -DKN_WITH_CUDA
+$(BUILD)/kernels/cuda/%.o $(BUILD)/tests/gpu/%: CFLAGS += $(CUDA_INC)
+BACKENDS   := the CPU and CUDA backends ($(words $(CUDA_C_SRC) $(CUDA_CU_SRC)) CUDA sources, $(CUDA_ARCH))
+else
+BACKENDS   := the CPU backend only
+endif
+# dispatch.o is compiled for one CUDA setting: rebuild it when CUDA changes
+CUDA_STAMP := $(BUILD)/cuda-$(CUDA).stamp
+$(BUILD)/kernels/dispatch.o: $(CUDA_STAMP)
+$(CUDA_STAMP):
+	@mkdir -p $(dir $@) && rm -f $(BUILD)/cuda-*.stamp && touch $@
 TEST_BIN   := $(TEST_SRC:%.c=$(BUILD)/%)
 LIB        := $(BUILD)/libtlsweep.a
 
-.PHONY: all banner deps test bench demo clean format fuzz fuzz-ci fuzz-build test-asan
+.PHONY: all banner deps test bench demo clean format fuzz fuzz-ci fuzz-build test-asan test-gpu gpu-standalone
 all: banner bin/tlsweep $(TEST_BIN)
 
 banner:
 	@echo "tlsweep build: oneDNN $(HAVE_DNNL) | Open MPI $(HAVE_MPI) | HDF5 $(HAVE_HDF5) | libyaml $(HAVE_YAML) | matio $(HAVE_MATIO) | libjpeg-turbo $(HAVE_TJPEG) | libzip $(HAVE_ZIP)"
-	@echo "tlsweep build: CUDA $(HAVE_NVCC) | cuDNN $(HAVE_CUDNN) | NCCL $(HAVE_NCCL) -> CUDA=$(CUDA) (no CUDA backend sources yet: building the CPU backend)"
+	@echo "tlsweep build: CUDA $(HAVE_NVCC) | cuDNN $(HAVE_CUDNN) | NCCL $(HAVE_NCCL) -> CUDA=$(CUDA): building $(BACKENDS)"
 ifneq ($(strip $(MISSING)),)
 	@echo "tlsweep build: missing required: $(MISSING); run 'make deps'" >&2; exit 1
 endif
@@ -78,6 +118,10 @@ $(BUILD)/orchestrator/provenance.o: CFLAGS += -DTLSWEEP_GIT_REVISION='"$(GIT_REV
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/%.o: %.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -MMD -MP -c $< -o $@
 
 $(LIB): $(LIB_OBJ)
 	@mkdir -p $(dir $@)
@@ -116,12 +160,44 @@ bench: all
 	PYTHON=$(PYTHON) BUILD=$(BUILD) tests/bench/run.sh
 
 format:
-	clang-format -i $$(git ls-files '*.c' '*.h')
+	clang-format -i $$(git ls-files '*.c' '*.h' '*.cu')
 
 clean:
-	rm -rf $(BUILD) bin $(FUZZ_BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) bin $(FUZZ_BUILD) $(ASAN_BUILD) $(GPU_BUILD)
 
 -include $(LIB_OBJ:.o=.d) $(TESTLIB:.o=.d) $(TEST_BIN:=.d)
+
+# ---- GPU tests ---------------------------------------------------------------------------
+# test-gpu: the CUDA op tests against PyTorch references (tests/gpu/export_cuda_ref.py) in
+# the normal build. gpu-standalone: the same test and the step benchmark built from only the
+# CUDA backend, the dispatcher (no CPU backend: KN_NO_CPU) and the test harness, for a GPU
+# machine without oneDNN, MPI or HDF5 (tools/gpu-check.sh; needs nothing but nvcc, cc and
+# cuDNN, e.g. CUDNN_HOME=<the nvidia.cudnn Python package>).
+test-gpu: banner $(BUILD)/tests/gpu/test_cuda_ops
+	$(PYTHON) tests/gpu/export_cuda_ref.py $(BUILD)/testdata
+	TLSWEEP_TESTDATA=$(BUILD)/testdata $(BUILD)/tests/gpu/test_cuda_ops
+
+GPU_BUILD  ?= build-gpu
+GPU_CFLAGS := -O2 -g -std=c11 -D_GNU_SOURCE -Wall -Wextra $(if $(filter 1,$(WERROR)),-Werror) \
+	-I. $(CUDA_INC) -DKN_WITH_CUDA -DKN_NO_CPU
+GPU_LIB_OBJ := $(patsubst %.c,$(GPU_BUILD)/%.o,$(wildcard kernels/*.c) $(CUDA_C_SRC) \
+	tests/testlib.c) $(CUDA_CU_SRC:%.cu=$(GPU_BUILD)/%.o)
+GPU_BINS   := $(GPU_BUILD)/test_cuda_ops $(GPU_BUILD)/bench_cuda_step
+
+$(GPU_BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(GPU_CFLAGS) -MMD -MP -c $< -o $@
+
+$(GPU_BUILD)/%.o: %.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -MMD -MP -c $< -o $@
+
+$(GPU_BUILD)/%: $(GPU_BUILD)/tests/gpu/%.o $(GPU_LIB_OBJ)
+	$(CC) -o $@ $^ $(CUDA_LDLIBS) -lm
+
+gpu-standalone: $(GPU_BINS)
+
+-include $(GPU_LIB_OBJ:.o=.d) $(GPU_BINS:$(GPU_BUILD)/%=$(GPU_BUILD)/tests/gpu/%.d)
 
 # ---- fuzzing and sanitizers (issue 9) ---------------------------------------------------
 #   make fuzz [FUZZ_SECONDS=N]   every libFuzzer target for N seconds (default 300) each
@@ -143,7 +219,7 @@ FUZZ_CFLAGS  := -O1 -g -fno-omit-frame-pointer -std=c11 -D_GNU_SOURCE -Wall -Wex
 	-Wno-unknown-attributes -Wno-pass-failed -fopenmp -I. $(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(FUZZ_SAN)
 FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_TARGETS := $(filter-out fuzz_util,$(FUZZ_TARGETS))
-FUZZ_LIB_OBJ := $(LIB_SRC:%.c=$(FUZZ_BUILD)/%.o)
+FUZZ_LIB_OBJ := $(CPU_LIB_SRC:%.c=$(FUZZ_BUILD)/%.o)
 FUZZ_LIB     := $(FUZZ_BUILD)/libtlsweep.a
 FUZZ_BINS    := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/%)
 
@@ -155,7 +231,7 @@ $(FUZZ_LIB): $(FUZZ_LIB_OBJ)
 	rm -f $@ && ar rcs $@ $^
 
 $(FUZZ_BUILD)/fuzz_%: $(FUZZ_BUILD)/tests/fuzz/fuzz_%.o $(FUZZ_BUILD)/tests/fuzz/fuzz_util.o $(FUZZ_LIB)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ $(CPU_LDLIBS)
 
 # the targets' objects are intermediate files; keep them so a second make rebuilds nothing
 .PRECIOUS: $(FUZZ_BUILD)/tests/fuzz/%.o
@@ -181,11 +257,11 @@ $(BUILD)/bin/tlsweep: $(BUILD)/$(MAIN_SRC:.c=.o) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
-# WERROR=0: warnings are the plain build's business; -O1 with sanitizers makes gcc's flow
+# CUDA=0: ASan and the CUDA runtime do not mix. WERROR=0: warnings are the plain build's business; -O1 with sanitizers makes gcc's flow
 # analysis report false positives (-Wformat-truncation) that the -O2 build does not.
 test-asan: banner
-	CFLAGS="$(ASAN_CFLAGS)" $(MAKE) BUILD=$(ASAN_BUILD) WERROR=0 $(ASAN_BUILD)/bin/tlsweep \
-		$(filter-out $(ASAN_BUILD)/tests/bench/%,$(TEST_BIN:$(BUILD)/%=$(ASAN_BUILD)/%))
+	CFLAGS="$(ASAN_CFLAGS)" $(MAKE) BUILD=$(ASAN_BUILD) WERROR=0 CUDA=0 $(ASAN_BUILD)/bin/tlsweep \
+		$(filter-out $(ASAN_BUILD)/tests/bench/% $(ASAN_BUILD)/tests/gpu/%,$(TEST_BIN:$(BUILD)/%=$(ASAN_BUILD)/%))
 	PYTHON=$(PYTHON) ASAN_BUILD=$(ASAN_BUILD) tests/fuzz/test-asan.sh
 
 -include $(FUZZ_LIB_OBJ:.o=.d) $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/tests/fuzz/%.d) $(FUZZ_BUILD)/tests/fuzz/fuzz_util.d

@@ -68,6 +68,9 @@ int kn_conv_backward_weights(kn_conv *plan,
                              const float *dout, // (N, Ho, Wo, C_out)
                              const float *inp); // (N, H, W, C_in)
 void kn_conv_destroy(kn_conv *plan);
+/* The implementation the plan's calls use (oneDNN's kernel name, cuDNN's algorithms), for
+ * tests and logs. */
+const char *kn_conv_impl(const kn_conv *plan);
 
 /* ---- batch normalization (per channel over N, H, W) ----------------------------------- */
 typedef struct {
@@ -206,7 +209,8 @@ int kn_cross_entropy(kn_ctx *ctx,
                      int n, int c);
 
 /* ---- optimizer ------------------------------------------------------------------------- */
-/* One tensor (a contiguous range of the parameter buffer) that Adam updates. */
+/* One tensor (a contiguous range of the parameter buffer) that Adam updates. The list of
+ * them passed to kn_adam_step is host memory (a description, not data). */
 typedef struct {
     size_t offset; /* in floats, into params / grads / m / v */
     size_t count;

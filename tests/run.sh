@@ -43,7 +43,8 @@ for exporter in tests/*/export_*.py; do
   fi
 done
 
-for bin in "$BUILD"/tests/unit/test_* "$BUILD"/tests/conformance/test_*; do
+# tests/gpu: built with CUDA=1; says "skipped" where there is no GPU
+for bin in "$BUILD"/tests/unit/test_* "$BUILD"/tests/conformance/test_* "$BUILD"/tests/gpu/test_*; do
   [ -x "$bin" ] && [ "${bin%.d}" = "$bin" ] || continue
   echo "== $bin"
   "$bin" 2>&1 | tee "$log"

@@ -15,8 +15,8 @@ static int window_end(int i, int in, int out) {
     return (int)((((int64_t)i + 1) * in + out - 1) / out);
 }
 
-static int check_args(kn_ctx *ctx, const void *a, const void *b, int n, int c, int h, int w, int ho,
-                      int wo, const char *what) {
+static int check_args(kn_cpu_ctx *ctx, const void *a, const void *b, int n, int c, int h, int w,
+                      int ho, int wo, const char *what) {
     if (!a || !b) return kn_fail(ctx, what, "NULL tensor argument");
     if (n <= 0 || c <= 0 || h <= 0 || w <= 0 || ho <= 0 || wo <= 0)
         return kn_fail(ctx, what, "sizes must be positive (%dx%dx%dx%d -> %dx%d)", n, h, w, c, ho,
@@ -24,10 +24,10 @@ static int check_args(kn_ctx *ctx, const void *a, const void *b, int n, int c, i
     return 0;
 }
 
-int kn_adaptive_avgpool_forward(kn_ctx *ctx,
-                                float *out,       // (N, Ho, Wo, C)
-                                const float *inp, // (N, H, W, C)
-                                int n, int c, int h, int w, int h_out, int w_out) {
+int kn_cpu_adaptive_avgpool_forward(kn_cpu_ctx *ctx,
+                                    float *out,       // (N, Ho, Wo, C)
+                                    const float *inp, // (N, H, W, C)
+                                    int n, int c, int h, int w, int h_out, int w_out) {
     if (check_args(ctx, out, inp, n, c, h, w, h_out, w_out, "adaptive avgpool forward")) return -1;
     const int cblocks = (c + KN_CBLOCK - 1) / KN_CBLOCK;
     const int64_t items = (int64_t)n * h_out * w_out * cblocks;
@@ -56,10 +56,10 @@ int kn_adaptive_avgpool_forward(kn_ctx *ctx,
     return 0;
 }
 
-int kn_adaptive_avgpool_backward(kn_ctx *ctx,
-                                 float *dinp,       // (N, H, W, C)
-                                 const float *dout, // (N, Ho, Wo, C)
-                                 int n, int c, int h, int w, int h_out, int w_out) {
+int kn_cpu_adaptive_avgpool_backward(kn_cpu_ctx *ctx,
+                                     float *dinp,       // (N, H, W, C)
+                                     const float *dout, // (N, Ho, Wo, C)
+                                     int n, int c, int h, int w, int h_out, int w_out) {
     if (check_args(ctx, dinp, dout, n, c, h, w, h_out, w_out, "adaptive avgpool backward"))
         return -1;
     const int cblocks = (c + KN_CBLOCK - 1) / KN_CBLOCK;

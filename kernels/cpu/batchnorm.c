@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct kn_bn {
-    kn_ctx *ctx;
+struct kn_cpu_bn {
+    kn_cpu_ctx *ctx;
     kn_bn_shape s;
     char what[KN_WHAT_LEN];
     kn_prim train, infer, bwd;
@@ -16,7 +16,7 @@ struct kn_bn {
     dnnl_memory_t m_src, m_dst, m_dsrc, m_mean, m_var, m_scale, m_shift, m_dscale, m_dshift;
 };
 
-kn_bn *kn_bn_create(kn_ctx *ctx, const kn_bn_shape *s) {
+kn_cpu_bn *kn_cpu_bn_create(kn_cpu_ctx *ctx, const kn_bn_shape *s) {
     char what[KN_WHAT_LEN];
     snprintf(what, sizeof what, "batchnorm on NHWC %dx%dx%dx%d", s->n, s->h, s->w, s->c);
     if (s->n <= 0 || s->c <= 0 || s->h <= 0 || s->w <= 0) {
@@ -27,7 +27,7 @@ kn_bn *kn_bn_create(kn_ctx *ctx, const kn_bn_shape *s) {
         kn_fail(ctx, what, "eps must be > 0");
         return NULL;
     }
-    kn_bn *p = kn_plan_new(ctx, sizeof *p, what);
+    kn_cpu_bn *p = kn_plan_new(ctx, sizeof *p, what);
     if (!p) return NULL;
     p->ctx = ctx;
     p->s = *s;
@@ -67,19 +67,19 @@ kn_bn *kn_bn_create(kn_ctx *ctx, const kn_bn_shape *s) {
     memset(p->zero_shift, 0, (size_t)s->c * sizeof(float));
     return p;
 fail:
-    kn_bn_destroy(p);
+    kn_cpu_bn_destroy(p);
     return NULL;
 }
 
-int kn_bn_forward_train(kn_bn *p,
-                        float *out,          // (N, H, W, C)
-                        float *save_mean,    // (C)
-                        float *save_var,     // (C)
-                        float *running_mean, // (C), updated in place
-                        float *running_var,  // (C), updated in place
-                        const float *inp,    // (N, H, W, C)
-                        const float *gamma,  // (C)
-                        const float *beta) { // (C)
+int kn_cpu_bn_forward_train(kn_cpu_bn *p,
+                            float *out,          // (N, H, W, C)
+                            float *save_mean,    // (C)
+                            float *save_var,     // (C)
+                            float *running_mean, // (C), updated in place
+                            float *running_var,  // (C), updated in place
+                            const float *inp,    // (N, H, W, C)
+                            const float *gamma,  // (C)
+                            const float *beta) { // (C)
     const size_t count = (size_t)p->s.n * p->s.h * p->s.w;
     if (count < 2) return kn_fail(p->ctx, p->what, "training needs more than 1 value per channel");
     if (!running_mean || !running_var) return kn_fail(p->ctx, p->what, "NULL running statistics");
@@ -99,13 +99,13 @@ int kn_bn_forward_train(kn_bn *p,
     return 0;
 }
 
-int kn_bn_forward_infer(kn_bn *p,
-                        float *out,                 // (N, H, W, C)
-                        const float *inp,           // (N, H, W, C)
-                        const float *gamma,         // (C)
-                        const float *beta,          // (C)
-                        const float *running_mean,  // (C)
-                        const float *running_var) { // (C)
+int kn_cpu_bn_forward_infer(kn_cpu_bn *p,
+                            float *out,                 // (N, H, W, C)
+                            const float *inp,           // (N, H, W, C)
+                            const float *gamma,         // (C)
+                            const float *beta,          // (C)
+                            const float *running_mean,  // (C)
+                            const float *running_var) { // (C)
     dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, p->m_src},     {DNNL_ARG_DST, p->m_dst},
                               {DNNL_ARG_MEAN, p->m_mean},   {DNNL_ARG_VARIANCE, p->m_var},
                               {DNNL_ARG_SCALE, p->m_scale}, {DNNL_ARG_SHIFT, p->m_shift}};
@@ -113,15 +113,15 @@ int kn_bn_forward_infer(kn_bn *p,
     return kn_prim_bind_exec(p->ctx, &p->infer, 6, args, ptrs, p->what);
 }
 
-int kn_bn_backward(kn_bn *p,
-                   float *dinp,            // (N, H, W, C)
-                   float *dgamma,          // (C) or NULL
-                   float *dbeta,           // (C) or NULL
-                   const float *dout,      // (N, H, W, C)
-                   const float *inp,       // (N, H, W, C)
-                   const float *save_mean, // (C)
-                   const float *save_var,  // (C)
-                   const float *gamma) {   // (C)
+int kn_cpu_bn_backward(kn_cpu_bn *p,
+                       float *dinp,            // (N, H, W, C)
+                       float *dgamma,          // (C) or NULL
+                       float *dbeta,           // (C) or NULL
+                       const float *dout,      // (N, H, W, C)
+                       const float *inp,       // (N, H, W, C)
+                       const float *save_mean, // (C)
+                       const float *save_var,  // (C)
+                       const float *gamma) {   // (C)
     /* Frozen BN parameters still need dinp; the full backward computes their gradients into
      * plan-owned sinks, which costs a C-length write. */
     dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, p->m_src},          {DNNL_ARG_DIFF_DST, p->m_dst},
@@ -141,7 +141,7 @@ int kn_bn_backward(kn_bn *p,
     return kn_prim_bind_exec(p->ctx, &p->bwd, 9, args, ptrs, p->what);
 }
 
-void kn_bn_destroy(kn_bn *p) {
+void kn_cpu_bn_destroy(kn_cpu_bn *p) {
     if (!p) return;
     kn_prim_destroy(&p->train);
     kn_prim_destroy(&p->infer);

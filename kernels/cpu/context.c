@@ -4,10 +4,10 @@
  * Contracts of this backend beyond kernels.h:
  * - A context and its plans are used by one thread at a time: the scratchpad and the
  *   activation staging buffers live in the context and are shared by every plan.
- * - kn_conv_backward_data reuses the weights the plan's last forward reordered when it gets
- *   the same weight pointer and no kn_adam_step / kn_copy_to_device / kn_zero ran since;
- *   code that rewrites parameters by other means must run the forward again first.
- * - TLSWEEP_CPU_WINOGRAD=0 in the environment (read at kn_ctx_create) keeps every
+ * - kn_cpu_conv_backward_data reuses the weights the plan's last forward reordered when it gets
+ *   the same weight pointer and no kn_cpu_adam_step / kn_cpu_copy_to_device / kn_cpu_zero ran
+ * since; code that rewrites parameters by other means must run the forward again first.
+ * - TLSWEEP_CPU_WINOGRAD=0 in the environment (read at kn_cpu_ctx_create) keeps every
  *   convolution direct, e.g. to compare against a direct-convolution run. */
 #include "kernels/cpu/cpu_internal.h"
 
@@ -22,7 +22,7 @@
 #define KN_ALIGN 64
 #define KN_MAX_ARGS 16
 
-int kn_fail(kn_ctx *ctx, const char *what, const char *fmt, ...) {
+int kn_fail(kn_cpu_ctx *ctx, const char *what, const char *fmt, ...) {
     int len = snprintf(ctx->err, sizeof ctx->err, "%s: ", what);
     if (len < 0 || (size_t)len >= sizeof ctx->err) return -1;
     va_list ap;
@@ -32,7 +32,7 @@ int kn_fail(kn_ctx *ctx, const char *what, const char *fmt, ...) {
     return -1;
 }
 
-int kn_check(kn_ctx *ctx, dnnl_status_t st, const char *what, const char *step) {
+int kn_check(kn_cpu_ctx *ctx, dnnl_status_t st, const char *what, const char *step) {
     if (st == dnnl_success) return 0;
     return kn_fail(ctx, what, "%s failed: oneDNN %s", step, dnnl_status2str(st));
 }
@@ -72,17 +72,12 @@ static void set_create_error(char *err, size_t errlen, const char *msg, dnnl_sta
         snprintf(err, errlen, "cpu backend: %s: oneDNN %s", msg, dnnl_status2str(st));
 }
 
-kn_ctx *kn_ctx_create(const kn_ctx_options *opt, char *err, size_t errlen) {
-    if (opt && opt->backend != KN_BACKEND_CPU) {
-        set_create_error(err, errlen, "only the CPU backend is built (CUDA requested)",
-                         dnnl_success);
-        return NULL;
-    }
+kn_cpu_ctx *kn_cpu_ctx_create(const kn_ctx_options *opt, char *err, size_t errlen) {
     if (opt && opt->threads < 0) {
         set_create_error(err, errlen, "threads must be >= 0", dnnl_success);
         return NULL;
     }
-    kn_ctx *ctx = calloc(1, sizeof *ctx);
+    kn_cpu_ctx *ctx = calloc(1, sizeof *ctx);
     kn_relu_entry *cache = calloc(KN_RELU_CACHE, sizeof *cache);
     if (!ctx || !cache) {
         free(ctx);
@@ -100,7 +95,7 @@ kn_ctx *kn_ctx_create(const kn_ctx_options *opt, char *err, size_t errlen) {
     dnnl_status_t st = dnnl_engine_create(&ctx->engine, dnnl_cpu, 0);
     if (st != dnnl_success) {
         set_create_error(err, errlen, "cannot create the oneDNN CPU engine", st);
-        kn_ctx_destroy(ctx);
+        kn_cpu_ctx_destroy(ctx);
         return NULL;
     }
     st = dnnl_stream_create(&ctx->stream, ctx->engine, dnnl_stream_default_flags);
@@ -109,7 +104,7 @@ kn_ctx *kn_ctx_create(const kn_ctx_options *opt, char *err, size_t errlen) {
         st = dnnl_primitive_attr_set_scratchpad_mode(ctx->attr, dnnl_scratchpad_mode_user);
     if (st != dnnl_success) {
         set_create_error(err, errlen, "cannot create the oneDNN stream/attributes", st);
-        kn_ctx_destroy(ctx);
+        kn_cpu_ctx_destroy(ctx);
         return NULL;
     }
     const dnnl_version_t *v = dnnl_version();
@@ -119,7 +114,7 @@ kn_ctx *kn_ctx_create(const kn_ctx_options *opt, char *err, size_t errlen) {
     return ctx;
 }
 
-void kn_ctx_destroy(kn_ctx *ctx) {
+void kn_cpu_ctx_destroy(kn_cpu_ctx *ctx) {
     if (!ctx) return;
     if (ctx->relu_cache) {
         for (int i = 0; i < KN_RELU_CACHE; i++) {
@@ -141,11 +136,14 @@ void kn_ctx_destroy(kn_ctx *ctx) {
     free(ctx);
 }
 
-const char *kn_error(const kn_ctx *ctx) {
+const char *kn_cpu_error(const kn_cpu_ctx *ctx) {
     return ctx ? ctx->err : "no context";
 }
-const char *kn_describe(const kn_ctx *ctx) {
+const char *kn_cpu_describe(const kn_cpu_ctx *ctx) {
     return ctx ? ctx->describe : "no context";
+}
+void kn_cpu_set_error(kn_cpu_ctx *ctx, const char *msg) {
+    snprintf(ctx->err, sizeof ctx->err, "%s", msg);
 }
 
 /* ---- memory ---------------------------------------------------------------------------- */
@@ -155,48 +153,48 @@ static void *aligned_bytes(size_t bytes) {
     return aligned_alloc(KN_ALIGN, rounded ? rounded : KN_ALIGN);
 }
 
-void *kn_malloc(kn_ctx *ctx, size_t bytes) {
+void *kn_cpu_malloc(kn_cpu_ctx *ctx, size_t bytes) {
     void *p = aligned_bytes(bytes);
-    if (!p) kn_fail(ctx, "kn_malloc", "cannot allocate %zu bytes", bytes);
+    if (!p) kn_fail(ctx, "kn_cpu_malloc", "cannot allocate %zu bytes", bytes);
     return p;
 }
 
-void kn_free(kn_ctx *ctx, void *ptr) {
+void kn_cpu_free(kn_cpu_ctx *ctx, void *ptr) {
     (void)ctx;
     free(ptr);
 }
 
-int kn_copy_to_device(kn_ctx *ctx, void *dst, const void *host_src, size_t bytes) {
-    if (bytes && (!dst || !host_src)) return kn_fail(ctx, "kn_copy_to_device", "NULL pointer");
+int kn_cpu_copy_to_device(kn_cpu_ctx *ctx, void *dst, const void *host_src, size_t bytes) {
+    if (bytes && (!dst || !host_src)) return kn_fail(ctx, "kn_cpu_copy_to_device", "NULL pointer");
     if (bytes) memmove(dst, host_src, bytes);
     ctx->weights_epoch++; /* may have overwritten parameters */
     return 0;
 }
 
-int kn_copy_to_host(kn_ctx *ctx, void *host_dst, const void *src, size_t bytes) {
-    if (bytes && (!host_dst || !src)) return kn_fail(ctx, "kn_copy_to_host", "NULL pointer");
+int kn_cpu_copy_to_host(kn_cpu_ctx *ctx, void *host_dst, const void *src, size_t bytes) {
+    if (bytes && (!host_dst || !src)) return kn_fail(ctx, "kn_cpu_copy_to_host", "NULL pointer");
     if (bytes) memmove(host_dst, src, bytes);
     return 0;
 }
 
-int kn_zero(kn_ctx *ctx, float *ptr, size_t count) {
-    if (count && !ptr) return kn_fail(ctx, "kn_zero", "NULL pointer");
+int kn_cpu_zero(kn_cpu_ctx *ctx, float *ptr, size_t count) {
+    if (count && !ptr) return kn_fail(ctx, "kn_cpu_zero", "NULL pointer");
     if (count) memset(ptr, 0, count * sizeof *ptr);
     ctx->weights_epoch++;
     return 0;
 }
 
-int kn_sync(kn_ctx *ctx) {
-    return kn_check(ctx, dnnl_stream_wait(ctx->stream), "kn_sync", "stream wait");
+int kn_cpu_sync(kn_cpu_ctx *ctx) {
+    return kn_check(ctx, dnnl_stream_wait(ctx->stream), "kn_cpu_sync", "stream wait");
 }
 
-void *kn_plan_new(kn_ctx *ctx, size_t bytes, const char *what) {
+void *kn_plan_new(kn_cpu_ctx *ctx, size_t bytes, const char *what) {
     void *p = calloc(1, bytes);
     if (!p) kn_fail(ctx, what, "out of memory");
     return p;
 }
 
-void *kn_plan_alloc(kn_ctx *ctx, size_t bytes, const char *what) {
+void *kn_plan_alloc(kn_cpu_ctx *ctx, size_t bytes, const char *what) {
     void *p = aligned_bytes(bytes);
     if (!p) kn_fail(ctx, what, "cannot allocate %zu bytes of plan memory", bytes);
     return p;
@@ -204,7 +202,7 @@ void *kn_plan_alloc(kn_ctx *ctx, size_t bytes, const char *what) {
 
 /* ---- oneDNN helpers -------------------------------------------------------------------- */
 
-static int grow_scratch(kn_ctx *ctx, size_t bytes, const char *what) {
+static int grow_scratch(kn_cpu_ctx *ctx, size_t bytes, const char *what) {
     if (bytes <= ctx->scratch_bytes) return 0;
     void *p = aligned_bytes(bytes);
     if (!p) return kn_fail(ctx, what, "cannot allocate %zu bytes of scratchpad", bytes);
@@ -214,7 +212,7 @@ static int grow_scratch(kn_ctx *ctx, size_t bytes, const char *what) {
     return 0;
 }
 
-static int finish_prim(kn_ctx *ctx, kn_prim *p, const char *what) {
+static int finish_prim(kn_cpu_ctx *ctx, kn_prim *p, const char *what) {
     if (kn_check(ctx, dnnl_primitive_create(&p->prim, p->pd), what, "primitive create")) return -1;
     const dnnl_memory_desc_t *smd =
         dnnl_primitive_desc_query_md(p->pd, dnnl_query_scratchpad_md, 0);
@@ -224,7 +222,7 @@ static int finish_prim(kn_ctx *ctx, kn_prim *p, const char *what) {
     return kn_mem_create(ctx, &p->scratch, smd, what);
 }
 
-int kn_stage_reserve(kn_ctx *ctx, int slot, size_t bytes, const char *what) {
+int kn_stage_reserve(kn_cpu_ctx *ctx, int slot, size_t bytes, const char *what) {
     if (bytes <= ctx->stage_bytes[slot]) return 0;
     void *p = aligned_bytes(bytes);
     if (!p) return kn_fail(ctx, what, "cannot allocate %zu bytes of activation staging", bytes);
@@ -234,7 +232,7 @@ int kn_stage_reserve(kn_ctx *ctx, int slot, size_t bytes, const char *what) {
     return 0;
 }
 
-int kn_prim_create(kn_ctx *ctx, kn_prim *p, const_dnnl_op_desc_t op,
+int kn_prim_create(kn_cpu_ctx *ctx, kn_prim *p, const_dnnl_op_desc_t op,
                    const_dnnl_primitive_desc_t hint, const char *what) {
     memset(p, 0, sizeof *p);
     if (kn_check(ctx, dnnl_primitive_desc_create(&p->pd, op, ctx->attr, ctx->engine, hint), what,
@@ -243,7 +241,7 @@ int kn_prim_create(kn_ctx *ctx, kn_prim *p, const_dnnl_op_desc_t op,
     return finish_prim(ctx, p, what);
 }
 
-int kn_prim_create_reorder(kn_ctx *ctx, kn_prim *p, const dnnl_memory_desc_t *src,
+int kn_prim_create_reorder(kn_cpu_ctx *ctx, kn_prim *p, const dnnl_memory_desc_t *src,
                            const dnnl_memory_desc_t *dst, const char *what) {
     memset(p, 0, sizeof *p);
     if (kn_check(ctx,
@@ -254,11 +252,11 @@ int kn_prim_create_reorder(kn_ctx *ctx, kn_prim *p, const dnnl_memory_desc_t *sr
     return finish_prim(ctx, p, what);
 }
 
-int kn_prim_exec(kn_ctx *ctx, kn_prim *p, int nargs, const dnnl_exec_arg_t *args,
+int kn_prim_exec(kn_cpu_ctx *ctx, kn_prim *p, int nargs, const dnnl_exec_arg_t *args,
                  const char *what) {
     dnnl_exec_arg_t all[KN_MAX_ARGS + 1];
     /* oneDNN sizes its OpenMP team from the calling thread's ICV, which is per thread and may
-     * have been changed by other code since kn_ctx_create. */
+     * have been changed by other code since kn_cpu_ctx_create. */
     if (omp_get_max_threads() != ctx->threads) omp_set_num_threads(ctx->threads);
     if (nargs > KN_MAX_ARGS) return kn_fail(ctx, what, "too many primitive arguments (%d)", nargs);
     memcpy(all, args, (size_t)nargs * sizeof *args);
@@ -271,7 +269,7 @@ int kn_prim_exec(kn_ctx *ctx, kn_prim *p, int nargs, const dnnl_exec_arg_t *args
     return kn_check(ctx, dnnl_primitive_execute(p->prim, ctx->stream, nargs, all), what, "execute");
 }
 
-int kn_bind_args(kn_ctx *ctx, const dnnl_exec_arg_t *args, const void *const *ptrs, int nargs,
+int kn_bind_args(kn_cpu_ctx *ctx, const dnnl_exec_arg_t *args, const void *const *ptrs, int nargs,
                  const char *what) {
     for (int i = 0; i < nargs; i++)
         if (!ptrs[i]) return kn_fail(ctx, what, "NULL tensor argument");
@@ -280,7 +278,7 @@ int kn_bind_args(kn_ctx *ctx, const dnnl_exec_arg_t *args, const void *const *pt
     return 0;
 }
 
-int kn_prim_bind_exec(kn_ctx *ctx, kn_prim *p, int nargs, const dnnl_exec_arg_t *args,
+int kn_prim_bind_exec(kn_cpu_ctx *ctx, kn_prim *p, int nargs, const dnnl_exec_arg_t *args,
                       const void *const *ptrs, const char *what) {
     if (kn_bind_args(ctx, args, ptrs, nargs, what)) return -1;
     return kn_prim_exec(ctx, p, nargs, args, what);
@@ -297,13 +295,14 @@ const dnnl_memory_desc_t *kn_prim_md(const kn_prim *p, dnnl_query_t query, int i
     return dnnl_primitive_desc_query_md(p->pd, query, index);
 }
 
-int kn_mem_create(kn_ctx *ctx, dnnl_memory_t *mem, const dnnl_memory_desc_t *md, const char *what) {
+int kn_mem_create(kn_cpu_ctx *ctx, dnnl_memory_t *mem, const dnnl_memory_desc_t *md,
+                  const char *what) {
     if (!md) return kn_fail(ctx, what, "primitive reported no memory descriptor");
     return kn_check(ctx, dnnl_memory_create(mem, md, ctx->engine, DNNL_MEMORY_NONE), what,
                     "memory create");
 }
 
-int kn_bind(kn_ctx *ctx, dnnl_memory_t mem, const void *ptr, const char *what) {
+int kn_bind(kn_cpu_ctx *ctx, dnnl_memory_t mem, const void *ptr, const char *what) {
     return kn_check(ctx, dnnl_memory_set_data_handle(mem, (void *)ptr), what, "set data handle");
 }
 
@@ -311,19 +310,20 @@ void kn_mem_destroy(dnnl_memory_t mem) {
     if (mem) dnnl_memory_destroy(mem);
 }
 
-int kn_md_nhwc(kn_ctx *ctx, dnnl_memory_desc_t *md, int n, int c, int h, int w, const char *what) {
+int kn_md_nhwc(kn_cpu_ctx *ctx, dnnl_memory_desc_t *md, int n, int c, int h, int w,
+               const char *what) {
     dnnl_dims_t dims = {n, c, h, w}; /* oneDNN's logical order is always N, C, H, W */
     return kn_check(ctx, dnnl_memory_desc_init_by_tag(md, 4, dims, dnnl_f32, dnnl_nhwc), what,
                     "NHWC descriptor");
 }
 
-int kn_md_2d(kn_ctx *ctx, dnnl_memory_desc_t *md, int rows, int cols, const char *what) {
+int kn_md_2d(kn_cpu_ctx *ctx, dnnl_memory_desc_t *md, int rows, int cols, const char *what) {
     dnnl_dims_t dims = {rows, cols};
     return kn_check(ctx, dnnl_memory_desc_init_by_tag(md, 2, dims, dnnl_f32, dnnl_ab), what,
                     "2-D descriptor");
 }
 
-int kn_md_1d(kn_ctx *ctx, dnnl_memory_desc_t *md, int64_t count, const char *what) {
+int kn_md_1d(kn_cpu_ctx *ctx, dnnl_memory_desc_t *md, int64_t count, const char *what) {
     dnnl_dims_t dims = {count};
     return kn_check(ctx, dnnl_memory_desc_init_by_tag(md, 1, dims, dnnl_f32, dnnl_a), what,
                     "1-D descriptor");

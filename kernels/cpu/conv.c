@@ -7,6 +7,7 @@
  * Weights use whatever layout each primitive prefers ("any"), reordered from/to PyTorch's
  * (C_out, C_in/groups, KH, KW) buffer by reorder primitives made once with the plan. */
 #include "kernels/cpu/cpu_internal.h"
+#include "kernels/shape.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,8 +22,8 @@ typedef struct {
     int slot;
 } conv_act;
 
-struct kn_conv {
-    kn_ctx *ctx;
+struct kn_cpu_conv {
+    kn_cpu_ctx *ctx;
     kn_conv_shape s;
     char what[KN_WHAT_LEN];
     kn_prim fwd, bwd_data, bwd_weights;
@@ -37,33 +38,13 @@ struct kn_conv {
     dnnl_memory_t m_bias, m_w_user, m_w_fwd, m_w_bd, m_dw;
 };
 
-void kn_conv_output_hw(const kn_conv_shape *s, int *h_out, int *w_out) {
-    int ekh = (s->kh - 1) * s->dilation_h + 1, ekw = (s->kw - 1) * s->dilation_w + 1;
-    *h_out = s->stride_h > 0 ? (s->h_in + 2 * s->pad_h - ekh) / s->stride_h + 1 : 0;
-    *w_out = s->stride_w > 0 ? (s->w_in + 2 * s->pad_w - ekw) / s->stride_w + 1 : 0;
-    if (s->h_in + 2 * s->pad_h < ekh) *h_out = 0; /* C division truncates towards zero */
-    if (s->w_in + 2 * s->pad_w < ekw) *w_out = 0;
-}
-
-static int validate(kn_ctx *ctx, const kn_conv_shape *s, const char *what) {
-    if (s->n <= 0 || s->c_in <= 0 || s->h_in <= 0 || s->w_in <= 0 || s->c_out <= 0 || s->kh <= 0 ||
-        s->kw <= 0)
-        return kn_fail(ctx, what, "sizes must be positive");
-    if (s->stride_h <= 0 || s->stride_w <= 0 || s->dilation_h <= 0 || s->dilation_w <= 0)
-        return kn_fail(ctx, what, "stride and dilation must be >= 1");
-    if (s->pad_h < 0 || s->pad_w < 0) return kn_fail(ctx, what, "padding must be >= 0");
-    if (s->groups <= 0 || s->c_in % s->groups || s->c_out % s->groups)
-        return kn_fail(ctx, what, "groups %d must divide C_in %d and C_out %d", s->groups, s->c_in,
-                       s->c_out);
-    int ho, wo;
-    kn_conv_output_hw(s, &ho, &wo);
-    if (ho <= 0 || wo <= 0)
-        return kn_fail(ctx, what, "kernel larger than the padded input (output %dx%d)", ho, wo);
-    return 0;
+static int validate(kn_cpu_ctx *ctx, const kn_conv_shape *s, const char *what) {
+    char msg[KN_WHAT_LEN];
+    return kn_conv_shape_check(s, msg, sizeof msg) ? kn_fail(ctx, what, "%s", msg) : 0;
 }
 
 /* PyTorch's weight buffer as oneDNN sees it: OIHW, or GOIHW split along C_out for groups. */
-static int user_weight_md(kn_ctx *ctx, const kn_conv_shape *s, dnnl_memory_desc_t *md,
+static int user_weight_md(kn_cpu_ctx *ctx, const kn_conv_shape *s, dnnl_memory_desc_t *md,
                           dnnl_format_tag_t tag, const char *what) {
     if (s->groups == 1) {
         dnnl_dims_t d = {s->c_out, s->c_in, s->kh, s->kw};
@@ -81,11 +62,11 @@ static int user_weight_md(kn_ctx *ctx, const kn_conv_shape *s, dnnl_memory_desc_
 
 /* The three primitives for algorithm `alg` with activation descriptors src/dst (NHWC, or
  * "any" to let Winograd choose its layout). */
-static int create_prims(kn_conv *p, dnnl_alg_kind_t alg, const dnnl_memory_desc_t *src,
+static int create_prims(kn_cpu_conv *p, dnnl_alg_kind_t alg, const dnnl_memory_desc_t *src,
                         const dnnl_memory_desc_t *dst, const dnnl_memory_desc_t *w_any,
                         const dnnl_memory_desc_t *bias_md, int ho, int wo) {
     const kn_conv_shape *s = &p->s;
-    kn_ctx *ctx = p->ctx;
+    kn_cpu_ctx *ctx = p->ctx;
     dnnl_dims_t strides = {s->stride_h, s->stride_w};
     dnnl_dims_t dil = {s->dilation_h - 1, s->dilation_w - 1}; /* oneDNN: 0 = dense */
     dnnl_dims_t pad_l = {s->pad_h, s->pad_w};
@@ -116,14 +97,14 @@ static int create_prims(kn_conv *p, dnnl_alg_kind_t alg, const dnnl_memory_desc_
     return 0;
 }
 
-static void destroy_prims(kn_conv *p) {
+static void destroy_prims(kn_cpu_conv *p) {
     kn_prim_destroy(&p->fwd);
     kn_prim_destroy(&p->bwd_data);
     kn_prim_destroy(&p->bwd_weights);
 }
 
 /* Sets up one activation argument: `want` is what the primitive reports for it. */
-static int act_init(kn_conv *p, conv_act *a, const dnnl_memory_desc_t *nhwc,
+static int act_init(kn_cpu_conv *p, conv_act *a, const dnnl_memory_desc_t *nhwc,
                     const dnnl_memory_desc_t *want, int slot, int is_output) {
     a->slot = slot;
     if (!want) return kn_fail(p->ctx, p->what, "primitive reported no activation descriptor");
@@ -143,7 +124,7 @@ static void act_destroy(conv_act *a) {
 }
 
 /* An input: returns the memory the primitive should read, reordered if needed. */
-static int act_in(kn_conv *p, conv_act *a, const float *ptr, dnnl_memory_t *use) {
+static int act_in(kn_cpu_conv *p, conv_act *a, const float *ptr, dnnl_memory_t *use) {
     if (kn_bind(p->ctx, a->user, ptr, p->what)) return -1;
     if (!a->staged) {
         *use = a->user;
@@ -157,21 +138,21 @@ static int act_in(kn_conv *p, conv_act *a, const float *ptr, dnnl_memory_t *use)
 }
 
 /* An output: the memory the primitive should write; act_out_finish moves it to NHWC. */
-static int act_out(kn_conv *p, conv_act *a, float *ptr, dnnl_memory_t *use) {
+static int act_out(kn_cpu_conv *p, conv_act *a, float *ptr, dnnl_memory_t *use) {
     if (kn_bind(p->ctx, a->user, ptr, p->what)) return -1;
     if (a->staged && kn_bind(p->ctx, a->staged, p->ctx->stage[a->slot], p->what)) return -1;
     *use = a->staged ? a->staged : a->user;
     return 0;
 }
 
-static int act_out_finish(kn_conv *p, conv_act *a) {
+static int act_out_finish(kn_cpu_conv *p, conv_act *a) {
     if (!a->staged) return 0;
     dnnl_exec_arg_t args[] = {{DNNL_ARG_FROM, a->staged}, {DNNL_ARG_TO, a->user}};
     return kn_prim_exec(p->ctx, &a->reorder, 2, args, p->what);
 }
 
 /* Makes a reorder and its blocked buffer when `want` differs from the user layout. */
-static int maybe_reorder(kn_conv *p, kn_prim *r, float **buf, dnnl_memory_t *mem,
+static int maybe_reorder(kn_cpu_conv *p, kn_prim *r, float **buf, dnnl_memory_t *mem,
                          const dnnl_memory_desc_t *user, const dnnl_memory_desc_t *want,
                          int to_user) {
     if (!want) return kn_fail(p->ctx, p->what, "primitive reported no weight descriptor");
@@ -186,19 +167,19 @@ static int maybe_reorder(kn_conv *p, kn_prim *r, float **buf, dnnl_memory_t *mem
 
 /* Winograd kernels exist for 3x3, stride 1, dense, ungrouped convolutions (and oneDNN adds
  * channel conditions; a failed creation falls back to direct). */
-static int winograd_candidate(const kn_ctx *ctx, const kn_conv_shape *s) {
+static int winograd_candidate(const kn_cpu_ctx *ctx, const kn_conv_shape *s) {
     return ctx->winograd && s->kh == 3 && s->kw == 3 && s->stride_h == 1 && s->stride_w == 1 &&
            s->dilation_h == 1 && s->dilation_w == 1 && s->groups == 1;
 }
 
-kn_conv *kn_conv_create(kn_ctx *ctx, const kn_conv_shape *s) {
+kn_cpu_conv *kn_cpu_conv_create(kn_cpu_ctx *ctx, const kn_conv_shape *s) {
     char what[KN_WHAT_LEN];
     snprintf(what, sizeof what, "conv %dx%dx%dx%d g%d s%d,%d p%d,%d d%d,%d on NHWC %dx%dx%dx%d",
              s->c_out, s->groups > 0 ? s->c_in / s->groups : s->c_in, s->kh, s->kw, s->groups,
              s->stride_h, s->stride_w, s->pad_h, s->pad_w, s->dilation_h, s->dilation_w, s->n,
              s->h_in, s->w_in, s->c_in);
     if (validate(ctx, s, what)) return NULL;
-    kn_conv *p = kn_plan_new(ctx, sizeof *p, what);
+    kn_cpu_conv *p = kn_plan_new(ctx, sizeof *p, what);
     if (!p) return NULL;
     p->ctx = ctx;
     p->s = *s;
@@ -258,26 +239,26 @@ kn_conv *kn_conv_create(kn_ctx *ctx, const kn_conv_shape *s) {
     if (maybe_reorder(p, &p->reorder_dw, &p->dw_blocked, &p->m_dw, &w_user, dw, 1)) goto fail;
     return p;
 fail:
-    kn_conv_destroy(p);
+    kn_cpu_conv_destroy(p);
     return NULL;
 }
 
-const char *kn_conv_impl(const kn_conv *p) {
+const char *kn_cpu_conv_impl(const kn_cpu_conv *p) {
     const char *impl = NULL;
     if (dnnl_primitive_desc_query(p->fwd.pd, dnnl_query_impl_info_str, 0, &impl) != dnnl_success)
         return "unknown";
     return impl;
 }
 
-static int check_ptrs(kn_conv *p, const void *a, const void *b, const void *c) {
+static int check_ptrs(kn_cpu_conv *p, const void *a, const void *b, const void *c) {
     if (!a || !b || !c) return kn_fail(p->ctx, p->what, "NULL tensor argument");
     return 0;
 }
 
 /* Brings the user's weights into `blocked` (the plan's buffer) when a reorder exists;
  * returns the memory object the primitive should read. */
-static int stage_weights(kn_conv *p, kn_prim *reorder, dnnl_memory_t blocked, const float *weight,
-                         dnnl_memory_t *use) {
+static int stage_weights(kn_cpu_conv *p, kn_prim *reorder, dnnl_memory_t blocked,
+                         const float *weight, dnnl_memory_t *use) {
     if (kn_bind(p->ctx, p->m_w_user, weight, p->what)) return -1;
     if (!reorder->prim) {
         *use = p->m_w_user;
@@ -289,11 +270,11 @@ static int stage_weights(kn_conv *p, kn_prim *reorder, dnnl_memory_t blocked, co
     return 0;
 }
 
-int kn_conv_forward(kn_conv *p,
-                    float *out,          // (N, Ho, Wo, C_out)
-                    const float *inp,    // (N, H, W, C_in)
-                    const float *weight, // (C_out, C_in/groups, KH, KW)
-                    const float *bias) { // (C_out) or NULL
+int kn_cpu_conv_forward(kn_cpu_conv *p,
+                        float *out,          // (N, Ho, Wo, C_out)
+                        const float *inp,    // (N, H, W, C_in)
+                        const float *weight, // (C_out, C_in/groups, KH, KW)
+                        const float *bias) { // (C_out) or NULL
     if (check_ptrs(p, out, inp, weight)) return -1;
     if (p->s.has_bias && !bias) return kn_fail(p->ctx, p->what, "plan has a bias but bias is NULL");
     dnnl_memory_t w, src, dst;
@@ -312,11 +293,12 @@ int kn_conv_forward(kn_conv *p,
 }
 
 /* Contract: the reordered weights of the last forward are reused when bwd_data gets the same
- * weight pointer and no kn_adam_step/kn_copy_to_device/kn_zero ran since (a training step). */
-int kn_conv_backward_data(kn_conv *p,
-                          float *dinp,           // (N, H, W, C_in)
-                          const float *dout,     // (N, Ho, Wo, C_out)
-                          const float *weight) { // (C_out, C_in/groups, KH, KW)
+ * weight pointer and no kn_cpu_adam_step/kn_cpu_copy_to_device/kn_cpu_zero ran since (a training
+ * step). */
+int kn_cpu_conv_backward_data(kn_cpu_conv *p,
+                              float *dinp,           // (N, H, W, C_in)
+                              const float *dout,     // (N, Ho, Wo, C_out)
+                              const float *weight) { // (C_out, C_in/groups, KH, KW)
     if (check_ptrs(p, dinp, dout, weight)) return -1;
     dnnl_memory_t w, ddst, dsrc;
     if (p->bd_shares_fwd && p->w_fwd_source == weight && p->w_fwd_epoch == p->ctx->weights_epoch) {
@@ -335,11 +317,11 @@ int kn_conv_backward_data(kn_conv *p,
     return act_out_finish(p, &p->bd_dsrc);
 }
 
-int kn_conv_backward_weights(kn_conv *p,
-                             float *dweight,     // (C_out, C_in/groups, KH, KW)
-                             float *dbias,       // (C_out) or NULL
-                             const float *dout,  // (N, Ho, Wo, C_out)
-                             const float *inp) { // (N, H, W, C_in)
+int kn_cpu_conv_backward_weights(kn_cpu_conv *p,
+                                 float *dweight,     // (C_out, C_in/groups, KH, KW)
+                                 float *dbias,       // (C_out) or NULL
+                                 const float *dout,  // (N, Ho, Wo, C_out)
+                                 const float *inp) { // (N, H, W, C_in)
     if (check_ptrs(p, dweight, dout, inp)) return -1;
     if (p->s.has_bias && !dbias)
         return kn_fail(p->ctx, p->what, "plan has a bias but dbias is NULL");
@@ -361,7 +343,7 @@ int kn_conv_backward_weights(kn_conv *p,
     return kn_prim_exec(p->ctx, &p->reorder_dw, 2, back, p->what);
 }
 
-void kn_conv_destroy(kn_conv *p) {
+void kn_cpu_conv_destroy(kn_cpu_conv *p) {
     if (!p) return;
     destroy_prims(p);
     conv_act *acts[] = {&p->fwd_src, &p->fwd_dst, &p->bd_ddst,

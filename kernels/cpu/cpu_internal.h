@@ -8,7 +8,7 @@
 
 #include <oneapi/dnnl/dnnl.h>
 
-#include "kernels/kernels.h"
+#include "kernels/cpu/cpu_backend.h"
 
 #define KN_ERR_LEN 512
 #define KN_WHAT_LEN 160
@@ -18,7 +18,7 @@
  * plans, so the context remembers the primitives it made). */
 typedef struct kn_relu_entry kn_relu_entry;
 
-struct kn_ctx {
+struct kn_cpu_ctx {
     dnnl_engine_t engine;
     dnnl_stream_t stream;
     /* Every primitive is made with a user-managed scratchpad: one buffer in the context,
@@ -56,50 +56,50 @@ struct kn_relu_entry {
 };
 
 /* Writes "what: message" into ctx->err and returns -1. */
-int kn_fail(kn_ctx *ctx, const char *what, const char *fmt, ...)
+int kn_fail(kn_cpu_ctx *ctx, const char *what, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Returns 0 on dnnl_success, else records "what: step: oneDNN status" and returns -1. */
-int kn_check(kn_ctx *ctx, dnnl_status_t st, const char *what, const char *step);
+int kn_check(kn_cpu_ctx *ctx, dnnl_status_t st, const char *what, const char *step);
 
 /* Primitive from an op descriptor (hint = forward pd for backward ops, else NULL). */
-int kn_prim_create(kn_ctx *ctx, kn_prim *p, const_dnnl_op_desc_t op,
+int kn_prim_create(kn_cpu_ctx *ctx, kn_prim *p, const_dnnl_op_desc_t op,
                    const_dnnl_primitive_desc_t hint, const char *what);
-int kn_prim_create_reorder(kn_ctx *ctx, kn_prim *p, const dnnl_memory_desc_t *src,
+int kn_prim_create_reorder(kn_cpu_ctx *ctx, kn_prim *p, const dnnl_memory_desc_t *src,
                            const dnnl_memory_desc_t *dst, const char *what);
 /* Executes with the given arguments plus the scratchpad. */
-int kn_prim_exec(kn_ctx *ctx, kn_prim *p, int nargs, const dnnl_exec_arg_t *args, const char *what);
+int kn_prim_exec(kn_cpu_ctx *ctx, kn_prim *p, int nargs, const dnnl_exec_arg_t *args,
+                 const char *what);
 /* Points each args[i].memory at ptrs[i] (none bound if any is NULL: "NULL tensor argument"). */
-int kn_bind_args(kn_ctx *ctx, const dnnl_exec_arg_t *args, const void *const *ptrs, int nargs,
+int kn_bind_args(kn_cpu_ctx *ctx, const dnnl_exec_arg_t *args, const void *const *ptrs, int nargs,
                  const char *what);
 /* kn_bind_args, then kn_prim_exec with the same arguments. */
-int kn_prim_bind_exec(kn_ctx *ctx, kn_prim *p, int nargs, const dnnl_exec_arg_t *args,
+int kn_prim_bind_exec(kn_cpu_ctx *ctx, kn_prim *p, int nargs, const dnnl_exec_arg_t *args,
                       const void *const *ptrs, const char *what);
 void kn_prim_destroy(kn_prim *p);
 /* The memory descriptor a primitive wants for `query` (e.g. dnnl_query_weights_md). */
 const dnnl_memory_desc_t *kn_prim_md(const kn_prim *p, dnnl_query_t query, int index);
 
 /* A memory object without data; kn_bind points it at a buffer before each execution. */
-int kn_mem_create(kn_ctx *ctx, dnnl_memory_t *mem, const dnnl_memory_desc_t *md, const char *what);
+int kn_mem_create(kn_cpu_ctx *ctx, dnnl_memory_t *mem, const dnnl_memory_desc_t *md,
+                  const char *what);
 /* const is cast away because oneDNN takes void *; inputs are only read by the primitive. */
-int kn_bind(kn_ctx *ctx, dnnl_memory_t mem, const void *ptr, const char *what);
+int kn_bind(kn_cpu_ctx *ctx, dnnl_memory_t mem, const void *ptr, const char *what);
 void kn_mem_destroy(dnnl_memory_t mem);
 
 /* Plain descriptors for the layouts of the interface. */
-int kn_md_nhwc(kn_ctx *ctx, dnnl_memory_desc_t *md, int n, int c, int h, int w, const char *what);
-int kn_md_2d(kn_ctx *ctx, dnnl_memory_desc_t *md, int rows, int cols, const char *what);
-int kn_md_1d(kn_ctx *ctx, dnnl_memory_desc_t *md, int64_t count, const char *what);
+int kn_md_nhwc(kn_cpu_ctx *ctx, dnnl_memory_desc_t *md, int n, int c, int h, int w,
+               const char *what);
+int kn_md_2d(kn_cpu_ctx *ctx, dnnl_memory_desc_t *md, int rows, int cols, const char *what);
+int kn_md_1d(kn_cpu_ctx *ctx, dnnl_memory_desc_t *md, int64_t count, const char *what);
 
 /* Grows staging buffer `slot` (0 or 1) to at least `bytes`; its address may change, so
  * users bind it at each call. */
-int kn_stage_reserve(kn_ctx *ctx, int slot, size_t bytes, const char *what);
-
-/* The oneDNN implementation a conv plan's forward uses (for tests and logs). */
-const char *kn_conv_impl(const kn_conv *plan);
+int kn_stage_reserve(kn_cpu_ctx *ctx, int slot, size_t bytes, const char *what);
 
 /* Zeroed plan struct of `bytes`; NULL + "out of memory" on failure. */
-void *kn_plan_new(kn_ctx *ctx, size_t bytes, const char *what);
+void *kn_plan_new(kn_cpu_ctx *ctx, size_t bytes, const char *what);
 
 /* Aligned buffer for plan-owned data (reordered weights, workspaces); NULL + error on failure. */
-void *kn_plan_alloc(kn_ctx *ctx, size_t bytes, const char *what);
+void *kn_plan_alloc(kn_cpu_ctx *ctx, size_t bytes, const char *what);
 
 #endif

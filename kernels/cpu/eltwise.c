@@ -6,7 +6,7 @@
 #include <string.h>
 
 /* The cached entry for `count`, made on first use; slots are reused round-robin. */
-static kn_relu_entry *relu_entry(kn_ctx *ctx, size_t count, const char *what) {
+static kn_relu_entry *relu_entry(kn_cpu_ctx *ctx, size_t count, const char *what) {
     for (int i = 0; i < KN_RELU_CACHE; i++)
         if (ctx->relu_cache[i].count == count && ctx->relu_cache[i].fwd.prim)
             return &ctx->relu_cache[i];
@@ -42,7 +42,7 @@ static kn_relu_entry *relu_entry(kn_ctx *ctx, size_t count, const char *what) {
     return e;
 }
 
-int kn_relu_forward(kn_ctx *ctx, float *out, const float *inp, size_t count) {
+int kn_cpu_relu_forward(kn_cpu_ctx *ctx, float *out, const float *inp, size_t count) {
     char what[KN_WHAT_LEN];
     snprintf(what, sizeof what, "relu forward (%zu)", count);
     if (count == 0) return 0;
@@ -53,7 +53,8 @@ int kn_relu_forward(kn_ctx *ctx, float *out, const float *inp, size_t count) {
     return kn_prim_exec(ctx, &e->fwd, 2, args, what);
 }
 
-int kn_relu_backward(kn_ctx *ctx, float *dinp, const float *dout, const float *out, size_t count) {
+int kn_cpu_relu_backward(kn_cpu_ctx *ctx, float *dinp, const float *dout, const float *out,
+                         size_t count) {
     char what[KN_WHAT_LEN];
     snprintf(what, sizeof what, "relu backward (%zu)", count);
     if (count == 0) return 0;
@@ -67,11 +68,11 @@ int kn_relu_backward(kn_ctx *ctx, float *dinp, const float *dout, const float *o
     return kn_prim_exec(ctx, &e->bwd, 3, args, what);
 }
 
-int kn_add(kn_ctx *ctx,
-           float *out,     // (count)
-           const float *a, // (count)
-           const float *b, // (count)
-           size_t count) {
+int kn_cpu_add(kn_cpu_ctx *ctx,
+               float *out,     // (count)
+               const float *a, // (count)
+               const float *b, // (count)
+               size_t count) {
     if (count && (!out || !a || !b)) return kn_fail(ctx, "add", "NULL tensor argument");
 #pragma omp parallel for simd num_threads(ctx->threads) schedule(static) if (count > 16384)
     for (size_t i = 0; i < count; i++)
@@ -79,10 +80,10 @@ int kn_add(kn_ctx *ctx,
     return 0;
 }
 
-int kn_accumulate(kn_ctx *ctx,
-                  float *dst,       // (count), += src
-                  const float *src, // (count)
-                  size_t count) {
+int kn_cpu_accumulate(kn_cpu_ctx *ctx,
+                      float *dst,       // (count), += src
+                      const float *src, // (count)
+                      size_t count) {
     if (count && (!dst || !src)) return kn_fail(ctx, "accumulate", "NULL tensor argument");
 #pragma omp parallel for simd num_threads(ctx->threads) schedule(static) if (count > 16384)
     for (size_t i = 0; i < count; i++)

@@ -2,7 +2,7 @@
  * feature order. */
 #include "kernels/cpu/cpu_internal.h"
 
-static int check_args(kn_ctx *ctx, const void *out, const void *inp, int n, int c, int h, int w,
+static int check_args(kn_cpu_ctx *ctx, const void *out, const void *inp, int n, int c, int h, int w,
                       const char *what) {
     if (!out || !inp) return kn_fail(ctx, what, "NULL tensor argument");
     if (n <= 0 || c <= 0 || h <= 0 || w <= 0) return kn_fail(ctx, what, "sizes must be positive");
@@ -10,10 +10,10 @@ static int check_args(kn_ctx *ctx, const void *out, const void *inp, int n, int 
     return 0;
 }
 
-int kn_nhwc_to_nchw(kn_ctx *ctx,
-                    float *out,       // (N, C, H, W)
-                    const float *inp, // (N, H, W, C)
-                    int n, int c, int h, int w) {
+int kn_cpu_nhwc_to_nchw(kn_cpu_ctx *ctx,
+                        float *out,       // (N, C, H, W)
+                        const float *inp, // (N, H, W, C)
+                        int n, int c, int h, int w) {
     if (check_args(ctx, out, inp, n, c, h, w, "nhwc_to_nchw")) return -1;
     const size_t hw = (size_t)h * w;
     /* one output plane (image, channel) per iteration: writes are contiguous */
@@ -28,10 +28,10 @@ int kn_nhwc_to_nchw(kn_ctx *ctx,
     return 0;
 }
 
-int kn_nchw_to_nhwc(kn_ctx *ctx,
-                    float *out,       // (N, H, W, C)
-                    const float *inp, // (N, C, H, W)
-                    int n, int c, int h, int w) {
+int kn_cpu_nchw_to_nhwc(kn_cpu_ctx *ctx,
+                        float *out,       // (N, H, W, C)
+                        const float *inp, // (N, C, H, W)
+                        int n, int c, int h, int w) {
     if (check_args(ctx, out, inp, n, c, h, w, "nchw_to_nhwc")) return -1;
     const size_t hw = (size_t)h * w;
     /* one output pixel (image, position) per iteration: writes are contiguous */

@@ -6,15 +6,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct kn_linear {
-    kn_ctx *ctx;
+struct kn_cpu_linear {
+    kn_cpu_ctx *ctx;
     kn_linear_shape s;
     char what[KN_WHAT_LEN];
     kn_prim fwd, bwd_data, bwd_weights;
     dnnl_memory_t m_src, m_dst, m_w, m_bias;
 };
 
-kn_linear *kn_linear_create(kn_ctx *ctx, const kn_linear_shape *s) {
+kn_cpu_linear *kn_cpu_linear_create(kn_cpu_ctx *ctx, const kn_linear_shape *s) {
     char what[KN_WHAT_LEN];
     snprintf(what, sizeof what, "linear %d -> %d%s on batch %d", s->in_features, s->out_features,
              s->has_bias ? " +bias" : "", s->n);
@@ -22,7 +22,7 @@ kn_linear *kn_linear_create(kn_ctx *ctx, const kn_linear_shape *s) {
         kn_fail(ctx, what, "sizes must be positive");
         return NULL;
     }
-    kn_linear *p = kn_plan_new(ctx, sizeof *p, what);
+    kn_cpu_linear *p = kn_plan_new(ctx, sizeof *p, what);
     if (!p) return NULL;
     p->ctx = ctx;
     p->s = *s;
@@ -47,17 +47,17 @@ kn_linear *kn_linear_create(kn_ctx *ctx, const kn_linear_shape *s) {
         kn_prim_create(ctx, &p->bwd_weights, &bwd, p->fwd.pd, what) ||
         kn_mem_create(ctx, &p->m_src, &src, what) || kn_mem_create(ctx, &p->m_dst, &dst, what) ||
         kn_mem_create(ctx, &p->m_w, &w, what) || kn_mem_create(ctx, &p->m_bias, &bias, what)) {
-        kn_linear_destroy(p);
+        kn_cpu_linear_destroy(p);
         return NULL;
     }
     return p;
 }
 
-int kn_linear_forward(kn_linear *p,
-                      float *out,          // (N, OUT)
-                      const float *inp,    // (N, IN)
-                      const float *weight, // (OUT, IN)
-                      const float *bias) { // (OUT) or NULL
+int kn_cpu_linear_forward(kn_cpu_linear *p,
+                          float *out,          // (N, OUT)
+                          const float *inp,    // (N, IN)
+                          const float *weight, // (OUT, IN)
+                          const float *bias) { // (OUT) or NULL
     dnnl_exec_arg_t args[] = {{DNNL_ARG_DST, p->m_dst},
                               {DNNL_ARG_SRC, p->m_src},
                               {DNNL_ARG_WEIGHTS, p->m_w},
@@ -67,21 +67,21 @@ int kn_linear_forward(kn_linear *p,
     return kn_prim_bind_exec(p->ctx, &p->fwd, nargs, args, ptrs, p->what);
 }
 
-int kn_linear_backward_data(kn_linear *p,
-                            float *dinp,           // (N, IN)
-                            const float *dout,     // (N, OUT)
-                            const float *weight) { // (OUT, IN)
+int kn_cpu_linear_backward_data(kn_cpu_linear *p,
+                                float *dinp,           // (N, IN)
+                                const float *dout,     // (N, OUT)
+                                const float *weight) { // (OUT, IN)
     dnnl_exec_arg_t args[] = {
         {DNNL_ARG_DIFF_SRC, p->m_src}, {DNNL_ARG_DIFF_DST, p->m_dst}, {DNNL_ARG_WEIGHTS, p->m_w}};
     const void *ptrs[] = {dinp, dout, weight};
     return kn_prim_bind_exec(p->ctx, &p->bwd_data, 3, args, ptrs, p->what);
 }
 
-int kn_linear_backward_weights(kn_linear *p,
-                               float *dweight,     // (OUT, IN)
-                               float *dbias,       // (OUT) or NULL
-                               const float *dout,  // (N, OUT)
-                               const float *inp) { // (N, IN)
+int kn_cpu_linear_backward_weights(kn_cpu_linear *p,
+                                   float *dweight,     // (OUT, IN)
+                                   float *dbias,       // (OUT) or NULL
+                                   const float *dout,  // (N, OUT)
+                                   const float *inp) { // (N, IN)
     dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, p->m_src},
                               {DNNL_ARG_DIFF_DST, p->m_dst},
                               {DNNL_ARG_DIFF_WEIGHTS, p->m_w},
@@ -91,7 +91,7 @@ int kn_linear_backward_weights(kn_linear *p,
     return kn_prim_bind_exec(p->ctx, &p->bwd_weights, nargs, args, ptrs, p->what);
 }
 
-void kn_linear_destroy(kn_linear *p) {
+void kn_cpu_linear_destroy(kn_cpu_linear *p) {
     if (!p) return;
     kn_prim_destroy(&p->fwd);
     kn_prim_destroy(&p->bwd_data);

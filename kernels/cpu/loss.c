@@ -3,13 +3,13 @@
 
 #include <math.h>
 
-int kn_cross_entropy(kn_ctx *ctx,
-                     float *dlogits,        // (N, C) or NULL
-                     float *loss,           // host scalar
-                     int *correct,          // host scalar
-                     const float *logits,   // (N, C)
-                     const int32_t *labels, // (N), 0 <= label < C
-                     int n, int c) {
+int kn_cpu_cross_entropy(kn_cpu_ctx *ctx,
+                         float *dlogits,        // (N, C) or NULL
+                         float *loss,           // host scalar
+                         int *correct,          // host scalar
+                         const float *logits,   // (N, C)
+                         const int32_t *labels, // (N), 0 <= label < C
+                         int n, int c) {
     const char *what = "cross entropy";
     if (!loss || !correct || !logits || !labels) return kn_fail(ctx, what, "NULL argument");
     if (n <= 0 || c <= 0) return kn_fail(ctx, what, "sizes must be positive (N %d, C %d)", n, c);

@@ -1,13 +1,14 @@
 /* Max and average pooling on oneDNN (NHWC). Max pooling keeps its argmax workspace in the
  * plan, written by the forward and read by the backward. */
 #include "kernels/cpu/cpu_internal.h"
+#include "kernels/shape.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-struct kn_pool {
-    kn_ctx *ctx;
+struct kn_cpu_pool {
+    kn_cpu_ctx *ctx;
     kn_pool_shape s;
     char what[KN_WHAT_LEN];
     kn_prim fwd, bwd;
@@ -15,43 +16,18 @@ struct kn_pool {
     dnnl_memory_t m_src, m_dst, m_ws;
 };
 
-/* PyTorch's output size; with ceil_mode the last window must start inside the input or
- * its left padding. */
-static int out_size(int in, int k, int stride, int pad, int ceil_mode) {
-    int span = in + 2 * pad - k;
-    if (span < 0) return 0;
-    int out = (span + (ceil_mode ? stride - 1 : 0)) / stride + 1;
-    if (ceil_mode && (out - 1) * stride >= in + pad) out--;
-    return out;
-}
-
-void kn_pool_output_hw(const kn_pool_shape *s, int *h_out, int *w_out) {
-    *h_out = s->stride_h > 0 ? out_size(s->h_in, s->kh, s->stride_h, s->pad_h, s->ceil_mode) : 0;
-    *w_out = s->stride_w > 0 ? out_size(s->w_in, s->kw, s->stride_w, s->pad_w, s->ceil_mode) : 0;
-}
-
-static int validate(kn_ctx *ctx, const kn_pool_shape *s, int ho, int wo, const char *what) {
-    if (s->kind != KN_POOL_MAX && s->kind != KN_POOL_AVG)
-        return kn_fail(ctx, what, "unknown pooling kind");
-    if (s->n <= 0 || s->c <= 0 || s->h_in <= 0 || s->w_in <= 0 || s->kh <= 0 || s->kw <= 0)
-        return kn_fail(ctx, what, "sizes must be positive");
-    if (s->stride_h <= 0 || s->stride_w <= 0) return kn_fail(ctx, what, "stride must be >= 1");
-    /* PyTorch's own limit; it also keeps every window overlapping the input. */
-    if (s->pad_h < 0 || s->pad_w < 0 || 2 * s->pad_h > s->kh || 2 * s->pad_w > s->kw)
-        return kn_fail(ctx, what, "padding must be between 0 and half the kernel");
-    if (ho <= 0 || wo <= 0)
-        return kn_fail(ctx, what, "kernel larger than the padded input (output %dx%d)", ho, wo);
-    return 0;
-}
-
-kn_pool *kn_pool_create(kn_ctx *ctx, const kn_pool_shape *s) {
+kn_cpu_pool *kn_cpu_pool_create(kn_cpu_ctx *ctx, const kn_pool_shape *s) {
     char what[KN_WHAT_LEN];
     snprintf(what, sizeof what, "%s pool %dx%d s%d,%d p%d,%d%s on NHWC %dx%dx%dx%d",
              s->kind == KN_POOL_MAX ? "max" : "avg", s->kh, s->kw, s->stride_h, s->stride_w,
              s->pad_h, s->pad_w, s->ceil_mode ? " ceil" : "", s->n, s->h_in, s->w_in, s->c);
+    char msg[KN_WHAT_LEN];
+    if (kn_pool_shape_check(s, msg, sizeof msg)) {
+        kn_fail(ctx, what, "%s", msg);
+        return NULL;
+    }
     int ho, wo;
     kn_pool_output_hw(s, &ho, &wo);
-    if (validate(ctx, s, ho, wo, what)) return NULL;
     /* oneDNN's include-padding average divides by KH*KW, PyTorch by the window clipped to the
      * padded input; they differ only where a ceil_mode window hangs past the right padding. */
     int pad_r_h = (ho - 1) * s->stride_h + s->kh - s->h_in - s->pad_h;
@@ -62,7 +38,7 @@ kn_pool *kn_pool_create(kn_ctx *ctx, const kn_pool_shape *s) {
                 "ceil_mode with count_include_pad and a window past the padding is not supported");
         return NULL;
     }
-    kn_pool *p = kn_plan_new(ctx, sizeof *p, what);
+    kn_cpu_pool *p = kn_plan_new(ctx, sizeof *p, what);
     if (!p) return NULL;
     p->ctx = ctx;
     p->s = *s;
@@ -98,13 +74,13 @@ kn_pool *kn_pool_create(kn_ctx *ctx, const kn_pool_shape *s) {
     }
     return p;
 fail:
-    kn_pool_destroy(p);
+    kn_cpu_pool_destroy(p);
     return NULL;
 }
 
-int kn_pool_forward(kn_pool *p,
-                    float *out,         // (N, Ho, Wo, C)
-                    const float *inp) { // (N, H, W, C)
+int kn_cpu_pool_forward(kn_cpu_pool *p,
+                        float *out,         // (N, Ho, Wo, C)
+                        const float *inp) { // (N, H, W, C)
     dnnl_exec_arg_t args[3] = {
         {DNNL_ARG_SRC, p->m_src}, {DNNL_ARG_DST, p->m_dst}, {DNNL_ARG_WORKSPACE, p->m_ws}};
     const void *ptrs[] = {inp, out}; /* the workspace stays bound to the plan's buffer */
@@ -112,9 +88,9 @@ int kn_pool_forward(kn_pool *p,
     return kn_prim_exec(p->ctx, &p->fwd, p->m_ws ? 3 : 2, args, p->what);
 }
 
-int kn_pool_backward(kn_pool *p,
-                     float *dinp,         // (N, H, W, C)
-                     const float *dout) { // (N, Ho, Wo, C)
+int kn_cpu_pool_backward(kn_cpu_pool *p,
+                         float *dinp,         // (N, H, W, C)
+                         const float *dout) { // (N, Ho, Wo, C)
     dnnl_exec_arg_t args[3] = {{DNNL_ARG_DIFF_SRC, p->m_src},
                                {DNNL_ARG_DIFF_DST, p->m_dst},
                                {DNNL_ARG_WORKSPACE, p->m_ws}};
@@ -123,7 +99,7 @@ int kn_pool_backward(kn_pool *p,
     return kn_prim_exec(p->ctx, &p->bwd, p->m_ws ? 3 : 2, args, p->what);
 }
 
-void kn_pool_destroy(kn_pool *p) {
+void kn_cpu_pool_destroy(kn_cpu_pool *p) {
     if (!p) return;
     kn_prim_destroy(&p->fwd);
     kn_prim_destroy(&p->bwd);

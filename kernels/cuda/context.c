@@ -1,0 +1,213 @@
+/* CUDA backend: context (device, stream, cuDNN and cuBLAS handles), errors, device memory,
+ * and the helpers the op files share. See cuda_internal.h for this backend's contracts. */
+#include "kernels/cuda/cuda_internal.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int kn_cuda_fail(kn_cuda_ctx *ctx, const char *what, const char *fmt, ...) {
+    int len = snprintf(ctx->err, sizeof ctx->err, "%s: ", what);
+    if (len < 0 || (size_t)len >= sizeof ctx->err) return -1;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ctx->err + len, sizeof ctx->err - (size_t)len, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+int kn_cuda_check_rt(kn_cuda_ctx *ctx, cudaError_t st, const char *call, const char *file, int line,
+                     const char *what) {
+    if (st == cudaSuccess) return 0;
+    return kn_cuda_fail(ctx, what, "%s failed: %s (%s) at %s:%d", call, cudaGetErrorName(st),
+                        cudaGetErrorString(st), file, line);
+}
+
+int kn_cuda_check_dnn(kn_cuda_ctx *ctx, cudnnStatus_t st, const char *call, const char *file,
+                      int line, const char *what) {
+    if (st == CUDNN_STATUS_SUCCESS) return 0;
+    return kn_cuda_fail(ctx, what, "%s failed: %s at %s:%d", call, cudnnGetErrorString(st), file,
+                        line);
+}
+
+int kn_cuda_check_blas(kn_cuda_ctx *ctx, cublasStatus_t st, const char *call, const char *file,
+                       int line, const char *what) {
+    if (st == CUBLAS_STATUS_SUCCESS) return 0;
+    return kn_cuda_fail(ctx, what, "%s failed: %s (%s) at %s:%d", call, cublasGetStatusName(st),
+                        cublasGetStatusString(st), file, line);
+}
+
+static void create_error(char *err, size_t errlen, const char *fmt, const char *detail) {
+    if (!err || errlen == 0) return;
+    int len = snprintf(err, errlen, "cuda backend: ");
+    if (len >= 0 && (size_t)len < errlen) snprintf(err + len, errlen - (size_t)len, fmt, detail);
+}
+
+/* "NVIDIA H200 (sm_90), CUDA runtime 13.0 / driver 13.0, cuDNN 9.19.0, cuBLAS 13.1.0" */
+static void describe(kn_cuda_ctx *ctx) {
+    struct cudaDeviceProp prop;
+    memset(&prop, 0, sizeof prop);
+    int rt = 0, drv = 0, bmaj = 0, bmin = 0, bpatch = 0;
+    if (cudaGetDeviceProperties(&prop, ctx->device) != cudaSuccess)
+        snprintf(prop.name, sizeof prop.name, "device %d", ctx->device);
+    cudaRuntimeGetVersion(&rt);
+    cudaDriverGetVersion(&drv);
+    cublasGetProperty(MAJOR_VERSION, &bmaj);
+    cublasGetProperty(MINOR_VERSION, &bmin);
+    cublasGetProperty(PATCH_LEVEL, &bpatch);
+    const size_t dnn = cudnnGetVersion(); /* major * 10000 + minor * 100 + patch since 9.0 */
+    snprintf(ctx->describe, sizeof ctx->describe,
+             "cuda: %s (sm_%d%d), CUDA runtime %d.%d / driver %d.%d, cuDNN %zu.%zu.%zu, "
+             "cuBLAS %d.%d.%d, %s",
+             prop.name, prop.major, prop.minor, rt / 1000, rt % 1000 / 10, drv / 1000,
+             drv % 1000 / 10, dnn / 10000, dnn / 100 % 100, dnn % 100, bmaj, bmin, bpatch,
+             ctx->tf32 ? "fp32 with TF32 tensor cores" : "fp32 (TF32 off)");
+}
+
+kn_cuda_ctx *kn_cuda_ctx_create(const kn_ctx_options *opt, char *err, size_t errlen) {
+    int count = 0;
+    cudaError_t st = cudaGetDeviceCount(&count);
+    if (st != cudaSuccess) {
+        create_error(err, errlen, "no CUDA device (cudaGetDeviceCount: %s)",
+                     cudaGetErrorString(st));
+        return NULL;
+    }
+    if (count == 0) {
+        create_error(err, errlen, "no CUDA device (%s)", "cudaGetDeviceCount found 0");
+        return NULL;
+    }
+    const int device = opt ? opt->device : 0;
+    if (device < 0 || device >= count) {
+        char detail[64];
+        snprintf(detail, sizeof detail, "%d (of %d)", device, count);
+        create_error(err, errlen, "no CUDA device %s", detail);
+        return NULL;
+    }
+    kn_cuda_ctx *ctx = calloc(1, sizeof *ctx);
+    if (!ctx) {
+        create_error(err, errlen, "%s", "out of memory for the context");
+        return NULL;
+    }
+    ctx->device = device;
+    const char *tf32 = getenv("TLSWEEP_CUDA_TF32");
+    ctx->tf32 = tf32 && strcmp(tf32, "1") == 0;
+    const char *what = "cuda context";
+    /* Non-blocking: the legacy default stream (used by other libraries) never serializes
+     * with ours; our copies go through our stream explicitly. */
+    if (CU_CHECK(ctx, what, cudaSetDevice(device)) ||
+        CU_CHECK(ctx, what, cudaStreamCreateWithFlags(&ctx->stream, cudaStreamNonBlocking)) ||
+        DNN_CHECK(ctx, what, cudnnCreate(&ctx->dnn)) ||
+        DNN_CHECK(ctx, what, cudnnSetStream(ctx->dnn, ctx->stream)) ||
+        BLAS_CHECK(ctx, what, cublasCreate(&ctx->blas)) ||
+        BLAS_CHECK(ctx, what, cublasSetStream(ctx->blas, ctx->stream)) ||
+        BLAS_CHECK(ctx, what,
+                   cublasSetMathMode(ctx->blas, ctx->tf32 ? CUBLAS_TF32_TENSOR_OP_MATH
+                                                          : CUBLAS_DEFAULT_MATH))) {
+        create_error(err, errlen, "%s", ctx->err);
+        kn_cuda_ctx_destroy(ctx);
+        return NULL;
+    }
+    describe(ctx);
+    return ctx;
+}
+
+void kn_cuda_ctx_destroy(kn_cuda_ctx *ctx) {
+    if (!ctx) return;
+    if (ctx->stream) cudaStreamSynchronize(ctx->stream);
+    cudaFree(ctx->workspace);
+    cudaFree(ctx->weight_stage);
+    cudaFree(ctx->table);
+    if (ctx->blas) cublasDestroy(ctx->blas);
+    if (ctx->dnn) cudnnDestroy(ctx->dnn);
+    if (ctx->stream) cudaStreamDestroy(ctx->stream);
+    free(ctx);
+}
+
+const char *kn_cuda_error(const kn_cuda_ctx *ctx) {
+    return ctx ? ctx->err : "no context";
+}
+const char *kn_cuda_describe(const kn_cuda_ctx *ctx) {
+    return ctx ? ctx->describe : "no context";
+}
+void kn_cuda_set_error(kn_cuda_ctx *ctx, const char *msg) {
+    snprintf(ctx->err, sizeof ctx->err, "%s", msg);
+}
+
+/* ---- memory ---------------------------------------------------------------------------- */
+
+void *kn_cuda_malloc(kn_cuda_ctx *ctx, size_t bytes) {
+    void *p = NULL; /* cudaMalloc aligns to 256 bytes; 0 bytes still gets a unique pointer */
+    if (CU_CHECK(ctx, "kn_malloc", cudaMalloc(&p, bytes ? bytes : 256))) return NULL;
+    return p;
+}
+
+void kn_cuda_free(kn_cuda_ctx *ctx, void *ptr) {
+    if (ptr) CU_CHECK(ctx, "kn_free", cudaFree(ptr));
+}
+
+/* Copies are synchronous, as on the CPU backend: the host buffer may be reused on return. */
+int kn_cuda_copy_to_device(kn_cuda_ctx *ctx, void *dst, const void *host_src, size_t bytes) {
+    const char *what = "kn_copy_to_device";
+    if (!bytes) return 0;
+    if (!dst || !host_src) return kn_cuda_fail(ctx, what, "NULL pointer");
+    return CU_CHECK(ctx, what,
+                    cudaMemcpyAsync(dst, host_src, bytes, cudaMemcpyHostToDevice, ctx->stream)) ||
+                   CU_CHECK(ctx, what, cudaStreamSynchronize(ctx->stream))
+               ? -1
+               : 0;
+}
+
+int kn_cuda_copy_to_host(kn_cuda_ctx *ctx, void *host_dst, const void *src, size_t bytes) {
+    const char *what = "kn_copy_to_host";
+    if (!bytes) return 0;
+    if (!host_dst || !src) return kn_cuda_fail(ctx, what, "NULL pointer");
+    return CU_CHECK(ctx, what,
+                    cudaMemcpyAsync(host_dst, src, bytes, cudaMemcpyDeviceToHost, ctx->stream)) ||
+                   CU_CHECK(ctx, what, cudaStreamSynchronize(ctx->stream))
+               ? -1
+               : 0;
+}
+
+int kn_cuda_zero(kn_cuda_ctx *ctx, float *ptr, size_t count) {
+    if (!count) return 0;
+    if (!ptr) return kn_cuda_fail(ctx, "kn_zero", "NULL pointer");
+    return CU_CHECK(ctx, "kn_zero", cudaMemsetAsync(ptr, 0, count * sizeof *ptr, ctx->stream));
+}
+
+int kn_cuda_sync(kn_cuda_ctx *ctx) {
+    return CU_CHECK(ctx, "kn_sync", cudaStreamSynchronize(ctx->stream));
+}
+
+int kn_cuda_reserve(kn_cuda_ctx *ctx, void **buf, size_t *cap, size_t bytes, const char *what) {
+    if (bytes <= *cap) return 0;
+    /* cudaFree waits for the device, so queued work that still reads the old buffer is done */
+    if (CU_CHECK(ctx, what, cudaFree(*buf))) return -1;
+    *buf = NULL;
+    *cap = 0;
+    if (CU_CHECK(ctx, what, cudaMalloc(buf, bytes))) return -1;
+    *cap = bytes;
+    return 0;
+}
+
+void *kn_cuda_plan_new(kn_cuda_ctx *ctx, size_t bytes, const char *what) {
+    void *p = calloc(1, bytes);
+    if (!p) kn_cuda_fail(ctx, what, "out of memory");
+    return p;
+}
+
+void *kn_cuda_plan_alloc(kn_cuda_ctx *ctx, size_t bytes, const char *what) {
+    void *p = NULL;
+    if (CU_CHECK(ctx, what, cudaMalloc(&p, bytes ? bytes : 256))) return NULL;
+    return p;
+}
+
+int kn_cuda_nhwc_desc(kn_cuda_ctx *ctx, cudnnTensorDescriptor_t *desc, int n, int c, int h, int w,
+                      const char *what) {
+    return DNN_CHECK(ctx, what, cudnnCreateTensorDescriptor(desc)) ||
+                   DNN_CHECK(ctx, what,
+                             cudnnSetTensor4dDescriptor(*desc, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT,
+                                                        n, c, h, w))
+               ? -1
+               : 0;
+}

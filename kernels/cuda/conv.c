@@ -1,0 +1,234 @@
+/* 2-D convolution on cuDNN (legacy API), NHWC activations.
+ *
+ * The filter is given to cuDNN in its NHWC layout (C_out, KH, KW, C_in/groups), the layout
+ * cuDNN's NHWC kernels are written for (PyTorch's channels_last does the same): the
+ * forward and backward-data transpose PyTorch's (C_out, C_in/groups, KH, KW) weights into
+ * the context's weight stage, and backward-weights transposes the gradient back. That costs
+ * one pass over the weights per call, small beside the convolution.
+ *
+ * Algorithms are chosen once per plan by cudnnFind* (timed on this GPU; cudnnGet*_v7's
+ * heuristic when Find fails), and the workspace is the context's, grown to the largest
+ * choice. Without TLSWEEP_CUDA_TF32=1 only FMA (true fp32) kernels are allowed. */
+#include "kernels/cuda/cuda_internal.h"
+#include "kernels/cuda/ops.h"
+#include "kernels/shape.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct kn_cuda_conv {
+    kn_cuda_ctx *ctx;
+    kn_conv_shape s;
+    int ho, wo;
+    size_t weight_count;
+    char what[KN_CUDA_WHAT_LEN];
+    char impl[KN_CUDA_WHAT_LEN];
+    cudnnTensorDescriptor_t x, y, bias;
+    cudnnFilterDescriptor_t w;
+    cudnnConvolutionDescriptor_t conv;
+    cudnnConvolutionFwdAlgo_t fwd;
+    cudnnConvolutionBwdDataAlgo_t bwd_data;
+    cudnnConvolutionBwdFilterAlgo_t bwd_filter;
+    cudnnMathType_t fwd_math, bwd_data_math, bwd_filter_math;
+};
+
+static const float one = 1.0f, zero = 0.0f;
+
+static int math_allowed(const kn_cuda_ctx *ctx, cudnnMathType_t m) {
+    return ctx->tf32 || (m != CUDNN_TENSOR_OP_MATH && m != CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION);
+}
+
+/* choose_NAME(plan, *algo, *math, *workspace): cudnnFind (fastest first), else the
+ * heuristic's list; the first successful result whose math type is allowed. */
+#define DEFINE_CHOOSE(NAME, PERF, ALGO, COUNT, FIND, GET, ...)                                     \
+    static int choose_##NAME(kn_cuda_conv *p, ALGO *algo, cudnnMathType_t *math, size_t *ws) {     \
+        kn_cuda_ctx *ctx = p->ctx;                                                                 \
+        PERF res[COUNT];                                                                           \
+        int got = 0;                                                                               \
+        if (FIND(ctx->dnn, __VA_ARGS__, COUNT, &got, res) != CUDNN_STATUS_SUCCESS) {               \
+            got = 0;                                                                               \
+            if (DNN_CHECK(ctx, p->what, GET(ctx->dnn, __VA_ARGS__, COUNT, &got, res))) return -1;  \
+        }                                                                                          \
+        for (int i = 0; i < got; i++)                                                              \
+            if (res[i].status == CUDNN_STATUS_SUCCESS && math_allowed(ctx, res[i].mathType)) {     \
+                *algo = res[i].algo;                                                               \
+                *math = ctx->tf32 ? res[i].mathType : CUDNN_FMA_MATH;                              \
+                *ws = res[i].memory;                                                               \
+                return 0;                                                                          \
+            }                                                                                      \
+        return kn_cuda_fail(ctx, p->what, "cuDNN offers no %s algorithm for this shape", #NAME);   \
+    }
+DEFINE_CHOOSE(forward, cudnnConvolutionFwdAlgoPerf_t, cudnnConvolutionFwdAlgo_t,
+              CUDNN_CONVOLUTION_FWD_ALGO_COUNT, cudnnFindConvolutionForwardAlgorithm,
+              cudnnGetConvolutionForwardAlgorithm_v7, p->x, p->w, p->conv, p->y)
+DEFINE_CHOOSE(backward_data, cudnnConvolutionBwdDataAlgoPerf_t, cudnnConvolutionBwdDataAlgo_t,
+              CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, cudnnFindConvolutionBackwardDataAlgorithm,
+              cudnnGetConvolutionBackwardDataAlgorithm_v7, p->w, p->y, p->conv, p->x)
+DEFINE_CHOOSE(backward_filter, cudnnConvolutionBwdFilterAlgoPerf_t, cudnnConvolutionBwdFilterAlgo_t,
+              CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, cudnnFindConvolutionBackwardFilterAlgorithm,
+              cudnnGetConvolutionBackwardFilterAlgorithm_v7, p->x, p->y, p->conv, p->w)
+
+static const char *fwd_name(cudnnConvolutionFwdAlgo_t a) {
+    static const char *const names[] = {
+        "IMPLICIT_GEMM", "IMPLICIT_PRECOMP_GEMM", "GEMM", "DIRECT", "FFT", "FFT_TILING",
+        "WINOGRAD",      "WINOGRAD_NONFUSED"};
+    return (unsigned)a < sizeof names / sizeof names[0] ? names[a] : "?";
+}
+static const char *bwd_data_name(cudnnConvolutionBwdDataAlgo_t a) {
+    static const char *const names[] = {"ALGO_0",     "ALGO_1",   "FFT",
+                                        "FFT_TILING", "WINOGRAD", "WINOGRAD_NONFUSED"};
+    return (unsigned)a < sizeof names / sizeof names[0] ? names[a] : "?";
+}
+static const char *bwd_filter_name(cudnnConvolutionBwdFilterAlgo_t a) {
+    static const char *const names[] = {
+        "ALGO_0", "ALGO_1", "FFT", "ALGO_3", "WINOGRAD", "WINOGRAD_NONFUSED", "FFT_TILING"};
+    return (unsigned)a < sizeof names / sizeof names[0] ? names[a] : "?";
+}
+
+kn_cuda_conv *kn_cuda_conv_create(kn_cuda_ctx *ctx, const kn_conv_shape *s) {
+    char what[KN_CUDA_WHAT_LEN], msg[KN_CUDA_WHAT_LEN];
+    snprintf(what, sizeof what, "conv %dx%d s%d p%d g%d %d->%d on NHWC %dx%dx%dx%d", s->kh, s->kw,
+             s->stride_h, s->pad_h, s->groups, s->c_in, s->c_out, s->n, s->h_in, s->w_in, s->c_in);
+    if (kn_conv_shape_check(s, msg, sizeof msg)) {
+        kn_cuda_fail(ctx, what, "%s", msg);
+        return NULL;
+    }
+    kn_cuda_conv *p = kn_cuda_plan_new(ctx, sizeof *p, what);
+    if (!p) return NULL;
+    p->ctx = ctx;
+    p->s = *s;
+    memcpy(p->what, what, sizeof what);
+    kn_conv_output_hw(s, &p->ho, &p->wo);
+    p->weight_count = (size_t)s->c_out * (s->c_in / s->groups) * s->kh * s->kw;
+    int n, c, h, w;
+    size_t ws_fwd = 0, ws_bd = 0, ws_bf = 0;
+    if (kn_cuda_nhwc_desc(ctx, &p->x, s->n, s->c_in, s->h_in, s->w_in, what) ||
+        kn_cuda_nhwc_desc(ctx, &p->y, s->n, s->c_out, p->ho, p->wo, what) ||
+        DNN_CHECK(ctx, what, cudnnCreateTensorDescriptor(&p->bias)) ||
+        DNN_CHECK(ctx, what,
+                  cudnnSetTensor4dDescriptor(p->bias, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 1,
+                                             s->c_out, 1, 1)) ||
+        DNN_CHECK(ctx, what, cudnnCreateFilterDescriptor(&p->w)) ||
+        DNN_CHECK(ctx, what,
+                  cudnnSetFilter4dDescriptor(p->w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NHWC, s->c_out,
+                                             s->c_in / s->groups, s->kh, s->kw)) ||
+        DNN_CHECK(ctx, what, cudnnCreateConvolutionDescriptor(&p->conv)) ||
+        DNN_CHECK(ctx, what,
+                  cudnnSetConvolution2dDescriptor(p->conv, s->pad_h, s->pad_w, s->stride_h,
+                                                  s->stride_w, s->dilation_h, s->dilation_w,
+                                                  CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT)) ||
+        DNN_CHECK(ctx, what, cudnnSetConvolutionGroupCount(p->conv, s->groups)) ||
+        DNN_CHECK(ctx, what,
+                  cudnnSetConvolutionMathType(p->conv,
+                                              ctx->tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH)) ||
+        DNN_CHECK(ctx, what,
+                  cudnnGetConvolution2dForwardOutputDim(p->conv, p->x, p->w, &n, &c, &h, &w)))
+        goto fail;
+    if (n != s->n || c != s->c_out || h != p->ho || w != p->wo) {
+        kn_cuda_fail(ctx, what, "cuDNN's output %dx%dx%dx%d differs from PyTorch's %dx%dx%dx%d", n,
+                     h, w, c, s->n, p->ho, p->wo, s->c_out);
+        goto fail;
+    }
+    if (choose_forward(p, &p->fwd, &p->fwd_math, &ws_fwd) ||
+        choose_backward_data(p, &p->bwd_data, &p->bwd_data_math, &ws_bd) ||
+        choose_backward_filter(p, &p->bwd_filter, &p->bwd_filter_math, &ws_bf))
+        goto fail;
+    size_t ws = ws_fwd > ws_bd ? ws_fwd : ws_bd;
+    ws = ws > ws_bf ? ws : ws_bf;
+    if (kn_cuda_reserve(ctx, &ctx->workspace, &ctx->workspace_bytes, ws, what) ||
+        kn_cuda_reserve(ctx, &ctx->weight_stage, &ctx->weight_stage_bytes,
+                        p->weight_count * sizeof(float), what))
+        goto fail;
+    snprintf(p->impl, sizeof p->impl, "cudnn fwd %s, bwd-data %s, bwd-filter %s (%.1f MiB)",
+             fwd_name(p->fwd), bwd_data_name(p->bwd_data), bwd_filter_name(p->bwd_filter),
+             (double)ws / (1 << 20));
+    return p;
+fail:
+    kn_cuda_conv_destroy(p);
+    return NULL;
+}
+
+const char *kn_cuda_conv_impl(const kn_cuda_conv *p) {
+    return p->impl;
+}
+
+/* PyTorch's (C_out, C_in/g, KH, KW) weights into the stage as (C_out, KH, KW, C_in/g). */
+static int stage_weights(kn_cuda_conv *p, const float *weight) {
+    const kn_conv_shape *s = &p->s;
+    return CU_CHECK(p->ctx, p->what,
+                    kn_cu_nchw_to_nhwc(p->ctx->stream, p->ctx->weight_stage, weight, s->c_out,
+                                       s->c_in / s->groups, s->kh, s->kw));
+}
+
+int kn_cuda_conv_forward(kn_cuda_conv *p,
+                         float *out,          // (N, Ho, Wo, C_out)
+                         const float *inp,    // (N, H, W, C_in)
+                         const float *weight, // (C_out, C_in/groups, KH, KW)
+                         const float *bias) { // (C_out) or NULL
+    kn_cuda_ctx *ctx = p->ctx;
+    if (!out || !inp || !weight || (p->s.has_bias && !bias))
+        return kn_cuda_fail(ctx, p->what, "NULL tensor argument");
+    if (stage_weights(p, weight) ||
+        DNN_CHECK(ctx, p->what, cudnnSetConvolutionMathType(p->conv, p->fwd_math)) ||
+        DNN_CHECK(ctx, p->what,
+                  cudnnConvolutionForward(ctx->dnn, &one, p->x, inp, p->w, ctx->weight_stage,
+                                          p->conv, p->fwd, ctx->workspace, ctx->workspace_bytes,
+                                          &zero, p->y, out)))
+        return -1;
+    if (!p->s.has_bias) return 0;
+    return CU_CHECK(ctx, p->what,
+                    kn_cu_add_bias(ctx->stream, out, bias, p->s.n * p->ho * p->wo, p->s.c_out));
+}
+
+int kn_cuda_conv_backward_data(kn_cuda_conv *p,
+                               float *dinp,           // (N, H, W, C_in)
+                               const float *dout,     // (N, Ho, Wo, C_out)
+                               const float *weight) { // (C_out, C_in/groups, KH, KW)
+    kn_cuda_ctx *ctx = p->ctx;
+    if (!dinp || !dout || !weight) return kn_cuda_fail(ctx, p->what, "NULL tensor argument");
+    return stage_weights(p, weight) ||
+                   DNN_CHECK(ctx, p->what,
+                             cudnnSetConvolutionMathType(p->conv, p->bwd_data_math)) ||
+                   DNN_CHECK(ctx, p->what,
+                             cudnnConvolutionBackwardData(ctx->dnn, &one, p->w, ctx->weight_stage,
+                                                          p->y, dout, p->conv, p->bwd_data,
+                                                          ctx->workspace, ctx->workspace_bytes,
+                                                          &zero, p->x, dinp))
+               ? -1
+               : 0;
+}
+
+int kn_cuda_conv_backward_weights(kn_cuda_conv *p,
+                                  float *dweight,     // (C_out, C_in/groups, KH, KW)
+                                  float *dbias,       // (C_out) or NULL
+                                  const float *dout,  // (N, Ho, Wo, C_out)
+                                  const float *inp) { // (N, H, W, C_in)
+    kn_cuda_ctx *ctx = p->ctx;
+    const kn_conv_shape *s = &p->s;
+    if (!dweight || !dout || !inp || (s->has_bias && !dbias))
+        return kn_cuda_fail(ctx, p->what, "NULL tensor argument");
+    if (DNN_CHECK(ctx, p->what, cudnnSetConvolutionMathType(p->conv, p->bwd_filter_math)) ||
+        DNN_CHECK(ctx, p->what,
+                  cudnnConvolutionBackwardFilter(
+                      ctx->dnn, &one, p->x, inp, p->y, dout, p->conv, p->bwd_filter, ctx->workspace,
+                      ctx->workspace_bytes, &zero, p->w, ctx->weight_stage)) ||
+        CU_CHECK(ctx, p->what,
+                 kn_cu_nhwc_to_nchw(ctx->stream, dweight, ctx->weight_stage, s->c_out,
+                                    s->c_in / s->groups, s->kh, s->kw)))
+        return -1;
+    if (!s->has_bias) return 0;
+    return DNN_CHECK(
+        ctx, p->what,
+        cudnnConvolutionBackwardBias(ctx->dnn, &one, p->y, dout, &zero, p->bias, dbias));
+}
+
+void kn_cuda_conv_destroy(kn_cuda_conv *p) {
+    if (!p) return;
+    if (p->x) cudnnDestroyTensorDescriptor(p->x);
+    if (p->y) cudnnDestroyTensorDescriptor(p->y);
+    if (p->bias) cudnnDestroyTensorDescriptor(p->bias);
+    if (p->w) cudnnDestroyFilterDescriptor(p->w);
+    if (p->conv) cudnnDestroyConvolutionDescriptor(p->conv);
+    free(p);
+}

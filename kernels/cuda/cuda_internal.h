@@ -1,0 +1,75 @@
+/* Internals of the CUDA backend shared by its host files: the context, error reporting with
+ * file:line for every CUDA, cuDNN and cuBLAS call, and device buffers the context owns.
+ *
+ * Contracts of this backend beyond kernels.h:
+ * - A context and its plans are used by one host thread at a time; all work is queued on the
+ *   context's one stream (cuDNN and cuBLAS are bound to it), so calls run in call order.
+ * - Copies, kn_cross_entropy and kn_sync wait for the stream; everything else is
+ *   asynchronous, and a kernel's own failure surfaces at the next waiting call.
+ * - fp32 math throughout; TLSWEEP_CUDA_TF32=1 in the environment (read at kn_ctx_create)
+ *   lets cuDNN and cuBLAS use TF32 tensor cores. */
+#ifndef TLSWEEP_KERNELS_CUDA_INTERNAL_H
+#define TLSWEEP_KERNELS_CUDA_INTERNAL_H
+
+#include <stddef.h>
+
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+#include <cudnn.h>
+
+#include "kernels/cuda/cuda_backend.h"
+
+#define KN_CUDA_ERR_LEN 512
+#define KN_CUDA_WHAT_LEN 160
+
+struct kn_cuda_ctx {
+    int device;
+    int tf32;
+    cudaStream_t stream;
+    cudnnHandle_t dnn;
+    cublasHandle_t blas;
+    /* cuDNN convolution workspace, shared by every plan (one stream runs one call at a time)
+     * and grown to the largest need of any plan. */
+    void *workspace;
+    size_t workspace_bytes;
+    /* Conv weights in cuDNN's NHWC filter layout (KRSC): the largest plan's, shared. */
+    void *weight_stage;
+    size_t weight_stage_bytes;
+    /* Small per-call tables: Adam's tensor list, cross-entropy's per-sample results. */
+    void *table;
+    size_t table_bytes;
+    char err[KN_CUDA_ERR_LEN];
+    char describe[KN_CUDA_ERR_LEN];
+};
+
+/* Writes "what: message" into ctx->err and returns -1 (for argument errors). */
+int kn_cuda_fail(kn_cuda_ctx *ctx, const char *what, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Return 0 on success, else record "what: CALL failed: STATUS (FILE:LINE)" and return -1. */
+int kn_cuda_check_rt(kn_cuda_ctx *ctx, cudaError_t st, const char *call, const char *file, int line,
+                     const char *what);
+int kn_cuda_check_dnn(kn_cuda_ctx *ctx, cudnnStatus_t st, const char *call, const char *file,
+                      int line, const char *what);
+int kn_cuda_check_blas(kn_cuda_ctx *ctx, cublasStatus_t st, const char *call, const char *file,
+                       int line, const char *what);
+#define CU_CHECK(ctx, what, call) kn_cuda_check_rt((ctx), (call), #call, __FILE__, __LINE__, (what))
+#define DNN_CHECK(ctx, what, call)                                                                 \
+    kn_cuda_check_dnn((ctx), (call), #call, __FILE__, __LINE__, (what))
+#define BLAS_CHECK(ctx, what, call)                                                                \
+    kn_cuda_check_blas((ctx), (call), #call, __FILE__, __LINE__, (what))
+
+/* Grows a context-owned device buffer (*buf, *cap) to at least `bytes`; the address may
+ * change, so users read it at each call. */
+int kn_cuda_reserve(kn_cuda_ctx *ctx, void **buf, size_t *cap, size_t bytes, const char *what);
+
+/* Zeroed plan struct (host memory); NULL + "out of memory". */
+void *kn_cuda_plan_new(kn_cuda_ctx *ctx, size_t bytes, const char *what);
+/* Device memory for a plan; NULL + error. */
+void *kn_cuda_plan_alloc(kn_cuda_ctx *ctx, size_t bytes, const char *what);
+
+/* cuDNN's NHWC descriptor of an (N, H, W, C) activation. */
+int kn_cuda_nhwc_desc(kn_cuda_ctx *ctx, cudnnTensorDescriptor_t *desc, int n, int c, int h, int w,
+                      const char *what);
+
+#endif

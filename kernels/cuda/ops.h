@@ -1,0 +1,95 @@
+/* Launchers of the CUDA backend's own kernels (kernels/cuda/ops.cu), callable from C.
+ * Each enqueues its kernel on `stream` and returns the launch status (cudaGetLastError);
+ * errors of the kernel itself surface at the next synchronizing call. Sizes are checked by
+ * the callers. */
+#ifndef TLSWEEP_KERNELS_CUDA_OPS_H
+#define TLSWEEP_KERNELS_CUDA_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cuda_runtime_api.h>
+
+#include "kernels/adam_rule.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+cudaError_t kn_cu_relu_forward(cudaStream_t stream, float *out, const float *inp, size_t count);
+cudaError_t kn_cu_relu_backward(cudaStream_t stream, float *dinp, const float *dout,
+                                const float *out, size_t count);
+cudaError_t kn_cu_add(cudaStream_t stream, float *out, const float *a, const float *b,
+                      size_t count);
+cudaError_t kn_cu_accumulate(cudaStream_t stream, float *dst, const float *src, size_t count);
+/* mask and scale as kernels/dropout_mask.h and kernels.h define them */
+cudaError_t kn_cu_dropout_forward(cudaStream_t stream, float *out, uint8_t *mask, const float *inp,
+                                  size_t count, float scale, uint64_t key, uint64_t threshold,
+                                  uint64_t offset);
+cudaError_t kn_cu_dropout_backward(cudaStream_t stream, float *dinp, const float *dout,
+                                   const uint8_t *mask, size_t count, float scale);
+
+/* (N, H, W, C) <-> (N, C, H, W); also OIHW <-> OHWI conv weights with N = C_out. */
+cudaError_t kn_cu_nhwc_to_nchw(cudaStream_t stream, float *out, const float *inp, int n, int c,
+                               int h, int w);
+cudaError_t kn_cu_nchw_to_nhwc(cudaStream_t stream, float *out, const float *inp, int n, int c,
+                               int h, int w);
+
+cudaError_t kn_cu_adaptive_avgpool_forward(cudaStream_t stream, float *out, const float *inp, int n,
+                                           int c, int h, int w, int h_out, int w_out);
+cudaError_t kn_cu_adaptive_avgpool_backward(cudaStream_t stream, float *dinp, const float *dout,
+                                            int n, int c, int h, int w, int h_out, int w_out);
+
+/* One pooling layer's geometry (NHWC), output size by PyTorch's rule (kn_pool_output_hw). */
+typedef struct {
+    int n, c, h, w, h_out, w_out;
+    int kh, kw, stride_h, stride_w, pad_h, pad_w;
+    int count_include_pad;
+} kn_cu_pool_geom;
+
+/* argmax: (N, Ho, Wo, C) positions y * W + x of each window's first maximum */
+cudaError_t kn_cu_maxpool_forward(cudaStream_t stream, float *out, int32_t *argmax,
+                                  const float *inp, kn_cu_pool_geom g);
+cudaError_t kn_cu_maxpool_backward(cudaStream_t stream, float *dinp, const float *dout,
+                                   const int32_t *argmax, kn_cu_pool_geom g);
+cudaError_t kn_cu_avgpool_forward(cudaStream_t stream, float *out, const float *inp,
+                                  kn_cu_pool_geom g);
+cudaError_t kn_cu_avgpool_backward(cudaStream_t stream, float *dinp, const float *dout,
+                                   kn_cu_pool_geom g);
+
+/* out (rows, cols) += bias (cols) broadcast over rows */
+cudaError_t kn_cu_add_bias(cudaStream_t stream, float *out, const float *bias, int rows, int cols);
+/* sums (cols) = column sums of x (rows, cols) */
+cudaError_t kn_cu_column_sums(cudaStream_t stream, float *sums, const float *x, int rows, int cols);
+
+/* Batchnorm: cuDNN keeps 1/sqrt(var + eps) where kernels.h keeps the variance. */
+cudaError_t kn_cu_bn_invstd_to_var(cudaStream_t stream, float *var, const float *invstd, int c,
+                                   float eps);
+cudaError_t kn_cu_bn_var_to_invstd(cudaStream_t stream, float *invstd, const float *var, int c,
+                                   float eps);
+
+/* One sample's cross-entropy result; bad_label is set (to 1) when its label is out of range. */
+typedef struct {
+    double loss; /* log(sum exp(x - max)) - (x[label] - max) */
+    int32_t hit; /* argmax (first maximum) == label */
+    int32_t bad_label;
+} kn_cu_ce_row;
+cudaError_t kn_cu_cross_entropy(cudaStream_t stream, float *dlogits, kn_cu_ce_row *rows,
+                                const float *logits, const int32_t *labels, int n, int c);
+
+/* One Adam tensor in device memory: a slice of the parameter buffer and its step size
+ * lr / (1 - beta1^t). */
+typedef struct {
+    size_t offset, count;
+    float step_size;
+} kn_cu_adam_tensor;
+/* Every tensor in one launch: blockIdx.y is the tensor, blocks stride along its elements. */
+cudaError_t kn_cu_adam(cudaStream_t stream, float *params, const float *grads, float *m, float *v,
+                       const kn_cu_adam_tensor *tensors, int n_tensors, size_t max_count,
+                       kn_adam_consts k);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

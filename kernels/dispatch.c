@@ -1,0 +1,315 @@
+/* kernels.h's functions: each routes to the backend that owns the context or plan.
+ *
+ * The context and every plan carry their backend and the backend's own object; a plan always
+ * belongs to the backend of the context it was made with. */
+#include "kernels/kernels.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "kernels/cpu/cpu_backend.h"
+#include "kernels/cuda/cuda_backend.h"
+
+/* The one place that knows which backends this build has: the CUDA backend only with
+ * KN_WITH_CUDA (the Makefile's CUDA=1), the CPU backend unless KN_NO_CPU (the GPU test
+ * build, which has no oneDNN). A backend left out can never own a context, since
+ * kn_ctx_create refuses it, so the `fail` value of its *_CALL is never produced. */
+#ifdef KN_WITH_CUDA
+#define CUDA_BUILT 1
+#define CUDA_CALL(fail, fn, ...) kn_cuda_##fn(__VA_ARGS__)
+#else
+#define CUDA_BUILT 0
+#define CUDA_CALL(fail, fn, ...) (fail)
+#endif
+#ifdef KN_NO_CPU
+#define CPU_BUILT 0
+#define CPU_CALL(fail, fn, ...) (fail)
+#else
+#define CPU_BUILT 1
+#define CPU_CALL(fail, fn, ...) kn_cpu_##fn(__VA_ARGS__)
+#endif
+
+/* x is a context or a plan: fn(x's backend object, args...) of x's backend. */
+#define ROUTE(x, fail, fn, ...)                                                                    \
+    ((x)->backend == KN_BACKEND_CUDA ? CUDA_CALL(fail, fn, (x)->cuda, __VA_ARGS__)                 \
+                                     : CPU_CALL(fail, fn, (x)->cpu, __VA_ARGS__))
+#define ROUTE0(x, fail, fn)                                                                        \
+    ((x)->backend == KN_BACKEND_CUDA ? CUDA_CALL(fail, fn, (x)->cuda)                              \
+                                     : CPU_CALL(fail, fn, (x)->cpu))
+
+struct kn_ctx {
+    kn_backend backend;
+    kn_cpu_ctx *cpu;
+    kn_cuda_ctx *cuda;
+};
+
+struct kn_conv {
+    kn_backend backend;
+    kn_cpu_conv *cpu;
+    kn_cuda_conv *cuda;
+};
+struct kn_bn {
+    kn_backend backend;
+    kn_cpu_bn *cpu;
+    kn_cuda_bn *cuda;
+};
+struct kn_pool {
+    kn_backend backend;
+    kn_cpu_pool *cpu;
+    kn_cuda_pool *cuda;
+};
+struct kn_linear {
+    kn_backend backend;
+    kn_cpu_linear *cpu;
+    kn_cuda_linear *cuda;
+};
+
+static void create_error(char *err, size_t errlen, const char *msg) {
+    if (err && errlen > 0) snprintf(err, errlen, "%s", msg);
+}
+
+kn_ctx *kn_ctx_create(const kn_ctx_options *opt, char *err, size_t errlen) {
+    const kn_backend backend = opt ? opt->backend : KN_BACKEND_CPU;
+    if (backend != KN_BACKEND_CPU && backend != KN_BACKEND_CUDA) {
+        create_error(err, errlen, "unknown backend");
+        return NULL;
+    }
+    if (backend == KN_BACKEND_CUDA && !CUDA_BUILT) {
+        create_error(err, errlen,
+                     "cuda backend: built without CUDA (make CUDA=1 with nvcc + cuDNN)");
+        return NULL;
+    }
+    if (backend == KN_BACKEND_CPU && !CPU_BUILT) {
+        create_error(err, errlen, "cpu backend: built without it (KN_NO_CPU: the GPU test build)");
+        return NULL;
+    }
+    kn_ctx *ctx = calloc(1, sizeof *ctx);
+    if (!ctx) {
+        create_error(err, errlen, "out of memory for the context");
+        return NULL;
+    }
+    ctx->backend = backend;
+    if (backend == KN_BACKEND_CUDA)
+        ctx->cuda = CUDA_CALL(NULL, ctx_create, opt, err, errlen);
+    else
+        ctx->cpu = CPU_CALL(NULL, ctx_create, opt, err, errlen);
+    if (!ctx->cpu && !ctx->cuda) {
+        free(ctx);
+        return NULL;
+    }
+    return ctx;
+}
+
+void kn_ctx_destroy(kn_ctx *ctx) {
+    if (!ctx) return;
+    ROUTE0(ctx, (void)0, ctx_destroy);
+    free(ctx);
+}
+
+const char *kn_error(const kn_ctx *ctx) {
+    return ctx ? ROUTE0(ctx, "no backend", error) : "no context";
+}
+
+const char *kn_describe(const kn_ctx *ctx) {
+    return ctx ? ROUTE0(ctx, "no backend", describe) : "no context";
+}
+
+/* A zeroed plan wrapper of `bytes`; NULL with the context's error set. */
+static void *plan_new(kn_ctx *ctx, size_t bytes, const char *what) {
+    void *p = calloc(1, bytes);
+    if (!p) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "%s: out of memory", what);
+        ROUTE(ctx, (void)0, set_error, msg);
+    }
+    return p;
+}
+
+/* ---- memory ---------------------------------------------------------------------------- */
+void *kn_malloc(kn_ctx *ctx, size_t bytes) {
+    return ROUTE(ctx, NULL, malloc, bytes);
+}
+void kn_free(kn_ctx *ctx, void *ptr) {
+    ROUTE(ctx, (void)0, free, ptr);
+}
+int kn_copy_to_device(kn_ctx *ctx, void *dst, const void *host_src, size_t bytes) {
+    return ROUTE(ctx, -1, copy_to_device, dst, host_src, bytes);
+}
+int kn_copy_to_host(kn_ctx *ctx, void *host_dst, const void *src, size_t bytes) {
+    return ROUTE(ctx, -1, copy_to_host, host_dst, src, bytes);
+}
+int kn_zero(kn_ctx *ctx, float *ptr, size_t count) {
+    return ROUTE(ctx, -1, zero, ptr, count);
+}
+int kn_sync(kn_ctx *ctx) {
+    return ROUTE0(ctx, -1, sync);
+}
+
+/* ---- convolution ----------------------------------------------------------------------- */
+kn_conv *kn_conv_create(kn_ctx *ctx, const kn_conv_shape *s) {
+    kn_conv *p = plan_new(ctx, sizeof *p, "conv plan");
+    if (!p) return NULL;
+    p->backend = ctx->backend;
+    if (p->backend == KN_BACKEND_CUDA)
+        p->cuda = CUDA_CALL(NULL, conv_create, ctx->cuda, s);
+    else
+        p->cpu = CPU_CALL(NULL, conv_create, ctx->cpu, s);
+    if (p->cpu || p->cuda) return p;
+    free(p);
+    return NULL;
+}
+int kn_conv_forward(kn_conv *p, float *out, const float *inp, const float *weight,
+                    const float *bias) {
+    return ROUTE(p, -1, conv_forward, out, inp, weight, bias);
+}
+int kn_conv_backward_data(kn_conv *p, float *dinp, const float *dout, const float *weight) {
+    return ROUTE(p, -1, conv_backward_data, dinp, dout, weight);
+}
+int kn_conv_backward_weights(kn_conv *p, float *dweight, float *dbias, const float *dout,
+                             const float *inp) {
+    return ROUTE(p, -1, conv_backward_weights, dweight, dbias, dout, inp);
+}
+const char *kn_conv_impl(const kn_conv *p) {
+    return ROUTE0(p, "none", conv_impl);
+}
+void kn_conv_destroy(kn_conv *p) {
+    if (!p) return;
+    ROUTE0(p, (void)0, conv_destroy);
+    free(p);
+}
+
+/* ---- batch normalization --------------------------------------------------------------- */
+kn_bn *kn_bn_create(kn_ctx *ctx, const kn_bn_shape *s) {
+    kn_bn *p = plan_new(ctx, sizeof *p, "batchnorm plan");
+    if (!p) return NULL;
+    p->backend = ctx->backend;
+    if (p->backend == KN_BACKEND_CUDA)
+        p->cuda = CUDA_CALL(NULL, bn_create, ctx->cuda, s);
+    else
+        p->cpu = CPU_CALL(NULL, bn_create, ctx->cpu, s);
+    if (p->cpu || p->cuda) return p;
+    free(p);
+    return NULL;
+}
+int kn_bn_forward_train(kn_bn *p, float *out, float *save_mean, float *save_var,
+                        float *running_mean, float *running_var, const float *inp,
+                        const float *gamma, const float *beta) {
+    return ROUTE(p, -1, bn_forward_train, out, save_mean, save_var, running_mean, running_var, inp,
+                 gamma, beta);
+}
+int kn_bn_forward_infer(kn_bn *p, float *out, const float *inp, const float *gamma,
+                        const float *beta, const float *running_mean, const float *running_var) {
+    return ROUTE(p, -1, bn_forward_infer, out, inp, gamma, beta, running_mean, running_var);
+}
+int kn_bn_backward(kn_bn *p, float *dinp, float *dgamma, float *dbeta, const float *dout,
+                   const float *inp, const float *save_mean, const float *save_var,
+                   const float *gamma) {
+    return ROUTE(p, -1, bn_backward, dinp, dgamma, dbeta, dout, inp, save_mean, save_var, gamma);
+}
+void kn_bn_destroy(kn_bn *p) {
+    if (!p) return;
+    ROUTE0(p, (void)0, bn_destroy);
+    free(p);
+}
+
+/* ---- pooling --------------------------------------------------------------------------- */
+kn_pool *kn_pool_create(kn_ctx *ctx, const kn_pool_shape *s) {
+    kn_pool *p = plan_new(ctx, sizeof *p, "pool plan");
+    if (!p) return NULL;
+    p->backend = ctx->backend;
+    if (p->backend == KN_BACKEND_CUDA)
+        p->cuda = CUDA_CALL(NULL, pool_create, ctx->cuda, s);
+    else
+        p->cpu = CPU_CALL(NULL, pool_create, ctx->cpu, s);
+    if (p->cpu || p->cuda) return p;
+    free(p);
+    return NULL;
+}
+int kn_pool_forward(kn_pool *p, float *out, const float *inp) {
+    return ROUTE(p, -1, pool_forward, out, inp);
+}
+int kn_pool_backward(kn_pool *p, float *dinp, const float *dout) {
+    return ROUTE(p, -1, pool_backward, dinp, dout);
+}
+void kn_pool_destroy(kn_pool *p) {
+    if (!p) return;
+    ROUTE0(p, (void)0, pool_destroy);
+    free(p);
+}
+
+int kn_adaptive_avgpool_forward(kn_ctx *ctx, float *out, const float *inp, int n, int c, int h,
+                                int w, int h_out, int w_out) {
+    return ROUTE(ctx, -1, adaptive_avgpool_forward, out, inp, n, c, h, w, h_out, w_out);
+}
+int kn_adaptive_avgpool_backward(kn_ctx *ctx, float *dinp, const float *dout, int n, int c, int h,
+                                 int w, int h_out, int w_out) {
+    return ROUTE(ctx, -1, adaptive_avgpool_backward, dinp, dout, n, c, h, w, h_out, w_out);
+}
+
+/* ---- elementwise ----------------------------------------------------------------------- */
+int kn_relu_forward(kn_ctx *ctx, float *out, const float *inp, size_t count) {
+    return ROUTE(ctx, -1, relu_forward, out, inp, count);
+}
+int kn_relu_backward(kn_ctx *ctx, float *dinp, const float *dout, const float *out, size_t count) {
+    return ROUTE(ctx, -1, relu_backward, dinp, dout, out, count);
+}
+int kn_add(kn_ctx *ctx, float *out, const float *a, const float *b, size_t count) {
+    return ROUTE(ctx, -1, add, out, a, b, count);
+}
+int kn_accumulate(kn_ctx *ctx, float *dst, const float *src, size_t count) {
+    return ROUTE(ctx, -1, accumulate, dst, src, count);
+}
+int kn_dropout_forward(kn_ctx *ctx, float *out, uint8_t *mask, const float *inp, size_t count,
+                       float p, uint64_t seed, uint64_t offset) {
+    return ROUTE(ctx, -1, dropout_forward, out, mask, inp, count, p, seed, offset);
+}
+int kn_dropout_backward(kn_ctx *ctx, float *dinp, const float *dout, const uint8_t *mask,
+                        size_t count, float p) {
+    return ROUTE(ctx, -1, dropout_backward, dinp, dout, mask, count, p);
+}
+int kn_nhwc_to_nchw(kn_ctx *ctx, float *out, const float *inp, int n, int c, int h, int w) {
+    return ROUTE(ctx, -1, nhwc_to_nchw, out, inp, n, c, h, w);
+}
+int kn_nchw_to_nhwc(kn_ctx *ctx, float *out, const float *inp, int n, int c, int h, int w) {
+    return ROUTE(ctx, -1, nchw_to_nhwc, out, inp, n, c, h, w);
+}
+
+/* ---- linear ---------------------------------------------------------------------------- */
+kn_linear *kn_linear_create(kn_ctx *ctx, const kn_linear_shape *s) {
+    kn_linear *p = plan_new(ctx, sizeof *p, "linear plan");
+    if (!p) return NULL;
+    p->backend = ctx->backend;
+    if (p->backend == KN_BACKEND_CUDA)
+        p->cuda = CUDA_CALL(NULL, linear_create, ctx->cuda, s);
+    else
+        p->cpu = CPU_CALL(NULL, linear_create, ctx->cpu, s);
+    if (p->cpu || p->cuda) return p;
+    free(p);
+    return NULL;
+}
+int kn_linear_forward(kn_linear *p, float *out, const float *inp, const float *weight,
+                      const float *bias) {
+    return ROUTE(p, -1, linear_forward, out, inp, weight, bias);
+}
+int kn_linear_backward_data(kn_linear *p, float *dinp, const float *dout, const float *weight) {
+    return ROUTE(p, -1, linear_backward_data, dinp, dout, weight);
+}
+int kn_linear_backward_weights(kn_linear *p, float *dweight, float *dbias, const float *dout,
+                               const float *inp) {
+    return ROUTE(p, -1, linear_backward_weights, dweight, dbias, dout, inp);
+}
+void kn_linear_destroy(kn_linear *p) {
+    if (!p) return;
+    ROUTE0(p, (void)0, linear_destroy);
+    free(p);
+}
+
+/* ---- loss and optimizer ---------------------------------------------------------------- */
+int kn_cross_entropy(kn_ctx *ctx, float *dlogits, float *loss, int *correct, const float *logits,
+                     const int32_t *labels, int n, int c) {
+    return ROUTE(ctx, -1, cross_entropy, dlogits, loss, correct, logits, labels, n, c);
+}
+int kn_adam_step(kn_ctx *ctx, float *params, const float *grads, float *m, float *v,
+                 const kn_adam_tensor *tensors, int n_tensors, const kn_adam_hparams *hp) {
+    return ROUTE(ctx, -1, adam_step, params, grads, m, v, tensors, n_tensors, hp);
+}

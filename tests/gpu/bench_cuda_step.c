@@ -1,0 +1,128 @@
+/* One ResNet basic block (conv3x3-BN-ReLU-conv3x3-BN + identity, ReLU), forward, backward
+ * and Adam, on the CUDA backend: the GPU check's measure against PyTorch
+ * (tests/gpu/bench_torch_step.py runs the same block). Prints images/s.
+ *
+ * Usage: bench_cuda_step [N [C [HW [ITERS]]]]   (default 64 64 56 20) */
+#include "kernels/kernels.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+static kn_ctx *ctx;
+
+#define TRY(call)                                                                                  \
+    do {                                                                                           \
+        if ((call) != 0) {                                                                         \
+            fprintf(stderr, "bench_cuda_step: %s: %s\n", #call, kn_error(ctx));                    \
+            return 1;                                                                              \
+        }                                                                                          \
+    } while (0)
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+int main(int argc, char **argv) {
+    const int n = argc > 1 ? atoi(argv[1]) : 64, c = argc > 2 ? atoi(argv[2]) : 64;
+    const int hw = argc > 3 ? atoi(argv[3]) : 56, iters = argc > 4 ? atoi(argv[4]) : 20;
+    kn_ctx_options opt = {KN_BACKEND_CUDA, 0, 0};
+    char err[512];
+    ctx = kn_ctx_create(&opt, err, sizeof err);
+    if (!ctx) {
+        fprintf(stderr, "bench_cuda_step: %s\n", err);
+        return 1;
+    }
+    const kn_conv_shape cs = {n, c, hw, hw, c, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0};
+    const kn_bn_shape bs = {n, c, hw, hw, 1e-5f, 0.1f};
+    kn_conv *conv = kn_conv_create(ctx, &cs);
+    kn_bn *bn = kn_bn_create(ctx, &bs);
+    if (!conv || !bn) {
+        fprintf(stderr, "bench_cuda_step: plans: %s\n", kn_error(ctx));
+        return 1;
+    }
+    const size_t act = (size_t)n * hw * hw * c, wcount = (size_t)c * c * 9;
+    /* parameters: w1, w2, gamma1, beta1, gamma2, beta2, one buffer as the worker keeps them */
+    const size_t nparam = 2 * wcount + 4 * (size_t)c;
+    float *buf[12];
+    const size_t sizes[12] = {act, act, act,    act,    act,    act,
+                              act, act, nparam, nparam, nparam, nparam};
+    for (int i = 0; i < 12; i++)
+        if (!(buf[i] = kn_malloc(ctx, sizes[i] * sizeof(float)))) {
+            fprintf(stderr, "bench_cuda_step: %s\n", kn_error(ctx));
+            return 1;
+        }
+    float *x = buf[0], *a1 = buf[1], *b1 = buf[2], *r1 = buf[3], *a2 = buf[4], *b2 = buf[5];
+    float *y = buf[6], *g = buf[7], *params = buf[8], *grads = buf[9], *m = buf[10], *v = buf[11];
+    float *stats = NULL, *rstats = NULL;
+    if (!(stats = kn_malloc(ctx, 8 * (size_t)c * sizeof(float))) ||
+        !(rstats = kn_malloc(ctx, 4 * (size_t)c * sizeof(float)))) {
+        fprintf(stderr, "bench_cuda_step: %s\n", kn_error(ctx));
+        return 1;
+    }
+    float *host = malloc(nparam * sizeof *host);
+    if (!host) return 1;
+    for (size_t i = 0; i < nparam; i++)
+        host[i] = i < 2 * wcount ? 0.02f * (float)((int)(i % 17) - 8) / 8 : i % 2 ? 0.0f : 1.0f;
+    TRY(kn_copy_to_device(ctx, params, host, nparam * sizeof *host));
+    for (size_t i = 0; i < nparam; i++)
+        host[i] = 0.5f;
+    TRY(kn_copy_to_device(ctx, rstats, host, 4 * (size_t)c * sizeof *host));
+    free(host);
+    TRY(kn_zero(ctx, x, act));
+    TRY(kn_zero(ctx, m, nparam));
+    TRY(kn_zero(ctx, v, nparam));
+    TRY(kn_zero(ctx, g, act));
+    float *w1 = params, *w2 = params + wcount, *gam1 = params + 2 * wcount, *bet1 = gam1 + c;
+    float *gam2 = bet1 + c, *bet2 = gam2 + c;
+    float *dw1 = grads, *dw2 = grads + wcount, *dgam1 = grads + 2 * wcount, *dbet1 = dgam1 + c;
+    float *dgam2 = dbet1 + c, *dbet2 = dgam2 + c;
+    kn_adam_tensor tensors[6] = {{0, wcount, 1e-3f},
+                                 {wcount, wcount, 1e-3f},
+                                 {2 * wcount, (size_t)c, 1e-3f},
+                                 {2 * wcount + c, (size_t)c, 1e-3f},
+                                 {2 * wcount + 2 * c, (size_t)c, 1e-3f},
+                                 {2 * wcount + 3 * c, (size_t)c, 1e-3f}};
+    double start = 0;
+    for (int it = -5; it < iters; it++) { /* 5 warm-up steps */
+        if (it == 0) {
+            TRY(kn_sync(ctx));
+            start = now();
+        }
+        TRY(kn_conv_forward(conv, a1, x, w1, NULL));
+        TRY(kn_bn_forward_train(bn, b1, stats, stats + c, rstats, rstats + c, a1, gam1, bet1));
+        TRY(kn_relu_forward(ctx, r1, b1, act));
+        TRY(kn_conv_forward(conv, a2, r1, w2, NULL));
+        TRY(kn_bn_forward_train(bn, b2, stats + 2 * c, stats + 3 * c, rstats + 2 * c,
+                                rstats + 3 * c, a2, gam2, bet2));
+        TRY(kn_add(ctx, y, b2, x, act));
+        TRY(kn_relu_forward(ctx, y, y, act));
+        /* backward from a zero loss gradient g: the work, not the values, is measured */
+        TRY(kn_relu_backward(ctx, b1, g, y, act)); /* b1: d(b2) = d(x) through identity */
+        TRY(kn_bn_backward(bn, a2, dgam2, dbet2, b1, a2, stats + 2 * c, stats + 3 * c, gam2));
+        TRY(kn_conv_backward_weights(conv, dw2, NULL, a2, r1));
+        TRY(kn_conv_backward_data(conv, b2, a2, w2));
+        TRY(kn_relu_backward(ctx, b2, b2, r1, act));
+        TRY(kn_bn_backward(bn, a1, dgam1, dbet1, b2, a1, stats, stats + c, gam1));
+        TRY(kn_conv_backward_weights(conv, dw1, NULL, a1, x));
+        TRY(kn_conv_backward_data(conv, r1, a1, w1));
+        TRY(kn_accumulate(ctx, r1, b1, act));
+        kn_adam_hparams hp = {0.9f, 0.999f, 1e-8f, 0.0f, it + 6};
+        TRY(kn_adam_step(ctx, params, grads, m, v, tensors, 6, &hp));
+    }
+    TRY(kn_sync(ctx));
+    const double secs = now() - start;
+    printf("ours: resnet basic block C=%d %dx%d N=%d fp32 (%s): %.1f images/s (%.2f ms/step)\n", c,
+           hw, hw, n, kn_conv_impl(conv), iters * n / secs, 1e3 * secs / iters);
+    printf("  %s\n", kn_describe(ctx));
+    for (int i = 0; i < 12; i++)
+        kn_free(ctx, buf[i]);
+    kn_free(ctx, stats);
+    kn_free(ctx, rstats);
+    kn_conv_destroy(conv);
+    kn_bn_destroy(bn);
+    kn_ctx_destroy(ctx);
+    return 0;
+}
