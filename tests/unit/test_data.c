@@ -641,6 +641,65 @@ static void test_loader_deterministic(void) {
     dataset_free(&ds);
 }
 
+static uint64_t batch_hash(const loader_batch *b) {
+    uint64_t h = hash_floats(b->images, (size_t)b->count * CROP * CROP * 3, 0xcbf29ce484222325ull);
+    for (int i = 0; i < b->count; i++)
+        h = (h ^ (uint64_t)b->labels[i]) * 0x100000001b3ull;
+    return h;
+}
+
+/* A trial resumed inside an epoch starts it at batch k: the loader must hand out exactly the
+ * batches an uninterrupted epoch gives from there on (same images, draws and indices). */
+static void test_loader_starts_mid_epoch(void) {
+    dataset ds;
+    char err[1024];
+    if (dataset_open(&ds, flowers, train_splits, 1, val_splits, 2, 0, err, sizeof err) != 0) {
+        tl_fail(__FILE__, __LINE__, "dataset_open: %s", err);
+        return;
+    }
+    loader_options o = {.batch_size = 4,
+                        .resize = RESIZE,
+                        .crop = CROP,
+                        .augment = 1,
+                        .augment_opts = {0.5, 0.3, 0.3, 30, 20},
+                        .shuffle = 1,
+                        .seed = 42,
+                        .threads = 2,
+                        .prefetch = 2};
+    loader *l;
+    if (loader_create(&l, &ds.train, 0, &o, err, sizeof err) != 0) {
+        tl_fail(__FILE__, __LINE__, "loader_create: %s", err);
+        dataset_free(&ds);
+        return;
+    }
+    enum { MAX_BATCHES = 16 };
+    uint64_t whole[MAX_BATCHES];
+    int n = loader_num_batches(l);
+    CHECK(n >= 4 && n <= MAX_BATCHES, "%d batches", n);
+    loader_batch b;
+    loader_start_epoch(l, 3);
+    for (int k = 0; k < n && loader_next(l, &b) == 1; k++)
+        whole[k] = batch_hash(&b);
+    /* from the middle and from the last batch, after another epoch was left half way */
+    const int firsts[] = {n / 2, n - 1, 1};
+    for (int f = 0; f < 3; f++) {
+        loader_start_epoch(l, 4);
+        CHECK(loader_next(l, &b) == 1, "no batch in epoch 4");
+        loader_start_epoch_at(l, 3, firsts[f]);
+        int k = firsts[f];
+        while (loader_next(l, &b) == 1 && k < n) {
+            CHECK(b.index == k && batch_hash(&b) == whole[k],
+                  "from batch %d: batch %d (index %d) differs", firsts[f], k, b.index);
+            k++;
+        }
+        CHECK(k == n, "from batch %d: the epoch ended at batch %d of %d", firsts[f], k, n);
+    }
+    loader_start_epoch_at(l, 3, n);
+    CHECK(loader_next(l, &b) == 0, "a batch after starting at the end of the epoch");
+    loader_destroy(l);
+    dataset_free(&ds);
+}
+
 /* ---------------------------------------------------------------------------------------- */
 
 static int expect_open_error(const char *root, const char *fragment) {
@@ -780,6 +839,7 @@ int main(void) {
                                         "gray_and_cmyk",
                                         "draws_and_sizes",
                                         "loader_deterministic",
+                                        "loader_starts_mid_epoch",
                                         "bad_dataset_files",
                                         "corrupt_jpegs"};
     static const tl_case_fn cases[] = {test_open_splits,
@@ -789,6 +849,7 @@ int main(void) {
                                        test_gray_and_cmyk,
                                        test_draws_and_sizes,
                                        test_loader_deterministic,
+                                       test_loader_starts_mid_epoch,
                                        test_bad_dataset_files,
                                        test_corrupt_jpegs};
     return tl_run("data", names, cases, (int)(sizeof cases / sizeof cases[0]));

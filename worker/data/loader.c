@@ -29,8 +29,9 @@ struct loader {
     int epoch;
     batch_slot *slots; /* (prefetch + 1): the one the consumer holds + the ones ahead */
     int num_slots;
-    int claimed; /* batches of this epoch taken by a thread */
-    int handed;  /* batches of this epoch given to the consumer */
+    int first;   /* the epoch's first batch: the consumer holds no batch before it */
+    int claimed; /* batches of this epoch taken by a thread (counting from 0) */
+    int handed;  /* batches of this epoch given to the consumer (counting from 0) */
     int started; /* an epoch was started: before that there is nothing to hand */
     int stop;
     pthread_mutex_t lock;
@@ -213,6 +214,12 @@ fail:
 }
 
 void loader_start_epoch(loader *l, int epoch) {
+    loader_start_epoch_at(l, epoch, 0);
+}
+
+void loader_start_epoch_at(loader *l, int epoch, int first_batch) {
+    if (first_batch < 0) first_batch = 0;
+    if (first_batch > l->num_batches) first_batch = l->num_batches;
     pthread_mutex_lock(&l->lock);
     /* stop claims and wait for fills in flight: they read the order being replaced */
     l->claimed = l->num_batches;
@@ -237,15 +244,17 @@ void loader_start_epoch(loader *l, int epoch) {
     }
     l->epoch = epoch;
     l->started = 1;
-    l->claimed = 0;
-    l->handed = 0;
+    /* the order is the whole epoch's, so batch k holds the images it always holds */
+    l->first = first_batch;
+    l->claimed = first_batch;
+    l->handed = first_batch;
     pthread_cond_broadcast(&l->work);
     pthread_mutex_unlock(&l->lock);
 }
 
 int loader_next(loader *l, loader_batch *batch) {
     pthread_mutex_lock(&l->lock);
-    if (l->handed > 0) { /* the consumer is done with the batch it held */
+    if (l->handed > l->first) { /* the consumer is done with the batch it held */
         l->slots[(l->handed - 1) % l->num_slots].state = SLOT_FREE;
         pthread_cond_broadcast(&l->work);
     }

@@ -61,6 +61,10 @@ int loader_create(loader **out, const dataset_split *split, int skip_corrupt,
  * the threads begin. An unfinished previous epoch is abandoned. */
 void loader_start_epoch(loader *l, int epoch);
 
+/* The same from batch FIRST_BATCH (0 .. num_batches) on: the batches that follow are those an
+ * uninterrupted epoch hands out there, same order, same draws (a resume inside an epoch). */
+void loader_start_epoch_at(loader *l, int epoch, int first_batch);
+
 /* The next batch of the epoch: returns 1 and fills BATCH (valid until the next call of
  * loader_next or loader_start_epoch), or 0 at the end of the epoch (and before the first
  * loader_start_epoch). */
