@@ -82,6 +82,7 @@ int checkpoint_write_best(model *m, kn_ctx *ctx, const char *dir, const char *tr
 int checkpoint_write_resume(model *m, kn_ctx *ctx, const char *dir, const trial_progress *p,
                             char *err, size_t errlen) {
     char path[1024], done[32], best[32], best_epoch[32], end_fe[32], steps[32];
+    char batches[32], loss_sum[32], correct[32], images[32], seconds[32];
     staged s;
     int rc = stage(&s, m, ctx, 1, err, errlen);
     snprintf(path, sizeof path, "%s/resume.safetensors", dir);
@@ -90,6 +91,12 @@ int checkpoint_write_resume(model *m, kn_ctx *ctx, const char *dir, const trial_
     snprintf(best_epoch, sizeof best_epoch, "%d", p->best_epoch);
     snprintf(end_fe, sizeof end_fe, "%.17g", p->val_acc_end_of_feature_extraction);
     snprintf(steps, sizeof steps, "%lld", (long long)model_adam_steps(m));
+    /* %.17g: the resumed epoch adds to exactly the sum it stopped with */
+    snprintf(batches, sizeof batches, "%d", p->batches_done);
+    snprintf(loss_sum, sizeof loss_sum, "%.17g", p->train_so_far.loss_sum);
+    snprintf(correct, sizeof correct, "%ld", p->train_so_far.correct);
+    snprintf(images, sizeof images, "%ld", p->train_so_far.images);
+    snprintf(seconds, sizeof seconds, "%.17g", p->seconds_so_far);
     const char *meta[] = {"format",
                           RESUME_FORMAT,
                           "backbone",
@@ -103,8 +110,19 @@ int checkpoint_write_resume(model *m, kn_ctx *ctx, const char *dir, const trial_
                           "val_acc_end_of_feature_extraction",
                           end_fe,
                           "adam_steps",
-                          steps};
-    if (!rc) rc = weights_write_safetensors(path, s.tensors, s.count, meta, 7, err, errlen);
+                          steps,
+                          "epoch_batches_done",
+                          batches,
+                          "epoch_loss_sum",
+                          loss_sum,
+                          "epoch_correct",
+                          correct,
+                          "epoch_images",
+                          images,
+                          "epoch_seconds",
+                          seconds};
+    int n_meta = (int)(sizeof meta / sizeof meta[0]) / 2;
+    if (!rc) rc = weights_write_safetensors(path, s.tensors, s.count, meta, n_meta, err, errlen);
     staged_free(&s);
     return rc;
 }
@@ -118,6 +136,33 @@ static int meta_number(const weights_file *w, const char *key, double *out, cons
         snprintf(err, errlen, "%s: resume checkpoint lacks a valid '%s'", path, key);
         return -1;
     }
+    return 0;
+}
+
+/* The position inside an epoch; a checkpoint without it was written at an epoch end. */
+static int read_epoch_position(const weights_file *w, trial_progress *p, const char *path,
+                               char *err, size_t errlen) {
+    memset(&p->train_so_far, 0, sizeof p->train_so_far);
+    p->batches_done = 0;
+    p->seconds_so_far = 0;
+    if (!weights_metadata(w, "epoch_batches_done")) return 0;
+    double batches = 0, correct = 0, images = 0;
+    if (meta_number(w, "epoch_batches_done", &batches, path, err, errlen) ||
+        meta_number(w, "epoch_loss_sum", &p->train_so_far.loss_sum, path, err, errlen) ||
+        meta_number(w, "epoch_correct", &correct, path, err, errlen) ||
+        meta_number(w, "epoch_images", &images, path, err, errlen) ||
+        meta_number(w, "epoch_seconds", &p->seconds_so_far, path, err, errlen))
+        return -1;
+    if (batches < 0 || correct < 0 || images < correct || (batches > 0) != (images > 0)) {
+        snprintf(err, errlen,
+                 "%s: inconsistent position inside the epoch (%g batches, %g of %g "
+                 "images correct)",
+                 path, batches, correct, images);
+        return -1;
+    }
+    p->batches_done = (int)batches;
+    p->train_so_far.correct = (long)correct;
+    p->train_so_far.images = (long)images;
     return 0;
 }
 
@@ -144,7 +189,8 @@ int checkpoint_resume(model *m, kn_ctx *ctx, const char *dir, trial_progress *p,
              meta_number(&w, "best_epoch", &best_epoch, path, err, errlen) ||
              meta_number(&w, "val_acc_end_of_feature_extraction",
                          &p->val_acc_end_of_feature_extraction, path, err, errlen) ||
-             meta_number(&w, "adam_steps", &steps, path, err, errlen);
+             meta_number(&w, "adam_steps", &steps, path, err, errlen) ||
+             read_epoch_position(&w, p, path, err, errlen);
     /* Weights by name (strict), then whichever Adam moments were saved; the rest start at 0. */
     if (!rc) {
         s.values = calloc(t->total_count + 1, sizeof(float));

@@ -1,7 +1,12 @@
 /* A trial's checkpoints in its directory, both .safetensors with torchvision's tensor names:
  * best.safetensors (the weights of the best validation accuracy so far; loads into torchvision)
  * and resume.safetensors (weights, Adam moments "adam.m.NAME"/"adam.v.NAME", and the progress
- * in the metadata), rewritten atomically at every epoch end. */
+ * in the metadata), rewritten atomically at every epoch end and when a stop comes inside an
+ * epoch. Such a stop happens at a training-batch boundary, and the metadata then also holds the
+ * position in epoch epochs_done + 1 (epoch_batches_done, epoch_loss_sum, epoch_correct,
+ * epoch_images, epoch_seconds), so the resume continues that epoch at its next batch with the
+ * running sums an uninterrupted epoch would have; a checkpoint without these keys (written at
+ * an epoch end, or by an older tlsweep) is at position 0. */
 #ifndef TLSWEEP_CHECKPOINT_H
 #define TLSWEEP_CHECKPOINT_H
 
@@ -10,11 +15,22 @@
 #include "kernels/kernels.h"
 #include "worker/models/model.h"
 
+/* Running sums over an epoch's batches. */
+typedef struct {
+    double loss_sum; /* per-image losses, summed */
+    long correct, images;
+} epoch_totals;
+
 typedef struct {
     int epochs_done;
     double best_val_acc;
     int best_epoch;
     double val_acc_end_of_feature_extraction;
+    /* Inside epoch epochs_done + 1 (all 0 at an epoch end): its training batches done, their
+     * totals and the seconds it has run; its validation has not started. */
+    int batches_done;
+    epoch_totals train_so_far;
+    double seconds_so_far;
 } trial_progress;
 
 int checkpoint_write_best(model *m, kn_ctx *ctx, const char *dir, const char *trial_name,

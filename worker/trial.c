@@ -1,5 +1,6 @@
 /* The trial runner: SEED.md's two phases on one backbone, epoch by epoch, with a best
- * checkpoint, a resume checkpoint at every epoch end, and divergence as a failure reason. */
+ * checkpoint, a resume checkpoint at every epoch end (and at a stop between two training
+ * batches), and divergence as a failure reason. */
 #include "worker/trial.h"
 
 #include <math.h>
@@ -166,11 +167,6 @@ static void close_trial(trial *t) {
     free(t->group_lr_f32);
 }
 
-typedef struct {
-    double loss_sum; /* per image */
-    long correct, images;
-} epoch_totals;
-
 static int upload_batch(trial *t, const loader_batch *b) {
     size_t pixels = (size_t)b->count * (size_t)t->spec->crop * (size_t)t->spec->crop * 3;
     if (kn_copy_to_device(t->ctx, t->images, b->images, pixels * sizeof(float)) ||
@@ -192,13 +188,22 @@ static void show_progress(const trial *t, int epoch, const char *what, int done,
     fflush(stderr);
 }
 
-/* One pass over the training split: forward, loss, backward, Adam per batch. */
-static int train_epoch(trial *t, int epoch, int bn_train, epoch_totals *tot) {
+/* One pass over the training split: forward, loss, backward, Adam per batch, from the batch
+ * the progress says on (a resume inside the epoch), adding to its totals. Between two batches
+ * it asks should_stop; on yes it returns with *stopped set and the progress at that boundary.
+ * Not after the last batch: a stop there comes at the epoch end, after the short validation. */
+static int train_epoch(trial *t, int epoch, int bn_train, const trial_hooks *hooks, int *stopped) {
     model *m = &t->net;
+    trial_progress *p = &t->progress;
+    epoch_totals *tot = &p->train_so_far;
+    const int batches = loader_num_batches(t->train);
     loader_batch b;
     for (int g = 0; g < m->n_groups; g++)
         t->group_lr_f32[g] = (float)t->group_lr[g];
-    loader_start_epoch(t->train, epoch);
+    if (p->batches_done >= batches)
+        return fail(t, "the resume checkpoint stopped epoch %d at batch %d, but it has %d batches",
+                    epoch, p->batches_done, batches);
+    loader_start_epoch_at(t->train, epoch, p->batches_done);
     while (loader_next(t->train, &b)) {
         if (upload_batch(t, &b)) return TRIAL_FAILED;
         model_mode mode = {bn_train, 1};
@@ -220,7 +225,12 @@ static int train_epoch(trial *t, int epoch, int bn_train, epoch_totals *tot) {
         tot->loss_sum += (double)loss * b.count;
         tot->correct += correct;
         tot->images += b.count;
-        show_progress(t, epoch, "train", b.index + 1, loader_num_batches(t->train));
+        p->batches_done = b.index + 1;
+        show_progress(t, epoch, "train", b.index + 1, batches);
+        if (p->batches_done < batches && hooks->should_stop && hooks->should_stop(hooks->user)) {
+            *stopped = 1;
+            return 0;
+        }
     }
     return 0;
 }
@@ -292,9 +302,11 @@ int trial_run(const trial_spec *spec, const trial_hooks *hooks, trial_summary *s
     for (int epoch = t.progress.epochs_done + 1; !rc && epoch <= fe_epochs + ft_epochs; epoch++) {
         int now_phase = epoch <= fe_epochs ? 1 : 2;
         if (now_phase != phase) {
-            /* A resumed trial continues its phase with the Adam state it saved. */
+            /* A resumed trial continues its phase with the Adam state it saved: one stopped
+             * inside this epoch, or at the end of an epoch of the same phase. */
             int resumed_mid_phase =
-                phase == 0 && epoch > 1 && (epoch - 1 <= fe_epochs) == (now_phase == 1);
+                phase == 0 && (t.progress.batches_done > 0 ||
+                               (epoch > 1 && (epoch - 1 <= fe_epochs) == (now_phase == 1)));
             if (resumed_mid_phase)
                 set_phase_trainable(&t, now_phase);
             else if ((rc = enter_phase(&t, now_phase)))
@@ -309,9 +321,20 @@ int trial_run(const trial_spec *spec, const trial_hooks *hooks, trial_summary *s
             lr_fine_tuning(t.group_lr, t.net.n_groups, &spec->fine_tuning, in_phase);
         }
 
-        double epoch_start = seconds_now();
-        epoch_totals train = {0}, val = {0};
-        rc = train_epoch(&t, epoch, phase == 1 ? spec->feature_extraction.bn_train : 1, &train);
+        trial_progress *p = &t.progress;
+        /* a resumed epoch counts the seconds it ran before the stop */
+        double epoch_start = seconds_now() - p->seconds_so_far;
+        int stopped = 0;
+        rc = train_epoch(&t, epoch, phase == 1 ? spec->feature_extraction.bn_train : 1, hooks,
+                         &stopped);
+        if (!rc && stopped) {
+            /* no record for a partial epoch: the root gets this epoch once, when it ends */
+            p->seconds_so_far = seconds_now() - epoch_start;
+            rc = checkpoint_write_resume(&t.net, t.ctx, spec->out_dir, p, err, errlen);
+            if (!rc) rc = TRIAL_STOPPED;
+            break;
+        }
+        epoch_totals train = p->train_so_far, val = {0};
         if (!rc) rc = validate(&t, epoch, &val);
         if (rc) break;
         double seconds = seconds_now() - epoch_start;
@@ -329,8 +352,10 @@ int trial_run(const trial_spec *spec, const trial_hooks *hooks, trial_summary *s
             .seconds = seconds,
             .images_per_second = (double)(train.images + val.images) / seconds,
         };
-        trial_progress *p = &t.progress;
         p->epochs_done = epoch;
+        p->batches_done = 0;
+        p->train_so_far = (epoch_totals){0};
+        p->seconds_so_far = 0;
         if (epoch == fe_epochs) p->val_acc_end_of_feature_extraction = r.val_acc;
         if (r.val_acc > p->best_val_acc || p->best_epoch == 0) {
             p->best_val_acc = r.val_acc;
@@ -340,13 +365,18 @@ int trial_run(const trial_spec *spec, const trial_hooks *hooks, trial_summary *s
         /* Report first: on_epoch returns once the epoch is in the results file, so the resume
          * checkpoint is never ahead of it (a kill in between retrains this epoch). */
         int stop = !rc && hooks->on_epoch && hooks->on_epoch(&r, hooks->user);
+        /* a stop asked during the last batch or validation takes effect here */
+        if (!rc && !stop && hooks->should_stop) stop = hooks->should_stop(hooks->user);
         if (!rc) rc = checkpoint_write_resume(&t.net, t.ctx, spec->out_dir, p, err, errlen);
-        if (!rc && stop) rc = TRIAL_STOPPED;
+        /* after the last epoch there is nothing left to stop: the trial is done */
+        if (!rc && stop && epoch < fe_epochs + ft_epochs) rc = TRIAL_STOPPED;
     }
     summary->val_acc_end_of_feature_extraction = t.progress.val_acc_end_of_feature_extraction;
     summary->best_val_acc = t.progress.best_val_acc;
     summary->best_epoch = t.progress.best_epoch;
     summary->epochs_done = t.progress.epochs_done;
+    summary->batches_done = t.progress.batches_done;
+    summary->batches_per_epoch = t.train ? loader_num_batches(t.train) : 0;
     summary->seconds = seconds_now() - started;
     close_trial(&t);
     return rc == TRIAL_STOPPED ? TRIAL_STOPPED : rc ? TRIAL_FAILED : TRIAL_DONE;

@@ -84,14 +84,22 @@ typedef struct {
     int best_epoch;
     double seconds;
     int epochs_done;
+    /* A trial stopped inside epoch epochs_done + 1: the training batches it did of that epoch
+     * (0: stopped at an epoch end), of batches_per_epoch. */
+    int batches_done, batches_per_epoch;
 } trial_summary;
 
 /* Called after every epoch; a nonzero return asks the trial to stop (preemption): it then
  * returns TRIAL_STOPPED after writing its resume checkpoint. */
 typedef int (*epoch_callback)(const epoch_record *record, void *user);
 
-/* Polled at every training batch boundary; nonzero asks the trial to stop there: it writes a
- * resume checkpoint that holds its position inside the epoch and returns TRIAL_STOPPED. */
+/* Polled between two training batches (after the Adam step) and at every epoch end; nonzero
+ * asks the trial to stop there: it writes a resume checkpoint that holds its position inside
+ * the epoch (worker/checkpoint.h) and returns TRIAL_STOPPED, without a record for the partial
+ * epoch. Run again, the trial continues at the next batch with the numbers an uninterrupted
+ * run has (on the CPU, with the same thread count: bit for bit). A stop that comes during an
+ * epoch's last batch or its validation (short next to training) is taken at that epoch's end,
+ * which is recorded and checkpointed as usual. */
 typedef int (*stop_callback)(void *user);
 
 /* How a trial talks to whoever runs it; any member may be NULL. */

@@ -3,7 +3,8 @@
  * validation loss agree to 1e-3 relative, accuracies to one image, and the best checkpoint's
  * tensors to 1e-3 relative RMS error. With augmentation and shuffling on (different random
  * draws), the final accuracy agrees statistically (export_trial_stats.py). Plus: resume after a
- * stop is bit-exact, divergence and a bad weights file become failure reasons. */
+ * stop is bit-exact (at an epoch end and between two batches inside an epoch), divergence and
+ * a bad weights file become failure reasons. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -226,6 +227,138 @@ static void resume_is_bit_exact(void) {
           sb.best_epoch);
 }
 
+/* Stops between two training batches: "at batch B of epoch E" is the poll after that batch. */
+typedef struct {
+    recorder records;
+    double group_lr[MAX_RECORDS][64]; /* the records' group_lr point into the ended trial */
+    int epoch;      /* the epoch running now (the run's first, then one more per record) */
+    int batch_poll; /* polls after a training batch in this epoch */
+    int at_end;     /* an epoch was just recorded: the next poll is its epoch-end one */
+    int batch_polls_total;
+    int stop_epoch, stop_batch; /* 0: never */
+} stopper;
+
+static int stopper_epoch(const epoch_record *r, void *user) {
+    stopper *s = user;
+    int n = s->records.count;
+    record_epoch(r, &s->records);
+    if (n < MAX_RECORDS && r->n_groups <= 64)
+        memcpy(s->group_lr[n], r->group_lr, (size_t)r->n_groups * sizeof(double));
+    s->epoch = r->epoch + 1;
+    s->batch_poll = 0;
+    s->at_end = 1;
+    return 0;
+}
+
+static int stopper_poll(void *user) {
+    stopper *s = user;
+    if (s->at_end) {
+        s->at_end = 0;
+        return 0;
+    }
+    s->batch_poll++;
+    s->batch_polls_total++;
+    return s->epoch == s->stop_epoch && s->batch_poll == s->stop_batch;
+}
+
+static int run_stopper(const trial_spec *spec, stopper *s, trial_summary *sum) {
+    char err[2048];
+    const trial_hooks hooks = {.on_epoch = stopper_epoch, .should_stop = stopper_poll, .user = s};
+    int rc = trial_run(spec, &hooks, sum, err, sizeof err);
+    if (rc == TRIAL_FAILED) tl_fail(__FILE__, __LINE__, "trial_run: %s", err);
+    return rc;
+}
+
+static int same_record(const stopper *a, const stopper *b, int e) {
+    const epoch_record *x = &a->records.records[e], *y = &b->records.records[e];
+    int same = x->epoch == y->epoch && x->phase == y->phase && x->train_loss == y->train_loss &&
+               x->train_acc == y->train_acc && x->val_loss == y->val_loss &&
+               x->val_acc == y->val_acc && x->head_lr == y->head_lr && x->n_groups == y->n_groups &&
+               x->n_groups <= 64;
+    for (int g = 0; same && g < x->n_groups; g++)
+        same = a->group_lr[e][g] == b->group_lr[e][g];
+    return same;
+}
+
+/* Shuffling, augmentation and dropout on, so the order, the draws and the dropout masks of the
+ * resumed batches must all be the uninterrupted run's. Stopped at each (epoch, batch) of STOPS
+ * in turn and run again each time, the trial must give the same epoch records, bit for bit, and
+ * the same best and resume checkpoints, byte for byte; and train each batch once. */
+static void preempt_case(const char *name, int width, const char *schedule, double dropout,
+                         const int stops[][2], int n_stops) {
+    trial_spec whole, parts;
+    reference_spec(&whole, name, width, schedule, "whole_shuffled");
+    reference_spec(&parts, name, width, schedule, "preempted");
+    for (trial_spec *s = &whole; s; s = s == &whole ? &parts : NULL) {
+        s->shuffle = 1;
+        s->hflip = 0.5;
+        s->brightness = s->contrast = 0.3;
+        s->rotate_deg = 30;
+        s->shear_deg = 20;
+        s->dropout = dropout;
+        s->seed = 11;
+    }
+    static stopper a, b;
+    memset(&a, 0, sizeof a);
+    memset(&b, 0, sizeof b);
+    trial_summary sa, sb;
+    a.epoch = 1;
+    if (run_stopper(&whole, &a, &sa) != TRIAL_DONE) return;
+    CHECK(a.records.count == EPOCHS, "%s: %d epochs uninterrupted", name, a.records.count);
+    b.epoch = 1;
+    for (int i = 0; i < n_stops; i++) {
+        b.stop_epoch = stops[i][0];
+        b.stop_batch = stops[i][1];
+        int rc = run_stopper(&parts, &b, &sb);
+        CHECK(rc == TRIAL_STOPPED, "%s: the stop at epoch %d batch %d returned %d", name,
+              stops[i][0], stops[i][1], rc);
+        if (rc != TRIAL_STOPPED) return;
+        CHECK(sb.epochs_done == stops[i][0] - 1 && sb.batches_done == stops[i][1] &&
+                  sb.batches_per_epoch == a.batch_polls_total / EPOCHS + 1,
+              "%s: stopped in epoch %d after batch %d of %d, asked epoch %d batch %d", name,
+              sb.epochs_done + 1, sb.batches_done, sb.batches_per_epoch, stops[i][0], stops[i][1]);
+        /* the resumed run starts inside the same epoch, at its next batch */
+        b.epoch = stops[i][0];
+        b.batch_poll = stops[i][1];
+    }
+    b.stop_epoch = 0;
+    if (run_stopper(&parts, &b, &sb) != TRIAL_DONE) return;
+    CHECK(b.batch_polls_total == a.batch_polls_total,
+          "%s: %d batch boundaries over the stopped runs, %d uninterrupted (a batch trained twice "
+          "or skipped)",
+          name, b.batch_polls_total, a.batch_polls_total);
+    CHECK(b.records.count == EPOCHS, "%s: %d epochs recorded over the stopped runs", name,
+          b.records.count);
+    for (int e = 0; e < b.records.count && e < a.records.count; e++) {
+        const epoch_record *x = &a.records.records[e], *y = &b.records.records[e];
+        CHECK(same_record(&a, &b, e),
+              "%s epoch %d: train %.17g/%.17g val %.17g/%.17g after stops, uninterrupted %.17g/"
+              "%.17g val %.17g/%.17g",
+              name, y->epoch, y->train_loss, y->train_acc, y->val_loss, y->val_acc, x->train_loss,
+              x->train_acc, x->val_loss, x->val_acc);
+    }
+    char pa[1100], pb[1100];
+    snprintf(pa, sizeof pa, "%s/best.safetensors", whole.out_dir);
+    snprintf(pb, sizeof pb, "%s/best.safetensors", parts.out_dir);
+    CHECK(same_file(pa, pb), "%s: best.safetensors differs after stops inside epochs", name);
+    snprintf(pa, sizeof pa, "%s/resume.safetensors", whole.out_dir);
+    snprintf(pb, sizeof pb, "%s/resume.safetensors", parts.out_dir);
+    CHECK(same_file(pa, pb), "%s: resume.safetensors differs after stops inside epochs", name);
+    CHECK(sa.best_val_acc == sb.best_val_acc && sa.best_epoch == sb.best_epoch,
+          "%s: best %.4f@%d vs %.4f@%d", name, sa.best_val_acc, sa.best_epoch, sb.best_val_acc,
+          sb.best_epoch);
+}
+
+/* resnet18: BatchNorm of the frozen backbone in train mode; stopped inside feature extraction's
+ * second epoch and inside fine-tuning's first. vgg11_bn: dropout; stopped inside the very first
+ * epoch and before fine-tuning's last batch. */
+static void preempt_inside_epoch_is_bit_exact(void) {
+    static const int resnet_stops[][2] = {{2, 3}, {3, 2}};
+    static const int vgg_stops[][2] = {{1, 4}, {3, 5}};
+    preempt_case("resnet18", 1, "exp-decay-3", 0, resnet_stops, 2);
+    preempt_case("vgg11_bn", 8, "linear-decay", 0.5, vgg_stops, 2);
+}
+
 /* Transfer from a backbone pretrained on another synthetic set, augmentation and shuffling on:
  * 80 validation images give an accuracy a standard error of about 0.055, so two independent
  * runs differ by up to 0.15 (about two standard errors of the difference) by chance alone.
@@ -312,10 +445,13 @@ static void bad_weights_file_is_a_failure(void) {
 
 int main(void) {
     static const char *const names[] = {
-        "resnet18_matches_pytorch", "vgg11_bn_matches_pytorch", "statistics_match_pytorch",
-        "resume_is_bit_exact",      "divergence_is_a_failure",  "bad_weights_file_is_a_failure"};
-    static const tl_case_fn fns[] = {resnet18_matches_pytorch, vgg11_bn_matches_pytorch,
-                                     statistics_match_pytorch, resume_is_bit_exact,
-                                     divergence_is_a_failure,  bad_weights_file_is_a_failure};
+        "resnet18_matches_pytorch",          "vgg11_bn_matches_pytorch",
+        "statistics_match_pytorch",          "resume_is_bit_exact",
+        "preempt_inside_epoch_is_bit_exact", "divergence_is_a_failure",
+        "bad_weights_file_is_a_failure"};
+    static const tl_case_fn fns[] = {resnet18_matches_pytorch,          vgg11_bn_matches_pytorch,
+                                     statistics_match_pytorch,          resume_is_bit_exact,
+                                     preempt_inside_epoch_is_bit_exact, divergence_is_a_failure,
+                                     bad_weights_file_is_a_failure};
     return tl_run("trial", names, fns, (int)(sizeof fns / sizeof fns[0]));
 }
