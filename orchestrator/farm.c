@@ -252,9 +252,11 @@ static void *heartbeat_thread(void *arg) {
                 w->failed = 1;
                 snprintf(w->error, sizeof w->error, "%s", err);
             }
-            take_stop(w);
             next = farm_now() + w->o->heartbeat_interval;
         }
+        /* every nap, not every heartbeat (5 s by default): the trial polls w->stop at each
+         * batch, so a STOP stops it within a batch */
+        if (!quit && w->running) take_stop(w);
         pthread_mutex_unlock(&w->lock);
         if (quit) return NULL;
     }
@@ -295,6 +297,16 @@ static int worker_epoch(const epoch_record *record, void *user) {
         if (got != 0) return stop;
         nap(100);
     }
+}
+
+/* The trial's batch-boundary poll: the root's STOP (taken by the heartbeat thread) or a signal
+ * to this rank. */
+static int worker_should_stop(void *user) {
+    worker_ctx *w = user;
+    pthread_mutex_lock(&w->lock);
+    int stop = w->stop || w->failed;
+    pthread_mutex_unlock(&w->lock);
+    return stop || farm_stop_signal;
 }
 
 int farm_send_hello(const farm_options *o, char *err, size_t errlen) {
@@ -353,7 +365,8 @@ int farm_worker(const farm_options *o, char *err, size_t errlen) {
         w.running = 1;
         pthread_mutex_unlock(&w.lock);
         message final;
-        const trial_hooks hooks = {.on_epoch = worker_epoch, .user = &w};
+        const trial_hooks hooks = {
+            .on_epoch = worker_epoch, .should_stop = worker_should_stop, .user = &w};
         run_trial(o->s, &o->trials->items[m.trial], m.trial, m.attempt, &o->worker, &hooks, &final);
         pthread_mutex_lock(&w.lock);
         w.running = 0;

@@ -129,6 +129,8 @@ int protocol_encode(const message *m, unsigned char *buf, size_t cap, size_t *le
         put_f64(&w, d->seconds);
         put_i32(&w, d->best_epoch);
         put_i32(&w, d->epochs_done);
+        put_i32(&w, d->batches_done);
+        put_i32(&w, d->batches_per_epoch);
         break;
     }
     case MSG_FAILED:
@@ -234,6 +236,8 @@ int protocol_decode(const unsigned char *buf, size_t len, message *m, char *err,
         d->seconds = get_f64(&r);
         d->best_epoch = get_i32(&r);
         d->epochs_done = get_i32(&r);
+        d->batches_done = get_i32(&r);
+        d->batches_per_epoch = get_i32(&r);
         break;
     }
     case MSG_FAILED:

@@ -3,9 +3,10 @@
  * tlsweep version or a truncated one is an error, never misread.
  *
  *   worker -> root: HELLO (where it runs), EPOCH (one epoch record), HEARTBEAT (still alive),
- *                   DONE (summary; or stopped at an epoch boundary), FAILED (reason)
+ *                   DONE (summary; or stopped at a batch boundary), FAILED (reason)
  *   root -> worker: ASSIGN (a trial by grid index and name), ACK (the EPOCH is in the file;
- *                   carries "stop"), STOP (finish the epoch, checkpoint, report), SHUTDOWN
+ *                   carries "stop"), STOP (stop at the next batch boundary, checkpoint, report),
+ *                   SHUTDOWN
  *
  * EPOCH is acknowledged once it is written and flushed, and the worker waits for the ACK before
  * the trial goes on to checkpoint that epoch: so a checkpoint never runs ahead of the file, and
@@ -19,7 +20,7 @@
 #include "worker/trial.h"
 
 #define PROTOCOL_MAGIC 0x57534C54u /* "TLSW" little-endian */
-#define PROTOCOL_VERSION 2
+#define PROTOCOL_VERSION 3         /* 3: DONE says where in the epoch it stopped */
 #define PROTOCOL_TAG 17
 #define PROTOCOL_TAG_ACK 18 /* ACKs travel apart so the heartbeat thread never takes one */
 #define PROTOCOL_MAX_GROUPS 64
@@ -49,10 +50,11 @@ typedef struct {
 } msg_epoch;
 
 typedef struct {
-    int32_t stopped; /* 1: stopped at an epoch boundary (preempted), checkpoint written */
+    int32_t stopped; /* 1: stopped at a batch boundary (preempted), checkpoint written */
     int64_t params;
     double val_acc_end_of_feature_extraction, best_val_acc, seconds;
     int32_t best_epoch, epochs_done;
+    int32_t batches_done, batches_per_epoch; /* stopped: where in epoch epochs_done + 1 */
 } msg_done;
 
 typedef struct {

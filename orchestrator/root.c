@@ -172,8 +172,13 @@ static int on_done(root_ctx *r, trial_entry *e, int index, const message *m, dou
     e->row.val_acc_end_of_feature_extraction = d->val_acc_end_of_feature_extraction;
     if (d->stopped) {
         if (transition(r, index, TS_PREEMPTED) || save_row(r, e)) return -1;
-        progress_event(r->progress, r->table, now, "rank %d: %s preempted after epoch %d",
-                       e->row.rank, e->row.name, d->epochs_done);
+        if (d->batches_done > 0)
+            progress_event(r->progress, r->table, now,
+                           "rank %d: %s preempted in epoch %d at batch %d/%d", e->row.rank,
+                           e->row.name, d->epochs_done + 1, d->batches_done, d->batches_per_epoch);
+        else
+            progress_event(r->progress, r->table, now, "rank %d: %s preempted after epoch %d",
+                           e->row.rank, e->row.name, d->epochs_done);
         /* preempted goes back to pending: the next run (or worker) continues it */
         return transition(r, index, TS_PENDING);
     }
@@ -252,8 +257,8 @@ int root_check_silence(root_ctx *r, double now) {
 int root_stop(root_ctx *r, double now, const char *why) {
     if (r->stopping) return 0;
     r->stopping = 1;
-    progress_event(r->progress, r->table, now, "stopping (%s): running trials finish their epoch",
-                   why);
+    progress_event(r->progress, r->table, now,
+                   "stopping (%s): running trials stop at their next batch", why);
     for (int rank = r->first_worker; rank < r->n_ranks; rank++)
         if (r->workers[rank].busy >= 0) {
             message m = {.type = MSG_STOP, .trial = r->workers[rank].busy};

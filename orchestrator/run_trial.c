@@ -47,4 +47,6 @@ void run_trial(const sweep *s, const grid_point *p, int index, int attempt, cons
     final->done.best_epoch = summary.best_epoch;
     final->done.seconds = summary.seconds;
     final->done.epochs_done = summary.epochs_done;
+    final->done.batches_done = summary.batches_done;
+    final->done.batches_per_epoch = summary.batches_per_epoch;
 }

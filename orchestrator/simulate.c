@@ -85,6 +85,7 @@ static int check_weights(const trial_spec *spec, char *err, size_t errlen) {
 typedef struct {
     int epoch, best_epoch;
     double best, end_fe;
+    double part; /* the fraction of epoch `epoch` + 1 slept before a stop inside it */
 } sim_checkpoint;
 
 static void checkpoint_path(const trial_spec *spec, char *path, size_t len) {
@@ -97,10 +98,12 @@ static int checkpoint_read(const trial_spec *spec, sim_checkpoint *c) {
     checkpoint_path(spec, path, sizeof path);
     FILE *f = fopen(path, "r");
     if (!f) return 0;
-    int n = fscanf(f, "epoch %d best %lf best_epoch %d end_fe %lf", &c->epoch, &c->best,
-                   &c->best_epoch, &c->end_fe);
+    /* no "part" (an epoch-end checkpoint of an older tlsweep): the epoch starts at 0 */
+    int n = fscanf(f, "epoch %d best %lf best_epoch %d end_fe %lf part %lf", &c->epoch, &c->best,
+                   &c->best_epoch, &c->end_fe, &c->part);
     fclose(f);
-    if (n != 4) memset(c, 0, sizeof *c); /* unreadable: start over, like a missing one */
+    if (n < 4 || c->part < 0 || c->part >= 1)
+        memset(c, 0, sizeof *c); /* unreadable: start over, like a missing one */
     return 0;
 }
 
@@ -111,14 +114,34 @@ static int checkpoint_write(const trial_spec *spec, const sim_checkpoint *c, cha
     checkpoint_path(spec, path, sizeof path);
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     FILE *f = fopen(tmp, "w");
-    int ok = f && fprintf(f, "epoch %d best %.17g best_epoch %d end_fe %.17g\n", c->epoch, c->best,
-                          c->best_epoch, c->end_fe) > 0;
+    int ok = f && fprintf(f, "epoch %d best %.17g best_epoch %d end_fe %.17g part %.17g\n",
+                          c->epoch, c->best, c->best_epoch, c->end_fe, c->part) > 0;
     if (f && fclose(f)) ok = 0;
     /* rename makes the checkpoint appear whole or not at all */
     if (!ok || rename(tmp, path)) {
         snprintf(err, errlen, "trial %s: cannot write checkpoint %s: %s", spec->name, path,
                  strerror(errno));
         return -1;
+    }
+    return 0;
+}
+
+/* Sleeps the rest of an epoch of `seconds` from fraction *part on, in batches, asking
+ * should_stop between two of them: 1 when stopped (*part is then where, *batch and *batches say
+ * it in batches), 0 when the epoch's sleep is over. */
+static int sleep_epoch(double seconds, const trial_hooks *hooks, double *part, int *batch,
+                       int *batches) {
+    int n = (int)ceil(seconds / SIMULATE_BATCH_SECONDS);
+    if (n < 1) n = 1;
+    *batches = n;
+    /* a resume (maybe with another --sim-seconds) starts at the batch nearest to its part */
+    for (int k = (int)floor(*part * n + 0.5); k < n; k++) {
+        sleep_seconds(seconds / n);
+        if (k + 1 < n && hooks && hooks->should_stop && hooks->should_stop(hooks->user)) {
+            *part = (double)(k + 1) / n;
+            *batch = k + 1;
+            return 1;
+        }
     }
     return 0;
 }
@@ -145,7 +168,18 @@ int simulate_trial(const trial_spec *spec, double seconds_per_cost, const trial_
     for (int epoch = ck.epoch + 1; epoch <= total; epoch++) {
         int phase = epoch <= spec->feature_extraction.epochs ? 1 : 2;
         double seconds = seconds_per_cost * schedule_epoch_cost(spec, phase);
-        sleep_seconds(seconds);
+        double started = ck.part;
+        if (sleep_epoch(seconds, hooks, &ck.part, &summary->batches_done,
+                        &summary->batches_per_epoch)) {
+            /* no record for a partial epoch, as in a real trial */
+            summary->seconds += (ck.part - started) * seconds;
+            summary->epochs_done = ck.epoch;
+            summary->best_val_acc = ck.best;
+            summary->best_epoch = ck.best_epoch;
+            summary->val_acc_end_of_feature_extraction = ck.end_fe;
+            return checkpoint_write(spec, &ck, err, errlen) ? TRIAL_FAILED : TRIAL_STOPPED;
+        }
+        ck.part = 0;
         double progress = 1.0 - exp(-epoch / 3.0);
         double val = ceiling * (0.55 + 0.40 * progress) + (phase == 2 ? 0.04 : 0.0) +
                      0.01 * noise(spec, epoch, 2);
@@ -171,12 +205,13 @@ int simulate_trial(const trial_spec *spec, double seconds_per_cost, const trial_
         }
         if (epoch == spec->feature_extraction.epochs) ck.end_fe = val;
         ck.epoch = epoch;
-        summary->seconds += seconds;
+        summary->seconds += (1 - started) * seconds;
         summary->epochs_done = epoch;
         /* the checkpoint follows the callback: the root has the epoch before we skip it */
         int stop = hooks && hooks->on_epoch && hooks->on_epoch(&r, hooks->user);
+        if (!stop && hooks && hooks->should_stop) stop = hooks->should_stop(hooks->user);
         if (checkpoint_write(spec, &ck, err, errlen)) return TRIAL_FAILED;
-        if (stop) {
+        if (stop && epoch < total) {
             summary->best_val_acc = ck.best;
             summary->best_epoch = ck.best_epoch;
             summary->val_acc_end_of_feature_extraction = ck.end_fe;

@@ -1,7 +1,9 @@
 /* `tlsweep run --simulate`: a documented test and benchmark mode, never the default. A
  * simulated trial trains nothing: it sleeps for its scaled estimated cost per epoch and reports
  * plausible synthetic epoch records with the model's real layer-group names and the schedule's
- * real learning rates. It keeps a small resume checkpoint in out_dir like a real trial, and
+ * real learning rates. Its epoch sleeps in "batches" of at most SIMULATE_BATCH_SECONDS, between
+ * which it polls should_stop as a real trial does. It keeps a small resume checkpoint in out_dir
+ * like a real trial (with the part of the epoch slept when stopped inside one), and
  * checks a weights file's format (so a broken file fails the trial as a real one would).
  * The results file says mode=simulated. */
 #ifndef TLSWEEP_SIMULATE_H
@@ -12,6 +14,7 @@
 #include "worker/trial.h"
 
 #define SIMULATE_MAX_GROUPS 64
+#define SIMULATE_BATCH_SECONDS 0.05
 
 /* The model's layer groups, output first: ResNet fc, layer4 ... conv1; VGG classifier,
  * features.(n-1) ... features.0. Returns the count, 0 for an unknown backbone. */

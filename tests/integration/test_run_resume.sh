@@ -60,7 +60,7 @@ check "mid-write: resume dropped the uncommitted /lr rows" grep -qE 'resume drop
 check "mid-write: exactly once, same numbers" compare "$tmp/c.h5"
 
 # graceful stop: a time limit (and SIGUSR1 to mpirun, which forwards it; SIGTERM under Slurm)
-# stop at epoch boundaries; the running trials are preempted and continue on the next run
+# stop at batch boundaries; the running trials are preempted and continue on the next run
 run "$tmp/d.h5" --sim-seconds 1 --time-limit 0.5 >/dev/null 2>&1
 check "time limit: exit status 3" test $? -eq 3
 check "time limit: running trials recorded as preempted" \

@@ -114,6 +114,14 @@ static void test_protocol(void) {
               !strcmp(back.epoch.group_names[1], "layer4") && back.epoch.group_lr[1] == 1e-4 / 3 &&
               back.epoch.val_acc == 0.9,
           "EPOCH did not round-trip");
+    message d = {.type = MSG_DONE, .trial = 3, .attempt = 1};
+    d.done =
+        (msg_done){.stopped = 1, .epochs_done = 1, .batches_done = 37, .batches_per_epoch = 385};
+    protocol_encode(&d, buf, sizeof buf, &len);
+    CHECK(protocol_decode(buf, len, &back, err, sizeof err) == 0 && back.done.stopped == 1 &&
+              back.done.epochs_done == 1 && back.done.batches_done == 37 &&
+              back.done.batches_per_epoch == 385,
+          "DONE (stopped inside an epoch) did not round-trip");
     message f = {.type = MSG_FAILED, .trial = 1, .attempt = 1};
     snprintf(f.text, sizeof f.text, "rank 3 on node17: trial x: diverged");
     protocol_encode(&f, buf, sizeof buf, &len);
