@@ -10,8 +10,11 @@
 #include "orchestrator/root.h"
 #include "orchestrator/run_trial.h"
 
-/* Set by SIGINT/SIGTERM: every rank stops at its next clean boundary. */
+/* The stop signal's number once SIGINT, SIGTERM or SIGUSR1 came (0 before): every rank stops
+ * at its next clean boundary. */
 extern volatile sig_atomic_t farm_stop_signal;
+/* Blocks those signals in this thread and every thread started after it, and starts the one
+ * thread that takes them; call it before any other thread exists. -1 on failure. */
 int farm_install_signals(void);
 
 typedef struct {

@@ -328,14 +328,18 @@ static int run_root(const run_options *o, const sweep *s, const trial_list *tria
 
 int cmd_run(int argc, char **argv) {
     int provided = 0, rank = 0, size = 1;
+    /* first: a stop signal must never kill a rank that has not got this far, and MPI's
+     * threads must inherit the blocked mask */
+    if (farm_install_signals()) {
+        fprintf(stderr, "tlsweep run: cannot set up the stop signals\n");
+        return 4;
+    }
     if (MPI_Init_thread(&argc, &argv, MPI_THREAD_SERIALIZED, &provided) != MPI_SUCCESS) {
         fprintf(stderr, "tlsweep run: MPI_Init_thread failed\n");
         return 4;
     }
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);
-    /* at once: a stop signal must never kill a rank that has not got this far */
-    farm_install_signals();
     /* heartbeats come from a second thread, so MPI must allow serialized calls */
     if (provided < MPI_THREAD_SERIALIZED) {
         if (rank == 0)

@@ -425,8 +425,10 @@ int cmd_train(int argc, char **argv) {
             for (int i = 0; i < trials.count; i++)
                 printf("%s\n", trials.items[i].name);
             status = 0;
+        } else if (index >= 0 && farm_install_signals()) {
+            fprintf(stderr, "tlsweep train: cannot set up the stop signals\n");
+            status = 4;
         } else if (index >= 0) {
-            farm_install_signals();
             const grid_options g = {.out = out, .output = output, .threads = spec.threads};
             status = train_grid_point(&s, &trials, index, &g);
         }
@@ -454,6 +456,9 @@ int cmd_train(int argc, char **argv) {
     if (no_augment)
         spec.hflip = spec.brightness = spec.contrast = spec.rotate_deg = spec.shear_deg = 0;
     snprintf(spec.name, sizeof spec.name, "%s__%s", spec.backbone, schedule);
-    farm_install_signals();
+    if (farm_install_signals()) {
+        fprintf(stderr, "tlsweep train: cannot set up the stop signals\n");
+        return 4;
+    }
     return train(&spec, out);
 }
