@@ -12,8 +12,8 @@
 volatile sig_atomic_t farm_stop_signal = 0;
 
 static void on_signal(int sig) {
-    (void)sig;
-    farm_stop_signal = 1;
+    /* the first signal is the reason for the stop (SIGUSR1 asks for a Slurm requeue) */
+    if (!farm_stop_signal) farm_stop_signal = sig;
 }
 
 int farm_install_signals(void) {

@@ -10,7 +10,8 @@
 #include "orchestrator/root.h"
 #include "orchestrator/run_trial.h"
 
-/* Set by SIGINT/SIGTERM: every rank stops at its next clean boundary. */
+/* The first of SIGINT/SIGTERM/SIGUSR1 received (0 while none): every rank stops at its next
+ * clean boundary; the root requeues a Slurm job when it is SIGUSR1 (the time-limit signal). */
 extern volatile sig_atomic_t farm_stop_signal;
 int farm_install_signals(void);
 

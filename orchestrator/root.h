@@ -33,6 +33,7 @@ typedef struct {
     void *transport;
     double heartbeat_timeout; /* seconds; <= 0 disables the check */
     int stopping;             /* no new assignments; STOP sent to busy workers */
+    double stop_seen;         /* the `now` of root_stop: when the stop was decided */
     char error[1024];         /* set when root_* returns -1 */
     /* statistics */
     long messages;
