@@ -16,16 +16,42 @@ static void on_signal(int sig) {
     if (!farm_stop_signal) farm_stop_signal = sig;
 }
 
+/* Takes the stop signals off the training threads: sigwait in a thread of its own. */
+static void *signal_thread(void *arg) {
+    const sigset_t *set = arg;
+    for (;;) {
+        int sig = 0;
+        if (!sigwait(set, &sig)) on_signal(sig);
+    }
+    return NULL;
+}
+
 int farm_install_signals(void) {
+    static sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGTERM);
+    sigaddset(&stop_signals, SIGUSR1);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
     sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
     /* mpirun forwards SIGUSR1 to every rank (it turns SIGTERM into a kill of the job); Slurm
      * sends SIGTERM to every task itself */
     if (sigaction(SIGINT, &sa, NULL) || sigaction(SIGTERM, &sa, NULL) ||
         sigaction(SIGUSR1, &sa, NULL))
         return -1;
+    /* A signal must not interrupt the training thread or the threads it starts later (they
+     * inherit this mask): a signal delivered while oneDNN's JIT kernels run has corrupted the
+     * heap on this project's machines (glibc aborts in dnnl_primitive_execute some seconds
+     * later). Blocked here, they reach the sigwait thread below, or a thread MPI started
+     * before, which only runs on_signal. */
+    pthread_t thread;
+    if (pthread_sigmask(SIG_BLOCK, &stop_signals, NULL) ||
+        pthread_create(&thread, NULL, signal_thread, &stop_signals))
+        return -1;
+    pthread_detach(thread);
     return 0;
 }
 

@@ -404,7 +404,15 @@ static void slurm_requeue(void) {
     fflush(NULL);
     char *args[] = {"scontrol", "requeue", (char *)job, NULL};
     pid_t pid;
-    int rc = posix_spawnp(&pid, "scontrol", NULL, NULL, args, environ);
+    /* scontrol must not inherit the stop signals blocked by farm_install_signals */
+    posix_spawnattr_t attr;
+    sigset_t none;
+    sigemptyset(&none);
+    int rc = posix_spawnattr_init(&attr);
+    if (!rc) rc = posix_spawnattr_setsigmask(&attr, &none);
+    if (!rc) rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
+    if (!rc) rc = posix_spawnp(&pid, "scontrol", NULL, &attr, args, environ);
+    posix_spawnattr_destroy(&attr);
     if (rc) {
         fprintf(stderr, "tlsweep run: not requeued: cannot run scontrol: %s (Slurm job %s)\n",
                 strerror(rc), job);
