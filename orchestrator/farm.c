@@ -32,15 +32,17 @@ int farm_install_signals(void) {
     sigaddset(&stop_signals, SIGINT);
     sigaddset(&stop_signals, SIGTERM);
     sigaddset(&stop_signals, SIGUSR1);
+    sigaddset(&stop_signals, SIGUSR2);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
     sigemptyset(&sa.sa_mask);
     sa.sa_flags = SA_RESTART;
-    /* mpirun forwards SIGUSR1 to every rank (it turns SIGTERM into a kill of the job); Slurm
+    /* mpirun forwards SIGUSR1 and SIGUSR2 to every rank (it turns SIGTERM into a kill of the
+     * job, so tlsweep.sbatch hands it SIGUSR2 for a SIGTERM: a stop without a requeue); Slurm
      * sends SIGTERM to every task itself */
     if (sigaction(SIGINT, &sa, NULL) || sigaction(SIGTERM, &sa, NULL) ||
-        sigaction(SIGUSR1, &sa, NULL))
+        sigaction(SIGUSR1, &sa, NULL) || sigaction(SIGUSR2, &sa, NULL))
         return -1;
     /* A signal must not interrupt the training thread or the threads it starts later (they
      * inherit this mask): a signal delivered while oneDNN's JIT kernels run has corrupted the

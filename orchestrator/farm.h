@@ -10,8 +10,9 @@
 #include "orchestrator/root.h"
 #include "orchestrator/run_trial.h"
 
-/* The first of SIGINT/SIGTERM/SIGUSR1 received (0 while none): every rank stops at its next
- * clean boundary; the root requeues a Slurm job when it is SIGUSR1 (the time-limit signal). */
+/* The first of SIGINT/SIGTERM/SIGUSR1/SIGUSR2 received (0 while none): every rank stops at
+ * its next clean boundary; the root requeues a Slurm job when it is SIGUSR1 (the time-limit
+ * signal). SIGUSR2 is SIGTERM's stand-in where mpirun would turn SIGTERM into a kill. */
 extern volatile sig_atomic_t farm_stop_signal;
 int farm_install_signals(void);
 
