@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Real Slurm: starts a private one-node cluster (munged, slurmctld, slurmd as root; see
 # slurm_cluster.sh), then
-#  - submits sweeps/slurm/tlsweep.sbatch with a real CPU sweep, sends the time-limit signal
-#    mid-run (scancel --signal=USR1 --batch), checks that the root stopped, said how long the
-#    stop took and requeued the job, that the requeued job resumed the same file to the end, and
-#    that every trial and epoch is there exactly once with the numbers of an uninterrupted run;
+#  - submits sweeps/slurm/tlsweep.sbatch with a real CPU sweep and stops it mid-run with
+#    SIGTERM (scancel --signal=TERM --batch): a clean stop, exit 3, no requeue;
+#  - submits it again on the same file, sends the time-limit signal mid-run (scancel
+#    --signal=USR1 --batch), checks that the root stopped, said how long the stop took and
+#    requeued the job, that the requeued job resumed the same file to the end, and that every
+#    trial and epoch is there exactly once with the numbers of an uninterrupted run;
 #  - submits the job-array variant with sweeps/slurm/submit-array.sh, preempts one array task
 #    the same way, and checks the file `tlsweep merge` made against the same run.
 # Every daemon it started is stopped by pid, also on failure. Skipped, with the reason, where
@@ -89,17 +91,50 @@ if ! slurm_cluster_start "$tmp/cluster" >"$tmp/cluster.err"; then
 fi
 check "one-node cluster up: $(hostname -s) idle in partition debug" true
 
-# --- one job, the whole sweep: stop by the time-limit signal, requeue, resume ---------------
-log=$tmp/job.log
-job=$(sbatch --parsable --ntasks 3 --cpus-per-task 1 --output "$log" \
-  sweeps/slurm/tlsweep.sbatch "$tmp/sweep.yaml" "$tmp/out.h5" -q 2>"$tmp/sbatch.err")
+# submit LOG: tlsweep.sbatch on the sweep into $tmp/out.h5 with 3 tasks; prints the job id
+submit() {
+  local id
+  id=$(sbatch --parsable --ntasks 3 --cpus-per-task 1 --output "$1" \
+    sweeps/slurm/tlsweep.sbatch "$tmp/sweep.yaml" "$tmp/out.h5" -q 2>"$tmp/sbatch.err")
+  echo "${id%%;*}"
+}
+rows() { "$py" -c "import h5py; print(h5py.File('$1', 'r', libver='latest', swmr=True)['curves'].shape[0])"; }
+
+# --- SIGTERM to the batch script: a clean stop, no requeue -----------------------------------
+# (scancel --signal=TERM --batch; a plain scancel also signals mpirun, which kills the ranks)
+log=$tmp/term.log
+job=$(submit "$log")
 check "sbatch tlsweep.sbatch: job ${job:-(none)} submitted$(sed 's/^/; /' "$tmp/sbatch.err")" test -n "$job"
-job=${job%%;*}
 if [ -z "$job" ]; then
   finish
   exit
 fi
-check "the job writes its first epoch" "$py" tests/integration/wait_rows.py "$tmp/out.h5" 1 90
+check "SIGTERM job: the job writes its first epoch" "$py" tests/integration/wait_rows.py "$tmp/out.h5" 1 90
+scancel --signal=TERM --batch "$job"
+wait_done 120 "$job" >/dev/null
+check "SIGTERM: the job ends with tlsweep's exit status 3" \
+  grep -q 'ExitCode=3:0' <<<"$(scontrol -o show job "$job")"
+check "SIGTERM: not requeued (Restarts=0)" test "$(restarts "$job")" = 0
+check "SIGTERM: the root stopped cleanly and did not requeue" \
+  bash -c "grep -q '^tlsweep run: stopped in ' '$log' && ! grep -q 'requeued Slurm job' '$log'"
+check "SIGTERM: the running trials are preempted" \
+  grep -qE ' [1-9][0-9]* preempted$' <<<"$("$tlsweep" status "$tmp/out.h5" 2>&1)"
+[ "$failed" -eq 0 ] || { echo "--- $log"; cat "$log"; }
+
+# --- the time-limit signal: stop, requeue, resume to the end ---------------------------------
+failed_before=$failed
+log=$tmp/job.log
+have=$(rows "$tmp/out.h5")
+job=$(submit "$log")
+# read only once the job has the file open again: a reader that opens the closed file first
+# holds HDF5's file lock and keeps the writer out
+resumed() {
+  for _ in $(seq 360); do grep -q '^resuming ' "$log" 2>/dev/null && return 0; sleep 0.25; done
+  return 1
+}
+check "the next job resumes the file" resumed
+check "the next job writes another epoch" \
+  "$py" tests/integration/wait_rows.py "$tmp/out.h5" $((have + 1)) 90
 scancel --signal=USR1 --batch "$job"
 requeued() {
   for _ in $(seq 240); do
@@ -109,9 +144,8 @@ requeued() {
   return 1
 }
 check "SIGUSR1 to the batch script: the job is requeued (Restarts >= 1)" requeued
-st=$("$tlsweep" status "$tmp/out.h5" 2>&1)
 check "after the stop the file is closed and the running trials are preempted" \
-  grep -qE ' [1-9][0-9]* preempted$' <<<"$st"
+  grep -qE ' [1-9][0-9]* preempted$' <<<"$("$tlsweep" status "$tmp/out.h5" 2>&1)"
 check "the requeued job runs to the end" wait_done 180 "$job"
 check "the job log says the root requeued it" grep -q "^tlsweep run: requeued Slurm job $job\$" "$log"
 stop_line=$(grep -m1 -E '^tlsweep run: stopped in [0-9.]+ s \(signal to results closed\)' "$log")
@@ -119,8 +153,9 @@ check "the job log says how long the stop took" test -n "$stop_line"
 [ -n "$stop_line" ] && echo "     ${stop_line#tlsweep run: }"
 check "the log of both runs is kept (--open-mode=append)" \
   bash -c "grep -q '(restart 0)' '$log' && grep -q '(restart 1)' '$log' && grep -q '^resuming ' '$log'"
-check "sbatch job: every trial and epoch once, the numbers of the uninterrupted run" compare "$tmp/out.h5"
-[ "$failed" -eq 0 ] || { echo "--- $log"; cat "$log"; }
+check "after two stops in two jobs: every trial and epoch once, the numbers of the uninterrupted run" \
+  compare "$tmp/out.h5"
+[ "$failed" -eq "$failed_before" ] || { echo "--- $log"; cat "$log"; }
 
 # --- the job array: one task per trial, one of them preempted, then tlsweep merge -----------
 failed_before=$failed
