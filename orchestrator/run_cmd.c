@@ -47,6 +47,9 @@ static void usage(FILE *out) {
             "                             (the file's mode attribute says simulated)\n"
             "      --sim-seconds S        --simulate: seconds of the sweep's costliest epoch\n"
             "                             (default 0.1)\n"
+            "SIGUSR1, SIGTERM, SIGINT and SIGUSR2 stop every rank cleanly (exit 3); after a\n"
+            "SIGUSR1 (Slurm's time-limit signal) inside a Slurm job rank 0 runs `scontrol requeue\n"
+            "$SLURM_JOB_ID` (TLSWEEP_NO_REQUEUE=1: it does not)\n"
             "exit status: 0 all done, 1 some trials failed, 2 bad input, 3 stopped (rerun to\n"
             "resume), 4 internal error\n");
 }
