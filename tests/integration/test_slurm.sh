@@ -20,6 +20,7 @@ skip() {
   echo "0 passed, 0 failed, 1 skipped"
   exit 0
 }
+PATH=$PATH:/usr/sbin:/sbin # the daemons live in sbin
 missing=()
 for program in munged slurmctld slurmd sbatch scontrol scancel squeue sinfo; do
   command -v "$program" >/dev/null || missing+=("$program")
