@@ -6,7 +6,7 @@
 #
 # Where things land:
 #   OUTPUT.h5.array/trial-I.h5     trial I's results (the sweep schema, one trial)
-#   OUTPUT.h5.array/trial-I.h5.d/  its best weights and resume checkpoint
+#   OUTPUT.h5.d/NAME/              trial NAME's best weights and resume checkpoint
 #   OUTPUT.h5.array/trial-I.log    its log (a requeued task appends)
 #   OUTPUT.h5                      `tlsweep merge` of every trial-I.h5, written by the merge job
 #   OUTPUT.h5.array/merge.log      the merge job's log
