@@ -176,6 +176,15 @@ if [ -n "$array" ] && [ -n "$merge" ]; then
     grep -q "requeued Slurm job" "$tmp/array.h5.array/trial-0.log"
   check "merged file: every trial and epoch once, the numbers of the uninterrupted run" \
     compare "$tmp/array.h5"
+  best_beside() { # every trial's best weights in array.h5.d/NAME/, as run puts them
+    local name n=0
+    for name in $("$tlsweep" train --sweep "$tmp/sweep.yaml" --list); do
+      [ -s "$tmp/array.h5.d/$name/best.safetensors" ] || { echo "no $tmp/array.h5.d/$name/best.safetensors"; return 1; }
+      n=$((n + 1))
+    done
+    [ "$n" -eq 4 ]
+  }
+  check "array: every trial's best weights beside the merged file (array.h5.d/NAME/)" best_beside
 fi
 if [ "$failed" -ne "$failed_before" ]; then
   for f in "$tmp"/array.h5.array/*.log; do [ -e "$f" ] && { echo "--- $f"; cat "$f"; }; done
