@@ -11,7 +11,8 @@
 
 volatile sig_atomic_t farm_stop_signal = 0;
 
-/* mpirun forwards SIGUSR1 to every rank (it turns SIGTERM into a kill of the job); Slurm sends
+/* mpirun forwards SIGUSR1 and SIGUSR2 to every rank (it turns SIGTERM into a kill of the job,
+ * so tlsweep.sbatch hands it SIGUSR2 for a SIGTERM: a stop without a requeue); Slurm sends
  * SIGTERM to every task itself. */
 static sigset_t stop_signals;
 
@@ -19,7 +20,8 @@ static void *signal_thread(void *arg) {
     (void)arg;
     for (;;) {
         int sig;
-        if (sigwait(&stop_signals, &sig) == 0) farm_stop_signal = sig;
+        /* the first signal is the reason for the stop (SIGUSR1 asks for a Slurm requeue) */
+        if (sigwait(&stop_signals, &sig) == 0 && !farm_stop_signal) farm_stop_signal = sig;
     }
     return NULL;
 }
@@ -34,6 +36,7 @@ int farm_install_signals(void) {
     sigaddset(&stop_signals, SIGINT);
     sigaddset(&stop_signals, SIGTERM);
     sigaddset(&stop_signals, SIGUSR1);
+    sigaddset(&stop_signals, SIGUSR2);
     if (pthread_sigmask(SIG_BLOCK, &stop_signals, NULL)) return -1;
     pthread_attr_t attr;
     pthread_t thread;

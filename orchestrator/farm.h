@@ -10,8 +10,9 @@
 #include "orchestrator/root.h"
 #include "orchestrator/run_trial.h"
 
-/* The stop signal's number once SIGINT, SIGTERM or SIGUSR1 came (0 before): every rank stops
- * at its next clean boundary. */
+/* The first of SIGINT/SIGTERM/SIGUSR1/SIGUSR2 received (0 while none): every rank stops at
+ * its next clean boundary; the root requeues a Slurm job when it is SIGUSR1 (the time-limit
+ * signal). SIGUSR2 is SIGTERM's stand-in where mpirun would turn SIGTERM into a kill. */
 extern volatile sig_atomic_t farm_stop_signal;
 /* Blocks those signals in this thread and every thread started after it, and starts the one
  * thread that takes them; call it before any other thread exists. -1 on failure. */

@@ -257,6 +257,7 @@ int root_check_silence(root_ctx *r, double now) {
 int root_stop(root_ctx *r, double now, const char *why) {
     if (r->stopping) return 0;
     r->stopping = 1;
+    r->stop_seen = now;
     progress_event(r->progress, r->table, now,
                    "stopping (%s): running trials stop at their next batch", why);
     for (int rank = r->first_worker; rank < r->n_ranks; rank++)

@@ -34,6 +34,7 @@ typedef struct {
     double heartbeat_timeout; /* seconds; <= 0 disables the check */
     int only_trial;           /* >= 0: the one trial to run (tlsweep train --trial); -1: all */
     int stopping;             /* no new assignments; STOP sent to busy workers */
+    double stop_seen;         /* the `now` of root_stop: when the stop was decided */
     char error[1024];         /* set when root_* returns -1 */
     /* statistics */
     long messages;

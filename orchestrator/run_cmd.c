@@ -2,11 +2,16 @@
  * rank, rank 0 runs the trials itself. Exit status: 0 every trial done, 1 some failed after
  * their retries, 2 bad input (nothing written), 3 stopped (signal, --time-limit, silent
  * worker; rerun to resume), 4 an internal error. */
+#include <errno.h>
 #include <getopt.h>
 #include <mpi.h>
+#include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "orchestrator/farm.h"
@@ -41,6 +46,9 @@ static void usage(FILE *out) {
             "                             (the file's mode attribute says simulated)\n"
             "      --sim-seconds S        --simulate: seconds of the sweep's costliest epoch\n"
             "                             (default 0.1)\n"
+            "SIGUSR1, SIGTERM, SIGINT and SIGUSR2 stop every rank cleanly (exit 3); after a\n"
+            "SIGUSR1 (Slurm's time-limit signal) inside a Slurm job rank 0 runs `scontrol requeue\n"
+            "$SLURM_JOB_ID` (TLSWEEP_NO_REQUEUE=1: it does not)\n"
             "exit status: 0 all done, 1 some trials failed, 2 bad input, 3 stopped (rerun to\n"
             "resume), 4 internal error\n");
 }
@@ -297,6 +305,10 @@ static int run_root(const run_options *o, const sweep *s, const trial_list *tria
     char close_err[512];
     int close_rc = results_h5_close(h5, close_err, sizeof close_err);
     resume_unlock(trials_dir);
+    /* the grace period (Slurm's --signal=B:USR1@120) must cover this */
+    if (r.stopping && r.stop_seen > 0)
+        fprintf(stderr, "tlsweep run: stopped in %.1f s (%s to results closed)\n",
+                farm_now() - r.stop_seen, farm_stop_signal ? "signal" : "time limit");
     int status;
     if (rc) {
         fprintf(stderr, "tlsweep run: %s\n", r.error);
@@ -324,6 +336,59 @@ static int run_root(const run_options *o, const sweep *s, const trial_list *tria
     trial_table_free(&table);
     free(workers);
     return status;
+}
+
+extern char **environ;
+
+/* After a stop by SIGUSR1 (what `sbatch --signal=B:USR1@T` sends before the time limit) inside
+ * a Slurm job: `scontrol requeue $SLURM_JOB_ID`, so the job comes back and resumes the file.
+ * SIGTERM/SIGINT stops do not requeue: scancel means stop, and Slurm's own preemption requeues
+ * by itself. TLSWEEP_NO_REQUEUE=1 turns it off. One line on stderr says what happened. */
+static void slurm_requeue(void) {
+    const char *job = getenv("SLURM_JOB_ID");
+    if (!job || !*job) return;
+    if (strspn(job, "0123456789") != strlen(job)) {
+        fprintf(stderr, "tlsweep run: not requeued: SLURM_JOB_ID '%s' is not a job number\n", job);
+        return;
+    }
+    const char *off = getenv("TLSWEEP_NO_REQUEUE");
+    if (off && *off && strcmp(off, "0")) {
+        fprintf(stderr, "tlsweep run: not requeued: TLSWEEP_NO_REQUEUE is set (Slurm job %s)\n",
+                job);
+        return;
+    }
+    fflush(NULL);
+    char *args[] = {"scontrol", "requeue", (char *)job, NULL};
+    pid_t pid;
+    /* scontrol must not inherit the stop signals blocked by farm_install_signals */
+    posix_spawnattr_t attr;
+    sigset_t none;
+    sigemptyset(&none);
+    int rc = posix_spawnattr_init(&attr);
+    if (!rc) rc = posix_spawnattr_setsigmask(&attr, &none);
+    if (!rc) rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
+    if (!rc) rc = posix_spawnp(&pid, "scontrol", NULL, &attr, args, environ);
+    posix_spawnattr_destroy(&attr);
+    if (rc) {
+        fprintf(stderr, "tlsweep run: not requeued: cannot run scontrol: %s (Slurm job %s)\n",
+                strerror(rc), job);
+        return;
+    }
+    int wstatus = 0;
+    while (waitpid(pid, &wstatus, 0) < 0)
+        if (errno != EINTR) {
+            fprintf(stderr, "tlsweep run: not requeued: waiting for scontrol: %s\n",
+                    strerror(errno));
+            return;
+        }
+    if (WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0)
+        fprintf(stderr, "tlsweep run: requeued Slurm job %s\n", job);
+    else if (WIFEXITED(wstatus))
+        fprintf(stderr, "tlsweep run: not requeued: scontrol requeue %s exited with status %d\n",
+                job, WEXITSTATUS(wstatus));
+    else
+        fprintf(stderr, "tlsweep run: not requeued: scontrol requeue %s died of signal %d\n", job,
+                WTERMSIG(wstatus));
 }
 
 int cmd_run(int argc, char **argv) {
@@ -437,5 +502,7 @@ int cmd_run(int argc, char **argv) {
         return -status;
     }
     MPI_Finalize();
+    /* after MPI is gone (no fork under MPI) and the results file is closed */
+    if (rank == 0 && status == 3 && farm_stop_signal == SIGUSR1) slurm_requeue();
     return status;
 }

@@ -19,6 +19,7 @@ packages=(
   python3-scipy python3-yaml         # the notebook reads the dataset's .mat files and the sweep
   jupyter-nbconvert python3-nbconvert python3-nbformat python3-ipykernel  # the notebook in CI
   clang libclang-rt-14-dev libomp-dev  # make fuzz: libFuzzer + ASan/UBSan runtimes, clang's OpenMP
+  slurm-wlm munge                    # tests/integration/test_slurm.sh: a real one-node Slurm
 )
 
 missing=()
