@@ -15,6 +15,9 @@ import torch
 import torchvision
 from torchvision.models.vgg import VGG, cfgs, make_layers
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tensor_file import write  # noqa: E402
+
 # The Adam of every case. eps is 1e-3 rather than 1e-8 so that the update is a smooth function
 # of the gradient: with 1e-8, an element whose gradient is within rounding of zero moves by
 # +-lr depending on the sign of that rounding, which no implementation can reproduce.
@@ -69,12 +72,6 @@ def groups_of(name, backbone):
     if name.startswith("classifier"):
         return 0
     return None  # VGG features: lr by index, below
-
-
-def write(path, tensor, dtype=torch.float32):
-    tensor.detach().to(dtype).contiguous().numpy().tofile(path + ".bin")
-    with open(path + ".shape", "w") as f:
-        f.write(" ".join(str(s) for s in tensor.shape) + "\n")
 
 
 def group_lr(name, backbone, n_features):

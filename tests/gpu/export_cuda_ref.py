@@ -15,26 +15,22 @@ import sys
 import torch
 import torch.nn.functional as F
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tensor_file import nhwc, write  # noqa: E402
+
 OUT = None
 MASK64 = (1 << 64) - 1
 GOLDEN = 0x9E3779B97F4A7C15
 
 
 def save(name, t, dtype=torch.float32):
-    t = t.detach().to(dtype).contiguous()
-    t.numpy().astype("<f4" if dtype == torch.float32 else "<i4").tofile(os.path.join(OUT, name + ".bin"))
-    with open(os.path.join(OUT, name + ".shape"), "w") as f:
-        f.write(" ".join(str(d) for d in t.shape) + "\n")
+    write(os.path.join(OUT, name), t, dtype)
 
 
 def manifest(name, rows):
     with open(os.path.join(OUT, name + ".txt"), "w") as f:
         for row in rows:
             f.write(" ".join(str(int(v)) if isinstance(v, bool) else str(v) for v in row) + "\n")
-
-
-def nhwc(t):
-    return t.permute(0, 2, 3, 1).contiguous()
 
 
 def rand(*shape, lo=-1.0, hi=1.0):

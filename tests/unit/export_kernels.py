@@ -13,18 +13,14 @@ import sys
 import torch
 import torch.nn.functional as F
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tensor_file import nhwc, write  # noqa: E402
+
 OUT = None
 
 
 def save(name, t, dtype=torch.float32):
-    t = t.detach().to(dtype).contiguous()
-    t.numpy().astype("<f4" if dtype == torch.float32 else "<i4").tofile(os.path.join(OUT, name + ".bin"))
-    with open(os.path.join(OUT, name + ".shape"), "w") as f:
-        f.write(" ".join(str(d) for d in t.shape) + "\n")
-
-
-def nhwc(t):
-    return t.permute(0, 2, 3, 1).contiguous()
+    write(os.path.join(OUT, name), t, dtype)
 
 
 def rand(*shape, lo=-1.0, hi=1.0):
