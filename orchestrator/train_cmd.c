@@ -97,11 +97,12 @@ static void print_stopped(const char *name, int epochs_done) {
            epochs_done);
 }
 
-/* The flag-built trial's hooks: a stop signal ends it at the next batch or epoch end. */
+/* The flag-built trial's hooks: a stop signal ends it at the next batch or epoch end (trial_run
+ * also asks should_stop once an epoch is recorded). */
 static int flags_epoch(const epoch_record *record, void *user) {
     (void)user;
     print_epoch(record);
-    return farm_stop_signal != 0;
+    return 0;
 }
 
 static int flags_should_stop(void *user) {
