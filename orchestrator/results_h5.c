@@ -461,6 +461,16 @@ int results_h5_start_swmr(results_h5 *h, char *err, size_t errlen) {
     return 0;
 }
 
+static int is_hdf5(const char *path) {
+#if H5_VERSION_GE(1, 12, 0)
+    int yes = H5Fis_accessible(path, H5P_DEFAULT) > 0;
+#else
+    int yes = H5Fis_hdf5(path) > 0;
+#endif
+    H5Eclear2(H5E_DEFAULT);
+    return yes;
+}
+
 /* h5clear's logic: reopen with the status flags cleared. Only called by resume after it has
  * made sure no writer is alive. */
 static hid_t open_clearing_flags(const char *path) {
@@ -485,6 +495,14 @@ int results_h5_open(const char *path, results_h5 **out, char *err, size_t errlen
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     results_h5 *h = alloc_handle(path);
     if (!h) return fail(path, err, errlen, "out of memory");
+    /* Checked first: HDF5's recovery open (open_clearing_flags) writes into a file that is not
+     * HDF5, such as an empty one, and would leave a broken file that every later run refuses. */
+    if (!is_hdf5(path)) {
+        fail(path, err, errlen,
+             "not an HDF5 file; refusing to write over it (remove it or choose another output)");
+        close_handle(h);
+        return -1;
+    }
     hid_t fapl = latest_fapl();
     h->file = fapl >= 0 ? H5Fopen(path, H5F_ACC_RDWR, fapl) : -1;
     if (fapl >= 0) H5Pclose(fapl);

@@ -12,6 +12,7 @@
 #include "orchestrator/provenance.h"
 #include "orchestrator/resume.h"
 #include "worker/paths.h"
+#include "worker/trial_settings.h"
 
 static void lock_path(const char *trials_dir, char *out, size_t len) {
     snprintf(out, len, "%s/writer.lock", trials_dir);
@@ -107,32 +108,6 @@ static void line_diff(const char *a, const char *b, const char *prefix, char *ou
     }
 }
 
-/* Field by field: struct padding may hold anything, so memcmp cannot decide. */
-static int same_settings(const trial_spec *a, const trial_spec *b) {
-    const feature_extraction_phase *fa = &a->feature_extraction, *fb = &b->feature_extraction;
-    const fine_tuning_phase *ta = &a->fine_tuning, *tb = &b->fine_tuning;
-    int same = !strcmp(a->name, b->name) && !strcmp(a->backbone, b->backbone) &&
-               a->width == b->width && !strcmp(a->weights, b->weights) &&
-               a->dropout == b->dropout && !strcmp(a->data_root, b->data_root) &&
-               a->n_train_splits == b->n_train_splits && a->n_val_splits == b->n_val_splits &&
-               a->resize == b->resize && a->crop == b->crop && a->skip_corrupt == b->skip_corrupt &&
-               a->shuffle == b->shuffle && a->hflip == b->hflip && a->brightness == b->brightness &&
-               a->contrast == b->contrast && a->rotate_deg == b->rotate_deg &&
-               a->shear_deg == b->shear_deg && a->batch_size == b->batch_size &&
-               a->seed == b->seed && !strcmp(a->precision, b->precision) &&
-               fa->epochs == fb->epochs && fa->lr == fb->lr && fa->step_every == fb->step_every &&
-               fa->gamma == fb->gamma && !strcmp(fa->trainable, fb->trainable) &&
-               fa->bn_train == fb->bn_train && ta->epochs == tb->epochs && ta->lr == tb->lr &&
-               ta->decay == tb->decay && ta->factor == tb->factor &&
-               ta->lowest_lr == tb->lowest_lr && ta->step_every == tb->step_every &&
-               ta->gamma == tb->gamma && ta->default_lr == tb->default_lr;
-    for (int i = 0; same && i < a->n_train_splits; i++)
-        same = !strcmp(a->train_splits[i], b->train_splits[i]);
-    for (int i = 0; same && i < a->n_val_splits; i++)
-        same = !strcmp(a->val_splits[i], b->val_splits[i]);
-    return same;
-}
-
 /* --extend: every trial of the old sweep must be in the new one with the same settings. */
 static int check_extension(const char *old_text, const sweep *s, const trial_table *t, char *err,
                            size_t errlen) {
@@ -162,11 +137,15 @@ static int check_extension(const char *old_text, const sweep *s, const trial_tab
         trial_spec a, b;
         grid_trial_spec(&old, &old_trials.items[i], &a);
         grid_trial_spec(s, &t->items[index].point, &b);
-        if (!same_settings(&a, &b)) {
+        trial_settings stored, now;
+        trial_settings_of(&a, &stored);
+        trial_settings_of(&b, &now);
+        char changes[2048] = "";
+        if (trial_settings_diff(&stored, "stored", &now, "new", changes, sizeof changes)) {
             snprintf(err, errlen,
                      "--extend only adds grid points, but %s changes the settings "
-                     "of trial %s",
-                     s->file, old_trials.items[i].name);
+                     "of trial %s:%s",
+                     s->file, old_trials.items[i].name, changes);
             rc = -1;
         }
     }
@@ -371,14 +350,14 @@ int resume_start(const char *path, const char *lock_dir, const sweep *s, trial_t
     char parent[TRIAL_PATH_MAX];
     snprintf(parent, sizeof parent, "%s", path);
     char *slash = strrchr(parent, '/');
-    if (slash) {
-        *slash = 0;
-        if (make_dirs(parent, err, errlen)) return -1;
-    }
-    if (make_dirs(lock_dir, err, errlen) || resume_lock(lock_dir, path, w->host, err, errlen))
-        return -1;
+    if (slash) *slash = 0;
+    /* a refused start leaves the disk as it found it: folders it made go again */
     struct stat st;
-    int rc;
+    int new_parent = slash && stat(parent, &st), new_lock_dir = stat(lock_dir, &st) != 0;
+    int rc = -1;
+    if ((slash && make_dirs(parent, err, errlen)) || make_dirs(lock_dir, err, errlen) ||
+        resume_lock(lock_dir, path, w->host, err, errlen))
+        goto undo_dirs;
     if (!stat(path, &st)) {
         int kept = 0;
         rc = resume_open(path, s, t, w->extend, out, &kept, err, errlen);
@@ -394,6 +373,10 @@ int resume_start(const char *path, const char *lock_dir, const sweep *s, trial_t
         provenance_fill(&prov, &meta);
         rc = resume_create(path, s, t, &meta, out, err, errlen);
     }
-    if (rc) resume_unlock(lock_dir);
-    return rc;
+    if (!rc) return 0;
+    resume_unlock(lock_dir);
+undo_dirs:
+    if (new_lock_dir) rmdir(lock_dir);
+    if (new_parent) rmdir(parent);
+    return -1;
 }

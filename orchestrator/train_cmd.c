@@ -3,6 +3,7 @@
  * retries, state machine) and, with --output, recorded in a results file of the sweep's schema
  * that `tlsweep merge` combines: the job-array path. Exit status as `run`'s: 0 done, 1 failed,
  * 2 bad input, 3 stopped by a signal (rerun the same command to resume), 4 internal error. */
+#include <errno.h>
 #include <getopt.h>
 #include <limits.h>
 #include <stdio.h>
@@ -38,7 +39,9 @@ static void usage(FILE *out) {
         "(default torchvision)\n"
         "  --schedule NAME        exp-decay-3 | linear-decay (default exp-decay-3)\n"
         "  --out DIR              trial directory: best.safetensors, resume checkpoint\n"
-        "                         (default runs/train/BACKBONE__SCHEDULE)\n"
+        "                         (default runs/train/BACKBONE__SCHEDULE); a rerun resumes its\n"
+        "                         checkpoint and refuses (exit 2) if any setting differs\n"
+        "  --restart              delete the directory's checkpoints and start over\n"
         "  --width W              channel divisor (default 1)\n"
         "  --resize N --crop N    preprocessing sizes (default 256, 224)\n"
         "  --batch-size N         (default 16)\n"
@@ -110,16 +113,41 @@ static int flags_should_stop(void *user) {
     return farm_stop_signal != 0;
 }
 
-static int train(trial_spec *spec, const char *out) {
+/* --restart: the directory's checkpoints go, so the trial starts from its initial weights. */
+static int remove_checkpoints(const char *dir) {
+    static const char *const files[] = {"resume.safetensors", "best.safetensors"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        char path[TRIAL_PATH_MAX + 32];
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        if (remove(path) && errno != ENOENT) {
+            fprintf(stderr, "tlsweep train: --restart: cannot remove %s: %s\n", path,
+                    strerror(errno));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int train(trial_spec *spec, const char *out, int restart) {
     spec->show_progress = isatty(STDERR_FILENO);
     if (out)
         snprintf(spec->out_dir, sizeof spec->out_dir, "%s", out);
     else
         snprintf(spec->out_dir, sizeof spec->out_dir, "runs/train/%s", spec->name);
-    char err[2048];
+    if (restart && remove_checkpoints(spec->out_dir)) return 2;
+    char err[4096];
     trial_summary summary;
     const trial_hooks hooks = {.on_epoch = flags_epoch, .should_stop = flags_should_stop};
     int rc = trial_run(spec, &hooks, &summary, err, sizeof err);
+    if (rc == TRIAL_FAILED && summary.failure != TRIAL_FAILURE_TRAINING) {
+        fprintf(stderr, "tlsweep train: %s\n", err);
+        if (summary.failure == TRIAL_FAILURE_CHECKPOINT)
+            fprintf(stderr,
+                    "rerun with --restart to start this trial over in %s, or choose another "
+                    "directory with --out\n",
+                    spec->out_dir);
+        return 2;
+    }
     if (rc == TRIAL_FAILED) {
         fprintf(stderr, "tlsweep train: %s\n", err);
         return 1;
@@ -280,7 +308,8 @@ int cmd_train(int argc, char **argv) {
         O_SWEEP,
         O_TRIAL,
         O_OUTPUT,
-        O_LIST
+        O_LIST,
+        O_RESTART
     };
     static const struct option options[] = {
         {"backbone", required_argument, NULL, 'b'},
@@ -307,6 +336,7 @@ int cmd_train(int argc, char **argv) {
         {"trial", required_argument, NULL, O_TRIAL},
         {"output", required_argument, NULL, O_OUTPUT},
         {"list", no_argument, NULL, O_LIST},
+        {"restart", no_argument, NULL, O_RESTART},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -315,7 +345,7 @@ int cmd_train(int argc, char **argv) {
     const char *schedule = "exp-decay-3", *out = NULL, *sweep_file = NULL, *trial_name = NULL;
     const char *output = NULL;
     double fe_lr = -1, ft_lr = -1;
-    int fe_epochs = -1, ft_epochs = -1, opt, bad = 0, no_augment = 0, list = 0;
+    int fe_epochs = -1, ft_epochs = -1, opt, bad = 0, no_augment = 0, list = 0, restart = 0;
     long seed = 0;
     optind = 1;
     while ((opt = getopt_long(argc, argv, "h", options, NULL)) != -1) {
@@ -336,23 +366,23 @@ int cmd_train(int argc, char **argv) {
             out = optarg;
             break;
         case 'W':
-            bad |= int_flag("width", optarg, 1, 4096, &spec.width);
+            bad |= int_flag("width", optarg, 1, TRIAL_MAX_WIDTH, &spec.width);
             break;
         case 'S':
             bad |= cli_long("train", "seed", optarg, 0, LONG_MAX, &seed, stderr);
             spec.seed = (uint64_t)seed;
             break;
         case 't':
-            bad |= int_flag("threads", optarg, 0, 4096, &spec.threads);
+            bad |= int_flag("threads", optarg, 0, TRIAL_MAX_THREADS, &spec.threads);
             break;
         case O_RESIZE:
-            bad |= int_flag("resize", optarg, 1, 65536, &spec.resize);
+            bad |= int_flag("resize", optarg, 1, TRIAL_MAX_IMAGE, &spec.resize);
             break;
         case O_CROP:
-            bad |= int_flag("crop", optarg, 1, 65536, &spec.crop);
+            bad |= int_flag("crop", optarg, 1, TRIAL_MAX_IMAGE, &spec.crop);
             break;
         case O_BATCH:
-            bad |= int_flag("batch-size", optarg, 1, 65536, &spec.batch_size);
+            bad |= int_flag("batch-size", optarg, 1, TRIAL_MAX_BATCH, &spec.batch_size);
             break;
         case O_FE_EPOCHS:
             bad |= int_flag("fe-epochs", optarg, 0, 100000, &fe_epochs);
@@ -399,6 +429,9 @@ int cmd_train(int argc, char **argv) {
         case O_LIST:
             list = 1;
             break;
+        case O_RESTART:
+            restart = 1;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -412,8 +445,10 @@ int cmd_train(int argc, char **argv) {
         const char *wrong = optind < argc ? "unexpected argument"
                             : !sweep_file ? "--trial, --output and --list need --sweep"
                             : list && (trial_name || output) ? "--list goes alone with --sweep"
-                            : !list && !trial_name           ? "--sweep needs --trial or --list"
-                                                             : NULL;
+                            : restart ? "--restart is for a flag-built trial; a grid point "
+                                        "resumes its results file (choose another --output)"
+                            : !list && !trial_name ? "--sweep needs --trial or --list"
+                                                   : NULL;
         if (wrong) {
             fprintf(stderr, "tlsweep train: %s\n", wrong);
             return 2;
@@ -461,5 +496,5 @@ int cmd_train(int argc, char **argv) {
         fprintf(stderr, "tlsweep train: cannot set up the stop signals\n");
         return 4;
     }
-    return train(&spec, out);
+    return train(&spec, out, restart);
 }

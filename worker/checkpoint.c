@@ -7,7 +7,9 @@
 
 #include "worker/weights/weights.h"
 
-#define RESUME_FORMAT "tlsweep-resume-1"
+/* 2: the trial's settings as "setting.KEY" entries; 1 (without them) is refused */
+#define RESUME_FORMAT "tlsweep-resume-2"
+#define SETTING_PREFIX "setting."
 
 /* The tensors of one checkpoint, staged in host memory. */
 typedef struct {
@@ -80,9 +82,10 @@ int checkpoint_write_best(model *m, kn_ctx *ctx, const char *dir, const char *tr
 }
 
 int checkpoint_write_resume(model *m, kn_ctx *ctx, const char *dir, const trial_progress *p,
-                            char *err, size_t errlen) {
+                            const trial_settings *settings, char *err, size_t errlen) {
     char path[1024], done[32], best[32], best_epoch[32], end_fe[32], steps[32];
     char batches[32], loss_sum[32], correct[32], images[32], seconds[32];
+    char keys[TRIAL_SETTINGS_MAX][64];
     staged s;
     int rc = stage(&s, m, ctx, 1, err, errlen);
     snprintf(path, sizeof path, "%s/resume.safetensors", dir);
@@ -97,34 +100,62 @@ int checkpoint_write_resume(model *m, kn_ctx *ctx, const char *dir, const trial_
     snprintf(correct, sizeof correct, "%ld", p->train_so_far.correct);
     snprintf(images, sizeof images, "%ld", p->train_so_far.images);
     snprintf(seconds, sizeof seconds, "%.17g", p->seconds_so_far);
-    const char *meta[] = {"format",
-                          RESUME_FORMAT,
-                          "backbone",
-                          m->backbone,
-                          "epochs_done",
-                          done,
-                          "best_val_acc",
-                          best,
-                          "best_epoch",
-                          best_epoch,
-                          "val_acc_end_of_feature_extraction",
-                          end_fe,
-                          "adam_steps",
-                          steps,
-                          "epoch_batches_done",
-                          batches,
-                          "epoch_loss_sum",
-                          loss_sum,
-                          "epoch_correct",
-                          correct,
-                          "epoch_images",
-                          images,
-                          "epoch_seconds",
-                          seconds};
-    int n_meta = (int)(sizeof meta / sizeof meta[0]) / 2;
+    const char *meta[2 * (13 + TRIAL_SETTINGS_MAX)] = {"format",
+                                                       RESUME_FORMAT,
+                                                       "backbone",
+                                                       m->backbone,
+                                                       "epochs_done",
+                                                       done,
+                                                       "best_val_acc",
+                                                       best,
+                                                       "best_epoch",
+                                                       best_epoch,
+                                                       "val_acc_end_of_feature_extraction",
+                                                       end_fe,
+                                                       "adam_steps",
+                                                       steps,
+                                                       "epoch_batches_done",
+                                                       batches,
+                                                       "epoch_loss_sum",
+                                                       loss_sum,
+                                                       "epoch_correct",
+                                                       correct,
+                                                       "epoch_images",
+                                                       images,
+                                                       "epoch_seconds",
+                                                       seconds};
+    int n_meta = 12;
+    for (int i = 0; i < settings->count; i++) {
+        snprintf(keys[i], sizeof keys[i], SETTING_PREFIX "%s", settings->items[i].key);
+        meta[2 * n_meta] = keys[i];
+        meta[2 * n_meta + 1] = settings->items[i].value;
+        n_meta++;
+    }
     if (!rc) rc = weights_write_safetensors(path, s.tensors, s.count, meta, n_meta, err, errlen);
     staged_free(&s);
     return rc;
+}
+
+/* The checkpoint's settings must be the trial's: anything else would continue another
+ * experiment under this one's name. */
+static int check_settings(const weights_file *w, const trial_settings *now, const char *path,
+                          char *err, size_t errlen) {
+    trial_settings stored = {.count = 0};
+    for (int i = 0; i < now->count; i++) {
+        char key[64];
+        snprintf(key, sizeof key, SETTING_PREFIX "%s", now->items[i].key);
+        const char *value = weights_metadata(w, key);
+        if (!value) continue;
+        trial_setting *item = &stored.items[stored.count++];
+        item->key = now->items[i].key;
+        snprintf(item->value, sizeof item->value, "%s", value);
+    }
+    char changes[3072] = "";
+    int differ = trial_settings_diff(&stored, "checkpoint", now, "now", changes, sizeof changes);
+    if (!differ) return 0;
+    snprintf(err, errlen, "%s holds a trial with other settings (%d differ):%s", path, differ,
+             changes);
+    return -1;
 }
 
 static int meta_number(const weights_file *w, const char *key, double *out, const char *path,
@@ -166,8 +197,8 @@ static int read_epoch_position(const weights_file *w, trial_progress *p, const c
     return 0;
 }
 
-int checkpoint_resume(model *m, kn_ctx *ctx, const char *dir, trial_progress *p, char *err,
-                      size_t errlen) {
+int checkpoint_resume(model *m, kn_ctx *ctx, const char *dir, const trial_settings *settings,
+                      trial_progress *p, char *err, size_t errlen) {
     char path[1024];
     snprintf(path, sizeof path, "%s/resume.safetensors", dir);
     if (access(path, F_OK)) return 0;
@@ -177,12 +208,19 @@ int checkpoint_resume(model *m, kn_ctx *ctx, const char *dir, trial_progress *p,
     double done = 0, best_epoch = 0, steps = 0;
     int rc = weights_read(path, &w, err, errlen);
     if (!rc) {
-        const char *format = weights_metadata(&w, "format"), *bb = weights_metadata(&w, "backbone");
-        if (!format || strcmp(format, RESUME_FORMAT) || !bb || strcmp(bb, m->backbone)) {
-            snprintf(err, errlen, "%s: not a resume checkpoint of a %s trial", path, m->backbone);
+        const char *format = weights_metadata(&w, "format");
+        if (!format || strncmp(format, "tlsweep-resume-", 15)) {
+            snprintf(err, errlen, "%s: not a tlsweep resume checkpoint", path);
+            rc = -1;
+        } else if (strcmp(format, RESUME_FORMAT)) {
+            snprintf(err, errlen,
+                     "%s: a %s checkpoint, written by an older tlsweep that did not record the "
+                     "trial's settings, so resuming it could mix two experiments",
+                     path, format);
             rc = -1;
         }
     }
+    if (!rc) rc = check_settings(&w, settings, path, err, errlen);
     if (!rc)
         rc = meta_number(&w, "epochs_done", &done, path, err, errlen) ||
              meta_number(&w, "best_val_acc", &p->best_val_acc, path, err, errlen) ||

@@ -6,7 +6,8 @@
  * position in epoch epochs_done + 1 (epoch_batches_done, epoch_loss_sum, epoch_correct,
  * epoch_images, epoch_seconds), so the resume continues that epoch at its next batch with the
  * running sums an uninterrupted epoch would have; a checkpoint without these keys (written at
- * an epoch end, or by an older tlsweep) is at position 0. */
+ * an epoch end) is at position 0. The metadata also holds the trial's settings
+ * (worker/trial_settings.h) as "setting.KEY" entries, checked on resume. */
 #ifndef TLSWEEP_CHECKPOINT_H
 #define TLSWEEP_CHECKPOINT_H
 
@@ -14,6 +15,7 @@
 
 #include "kernels/kernels.h"
 #include "worker/models/model.h"
+#include "worker/trial_settings.h"
 
 /* Running sums over an epoch's batches. */
 typedef struct {
@@ -36,10 +38,11 @@ typedef struct {
 int checkpoint_write_best(model *m, kn_ctx *ctx, const char *dir, const char *trial_name,
                           const trial_progress *p, char *err, size_t errlen);
 int checkpoint_write_resume(model *m, kn_ctx *ctx, const char *dir, const trial_progress *p,
-                            char *err, size_t errlen);
+                            const trial_settings *settings, char *err, size_t errlen);
 /* Restores DIR/resume.safetensors into the bound model: 1 when resumed, 0 when there is no
- * checkpoint, -1 (with a message naming the file) when it cannot be used. */
-int checkpoint_resume(model *m, kn_ctx *ctx, const char *dir, trial_progress *p, char *err,
-                      size_t errlen);
+ * checkpoint, -1 (with a message naming the file) when it cannot be used: unreadable, or
+ * written by a trial whose settings differ from these (every difference listed). */
+int checkpoint_resume(model *m, kn_ctx *ctx, const char *dir, const trial_settings *settings,
+                      trial_progress *p, char *err, size_t errlen);
 
 #endif

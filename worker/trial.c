@@ -19,6 +19,7 @@
 #include "worker/models/model.h"
 #include "worker/paths.h"
 #include "worker/pretrained.h"
+#include "worker/trial_settings.h"
 
 void trial_spec_defaults(trial_spec *s) {
     memset(s, 0, sizeof *s);
@@ -58,6 +59,7 @@ typedef struct {
     double *group_lr;
     float *group_lr_f32;
     trial_progress progress; /* what the resume checkpoint keeps */
+    trial_settings settings; /* what it must have been written with */
     char *err;
     size_t errlen;
 } trial;
@@ -133,7 +135,6 @@ static int load_initial_weights(trial *t) {
 static int open_trial(trial *t) {
     const trial_spec *s = t->spec;
     char err[1024];
-    if (make_dirs(s->out_dir, err, sizeof err)) return fail(t, "%s", err);
     if (open_data(t)) return TRIAL_FAILED;
     kn_ctx_options opt = {s->device >= 0 ? KN_BACKEND_CUDA : KN_BACKEND_CPU, s->threads, s->device};
     if (!(t->ctx = kn_ctx_create(&opt, err, sizeof err))) return fail(t, "%s", err);
@@ -292,12 +293,18 @@ int trial_run(const trial_spec *spec, const trial_hooks *hooks, trial_summary *s
     const int fe_epochs = spec->feature_extraction.epochs, ft_epochs = spec->fine_tuning.epochs;
     if (!rc) {
         summary->params = model_param_count(&t.net);
-        rc = checkpoint_resume(&t.net, t.ctx, spec->out_dir, &t.progress, err, errlen);
+        trial_settings_of(spec, &t.settings);
+        rc = checkpoint_resume(&t.net, t.ctx, spec->out_dir, &t.settings, &t.progress, err, errlen);
+        if (rc < 0) summary->failure = TRIAL_FAILURE_CHECKPOINT;
         if (rc == 0)
             rc = load_initial_weights(&t); /* nothing to resume */
         else if (rc == 1)
             rc = 0;
     }
+    /* made once the trial can start, so that a refused one leaves nothing behind */
+    char dir_err[1024];
+    if (!rc && make_dirs(spec->out_dir, dir_err, sizeof dir_err)) rc = fail(&t, "%s", dir_err);
+    if (rc && summary->failure == TRIAL_FAILURE_TRAINING) summary->failure = TRIAL_FAILURE_SETUP;
     int phase = 0;
     for (int epoch = t.progress.epochs_done + 1; !rc && epoch <= fe_epochs + ft_epochs; epoch++) {
         int now_phase = epoch <= fe_epochs ? 1 : 2;
@@ -330,7 +337,7 @@ int trial_run(const trial_spec *spec, const trial_hooks *hooks, trial_summary *s
         if (!rc && stopped) {
             /* no record for a partial epoch: the root gets this epoch once, when it ends */
             p->seconds_so_far = seconds_now() - epoch_start;
-            rc = checkpoint_write_resume(&t.net, t.ctx, spec->out_dir, p, err, errlen);
+            rc = checkpoint_write_resume(&t.net, t.ctx, spec->out_dir, p, &t.settings, err, errlen);
             if (!rc) rc = TRIAL_STOPPED;
             break;
         }
@@ -367,7 +374,8 @@ int trial_run(const trial_spec *spec, const trial_hooks *hooks, trial_summary *s
         int stop = !rc && hooks->on_epoch && hooks->on_epoch(&r, hooks->user);
         /* a stop asked during the last batch or validation takes effect here */
         if (!rc && !stop && hooks->should_stop) stop = hooks->should_stop(hooks->user);
-        if (!rc) rc = checkpoint_write_resume(&t.net, t.ctx, spec->out_dir, p, err, errlen);
+        if (!rc)
+            rc = checkpoint_write_resume(&t.net, t.ctx, spec->out_dir, p, &t.settings, err, errlen);
         /* after the last epoch there is nothing left to stop: the trial is done */
         if (!rc && stop && epoch < fe_epochs + ft_epochs) rc = TRIAL_STOPPED;
     }

@@ -11,6 +11,11 @@
 #define TRIAL_MAX_SPLITS 8
 #define TRIAL_NAME_MAX 128
 #define TRIAL_PATH_MAX 512
+/* The largest values a sweep file or a flag may give (a typo, not a real network, beyond) */
+#define TRIAL_MAX_WIDTH 4096   /* channel divisor */
+#define TRIAL_MAX_IMAGE 65536  /* resize and crop, pixels */
+#define TRIAL_MAX_BATCH 65536  /* batch size */
+#define TRIAL_MAX_THREADS 4096 /* CPU threads */
 
 typedef enum { LAYER_DECAY_NONE = 0, LAYER_DECAY_LINEAR, LAYER_DECAY_EXPONENTIAL } layer_decay;
 
@@ -77,6 +82,16 @@ typedef struct {
     double seconds, images_per_second;
 } epoch_record;
 
+/* What a retry of a failed trial can hope for: nothing, after a failure before the first
+ * batch (on the trial's input or configuration: dataset, weights, memory for its batch size)
+ * or on its resume checkpoint (unusable, or written with other settings); maybe, after one
+ * while training (divergence, a kernel error). */
+typedef enum {
+    TRIAL_FAILURE_TRAINING = 0,
+    TRIAL_FAILURE_SETUP,
+    TRIAL_FAILURE_CHECKPOINT
+} trial_failure;
+
 typedef struct {
     size_t params; /* parameters of the model */
     double val_acc_end_of_feature_extraction;
@@ -87,6 +102,7 @@ typedef struct {
     /* A trial stopped inside epoch epochs_done + 1: the training batches it did of that epoch
      * (0: stopped at an epoch end), of batches_per_epoch. */
     int batches_done, batches_per_epoch;
+    trial_failure failure; /* why it ended TRIAL_FAILED */
 } trial_summary;
 
 /* Called after every epoch; a nonzero return asks the trial to stop (preemption): it then

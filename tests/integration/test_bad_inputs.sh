@@ -99,7 +99,7 @@ check "after every bad sweep: ok.h5 still reads in h5py with its 4 done trials" 
 # ---- output places ----------------------------------------------------------------------------
 expect_fail "output under a regular file: exit 2" 2 "cannot create directory /etc/passwd/x.h5.d: Not a directory" \
   run 2 --simulate -o /etc/passwd/x.h5 "$tmp/smoke.yaml"
-expect_fail "train --out under a regular file: exit 1" 1 "trial resnet18__exp-decay-3: cannot create directory /etc/passwd/t: Not a directory" \
+expect_fail "train --out under a regular file: exit 2" 2 "trial resnet18__exp-decay-3: cannot create directory /etc/passwd/t: Not a directory" \
   train /etc/passwd/t --data "$tmp/data" --weights none
 mkdir -p "$tmp/ro"
 if mount --bind "$tmp/ro" "$tmp/ro" 2>/dev/null && mounts+=("$tmp/ro") &&
@@ -107,7 +107,7 @@ if mount --bind "$tmp/ro" "$tmp/ro" 2>/dev/null && mounts+=("$tmp/ro") &&
   expect_fail "read-only output directory: exit 2" 2 "cannot create directory $tmp/ro/x.h5.d: Read-only file system" \
     run 2 --simulate -o "$tmp/ro/x.h5" "$tmp/smoke.yaml"
   check "read-only output directory: nothing created" test ! -e "$tmp/ro/x.h5"
-  expect_fail "train --out on a read-only file system: exit 1" 1 "trial resnet18__exp-decay-3: cannot create directory $tmp/ro/t: Read-only file system" \
+  expect_fail "train --out on a read-only file system: exit 2" 2 "trial resnet18__exp-decay-3: cannot create directory $tmp/ro/t: Read-only file system" \
     train "$tmp/ro/t" --data "$tmp/data" --weights none
 else
   skip "read-only output directory (bind mounts are not allowed here)"
@@ -128,11 +128,11 @@ $py "$make_bad" labels-zero "$tmp/labels_zero/imagelabels.mat" "$tmp/data/imagel
 bad_data labels_zero "$tmp/labels_zero/imagelabels.mat: 'labels'\[0\] = 0 is not a positive integer"
 dataset labels_matrix
 $py "$make_bad" labels-rows "$tmp/labels_matrix/imagelabels.mat" "$tmp/data/imagelabels.mat"
-expect_fail "data labels_matrix: train exits 1" 1 "labels_matrix/imagelabels.mat: 'labels' has shape 2x32, expected a 1xN or Nx1 vector" \
+expect_fail "data labels_matrix: train exits 2" 2 "labels_matrix/imagelabels.mat: 'labels' has shape 2x32, expected a 1xN or Nx1 vector" \
   train "$tmp/t_lm" --data "$tmp/labels_matrix" --weights none
 dataset setid_range
 $py "$make_bad" setid-range "$tmp/setid_range/setid.mat" "$tmp/data/setid.mat"
-expect_fail "data setid_range: train exits 1" 1 "setid_range/setid.mat: 'tstid'\[[0-9]+\] = image id 99 is out of range \(imagelabels.mat has 32 images\)" \
+expect_fail "data setid_range: train exits 2" 2 "setid_range/setid.mat: 'tstid'\[[0-9]+\] = image id 99 is out of range \(imagelabels.mat has 32 images\)" \
   train "$tmp/t_sr" --data "$tmp/setid_range" --weights none
 dataset truncated
 first=$tmp/truncated/jpg/image_00001.jpg
@@ -152,7 +152,7 @@ check "after the dataset cases: ok.h5 and its checkpoints are byte-identical" in
 # bad_weights FILE PATTERN: train refuses FILE and writes no checkpoint
 bad_weights() {
   local name=$(basename "$1")
-  expect_fail "weights $name: train exits 1 naming the file" 1 "$2" train "$tmp/w_$name" --data "$tmp/data" --weights "$1"
+  expect_fail "weights $name: train exits 2 naming the file" 2 "$2" train "$tmp/w_$name" --data "$tmp/data" --weights "$1"
   check "weights $name: no checkpoint written" test ! -e "$tmp/w_$name/resume.safetensors"
 }
 : >"$tmp/zero.pth"

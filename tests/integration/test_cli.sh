@@ -26,7 +26,7 @@ check "train --sweep --trial wrote the best checkpoint" test -s "$work/t/best.sa
 expect_fail "train --trial that the sweep lacks" 2 "has no trial 'nope'; its trials: resnet18__linear-decay" \
   $tlsweep train --sweep "$work/smoke.yaml" --trial nope
 expect_fail "train without data" 2 "--backbone and --data are required" $tlsweep train --backbone resnet18
-expect_fail "train with a missing dataset" 1 "none/imagelabels.mat: missing or unreadable" $tlsweep train --backbone resnet18 --data "$work/none" --weights none --out "$work/x"
+expect_fail "train with a missing dataset" 2 "none/imagelabels.mat: missing or unreadable" $tlsweep train --backbone resnet18 --data "$work/none" --weights none --out "$work/x"
 
 expect_fail "unknown command" 2 "unknown command 'frobnicate'" $tlsweep frobnicate
 expect_fail "unknown backbone" 2 "unknown backbone 'resnet51'" $tlsweep models --backbone resnet51
