@@ -50,6 +50,7 @@ typedef struct {
     const char *const *choices; /* KEY_CHOICE / KEY_SPLITS: NULL-terminated */
     sweep_key_store store;
     size_t offset, size, count_offset;
+    long long max; /* KEY_INT_*: the largest value; 0 for the parser's general bound */
 } sweep_key;
 
 typedef struct {

@@ -12,34 +12,35 @@ static const char *const optimizers[] = {"adam", NULL};
 static const char *const precisions[] = {"fp32", "tf32", "bf16", NULL};
 static const char *const bn_modes[] = {"train", "eval", NULL};
 
-#define AT(store, f) store, offsetof(trial_spec, f), sizeof(((trial_spec *)0)->f), 0
+#define AT(store, f) AT_MAX(store, f, 0)
+#define AT_MAX(store, f, max) store, offsetof(trial_spec, f), sizeof(((trial_spec *)0)->f), 0, max
 #define SPLITS(f, n)                                                                               \
-    STORE_SPLITS, offsetof(trial_spec, f), sizeof(((trial_spec *)0)->f), offsetof(trial_spec, n)
+    STORE_SPLITS, offsetof(trial_spec, f), sizeof(((trial_spec *)0)->f), offsetof(trial_spec, n), 0
 
 const sweep_key sweep_keys[] = {
-    {"data.format", KEY_CHOICE, formats, STORE_NONE, 0, 0, 0},
+    {"data.format", KEY_CHOICE, formats, STORE_NONE, 0, 0, 0, 0},
     {"data.root", KEY_STRING, NULL, AT(STORE_STRING, data_root)},
     {"data.train_splits", KEY_SPLITS, splits, SPLITS(train_splits, n_train_splits)},
     {"data.val_splits", KEY_SPLITS, splits, SPLITS(val_splits, n_val_splits)},
-    {"data.resize", KEY_INT_POSITIVE, NULL, AT(STORE_INT, resize)},
-    {"data.crop", KEY_INT_POSITIVE, NULL, AT(STORE_INT, crop)},
+    {"data.resize", KEY_INT_POSITIVE, NULL, AT_MAX(STORE_INT, resize, TRIAL_MAX_IMAGE)},
+    {"data.crop", KEY_INT_POSITIVE, NULL, AT_MAX(STORE_INT, crop, TRIAL_MAX_IMAGE)},
     {"data.skip_corrupt", KEY_BOOL, NULL, AT(STORE_INT, skip_corrupt)},
     {"augment.hflip", KEY_PROBABILITY, NULL, AT(STORE_DOUBLE, hflip)},
     {"augment.brightness", KEY_DOUBLE_NONNEG, NULL, AT(STORE_DOUBLE, brightness)},
     {"augment.contrast", KEY_DOUBLE_NONNEG, NULL, AT(STORE_DOUBLE, contrast)},
     {"augment.rotate_deg", KEY_ANGLE, NULL, AT(STORE_DOUBLE, rotate_deg)},
     {"augment.shear_deg", KEY_ANGLE, NULL, AT(STORE_DOUBLE, shear_deg)},
-    {"train.batch_size", KEY_INT_POSITIVE, NULL, AT(STORE_INT, batch_size)},
-    {"train.optimizer", KEY_CHOICE, optimizers, STORE_NONE, 0, 0, 0},
+    {"train.batch_size", KEY_INT_POSITIVE, NULL, AT_MAX(STORE_INT, batch_size, TRIAL_MAX_BATCH)},
+    {"train.optimizer", KEY_CHOICE, optimizers, STORE_NONE, 0, 0, 0, 0},
     {"train.seed", KEY_INT_NONNEG, NULL, AT(STORE_U64, seed)},
     {"train.precision", KEY_CHOICE, precisions, AT(STORE_STRING, precision)},
     {"train.bn_in_frozen", KEY_CHOICE, bn_modes, AT(STORE_BN_TRAIN, feature_extraction.bn_train)},
     {"train.shuffle", KEY_BOOL, NULL, AT(STORE_INT, shuffle)},
-    {"train.threads", KEY_INT_NONNEG, NULL, AT(STORE_INT, threads)},
+    {"train.threads", KEY_INT_NONNEG, NULL, AT_MAX(STORE_INT, threads, TRIAL_MAX_THREADS)},
     {"model.weights", KEY_STRING, NULL, AT(STORE_STRING, weights)},
-    {"model.width", KEY_INT_POSITIVE, NULL, AT(STORE_INT, width)},
+    {"model.width", KEY_INT_POSITIVE, NULL, AT_MAX(STORE_INT, width, TRIAL_MAX_WIDTH)},
     {"model.dropout", KEY_PROBABILITY, NULL, AT(STORE_DOUBLE, dropout)},
-    {NULL, 0, NULL, STORE_NONE, 0, 0, 0},
+    {NULL, 0, NULL, STORE_NONE, 0, 0, 0, 0},
 };
 
 /* backbones.NAME takes these short names (the last part of the dotted key). */

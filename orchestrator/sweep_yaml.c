@@ -235,7 +235,12 @@ int sy_parse_typed(parse_ctx *ctx, yaml_node_t *n, const char *key, sweep_key_ty
 int sy_parse_key_value(parse_ctx *ctx, int key, yaml_node_t *n, const char *dotted,
                        sweep_value *out) {
     const sweep_key *k = &sweep_keys[key];
-    return sy_parse_typed(ctx, n, dotted, k->type, k->choices, out);
+    if (sy_parse_typed(ctx, n, dotted, k->type, k->choices, out)) return -1;
+    if (k->max && out->i > k->max) {
+        FAIL(ctx, n, dotted, "expected at most %lld, got %lld", k->max, out->i);
+        return -1;
+    }
+    return 0;
 }
 
 int sy_push_setting(sweep_setting **list, int *count, int key, const sweep_value *v) {

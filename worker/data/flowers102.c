@@ -122,10 +122,17 @@ static void split_free(dataset_split *s) {
     memset(s, 0, sizeof *s);
 }
 
-/* Appends the images of split NAME (ids from setid.mat) to OUT. */
+/* Which training split holds each image id (0: none), so that validation can refuse them. */
+typedef struct {
+    const char *const *train_splits;
+    uint8_t *train_split_of; /* [num_images + 1]: 1 + the index in train_splits */
+} split_owners;
+
+/* Appends the images of split NAME (ids from setid.mat) to OUT: the training set's when
+ * train_index >= 0 (recorded in owners), else the validation set's (checked against them). */
 static int split_append(dataset *ds, dataset_split *out, mat_t *setid, const char *setid_path,
-                        const char *name, const char *root, const int64_t *labels, char *err,
-                        size_t errlen) {
+                        const char *name, int train_index, split_owners *owners, const char *root,
+                        const int64_t *labels, char *err, size_t errlen) {
     int64_t *ids = NULL;
     size_t n = 0;
     if (mat_read_ids(setid, setid_path, name, &ids, &n, err, errlen) != 0) return -1;
@@ -156,6 +163,17 @@ static int split_append(dataset *ds, dataset_split *out, mat_t *setid, const cha
             free(ids);
             return -1;
         }
+        uint8_t *owner = &owners->train_split_of[ids[i]];
+        if (train_index >= 0) {
+            *owner = (uint8_t)(train_index + 1);
+        } else if (*owner) {
+            snprintf(err, errlen,
+                     "%s: image %" PRId64 " is in validation split '%s' and in training split "
+                     "'%s': validation would measure images the model trained on",
+                     setid_path, ids[i], name, owners->train_splits[*owner - 1]);
+            free(ids);
+            return -1;
+        }
         char path[4096];
         dataset_image_path(path, sizeof path, root, ids[i]);
         if (access(path, R_OK) != 0) {
@@ -179,6 +197,42 @@ static int split_append(dataset *ds, dataset_split *out, mat_t *setid, const cha
         out->count++;
     }
     free(ids);
+    return 0;
+}
+
+/* The head gets one output per label value, so the labels must be 1..K with every class
+ * present: a stray large label would silently widen the head (a label of 999 among 1..102
+ * makes 999 outputs). */
+static int check_classes(const int64_t *labels, size_t n, int64_t max_label, const char *path,
+                         char *err, size_t errlen) {
+    size_t at_max = 0;
+    while (labels[at_max] != max_label)
+        at_max++;
+    if ((size_t)max_label > n) {
+        snprintf(err, errlen,
+                 "%s: label %" PRId64 " (image %zu) is larger than the number of images (%zu); "
+                 "labels must run 1..K with every class present",
+                 path, max_label, at_max + 1, n);
+        return -1;
+    }
+    uint8_t *seen = calloc((size_t)max_label + 1, 1);
+    if (!seen) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++)
+        seen[labels[i]] = 1;
+    int64_t missing = 0;
+    for (int64_t k = 1; k <= max_label && !missing; k++)
+        if (!seen[k]) missing = k;
+    free(seen);
+    if (missing) {
+        snprintf(err, errlen,
+                 "%s: no image has label %" PRId64 ", but image %zu has label %" PRId64
+                 "; labels must run 1..K with every class present",
+                 path, missing, at_max + 1, max_label);
+        return -1;
+    }
     return 0;
 }
 
@@ -213,20 +267,27 @@ int dataset_open(dataset *ds, const char *root, const char *const *train_splits,
         return -1;
     }
     ds->num_classes = (int)max_label;
+    if (check_classes(labels, n_labels, max_label, labels_path, err, errlen)) {
+        free(labels);
+        return -1;
+    }
 
     mat_t *setid = mat_open(setid_path, err, errlen);
     if (!setid) {
         free(labels);
         return -1;
     }
-    rc = 0;
+    split_owners owners = {train_splits, calloc(n_labels + 1, 1)};
+    rc = owners.train_split_of ? 0 : -1;
+    if (rc) snprintf(err, errlen, "%s: out of memory", setid_path);
     for (int i = 0; i < n_train && rc == 0; i++)
-        rc = split_append(ds, &ds->train, setid, setid_path, train_splits[i], root, labels, err,
-                          errlen);
+        rc = split_append(ds, &ds->train, setid, setid_path, train_splits[i], i, &owners, root,
+                          labels, err, errlen);
     for (int i = 0; i < n_val && rc == 0; i++)
-        rc =
-            split_append(ds, &ds->val, setid, setid_path, val_splits[i], root, labels, err, errlen);
+        rc = split_append(ds, &ds->val, setid, setid_path, val_splits[i], -1, &owners, root, labels,
+                          err, errlen);
     Mat_Close(setid);
+    free(owners.train_split_of);
     free(labels);
     if (rc != 0) {
         dataset_free(ds);

@@ -7,6 +7,7 @@
 #include "worker/cli.h"
 #include "worker/commands.h"
 #include "worker/models/model.h"
+#include "worker/trial.h"
 
 static void usage(FILE *out) {
     fprintf(out,
@@ -110,7 +111,7 @@ int cmd_models(int argc, char **argv) {
             spec.num_classes = (int)v;
             break;
         case 'w':
-            if (cli_long("models", "width", optarg, 1, 4096, &v, stderr)) return 2;
+            if (cli_long("models", "width", optarg, 1, TRIAL_MAX_WIDTH, &v, stderr)) return 2;
             spec.width = (int)v;
             break;
         case 's':
