@@ -76,6 +76,9 @@ check "  still no r.h5.d folder" test ! -e "$tmp/out/r.h5.d"
 sed 's/width: 8}/width: 100000}/' "$tmp/s.yaml" >"$tmp/wide.yaml"
 expect_fail "a width of 100000 in a sweep" 2 "wide.yaml:[0-9]+: model.width: expected at most 4096, got 100000" \
   $tlsweep run -n "$tmp/wide.yaml"
+$py -c "print('name: deep\ngrid: ' + '[' * 100000)" >"$tmp/deep.yaml"
+expect_fail "100,000 nested lists stop at the nesting cap" 2 "deep.yaml:2: nested more than 32 levels deep" \
+  $tlsweep run -n "$tmp/deep.yaml"
 cp -r "$tmp/data" "$tmp/stray"
 $py -c "
 import scipy.io as sio
