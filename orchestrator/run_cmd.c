@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "orchestrator/farm.h"
+#include "orchestrator/preflight.h"
 #include "orchestrator/provenance.h"
 #include "orchestrator/resume.h"
 #include "orchestrator/schedule.h"
@@ -141,7 +142,9 @@ static int share_sweep(const run_options *o, int rank, sweep *s) {
     if (rank == 0) {
         sweep_errors errs = {0};
         const sweep_options opt = {.check_paths = !o->simulate};
-        if (sweep_load(o->sweep_file, &opt, s, &errs) == 0)
+        /* a simulated sweep reads no dataset or weights */
+        if (sweep_load(o->sweep_file, &opt, s, &errs) == 0 &&
+            (o->simulate || preflight_sweep(s, &errs) == 0))
             len = (long long)s->text_len;
         else {
             for (int i = 0; i < errs.count; i++)

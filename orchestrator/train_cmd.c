@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "orchestrator/farm.h"
+#include "orchestrator/preflight.h"
 #include "orchestrator/resume.h"
 #include "worker/cli.h"
 #include "worker/commands.h"
@@ -128,13 +129,24 @@ static int remove_checkpoints(const char *dir) {
     return 0;
 }
 
+/* Every input of the trials checked before any starts (orchestrator/preflight.h). */
+static int preflight(const trial_spec *specs, int count) {
+    sweep_errors errs = {0};
+    int problems = preflight_trials(specs, count, &errs);
+    for (int i = 0; i < errs.count; i++)
+        fprintf(stderr, "tlsweep train: %s\n", errs.messages[i]);
+    if (errs.dropped) fprintf(stderr, "(%d more problems)\n", errs.dropped);
+    sweep_errors_free(&errs);
+    return problems ? -1 : 0;
+}
+
 static int train(trial_spec *spec, const char *out, int restart) {
     spec->show_progress = isatty(STDERR_FILENO);
     if (out)
         snprintf(spec->out_dir, sizeof spec->out_dir, "%s", out);
     else
         snprintf(spec->out_dir, sizeof spec->out_dir, "runs/train/%s", spec->name);
-    if (restart && remove_checkpoints(spec->out_dir)) return 2;
+    if (preflight(spec, 1) || (restart && remove_checkpoints(spec->out_dir))) return 2;
     char err[4096];
     trial_summary summary;
     const trial_hooks hooks = {.on_epoch = flags_epoch, .should_stop = flags_should_stop};
@@ -466,7 +478,9 @@ int cmd_train(int argc, char **argv) {
             status = 4;
         } else if (index >= 0) {
             const grid_options g = {.out = out, .output = output, .threads = spec.threads};
-            status = train_grid_point(&s, &trials, index, &g);
+            trial_spec point;
+            grid_trial_spec(&s, &trials.items[index], &point);
+            status = preflight(&point, 1) ? 2 : train_grid_point(&s, &trials, index, &g);
         }
         grid_trials_free(&trials);
         sweep_free(&s);

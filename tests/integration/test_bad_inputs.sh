@@ -113,15 +113,13 @@ else
   skip "read-only output directory (bind mounts are not allowed here)"
 fi
 
-# ---- datasets: a failing trial is reported with its file, every trial once, exit 1 -----------
-# bad_data NAME PATTERN: run the sweep on the spoilt dataset; every trial fails with PATTERN
+# ---- datasets: refused before anything starts (exit 2, no results file), naming the file ---------
+# bad_data NAME PATTERN: run (and run -n) refuse the spoilt dataset with PATTERN
 bad_data() {
-  expect_fail "data $1: run exits 1 naming the file" 1 "failed: resnet18__linear-decay: rank [12] on .*: $2" \
+  expect_fail "data $1: run exits 2 naming the file" 2 "trial resnet18__linear-decay: $2" \
     run 3 -o "$tmp/$1.h5" "$tmp/$1.yaml"
-  check "data $1: /trials records every trial failed with the reason" $py -c "
-import h5py,re,sys
-t = h5py.File('$tmp/$1.h5','r')['trials'][:]
-sys.exit(0 if len(t) == 4 and all(s == b'failed' and re.search(r'''$2''', e.decode()) for s, e in zip(t['status'], t['error'])) else 1)"
+  check "data $1: nothing was written" test ! -e "$tmp/$1.h5" -a ! -e "$tmp/$1.h5.d"
+  expect_fail "data $1: run -n refuses it too" 2 "$2" run 1 -n "$tmp/$1.yaml"
 }
 dataset labels_zero
 $py "$make_bad" labels-zero "$tmp/labels_zero/imagelabels.mat" "$tmp/data/imagelabels.mat"
@@ -138,6 +136,17 @@ dataset truncated
 first=$tmp/truncated/jpg/image_00001.jpg
 head -c $(($(stat -c %s "$first") / 2)) "$tmp/data/jpg/image_00001.jpg" >"$first"
 bad_data truncated "$first: truncated or corrupt JPEG \((Premature end of JPEG file|Invalid JPEG file structure: missing SOS marker)\)"
+# a body cut short after a whole header passes the check; the trials that decode it fail
+dataset body_cut
+first=$tmp/body_cut/jpg/image_00001.jpg
+head -c $(($(stat -c %s "$first") * 9 / 10)) "$tmp/data/jpg/image_00001.jpg" >"$first"
+expect_fail "data body_cut: run exits 1 naming the file" 1 \
+  "failed: resnet18__linear-decay: rank [12] on .*: $first: truncated or corrupt JPEG \(Premature end of JPEG file\)" \
+  run 3 -o "$tmp/body_cut.h5" "$tmp/body_cut.yaml"
+check "data body_cut: /trials records every trial failed with the reason" $py -c "
+import h5py,sys
+t = h5py.File('$tmp/body_cut.h5','r')['trials'][:]
+sys.exit(0 if len(t) == 4 and all(s == b'failed' and b'Premature end of JPEG file' in e for s, e in zip(t['status'], t['error'])) else 1)"
 dataset html
 echo '<html>404 not found</html>' >"$tmp/html/jpg/image_00002.jpg"
 bad_data html "$tmp/html/jpg/image_00002.jpg: not a JPEG file \(Not a JPEG file: starts with 0x3c 0x68\)"
@@ -156,7 +165,7 @@ bad_weights() {
   check "weights $name: no checkpoint written" test ! -e "$tmp/w_$name/resume.safetensors"
 }
 : >"$tmp/zero.pth"
-bad_weights "$tmp/zero.pth" "tlsweep train: $tmp/zero.pth: file is empty"
+bad_weights "$tmp/zero.pth" "tlsweep train: trial resnet18__exp-decay-3: $tmp/zero.pth: file is empty"
 $py "$make_bad" pth-foreign "$tmp/foreign.pth"
 bad_weights "$tmp/foreign.pth" "$tmp/foreign.pth: pickle refers to global 'posix.system', which is not allowed in a weights file"
 check "weights foreign.pth: the pickle's code never ran" test ! -e /tmp/tlsweep-pwned
@@ -175,9 +184,10 @@ check "weights: a best.safetensors of the good sweep loads as pretrained weights
 $py "$make_bad" st-reshape "$tmp/reshaped.safetensors" "$best"
 bad_weights "$tmp/reshaped.safetensors" "$tmp/reshaped.safetensors: 1 tensor\(s\) do not match the model; wrong shape layer1.0.conv1.weight: file has \(8, 8, 9, 1\), model needs \(8, 8, 3, 3\)"
 variant sweep_foreign "s#weights: none#weights: $tmp/foreign.pth#"
-expect_fail "weights foreign.pth in a sweep: run exits 1, each trial names the file" 1 \
-  "failed: vgg11_bn__exp-decay-3: rank [12] on .*: $tmp/foreign.pth: pickle refers to global 'posix.system'" \
+expect_fail "weights foreign.pth in a sweep: run exits 2 before any trial, naming the file" 2 \
+  "trial vgg11_bn__linear-decay: $tmp/foreign.pth: pickle refers to global 'posix.system'" \
   run 3 -o "$tmp/sweep_foreign.h5" "$tmp/sweep_foreign.yaml"
+check "weights foreign.pth in a sweep: nothing was written" test ! -e "$tmp/sweep_foreign.h5"
 check "after the weights cases: ok.h5 and its checkpoints are byte-identical" intact
 
 # ---- a disk that fills up while a checkpoint is written ---------------------------------------

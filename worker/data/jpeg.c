@@ -70,39 +70,68 @@ static int dct_denominator(int width, int height, int min_short_side) {
     return denom;
 }
 
+/* A JPEG file read and its header parsed: what decoding and checking share. */
+typedef struct {
+    unsigned char *buf;
+    size_t size;
+    tjhandle tj;
+    int w, h; /* after DCT scaling */
+    int is_cmyk;
+} jpeg_source;
+
+static void close_source(jpeg_source *src) {
+    if (src->tj) tjDestroy(src->tj);
+    free(src->buf);
+}
+
+/* Reads PATH and its header, and checks the scaled size against JPEG_MAX_PIXELS. */
+static int open_source(const char *path, int min_short_side, jpeg_source *src, char *err,
+                       size_t errlen) {
+    memset(src, 0, sizeof *src);
+    if (!(src->buf = read_file(path, &src->size, err, errlen))) return -1;
+    if (!(src->tj = tjInitDecompress())) {
+        snprintf(err, errlen, "%s: cannot start the JPEG decoder: %s", path, tjGetErrorStr2(NULL));
+        return -1;
+    }
+    int width, height, subsamp, colorspace;
+    const unsigned char *buf = src->buf;
+    if (src->size > (size_t)0xffffffffu ||
+        tjDecompressHeader3(src->tj, src->buf, (unsigned long)src->size, &width, &height, &subsamp,
+                            &colorspace) != 0) {
+        /* a file that starts with the SOI marker is a JPEG, cut short or damaged */
+        int starts_as_jpeg = src->size >= 3 && buf[0] == 0xff && buf[1] == 0xd8 && buf[2] == 0xff;
+        snprintf(err, errlen, "%s: %s (%s)", path,
+                 starts_as_jpeg ? "truncated or corrupt JPEG" : "not a JPEG file",
+                 tjGetErrorStr2(src->tj));
+        return -1;
+    }
+    int denom = dct_denominator(width, height, min_short_side);
+    src->w = TJSCALED(width, ((tjscalingfactor){1, denom}));
+    src->h = TJSCALED(height, ((tjscalingfactor){1, denom}));
+    src->is_cmyk = colorspace == TJCS_CMYK || colorspace == TJCS_YCCK;
+    if ((size_t)src->w * (size_t)src->h > JPEG_MAX_PIXELS) {
+        snprintf(err, errlen, "%s: a %dx%d JPEG decodes to %dx%d, more than the %zu-pixel limit",
+                 path, width, height, src->w, src->h, JPEG_MAX_PIXELS);
+        return -1;
+    }
+    return 0;
+}
+
+int jpeg_check_file(const char *path, int min_short_side, char *err, size_t errlen) {
+    jpeg_source src;
+    int rc = open_source(path, min_short_side, &src, err, errlen);
+    close_source(&src);
+    return rc;
+}
+
 int jpeg_decode_file(const char *path, int min_short_side, image_u8 *out, char *err,
                      size_t errlen) {
     memset(out, 0, sizeof *out);
-    size_t size = 0;
-    unsigned char *buf = read_file(path, &size, err, errlen);
-    if (!buf) return -1;
-    tjhandle tj = tjInitDecompress();
-    if (!tj) {
-        snprintf(err, errlen, "%s: cannot start the JPEG decoder: %s", path, tjGetErrorStr2(NULL));
-        free(buf);
-        return -1;
-    }
+    jpeg_source src;
     int rc = -1;
     uint8_t *cmyk = NULL;
-    int width, height, subsamp, colorspace;
-    if (size > (size_t)0xffffffffu || tjDecompressHeader3(tj, buf, (unsigned long)size, &width,
-                                                          &height, &subsamp, &colorspace) != 0) {
-        /* a file that starts with the SOI marker is a JPEG, cut short or damaged */
-        int starts_as_jpeg = size >= 3 && buf[0] == 0xff && buf[1] == 0xd8 && buf[2] == 0xff;
-        snprintf(err, errlen, "%s: %s (%s)", path,
-                 starts_as_jpeg ? "truncated or corrupt JPEG" : "not a JPEG file",
-                 tjGetErrorStr2(tj));
-        goto done;
-    }
-    int denom = dct_denominator(width, height, min_short_side);
-    int w = TJSCALED(width, ((tjscalingfactor){1, denom}));
-    int h = TJSCALED(height, ((tjscalingfactor){1, denom}));
-    int is_cmyk = colorspace == TJCS_CMYK || colorspace == TJCS_YCCK;
-    if ((size_t)w * (size_t)h > JPEG_MAX_PIXELS) {
-        snprintf(err, errlen, "%s: a %dx%d JPEG decodes to %dx%d, more than the %zu-pixel limit",
-                 path, width, height, w, h, JPEG_MAX_PIXELS);
-        goto done;
-    }
+    if (open_source(path, min_short_side, &src, err, errlen)) goto done;
+    const int w = src.w, h = src.h, is_cmyk = src.is_cmyk;
     out->pixels = malloc((size_t)w * h * 3);
     if (is_cmyk) cmyk = malloc((size_t)w * h * 4);
     if (!out->pixels || (is_cmyk && !cmyk)) {
@@ -111,12 +140,12 @@ int jpeg_decode_file(const char *path, int min_short_side, image_u8 *out, char *
     }
     /* Any warning (a truncated file decodes with grey rows) is an error: PIL refuses it too. */
     int flags = TJFLAG_STOPONWARNING;
-    int status =
-        is_cmyk
-            ? tjDecompress2(tj, buf, (unsigned long)size, cmyk, w, 0, h, TJPF_CMYK, flags)
-            : tjDecompress2(tj, buf, (unsigned long)size, out->pixels, w, 0, h, TJPF_RGB, flags);
+    unsigned long size = (unsigned long)src.size;
+    int status = is_cmyk
+                     ? tjDecompress2(src.tj, src.buf, size, cmyk, w, 0, h, TJPF_CMYK, flags)
+                     : tjDecompress2(src.tj, src.buf, size, out->pixels, w, 0, h, TJPF_RGB, flags);
     if (status != 0) {
-        snprintf(err, errlen, "%s: truncated or corrupt JPEG (%s)", path, tjGetErrorStr2(tj));
+        snprintf(err, errlen, "%s: truncated or corrupt JPEG (%s)", path, tjGetErrorStr2(src.tj));
         goto done;
     }
     if (is_cmyk) cmyk_to_rgb(out->pixels, cmyk, (size_t)w * h);
@@ -129,7 +158,6 @@ done:
         out->pixels = NULL;
     }
     free(cmyk);
-    tjDestroy(tj);
-    free(buf);
+    close_source(&src);
     return rc;
 }

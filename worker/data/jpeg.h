@@ -15,6 +15,11 @@
  * JPEG: returns -1 with one message naming the file and the problem. */
 int jpeg_decode_file(const char *path, int min_short_side, image_u8 *out, char *err, size_t errlen);
 
+/* What decoding checks before it decodes (the file reads, its header parses, the scaled size
+ * fits JPEG_MAX_PIXELS), without decoding: fast, so every image can be checked before a
+ * sweep starts. A truncated body passes; decoding finds it. */
+int jpeg_check_file(const char *path, int min_short_side, char *err, size_t errlen);
+
 #define JPEG_REDUCING_GAP 2
 
 /* The most pixels a decoded (already DCT-scaled) image may have: 8192 x 8192. A header that

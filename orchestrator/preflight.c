@@ -1,0 +1,149 @@
+#include "orchestrator/preflight.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "orchestrator/grid.h"
+#include "worker/data/dataset.h"
+#include "worker/data/jpeg.h"
+#include "worker/models/model.h"
+#include "worker/params.h"
+#include "worker/pretrained.h"
+#include "worker/weights/weights.h"
+
+/* How many unreadable images one dataset reports by name before it only counts. */
+#define PREFLIGHT_IMAGES_NAMED 3
+
+static int same_data(const trial_spec *a, const trial_spec *b) {
+    if (strcmp(a->data_root, b->data_root) || a->skip_corrupt != b->skip_corrupt ||
+        a->resize != b->resize || a->n_train_splits != b->n_train_splits ||
+        a->n_val_splits != b->n_val_splits)
+        return 0;
+    for (int i = 0; i < a->n_train_splits; i++)
+        if (strcmp(a->train_splits[i], b->train_splits[i])) return 0;
+    for (int i = 0; i < a->n_val_splits; i++)
+        if (strcmp(a->val_splits[i], b->val_splits[i])) return 0;
+    return 1;
+}
+
+static int same_model(const trial_spec *a, const trial_spec *b) {
+    return !strcmp(a->backbone, b->backbone) && a->width == b->width && a->crop == b->crop &&
+           !strcmp(a->weights, b->weights);
+}
+
+static int check_images(const dataset_split *split, const trial_spec *spec, int *bad,
+                        sweep_errors *errs) {
+    for (int i = 0; i < split->count; i++) {
+        char err[1024];
+        if (!jpeg_check_file(split->paths[i], spec->resize, err, sizeof err)) continue;
+        if (++*bad <= PREFLIGHT_IMAGES_NAMED)
+            sweep_errors_add(errs, "trial %s: %s", spec->name, err);
+    }
+    return *bad;
+}
+
+/* The dataset of spec; its class count in *classes. Returns the problems found. */
+static int check_data(const trial_spec *spec, int *classes, sweep_errors *errs) {
+    const char *train[TRIAL_MAX_SPLITS], *val[TRIAL_MAX_SPLITS];
+    for (int i = 0; i < spec->n_train_splits; i++)
+        train[i] = spec->train_splits[i];
+    for (int i = 0; i < spec->n_val_splits; i++)
+        val[i] = spec->val_splits[i];
+    dataset ds;
+    char err[1024];
+    if (dataset_open(&ds, spec->data_root, train, spec->n_train_splits, val, spec->n_val_splits,
+                     spec->skip_corrupt, err, sizeof err)) {
+        sweep_errors_add(errs, "trial %s: %s", spec->name, err);
+        return 1;
+    }
+    *classes = ds.num_classes;
+    int bad = 0;
+    /* with skip_corrupt the loader leaves unreadable images out, as the trial will */
+    if (!spec->skip_corrupt) {
+        check_images(&ds.train, spec, &bad, errs);
+        check_images(&ds.val, spec, &bad, errs);
+        if (bad > PREFLIGHT_IMAGES_NAMED)
+            sweep_errors_add(errs, "trial %s: %s: %d more unreadable images", spec->name,
+                             spec->data_root, bad - PREFLIGHT_IMAGES_NAMED);
+    }
+    dataset_free(&ds);
+    return bad;
+}
+
+/* The backbone builds for the dataset's classes and the weights fit it by name and shape. */
+static int check_model(const trial_spec *spec, int classes, sweep_errors *errs) {
+    model m;
+    char err[2048];
+    const model_spec ms = {spec->backbone, classes, spec->width, spec->crop, (float)spec->dropout};
+    if (model_build(&m, &ms, err, sizeof err)) {
+        sweep_errors_add(errs, "trial %s: %s", spec->name, err);
+        return 1;
+    }
+    int rc = 0;
+    if (strcmp(spec->weights, "none")) {
+        char path[TRIAL_PATH_MAX];
+        weights_file w = {0};
+        float *values = calloc(m.params.total_count ? m.params.total_count : 1, sizeof *values);
+        rc = !values;
+        if (!values) snprintf(err, sizeof err, "out of memory checking the weights");
+        if (!rc)
+            rc = pretrained_resolve(path, sizeof path, spec->weights, spec->backbone, err,
+                                    sizeof err) ||
+                 weights_read(path, &w, err, sizeof err) ||
+                 params_load(&m.params, values, &w, path, err, sizeof err);
+        if (rc) sweep_errors_add(errs, "trial %s: %s", spec->name, err);
+        weights_free(&w);
+        free(values);
+    }
+    model_free(&m);
+    return rc;
+}
+
+int preflight_trials(const trial_spec *specs, int count, sweep_errors *errs) {
+    int problems = 0;
+    int *classes = calloc((size_t)(count ? count : 1), sizeof *classes);
+    if (!classes) {
+        sweep_errors_add(errs, "out of memory checking the trials' inputs");
+        return 1;
+    }
+    for (int i = 0; i < count; i++) {
+        int seen = -1;
+        for (int j = 0; j < i && seen < 0; j++)
+            if (same_data(&specs[i], &specs[j])) seen = j;
+        if (seen >= 0)
+            classes[i] = classes[seen];
+        else
+            problems += check_data(&specs[i], &classes[i], errs);
+    }
+    for (int i = 0; i < count; i++) {
+        if (!classes[i]) continue; /* its dataset was refused */
+        int seen = 0;
+        for (int j = 0; j < i && !seen; j++)
+            seen = classes[j] == classes[i] && same_model(&specs[i], &specs[j]);
+        if (!seen) problems += check_model(&specs[i], classes[i], errs);
+    }
+    free(classes);
+    return problems;
+}
+
+int preflight_sweep(const sweep *s, sweep_errors *errs) {
+    trial_list trials;
+    char err[512];
+    if (grid_expand(s, &trials, err, sizeof err)) {
+        sweep_errors_add(errs, "%s: %s", s->file, err);
+        return 1;
+    }
+    trial_spec *specs = calloc((size_t)(trials.count ? trials.count : 1), sizeof *specs);
+    int problems = 1;
+    if (!specs)
+        sweep_errors_add(errs, "out of memory checking the trials' inputs");
+    else {
+        for (int i = 0; i < trials.count; i++)
+            grid_trial_spec(s, &trials.items[i], &specs[i]);
+        problems = preflight_trials(specs, trials.count, errs);
+    }
+    free(specs);
+    grid_trials_free(&trials);
+    return problems;
+}
