@@ -108,7 +108,7 @@ static int acknowledge(root_ctx *r, const trial_entry *e, const message *m) {
     return send_to(r, e->row.rank, &ack);
 }
 
-static int on_epoch(root_ctx *r, trial_entry *e, int index, const message *m, double now) {
+static int on_epoch(root_ctx *r, trial_entry *e, const message *m, double now) {
     const msg_epoch *ep = &m->epoch;
     e->current_epoch = ep->epoch;
     e->current_phase = ep->phase;
@@ -155,7 +155,6 @@ static int on_epoch(root_ctx *r, trial_entry *e, int index, const message *m, do
     e->epoch_written[ep->epoch] = 1;
     progress_event(r->progress, r->table, now, "rank %d: %s epoch %d/%d (phase %d) val_acc %.4f",
                    e->row.rank, e->row.name, ep->epoch, e->total_epochs, ep->phase, ep->val_acc);
-    (void)index;
     return acknowledge(r, e, m);
 }
 
@@ -229,7 +228,7 @@ int root_handle(root_ctx *r, int source, const message *m, double now) {
     }
     trial_entry *e = &r->table->items[index];
     if (m->type == MSG_EPOCH) {
-        rc = on_epoch(r, e, index, m, now);
+        rc = on_epoch(r, e, m, now);
         goto out;
     }
     w->busy = -1;

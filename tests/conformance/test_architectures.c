@@ -123,5 +123,5 @@ int main(void) {
                                         "vgg19_bn",  "layer_groups"};
     static const tl_case_fn fns[] = {resnet18, resnet34, resnet50, resnet101, resnet152,
                                      vgg11_bn, vgg13_bn, vgg16_bn, vgg19_bn,  layer_groups};
-    return tl_run("architectures", names, fns, (int)(sizeof fns / sizeof fns[0]));
+    return TL_RUN("architectures", names, fns);
 }

@@ -305,5 +305,5 @@ int main(void) {
     static const tl_case_fn cases[] = {
         test_seed_sweep, test_smoke_sweep,           test_axes_exclude_overrides,
         test_catalogue,  test_all_problems_reported, test_missing_dataset};
-    return tl_run("sweep", names, cases, 6);
+    return TL_RUN("sweep", names, cases);
 }

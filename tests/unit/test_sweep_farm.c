@@ -182,5 +182,5 @@ int main(void) {
                                         "protocol", "simulated learning rates"};
     static const tl_case_fn cases[] = {test_state_machine, test_longest_first, test_protocol,
                                        test_simulated_lr};
-    return tl_run("farm", names, cases, 4);
+    return TL_RUN("farm", names, cases);
 }
