@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "orchestrator/results_h5.h"
+#include "worker/clock.h"
 
 typedef enum { FIELD_I32, FIELD_I64, FIELD_F64, FIELD_STR } field_kind;
 
@@ -88,12 +89,6 @@ struct results_h5 {
     long kill_after_lr; /* test hook, see results_h5.h */
     long epochs_appended;
 };
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* HDF5's reason for the last failure, for our one-line messages: the API call's description
  * and, when a frame below carries one, the system's error message (a full disk says "No space
@@ -605,22 +600,22 @@ int results_h5_add_trials(results_h5 *h, const results_trial_row *rows,
 }
 
 int results_h5_write_trial(results_h5 *h, const results_trial_row *row, char *err, size_t errlen) {
-    double start = now();
+    double start = monotonic_seconds();
     /* The memory type holds the fixed columns only; HDF5 keeps the grid columns (it reads
      * the stored row as background for a partial compound write). */
     int rc = table_write(&h->trials, h->trials.type, (hsize_t)row->id, row, 1, 1);
-    h->write_seconds += now() - start;
+    h->write_seconds += monotonic_seconds() - start;
     if (rc) return fail(h->path, err, errlen, "cannot write trial %s to /trials", row->name);
     return 0;
 }
 
 int results_h5_append_epoch(results_h5 *h, const results_curve_row *curve, const results_lr_row *lr,
                             int n_lr, char *err, size_t errlen) {
-    double start = now();
+    double start = monotonic_seconds();
     int rc = table_write(&h->lr, h->lr.type, h->lr.rows, lr, (hsize_t)n_lr, 1);
     if (h->kill_after_lr && ++h->epochs_appended == h->kill_after_lr) raise(SIGKILL);
     if (!rc) rc = table_write(&h->curves, h->curves.type, h->curves.rows, curve, 1, 1);
-    h->write_seconds += now() - start;
+    h->write_seconds += monotonic_seconds() - start;
     if (rc)
         return fail(h->path, err, errlen, "cannot append epoch %d of trial %s", curve->epoch,
                     curve->trial);

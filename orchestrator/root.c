@@ -2,22 +2,10 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #include "orchestrator/root.h"
 #include "orchestrator/schedule.h"
-
-static double wall_clock(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static double monotonic(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+#include "worker/clock.h"
 
 __attribute__((format(printf, 2, 3))) static int fatal(root_ctx *r, const char *fmt, ...) {
     va_list ap;
@@ -83,7 +71,7 @@ static int assign(root_ctx *r, int rank, double now) {
     e->row.rank = rank;
     snprintf(e->row.host, sizeof e->row.host, "%s", w->host);
     e->row.device = w->device;
-    e->row.start_time = wall_clock();
+    e->row.start_time = wall_seconds();
     e->row.end_time = 0;
     e->current_epoch = 0;
     e->current_phase = 1;
@@ -137,7 +125,7 @@ static int on_epoch(root_ctx *r, trial_entry *e, const message *m, double now) {
     c.head_lr = ep->head_lr;
     c.seconds = ep->seconds;
     c.images_per_second = ep->images_per_second;
-    c.time = wall_clock();
+    c.time = wall_seconds();
     results_lr_row lr[PROTOCOL_MAX_GROUPS];
     for (int g = 0; g < ep->n_groups; g++) {
         memset(&lr[g], 0, sizeof lr[g]);
@@ -160,7 +148,7 @@ static int on_epoch(root_ctx *r, trial_entry *e, const message *m, double now) {
 
 static int on_done(root_ctx *r, trial_entry *e, int index, const message *m, double now) {
     const msg_done *d = &m->done;
-    e->row.end_time = wall_clock();
+    e->row.end_time = wall_seconds();
     e->row.params = d->params;
     e->row.seconds = d->seconds;
     e->row.epochs_done = d->epochs_done;
@@ -192,7 +180,7 @@ static int on_done(root_ctx *r, trial_entry *e, int index, const message *m, dou
 }
 
 static int on_failed(root_ctx *r, trial_entry *e, int index, const message *m, double now) {
-    e->row.end_time = wall_clock();
+    e->row.end_time = wall_seconds();
     snprintf(e->row.error, sizeof e->row.error, "%.255s", m->text);
     e->last_failed_rank = e->row.rank;
     if (transition(r, index, TS_FAILED)) return -1;
@@ -205,7 +193,7 @@ static int on_failed(root_ctx *r, trial_entry *e, int index, const message *m, d
 }
 
 int root_handle(root_ctx *r, int source, const message *m, double now) {
-    double start = monotonic();
+    double start = monotonic_seconds();
     r->messages++;
     int rc = 0;
     if (source < r->first_worker || source >= r->n_ranks) {
@@ -235,7 +223,7 @@ int root_handle(root_ctx *r, int source, const message *m, double now) {
     rc = m->type == MSG_DONE ? on_done(r, e, index, m, now) : on_failed(r, e, index, m, now);
     if (!rc && !r->stopping) rc = assign(r, source, now);
 out:
-    r->handle_seconds += monotonic() - start;
+    r->handle_seconds += monotonic_seconds() - start;
     return rc;
 }
 
