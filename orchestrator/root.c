@@ -116,15 +116,9 @@ static int on_epoch(root_ctx *r, trial_entry *e, const message *m, double now) {
     c.trial_id = e->row.id;
     snprintf(c.trial, sizeof c.trial, "%s", e->row.name);
     c.attempt = m->attempt;
-    c.epoch = ep->epoch;
-    c.phase = ep->phase;
-    c.train_loss = ep->train_loss;
-    c.train_acc = ep->train_acc;
-    c.val_loss = ep->val_loss;
-    c.val_acc = ep->val_acc;
-    c.head_lr = ep->head_lr;
-    c.seconds = ep->seconds;
-    c.images_per_second = ep->images_per_second;
+#define COPY_FIELD(kind, name) c.name = ep->name;
+    EPOCH_FIELDS(COPY_FIELD)
+#undef COPY_FIELD
     c.time = wall_seconds();
     results_lr_row lr[PROTOCOL_MAX_GROUPS];
     for (int g = 0; g < ep->n_groups; g++) {

@@ -82,7 +82,7 @@ int checkpoint_write_best(model *m, kn_ctx *ctx, const char *dir, const char *tr
 int checkpoint_write_resume(model *m, kn_ctx *ctx, const char *dir, const trial_progress *p,
                             char *err, size_t errlen) {
     char path[1024], done[32], best[32], best_epoch[32], end_fe[32], steps[32];
-    char batches[32], loss_sum[32], correct[32], images[32], seconds[32];
+    char batches[32], loss_sum[32], correct[32], images[32], seconds[32], data_wait[32];
     staged s;
     int rc = stage(&s, m, ctx, 1, err, errlen);
     snprintf(path, sizeof path, "%s/resume.safetensors", dir);
@@ -97,6 +97,7 @@ int checkpoint_write_resume(model *m, kn_ctx *ctx, const char *dir, const trial_
     snprintf(correct, sizeof correct, "%ld", p->train_so_far.correct);
     snprintf(images, sizeof images, "%ld", p->train_so_far.images);
     snprintf(seconds, sizeof seconds, "%.17g", p->seconds_so_far);
+    snprintf(data_wait, sizeof data_wait, "%.17g", p->train_so_far.data_wait_s);
     const char *meta[] = {"format",
                           RESUME_FORMAT,
                           "backbone",
@@ -120,7 +121,9 @@ int checkpoint_write_resume(model *m, kn_ctx *ctx, const char *dir, const trial_
                           "epoch_images",
                           images,
                           "epoch_seconds",
-                          seconds};
+                          seconds,
+                          "epoch_data_wait_s",
+                          data_wait};
     int n_meta = (int)(sizeof meta / sizeof meta[0]) / 2;
     if (!rc) rc = weights_write_safetensors(path, s.tensors, s.count, meta, n_meta, err, errlen);
     staged_free(&s);
@@ -152,6 +155,10 @@ static int read_epoch_position(const weights_file *w, trial_progress *p, const c
         meta_number(w, "epoch_correct", &correct, path, err, errlen) ||
         meta_number(w, "epoch_images", &images, path, err, errlen) ||
         meta_number(w, "epoch_seconds", &p->seconds_so_far, path, err, errlen))
+        return -1;
+    /* absent in a checkpoint of an older tlsweep: the wait before the stop is then unknown */
+    if (weights_metadata(w, "epoch_data_wait_s") &&
+        meta_number(w, "epoch_data_wait_s", &p->train_so_far.data_wait_s, path, err, errlen))
         return -1;
     if (batches < 0 || correct < 0 || images < correct || (batches > 0) != (images > 0)) {
         snprintf(err, errlen,

@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "worker/epoch_fields.h"
+
 #define TRIAL_MAX_SPLITS 8
 #define TRIAL_NAME_MAX 128
 #define TRIAL_PATH_MAX 512
@@ -66,15 +68,10 @@ typedef struct {
 } trial_spec;
 
 typedef struct {
-    int epoch;                    /* 1-based over both phases */
-    int phase;                    /* 1 feature extraction, 2 fine-tuning */
-    double train_loss, train_acc; /* running over the epoch's batches; accuracy in [0, 1] */
-    double val_loss, val_acc;     /* true per-image */
-    double head_lr;
+    EPOCH_FIELDS(EPOCH_FIELD_MEMBER) /* epoch, phase, losses, accuracies ... (epoch_fields.h) */
     int n_groups;
     const char *const *group_names; /* the model's layer groups, output first */
     const double *group_lr;         /* each group's lr this epoch */
-    double seconds, images_per_second;
 } epoch_record;
 
 typedef struct {

@@ -103,6 +103,7 @@ static void test_protocol(void) {
                       .train_loss = 0.5,
                       .val_acc = 0.9,
                       .head_lr = 1e-4,
+                      .data_wait_s = 0.25,
                       .n_groups = 2,
                       .group_names = (const char *const[]){"fc", "layer4"},
                       .group_lr = (const double[]){1e-4, 1e-4 / 3}};
@@ -112,8 +113,23 @@ static void test_protocol(void) {
     CHECK(back.type == MSG_EPOCH && back.trial == 4 && back.attempt == 2 &&
               back.epoch.epoch == 17 && back.epoch.n_groups == 2 &&
               !strcmp(back.epoch.group_names[1], "layer4") && back.epoch.group_lr[1] == 1e-4 / 3 &&
-              back.epoch.val_acc == 0.9,
+              back.epoch.val_acc == 0.9 && back.epoch.data_wait_s == 0.25,
           "EPOCH did not round-trip");
+    /* every field of the record crosses the wire, a field added to epoch_fields.h too */
+    epoch_record all = {0};
+    double value = 1;
+#define SET_FIELD(kind, name) all.name = (EPOCH_FIELD_TYPE_##kind)(value += 1);
+    EPOCH_FIELDS(SET_FIELD)
+#undef SET_FIELD
+    all.phase = 2; /* the decoder checks epoch >= 1 and phase 1 or 2 */
+    protocol_epoch_from_record(&m, 0, 1, &all);
+    CHECK(protocol_encode(&m, buf, sizeof buf, &len) == 0, "encode");
+    CHECK(protocol_decode(buf, len, &back, err, sizeof err) == 0, "decode: %s", err);
+#define SAME_FIELD(kind, name)                                                                     \
+    CHECK(back.epoch.name == all.name, "EPOCH field %s: sent %g, got %g", #name, (double)all.name, \
+          (double)back.epoch.name);
+    EPOCH_FIELDS(SAME_FIELD)
+#undef SAME_FIELD
     message d = {.type = MSG_DONE, .trial = 3, .attempt = 1};
     d.done =
         (msg_done){.stopped = 1, .epochs_done = 1, .batches_done = 37, .batches_per_epoch = 385};
