@@ -1,4 +1,4 @@
-/* The results file (DESIGN.md "HDF5 results", documented in results/SCHEMA.md): root
+/* The results file (documented in results/SCHEMA.md, docs/architecture.md): root
  * provenance attributes and three chunked, extendible compound tables written by rank 0 in SWMR
  * mode, so notebooks can read while a sweep runs and a killed run leaves a readable file.
  *

@@ -1,5 +1,5 @@
-/* The trial runner: SEED.md's two phases on one backbone, epoch by epoch, with a best
- * checkpoint, a resume checkpoint at every epoch end (and at a stop between two training
+/* The trial runner: the two phases of docs/experiment.md on one backbone, epoch by epoch, with a
+ * best checkpoint, a resume checkpoint at every epoch end (and at a stop between two training
  * batches), and divergence as a failure reason. */
 #include "worker/trial.h"
 

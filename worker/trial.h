@@ -1,7 +1,7 @@
 /* One trial: a backbone with one learning-rate schedule (and the other sweep values), trained
- * as SEED.md describes (new head, feature extraction, fine-tuning with layer-decayed learning
- * rates). The orchestrator fills a trial_spec from the sweep file and calls trial_run; each
- * finished epoch comes back through the callback so it can stream to the root. */
+ * as docs/experiment.md describes (new head, feature extraction, fine-tuning with layer-decayed
+ * learning rates). The orchestrator fills a trial_spec from the sweep file and calls trial_run;
+ * each finished epoch comes back through the callback so it can stream to the root. */
 #ifndef TLSWEEP_TRIAL_H
 #define TLSWEEP_TRIAL_H
 
@@ -113,7 +113,8 @@ enum { TRIAL_DONE = 0, TRIAL_FAILED = -1, TRIAL_STOPPED = 1 };
 int trial_run(const trial_spec *spec, const trial_hooks *hooks, trial_summary *summary, char *err,
               size_t errlen);
 
-/* Fills spec with SEED.md's defaults (everything except name, backbone, data_root, out_dir). */
+/* Fills spec with the seed's defaults (docs/experiment.md): everything except name, backbone,
+ * data_root, out_dir. */
 void trial_spec_defaults(trial_spec *spec);
 
 #endif

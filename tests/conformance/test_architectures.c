@@ -86,7 +86,8 @@ static void vgg19_bn(void) {
     compare_backbone("vgg19_bn");
 }
 
-/* SEED.md's layer groups: the ResNet walk and VGG's classifier then features.43 ... 0. */
+/* The seed's layer groups (docs/experiment.md): the ResNet walk and VGG's classifier then
+ * features.43 ... 0. */
 static void layer_groups(void) {
     char err[256];
     model m;

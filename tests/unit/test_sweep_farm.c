@@ -183,7 +183,7 @@ static void test_simulated_lr(void) {
     simulate_group_lr(&spec, 7, n, lr); /* phase 1, second StepLR step: 3e-4 on the head only */
     CHECK(fabs(lr[0] - 3e-4) < 1e-15 && lr[1] == 0, "phase 1 lr %g %g", lr[0], lr[1]);
     spec.fine_tuning.decay = LAYER_DECAY_LINEAR;
-    simulate_group_lr(&spec, 17, n, lr); /* SEED.md: features.i at 1e-4 + (1e-7-1e-4)/44*(44-i) */
+    simulate_group_lr(&spec, 17, n, lr); /* the seed: features.i at 1e-4 + (1e-7-1e-4)/44*(44-i) */
     CHECK(fabs(lr[0] - 1e-4) < 1e-18 && fabs(lr[44] - 1e-7) < 1e-18 &&
               fabs(lr[1] - (1e-4 + (1e-7 - 1e-4) / 44 * 1)) < 1e-18,
           "linear decay %g %g %g", lr[0], lr[1], lr[44]);
