@@ -7,6 +7,7 @@ usage: make_schema1.py NEW.h5 OLD.h5"""
 import sys
 
 import h5py
+import numpy as np
 from numpy.lib import recfunctions
 
 
@@ -14,9 +15,10 @@ def main():
     src, dst = sys.argv[1], sys.argv[2]
     with h5py.File(src, "r", libver="latest", swmr=True) as f, \
             h5py.File(dst, "w", libver="latest") as g:
-        for key, value in f.attrs.items():
-            g.attrs[key] = value
-        g.attrs["schema"] = "tlsweep-results-1"
+        # fixed-length strings, as tlsweep writes and reads them (h5py's str would be variable)
+        for key in f.attrs:
+            g.attrs.create(key, f.attrs[key], dtype=f.attrs.get_id(key).dtype)
+        g.attrs["schema"] = np.bytes_(b"tlsweep-results-1")
         for table in ("trials", "curves", "lr"):
             rows = f[table][:]
             if table == "curves":

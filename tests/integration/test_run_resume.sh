@@ -90,7 +90,7 @@ import h5py, sys
 f = h5py.File('$tmp/old.h5', 'r')
 t, c = f['trials'][:], f['curves'][:]
 ok = (t['status'] == b'done').all() and len(c) == 12 and 'data_wait_s' not in c.dtype.names
-sys.exit(0 if ok and f.attrs['schema'] == 'tlsweep-results-1' else 1)"
+sys.exit(0 if ok and f.attrs['schema'] == b'tlsweep-results-1' else 1)"
 check "schema 1: status --curves shows '-' for data_wait_s" \
   bash -c "$tlsweep status --curves '$tmp/old.h5' | grep -qE '^ +3 +2 .* -$'"
 
