@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "orchestrator/farm.h"
+#include "worker/clock.h"
 
 volatile sig_atomic_t farm_stop_signal = 0;
 
@@ -48,9 +49,7 @@ int farm_install_signals(void) {
 }
 
 double farm_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+    return monotonic_seconds();
 }
 
 static void nap(long microseconds) {

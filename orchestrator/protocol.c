@@ -101,15 +101,9 @@ int protocol_encode(const message *m, unsigned char *buf, size_t cap, size_t *le
         break;
     case MSG_EPOCH: {
         const msg_epoch *e = &m->epoch;
-        put_i32(&w, e->epoch);
-        put_i32(&w, e->phase);
-        put_f64(&w, e->train_loss);
-        put_f64(&w, e->train_acc);
-        put_f64(&w, e->val_loss);
-        put_f64(&w, e->val_acc);
-        put_f64(&w, e->head_lr);
-        put_f64(&w, e->seconds);
-        put_f64(&w, e->images_per_second);
+#define PUT_FIELD(kind, name) put_##kind(&w, e->name);
+        EPOCH_FIELDS(PUT_FIELD)
+#undef PUT_FIELD
         int n = e->n_groups < 0                     ? 0
                 : e->n_groups > PROTOCOL_MAX_GROUPS ? PROTOCOL_MAX_GROUPS
                                                     : e->n_groups;
@@ -203,15 +197,9 @@ int protocol_decode(const unsigned char *buf, size_t len, message *m, char *err,
         break;
     case MSG_EPOCH: {
         msg_epoch *e = &m->epoch;
-        e->epoch = get_i32(&r);
-        e->phase = get_i32(&r);
-        e->train_loss = get_f64(&r);
-        e->train_acc = get_f64(&r);
-        e->val_loss = get_f64(&r);
-        e->val_acc = get_f64(&r);
-        e->head_lr = get_f64(&r);
-        e->seconds = get_f64(&r);
-        e->images_per_second = get_f64(&r);
+#define GET_FIELD(kind, name) e->name = get_##kind(&r);
+        EPOCH_FIELDS(GET_FIELD)
+#undef GET_FIELD
         e->n_groups = get_i32(&r);
         if (e->n_groups < 0 || e->n_groups > PROTOCOL_MAX_GROUPS) {
             snprintf(err, errlen, "EPOCH message with %d layer groups", e->n_groups);
@@ -263,15 +251,9 @@ void protocol_epoch_from_record(message *m, int trial, int attempt, const epoch_
     m->trial = trial;
     m->attempt = attempt;
     msg_epoch *e = &m->epoch;
-    e->epoch = r->epoch;
-    e->phase = r->phase;
-    e->train_loss = r->train_loss;
-    e->train_acc = r->train_acc;
-    e->val_loss = r->val_loss;
-    e->val_acc = r->val_acc;
-    e->head_lr = r->head_lr;
-    e->seconds = r->seconds;
-    e->images_per_second = r->images_per_second;
+#define COPY_FIELD(kind, name) e->name = r->name;
+    EPOCH_FIELDS(COPY_FIELD)
+#undef COPY_FIELD
     e->n_groups = r->n_groups > PROTOCOL_MAX_GROUPS ? PROTOCOL_MAX_GROUPS : r->n_groups;
     for (int g = 0; g < e->n_groups; g++) {
         snprintf(e->group_names[g], PROTOCOL_GROUP_NAME, "%.31s",

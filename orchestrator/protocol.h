@@ -20,7 +20,7 @@
 #include "worker/trial.h"
 
 #define PROTOCOL_MAGIC 0x57534C54u /* "TLSW" little-endian */
-#define PROTOCOL_VERSION 3         /* 3: DONE says where in the epoch it stopped */
+#define PROTOCOL_VERSION 4         /* 4: EPOCH carries data_wait_s */
 #define PROTOCOL_TAG 17
 #define PROTOCOL_TAG_ACK 18 /* ACKs travel apart so the heartbeat thread never takes one */
 #define PROTOCOL_MAX_GROUPS 64
@@ -42,8 +42,7 @@ typedef enum {
 } msg_type;
 
 typedef struct {
-    int32_t epoch, phase;
-    double train_loss, train_acc, val_loss, val_acc, head_lr, seconds, images_per_second;
+    EPOCH_FIELDS(EPOCH_FIELD_MEMBER) /* as the trainer's epoch_record */
     int32_t n_groups;
     char group_names[PROTOCOL_MAX_GROUPS][PROTOCOL_GROUP_NAME];
     double group_lr[PROTOCOL_MAX_GROUPS];

@@ -1,6 +1,7 @@
 /* The HDF5 results writer: one declarative field table per compound dataset drives the types,
  * every HDF5 call is checked, errors name the file and what failed (with HDF5's own reason). */
 #include <hdf5.h>
+#include <math.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -9,6 +10,7 @@
 #include <time.h>
 
 #include "orchestrator/results_h5.h"
+#include "worker/clock.h"
 
 typedef enum { FIELD_I32, FIELD_I64, FIELD_F64, FIELD_STR } field_kind;
 
@@ -45,20 +47,17 @@ static const h5_field trial_fields[] = {
     {NULL, 0, 0, 0},
 };
 
+#define EPOCH_FIELD_KIND_i32 FIELD_I32
+#define EPOCH_FIELD_KIND_f64 FIELD_F64
+
 static const h5_field curve_fields[] = {
     FIELD(results_curve_row, trial_id, FIELD_I32),
     FIELD(results_curve_row, trial, FIELD_STR),
     FIELD(results_curve_row, attempt, FIELD_I32),
-    FIELD(results_curve_row, epoch, FIELD_I32),
-    FIELD(results_curve_row, phase, FIELD_I32),
-    FIELD(results_curve_row, train_loss, FIELD_F64),
-    FIELD(results_curve_row, train_acc, FIELD_F64),
-    FIELD(results_curve_row, val_loss, FIELD_F64),
-    FIELD(results_curve_row, val_acc, FIELD_F64),
-    FIELD(results_curve_row, head_lr, FIELD_F64),
-    FIELD(results_curve_row, seconds, FIELD_F64),
-    FIELD(results_curve_row, images_per_second, FIELD_F64),
-    FIELD(results_curve_row, time, FIELD_F64),
+#define CURVE_FIELD(kind, name) FIELD(results_curve_row, name, EPOCH_FIELD_KIND_##kind),
+    EPOCH_FIELDS(CURVE_FIELD)
+#undef CURVE_FIELD
+        FIELD(results_curve_row, time, FIELD_F64),
     {NULL, 0, 0, 0},
 };
 
@@ -77,6 +76,9 @@ typedef struct {
     hsize_t chunk;
     hid_t dset, type;
     hsize_t rows;
+    /* Fields the file's table lacks (bit i: fields[i]): a file of an older schema. They are
+     * neither read (f64 reads as NaN) nor written. */
+    uint64_t missing;
 } h5_table;
 
 struct results_h5 {
@@ -88,12 +90,6 @@ struct results_h5 {
     long kill_after_lr; /* test hook, see results_h5.h */
     long epochs_appended;
 };
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* HDF5's reason for the last failure, for our one-line messages: the API call's description
  * and, when a frame below carries one, the system's error message (a full disk says "No space
@@ -134,13 +130,15 @@ static hid_t string_type(size_t size) {
     return t;
 }
 
-/* The compound type of a field table, optionally with extra string columns after row_size. */
-static hid_t compound_type(const h5_field *fields, size_t row_size,
+/* The compound type of a field table less the missing ones, optionally with extra string
+ * columns after row_size. */
+static hid_t compound_type(const h5_field *fields, uint64_t missing, size_t row_size,
                            const results_grid_columns *extra) {
     size_t size = row_size + (extra ? (size_t)extra->count * RESULTS_VALUE_MAX : 0);
     hid_t t = H5Tcreate(H5T_COMPOUND, size);
     if (t < 0) return -1;
     for (const h5_field *f = fields; f->name; f++) {
+        if (missing >> (f - fields) & 1) continue;
         hid_t member = -1;
         switch (f->kind) {
         case FIELD_I32:
@@ -189,7 +187,7 @@ static void table_init(h5_table *t, const char *path, const h5_field *fields, si
 }
 
 static int table_create(hid_t file, h5_table *t, const results_grid_columns *extra) {
-    hid_t file_type = compound_type(t->fields, t->row_size, extra);
+    hid_t file_type = compound_type(t->fields, 0, t->row_size, extra);
     hsize_t zero = 0, unlimited = H5S_UNLIMITED;
     hid_t space = H5Screate_simple(1, &zero, &unlimited);
     hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
@@ -202,7 +200,8 @@ static int table_create(hid_t file, h5_table *t, const results_grid_columns *ext
     if (space >= 0) H5Sclose(space);
     if (dcpl >= 0) H5Pclose(dcpl);
     if (!ok) return -1;
-    t->type = compound_type(t->fields, t->row_size, NULL);
+    t->missing = 0;
+    t->type = compound_type(t->fields, 0, t->row_size, NULL);
     return t->type < 0 ? -1 : 0;
 }
 
@@ -216,8 +215,29 @@ static int table_open(hid_t file, h5_table *t) {
     H5Sclose(space);
     if (rank != 1) return -1;
     t->rows = dims;
-    t->type = compound_type(t->fields, t->row_size, NULL);
+    hid_t file_type = H5Dget_type(t->dset);
+    if (file_type < 0 || H5Tget_class(file_type) != H5T_COMPOUND) {
+        if (file_type >= 0) H5Tclose(file_type);
+        return -1;
+    }
+    t->missing = 0;
+    for (const h5_field *f = t->fields; f->name; f++)
+        if (H5Tget_member_index(file_type, f->name) < 0) t->missing |= 1ull << (f - t->fields);
+    H5Tclose(file_type);
+    H5Eclear2(H5E_DEFAULT); /* the lookups of missing members leave errors behind */
+    t->type = compound_type(t->fields, t->missing, t->row_size, NULL);
     return t->type < 0 ? -1 : 0;
+}
+
+/* What a column the file lacks reads as: NaN for a number (not 0: "no wait" is a value). */
+static void fill_missing(const h5_table *t, void *rows, hsize_t count) {
+    for (const h5_field *f = t->fields; t->missing && f->name; f++) {
+        if (!(t->missing >> (f - t->fields) & 1) || f->kind != FIELD_F64) continue;
+        for (hsize_t i = 0; i < count; i++) {
+            double nan = NAN;
+            memcpy((char *)rows + i * t->row_size + f->offset, &nan, sizeof nan);
+        }
+    }
 }
 
 static void table_close(h5_table *t) {
@@ -269,6 +289,7 @@ static int table_read(h5_table *t, void **rows, int *count) {
         *rows = NULL;
         return -1;
     }
+    fill_missing(t, *rows, dims);
     *count = (int)dims;
     return 0;
 }
@@ -338,7 +359,7 @@ static int write_meta(hid_t file, const results_meta *m, const results_grid_colu
         {"hosts", m->hosts},
         {"mode", m->simulated ? "simulated" : "real"},
         {"grid_columns", grid_columns},
-        {"schema", "tlsweep-results-1"},
+        {"schema", RESULTS_SCHEMA},
     };
     for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++)
         if (attr_string(file, strings[i].name, strings[i].value)) return -1;
@@ -368,7 +389,8 @@ static int write_trial_rows(results_h5 *h, hsize_t start, const results_trial_ro
                             const char (*grid_values)[SWEEP_MAX_AXES][RESULTS_VALUE_MAX],
                             int count) {
     void *buf = pack_trials(rows, grid_values, count, h->columns.count);
-    hid_t full = compound_type(trial_fields, sizeof(results_trial_row), &h->columns);
+    hid_t full =
+        compound_type(trial_fields, h->trials.missing, sizeof(results_trial_row), &h->columns);
     int rc = buf && full >= 0 ? table_write(&h->trials, full, start, buf, (hsize_t)count, 1) : -1;
     if (full >= 0) H5Tclose(full);
     free(buf);
@@ -623,22 +645,22 @@ int results_h5_add_trials(results_h5 *h, const results_trial_row *rows,
 }
 
 int results_h5_write_trial(results_h5 *h, const results_trial_row *row, char *err, size_t errlen) {
-    double start = now();
+    double start = monotonic_seconds();
     /* The memory type holds the fixed columns only; HDF5 keeps the grid columns (it reads
      * the stored row as background for a partial compound write). */
     int rc = table_write(&h->trials, h->trials.type, (hsize_t)row->id, row, 1, 1);
-    h->write_seconds += now() - start;
+    h->write_seconds += monotonic_seconds() - start;
     if (rc) return fail(h->path, err, errlen, "cannot write trial %s to /trials", row->name);
     return 0;
 }
 
 int results_h5_append_epoch(results_h5 *h, const results_curve_row *curve, const results_lr_row *lr,
                             int n_lr, char *err, size_t errlen) {
-    double start = now();
+    double start = monotonic_seconds();
     int rc = table_write(&h->lr, h->lr.type, h->lr.rows, lr, (hsize_t)n_lr, 1);
     if (h->kill_after_lr && ++h->epochs_appended == h->kill_after_lr) raise(SIGKILL);
     if (!rc) rc = table_write(&h->curves, h->curves.type, h->curves.rows, curve, 1, 1);
-    h->write_seconds += now() - start;
+    h->write_seconds += monotonic_seconds() - start;
     if (rc)
         return fail(h->path, err, errlen, "cannot append epoch %d of trial %s", curve->epoch,
                     curve->trial);

@@ -1,4 +1,4 @@
-/* The results file (DESIGN.md "HDF5 results", documented in results/SCHEMA.md): root
+/* The results file (documented in results/SCHEMA.md, docs/architecture.md): root
  * provenance attributes and three chunked, extendible compound tables written by rank 0 in SWMR
  * mode, so notebooks can read while a sweep runs and a killed run leaves a readable file.
  *
@@ -11,7 +11,12 @@
 #include <stdint.h>
 
 #include "orchestrator/sweep.h"
+#include "worker/epoch_fields.h"
 
+/* The root attribute "schema": the version of results/SCHEMA.md a file follows. 2: /curves
+ * has data_wait_s. Files of schema 1 are read (data_wait_s reads as NaN) and resumed as they
+ * are: the columns they lack stay absent. */
+#define RESULTS_SCHEMA "tlsweep-results-2"
 #define RESULTS_STATUS_MAX 12
 #define RESULTS_HOST_MAX 64
 #define RESULTS_ERROR_MAX 256
@@ -46,12 +51,8 @@ typedef struct {
     int32_t trial_id;
     char trial[TRIAL_NAME_MAX];
     int32_t attempt;
-    int32_t epoch;
-    int32_t phase;
-    double train_loss, train_acc, val_loss, val_acc;
-    double head_lr;
-    double seconds, images_per_second;
-    double time; /* when the root received it, seconds since the epoch */
+    EPOCH_FIELDS(EPOCH_FIELD_MEMBER) /* the epoch record (worker/epoch_fields.h) */
+    double time;                     /* when the root received it, seconds since the epoch */
 } results_curve_row;
 
 typedef struct {

@@ -22,7 +22,7 @@ void resume_unlock(const char *trials_dir);
 
 /* Opens path, checks the sweep, repairs /curves and /lr, loads the trials' states into t
  * (built from s), appends new trials with extend, and starts SWMR. Returns 0 with *out, or -1
- * with err (which may hold several lines). *resumed counts trials that were not done. */
+ * with err (which may hold several lines). *kept_done counts the done trials it keeps. */
 int resume_open(const char *path, const sweep *s, trial_table *t, int extend, results_h5 **out,
                 int *kept_done, char *err, size_t errlen);
 

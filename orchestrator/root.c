@@ -2,22 +2,10 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #include "orchestrator/root.h"
 #include "orchestrator/schedule.h"
-
-static double wall_clock(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static double monotonic(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+#include "worker/clock.h"
 
 __attribute__((format(printf, 2, 3))) static int fatal(root_ctx *r, const char *fmt, ...) {
     va_list ap;
@@ -83,7 +71,7 @@ static int assign(root_ctx *r, int rank, double now) {
     e->row.rank = rank;
     snprintf(e->row.host, sizeof e->row.host, "%s", w->host);
     e->row.device = w->device;
-    e->row.start_time = wall_clock();
+    e->row.start_time = wall_seconds();
     e->row.end_time = 0;
     e->current_epoch = 0;
     e->current_phase = 1;
@@ -108,7 +96,7 @@ static int acknowledge(root_ctx *r, const trial_entry *e, const message *m) {
     return send_to(r, e->row.rank, &ack);
 }
 
-static int on_epoch(root_ctx *r, trial_entry *e, int index, const message *m, double now) {
+static int on_epoch(root_ctx *r, trial_entry *e, const message *m, double now) {
     const msg_epoch *ep = &m->epoch;
     e->current_epoch = ep->epoch;
     e->current_phase = ep->phase;
@@ -128,16 +116,10 @@ static int on_epoch(root_ctx *r, trial_entry *e, int index, const message *m, do
     c.trial_id = e->row.id;
     snprintf(c.trial, sizeof c.trial, "%s", e->row.name);
     c.attempt = m->attempt;
-    c.epoch = ep->epoch;
-    c.phase = ep->phase;
-    c.train_loss = ep->train_loss;
-    c.train_acc = ep->train_acc;
-    c.val_loss = ep->val_loss;
-    c.val_acc = ep->val_acc;
-    c.head_lr = ep->head_lr;
-    c.seconds = ep->seconds;
-    c.images_per_second = ep->images_per_second;
-    c.time = wall_clock();
+#define COPY_FIELD(kind, name) c.name = ep->name;
+    EPOCH_FIELDS(COPY_FIELD)
+#undef COPY_FIELD
+    c.time = wall_seconds();
     results_lr_row lr[PROTOCOL_MAX_GROUPS];
     for (int g = 0; g < ep->n_groups; g++) {
         memset(&lr[g], 0, sizeof lr[g]);
@@ -155,13 +137,12 @@ static int on_epoch(root_ctx *r, trial_entry *e, int index, const message *m, do
     e->epoch_written[ep->epoch] = 1;
     progress_event(r->progress, r->table, now, "rank %d: %s epoch %d/%d (phase %d) val_acc %.4f",
                    e->row.rank, e->row.name, ep->epoch, e->total_epochs, ep->phase, ep->val_acc);
-    (void)index;
     return acknowledge(r, e, m);
 }
 
 static int on_done(root_ctx *r, trial_entry *e, int index, const message *m, double now) {
     const msg_done *d = &m->done;
-    e->row.end_time = wall_clock();
+    e->row.end_time = wall_seconds();
     e->row.params = d->params;
     e->row.seconds = d->seconds;
     e->row.epochs_done = d->epochs_done;
@@ -193,7 +174,7 @@ static int on_done(root_ctx *r, trial_entry *e, int index, const message *m, dou
 }
 
 static int on_failed(root_ctx *r, trial_entry *e, int index, const message *m, double now) {
-    e->row.end_time = wall_clock();
+    e->row.end_time = wall_seconds();
     snprintf(e->row.error, sizeof e->row.error, "%.255s", m->text);
     e->last_failed_rank = e->row.rank;
     if (transition(r, index, TS_FAILED)) return -1;
@@ -206,7 +187,7 @@ static int on_failed(root_ctx *r, trial_entry *e, int index, const message *m, d
 }
 
 int root_handle(root_ctx *r, int source, const message *m, double now) {
-    double start = monotonic();
+    double start = monotonic_seconds();
     r->messages++;
     int rc = 0;
     if (source < r->first_worker || source >= r->n_ranks) {
@@ -229,14 +210,14 @@ int root_handle(root_ctx *r, int source, const message *m, double now) {
     }
     trial_entry *e = &r->table->items[index];
     if (m->type == MSG_EPOCH) {
-        rc = on_epoch(r, e, index, m, now);
+        rc = on_epoch(r, e, m, now);
         goto out;
     }
     w->busy = -1;
     rc = m->type == MSG_DONE ? on_done(r, e, index, m, now) : on_failed(r, e, index, m, now);
     if (!rc && !r->stopping) rc = assign(r, source, now);
 out:
-    r->handle_seconds += monotonic() - start;
+    r->handle_seconds += monotonic_seconds() - start;
     return rc;
 }
 

@@ -1,6 +1,8 @@
 /* `tlsweep status FILE.h5`: counts per state, the best trials, failures with their reasons,
- * running trials and an ETA. Reads in SWMR mode, so it works while the sweep runs. */
+ * running trials and an ETA; with --curves, every epoch's record. Reads in SWMR mode, so it
+ * works while the sweep runs. */
 #include <getopt.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,9 +14,80 @@
 #include "worker/commands.h"
 
 static void usage(FILE *out) {
-    fprintf(out, "usage: tlsweep status [--top N] FILE.h5\n"
+    fprintf(out, "usage: tlsweep status [--top N] [--curves[=TRIAL]] FILE.h5\n"
                  "  progress of a sweep (also while it runs): trials per state, the best\n"
-                 "  trials, failures with their reasons, running trials, ETA\n");
+                 "  trials, failures with their reasons, running trials, ETA\n"
+                 "  --curves[=TRIAL]  then a table of every epoch (/curves) of every trial, or\n"
+                 "                    of TRIAL (a name or a 0-based id); '-' marks a column\n"
+                 "                    the file does not have (an older tlsweep wrote it)\n");
+}
+
+/* One column per field of the epoch record: a new field shows here without a change. */
+static int column_width(const char *name) {
+    int n = (int)strlen(name);
+    return n < 9 ? 9 : n;
+}
+
+static void print_curve_header(void) {
+    printf("  ");
+#define HEADER(kind, name) printf(" %*s", column_width(#name), #name);
+    EPOCH_FIELDS(HEADER)
+#undef HEADER
+    printf("\n");
+}
+
+static void print_f64(const char *name, double v) {
+    if (isnan(v))
+        printf(" %*s", column_width(name), "-");
+    else
+        printf(" %*.4g", column_width(name), v);
+}
+
+static void print_i32(const char *name, int32_t v) {
+    printf(" %*d", column_width(name), (int)v);
+}
+
+static void print_curve_row(const results_curve_row *c) {
+    printf("  ");
+#define VALUE(kind, name) print_##kind(#name, c->name);
+    EPOCH_FIELDS(VALUE)
+#undef VALUE
+    printf("\n");
+}
+
+/* The epochs of every trial (which == NULL) or of the one named or numbered WHICH. */
+static int print_curves(const char *path, const results_trial_row *rows, int count,
+                        const char *which) {
+    char err[512], *end = NULL;
+    long id = which ? strtol(which, &end, 10) : -1;
+    int found = 0;
+    for (int i = 0; which && i < count; i++)
+        found |= !strcmp(rows[i].name, which) || (end && !*end && rows[i].id == id);
+    if (which && !found) {
+        fprintf(stderr, "tlsweep status: %s: no trial '%s' (a name or an id 0..%d)\n", path, which,
+                count - 1);
+        return 2;
+    }
+    results_h5 *h = NULL;
+    results_curve_row *curves = NULL;
+    int n = 0;
+    if (results_h5_open_read(path, &h, err, sizeof err) ||
+        results_h5_read_curves(h, &curves, &n, err, sizeof err)) {
+        fprintf(stderr, "tlsweep status: %s\n", err);
+        results_h5_close(h, err, sizeof err);
+        return 2;
+    }
+    results_h5_close(h, err, sizeof err);
+    for (int i = 0; i < count; i++) {
+        if (which && strcmp(rows[i].name, which) && !(end && !*end && rows[i].id == id)) continue;
+        printf("%s (%s):\n", rows[i].name, rows[i].status);
+        print_curve_header();
+        /* /curves is in arrival order; a trial's epochs arrive in order */
+        for (int c = 0; c < n; c++)
+            if (curves[c].trial_id == rows[i].id) print_curve_row(&curves[c]);
+    }
+    free(curves);
+    return 0;
 }
 
 static int by_best(const void *a, const void *b) {
@@ -25,14 +98,21 @@ static int by_best(const void *a, const void *b) {
 
 int cmd_status(int argc, char **argv) {
     static const struct option longopts[] = {{"top", required_argument, NULL, 't'},
+                                             {"curves", optional_argument, NULL, 'c'},
                                              {"help", no_argument, NULL, 'h'},
                                              {NULL, 0, NULL, 0}};
-    int top = 5, c;
+    int top = 5, curves = 0, c;
+    const char *curves_of = NULL;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         if (c == 'h') {
             usage(stdout);
             return 0;
+        }
+        if (c == 'c') {
+            curves = 1;
+            curves_of = optarg;
+            continue;
         }
         if (c == 't') {
             long v;
@@ -56,7 +136,7 @@ int cmd_status(int argc, char **argv) {
         return 2;
     }
     int counts[TS_COUNT] = {0};
-    double done_cost = 0, done_seconds = 0, left_cost = 0, first_start = 0;
+    double done_cost = 0, left_cost = 0, first_start = 0;
     const results_trial_row **ranked = calloc((size_t)count + 1, sizeof *ranked);
     int n_ranked = 0;
     for (int i = 0; i < count; i++) {
@@ -65,10 +145,9 @@ int cmd_status(int argc, char **argv) {
         counts[s]++;
         if (rows[i].start_time > 0 && (first_start == 0 || rows[i].start_time < first_start))
             first_start = rows[i].start_time;
-        if (s == TS_DONE) {
+        if (s == TS_DONE)
             done_cost += rows[i].estimated_cost;
-            done_seconds += rows[i].end_time - rows[i].start_time;
-        } else if (s != TS_FAILED)
+        else if (s != TS_FAILED)
             left_cost += rows[i].estimated_cost;
         if (ranked && rows[i].best_epoch > 0) ranked[n_ranked++] = &rows[i];
     }
@@ -97,8 +176,8 @@ int cmd_status(int argc, char **argv) {
         if (eta >= 0) printf("ETA: about %.0f s (from the cost finished so far)\n", eta);
     } else if (left_cost == 0)
         printf("ETA: nothing left to run\n");
-    (void)done_seconds;
     free(ranked);
+    int rc = curves ? print_curves(path, rows, count, curves_of) : 0;
     free(rows);
-    return 0;
+    return rc;
 }

@@ -113,7 +113,6 @@ static void parse_grid(parse_ctx *ctx, yaml_node_t *n) {
             FAIL(ctx, k, dotted, "out of memory");
             continue;
         }
-        int bad = 0;
         for (int i = 0; i < count; i++) {
             yaml_node_t *item = sy_node(ctx, v->data.sequence.items.start[i]);
             sweep_value *value = &axis->values[axis->n_values];
@@ -130,10 +129,7 @@ static void parse_grid(parse_ctx *ctx, yaml_node_t *n) {
                 }
             } else
                 rc = sy_parse_typed(ctx, item, dotted, KEY_STRING, NULL, value);
-            if (rc) {
-                bad = 1;
-                continue;
-            }
+            if (rc) continue;
             for (int j = 0; j < axis->n_values; j++)
                 if (!strcmp(axis->values[j].text, value->text)) {
                     FAIL(ctx, item, dotted, "value '%s' appears twice", value->text);
@@ -141,7 +137,6 @@ static void parse_grid(parse_ctx *ctx, yaml_node_t *n) {
                 }
             if (!rc) axis->n_values++;
         }
-        (void)bad;
         for (int j = 0; j < s->n_axes; j++)
             if (!strcmp(s->axes[j].short_name, axis->short_name))
                 FAIL(ctx, k, dotted, "two grid axes named '%s' would make trial names ambiguous",
@@ -170,9 +165,9 @@ static int escapes_upwards(const char *path) {
 
 /* The checks that need the whole file: required keys, schedule names, per-trial consistency,
  * and (outside --simulate) the dataset and weights files on disk. */
-static void check_whole(parse_ctx *ctx, const int *seen_line, yaml_node_t *root) {
+static void check_whole(parse_ctx *ctx, int seen_name, yaml_node_t *root) {
     sweep *s = ctx->s;
-    if (!s->name[0] && !seen_line[0]) sy_problem(ctx, sy_line(root), "name", "missing (required)");
+    if (!s->name[0] && !seen_name) sy_problem(ctx, sy_line(root), "name", "missing (required)");
     int root_line = -1;
     for (int i = 0; i < s->n_settings; i++)
         if (!strcmp(sweep_keys[s->settings[i].key].key, "data.root")) root_line = i;
@@ -313,9 +308,8 @@ static void parse_root(parse_ctx *ctx, yaml_node_t *root) {
     if (exclude) sy_parse_exclude(ctx, exclude);
     if (!saw_grid) sy_problem(ctx, sy_line(root), "grid", "missing (required)");
     if (!saw_schedules) sy_problem(ctx, sy_line(root), "schedules", "missing (required)");
-    int seen[1] = {seen_name};
     if (!saw_grid || !saw_schedules) return;
-    check_whole(ctx, seen, root);
+    check_whole(ctx, seen_name, root);
 }
 
 /* A sweep nests a few levels; libyaml's loader takes quadratic time in the depth (100,000

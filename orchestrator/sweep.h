@@ -1,9 +1,9 @@
-/* A sweep file (DESIGN.md "Sweep file"): parsed with libyaml into a sweep, validated as a whole
+/* A sweep file (docs/sweep-file.md): parsed with libyaml into a sweep, validated as a whole
  * before anything starts. Every problem becomes one message "FILE:LINE: KEY: what is wrong".
  *
- * How a trial's settings are built (grid.c): trial_spec_defaults (SEED.md), then its schedule,
- * then the data/augment/train/model sections, then the per-backbone overrides, then the trial's
- * grid values (an explicit grid value always wins). */
+ * How a trial's settings are built (grid.c): trial_spec_defaults (docs/experiment.md), then its
+ * schedule, then the data/augment/train/model sections, then the per-backbone overrides, then the
+ * trial's grid values (an explicit grid value always wins). */
 #ifndef TLSWEEP_SWEEP_H
 #define TLSWEEP_SWEEP_H
 

@@ -25,7 +25,7 @@ static void usage(FILE *out) {
         "usage: tlsweep train --backbone NAME --data DIR [options]\n"
         "       tlsweep train --sweep SWEEP.yaml --trial INDEX|NAME [--output FILE.h5] [options]\n"
         "       tlsweep train --sweep SWEEP.yaml --list\n"
-        "One trial of SEED.md's two-phase transfer learning, in this process.\n"
+        "One trial of the two-phase transfer learning of docs/experiment.md, in this process.\n"
         "  --sweep FILE --trial T one grid point of a sweep as `tlsweep run` trains it: T is its\n"
         "                         0-based grid index (as SLURM_ARRAY_TASK_ID) or its name; its\n"
         "                         directory is OUTPUT.h5.d/NAME of the sweep's output unless "

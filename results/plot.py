@@ -11,7 +11,8 @@ Writes five figures into DIR (default: FILE without .h5, plus -figures):
               fine-tuning, per trial, grouped by backbone, coloured by schedule
   heatmap     best validation accuracy, backbone x schedule, a facet per other grid value
   lr          every layer group's learning rate against epoch, and across groups
-  throughput  training images/s per phase and wall time per trial
+  throughput  training images/s per phase and wall time per trial, with the part of the
+              epochs spent waiting for data (an input-bound trial shows at once)
 --data-json writes the arrays each figure drew (what the tests compare with the file).
 In a notebook: `sweep = load(path)`, then `fig, data = figure_curves(sweep)` and so on.
 Exit status: 0 written, 2 bad arguments or an unreadable results file, 3 a Python module missing.
@@ -374,8 +375,10 @@ def figure_lr(sweep):
 
 
 def figure_throughput(sweep):
-    """Figure 5: mean training images/s per phase, and wall time, per trial."""
+    """Figure 5: mean training images/s per phase, and wall time, per trial, with the seconds
+    its epochs waited for data (/curves data_wait_s; files of schema 1 lack it: not drawn)."""
     t = sweep.trials
+    has_wait = "data_wait_s" in sweep.curves.columns
     fig, (ax_ips, ax_time) = plt.subplots(1, 2, figsize=(max(10, 1.3 * len(t) + 4), 5))
     data, names = {}, []
     now = time.time()
@@ -388,8 +391,10 @@ def figure_throughput(sweep):
         else:
             wall = float("nan")
         train_seconds = float(c.seconds.sum())
+        wait = float(c.data_wait_s.sum()) if has_wait else float("nan")
         data[r.name] = {"images_per_second_phase1": ips[0], "images_per_second_phase2": ips[1],
-                        "wall_seconds": wall, "epoch_seconds": train_seconds, "status": r.status}
+                        "wall_seconds": wall, "epoch_seconds": train_seconds,
+                        "data_wait_seconds": wait, "status": r.status}
         color = sweep.colors[r.schedule]
         bad = r.status in FAILED_STATES
         edge = STATUS_COLOR["failed"] if bad else "white"
@@ -398,6 +403,8 @@ def figure_throughput(sweep):
                        hatch=hatch, edgecolor=edge)
         ax_time.bar(k - 0.2, 0 if np.isnan(wall) else wall, width=0.4, color=color, edgecolor=edge)
         ax_time.bar(k + 0.2, train_seconds, width=0.4, color=color, alpha=0.45, hatch="//", edgecolor=edge)
+        if not np.isnan(wait):
+            ax_time.bar(k + 0.2, wait, width=0.4, color="0.15", alpha=0.75, edgecolor=edge)
         label = r.name.replace("__", "\n", 1).replace("__", " ")
         if r.status != "done":
             for ax in (ax_ips, ax_time):
@@ -412,12 +419,15 @@ def figure_throughput(sweep):
     ax_ips.set_ylabel("training throughput (images/s)")
     ax_ips.set_title("mean training throughput per phase", fontsize=10)
     ax_time.set_ylabel("seconds")
-    ax_time.set_title("wall time of the last attempt, and the sum of its epochs", fontsize=10)
+    ax_time.set_title("wall time of the last attempt, and the sum of its epochs"
+                      + (" (dark: waiting for data)" if has_wait else ""), fontsize=10)
     sched = [Patch(color=sweep.colors[s], label=s) for s in sweep.schedules]
     ax_ips.legend(handles=[Patch(facecolor="0.6", alpha=0.45, hatch="//", label="feature extraction"),
                            Patch(facecolor="0.3", label="fine-tuning")] + sched, fontsize=8)
     ax_time.legend(handles=[Patch(facecolor="0.3", label="wall (start to end)"),
-                            Patch(facecolor="0.6", alpha=0.45, hatch="//", label="sum of epoch times")] + sched,
+                            Patch(facecolor="0.6", alpha=0.45, hatch="//", label="sum of epoch times")]
+                   + ([Patch(facecolor="0.15", alpha=0.75, label="of which waiting for data")] if has_wait else [])
+                   + sched,
                    fontsize=8)
     fig.suptitle(sweep.title("throughput and time per trial"), fontsize=11)
     fig.tight_layout()

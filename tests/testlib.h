@@ -11,6 +11,12 @@ typedef void (*tl_case_fn)(void);
 /* Runs each case in order, prints one line per case and the closing tally; returns the
  * process exit status (0 only when every case passed and at least one ran). */
 int tl_run(const char *suite, const char *const *names, const tl_case_fn *cases, int count);
+/* tl_run over a names array and a cases array, counted from the arrays; arrays of different
+ * lengths do not compile (a char array of size -1). */
+#define TL_COUNT(array) ((int)(sizeof(array) / sizeof((array)[0])))
+#define TL_RUN(suite, names, cases)                                                                \
+    tl_run(suite, names, cases,                                                                    \
+           TL_COUNT(cases) + 0 * (int)sizeof(char[TL_COUNT(names) == TL_COUNT(cases) ? 1 : -1]))
 
 /* Records a failure of the current case with its location and message. */
 void tl_fail(const char *file, int line, const char *fmt, ...)

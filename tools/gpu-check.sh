@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU check (docs: /work/shared/GPU.md): on a machine with an NVIDIA GPU, the CUDA
+# The GPU check (README, "One GPU, many GPUs"): on a machine with an NVIDIA GPU, the CUDA
 # toolkit, PyTorch and cuDNN as the nvidia-cudnn Python package, but none of our Debian
 # libraries. Builds the CUDA backend without oneDNN/MPI (make gpu-standalone), writes the
 # PyTorch references, runs the op tests, then times one ResNet basic block step, ours

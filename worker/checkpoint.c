@@ -84,7 +84,7 @@ int checkpoint_write_best(model *m, kn_ctx *ctx, const char *dir, const char *tr
 int checkpoint_write_resume(model *m, kn_ctx *ctx, const char *dir, const trial_progress *p,
                             const trial_settings *settings, char *err, size_t errlen) {
     char path[1024], done[32], best[32], best_epoch[32], end_fe[32], steps[32];
-    char batches[32], loss_sum[32], correct[32], images[32], seconds[32];
+    char batches[32], loss_sum[32], correct[32], images[32], seconds[32], data_wait[32];
     char keys[TRIAL_SETTINGS_MAX][64];
     staged s;
     int rc = stage(&s, m, ctx, 1, err, errlen);
@@ -100,6 +100,7 @@ int checkpoint_write_resume(model *m, kn_ctx *ctx, const char *dir, const trial_
     snprintf(correct, sizeof correct, "%ld", p->train_so_far.correct);
     snprintf(images, sizeof images, "%ld", p->train_so_far.images);
     snprintf(seconds, sizeof seconds, "%.17g", p->seconds_so_far);
+    snprintf(data_wait, sizeof data_wait, "%.17g", p->train_so_far.data_wait_s);
     const char *meta[2 * (13 + TRIAL_SETTINGS_MAX)] = {"format",
                                                        RESUME_FORMAT,
                                                        "backbone",
@@ -123,8 +124,10 @@ int checkpoint_write_resume(model *m, kn_ctx *ctx, const char *dir, const trial_
                                                        "epoch_images",
                                                        images,
                                                        "epoch_seconds",
-                                                       seconds};
-    int n_meta = 12;
+                                                       seconds,
+                                                       "epoch_data_wait_s",
+                                                       data_wait};
+    int n_meta = 13;
     for (int i = 0; i < settings->count; i++) {
         snprintf(keys[i], sizeof keys[i], SETTING_PREFIX "%s", settings->items[i].key);
         meta[2 * n_meta] = keys[i];
@@ -183,6 +186,10 @@ static int read_epoch_position(const weights_file *w, trial_progress *p, const c
         meta_number(w, "epoch_correct", &correct, path, err, errlen) ||
         meta_number(w, "epoch_images", &images, path, err, errlen) ||
         meta_number(w, "epoch_seconds", &p->seconds_so_far, path, err, errlen))
+        return -1;
+    /* absent in a checkpoint of an older tlsweep: the wait before the stop is then unknown */
+    if (weights_metadata(w, "epoch_data_wait_s") &&
+        meta_number(w, "epoch_data_wait_s", &p->train_so_far.data_wait_s, path, err, errlen))
         return -1;
     if (batches < 0 || correct < 0 || images < correct || (batches > 0) != (images > 0)) {
         snprintf(err, errlen,

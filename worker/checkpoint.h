@@ -4,10 +4,10 @@
  * in the metadata), rewritten atomically at every epoch end and when a stop comes inside an
  * epoch. Such a stop happens at a training-batch boundary, and the metadata then also holds the
  * position in epoch epochs_done + 1 (epoch_batches_done, epoch_loss_sum, epoch_correct,
- * epoch_images, epoch_seconds), so the resume continues that epoch at its next batch with the
- * running sums an uninterrupted epoch would have; a checkpoint without these keys (written at
- * an epoch end) is at position 0. The metadata also holds the trial's settings
- * (worker/trial_settings.h) as "setting.KEY" entries, checked on resume. */
+ * epoch_images, epoch_seconds, epoch_data_wait_s), so the resume continues that epoch at its
+ * next batch with the running sums an uninterrupted epoch would have; a checkpoint without
+ * these keys (written at an epoch end) is at position 0. The metadata also holds the trial's
+ * settings (worker/trial_settings.h) as "setting.KEY" entries, checked on resume. */
 #ifndef TLSWEEP_CHECKPOINT_H
 #define TLSWEEP_CHECKPOINT_H
 
@@ -21,6 +21,7 @@
 typedef struct {
     double loss_sum; /* per-image losses, summed */
     long correct, images;
+    double data_wait_s; /* seconds the trainer waited for the loader's batches */
 } epoch_totals;
 
 typedef struct {

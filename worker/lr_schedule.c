@@ -31,13 +31,23 @@ void lr_fine_tuning(double *group_lr, int n_groups, const fine_tuning_phase *p, 
 const char *const lr_schedule_presets[] = {"exp-decay-3", "linear-decay", NULL};
 
 int lr_schedule_preset(const char *name, feature_extraction_phase *fe, fine_tuning_phase *ft) {
-    feature_extraction_phase seed_fe = {16, 1e-3, 6, 0.3, "", 1};
+    const feature_extraction_phase seed_fe = {
+        .epochs = 16, .lr = 1e-3, .step_every = 6, .gamma = 0.3, .trainable = "", .bn_train = 1};
+    /* both presets keep factor and lowest_lr, so a sweep can switch the decay alone */
+    fine_tuning_phase seed_ft = {.epochs = 8,
+                                 .lr = 1e-4,
+                                 .factor = 3,
+                                 .lowest_lr = 1e-7,
+                                 .step_every = 2,
+                                 .gamma = 0.7,
+                                 .default_lr = 1e-8};
     if (!strcmp(name, "exp-decay-3"))
-        *ft = (fine_tuning_phase){8, 1e-4, LAYER_DECAY_EXPONENTIAL, 3, 1e-7, 2, 0.7, 1e-8};
+        seed_ft.decay = LAYER_DECAY_EXPONENTIAL;
     else if (!strcmp(name, "linear-decay"))
-        *ft = (fine_tuning_phase){8, 1e-4, LAYER_DECAY_LINEAR, 3, 1e-7, 2, 0.7, 1e-8};
+        seed_ft.decay = LAYER_DECAY_LINEAR;
     else
         return -1;
     *fe = seed_fe;
+    *ft = seed_ft;
     return 0;
 }

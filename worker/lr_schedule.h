@@ -1,6 +1,6 @@
-/* Learning rates of every layer group for one epoch of a phase (SEED.md): StepLR on top of
- * the phase's base rates; in fine-tuning the base rate falls from the output-most group to
- * the input-most one, linearly or exponentially. */
+/* Learning rates of every layer group for one epoch of a phase (docs/experiment.md): StepLR on top
+ * of the phase's base rates; in fine-tuning the base rate falls from the output-most group to the
+ * input-most one, linearly or exponentially. */
 #ifndef TLSWEEP_LR_SCHEDULE_H
 #define TLSWEEP_LR_SCHEDULE_H
 
@@ -16,12 +16,12 @@ void lr_feature_extraction(double *group_lr, int n_groups, const feature_extract
 
 /* Fine-tuning: group k of n (0 = output-most) starts at
  *   none:        lr
- *   linear:      lr + (lowest_lr - lr) * k / (n - 1)   (SEED.md's VGG rule for n = 45)
- *   exponential: lr / factor^k                           (SEED.md's ResNet rule)
+ *   linear:      lr + (lowest_lr - lr) * k / (n - 1)   (the seed's VGG rule for n = 45)
+ *   exponential: lr / factor^k                           (the seed's ResNet rule)
  * and follows StepLR from there. */
 void lr_fine_tuning(double *group_lr, int n_groups, const fine_tuning_phase *p, int epoch);
 
-/* SEED.md's two schedules by name: "exp-decay-3" (the ResNets') and "linear-decay" (VGG's);
+/* The seed's two schedules by name: "exp-decay-3" (the ResNets') and "linear-decay" (VGG's);
  * both share the feature-extraction phase. Returns -1 for any other name. */
 int lr_schedule_preset(const char *name, feature_extraction_phase *fe, fine_tuning_phase *ft);
 extern const char *const lr_schedule_presets[]; /* NULL-terminated */

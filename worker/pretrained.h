@@ -1,7 +1,8 @@
 /* Where a sweep's `weights:` value points: "torchvision" means the standard ImageNet file of
  * the backbone in torch's cache ($TORCH_HOME/hub/checkpoints, default
  * ~/.cache/torch/hub/checkpoints), preferring IMAGENET1K_V2 where torchvision has it (as
- * SEED.md does for the ResNets); anything else is a path to a .pth or .safetensors file. */
+ * the seed does for the ResNets, docs/experiment.md); anything else is a path to a .pth or
+ * .safetensors file. */
 #ifndef TLSWEEP_PRETRAINED_H
 #define TLSWEEP_PRETRAINED_H
 

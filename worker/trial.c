@@ -1,5 +1,5 @@
-/* The trial runner: SEED.md's two phases on one backbone, epoch by epoch, with a best
- * checkpoint, a resume checkpoint at every epoch end (and at a stop between two training
+/* The trial runner: the two phases of docs/experiment.md on one backbone, epoch by epoch, with a
+ * best checkpoint, a resume checkpoint at every epoch end (and at a stop between two training
  * batches), and divergence as a failure reason. */
 #include "worker/trial.h"
 
@@ -8,11 +8,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "kernels/kernels.h"
 #include "worker/checkpoint.h"
+#include "worker/clock.h"
 #include "worker/data/dataset.h"
 #include "worker/data/loader.h"
 #include "worker/lr_schedule.h"
@@ -74,10 +74,12 @@ static int fail(trial *t, const char *fmt, ...) {
     return TRIAL_FAILED;
 }
 
-static double seconds_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+/* loader_next, adding the time it blocked to the epoch's data wait. */
+static int next_batch(loader *l, loader_batch *b, epoch_totals *tot) {
+    double start = monotonic_seconds();
+    int more = loader_next(l, b);
+    tot->data_wait_s += monotonic_seconds() - start;
+    return more;
 }
 
 static int open_data(trial *t) {
@@ -205,7 +207,7 @@ static int train_epoch(trial *t, int epoch, int bn_train, const trial_hooks *hoo
         return fail(t, "the resume checkpoint stopped epoch %d at batch %d, but it has %d batches",
                     epoch, p->batches_done, batches);
     loader_start_epoch_at(t->train, epoch, p->batches_done);
-    while (loader_next(t->train, &b)) {
+    while (next_batch(t->train, &b, tot)) {
         if (upload_batch(t, &b)) return TRIAL_FAILED;
         model_mode mode = {bn_train, 1};
         uint64_t step_seed = ((uint64_t)epoch << 32) | (uint64_t)b.index;
@@ -240,7 +242,7 @@ static int validate(trial *t, int epoch, epoch_totals *tot) {
     model *m = &t->net;
     loader_batch b;
     loader_start_epoch(t->val, 0);
-    while (loader_next(t->val, &b)) {
+    while (next_batch(t->val, &b, tot)) {
         if (upload_batch(t, &b)) return TRIAL_FAILED;
         model_mode mode = {0, 0};
         const float *logits = model_forward(m, t->images, b.count, mode, 0, t->err, t->errlen);
@@ -288,7 +290,7 @@ int trial_run(const trial_spec *spec, const trial_hooks *hooks, trial_summary *s
     if (!hooks) hooks = &none;
     trial t = {.spec = spec, .err = err, .errlen = errlen};
     memset(summary, 0, sizeof *summary);
-    double started = seconds_now();
+    double started = monotonic_seconds();
     int rc = open_trial(&t);
     const int fe_epochs = spec->feature_extraction.epochs, ft_epochs = spec->fine_tuning.epochs;
     if (!rc) {
@@ -330,13 +332,13 @@ int trial_run(const trial_spec *spec, const trial_hooks *hooks, trial_summary *s
 
         trial_progress *p = &t.progress;
         /* a resumed epoch counts the seconds it ran before the stop */
-        double epoch_start = seconds_now() - p->seconds_so_far;
+        double epoch_start = monotonic_seconds() - p->seconds_so_far;
         int stopped = 0;
         rc = train_epoch(&t, epoch, phase == 1 ? spec->feature_extraction.bn_train : 1, hooks,
                          &stopped);
         if (!rc && stopped) {
             /* no record for a partial epoch: the root gets this epoch once, when it ends */
-            p->seconds_so_far = seconds_now() - epoch_start;
+            p->seconds_so_far = monotonic_seconds() - epoch_start;
             rc = checkpoint_write_resume(&t.net, t.ctx, spec->out_dir, p, &t.settings, err, errlen);
             if (!rc) rc = TRIAL_STOPPED;
             break;
@@ -344,7 +346,7 @@ int trial_run(const trial_spec *spec, const trial_hooks *hooks, trial_summary *s
         epoch_totals train = p->train_so_far, val = {0};
         if (!rc) rc = validate(&t, epoch, &val);
         if (rc) break;
-        double seconds = seconds_now() - epoch_start;
+        double seconds = monotonic_seconds() - epoch_start;
         epoch_record r = {
             .epoch = epoch,
             .phase = phase,
@@ -358,6 +360,7 @@ int trial_run(const trial_spec *spec, const trial_hooks *hooks, trial_summary *s
             .group_lr = t.group_lr,
             .seconds = seconds,
             .images_per_second = (double)(train.images + val.images) / seconds,
+            .data_wait_s = train.data_wait_s + val.data_wait_s,
         };
         p->epochs_done = epoch;
         p->batches_done = 0;
@@ -385,7 +388,7 @@ int trial_run(const trial_spec *spec, const trial_hooks *hooks, trial_summary *s
     summary->epochs_done = t.progress.epochs_done;
     summary->batches_done = t.progress.batches_done;
     summary->batches_per_epoch = t.train ? loader_num_batches(t.train) : 0;
-    summary->seconds = seconds_now() - started;
+    summary->seconds = monotonic_seconds() - started;
     close_trial(&t);
     return rc == TRIAL_STOPPED ? TRIAL_STOPPED : rc ? TRIAL_FAILED : TRIAL_DONE;
 }

@@ -1,12 +1,14 @@
 /* One trial: a backbone with one learning-rate schedule (and the other sweep values), trained
- * as SEED.md describes (new head, feature extraction, fine-tuning with layer-decayed learning
- * rates). The orchestrator fills a trial_spec from the sweep file and calls trial_run; each
- * finished epoch comes back through the callback so it can stream to the root. */
+ * as docs/experiment.md describes (new head, feature extraction, fine-tuning with layer-decayed
+ * learning rates). The orchestrator fills a trial_spec from the sweep file and calls trial_run;
+ * each finished epoch comes back through the callback so it can stream to the root. */
 #ifndef TLSWEEP_TRIAL_H
 #define TLSWEEP_TRIAL_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "worker/epoch_fields.h"
 
 #define TRIAL_MAX_SPLITS 8
 #define TRIAL_NAME_MAX 128
@@ -71,15 +73,10 @@ typedef struct {
 } trial_spec;
 
 typedef struct {
-    int epoch;                    /* 1-based over both phases */
-    int phase;                    /* 1 feature extraction, 2 fine-tuning */
-    double train_loss, train_acc; /* running over the epoch's batches; accuracy in [0, 1] */
-    double val_loss, val_acc;     /* true per-image */
-    double head_lr;
+    EPOCH_FIELDS(EPOCH_FIELD_MEMBER) /* epoch, phase, losses, accuracies ... (epoch_fields.h) */
     int n_groups;
     const char *const *group_names; /* the model's layer groups, output first */
     const double *group_lr;         /* each group's lr this epoch */
-    double seconds, images_per_second;
 } epoch_record;
 
 /* What a retry of a failed trial can hope for: nothing, after a failure before the first
@@ -132,7 +129,8 @@ enum { TRIAL_DONE = 0, TRIAL_FAILED = -1, TRIAL_STOPPED = 1 };
 int trial_run(const trial_spec *spec, const trial_hooks *hooks, trial_summary *summary, char *err,
               size_t errlen);
 
-/* Fills spec with SEED.md's defaults (everything except name, backbone, data_root, out_dir). */
+/* Fills spec with the seed's defaults (docs/experiment.md): everything except name, backbone,
+ * data_root, out_dir. */
 void trial_spec_defaults(trial_spec *spec);
 
 #endif

@@ -11,12 +11,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "orchestrator/root.h"
 #include "orchestrator/schedule.h"
 #include "orchestrator/simulate.h"
+#include "worker/clock.h"
 
 #define WORKERS 256
 
@@ -122,12 +122,6 @@ static int sim_send(void *transport, int rank, const message *m, char *err, size
     return 0;
 }
 
-static double wall(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 typedef struct {
     double efficiency, makespan, busy, per_message_us, wall_seconds, h5_seconds;
     long messages;
@@ -179,7 +173,7 @@ static int run(const sweep *s, const trial_list *trials, int fifo, const char *h
         snprintf(workers[i].host, sizeof workers[i].host, "sim%03d", i);
     root_ctx r;
     root_init(&r, s, &table, h5, NULL, workers, 1, WORKERS + 1, sim_send, &sim);
-    double start = wall();
+    double start = monotonic_seconds();
     int rc = root_assign_idle(&r, 0);
     char names[SIMULATE_MAX_GROUPS][32];
     double lr[SIMULATE_MAX_GROUPS];
@@ -225,7 +219,7 @@ static int run(const sweep *s, const trial_list *trials, int fifo, const char *h
     if (rc) fprintf(stderr, "bench_sched: %s\n", r.error);
     int counts[TS_COUNT];
     trial_table_counts(&table, counts);
-    out->wall_seconds = wall() - start;
+    out->wall_seconds = monotonic_seconds() - start;
     out->makespan = sim.now;
     out->busy = sim.busy_seconds;
     out->efficiency = sim.busy_seconds / (WORKERS * sim.now);

@@ -5,17 +5,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "kernels/kernels.h"
+#include "worker/clock.h"
 #include "worker/models/model.h"
 #include "worker/rng.h"
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 static int step(model *m, kn_ctx *ctx, const float *images, const int32_t *labels, int batch,
                 float *dlogits, const float *group_lr, char *err, size_t errlen) {
@@ -85,14 +79,14 @@ int main(int argc, char **argv) {
         return 1;
     }
     kn_sync(ctx);
-    double start = now();
+    double start = monotonic_seconds();
     for (int s = 0; s < steps; s++)
         if (step(&m, ctx, images, labels, batch, dlogits, group_lr, err, sizeof err)) {
             fprintf(stderr, "bench_train: %s\n", err);
             return 1;
         }
     kn_sync(ctx);
-    double per_step = (now() - start) / steps;
+    double per_step = (monotonic_seconds() - start) / steps;
     printf("ours %s %d %d %s %.2f %.4f\n", backbone, size, batch, mode, batch / per_step, per_step);
     free(host);
     free(labels);

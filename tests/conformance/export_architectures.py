@@ -1,6 +1,6 @@
 """Every torchvision backbone tlsweep builds, as state_dict names and shapes, for
 test_architectures.c. Writes OUTDIR/architectures/BACKBONE.txt: "name dim0 dim1 ..." per line,
-in state_dict order, with the head replaced for 102 classes as SEED.md does.
+in state_dict order, with the head replaced for 102 classes as the seed does (docs/experiment.md).
 
 Usage: export_architectures.py OUTDIR
 """

@@ -86,7 +86,8 @@ static void vgg19_bn(void) {
     compare_backbone("vgg19_bn");
 }
 
-/* SEED.md's layer groups: the ResNet walk and VGG's classifier then features.43 ... 0. */
+/* The seed's layer groups (docs/experiment.md): the ResNet walk and VGG's classifier then
+ * features.43 ... 0. */
 static void layer_groups(void) {
     char err[256];
     model m;
@@ -123,5 +124,5 @@ int main(void) {
                                         "vgg19_bn",  "layer_groups"};
     static const tl_case_fn fns[] = {resnet18, resnet34, resnet50, resnet101, resnet152,
                                      vgg11_bn, vgg13_bn, vgg16_bn, vgg19_bn,  layer_groups};
-    return tl_run("architectures", names, fns, (int)(sizeof fns / sizeof fns[0]));
+    return TL_RUN("architectures", names, fns);
 }

@@ -267,5 +267,5 @@ int main(void) {
     static const tl_case_fn fns[] = {resnet18_train,    resnet18_eval,  resnet18_frozen,
                                      resnet50_train,    vgg11_bn_train, vgg11_bn_frozen,
                                      load_with_new_head};
-    return tl_run("models", names, fns, (int)(sizeof fns / sizeof fns[0]));
+    return TL_RUN("models", names, fns);
 }

@@ -453,5 +453,5 @@ int main(void) {
                                      statistics_match_pytorch,          resume_is_bit_exact,
                                      preempt_inside_epoch_is_bit_exact, divergence_is_a_failure,
                                      bad_weights_file_is_a_failure};
-    return tl_run("trial", names, fns, (int)(sizeof fns / sizeof fns[0]));
+    return TL_RUN("trial", names, fns);
 }

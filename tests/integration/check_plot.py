@@ -101,6 +101,11 @@ def main():
                 err(f"throughput {name}: wall {d['wall_seconds']} != end - start")
             if not close(d["epoch_seconds"], float(rows["seconds"].sum())):
                 err(f"throughput {name}: epoch seconds {d['epoch_seconds']} != sum of /curves seconds")
+            if "data_wait_s" not in rows.dtype.names:  # a schema-1 file: nothing to draw
+                if d["data_wait_seconds"] is not None:  # NaN, written as null
+                    err(f"throughput {name}: data wait {d['data_wait_seconds']} drawn, file has none")
+            elif not close(d["data_wait_seconds"], float(rows["data_wait_s"].sum())):
+                err(f"throughput {name}: data wait {d['data_wait_seconds']} != sum of /curves data_wait_s")
 
     # 3. heatmap: each cell is its trial's best_val_acc
     for facet, cell in drawn["heatmap"].items():

@@ -60,6 +60,10 @@ def main():
             problems.append(f"{t['name']}: best_val_acc {t['best_val_acc']}")
         if t["status"] == "failed" and not t["error"]:
             problems.append(f"{t['name']}: failed without a reason")
+    if "data_wait_s" not in curves.columns:
+        problems.append("/curves has no data_wait_s column")
+    elif not ((curves["data_wait_s"] >= 0) & (curves["data_wait_s"] <= curves["seconds"])).all():
+        problems.append("/curves data_wait_s outside [0, seconds]")
     ids = dict(zip(trials["id"], trials["name"]))
     if (curves["trial_id"].map(ids) != curves["trial"]).any():
         problems.append("/curves trial_id and trial disagree")

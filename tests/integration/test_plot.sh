@@ -49,6 +49,12 @@ sed -e '0,/"val_acc": \[/s//"val_acc": [0.987, /' "$tmp/drawn.json" >"$tmp/wrong
 check "check_plot.py fails on a changed value" \
   bash -c "! $py tests/integration/check_plot.py '$tmp/real.h5' '$tmp/wrong.json' >/dev/null"
 
+# a file of the previous results schema (no /curves data_wait_s) is drawn without the wait
+$py tests/integration/make_schema1.py "$tmp/real.h5" "$tmp/old.h5"
+check "plot: a file of results schema 1 (no data_wait_s) draws, the same numbers" \
+  bash -c "$tlsweep plot '$tmp/old.h5' -o '$tmp/oldfig' --data-json '$tmp/old.json' >/dev/null &&
+           $py tests/integration/check_plot.py '$tmp/old.h5' '$tmp/old.json'"
+
 # the notebook, executed against that file; an error in any cell fails nbconvert
 TLSWEEP_RESULTS="$tmp/real.h5" timeout 180 $py -m nbconvert --to notebook --execute \
   results/compare.ipynb --output-dir "$tmp/nb" >"$tmp/nb.log" 2>&1

@@ -79,6 +79,21 @@ check "SIGUSR1: the root stopped cleanly" grep -q 'rerun the same command to res
 check "after a stop: rerun finishes" run "$tmp/d.h5" --sim-seconds 0.02
 check "after a stop: exactly once, same numbers" compare "$tmp/d.h5"
 
+# a file of the previous results schema (/curves without data_wait_s) resumes as it is
+run "$tmp/e.h5" --sim-seconds 1 --time-limit 0.5 >/dev/null 2>&1
+check "schema 1: a stopped sweep to convert (exit 3)" test $? -eq 3
+$py tests/integration/make_schema1.py "$tmp/e.h5" "$tmp/old.h5" && mv "$tmp/e.h5.d" "$tmp/old.h5.d"
+check "schema 1: rerun finishes (exit 0)" run "$tmp/old.h5" --sim-seconds 0.02
+check "schema 1: every trial done, every epoch once, the column still absent" \
+  $py -c "
+import h5py, sys
+f = h5py.File('$tmp/old.h5', 'r')
+t, c = f['trials'][:], f['curves'][:]
+ok = (t['status'] == b'done').all() and len(c) == 12 and 'data_wait_s' not in c.dtype.names
+sys.exit(0 if ok and f.attrs['schema'] == b'tlsweep-results-1' else 1)"
+check "schema 1: status --curves shows '-' for data_wait_s" \
+  bash -c "$tlsweep status --curves '$tmp/old.h5' | grep -qE '^ +3 +2 .* -$'"
+
 # a changed sweep file is refused with what changed; --extend adds new grid points only
 sed 's/gamma: 0.7}/gamma: 0.5}/' sweeps/smoke.yaml >"$tmp/changed.yaml"
 expect_fail "changed sweep refused with a diff" 2 "different sweep file.*" \

@@ -34,6 +34,13 @@ check "np 3: trials were spread over both workers" \
 status=$($tlsweep status "$tmp/np3.h5")
 check "status counts the states" grep -q '4 trials: 4 done, 0 running, 0 pending, 0 failed' <<<"$status"
 check "status ranks the best trials" grep -qE '^  vgg11_bn__exp-decay-3 +0\.7542' <<<"$status"
+curves=$($tlsweep status --curves=vgg11_bn__exp-decay-3 "$tmp/np3.h5")
+check "status --curves: a header with the record's columns, data_wait_s included" \
+  grep -qE '^ +epoch +phase +train_loss .* images_per_second +data_wait_s$' <<<"$curves"
+check "status --curves=TRIAL: that trial's 3 epochs only" \
+  test "$(grep -cE '^ +[1-3] +[12] +[0-9]' <<<"$curves")" -eq 3 -a "$(grep -c '(done):$' <<<"$curves")" -eq 1
+expect_fail "status --curves of an unknown trial: named, exit 2" 2 "no trial 'nope'" \
+  $tlsweep status --curves=nope "$tmp/np3.h5"
 check "a finished sweep reruns as a no-op" \
   bash -c "timeout 60 $mpirun -np 1 $tlsweep run --simulate -o '$tmp/np1.h5' sweeps/smoke.yaml | grep -q '4 of 4 trials already done'"
 

@@ -1,4 +1,4 @@
-"""SEED.md in PyTorch: the reference the trial runner is checked and benchmarked against.
+"""The seed procedure (docs/experiment.md) in PyTorch: the reference the trial runner is checked and benchmarked against.
 
 The same procedure as tlsweep's trial runner (worker/trial.c), written the way the seed's
 notebook does it: torchvision model, new head, feature extraction with the backbone frozen
@@ -56,7 +56,7 @@ def build(backbone, width, num_classes, dropout):
 
 
 def layer_groups(model, backbone):
-    """(name, parameters) from the output backwards, as SEED.md defines them."""
+    """(name, parameters) from the output backwards, as docs/experiment.md defines them."""
     if backbone.startswith("resnet"):
         names = ["fc", "layer4", "layer3", "layer2", "layer1", "bn1", "conv1"]
         return [(n, list(getattr(model, n).parameters())) for n in names]
@@ -67,7 +67,7 @@ def layer_groups(model, backbone):
 
 
 def fine_tuning_lrs(n, schedule, lr=1e-4, lowest=1e-7, factor=3.0):
-    if schedule == "linear-decay":  # SEED.md's VGG rule, for any number of groups
+    if schedule == "linear-decay":  # the seed's VGG rule, for any number of groups
         return [lr + ((lowest - lr) / (n - 1)) * k for k in range(n)]
     return [lr / factor**k for k in range(n)]  # exp-decay-3: divide by 3 per group
 

@@ -852,5 +852,5 @@ int main(void) {
                                        test_loader_starts_mid_epoch,
                                        test_bad_dataset_files,
                                        test_corrupt_jpegs};
-    return tl_run("data", names, cases, (int)(sizeof cases / sizeof cases[0]));
+    return TL_RUN("data", names, cases);
 }

@@ -638,9 +638,8 @@ int main(void) {
         test_dropout,
         test_layout,
     };
-    int n = (int)(sizeof cases / sizeof cases[0]);
     printf("kernels: relative tolerance %.0e (TLSWEEP_VERBOSE=1 prints each error)\n", TOL);
-    int rc = tl_run("kernels", names, cases, n);
+    int rc = TL_RUN("kernels", names, cases);
     kn_ctx_destroy(ctx);
     return rc;
 }

@@ -3,6 +3,7 @@
  * updates keep the grid columns, a reader in SWMR mode sees appended epochs, and a writer
  * killed without closing leaves a file that reopens for writing. */
 #include <hdf5.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,7 +62,8 @@ static void append(results_h5 *h, int trial, int epoch) {
                            .epoch = epoch,
                            .phase = 1,
                            .val_acc = 0.1 * epoch,
-                           .head_lr = 1e-3};
+                           .head_lr = 1e-3,
+                           .data_wait_s = 0.5 * epoch};
     snprintf(c.trial, sizeof c.trial, "resnet18__s__seed=%d", trial);
     results_lr_row lr[2];
     for (int g = 0; g < 2; g++) {
@@ -139,7 +141,7 @@ static void test_create_and_read_back(void) {
     CHECK(results_h5_read_lr(again, &lr, &n_lr, err, sizeof err) == 0, "%s", err);
     CHECK(n_curves == 2 && n_lr == 4, "%d curves, %d lr rows", n_curves, n_lr);
     if (n_curves == 2)
-        CHECK(curves[1].epoch == 2 && curves[1].val_acc == 0.2 &&
+        CHECK(curves[1].epoch == 2 && curves[1].val_acc == 0.2 && curves[1].data_wait_s == 1.0 &&
                   !strcmp(curves[1].trial, "resnet18__s__seed=0"),
               "curve row 2 wrong");
     if (n_lr == 4) CHECK(!strcmp(lr[3].group, "layer4") && lr[2].lr == 1e-3, "lr rows wrong");
@@ -223,14 +225,86 @@ static void test_reopen_after_crash(void) {
     CHECK(results_h5_close(h, err, sizeof err) == 0, "%s", err);
 }
 
+/* A /curves of an older schema (no data_wait_s, as tlsweep-results-1 wrote it): made by
+ * replacing the table with one whose type lacks the column. */
+static int make_old_curves(const char *path) {
+    hid_t file = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    if (file < 0) return -1;
+    hid_t d = H5Dopen2(file, "/curves", H5P_DEFAULT);
+    hid_t type = d >= 0 ? H5Dget_type(d) : -1;
+    hid_t old = H5Tcreate(H5T_COMPOUND, H5Tget_size(type));
+    for (int i = 0; i < H5Tget_nmembers(type); i++) {
+        char *name = H5Tget_member_name(type, (unsigned)i);
+        hid_t member = H5Tget_member_type(type, (unsigned)i);
+        if (strcmp(name, "data_wait_s"))
+            H5Tinsert(old, name, H5Tget_member_offset(type, (unsigned)i), member);
+        H5Tclose(member);
+        H5free_memory(name);
+    }
+    H5Dclose(d);
+    H5Ldelete(file, "/curves", H5P_DEFAULT);
+    hsize_t zero = 0, unlimited = H5S_UNLIMITED, chunk = 16;
+    hid_t space = H5Screate_simple(1, &zero, &unlimited);
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    H5Pset_chunk(dcpl, 1, &chunk);
+    d = H5Dcreate2(file, "/curves", old, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    int rc = d >= 0 && H5Tget_member_index(old, "data_wait_s") < 0 ? 0 : -1;
+    H5Dclose(d);
+    H5Pclose(dcpl);
+    H5Sclose(space);
+    H5Tclose(old);
+    H5Tclose(type);
+    H5Fclose(file);
+    return rc;
+}
+
+/* A file of the previous schema resumes: its rows append and read back, the column it lacks
+ * reads as NaN and is not added. */
+static void test_older_schema(void) {
+    char path[128], err[512];
+    snprintf(path, sizeof path, "%s/e.h5", dir);
+    results_h5 *h = create(path, 1);
+    if (!h) return;
+    results_h5_close(h, err, sizeof err);
+    CHECK(make_old_curves(path) == 0, "cannot make a /curves without data_wait_s");
+    CHECK(results_h5_open(path, &h, err, sizeof err) == 0, "open: %s", err);
+    if (!h) return;
+    CHECK(results_h5_start_swmr(h, err, sizeof err) == 0, "SWMR: %s", err);
+    append(h, 0, 1);
+    append(h, 0, 2);
+    results_curve_row *curves = NULL;
+    int n = 0;
+    CHECK(results_h5_read_curves(h, &curves, &n, err, sizeof err) == 0 && n == 2,
+          "%d curve rows (%s)", n, err);
+    if (n == 2)
+        CHECK(curves[1].epoch == 2 && curves[1].val_acc == 0.2 && curves[1].head_lr == 1e-3 &&
+                  isnan(curves[1].data_wait_s),
+              "old-schema row 2: epoch %d val_acc %g data_wait_s %g", curves[1].epoch,
+              curves[1].val_acc, curves[1].data_wait_s);
+    free(curves);
+    CHECK(results_h5_close(h, err, sizeof err) == 0, "%s", err);
+    hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    hid_t d = file >= 0 ? H5Dopen2(file, "/curves", H5P_DEFAULT) : -1;
+    hid_t type = d >= 0 ? H5Dget_type(d) : -1;
+    CHECK(type >= 0 && H5Tget_member_index(type, "data_wait_s") < 0 &&
+              H5Tget_member_index(type, "val_acc") >= 0,
+          "the old file's /curves changed its columns");
+    H5Eclear2(H5E_DEFAULT);
+    if (type >= 0) H5Tclose(type);
+    if (d >= 0) H5Dclose(d);
+    if (file >= 0) H5Fclose(file);
+}
+
 int main(void) {
     snprintf(dir, sizeof dir, "/tmp/tlsweep-results-XXXXXX");
     if (!mkdtemp(dir)) return 1;
     static const char *const names[] = {"create and read back", "refuses to replace a file",
-                                        "SWMR reader sees appends", "reopen after a crash"};
+                                        "SWMR reader sees appends", "reopen after a crash",
+                                        "a file of the previous schema resumes"};
     static const tl_case_fn cases[] = {test_create_and_read_back, test_refuses_to_replace,
-                                       test_swmr_reader, test_reopen_after_crash};
-    int rc = tl_run("results", names, cases, 4);
+                                       test_swmr_reader, test_reopen_after_crash,
+                                       test_older_schema};
+    int rc = TL_RUN("results", names, cases);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (getenv("KEEP")) return rc;

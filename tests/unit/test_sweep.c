@@ -1,6 +1,6 @@
-/* Sweep files: the seed and smoke sweeps expand as SEED.md says, grid axes and exclusions and
- * per-backbone overrides land in the right trial_spec fields, and a catalogue of broken files
- * each gives its exact message (file, line, key). */
+/* Sweep files: the seed and smoke sweeps expand as docs/experiment.md says, grid axes and
+ * exclusions and per-backbone overrides land in the right trial_spec fields, and a catalogue of
+ * broken files each gives its exact message (file, line, key). */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -42,10 +42,10 @@ static void test_seed_sweep(void) {
         const fine_tuning_phase *ft = &spec.fine_tuning;
         CHECK(fe->epochs == 16 && fe->lr == 1e-3 && fe->step_every == 6 && fe->gamma == 0.3 &&
                   fe->bn_train == 1 && fe->trainable[0] == 0,
-              "%s: phase 1 is not SEED.md's", spec.name);
+              "%s: phase 1 is not the seed's", spec.name);
         CHECK(ft->epochs == 8 && ft->lr == 1e-4 && ft->step_every == 2 && ft->gamma == 0.7 &&
                   ft->default_lr == 1e-8,
-              "%s: phase 2 is not SEED.md's", spec.name);
+              "%s: phase 2 is not the seed's", spec.name);
         int linear = strstr(spec.name, "linear-decay") != NULL;
         CHECK(linear ? ft->decay == LAYER_DECAY_LINEAR && ft->lowest_lr == 1e-7
                      : ft->decay == LAYER_DECAY_EXPONENTIAL && ft->factor == 3,
@@ -54,11 +54,11 @@ static void test_seed_sweep(void) {
                   spec.hflip == 0.5 && spec.brightness == 0.3 && spec.contrast == 0.3 &&
                   spec.rotate_deg == 30 && spec.shear_deg == 20 && spec.seed == 0 &&
                   !strcmp(spec.precision, "fp32") && spec.width == 1,
-              "%s: data/augment/train settings are not SEED.md's", spec.name);
+              "%s: data/augment/train settings are not the seed's", spec.name);
         CHECK(spec.n_train_splits == 1 && !strcmp(spec.train_splits[0], "tstid") &&
                   spec.n_val_splits == 2 && !strcmp(spec.val_splits[0], "trnid") &&
                   !strcmp(spec.val_splits[1], "valid"),
-              "%s: the split is not SEED.md's (train tstid, validate trnid+valid)", spec.name);
+              "%s: the split is not the seed's (train tstid, validate trnid+valid)", spec.name);
         CHECK(!strcmp(spec.weights, "torchvision") && !strcmp(spec.data_root, "data/flowers-102"),
               "%s: weights '%s', data '%s'", spec.name, spec.weights, spec.data_root);
     }
@@ -305,5 +305,5 @@ int main(void) {
     static const tl_case_fn cases[] = {
         test_seed_sweep, test_smoke_sweep,           test_axes_exclude_overrides,
         test_catalogue,  test_all_problems_reported, test_missing_dataset};
-    return tl_run("sweep", names, cases, 6);
+    return TL_RUN("sweep", names, cases);
 }

@@ -103,6 +103,7 @@ static void test_protocol(void) {
                       .train_loss = 0.5,
                       .val_acc = 0.9,
                       .head_lr = 1e-4,
+                      .data_wait_s = 0.25,
                       .n_groups = 2,
                       .group_names = (const char *const[]){"fc", "layer4"},
                       .group_lr = (const double[]){1e-4, 1e-4 / 3}};
@@ -112,8 +113,23 @@ static void test_protocol(void) {
     CHECK(back.type == MSG_EPOCH && back.trial == 4 && back.attempt == 2 &&
               back.epoch.epoch == 17 && back.epoch.n_groups == 2 &&
               !strcmp(back.epoch.group_names[1], "layer4") && back.epoch.group_lr[1] == 1e-4 / 3 &&
-              back.epoch.val_acc == 0.9,
+              back.epoch.val_acc == 0.9 && back.epoch.data_wait_s == 0.25,
           "EPOCH did not round-trip");
+    /* every field of the record crosses the wire, a field added to epoch_fields.h too */
+    epoch_record all = {0};
+    double value = 1;
+#define SET_FIELD(kind, name) all.name = (EPOCH_FIELD_TYPE_##kind)(value += 1);
+    EPOCH_FIELDS(SET_FIELD)
+#undef SET_FIELD
+    all.phase = 2; /* the decoder checks epoch >= 1 and phase 1 or 2 */
+    protocol_epoch_from_record(&m, 0, 1, &all);
+    CHECK(protocol_encode(&m, buf, sizeof buf, &len) == 0, "encode");
+    CHECK(protocol_decode(buf, len, &back, err, sizeof err) == 0, "decode: %s", err);
+#define SAME_FIELD(kind, name)                                                                     \
+    CHECK(back.epoch.name == all.name, "EPOCH field %s: sent %g, got %g", #name, (double)all.name, \
+          (double)back.epoch.name);
+    EPOCH_FIELDS(SAME_FIELD)
+#undef SAME_FIELD
     message d = {.type = MSG_DONE, .trial = 3, .attempt = 1};
     d.done =
         (msg_done){.stopped = 1, .epochs_done = 1, .batches_done = 37, .batches_per_epoch = 385};
@@ -167,7 +183,7 @@ static void test_simulated_lr(void) {
     simulate_group_lr(&spec, 7, n, lr); /* phase 1, second StepLR step: 3e-4 on the head only */
     CHECK(fabs(lr[0] - 3e-4) < 1e-15 && lr[1] == 0, "phase 1 lr %g %g", lr[0], lr[1]);
     spec.fine_tuning.decay = LAYER_DECAY_LINEAR;
-    simulate_group_lr(&spec, 17, n, lr); /* SEED.md: features.i at 1e-4 + (1e-7-1e-4)/44*(44-i) */
+    simulate_group_lr(&spec, 17, n, lr); /* the seed: features.i at 1e-4 + (1e-7-1e-4)/44*(44-i) */
     CHECK(fabs(lr[0] - 1e-4) < 1e-18 && fabs(lr[44] - 1e-7) < 1e-18 &&
               fabs(lr[1] - (1e-4 + (1e-7 - 1e-4) / 44 * 1)) < 1e-18,
           "linear decay %g %g %g", lr[0], lr[1], lr[44]);
@@ -182,5 +198,5 @@ int main(void) {
                                         "protocol", "simulated learning rates"};
     static const tl_case_fn cases[] = {test_state_machine, test_longest_first, test_protocol,
                                        test_simulated_lr};
-    return tl_run("farm", names, cases, 4);
+    return TL_RUN("farm", names, cases);
 }

@@ -641,7 +641,7 @@ int main(void) {
         test_round_trip,      test_round_trip_python, test_writer_errors,    test_bad_pth,
         test_hostile_pickles, test_bad_safetensors,   test_truncation_sweep, test_corruption_sweep,
     };
-    int rc = tl_run("weights", names, cases, (int)(sizeof cases / sizeof cases[0]));
+    int rc = TL_RUN("weights", names, cases);
     for (int i = 0; i < main_refs.n; i++)
         free(main_refs.t[i].data);
     for (int i = 0; i < old_refs.n; i++)

@@ -87,7 +87,8 @@ typedef struct {
     slot_shape *slots; /* slot 0 is the input image batch, the last is the logits */
     int n_slots, cap_slots;
     param_table params;
-    char **groups; /* layer groups from the output backwards (SEED.md): "fc", "layer4", ... */
+    char **groups; /* layer groups from the output backwards (docs/experiment.md): "fc", "layer4",
+                      ... */
     int n_groups;
     const char *head_prefix; /* "fc." or "classifier.6." */
     model_runtime *rt;

@@ -1,4 +1,4 @@
-/* `tlsweep models`: the exploratory model analysis of every backbone (SEED.md). */
+/* `tlsweep models`: the exploratory model analysis of every backbone (docs/experiment.md). */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -65,7 +65,7 @@ int build_resnet(model_builder *b, const model_spec *spec) {
         if (!strcmp(spec->backbone, configs[i].name)) cfg = &configs[i];
     if (!cfg) return -1;
 
-    /* Layer groups from the output backwards, as SEED.md's exponential decay walks them. */
+    /* Layer groups from the output backwards, as the seed's exponential decay walks them. */
     const char *group_names[] = {"fc", "layer4", "layer3", "layer2", "layer1", "bn1", "conv1"};
     for (int g = 0; g < 7; g++)
         mb_group(b, group_names[g]);
