@@ -235,7 +235,15 @@ int sy_parse_typed(parse_ctx *ctx, yaml_node_t *n, const char *key, sweep_key_ty
 int sy_parse_key_value(parse_ctx *ctx, int key, yaml_node_t *n, const char *dotted,
                        sweep_value *out) {
     const sweep_key *k = &sweep_keys[key];
-    return sy_parse_typed(ctx, n, dotted, k->type, k->choices, out);
+    if (sy_parse_typed(ctx, n, dotted, k->type, k->choices, out)) return -1;
+    /* a choice the schema names so that the message can say what to use instead */
+    if (!strcmp(k->key, "train.precision") && !strcmp(out->s, "bf16")) {
+        FAIL(ctx, n, dotted,
+             "bf16 is not built yet: use fp32, or tf32 (TF32 tensor cores on "
+             "the GPU; fp32 on the CPU)");
+        return -1;
+    }
+    return 0;
 }
 
 int sy_push_setting(sweep_setting **list, int *count, int key, const sweep_value *v) {
