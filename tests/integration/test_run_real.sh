@@ -29,6 +29,32 @@ check "crash: the rerun finishes (exit 0)" test $? -eq 0
 check "crash: exactly once, the same numbers as without the crash" \
   $py tests/integration/check_results.py "$tmp/crash.h5" --trials 4 --epochs 3 --mode real --compare "$tmp/np3.h5"
 
+# Device placement on a machine without a usable GPU (where one is visible these would train
+# on it, so they are skipped): auto trains on the CPU and says why; cuda refuses to start,
+# naming every rank and its host, exit 2, no results file.
+if command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1; then
+  echo "skip device placement without a GPU: this machine has one"
+else
+  host=$(hostname)
+  out=$(timeout 300 $tlsweep train --sweep "$tmp/real.yaml" --trial 0 --threads 1 --device auto \
+    --out "$tmp/auto-trial" 2>&1)
+  check "train --device auto, no GPU: trains on the CPU (exit 0)" test $? -eq 0
+  check "train --device auto, no GPU: the placement line says CPU and why" \
+    grep -q "^tlsweep train on $host: CPU (auto: no GPU visible" <<<"$out"
+  sed -e "s|bn_in_frozen: train}|bn_in_frozen: train, device: cuda}|" "$tmp/real.yaml" >"$tmp/cuda.yaml"
+  out=$(timeout 60 $tlsweep train --sweep "$tmp/cuda.yaml" --trial 0 --out "$tmp/cuda-trial" 2>&1)
+  check "train with train.device cuda, no GPU: exit 2" test $? -eq 2
+  check "train with train.device cuda, no GPU: names rank and host" \
+    grep -q "^tlsweep train: rank 0 on $host: device cuda: asked for a GPU (cuda) but none is visible" <<<"$out"
+  timeout 60 $mpirun -np 3 $tlsweep run -o "$tmp/cuda.h5" "$tmp/cuda.yaml" >"$tmp/cuda.log" 2>&1
+  check "run with train.device cuda, no GPU: exit 2" test $? -eq 2
+  check "run with train.device cuda, no GPU: each worker rank named with its host" \
+    bash -c "grep -q '^tlsweep run: rank 1 on $host: train.device cuda: asked for a GPU (cuda) but none is visible' '$tmp/cuda.log' &&
+             grep -q '^tlsweep run: rank 2 on $host: train.device cuda: asked for a GPU' '$tmp/cuda.log' &&
+             grep -q 'nothing was started' '$tmp/cuda.log'"
+  check "run with train.device cuda, no GPU: no results file" test ! -e "$tmp/cuda.h5"
+fi
+
 printf 'PK\003\004 not really a zip' >"$tmp/broken.pth"
 sed -e "s|^retries: 1|retries: 1\nbackbones:\n  resnet18: {weights: $tmp/broken.pth}|" "$tmp/real.yaml" >"$tmp/fail.yaml"
 timeout 300 $mpirun -np 3 $tlsweep run --threads 1 -q -o "$tmp/fail.h5" "$tmp/fail.yaml" >"$tmp/fail.log" 2>&1
