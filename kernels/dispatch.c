@@ -4,8 +4,10 @@
  * belongs to the backend of the context it was made with. */
 #include "kernels/kernels.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cuda/cuda_backend.h"
@@ -312,4 +314,103 @@ int kn_cross_entropy(kn_ctx *ctx, float *dlogits, float *loss, int *correct, con
 int kn_adam_step(kn_ctx *ctx, float *params, const float *grads, float *m, float *v,
                  const kn_adam_tensor *tensors, int n_tensors, const kn_adam_hparams *hp) {
     return ROUTE(ctx, -1, adam_step, params, grads, m, v, tensors, n_tensors, hp);
+}
+
+/* ==== devices, pinned staging and on-device totals ====================================== */
+int kn_cuda_device_count(char *err, size_t errlen) {
+#ifdef KN_WITH_CUDA
+    return kn_cuda_visible_devices(err, errlen);
+#else
+    create_error(err, errlen, "this tlsweep was built without CUDA (make CUDA=1)");
+    return 0;
+#endif
+}
+
+int kn_cuda_device_info(int device, kn_device_info *info, char *err, size_t errlen) {
+    memset(info, 0, sizeof *info);
+#ifdef KN_WITH_CUDA
+    return kn_cuda_query_device(device, info, err, errlen);
+#else
+    (void)device;
+    create_error(err, errlen, "this tlsweep was built without CUDA (make CUDA=1)");
+    return -1;
+#endif
+}
+
+void *kn_host_alloc(kn_ctx *ctx, size_t bytes) {
+    if (ctx->backend == KN_BACKEND_CUDA) return CUDA_CALL(NULL, host_alloc, ctx->cuda, bytes);
+    /* aligned_alloc wants a multiple of the alignment */
+    void *p = aligned_alloc(64, (bytes + 63) / 64 * 64 + 64 * !bytes);
+    if (!p) ROUTE(ctx, (void)0, set_error, "kn_host_alloc: out of memory");
+    return p;
+}
+
+void kn_host_free(kn_ctx *ctx, void *ptr) {
+    if (ctx->backend == KN_BACKEND_CUDA)
+        CUDA_CALL((void)0, host_free, ctx->cuda, ptr);
+    else
+        free(ptr);
+}
+
+struct kn_event {
+    kn_backend backend;
+    kn_cuda_event *cuda; /* NULL on the CPU backend, where work is done when a call returns */
+};
+
+/* Without CUDA (CUDA_BUILT 0) every event is a CPU one and CUDA_CALL drops its arguments:
+ * the (void) casts below keep those arguments used in that build. */
+kn_event *kn_event_create(kn_ctx *ctx) {
+    kn_event *ev = plan_new(ctx, sizeof *ev, "event");
+    if (!ev) return NULL;
+    ev->backend = ctx->backend;
+    if (ev->backend != KN_BACKEND_CUDA) return ev;
+    ev->cuda = CUDA_CALL(NULL, event_create, ctx->cuda);
+    if (ev->cuda) return ev;
+    free(ev);
+    return NULL;
+}
+
+void kn_event_destroy(kn_ctx *ctx, kn_event *ev) {
+    (void)ctx;
+    if (!ev) return;
+    if (ev->cuda) CUDA_CALL((void)0, event_destroy, ctx->cuda, ev->cuda);
+    free(ev);
+}
+
+int kn_event_record(kn_ctx *ctx, kn_event *ev) {
+    (void)ctx;
+    return ev->cuda ? CUDA_CALL(-1, event_record, ctx->cuda, ev->cuda) : 0;
+}
+
+int kn_event_wait_host(kn_ctx *ctx, kn_event *ev) {
+    (void)ctx;
+    return ev->cuda ? CUDA_CALL(-1, event_wait_host, ctx->cuda, ev->cuda) : 0;
+}
+
+int kn_upload_async(kn_ctx *ctx, void *dst, const void *host_src, size_t bytes, kn_event *dst_free,
+                    kn_event *src_free) {
+    (void)dst_free, (void)src_free;
+    if (ctx->backend != KN_BACKEND_CUDA)
+        return CPU_CALL(-1, copy_to_device, ctx->cpu, dst, host_src, bytes);
+    return CUDA_CALL(-1, upload_async, ctx->cuda, dst, host_src, bytes,
+                     dst_free ? dst_free->cuda : NULL, src_free ? src_free->cuda : NULL);
+}
+
+int kn_cross_entropy_accumulate(kn_ctx *ctx, float *dlogits, kn_totals *totals, const float *logits,
+                                const int32_t *labels, int n, int c, int64_t step) {
+    if (ctx->backend == KN_BACKEND_CUDA)
+        return CUDA_CALL(-1, cross_entropy_accumulate, ctx->cuda, dlogits, totals, logits, labels,
+                         n, c, step);
+    float loss = 0;
+    int correct = 0;
+    if (kn_cross_entropy(ctx, dlogits, &loss, &correct, logits, labels, n, c)) return -1;
+    /* (double)mean * n, as the trainer summed before the totals moved here: CPU results and
+     * resume checkpoints stay bit for bit what they were */
+    totals->loss_sum += (double)loss * n;
+    totals->correct += correct;
+    if (!isfinite(loss) && !totals->diverged_at) {
+        totals->diverged_at = step;
+        totals->diverged_loss = loss;
+    }
+    return 0;
 }

@@ -22,8 +22,11 @@ typedef enum { KN_BACKEND_CPU = 0, KN_BACKEND_CUDA = 1 } kn_backend;
 
 typedef struct {
     kn_backend backend;
-    int threads; /* CPU: worker threads (0 = all cores); CUDA: ignored */
-    int device;  /* CUDA: device ordinal; CPU: ignored */
+    int threads;            /* CPU: worker threads (0 = all cores); CUDA: ignored */
+    int device;             /* CUDA: device ordinal; CPU: ignored */
+    int tf32;               /* CUDA: TF32 tensor-core math in cuDNN and cuBLAS; CPU: ignored */
+    int deterministic;      /* CUDA: deterministic cuDNN algorithms only; CPU: always */
+    size_t workspace_limit; /* CUDA: cuDNN workspace cap in bytes (0 = the default); CPU: ignored */
 } kn_ctx_options;
 
 /* Returns NULL and writes a message into err (if errlen > 0) on failure. */
@@ -227,5 +230,66 @@ typedef struct {
  *   p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps) */
 int kn_adam_step(kn_ctx *ctx, float *params, const float *grads, float *m, float *v,
                  const kn_adam_tensor *tensors, int n_tensors, const kn_adam_hparams *hp);
+
+/* ==== devices, pinned staging and on-device totals ====================================== *
+ * What a worker needs to pick its GPU and to keep the GPU busy: batches go up from pinned host
+ * memory on a copy stream while the previous batch computes, and loss/accuracy add up on the
+ * device, read once per epoch. On the CPU backend the same calls are plain copies and no-ops,
+ * so one trainer serves both. */
+
+/* CUDA devices this process can see (CUDA_VISIBLE_DEVICES applies): 0 in a build without
+ * CUDA or where none is usable, with the reason in err (when errlen > 0). */
+int kn_cuda_device_count(char *err, size_t errlen);
+
+typedef struct {
+    char name[96];      /* "NVIDIA H200" */
+    size_t total_bytes; /* device memory */
+    int major, minor;   /* compute capability */
+} kn_device_info;
+/* 0 with *info filled, or -1 with the reason in err. */
+int kn_cuda_device_info(int device, kn_device_info *info, char *err, size_t errlen);
+
+/* Host memory that uploads can read without an extra copy: page-locked on CUDA, plain (64-byte
+ * aligned) on the CPU. NULL + kn_error on failure. */
+void *kn_host_alloc(kn_ctx *ctx, size_t bytes);
+void kn_host_free(kn_ctx *ctx, void *ptr);
+
+/* A point in a stream's work; on the CPU backend every event has always passed. */
+typedef struct kn_event kn_event;
+kn_event *kn_event_create(kn_ctx *ctx); /* NULL + kn_error on failure */
+void kn_event_destroy(kn_ctx *ctx, kn_event *ev);
+/* Marks the compute work queued so far (ops, copies, Adam): the event passes once it has run. */
+int kn_event_record(kn_ctx *ctx, kn_event *ev);
+/* Blocks the calling thread until the event has passed (never recorded: returns at once). */
+int kn_event_wait_host(kn_ctx *ctx, kn_event *ev);
+
+/* Queues a host -> device copy on the context's copy stream, so it overlaps queued compute:
+ * the copy first waits for dst_free (the compute that last read dst; NULL: none), then
+ * src_free (if not NULL) is recorded after it (host_src may be rewritten once it has passed),
+ * and compute queued after this call waits for the copy. host_src should come from
+ * kn_host_alloc (pageable memory makes the copy synchronous). On the CPU backend: a copy,
+ * done on return. */
+int kn_upload_async(kn_ctx *ctx, void *dst, const void *host_src, size_t bytes, kn_event *dst_free,
+                    kn_event *src_free);
+
+/* Running totals of a stretch of batches, in the context's memory (kn_malloc), moved with
+ * kn_copy_to_device / kn_copy_to_host. */
+typedef struct {
+    double loss_sum;      /* per-image losses, summed */
+    int64_t correct;      /* images whose argmax was the label */
+    int64_t bad_labels;   /* labels outside [0, C): a data error */
+    int64_t diverged_at;  /* the step of the first batch with a non-finite loss; 0 = none */
+    double diverged_loss; /* that batch's mean loss */
+} kn_totals;
+
+/* kn_cross_entropy without a wait: the batch's loss (mean x n; on the CPU exactly
+ * (double)mean * n, on CUDA the per-image double sum) and correct count are added to *totals
+ * where the backend computes; step (1-based, nonzero) is what diverged_at records. */
+int kn_cross_entropy_accumulate(kn_ctx *ctx,
+                                float *dlogits,        // (N, C) or NULL
+                                kn_totals *totals,     // context memory
+                                const float *logits,   // (N, C)
+                                const int32_t *labels, // (N)
+                                int n, int c, int64_t step);
 
 #endif

@@ -159,6 +159,8 @@ int farm_collect_hellos(const farm_options *o, worker_slot *workers, char *err, 
         w->device = m.hello.device;
         w->threads = m.hello.threads;
         w->local_rank = m.hello.local_rank;
+        w->placement_failed = m.hello.placement_failed;
+        snprintf(w->device_text, sizeof w->device_text, "%s", m.hello.device_text);
         missing--;
     }
     return 0;
@@ -331,6 +333,9 @@ int farm_send_hello(const farm_options *o, char *err, size_t errlen) {
     snprintf(m.hello.host, sizeof m.hello.host, "%s", o->worker.host);
     m.hello.device = o->worker.device;
     m.hello.threads = o->worker.threads;
+    m.hello.local_rank = o->worker.local_rank;
+    m.hello.placement_failed = o->worker.placement_failed;
+    snprintf(m.hello.device_text, sizeof m.hello.device_text, "%s", o->worker.device_text);
     return send_message(o->comm, 0, &m, err, errlen);
 }
 

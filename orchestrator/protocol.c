@@ -95,6 +95,8 @@ int protocol_encode(const message *m, unsigned char *buf, size_t cap, size_t *le
         put_i32(&w, m->hello.local_rank);
         put_i32(&w, m->hello.device);
         put_i32(&w, m->hello.threads);
+        put_i32(&w, m->hello.placement_failed);
+        put_str(&w, m->hello.device_text, sizeof m->hello.device_text);
         break;
     case MSG_ASSIGN:
         put_str(&w, m->name, sizeof m->name);
@@ -191,6 +193,8 @@ int protocol_decode(const unsigned char *buf, size_t len, message *m, char *err,
         m->hello.local_rank = get_i32(&r);
         m->hello.device = get_i32(&r);
         m->hello.threads = get_i32(&r);
+        m->hello.placement_failed = get_i32(&r);
+        get_str(&r, m->hello.device_text, sizeof m->hello.device_text);
         break;
     case MSG_ASSIGN:
         get_str(&r, m->name, sizeof m->name);

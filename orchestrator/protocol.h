@@ -20,7 +20,8 @@
 #include "worker/trial.h"
 
 #define PROTOCOL_MAGIC 0x57534C54u /* "TLSW" little-endian */
-#define PROTOCOL_VERSION 4         /* 4: EPOCH carries data_wait_s */
+/* 5: HELLO says which device, or why none; 4: EPOCH carries data_wait_s */
+#define PROTOCOL_VERSION 5
 #define PROTOCOL_TAG 17
 #define PROTOCOL_TAG_ACK 18 /* ACKs travel apart so the heartbeat thread never takes one */
 #define PROTOCOL_MAX_GROUPS 64
@@ -59,6 +60,8 @@ typedef struct {
 typedef struct {
     char host[64];
     int32_t local_rank, device, threads;
+    int32_t placement_failed;        /* 1: the rank cannot train as asked; device_text says why */
+    char device_text[PROTOCOL_TEXT]; /* "GPU 0: NVIDIA H200, 139.8 GiB", "CPU (...)" */
 } msg_hello;
 
 typedef struct {

@@ -17,6 +17,8 @@ typedef struct {
     double last_heard;
     char host[64];
     int device, threads, local_rank;
+    int placement_failed;            /* the rank cannot train as asked: the run does not start */
+    char device_text[PROTOCOL_TEXT]; /* the placement print's words, or why it failed */
 } worker_slot;
 
 /* Sends one message to a rank; -1 with err on failure. */

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "orchestrator/farm.h"
+#include "orchestrator/placement.h"
 #include "orchestrator/preflight.h"
 #include "orchestrator/provenance.h"
 #include "orchestrator/resume.h"
@@ -32,7 +33,11 @@ static void usage(FILE *out) {
             "usage: mpirun -np N tlsweep run [options] SWEEP.yaml\n"
             "  Expands the sweep into trials; rank 0 farms them out (longest first) and writes\n"
             "  every epoch into one HDF5 file (SWMR: readable while it runs). An existing file\n"
-            "  is resumed. With -np 1 rank 0 runs the trials itself.\n\n"
+            "  is resumed. With -np 1 rank 0 runs the trials itself.\n"
+            "  Each worker trains where the sweep's train.device says (auto: a GPU when one is\n"
+            "  visible, else the CPU; cpu; cuda), workers on a node spread over the GPUs they\n"
+            "  see, ranks_per_gpu of them per GPU at most; the start lists every rank's device.\n"
+            "  A rank that cannot have its device stops the run before it starts (exit 2).\n\n"
             "  -o, --output FILE          results file (default: the sweep's output:)\n"
             "      --extend               the sweep file gained grid points: add them\n"
             "  -n, --dry-run              check the sweep, list its trials, run nothing\n"
@@ -174,15 +179,52 @@ static int share_sweep(const run_options *o, int rank, sweep *s) {
     return rc;
 }
 
-/* Where this rank runs: local rank (Open MPI / Slurm / shared-memory split), device, threads. */
-static void place_worker(const run_options *o, int rank, worker_options *w) {
+/* What a rank tells the others on its node for the device choice: whether it trains, and
+ * which devices it sees (CUDA_VISIBLE_DEVICES; Slurm's --gpus-per-task gives each task its own). */
+typedef struct {
+    int32_t trains;
+    char view[252];
+} device_view;
+
+/* This worker's index among the workers on its node that see the same devices, and their
+ * count (placement_choose's view_index and view_workers). */
+static void view_position(MPI_Comm node, int local_size, int trains, int *index, int *count) {
+    device_view mine = {.trains = trains}, *all = calloc((size_t)local_size, sizeof *all);
+    const char *visible = getenv("CUDA_VISIBLE_DEVICES");
+    snprintf(mine.view, sizeof mine.view, "%s", visible ? visible : "(unset: every device)");
+    *index = 0;
+    *count = 1;
+    if (!all || MPI_Allgather(&mine, sizeof mine, MPI_BYTE, all, sizeof mine, MPI_BYTE, node) !=
+                    MPI_SUCCESS) {
+        free(all);
+        return;
+    }
+    int local_rank = 0;
+    MPI_Comm_rank(node, &local_rank);
+    *count = 0;
+    for (int j = 0; j < local_size; j++)
+        if (all[j].trains && !strcmp(all[j].view, mine.view)) {
+            if (j < local_rank) ++*index;
+            ++*count;
+        }
+    free(all);
+}
+
+/* Where this rank runs: local rank (Open MPI / Slurm / shared-memory split), device, threads.
+ * A rank that cannot have the device the sweep asks for says so in its HELLO (the root then
+ * names it and stops the run with exit 2); it never falls back to the CPU by itself. */
+static void place_worker(const run_options *o, const sweep *s, int rank, int size,
+                         worker_options *w) {
     MPI_Comm node;
     int local_rank = 0, local_size = 1, root_here = rank == 0, any_root = 0;
+    const int trains = rank > 0 || size == 1;
+    int view_index = 0, view_workers = 1;
     if (MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &node) ==
         MPI_SUCCESS) {
         MPI_Comm_rank(node, &local_rank);
         MPI_Comm_size(node, &local_size);
         MPI_Allreduce(&root_here, &any_root, 1, MPI_INT, MPI_MAX, node);
+        view_position(node, local_size, trains, &view_index, &view_workers);
         MPI_Comm_free(&node);
     }
     const char *env = getenv("OMPI_COMM_WORLD_LOCAL_RANK");
@@ -195,19 +237,51 @@ static void place_worker(const run_options *o, int rank, worker_options *w) {
                                         ? cores / (workers_here > 0 ? workers_here : 1)
                                         : 1);
     w->threads_forced = o->threads > 0;
-    /* GPU binding (local_rank % visible GPUs) comes with the CUDA backend; none in this build */
+    w->local_rank = local_rank;
     w->device = -1;
-    (void)local_rank;
+    /* the root of a multi-rank run trains nothing; --simulate trains nothing anywhere */
+    if (!trains || o->simulate) {
+        snprintf(w->device_text, sizeof w->device_text, "CPU (%s)",
+                 trains ? "--simulate: nothing trains" : "the root: it trains nothing");
+        return;
+    }
+    device_request req;
+    placement p;
+    if (placement_parse(sweep_device(s), &req)) /* the sweep's validation allows no other */
+        req.kind = DEVICE_AUTO;
+    if (placement_place(&req, view_index, view_workers, s->ranks_per_gpu, &p)) {
+        w->placement_failed = 1;
+        snprintf(w->device_text, sizeof w->device_text, "train.device %s: %.400s", sweep_device(s),
+                 p.error);
+        return;
+    }
+    w->device = p.device;
+    snprintf(w->device_text, sizeof w->device_text, "%s", p.text);
 }
 
+/* The placement print: where each worker trains. */
 static void print_mapping(const root_ctx *r, int size) {
     for (int rank = size > 1 ? 1 : 0; rank < size; rank++) {
         const worker_slot *w = &r->workers[rank];
-        if (w->device >= 0)
-            printf("rank %d on %s: GPU %d\n", rank, w->host, w->device);
-        else
-            printf("rank %d on %s: CPU, %d threads\n", rank, w->host, w->threads);
+        printf("rank %d on %s: %s, %d threads\n", rank, w->host, w->device_text, w->threads);
     }
+}
+
+/* Every rank that cannot train as the sweep asks, named on stderr; 0 when there is none. */
+static int placement_failures(const worker_slot *workers, int size) {
+    int failed = 0;
+    for (int rank = 0; rank < size; rank++)
+        if (workers[rank].placement_failed) {
+            fprintf(stderr, "tlsweep run: rank %d on %s: %s\n", rank, workers[rank].host,
+                    workers[rank].device_text);
+            failed++;
+        }
+    if (failed)
+        fprintf(stderr,
+                "tlsweep run: %d rank%s cannot train on the device asked for; nothing "
+                "was started\n",
+                failed, failed == 1 ? "" : "s");
+    return failed;
 }
 
 static void hosts_text(const worker_slot *workers, int size, const char *root_host, char *out,
@@ -267,11 +341,19 @@ static int run_root(const run_options *o, const sweep *s, const trial_list *tria
     snprintf(workers[0].host, sizeof workers[0].host, "%s", f->worker.host);
     workers[0].threads = f->worker.threads;
     workers[0].device = f->worker.device;
+    workers[0].placement_failed = f->worker.placement_failed;
+    snprintf(workers[0].device_text, sizeof workers[0].device_text, "%s", f->worker.device_text);
     if (f->size > 1 && farm_collect_hellos(f, workers, err, sizeof err)) {
         fprintf(stderr, "tlsweep run: %s\n", err);
         free(workers);
         trial_table_free(&table);
         return -4; /* workers may be lost: abort */
+    }
+    if (placement_failures(workers, f->size)) {
+        farm_abandon(f);
+        free(workers);
+        trial_table_free(&table);
+        return 2;
     }
     const char *output = o->output ? o->output : s->output;
     char trials_dir[TRIAL_PATH_MAX];
@@ -465,7 +547,7 @@ int cmd_run(int argc, char **argv) {
     if (gethostname(f.worker.host, sizeof f.worker.host))
         snprintf(f.worker.host, sizeof f.worker.host, "unknown");
     f.worker.host[sizeof f.worker.host - 1] = 0;
-    place_worker(&o, rank, &f.worker);
+    place_worker(&o, &s, rank, size, &f.worker);
 
     int status = 0;
     if (rank == 0)

@@ -14,8 +14,10 @@ typedef struct {
     char trial_dir[TRIAL_PATH_MAX];  /* non-empty: the trial's directory instead of
                                         trials_dir/TRIAL (tlsweep train --out) */
     int threads, device;             /* threads: this rank's share of the node's cores */
+    int placement_failed;            /* device_text says why this rank cannot train */
+    char device_text[PROTOCOL_TEXT]; /* where it trains, in words (placement.h) */
     int threads_forced;              /* --threads was given: it beats the sweep's train.threads */
-    int rank;
+    int rank, local_rank;            /* local_rank: on its node */
     char host[64];
 } worker_options;
 

@@ -248,7 +248,7 @@ static void parse_root(parse_ctx *ctx, yaml_node_t *root) {
     yaml_node_t *exclude = NULL;
     static const char *const known =
         "name, data, augment, train, model, grid, exclude, backbones, schedules, retries, "
-        "gpus_per_trial, output";
+        "gpus_per_trial, ranks_per_gpu, output";
     int saw_schedules = 0, saw_grid = 0;
     for (yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top;
          p++) {
@@ -292,6 +292,12 @@ static void parse_root(parse_ctx *ctx, yaml_node_t *root) {
                     FAIL(ctx, v, "gpus_per_trial", "only 1 is supported by this version, got %lld",
                          value.i);
                 s->gpus_per_trial = (int)value.i;
+            }
+        } else if (!strcmp(key, "ranks_per_gpu")) {
+            if (!sy_parse_typed(ctx, v, "ranks_per_gpu", KEY_INT_POSITIVE, NULL, &value)) {
+                if (value.i > 64)
+                    FAIL(ctx, v, "ranks_per_gpu", "expected at most 64, got %lld", value.i);
+                s->ranks_per_gpu = (int)value.i;
             }
         } else if (!strcmp(key, "output")) {
             if (sy_parse_typed(ctx, v, "output", KEY_STRING, NULL, &value)) continue;
@@ -349,6 +355,7 @@ static int parse_text(const char *file, const char *text, size_t len, const swee
     snprintf(out->file, sizeof out->file, "%s", file);
     out->retries = 2;
     out->gpus_per_trial = 1;
+    out->ranks_per_gpu = 1;
     out->text = malloc(len + 1);
     if (!out->text) {
         sweep_errors_add(errs, "%s: out of memory", file);

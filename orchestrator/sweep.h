@@ -115,6 +115,7 @@ typedef struct {
     char output[TRIAL_PATH_MAX];
     int retries;
     int gpus_per_trial;
+    int ranks_per_gpu;       /* worker ranks that may share one GPU (placement.h); default 1 */
     sweep_setting *settings; /* data/augment/train/model values, in file order */
     int n_settings;
     sweep_axis axes[SWEEP_MAX_AXES];
@@ -152,5 +153,7 @@ void sweep_errors_add(sweep_errors *errs, const char *fmt, ...)
 /* The backbones the model code knows (worker/models/model.h); NULL-terminated. */
 extern const char *const *const sweep_backbones;
 int sweep_schedule_find(const sweep *s, const char *name);
+/* train.device: "auto" (the default), "cpu" or "cuda". */
+const char *sweep_device(const sweep *s);
 
 #endif

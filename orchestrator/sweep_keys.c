@@ -11,6 +11,8 @@ static const char *const splits[] = {"tstid", "trnid", "valid", NULL};
 static const char *const optimizers[] = {"adam", NULL};
 static const char *const precisions[] = {"fp32", "tf32", "bf16", NULL};
 static const char *const bn_modes[] = {"train", "eval", NULL};
+/* where each worker rank trains (placement.h); not a grid axis: a rank picks its device once */
+static const char *const devices[] = {"auto", "cpu", "cuda", NULL};
 
 #define AT(store, f) AT_MAX(store, f, 0)
 #define AT_MAX(store, f, max) store, offsetof(trial_spec, f), sizeof(((trial_spec *)0)->f), 0, max
@@ -37,6 +39,8 @@ const sweep_key sweep_keys[] = {
     {"train.bn_in_frozen", KEY_CHOICE, bn_modes, AT(STORE_BN_TRAIN, feature_extraction.bn_train)},
     {"train.shuffle", KEY_BOOL, NULL, AT(STORE_INT, shuffle)},
     {"train.threads", KEY_INT_NONNEG, NULL, AT_MAX(STORE_INT, threads, TRIAL_MAX_THREADS)},
+    {"train.device", KEY_CHOICE, devices, STORE_NONE, 0, 0, 0, 0},
+    {"train.deterministic", KEY_BOOL, NULL, AT(STORE_INT, deterministic)},
     {"model.weights", KEY_STRING, NULL, AT(STORE_STRING, weights)},
     {"model.width", KEY_INT_POSITIVE, NULL, AT_MAX(STORE_INT, width, TRIAL_MAX_WIDTH)},
     {"model.dropout", KEY_PROBABILITY, NULL, AT(STORE_DOUBLE, dropout)},
@@ -92,4 +96,12 @@ void sweep_key_apply(int key, const sweep_value *value, trial_spec *spec) {
         *(int *)field = !strcmp(value->s, "train");
         break;
     }
+}
+
+const char *sweep_device(const sweep *s) {
+    const char *device = "auto";
+    for (int i = 0; i < s->n_settings; i++)
+        if (!strcmp(sweep_keys[s->settings[i].key].key, "train.device"))
+            device = s->settings[i].value.s; /* the last one, as for every setting */
+    return device;
 }

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "orchestrator/farm.h"
+#include "orchestrator/placement.h"
 #include "orchestrator/preflight.h"
 #include "orchestrator/resume.h"
 #include "worker/cli.h"
@@ -55,6 +56,13 @@ static void usage(FILE *out) {
         "  --bn-frozen eval       BatchNorm of the frozen backbone in eval mode (default train)\n"
         "  --threads N            CPU threads (default: the sweep's train.threads, else all "
         "cores)\n"
+        "  --device D             auto | cpu | cuda | cuda:N (default: the sweep's train.device,\n"
+        "                         else auto: the first visible GPU, or the CPU when none is\n"
+        "                         visible); cuda without a usable GPU fails (exit 2)\n"
+        "  --precision P          fp32 | tf32 (TF32 tensor cores on the GPU; the CPU computes\n"
+        "                         fp32) (default fp32; with --sweep: train.precision)\n"
+        "  --deterministic        deterministic cuDNN algorithms: a GPU resume is bit-exact\n"
+        "                         (the CPU always is; with --sweep: train.deterministic)\n"
         "SIGUSR1, SIGTERM or SIGINT stop the trial at the next batch with a resume checkpoint.\n"
         "exit status: 0 done, 1 failed, 2 bad input, 3 stopped (rerun to resume), 4 internal "
         "error\n");
@@ -140,6 +148,30 @@ static int preflight(const trial_spec *specs, int count) {
     return problems ? -1 : 0;
 }
 
+/* This process's device for --device (or the sweep's train.device): the ordinal, -1 for the
+ * CPU, or -2 after saying on stderr why it cannot be had. Prints the placement line. */
+static int place(const char *asked, const char *host) {
+    device_request req;
+    placement p;
+    if (placement_parse(asked, &req)) {
+        fprintf(stderr, "tlsweep train: --device expects auto, cpu, cuda or cuda:N, got '%s'\n",
+                asked);
+        return -2;
+    }
+    if (placement_place(&req, 0, 1, 1, &p)) {
+        fprintf(stderr, "tlsweep train: rank 0 on %s: device %s: %s; nothing was started\n", host,
+                asked, p.error);
+        return -2;
+    }
+    printf("tlsweep train on %s: %s\n", host, p.text);
+    return p.device;
+}
+
+static void host_name(char *host, size_t len) {
+    if (gethostname(host, len)) snprintf(host, len, "unknown");
+    host[len - 1] = 0;
+}
+
 static int train(trial_spec *spec, const char *out, int restart) {
     spec->show_progress = isatty(STDERR_FILENO);
     if (out)
@@ -217,6 +249,7 @@ typedef struct {
     const char *out;    /* --out: the trial directory, else the sweep's OUTPUT.h5.d/NAME */
     const char *output; /* --output: the results file, or NULL */
     int threads;        /* --threads, 0 when not given */
+    int device;         /* the placement: an ordinal or -1 for the CPU */
 } grid_options;
 
 /* Trains grid point `index` through `tlsweep run`'s one-rank loop (farm_single) restricted to
@@ -233,10 +266,8 @@ static int train_grid_point(const sweep *s, const trial_list *trials, int index,
     farm_options f = {.s = s, .trials = trials, .start = farm_now(), .echo = print_epoch};
     f.worker.threads = g->threads;
     f.worker.threads_forced = g->threads > 0;
-    f.worker.device = -1;
-    if (gethostname(f.worker.host, sizeof f.worker.host))
-        snprintf(f.worker.host, sizeof f.worker.host, "unknown");
-    f.worker.host[sizeof f.worker.host - 1] = 0;
+    f.worker.device = g->device;
+    host_name(f.worker.host, sizeof f.worker.host);
     snprintf(f.worker.trials_dir, sizeof f.worker.trials_dir, "%.500s.d", s->output);
     if (g->out) snprintf(f.worker.trial_dir, sizeof f.worker.trial_dir, "%s", g->out);
     char trial_dir[TRIAL_PATH_MAX + TRIAL_NAME_MAX];
@@ -321,7 +352,10 @@ int cmd_train(int argc, char **argv) {
         O_TRIAL,
         O_OUTPUT,
         O_LIST,
-        O_RESTART
+        O_RESTART,
+        O_DEVICE,
+        O_PRECISION,
+        O_DETERMINISTIC
     };
     static const struct option options[] = {
         {"backbone", required_argument, NULL, 'b'},
@@ -349,13 +383,16 @@ int cmd_train(int argc, char **argv) {
         {"output", required_argument, NULL, O_OUTPUT},
         {"list", no_argument, NULL, O_LIST},
         {"restart", no_argument, NULL, O_RESTART},
+        {"device", required_argument, NULL, O_DEVICE},
+        {"precision", required_argument, NULL, O_PRECISION},
+        {"deterministic", no_argument, NULL, O_DETERMINISTIC},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     trial_spec spec;
     trial_spec_defaults(&spec);
     const char *schedule = "exp-decay-3", *out = NULL, *sweep_file = NULL, *trial_name = NULL;
-    const char *output = NULL;
+    const char *output = NULL, *device = NULL, *precision = NULL;
     double fe_lr = -1, ft_lr = -1;
     int fe_epochs = -1, ft_epochs = -1, opt, bad = 0, no_augment = 0, list = 0, restart = 0;
     long seed = 0;
@@ -444,6 +481,24 @@ int cmd_train(int argc, char **argv) {
         case O_RESTART:
             restart = 1;
             break;
+        case O_DEVICE:
+            device = optarg;
+            break;
+        case O_PRECISION:
+            precision = optarg;
+            if (!strcmp(optarg, "bf16")) {
+                fprintf(stderr, "tlsweep train: --precision bf16 is not built yet: use fp32, or "
+                                "tf32 (TF32 tensor cores on the GPU)\n");
+                bad = 1;
+            } else if (strcmp(optarg, "fp32") && strcmp(optarg, "tf32")) {
+                fprintf(stderr, "tlsweep train: --precision is fp32 or tf32, got '%s'\n", optarg);
+                bad = 1;
+            } else
+                snprintf(spec.precision, sizeof spec.precision, "%s", optarg);
+            break;
+        case O_DETERMINISTIC:
+            spec.deterministic = 1;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -460,7 +515,11 @@ int cmd_train(int argc, char **argv) {
                             : restart ? "--restart is for a flag-built trial; a grid point "
                                         "resumes its results file (choose another --output)"
                             : !list && !trial_name ? "--sweep needs --trial or --list"
-                                                   : NULL;
+                            /* the trial's settings are the sweep's, as `tlsweep run` has them */
+                            : precision || spec.deterministic
+                                ? "--precision and --deterministic go without --sweep (set "
+                                  "train.precision / train.deterministic in the sweep file)"
+                                : NULL;
         if (wrong) {
             fprintf(stderr, "tlsweep train: %s\n", wrong);
             return 2;
@@ -477,10 +536,13 @@ int cmd_train(int argc, char **argv) {
             fprintf(stderr, "tlsweep train: cannot set up the stop signals\n");
             status = 4;
         } else if (index >= 0) {
-            const grid_options g = {.out = out, .output = output, .threads = spec.threads};
+            char host[64];
+            host_name(host, sizeof host);
+            grid_options g = {.out = out, .output = output, .threads = spec.threads};
             trial_spec point;
             grid_trial_spec(&s, &trials.items[index], &point);
-            status = preflight(&point, 1) ? 2 : train_grid_point(&s, &trials, index, &g);
+            g.device = preflight(&point, 1) ? -2 : place(device ? device : sweep_device(&s), host);
+            status = g.device == -2 ? 2 : train_grid_point(&s, &trials, index, &g);
         }
         grid_trials_free(&trials);
         sweep_free(&s);
@@ -506,6 +568,9 @@ int cmd_train(int argc, char **argv) {
     if (no_augment)
         spec.hflip = spec.brightness = spec.contrast = spec.rotate_deg = spec.shear_deg = 0;
     snprintf(spec.name, sizeof spec.name, "%s__%s", spec.backbone, schedule);
+    char host[64];
+    host_name(host, sizeof host);
+    if ((spec.device = place(device ? device : "auto", host)) == -2) return 2;
     if (farm_install_signals()) {
         fprintf(stderr, "tlsweep train: cannot set up the stop signals\n");
         return 4;

@@ -3,7 +3,6 @@
  * batches), and divergence as a failure reason. */
 #include "worker/trial.h"
 
-#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,6 +45,16 @@ void trial_spec_defaults(trial_spec *s) {
     s->device = -1;
 }
 
+/* One batch's place on the device and, on the GPU, its pinned staging buffer. Two of them on
+ * the GPU: batch k+1 goes up on the copy stream while batch k computes. */
+typedef struct {
+    float *images;      /* device: (N, crop, crop, 3) */
+    int32_t *labels;    /* device: (N) */
+    unsigned char *pin; /* GPU: pinned host copy of images then labels; NULL on the CPU */
+    kn_event *uploaded; /* the copy out of pin has run: pin may be rewritten */
+    kn_event *consumed; /* the compute that read images and labels has run */
+} batch_slot;
+
 /* Everything a running trial holds; torn down by close_trial. */
 typedef struct {
     const trial_spec *spec;
@@ -53,9 +62,11 @@ typedef struct {
     dataset data;
     loader *train, *val;
     model net;
-    float *images;   /* device: one batch (N, crop, crop, 3) */
-    int32_t *labels; /* device: (N) */
-    float *dlogits;  /* device: (N, classes) */
+    batch_slot slots[2];
+    int n_slots, next_slot;
+    size_t image_bytes; /* of a full batch */
+    kn_totals *totals;  /* device: loss and accuracy of the batches so far (train or val) */
+    float *dlogits;     /* device: (N, classes) */
     double *group_lr;
     float *group_lr_f32;
     trial_progress progress; /* what the resume checkpoint keeps */
@@ -138,27 +149,53 @@ static int open_trial(trial *t) {
     const trial_spec *s = t->spec;
     char err[1024];
     if (open_data(t)) return TRIAL_FAILED;
-    kn_ctx_options opt = {s->device >= 0 ? KN_BACKEND_CUDA : KN_BACKEND_CPU, s->threads, s->device};
+    const kn_ctx_options opt = {
+        .backend = s->device >= 0 ? KN_BACKEND_CUDA : KN_BACKEND_CPU,
+        .threads = s->threads,
+        .device = s->device,
+        .tf32 = !strcmp(s->precision, "tf32"),
+        .deterministic = s->deterministic,
+    };
     if (!(t->ctx = kn_ctx_create(&opt, err, sizeof err))) return fail(t, "%s", err);
     model_spec ms = {s->backbone, t->data.num_classes, s->width, s->crop, (float)s->dropout};
     if (model_build(&t->net, &ms, err, sizeof err) ||
         model_bind(&t->net, t->ctx, s->batch_size, 1, err, sizeof err))
         return fail(t, "%s", err);
     size_t batch = (size_t)s->batch_size, classes = (size_t)t->data.num_classes;
-    t->images = kn_malloc(t->ctx, batch * (size_t)s->crop * (size_t)s->crop * 3 * sizeof(float));
-    t->labels = kn_malloc(t->ctx, batch * sizeof(int32_t));
+    t->image_bytes = batch * (size_t)s->crop * (size_t)s->crop * 3 * sizeof(float);
+    /* on the CPU an upload is a copy done on return: nothing to overlap, one slot */
+    t->n_slots = s->device >= 0 ? 2 : 1;
+    for (int i = 0; i < t->n_slots; i++) {
+        batch_slot *b = &t->slots[i];
+        b->images = kn_malloc(t->ctx, t->image_bytes);
+        b->labels = kn_malloc(t->ctx, batch * sizeof(int32_t));
+        b->uploaded = kn_event_create(t->ctx);
+        b->consumed = kn_event_create(t->ctx);
+        if (s->device >= 0)
+            b->pin = kn_host_alloc(t->ctx, t->image_bytes + batch * sizeof(int32_t));
+        if (!b->images || !b->labels || !b->uploaded || !b->consumed || (s->device >= 0 && !b->pin))
+            return fail(t, "%s", kn_error(t->ctx));
+    }
+    t->totals = kn_malloc(t->ctx, sizeof *t->totals);
     t->dlogits = kn_malloc(t->ctx, batch * classes * sizeof(float));
+    if (!t->totals || !t->dlogits) return fail(t, "%s", kn_error(t->ctx));
     t->group_lr = calloc((size_t)t->net.n_groups, sizeof *t->group_lr);
     t->group_lr_f32 = calloc((size_t)t->net.n_groups, sizeof *t->group_lr_f32);
-    if (!t->images || !t->labels || !t->dlogits || !t->group_lr || !t->group_lr_f32)
-        return fail(t, "out of memory");
+    if (!t->group_lr || !t->group_lr_f32) return fail(t, "out of memory");
     return 0;
 }
 
 static void close_trial(trial *t) {
     if (t->ctx) {
-        kn_free(t->ctx, t->images);
-        kn_free(t->ctx, t->labels);
+        for (int i = 0; i < t->n_slots; i++) {
+            batch_slot *b = &t->slots[i];
+            kn_free(t->ctx, b->images);
+            kn_free(t->ctx, b->labels);
+            kn_host_free(t->ctx, b->pin);
+            kn_event_destroy(t->ctx, b->uploaded);
+            kn_event_destroy(t->ctx, b->consumed);
+        }
+        kn_free(t->ctx, t->totals);
         kn_free(t->ctx, t->dlogits);
     }
     model_free(&t->net);
@@ -170,11 +207,60 @@ static void close_trial(trial *t) {
     free(t->group_lr_f32);
 }
 
-static int upload_batch(trial *t, const loader_batch *b) {
+/* Puts a batch on the device in the next slot. On the GPU it goes through the slot's pinned
+ * buffer on the copy stream, after the compute that last read the slot (two batches ago), and
+ * the compute queued next waits for it; on the CPU it is a copy. NULL on failure (reported). */
+static batch_slot *upload_batch(trial *t, const loader_batch *b) {
+    batch_slot *s = &t->slots[t->next_slot];
+    t->next_slot = (t->next_slot + 1) % t->n_slots;
     size_t pixels = (size_t)b->count * (size_t)t->spec->crop * (size_t)t->spec->crop * 3;
-    if (kn_copy_to_device(t->ctx, t->images, b->images, pixels * sizeof(float)) ||
-        kn_copy_to_device(t->ctx, t->labels, b->labels, (size_t)b->count * sizeof(int32_t)))
+    size_t image_bytes = pixels * sizeof(float), label_bytes = (size_t)b->count * sizeof(int32_t);
+    const void *images = b->images, *labels = b->labels;
+    if (s->pin) {
+        /* the loader reuses its buffers, so the batch is copied into this slot's pinned memory
+         * once the copy that last read it is done */
+        if (kn_event_wait_host(t->ctx, s->uploaded)) {
+            fail(t, "%s", kn_error(t->ctx));
+            return NULL;
+        }
+        memcpy(s->pin, b->images, image_bytes);
+        memcpy(s->pin + t->image_bytes, b->labels, label_bytes);
+        images = s->pin;
+        labels = s->pin + t->image_bytes;
+    }
+    if (kn_upload_async(t->ctx, s->images, images, image_bytes, s->consumed, NULL) ||
+        kn_upload_async(t->ctx, s->labels, labels, label_bytes, s->consumed, s->uploaded)) {
+        fail(t, "%s", kn_error(t->ctx));
+        return NULL;
+    }
+    return s;
+}
+
+/* Starts the device totals from what the host has (a resumed epoch's batches so far), so the
+ * sum runs in the same order as without the stop. */
+static int start_totals(trial *t, const epoch_totals *tot) {
+    const kn_totals from = {.loss_sum = tot->loss_sum, .correct = tot->correct};
+    if (kn_copy_to_device(t->ctx, t->totals, &from, sizeof from))
         return fail(t, "%s", kn_error(t->ctx));
+    return 0;
+}
+
+/* Reads the device totals into tot (waiting for the queued work). In training a non-finite
+ * loss fails the trial with the batch it first appeared in: on the GPU, where the totals are
+ * read at the epoch end and at a stop, that is when the divergence is seen (the batches after
+ * it are wasted work, not wrong results); on the CPU they are read after every batch. */
+static int read_totals(trial *t, int epoch, int training, epoch_totals *tot) {
+    kn_totals got;
+    if (kn_copy_to_host(t->ctx, &got, t->totals, sizeof got))
+        return fail(t, "%s", kn_error(t->ctx));
+    if (got.bad_labels)
+        return fail(t, "epoch %d: %lld labels outside [0, %d)", epoch, (long long)got.bad_labels,
+                    t->net.spec.num_classes);
+    if (training && got.diverged_at)
+        return fail(t, "diverged at epoch %d step %lld (loss %g)", epoch,
+                    (long long)got.diverged_at, got.diverged_loss);
+    tot->loss_sum = got.loss_sum;
+    tot->correct = (long)got.correct;
     return 0;
 }
 
@@ -206,58 +292,56 @@ static int train_epoch(trial *t, int epoch, int bn_train, const trial_hooks *hoo
     if (p->batches_done >= batches)
         return fail(t, "the resume checkpoint stopped epoch %d at batch %d, but it has %d batches",
                     epoch, p->batches_done, batches);
+    if (start_totals(t, tot)) return TRIAL_FAILED;
+    const int on_host = t->n_slots == 1; /* the CPU: reading the totals costs nothing */
     loader_start_epoch_at(t->train, epoch, p->batches_done);
     while (next_batch(t->train, &b, tot)) {
-        if (upload_batch(t, &b)) return TRIAL_FAILED;
+        batch_slot *s = upload_batch(t, &b);
+        if (!s) return TRIAL_FAILED;
         model_mode mode = {bn_train, 1};
         uint64_t step_seed = ((uint64_t)epoch << 32) | (uint64_t)b.index;
-        const float *logits = model_forward(m, t->images, b.count, mode, t->spec->seed ^ step_seed,
+        const float *logits = model_forward(m, s->images, b.count, mode, t->spec->seed ^ step_seed,
                                             t->err, t->errlen);
-        float loss = 0;
-        int correct = 0;
         if (!logits) return TRIAL_FAILED;
-        if (kn_cross_entropy(t->ctx, t->dlogits, &loss, &correct, logits, t->labels, b.count,
-                             m->spec.num_classes))
+        if (kn_cross_entropy_accumulate(t->ctx, t->dlogits, t->totals, logits, s->labels, b.count,
+                                        m->spec.num_classes, b.index + 1))
             return fail(t, "%s", kn_error(t->ctx));
-        if (!isfinite(loss))
-            return fail(t, "diverged at epoch %d step %d (loss %g)", epoch, b.index + 1,
-                        (double)loss);
+        if (on_host && read_totals(t, epoch, 1, tot)) return TRIAL_FAILED;
         if (model_backward(m, t->dlogits, t->err, t->errlen) ||
             model_adam_step(m, t->group_lr_f32, 0.9f, 0.999f, 1e-8f, 0.0f, t->err, t->errlen))
             return TRIAL_FAILED;
-        tot->loss_sum += (double)loss * b.count;
-        tot->correct += correct;
+        if (kn_event_record(t->ctx, s->consumed)) return fail(t, "%s", kn_error(t->ctx));
         tot->images += b.count;
         p->batches_done = b.index + 1;
         show_progress(t, epoch, "train", b.index + 1, batches);
         if (p->batches_done < batches && hooks->should_stop && hooks->should_stop(hooks->user)) {
             *stopped = 1;
-            return 0;
+            return read_totals(t, epoch, 1, tot); /* the resume checkpoint keeps them */
         }
     }
-    return 0;
+    return read_totals(t, epoch, 1, tot);
 }
 
 static int validate(trial *t, int epoch, epoch_totals *tot) {
     model *m = &t->net;
     loader_batch b;
+    if (start_totals(t, tot)) return TRIAL_FAILED;
     loader_start_epoch(t->val, 0);
     while (next_batch(t->val, &b, tot)) {
-        if (upload_batch(t, &b)) return TRIAL_FAILED;
+        batch_slot *s = upload_batch(t, &b);
+        if (!s) return TRIAL_FAILED;
         model_mode mode = {0, 0};
-        const float *logits = model_forward(m, t->images, b.count, mode, 0, t->err, t->errlen);
-        float loss = 0;
-        int correct = 0;
+        const float *logits = model_forward(m, s->images, b.count, mode, 0, t->err, t->errlen);
         if (!logits) return TRIAL_FAILED;
-        if (kn_cross_entropy(t->ctx, NULL, &loss, &correct, logits, t->labels, b.count,
-                             m->spec.num_classes))
+        if (kn_cross_entropy_accumulate(t->ctx, NULL, t->totals, logits, s->labels, b.count,
+                                        m->spec.num_classes, b.index + 1) ||
+            kn_event_record(t->ctx, s->consumed))
             return fail(t, "%s", kn_error(t->ctx));
-        tot->loss_sum += (double)loss * b.count;
-        tot->correct += correct;
         tot->images += b.count;
         show_progress(t, epoch, "validate", b.index + 1, loader_num_batches(t->val));
     }
-    return 0;
+    /* a non-finite validation loss is a result to record, not a failure */
+    return read_totals(t, epoch, 0, tot);
 }
 
 /* Which parameters train in a phase: the head (or the phase's prefix) in feature extraction,

@@ -121,6 +121,9 @@ void kn_cuda_ctx_destroy(kn_cuda_ctx *ctx) {
     if (ctx->blas) cublasDestroy(ctx->blas);
     if (ctx->dnn) cudnnDestroy(ctx->dnn);
     if (ctx->stream) cudaStreamDestroy(ctx->stream);
+    if (ctx->copy_stream) cudaStreamSynchronize(ctx->copy_stream);
+    if (ctx->copy_done) cudaEventDestroy(ctx->copy_done);
+    if (ctx->copy_stream) cudaStreamDestroy(ctx->copy_stream);
     free(ctx);
 }
 

@@ -79,4 +79,20 @@ const char *kn_cuda_conv_impl(const kn_cuda_conv *plan);
 /* Replaces the context's error message (for failures the dispatcher itself detects). */
 void kn_cuda_set_error(kn_cuda_ctx *ctx, const char *msg);
 
+/* kernels.h's "devices, pinned staging and on-device totals" (kernels/cuda/staging.c) */
+typedef struct kn_cuda_event kn_cuda_event;
+int kn_cuda_visible_devices(char *err, size_t errlen);
+int kn_cuda_query_device(int device, kn_device_info *info, char *err, size_t errlen);
+void *kn_cuda_host_alloc(kn_cuda_ctx *ctx, size_t bytes);
+void kn_cuda_host_free(kn_cuda_ctx *ctx, void *ptr);
+kn_cuda_event *kn_cuda_event_create(kn_cuda_ctx *ctx);
+void kn_cuda_event_destroy(kn_cuda_ctx *ctx, kn_cuda_event *ev);
+int kn_cuda_event_record(kn_cuda_ctx *ctx, kn_cuda_event *ev);
+int kn_cuda_event_wait_host(kn_cuda_ctx *ctx, kn_cuda_event *ev);
+int kn_cuda_upload_async(kn_cuda_ctx *ctx, void *dst, const void *host_src, size_t bytes,
+                         kn_cuda_event *dst_free, kn_cuda_event *src_free);
+int kn_cuda_cross_entropy_accumulate(kn_cuda_ctx *ctx, float *dlogits, kn_totals *totals,
+                                     const float *logits, const int32_t *labels, int n, int c,
+                                     int64_t step);
+
 #endif

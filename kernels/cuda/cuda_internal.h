@@ -26,6 +26,9 @@ struct kn_cuda_ctx {
     int device;
     int tf32;
     cudaStream_t stream;
+    /* kn_upload_async's stream and its last copy (staging.c), created on first use */
+    cudaStream_t copy_stream;
+    cudaEvent_t copy_done;
     cudnnHandle_t dnn;
     cublasHandle_t blas;
     /* cuDNN convolution workspace, shared by every plan (one stream runs one call at a time)

@@ -426,7 +426,7 @@ int main(void) {
         printf("skipped: no CUDA device (%s)\n",
                st != cudaSuccess ? cudaGetErrorString(st) : "cudaGetDeviceCount found 0");
     } else {
-        kn_ctx_options opt = {KN_BACKEND_CUDA, 0, 0};
+        kn_ctx_options opt = {.backend = KN_BACKEND_CUDA, .device = 0};
         char err[512] = "";
         ctx = kn_ctx_create(&opt, err, sizeof err);
         if (!ctx) {

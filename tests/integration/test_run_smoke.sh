@@ -24,7 +24,7 @@ wait $run
 check "np 3: smoke sweep exits 0" test $? -eq 0
 check "np 3: every trial and epoch, same numbers as np 1" \
   $py tests/integration/check_results.py "$tmp/np3.h5" --trials 4 --epochs 3 --compare "$tmp/np1.h5"
-check "np 3: the mapping is printed" grep -qE '^rank 2 on .*: CPU, [0-9]+ threads' "$tmp/np3.log"
+check "np 3: the placement is printed" grep -qE '^rank 2 on .*: CPU \(--simulate: nothing trains\), [0-9]+ threads' "$tmp/np3.log"
 check "np 3: progress lines" grep -qE 'vgg11_bn__linear-decay epoch 3/3 \(phase 2\) val_acc' "$tmp/np3.log"
 check "np 3: longest first (vgg11_bn before resnet18)" \
   bash -c "grep -m1 'start' '$tmp/np3.log' | grep -q vgg11_bn"

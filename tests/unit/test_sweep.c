@@ -172,7 +172,7 @@ static const bad_case catalogue[] = {
      "bad.yaml:3: train.batch_size: expected a positive integer, got '0'"},
     {"unknown top-level key", "name: x\ndata: {root: d}\nepochs: 3\n" GOOD_TAIL,
      "bad.yaml:3: epochs: unknown key (known: name, data, augment, train, model, grid, exclude, "
-     "backbones, schedules, retries, gpus_per_trial, output)"},
+     "backbones, schedules, retries, gpus_per_trial, ranks_per_gpu, output)"},
     {"unknown key in a section", "name: x\ndata: {root: d, rooot: e}\n" GOOD_TAIL,
      "bad.yaml:2: data.rooot: unknown key (known: format, root, train_splits, val_splits, "
      "resize, crop, skip_corrupt)"},
@@ -235,6 +235,32 @@ static const bad_case catalogue[] = {
      "bad.yaml:1: data.crop: crop 100 is larger than resize 64 (trial resnet18__s)"},
     {"several GPUs per trial", "name: x\ndata: {root: d}\ngpus_per_trial: 2\n" GOOD_TAIL,
      "bad.yaml:3: gpus_per_trial: only 1 is supported by this version, got 2"},
+    {"bf16 not built yet", "name: x\ndata: {root: d}\ntrain: {precision: bf16}\n" GOOD_TAIL,
+     "bad.yaml:3: train.precision: bf16 is not built yet: use fp32, or tf32 (TF32 tensor cores on "
+     "the GPU; fp32 on the CPU)"},
+    {"bf16 as a grid value",
+     "name: x\ndata: {root: d}\ngrid:\n  backbone: [resnet18]\n  schedule: [s]\n"
+     "  train.precision:\n    - tf32\n    - bf16\nschedules:\n  s: {}\n",
+     "bad.yaml:8: grid.train.precision: bf16 is not built yet: use fp32, or tf32 (TF32 tensor "
+     "cores on the GPU; fp32 on the CPU)"},
+    {"bf16 in a backbone override",
+     "name: x\ndata: {root: d}\nbackbones:\n  resnet18: {precision: bf16}\n" GOOD_TAIL,
+     "bad.yaml:4: backbones.resnet18.precision: bf16 is not built yet: use fp32, or tf32 (TF32 "
+     "tensor cores on the GPU; fp32 on the CPU)"},
+    {"unknown device", "name: x\ndata: {root: d}\ntrain:\n  device: gpu\n" GOOD_TAIL,
+     "bad.yaml:4: train.device: expected one of auto, cpu, cuda, got 'gpu'"},
+    {"device as a grid axis",
+     "name: x\ndata: {root: d}\ngrid:\n  backbone: [resnet18]\n  schedule: [s]\n"
+     "  train.device: [cpu, cuda]\nschedules:\n  s: {}\n",
+     "bad.yaml:6: grid.train.device: not a key that can vary (use backbone, schedule or a dotted "
+     "key such as train.seed)"},
+    {"deterministic not a boolean",
+     "name: x\ndata: {root: d}\ntrain: {deterministic: maybe}\n" GOOD_TAIL,
+     "bad.yaml:3: train.deterministic: expected true or false, got 'maybe'"},
+    {"no ranks per GPU", "name: x\ndata: {root: d}\nranks_per_gpu: 0\n" GOOD_TAIL,
+     "bad.yaml:3: ranks_per_gpu: expected a positive integer, got '0'"},
+    {"too many ranks per GPU", "name: x\ndata: {root: d}\n\nranks_per_gpu: 65\n" GOOD_TAIL,
+     "bad.yaml:4: ranks_per_gpu: expected at most 64, got 65"},
     {"output climbing out of the working directory",
      "name: x\ndata: {root: d}\noutput: runs/../../x.h5\n" GOOD_TAIL,
      "bad.yaml:3: output: 'runs/../../x.h5' leaves the working directory ('..'); give an "
@@ -266,6 +292,43 @@ static void test_catalogue(void) {
         sweep_errors_free(&errs);
         sweep_free(&s);
     }
+}
+
+/* The device keys: defaults, and what a file sets reaches the sweep and each trial. */
+static void test_device_keys(void) {
+    sweep s;
+    sweep_errors errs;
+    const char *plain = "name: x\ndata: {root: d}\n" GOOD_TAIL;
+    int rc = parse("plain.yaml", plain, &s, &errs);
+    CHECK(rc == 0, "rejected: %s", errs.count ? errs.messages[0] : "?");
+    trial_list trials;
+    char err[256];
+    if (!rc) {
+        CHECK(!strcmp(sweep_device(&s), "auto") && s.ranks_per_gpu == 1,
+              "defaults: device %s, ranks_per_gpu %d", sweep_device(&s), s.ranks_per_gpu);
+        CHECK(grid_expand(&s, &trials, err, sizeof err) == 0, "%s", err);
+        trial_spec spec;
+        grid_trial_spec(&s, &trials.items[0], &spec);
+        CHECK(!strcmp(spec.precision, "fp32") && spec.deterministic == 0,
+              "defaults: precision %s, deterministic %d", spec.precision, spec.deterministic);
+        grid_trials_free(&trials);
+    }
+    sweep_free(&s);
+    const char *gpu = "name: x\ndata: {root: d}\nranks_per_gpu: 3\n"
+                      "train: {device: cuda, precision: tf32, deterministic: true}\n" GOOD_TAIL;
+    rc = parse("gpu.yaml", gpu, &s, &errs);
+    CHECK(rc == 0, "rejected: %s", errs.count ? errs.messages[0] : "?");
+    if (!rc) {
+        CHECK(!strcmp(sweep_device(&s), "cuda") && s.ranks_per_gpu == 3,
+              "device %s, ranks_per_gpu %d", sweep_device(&s), s.ranks_per_gpu);
+        CHECK(grid_expand(&s, &trials, err, sizeof err) == 0, "%s", err);
+        trial_spec spec;
+        grid_trial_spec(&s, &trials.items[0], &spec);
+        CHECK(!strcmp(spec.precision, "tf32") && spec.deterministic == 1,
+              "precision %s, deterministic %d", spec.precision, spec.deterministic);
+        grid_trials_free(&trials);
+    }
+    sweep_free(&s);
 }
 
 /* Every problem is reported, not only the first. */
@@ -301,9 +364,11 @@ int main(void) {
                                         "axes, exclude, overrides",
                                         "catalogue of broken files",
                                         "all problems reported",
-                                        "missing dataset"};
+                                        "missing dataset",
+                                        "device, precision and ranks_per_gpu keys"};
     static const tl_case_fn cases[] = {
         test_seed_sweep, test_smoke_sweep,           test_axes_exclude_overrides,
-        test_catalogue,  test_all_problems_reported, test_missing_dataset};
+        test_catalogue,  test_all_problems_reported, test_missing_dataset,
+        test_device_keys};
     return TL_RUN("sweep", names, cases);
 }
