@@ -10,6 +10,9 @@
 #   CUDNN_HOME=DIR  cuDNN outside CUDA_HOME (DIR/include, DIR/lib), e.g. the Python package
 #   WERROR=1        warnings are errors (the default when CI=true)
 
+# `make` alone builds bin/tlsweep and the tests (rules below come before `all`)
+.DEFAULT_GOAL := all
+
 CC       ?= gcc
 PYTHON   ?= /usr/bin/python3
 BUILD    ?= build
