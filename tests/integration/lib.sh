@@ -49,6 +49,14 @@ setup_run_env() {
   tmp=$(mktemp -d)
 }
 
+# stopped_cleanly LOG: the root's log says the graceful stop ran to the closed results file
+# ("stopped in ... to results closed"), not the heartbeat-timeout path, which also says
+# "rerun ... to resume".
+stopped_cleanly() {
+  grep -qE '^tlsweep run: stopped in [0-9.]+ s \((signal|time limit) to results closed\)' "$1" &&
+    grep -q 'rerun the same command to resume' "$1" && ! grep -q 'heartbeat timeout' "$1"
+}
+
 finish() {
   echo "$passed passed, $failed failed, $skipped skipped"
   [ "$failed" -eq 0 ]
