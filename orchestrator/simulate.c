@@ -85,7 +85,8 @@ static int check_weights(const trial_spec *spec, char *err, size_t errlen) {
 typedef struct {
     int epoch, best_epoch;
     double best, end_fe;
-    double part; /* the fraction of epoch `epoch` + 1 slept before a stop inside it */
+    double part;  /* the fraction of epoch `epoch` + 1 slept before a stop inside it */
+    double state; /* what the weights are to a real trial: each epoch's numbers depend on it */
 } sim_checkpoint;
 
 static void checkpoint_path(const trial_spec *spec, char *path, size_t len) {
@@ -99,8 +100,8 @@ static int checkpoint_read(const trial_spec *spec, sim_checkpoint *c) {
     FILE *f = fopen(path, "r");
     if (!f) return 0;
     /* no "part" (an epoch-end checkpoint of an older tlsweep): the epoch starts at 0 */
-    int n = fscanf(f, "epoch %d best %lf best_epoch %d end_fe %lf part %lf", &c->epoch, &c->best,
-                   &c->best_epoch, &c->end_fe, &c->part);
+    int n = fscanf(f, "epoch %d best %lf best_epoch %d end_fe %lf part %lf state %lf", &c->epoch,
+                   &c->best, &c->best_epoch, &c->end_fe, &c->part, &c->state);
     fclose(f);
     if (n < 4 || c->part < 0 || c->part >= 1)
         memset(c, 0, sizeof *c); /* unreadable: start over, like a missing one */
@@ -114,8 +115,9 @@ static int checkpoint_write(const trial_spec *spec, const sim_checkpoint *c, cha
     checkpoint_path(spec, path, sizeof path);
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     FILE *f = fopen(tmp, "w");
-    int ok = f && fprintf(f, "epoch %d best %.17g best_epoch %d end_fe %.17g part %.17g\n",
-                          c->epoch, c->best, c->best_epoch, c->end_fe, c->part) > 0;
+    int ok =
+        f && fprintf(f, "epoch %d best %.17g best_epoch %d end_fe %.17g part %.17g state %.17g\n",
+                     c->epoch, c->best, c->best_epoch, c->end_fe, c->part, c->state) > 0;
     if (f && fclose(f)) ok = 0;
     /* rename makes the checkpoint appear whole or not at all */
     if (!ok || rename(tmp, path)) {
@@ -181,14 +183,19 @@ int simulate_trial(const trial_spec *spec, double seconds_per_cost, const trial_
         }
         ck.part = 0;
         double progress = 1.0 - exp(-epoch / 3.0);
+        /* Each epoch depends on the checkpointed state, as a real one does on its weights, so
+         * that a resume from a lost, stale or garbled checkpoint gives other numbers than an
+         * uninterrupted run (a pure function of the epoch would hide it). */
+        double carried = 0.02 * ck.state + 0.01 * ck.best + 0.01 * ck.end_fe;
+        ck.state = 0.7 * ck.state + noise(spec, epoch, 5);
         double val = ceiling * (0.55 + 0.40 * progress) + (phase == 2 ? 0.04 : 0.0) +
-                     0.01 * noise(spec, epoch, 2);
+                     0.01 * noise(spec, epoch, 2) + carried;
         if (val > 0.999) val = 0.999;
         simulate_group_lr(spec, epoch, n_groups, lr);
         epoch_record r = {
             .epoch = epoch,
             .phase = phase,
-            .train_loss = 3.0 * exp(-epoch / 4.0) + 0.1 + 0.02 * noise(spec, epoch, 3),
+            .train_loss = 3.0 * exp(-epoch / 4.0) + 0.1 + 0.02 * noise(spec, epoch, 3) + carried,
             .train_acc = val - 0.03,
             .val_loss = 2.5 * exp(-epoch / 4.0) + 0.2 + 0.02 * noise(spec, epoch, 4),
             .val_acc = val,

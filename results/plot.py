@@ -13,7 +13,8 @@ Writes five figures into DIR (default: FILE without .h5, plus -figures):
   lr          every layer group's learning rate against epoch, and across groups
   throughput  training images/s per phase and wall time per trial, with the part of the
               epochs spent waiting for data (an input-bound trial shows at once)
---data-json writes the arrays each figure drew (what the tests compare with the file).
+--data-json writes the arrays each figure drew. Every drawn line, bar and image carries a gid
+("TRIAL|value", the heatmap its facet) saying what it shows: the tests read the figures back.
 In a notebook: `sweep = load(path)`, then `fig, data = figure_curves(sweep)` and so on.
 Exit status: 0 written, 2 bad arguments or an unreadable results file, 3 a Python module missing.
 """
@@ -161,6 +162,7 @@ def figure_curves(sweep):
                         c.epoch, y, linestyle=style, marker="o" if split == "val" else None,
                         markersize=3, color=sweep.colors[s], alpha=1.0 - 0.25 * (k % 3),
                         label=t.grid if split == "val" and ax is ax_acc and t.grid else None,
+                        gid=f"{t.name}|{split}_{metric}",
                     )
             data[t.name] = {
                 "epoch": c.epoch.tolist(), "train_loss": c.train_loss.tolist(),
@@ -233,10 +235,11 @@ def figure_fe_vs_ft(sweep):
             data[t.name] = {"fe": fe, "ft": ft, "status": t.status}
             color = sweep.colors[t.schedule]
             bad = t.status in FAILED_STATES
-            for dx, v, alpha, hatch in ((-0.2, fe, 0.45, "//"), (0.2, ft, 1.0, None)):
+            for dx, v, alpha, hatch, what in ((-0.2, fe, 0.45, "//", "fe"), (0.2, ft, 1.0, None, "ft")):
                 h = 0 if np.isnan(v) else v
                 ax.bar(x + dx, h, width=0.4, color=color, alpha=alpha, hatch=hatch,
-                       edgecolor=STATUS_COLOR["failed"] if bad else "white", linewidth=1.5 if bad else 0.5)
+                       edgecolor=STATUS_COLOR["failed"] if bad else "white", linewidth=1.5 if bad else 0.5,
+                       gid=f"{t.name}|{what}")
                 ax.text(x + dx, h + 0.01, "n/a" if np.isnan(v) else f"{v:.2f}", ha="center",
                         va="bottom", fontsize=7)
             if t.status != "done":
@@ -290,7 +293,7 @@ def figure_heatmap(sweep):
             ax.text(j, i, text, ha="center", va="center", fontsize=9,
                     color=STATUS_COLOR["failed"] if r.status in FAILED_STATES else ("black" if light else "white"),
                     fontweight="bold" if r.status != "done" else "normal")
-        im = ax.imshow(grid, cmap="viridis", vmin=0, vmax=1, aspect="auto")
+        im = ax.imshow(grid, cmap="viridis", vmin=0, vmax=1, aspect="auto", gid=facet)
         ax.set_xticks(range(len(sweep.schedules)))
         ax.set_xticklabels(sweep.schedules)
         ax.set_yticks(range(len(sweep.backbones)))
@@ -337,7 +340,8 @@ def figure_lr(sweep):
             y = rows_g.lr.to_numpy(dtype=float)
             y_drawn = np.where(y > 0, y, np.nan)  # frozen (0) has no log
             ax.plot(rows_g.epoch, y_drawn, color=cmap(g.group_index / max(1, n - 1)), marker=".",
-                    linewidth=1, label=g.group if g.group_index in (0, n - 1) else None)
+                    linewidth=1, label=g.group if g.group_index in (0, n - 1) else None,
+                    gid=f"{b}/{s}|{tl.trial.iloc[0]}|{g.group}")
             cell[g.group] = {"epoch": rows_g.epoch.tolist(), "lr": y.tolist()}
         data[f"{b}/{s}"] = {"trial": str(tl.trial.iloc[0]), "groups": cell}
         switch = _phase_switch(sweep, shown[0])
@@ -351,7 +355,8 @@ def figure_lr(sweep):
         if len(ft):
             e = ft.epoch.min()
             p = ft[ft.epoch == e].sort_values("group_index")
-            prof.plot(p.group_index, p.lr, marker="o", markersize=3, color=sweep.colors[s], label=s)
+            prof.plot(p.group_index, p.lr, marker="o", markersize=3, color=sweep.colors[s], label=s,
+                      gid=f"{b}/{s}|profile|{e}")
             data[f"{b}/{s}"]["profile"] = {"epoch": int(e), "group_index": p.group_index.tolist(),
                                            "lr": p.lr.tolist()}
     for r, b in enumerate(sweep.backbones):
@@ -398,13 +403,16 @@ def figure_throughput(sweep):
         color = sweep.colors[r.schedule]
         bad = r.status in FAILED_STATES
         edge = STATUS_COLOR["failed"] if bad else "white"
-        for dx, v, alpha, hatch in ((-0.2, ips[0], 0.45, "//"), (0.2, ips[1], 1.0, None)):
+        for dx, v, alpha, hatch, p in ((-0.2, ips[0], 0.45, "//", 1), (0.2, ips[1], 1.0, None, 2)):
             ax_ips.bar(k + dx, 0 if np.isnan(v) else v, width=0.4, color=color, alpha=alpha,
-                       hatch=hatch, edgecolor=edge)
-        ax_time.bar(k - 0.2, 0 if np.isnan(wall) else wall, width=0.4, color=color, edgecolor=edge)
-        ax_time.bar(k + 0.2, train_seconds, width=0.4, color=color, alpha=0.45, hatch="//", edgecolor=edge)
+                       hatch=hatch, edgecolor=edge, gid=f"{r.name}|images_per_second_phase{p}")
+        ax_time.bar(k - 0.2, 0 if np.isnan(wall) else wall, width=0.4, color=color, edgecolor=edge,
+                    gid=f"{r.name}|wall_seconds")
+        ax_time.bar(k + 0.2, train_seconds, width=0.4, color=color, alpha=0.45, hatch="//", edgecolor=edge,
+                    gid=f"{r.name}|epoch_seconds")
         if not np.isnan(wait):
-            ax_time.bar(k + 0.2, wait, width=0.4, color="0.15", alpha=0.75, edgecolor=edge)
+            ax_time.bar(k + 0.2, wait, width=0.4, color="0.15", alpha=0.75, edgecolor=edge,
+                        gid=f"{r.name}|data_wait_seconds")
         label = r.name.replace("__", "\n", 1).replace("__", " ")
         if r.status != "done":
             for ax in (ax_ips, ax_time):

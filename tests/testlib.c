@@ -7,7 +7,7 @@
 #include <string.h>
 
 static int case_failed;
-static int case_skipped;
+static int case_skipped; /* 1 skipped, 2 skipped for want of a GPU */
 
 void tl_fail(const char *file, int line, const char *fmt, ...) {
     va_list ap;
@@ -19,14 +19,25 @@ void tl_fail(const char *file, int line, const char *fmt, ...) {
     case_failed = 1;
 }
 
+static void skip(int kind, const char *fmt, va_list ap) {
+    fprintf(stdout, kind == 2 ? "    SKIP (no GPU): " : "    SKIP: ");
+    vfprintf(stdout, fmt, ap);
+    fputc('\n', stdout);
+    case_skipped = kind;
+}
+
 void tl_skip(const char *fmt, ...) {
     va_list ap;
-    fprintf(stdout, "    SKIP: ");
     va_start(ap, fmt);
-    vfprintf(stdout, fmt, ap);
+    skip(1, fmt, ap);
     va_end(ap);
-    fputc('\n', stdout);
-    case_skipped = 1;
+}
+
+void tl_skip_no_gpu(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    skip(2, fmt, ap);
+    va_end(ap);
 }
 
 int tl_case_failed(void) {
@@ -34,7 +45,7 @@ int tl_case_failed(void) {
 }
 
 int tl_run(const char *suite, const char *const *names, const tl_case_fn *cases, int count) {
-    int passed = 0, failed = 0, skipped = 0;
+    int passed = 0, failed = 0, skipped = 0, no_gpu = 0;
     for (int i = 0; i < count; i++) {
         case_failed = 0;
         case_skipped = 0;
@@ -44,12 +55,15 @@ int tl_run(const char *suite, const char *const *names, const tl_case_fn *cases,
         fflush(stdout);
         if (case_failed)
             failed++;
-        else if (case_skipped)
+        else if (case_skipped) {
             skipped++;
-        else
+            no_gpu += case_skipped == 2;
+        } else
             passed++;
     }
-    printf("%d passed, %d failed, %d skipped\n", passed, failed, skipped);
+    printf("%d passed, %d failed, %d skipped", passed, failed, skipped);
+    if (no_gpu) printf(" (%d need a GPU)", no_gpu);
+    putchar('\n');
     return (failed == 0 && passed + skipped > 0) ? 0 : 1;
 }
 

@@ -4,7 +4,8 @@ For each case it builds the torchvision architecture with random weights, torch.
 runs one training step (forward, cross-entropy, backward, Adam) in float64, so that the
 reference carries no rounding of its own that the fp32 engine would be blamed for, and writes into
 OUTDIR/models/CASE/: weights.pth, input (NHWC), labels, logits, loss, grad.NAME for every
-parameter with a gradient, after.NAME for every parameter and buffer after the step.
+parameter with a gradient, after.NAME for every parameter and buffer after the step, and
+update.NAME (after - before, in float64) for every parameter.
 
 Usage: export_models.py OUTDIR
 """
@@ -120,7 +121,10 @@ def run_case(out, name, model, backbone, batch, size, classes, mode, seed):
     loss.backward()
     for n, p in params:
         write(os.path.join(d, "grad." + n), p.grad)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
     opt.step()
+    for n, p in model.named_parameters():
+        write(os.path.join(d, "update." + n), p.detach() - before[n])
     for n, t in model.state_dict().items():
         if not n.endswith("num_batches_tracked"):
             write(os.path.join(d, "after." + n), t)

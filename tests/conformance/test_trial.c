@@ -1,10 +1,11 @@
 /* The trial runner against tests/reference/seed.py (export_trial.py ran it): the same initial
  * weights, augmentation off, the split's order, 2 + 1 epochs. Every epoch's train and
  * validation loss agree to 1e-3 relative, accuracies to one image, and the best checkpoint's
- * tensors to 1e-3 relative RMS error. With augmentation and shuffling on (different random
- * draws), the final accuracy agrees statistically (export_trial_stats.py). Plus: resume after a
- * stop is bit-exact (at an epoch end and between two batches inside an epoch), divergence and
- * a bad weights file become failure reasons. */
+ * tensors to 1e-3 relative RMS error; every layer group's learning rate of every epoch equals
+ * StepLR's get_last_lr() (vgg11_bn_steps steps after every epoch in both phases). With augmentation
+ * and shuffling on (different random draws), the final accuracy agrees statistically
+ * (export_trial_stats.py). Plus: resume after a stop is bit-exact (at an epoch end and between two
+ * batches inside an epoch), divergence and a bad weights file become failure reasons. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,26 +24,37 @@
 
 #define MAX_RECORDS 8
 
+#define MAX_GROUPS 64
+
 typedef struct {
     epoch_record records[MAX_RECORDS];
+    /* the records' group names and rates point into the ended trial: copies */
+    char group_names[MAX_GROUPS][32];
+    double group_lr[MAX_RECORDS][MAX_GROUPS];
     int count;
     int stop_after; /* ask the trial to stop after this epoch (0: never) */
 } recorder;
 
 static int record_epoch(const epoch_record *r, void *user) {
     recorder *rec = user;
-    if (rec->count < MAX_RECORDS) rec->records[rec->count++] = *r;
+    if (rec->count < MAX_RECORDS && r->n_groups <= MAX_GROUPS) {
+        for (int g = 0; g < r->n_groups; g++) {
+            snprintf(rec->group_names[g], sizeof rec->group_names[g], "%s", r->group_names[g]);
+            rec->group_lr[rec->count][g] = r->group_lr[g];
+        }
+        rec->records[rec->count++] = *r;
+    }
     return rec->stop_after && r->epoch >= rec->stop_after;
 }
 
-/* The spec export_trial.py trained the reference with. */
-static void reference_spec(trial_spec *s, const char *name, int width, const char *schedule,
-                           const char *out_sub) {
+/* The spec export_trial.py trained the reference `name` with. */
+static void reference_spec(trial_spec *s, const char *name, const char *backbone, int width,
+                           const char *schedule, const char *out_sub) {
     char dir[300];
     trial_spec_defaults(s);
     snprintf(dir, sizeof dir, "%s", tl_data_dir("trial"));
     snprintf(s->name, sizeof s->name, "%s", name);
-    snprintf(s->backbone, sizeof s->backbone, "%s", name);
+    snprintf(s->backbone, sizeof s->backbone, "%s", backbone);
     s->width = width;
     snprintf(s->weights, sizeof s->weights, "%s/%s/init.pth", dir, name);
     snprintf(s->data_root, sizeof s->data_root, "%s/data", dir);
@@ -70,11 +82,64 @@ static int run(const trial_spec *s, recorder *rec, trial_summary *sum) {
     return rc;
 }
 
+/* A run the case means to finish: a stop (or failure) would leave nothing to compare, so
+ * anything but TRIAL_DONE fails the case. */
+static int finished(int rc, const char *what) {
+    CHECK(rc == TRIAL_DONE, "%s: trial_run returned %d, want TRIAL_DONE (%d)", what, rc,
+          TRIAL_DONE);
+    return rc == TRIAL_DONE;
+}
+
 static double rel(double got, double ref) {
     return fabs(got - ref) / fmax(fabs(ref), 1e-12);
 }
 
-static void compare_records(const char *name, const recorder *rec) {
+/* lr.txt: "epoch group lr" for every group of PyTorch's optimizer. Each of those groups has
+ * our rate to 1e-12 relative (both are base * gamma^k, multiplied in the same order); a group
+ * PyTorch does not train in feature extraction has rate 0 here; fine-tuning's groups without
+ * parameters (VGG's ReLU and pooling) are in no optimizer and not compared. */
+static void compare_lr(const char *name, const recorder *rec) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s/lr.txt", tl_data_dir("trial"), name);
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        tl_fail(__FILE__, __LINE__, "cannot open %s", path);
+        return;
+    }
+    int epoch, compared[MAX_RECORDS] = {0}, trained[MAX_RECORDS][MAX_GROUPS] = {{0}};
+    char group[64];
+    double lr;
+    while (fscanf(f, "%d %63s %lf", &epoch, group, &lr) == 3) {
+        int e = epoch - 1, g = 0;
+        if (e < 0 || e >= rec->count) {
+            tl_fail(__FILE__, __LINE__, "%s: epoch %d, %d recorded", path, epoch, rec->count);
+            break;
+        }
+        const epoch_record *r = &rec->records[e];
+        while (g < r->n_groups && strcmp(rec->group_names[g], group))
+            g++;
+        if (g == r->n_groups) {
+            tl_fail(__FILE__, __LINE__, "%s epoch %d: PyTorch's group %s is not ours", name, epoch,
+                    group);
+            continue;
+        }
+        CHECK(rel(rec->group_lr[e][g], lr) <= 1e-12, "%s epoch %d group %s: lr %.17g, StepLR %.17g",
+              name, epoch, group, rec->group_lr[e][g], lr);
+        trained[e][g] = 1;
+        compared[e]++;
+    }
+    fclose(f);
+    for (int e = 0; e < rec->count; e++) {
+        const epoch_record *r = &rec->records[e];
+        CHECK(compared[e] > 0, "%s epoch %d: no learning rate in %s", name, e + 1, path);
+        for (int g = 0; r->phase == 1 && g < r->n_groups; g++)
+            CHECK(trained[e][g] || rec->group_lr[e][g] == 0,
+                  "%s epoch %d: frozen group %s has lr %g", name, e + 1, rec->group_names[g],
+                  rec->group_lr[e][g]);
+    }
+}
+
+static void compare_records(const char *name, const recorder *rec, int epochs) {
     char path[1024];
     snprintf(path, sizeof path, "%s/%s/records.txt", tl_data_dir("trial"), name);
     FILE *f = fopen(path, "r");
@@ -82,7 +147,7 @@ static void compare_records(const char *name, const recorder *rec) {
         tl_fail(__FILE__, __LINE__, "cannot open %s", path);
         return;
     }
-    CHECK(rec->count == EPOCHS, "%s: %d epochs recorded", name, rec->count);
+    CHECK(rec->count == epochs, "%s: %d epochs recorded, want %d", name, rec->count, epochs);
     for (int e = 0; e < rec->count; e++) {
         int epoch, phase;
         double tl, ta, vl, va, seconds;
@@ -120,13 +185,13 @@ static double rms_rel(const float *got, const float *ref, size_t n) {
     return sqrt(d / (double)n) / fmax(sqrt(r / (double)n), 0.01);
 }
 
-static void compare_best(const char *name, int width, const char *ours_dir) {
+static void compare_best(const char *name, const char *backbone, int width, const char *ours_dir) {
     char ours_path[1024], ref_path[1024], err[1024];
     snprintf(ours_path, sizeof ours_path, "%s/best.safetensors", ours_dir);
     snprintf(ref_path, sizeof ref_path, "%s/%s/best.pth", tl_data_dir("trial"), name);
     weights_file ours = {0}, ref = {0};
     model m;
-    model_spec spec = {name, 5, width, 56, 0};
+    model_spec spec = {backbone, 5, width, 56, 0};
     if (weights_read(ours_path, &ours, err, sizeof err) ||
         weights_read(ref_path, &ref, err, sizeof err) || model_build(&m, &spec, err, sizeof err)) {
         tl_fail(__FILE__, __LINE__, "%s", err);
@@ -161,23 +226,40 @@ static void compare_best(const char *name, int width, const char *ours_dir) {
     weights_free(&ref);
 }
 
-static void exact_case(const char *name, int width, const char *schedule) {
+/* Trains the reference `name` and compares every epoch, every learning rate and the best
+ * checkpoint with PyTorch's. ft_epochs and the StepLR steps (0: the preset's) are
+ * export_trial.py's for that case. */
+static void exact_case(const char *name, const char *backbone, int width, const char *schedule,
+                       int ft_epochs, int fe_step, double fe_gamma, int ft_step, double ft_gamma) {
     trial_spec s;
     recorder rec = {0};
     trial_summary sum;
-    reference_spec(&s, name, width, schedule, "ours");
-    if (run(&s, &rec, &sum) != TRIAL_DONE) return;
-    compare_records(name, &rec);
-    compare_best(name, width, s.out_dir);
-    CHECK(sum.epochs_done == EPOCHS && sum.best_epoch >= 1, "summary: %d epochs, best epoch %d",
+    reference_spec(&s, name, backbone, width, schedule, "ours");
+    s.fine_tuning.epochs = ft_epochs;
+    if (fe_step) {
+        s.feature_extraction.step_every = fe_step;
+        s.feature_extraction.gamma = fe_gamma;
+        s.fine_tuning.step_every = ft_step;
+        s.fine_tuning.gamma = ft_gamma;
+    }
+    if (!finished(run(&s, &rec, &sum), name)) return;
+    int epochs = s.feature_extraction.epochs + s.fine_tuning.epochs;
+    compare_records(name, &rec, epochs);
+    compare_lr(name, &rec);
+    compare_best(name, backbone, width, s.out_dir);
+    CHECK(sum.epochs_done == epochs && sum.best_epoch >= 1, "summary: %d epochs, best epoch %d",
           sum.epochs_done, sum.best_epoch);
 }
 
 static void resnet18_matches_pytorch(void) {
-    exact_case("resnet18", 1, "exp-decay-3");
+    exact_case("resnet18", "resnet18", 1, "exp-decay-3", 1, 0, 0, 0, 0);
 }
 static void vgg11_bn_matches_pytorch(void) {
-    exact_case("vgg11_bn", 8, "linear-decay");
+    exact_case("vgg11_bn", "vgg11_bn", 8, "linear-decay", 1, 0, 0, 0, 0);
+}
+/* StepLR steps after every epoch of both phases (the seed's 6 and 2 are never reached above) */
+static void learning_rates_step_like_pytorch(void) {
+    exact_case("vgg11_bn_steps", "vgg11_bn", 8, "linear-decay", 2, 1, 0.5, 1, 0.6);
 }
 
 static int same_file(const char *a, const char *b) {
@@ -200,13 +282,13 @@ static void resume_is_bit_exact(void) {
     trial_spec whole, parts;
     recorder a = {0}, b = {0}, c = {0};
     trial_summary sa, sb;
-    reference_spec(&whole, "resnet18", 1, "exp-decay-3", "whole");
-    reference_spec(&parts, "resnet18", 1, "exp-decay-3", "parts");
-    if (run(&whole, &a, &sa) != TRIAL_DONE) return;
+    reference_spec(&whole, "resnet18", "resnet18", 1, "exp-decay-3", "whole");
+    reference_spec(&parts, "resnet18", "resnet18", 1, "exp-decay-3", "parts");
+    if (!finished(run(&whole, &a, &sa), "uninterrupted")) return;
     b.stop_after = 1;
     CHECK(run(&parts, &b, &sb) == TRIAL_STOPPED, "the callback's stop is TRIAL_STOPPED");
     CHECK(b.count == 1, "stopped after %d epochs", b.count);
-    if (run(&parts, &c, &sb) != TRIAL_DONE) return;
+    if (!finished(run(&parts, &c, &sb), "resumed")) return;
     CHECK(c.count == 2 && c.records[0].epoch == 2, "resumed at epoch %d with %d epochs",
           c.count ? c.records[0].epoch : 0, c.count);
     for (int e = 0; e < c.count && e + 1 < a.count; e++)
@@ -287,8 +369,8 @@ static int same_record(const stopper *a, const stopper *b, int e) {
 static void preempt_case(const char *name, int width, const char *schedule, double dropout,
                          const int stops[][2], int n_stops) {
     trial_spec whole, parts;
-    reference_spec(&whole, name, width, schedule, "whole_shuffled");
-    reference_spec(&parts, name, width, schedule, "preempted");
+    reference_spec(&whole, name, name, width, schedule, "whole_shuffled");
+    reference_spec(&parts, name, name, width, schedule, "preempted");
     for (trial_spec *s = &whole; s; s = s == &whole ? &parts : NULL) {
         s->shuffle = 1;
         s->hflip = 0.5;
@@ -303,7 +385,7 @@ static void preempt_case(const char *name, int width, const char *schedule, doub
     memset(&b, 0, sizeof b);
     trial_summary sa, sb;
     a.epoch = 1;
-    if (run_stopper(&whole, &a, &sa) != TRIAL_DONE) return;
+    if (!finished(run_stopper(&whole, &a, &sa), name)) return;
     CHECK(a.records.count == EPOCHS, "%s: %d epochs uninterrupted", name, a.records.count);
     b.epoch = 1;
     for (int i = 0; i < n_stops; i++) {
@@ -322,7 +404,7 @@ static void preempt_case(const char *name, int width, const char *schedule, doub
         b.batch_poll = stops[i][1];
     }
     b.stop_epoch = 0;
-    if (run_stopper(&parts, &b, &sb) != TRIAL_DONE) return;
+    if (!finished(run_stopper(&parts, &b, &sb), name)) return;
     CHECK(b.batch_polls_total == a.batch_polls_total,
           "%s: %d batch boundaries over the stopped runs, %d uninterrupted (a batch trained twice "
           "or skipped)",
@@ -384,7 +466,11 @@ static void statistics_match_pytorch(void) {
     s.seed = 2;
     s.threads = 2;
     snprintf(path, sizeof path, "rm -rf '%s'", s.out_dir);
-    if (system(path) || run(&s, &rec, &sum) != TRIAL_DONE) return;
+    if (system(path)) {
+        tl_fail(__FILE__, __LINE__, "cannot clear %s", s.out_dir);
+        return;
+    }
+    if (!finished(run(&s, &rec, &sum), s.name)) return;
     snprintf(path, sizeof path, "%s/records.txt", dir);
     FILE *f = fopen(path, "r");
     double ref_end_fe = 0, ref_best_ft = 1e30, ref_final = 0;
@@ -424,7 +510,7 @@ static void divergence_is_a_failure(void) {
     recorder rec = {0};
     trial_summary sum;
     char err[2048];
-    reference_spec(&s, "resnet18", 1, "exp-decay-3", "diverge");
+    reference_spec(&s, "resnet18", "resnet18", 1, "exp-decay-3", "diverge");
     s.feature_extraction.lr = 3e38; /* the head overflows to inf within a few steps */
     const trial_hooks hooks = {.on_epoch = record_epoch, .user = &rec};
     int rc = trial_run(&s, &hooks, &sum, err, sizeof err);
@@ -436,7 +522,7 @@ static void bad_weights_file_is_a_failure(void) {
     trial_spec s;
     trial_summary sum;
     char err[2048];
-    reference_spec(&s, "resnet18", 1, "exp-decay-3", "badweights");
+    reference_spec(&s, "resnet18", "resnet18", 1, "exp-decay-3", "badweights");
     snprintf(s.weights, sizeof s.weights, "%s/data/setid.mat", tl_data_dir("trial"));
     int rc = trial_run(&s, NULL, &sum, err, sizeof err);
     CHECK(rc == TRIAL_FAILED && strstr(err, "setid.mat") && strstr(err, "not a weights file"),
@@ -444,14 +530,17 @@ static void bad_weights_file_is_a_failure(void) {
 }
 
 int main(void) {
-    static const char *const names[] = {
-        "resnet18_matches_pytorch",          "vgg11_bn_matches_pytorch",
-        "statistics_match_pytorch",          "resume_is_bit_exact",
-        "preempt_inside_epoch_is_bit_exact", "divergence_is_a_failure",
-        "bad_weights_file_is_a_failure"};
-    static const tl_case_fn fns[] = {resnet18_matches_pytorch,          vgg11_bn_matches_pytorch,
-                                     statistics_match_pytorch,          resume_is_bit_exact,
-                                     preempt_inside_epoch_is_bit_exact, divergence_is_a_failure,
-                                     bad_weights_file_is_a_failure};
+    static const char *const names[] = {"resnet18_matches_pytorch",
+                                        "vgg11_bn_matches_pytorch",
+                                        "learning_rates_step_like_pytorch",
+                                        "statistics_match_pytorch",
+                                        "resume_is_bit_exact",
+                                        "preempt_inside_epoch_is_bit_exact",
+                                        "divergence_is_a_failure",
+                                        "bad_weights_file_is_a_failure"};
+    static const tl_case_fn fns[] = {
+        resnet18_matches_pytorch, vgg11_bn_matches_pytorch,     learning_rates_step_like_pytorch,
+        statistics_match_pytorch, resume_is_bit_exact,          preempt_inside_epoch_is_bit_exact,
+        divergence_is_a_failure,  bad_weights_file_is_a_failure};
     return TL_RUN("trial", names, fns);
 }

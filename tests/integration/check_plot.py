@@ -1,16 +1,28 @@
 #!/usr/bin/env python3
-"""Checks what `tlsweep plot --data-json` says it drew against the results file, read here
-independently with h5py: every curve point, the bars, the heatmap cells, every layer group's
-learning rate (and that linear-decay is linear and exp-decay-F geometric across groups), the
-throughput and wall times. Prints one line per mismatch; exit 1 if any.
+"""Checks what results/plot.py drew against the results file, read here independently with
+h5py: every curve point, the bars, the heatmap cells, every layer group's learning rate (and
+that linear-decay is linear and exp-decay-F geometric across groups), the throughput and wall
+times. What was drawn is read back from the matplotlib figures themselves (each line, bar and
+image says what it shows in its gid), not from the data the plotting code says it used; a
+DRAWN.json from `tlsweep plot --data-json` is checked the same way. Prints one line per
+mismatch; exit 1 if any.
 
-usage: check_plot.py FILE.h5 DRAWN.json [--running]   (--running: the file was being written)"""
+usage: check_plot.py FILE.h5 [DRAWN.json] [--running]   (--running: the file was being written)"""
 import json
-import math
+import os
 import sys
 
 import h5py
+import matplotlib
 import numpy as np
+
+matplotlib.use("Agg")
+from matplotlib.image import AxesImage  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.patches import Rectangle  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+from results import plot  # noqa: E402
 
 
 def decode(a):
@@ -28,12 +40,85 @@ def close(a, b, tol=1e-9):
     return abs(a - b) <= tol * max(1.0, abs(b))
 
 
+def artists(fig, kind):
+    """(gid, artist) of every artist of that kind in fig that says what it draws."""
+    return [(a.get_gid(), a) for a in fig.findobj(kind) if a.get_gid() is not None]
+
+
+def ticks(axis):
+    """The tick labels of an axis (facets sharing it show them only on the first)."""
+    label = axis.get_major_formatter()
+    return [label(v, i) for i, v in enumerate(axis.get_majorticklocs())]
+
+
+def drawn_from_figures(path):
+    """What plot.py's figures of FILE show, read off their lines, bars and images, in the
+    layout of --data-json. A value drawn as nothing (NaN: a bar of height 0, a frozen group's
+    lr left out of the log axis) reads back as 0."""
+    sweep = plot.load(path)
+    drawn = {}
+    fig, _ = plot.figure_curves(sweep)
+    curves = drawn["curves"] = {}
+    for gid, line in artists(fig, Line2D):
+        name, column = gid.rsplit("|", 1)
+        d = curves.setdefault(name, {})
+        d["epoch"] = [int(x) for x in line.get_xdata()]
+        d[column] = [float(y) for y in line.get_ydata()]
+    for name in ("fe_vs_ft", "throughput"):
+        fig, _ = plot.DRAW[name](sweep)
+        bars = drawn[name] = {}
+        for gid, bar in artists(fig, Rectangle):
+            trial, what = gid.rsplit("|", 1)
+            bars.setdefault(trial, {})[what] = float(bar.get_height())
+    fig, _ = plot.figure_heatmap(sweep)
+    drawn["heatmap"] = {}
+    for gid, image in artists(fig, AxesImage):
+        values = np.ma.filled(image.get_array().astype(float), np.nan)
+        drawn["heatmap"][gid] = {
+            "backbones": ticks(image.axes.yaxis),
+            "schedules": ticks(image.axes.xaxis),
+            "best_val_acc": [[None if np.isnan(v) else float(v) for v in row] for row in values]}
+    fig, _ = plot.figure_lr(sweep)
+    lr = drawn["lr"] = {}
+    for gid, line in artists(fig, Line2D):
+        cell, trial, group = gid.split("|")
+        x, y = line.get_xdata(), np.nan_to_num(np.asarray(line.get_ydata(), dtype=float))
+        if trial == "profile":
+            lr.setdefault(cell, {"groups": {}})["profile"] = {
+                "epoch": int(group), "group_index": [int(v) for v in x], "lr": y.tolist()}
+        else:
+            c = lr.setdefault(cell, {"groups": {}})
+            c["trial"] = trial
+            c["groups"][group] = {"epoch": [int(v) for v in x], "lr": y.tolist()}
+    matplotlib.pyplot.close("all")
+    return drawn
+
+
 def main():
-    path, drawn_path = sys.argv[1], sys.argv[2]
+    path = sys.argv[1]
     running = "--running" in sys.argv
-    drawn = json.load(open(drawn_path))
+    sources = {"figures": drawn_from_figures(path)}
+    for arg in sys.argv[2:]:
+        if arg != "--running":
+            with open(arg) as f:
+                sources[arg] = json.load(f)
     with h5py.File(path, "r", libver="latest", swmr=True) as f:
         trials, curves, lrs = f["trials"][:], f["curves"][:], f["lr"][:]
+    failed = 0
+    for source, drawn in sources.items():
+        errors = check(drawn, trials, curves, lrs, running, none_is_zero=source == "figures")
+        for e in errors:
+            print(f"check_plot {source}: {e}")
+        failed += len(errors)
+    return 1 if failed else 0
+
+
+def check(drawn, trials, curves, lrs, running, none_is_zero):
+    """The problems of one account of what was drawn; none_is_zero: a missing value was drawn
+    as 0 (a figure), not given as None (the JSON)."""
+    def close_drawn(a, b):
+        return close(a, 0.0 if b is None and none_is_zero else b)
+
     errors = []
     err = errors.append
     names = [decode(n) for n in trials["name"]]
@@ -41,8 +126,7 @@ def main():
         if kind not in drawn:
             err(f"{kind}: nothing drawn")
     if errors:
-        print("\n".join(errors))
-        return 1
+        return errors
 
     # 1. curves: every epoch of every trial, in order (a running file may have grown since)
     if set(drawn["curves"]) != set(names):
@@ -67,7 +151,7 @@ def main():
         for col in ("train_loss", "val_loss", "train_acc", "val_acc"):
             if not same(d[col], rows[col]):
                 err(f"curves {name} {col}: drawn {d[col]} != file {rows[col].tolist()}")
-        if not running and d["status"] != decode(t["status"]):
+        if not running and "status" in d and d["status"] != decode(t["status"]):
             err(f"curves {name}: status {d['status']} != {decode(t['status'])}")
 
     for t in trials:
@@ -81,7 +165,7 @@ def main():
         elif not running:
             fe = float(p1["val_acc"][-1]) if len(p1) and len(p2) else None
             ft = float(p2["val_acc"].max()) if len(p2) else None
-            if not close(d["fe"], fe) or not close(d["ft"], ft):
+            if not close_drawn(d["fe"], fe) or not close_drawn(d["ft"], ft):
                 err(f"fe_vs_ft {name}: drawn {d['fe']}, {d['ft']} != file {fe}, {ft}")
             if status == "done" and not close(d["fe"], float(t["val_acc_end_of_feature_extraction"])):
                 err(f"fe_vs_ft {name}: {d['fe']} != trials.val_acc_end_of_feature_extraction "
@@ -95,14 +179,14 @@ def main():
         elif not running:
             for p, rows_p in ((1, p1), (2, p2)):
                 want = float(rows_p["images_per_second"].mean()) if len(rows_p) else None
-                if not close(d[f"images_per_second_phase{p}"], want):
+                if not close_drawn(d[f"images_per_second_phase{p}"], want):
                     err(f"throughput {name} phase {p}: {d[f'images_per_second_phase{p}']} != {want}")
             if status == "done" and not close(d["wall_seconds"], float(t["end_time"] - t["start_time"])):
                 err(f"throughput {name}: wall {d['wall_seconds']} != end - start")
             if not close(d["epoch_seconds"], float(rows["seconds"].sum())):
                 err(f"throughput {name}: epoch seconds {d['epoch_seconds']} != sum of /curves seconds")
             if "data_wait_s" not in rows.dtype.names:  # a schema-1 file: nothing to draw
-                if d["data_wait_seconds"] is not None:  # NaN, written as null
+                if d.get("data_wait_seconds") is not None:  # NaN (null in the JSON), or no bar
                     err(f"throughput {name}: data wait {d['data_wait_seconds']} drawn, file has none")
             elif not close(d["data_wait_seconds"], float(rows["data_wait_s"].sum())):
                 err(f"throughput {name}: data wait {d['data_wait_seconds']} != sum of /curves data_wait_s")
@@ -154,10 +238,7 @@ def main():
     if not running and len(drawn["lr"]) != len(with_lr):
         err(f"lr: {len(drawn['lr'])} panels drawn")
 
-    if errors:
-        print("\n".join(errors))
-        return 1
-    return 0
+    return errors
 
 
 if __name__ == "__main__":

@@ -3,8 +3,12 @@
 
 usage: check_results.py FILE --trials N --epochs E [--done N] [--failed N] [--mode M]
                         [--compare OTHER.h5]
+--compare: every column of /trials, /curves and /lr present in either file must be in both and
+equal, row by row (matched by trial, epoch and group), except those that say when, how fast or
+where a trial ran (WALL_CLOCK) and the attempt counts, which a kill and rerun raise.
 Exits nonzero with one line per problem."""
 import argparse
+import re
 import sys
 
 import h5py
@@ -13,6 +17,40 @@ import pandas as pd
 ATTRS = ["tool", "tool_version", "schema", "git_revision", "compiler", "mpi_version",
          "hdf5_version", "onednn_version", "cuda_version", "sweep_name", "sweep_file",
          "sweep_text", "created", "hosts", "ranks", "mode", "simulated", "grid_columns"]
+
+
+# Wall-clock and placement columns: "seconds", "time", *_time, *_s (data_wait_s),
+# *_per_second, and which rank on which host ran the trial (the scheduler's choice).
+WALL_CLOCK = re.compile(r"^(seconds|time|.*_time|.*_s|.*_per_second|host|rank)$")
+# a killed and rerun trial has more attempts than an uninterrupted one
+RERUN = {"attempts", "attempt"}
+KEYS = {"trials": ["name"], "curves": ["trial", "epoch"], "lr": ["trial", "epoch", "group_index"]}
+
+
+def compare(table, here, there, other_path):
+    """Every shared column of one table equal row by row; returns the problems."""
+    problems = []
+    columns = set(here.columns) | set(there.columns)
+    missing = sorted(c for c in columns if c not in here.columns or c not in there.columns)
+    if missing:
+        problems.append(f"/{table} columns {missing} are not in both files")
+    keys = KEYS[table]
+    merged = here.merge(there, on=keys, how="outer", suffixes=("", "_other"), indicator=True)
+    unmatched = merged[merged["_merge"] != "both"]
+    if len(unmatched):
+        problems.append(f"/{table}: {len(unmatched)} rows in only one of the files, e.g. "
+                        f"{unmatched[keys].iloc[0].tolist()}")
+    merged = merged[merged["_merge"] == "both"]
+    compared = sorted(c for c in columns - set(keys) - set(missing)
+                      if not WALL_CLOCK.match(c) and c not in RERUN)
+    for column in compared:
+        a, b = merged[column], merged[column + "_other"]
+        differ = (a != b) & ~(a.isna() & b.isna())
+        if differ.any():
+            row = merged[differ].iloc[0]
+            problems.append(f"/{table} {column} differs from {other_path}, e.g. at "
+                            f"{[row[k] for k in keys]}: {row[column]!r} vs {row[column + '_other']!r}")
+    return problems
 
 
 def frame(dataset):
@@ -89,13 +127,9 @@ def main():
     if len(set(zip(lr["trial"], lr["epoch"]))) != len(curves):
         problems.append(f"{len(curves)} epochs in /curves but {len(set(zip(lr['trial'], lr['epoch'])))} in /lr")
     if args.compare:
-        other = frame(h5py.File(args.compare, "r", libver="latest", swmr=True)["curves"])
-        merged = curves.merge(other, on=["trial", "epoch"], suffixes=("", "_other"))
-        if len(merged) != len(curves) or len(other) != len(curves):
-            problems.append(f"{len(curves)} curve rows here, {len(other)} in {args.compare}")
-        for column in ["val_acc", "train_loss", "val_loss", "head_lr", "phase"]:
-            if (merged[column] != merged[column + "_other"]).any():
-                problems.append(f"{column} differs from {args.compare}")
+        other = h5py.File(args.compare, "r", libver="latest", swmr=True)
+        for table, here in (("trials", trials), ("curves", curves), ("lr", lr)):
+            problems += compare(table, here, frame(other[table]), args.compare)
     for p in problems:
         print(f"check_results {args.file}: {p}")
     return 1 if problems else 0

@@ -3,7 +3,7 @@
 
 usage: fault_check.py snapshot FILE OUT.json   (FILE may not exist yet: an empty snapshot)
        fault_check.py verify FILE SNAP.json    every epoch in the snapshot is still in /curves,
-                                               once, with the same attempt and numbers
+                                               once, with every column unchanged (its time too)
 Exits nonzero with one line per problem."""
 import json
 import os
@@ -11,7 +11,8 @@ import sys
 
 import h5py
 
-COLUMNS = ["attempt", "phase", "train_loss", "train_acc", "val_loss", "val_acc", "head_lr"]
+def value(v):
+    return v.decode() if isinstance(v, bytes) else v.item()
 
 
 def rows(path):
@@ -20,7 +21,7 @@ def rows(path):
     out = {}
     for r in c:
         key = f"{r['trial'].decode()}@{int(r['epoch'])}"
-        out.setdefault(key, []).append({k: float(r[k]) for k in COLUMNS})
+        out.setdefault(key, []).append({k: value(r[k]) for k in c.dtype.names})
     return out
 
 

@@ -3,7 +3,10 @@
 # seeded random moment (a worker rank, the root, or the whole job), then rerun to completion.
 # After each: every grid point once in /trials, every epoch committed before the kill still
 # there once with the same numbers, every epoch once in /curves, the file opens in h5py, and
-# the numbers equal an uninterrupted run (simulated runs and, for a few, real CPU training).
+# every column equals an uninterrupted run's (simulated runs and, for a few, real CPU training).
+# A simulated epoch depends on the state in its trial's checkpoint, as a real one does. A real
+# run counts only when the kill landed after at least one committed epoch and the rerun
+# resumed the file; a self-kill hook that did not fire fails the run.
 # Then a worker that hangs (TLSWEEP_TEST_HANG_AFTER_EPOCH) must be found by the heartbeat
 # timeout, reported with its rank and trial, and the sweep resume from there.
 # FAULT_SEED changes the timings; FAULT_RUNS the number of runs (default 20, every 5th real).
@@ -53,19 +56,23 @@ for i in $(seq 1 "$runs"); do
     2) target=root ;;
   esac
   if [ $((i % 5)) -eq 0 ]; then
-    mode=real opts=() ref=$tmp/ref_real.h5 delay=$(random_delay 300 1900)
+    # real epochs take a few tens of ms here: the kill follows a seeded number of committed
+    # epochs (of 12) instead of a delay
+    mode=real opts=() ref=$tmp/ref_real.h5 delay=0 after=$((1 + RANDOM % 5))
   else
     mode=simulated opts=(--simulate --sim-seconds 1) ref=$tmp/ref_sim.h5 delay=$(random_delay 300 2400)
   fi
   # every 6th run (a root kill) the root kills itself inside a seeded random HDF5 append instead,
-  # between an epoch's /lr rows and its /curves row
+  # between an epoch's /lr rows and its /curves row (after a committed epoch when real)
   hook=
   [ $((i % 6)) -eq 2 ] && hook=$((1 + RANDOM % 11))
+  [ -n "$hook" ] && [ $mode = real ] && hook=$((hook > 1 ? hook : 2))
   TLSWEEP_TEST_KILL_AFTER_LR=$hook $mpirun -x TLSWEEP_TEST_KILL_AFTER_LR -np 3 $tlsweep run -q \
     -o "$out" "${opts[@]}" "$tmp/smoke.yaml" >"$tmp/run$i.log" 2>&1 &
   job=$!
   disown $job # no "Killed" notice from bash; the loop below waits for it with kill -0
   [ -z "$hook" ] || delay=0
+  [ $mode = real ] && [ -z "$hook" ] && $py tests/integration/wait_rows.py "$out" $after 60 >/dev/null
   sleep "$delay"
   victim=
   case $target in
@@ -74,19 +81,21 @@ for i in $(seq 1 "$runs"); do
     root) victim=$(rank_pid $job 0) ;;
   esac
   kills=$((kills + 1))
+  hit=0
   what="run $i ($mode): kill -9 $target after ${delay}s"
+  [ $mode = real ] && what="run $i ($mode): kill -9 $target once $after epochs were in the file"
   if [ -n "$hook" ]; then
     what="run $i ($mode): the root kills itself inside HDF5 append $hook"
     for _ in $(seq 300); do kill -0 $job 2>/dev/null || break; sleep 0.1; done
     if grep -q "exited on signal 9" "$tmp/run$i.log"; then
-      landed=$((landed + 1))
+      hit=1 landed=$((landed + 1))
       by_target[root]=$((${by_target[root]:-0} + 1))
     else
       what="$what (it did not die)"
     fi
   elif [ -n "$victim" ] && kill -0 "$victim" 2>/dev/null; then
     if [ $target = job ]; then kill_job $job; else kill -9 "$victim"; fi
-    landed=$((landed + 1))
+    hit=1 landed=$((landed + 1))
     by_target[$target]=$((${by_target[$target]:-0} + 1))
   else
     what="$what (the run had already ended)"
@@ -97,14 +106,20 @@ for i in $(seq 1 "$runs"); do
   committed=$($py tests/integration/fault_check.py snapshot "$out" "$tmp/snap$i.json")
   rerun_opts=("${opts[@]}")
   [ $mode = simulated ] && rerun_opts=(--simulate --sim-seconds 0.02)
-  if run "$out" "${rerun_opts[@]}" >"$tmp/rerun$i.log" 2>&1 &&
+  # what makes this run count: a hook that fired; for a real run, a kill after a committed epoch
+  # and a rerun that resumed the file
+  valid=1
+  [ -n "$hook" ] && [ $hit = 0 ] && valid=0
+  [ $mode = real ] && { [ $hit = 0 ] || [ "$committed" -lt 1 ]; } && valid=0
+  if [ $valid = 1 ] && run "$out" "${rerun_opts[@]}" >"$tmp/rerun$i.log" 2>&1 &&
+    { [ $mode = simulated ] || grep -q "^resuming $out: " "$tmp/rerun$i.log"; } &&
     $py tests/integration/check_results.py "$out" --trials 4 --epochs 3 --mode $mode --compare "$ref" &&
     $py tests/integration/fault_check.py verify "$out" "$tmp/snap$i.json"; then
     recoveries=$((recoveries + 1))
-    echo "ok   $what: $committed epochs committed before, rerun complete, exactly once, same numbers"
+    echo "ok   $what: $committed epochs committed before, rerun complete, exactly once, every column the same"
     passed=$((passed + 1))
   else
-    echo "FAIL $what: $committed epochs committed before; rerun log:"
+    echo "FAIL $what: $committed epochs committed before (a real run needs a kill after one, a hook must fire); rerun log:"
     sed 's/^/    /' "$tmp/rerun$i.log" | head -20
     failed=$((failed + 1))
   fi

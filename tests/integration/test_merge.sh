@@ -54,6 +54,8 @@ check "tlsweep status reads it" bash -c "$tlsweep status $tmp/merged.h5 | grep -
 if $py -c "import matplotlib" 2>/dev/null; then
   check "tlsweep plot draws it" $tlsweep plot "$tmp/merged.h5" -o "$tmp/figures" --format png
   check "... all five figures" test "$(ls "$tmp"/figures/*.png | wc -l)" -eq 5
+else
+  skip 2 "tlsweep plot (no matplotlib for $py)"
 fi
 
 expect_fail "an existing output is refused" 2 "merged.h5 exists; --force replaces it" \

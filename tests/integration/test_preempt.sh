@@ -76,7 +76,7 @@ for how in 3:root 3:mpirun 1:mpirun; do
   # its next heartbeat, 5 s away)
   check "$name: the trials stopped within 2.5 s (took $stopped s)" \
     awk -v s="$stopped" 'BEGIN { exit !(s < 2.5) }'
-  check "$name: the root stopped cleanly" grep -q 'rerun the same command to resume' "$p.log"
+  check "$name: the root stopped cleanly" stopped_cleanly "$p.log"
   check "$name: a trial was preempted inside its epoch, at a batch" \
     grep -qE 'preempted in epoch [0-9]+ at batch [0-9]+/[0-9]+' "$p.log"
   check "$name: tlsweep status shows the preempted trials" \

@@ -75,7 +75,7 @@ kill -USR1 $job
 wait $job
 code=$?
 check "SIGUSR1 to mpirun: exit status 3 (got $code)" test $code -eq 3
-check "SIGUSR1: the root stopped cleanly" grep -q 'rerun the same command to resume' "$tmp/d2.log"
+check "SIGUSR1: the root stopped cleanly" stopped_cleanly "$tmp/d2.log"
 check "after a stop: rerun finishes" run "$tmp/d.h5" --sim-seconds 0.02
 check "after a stop: exactly once, same numbers" compare "$tmp/d.h5"
 

@@ -15,18 +15,18 @@ cd "$(dirname "$0")/../.." || exit 1
 . tests/integration/lib.sh
 . tests/integration/slurm_cluster.sh
 
-skip() {
-  echo "skipped: Slurm tests: $1"
-  echo "0 passed, 0 failed, 1 skipped"
-  exit 0
+skip_all() { # the whole suite counts as one skip
+  skip 1 "the Slurm tests: $1"
+  finish
+  exit
 }
 PATH=$PATH:/usr/sbin:/sbin # the daemons live in sbin
 missing=()
 for program in munged slurmctld slurmd sbatch scontrol scancel squeue sinfo; do
   command -v "$program" >/dev/null || missing+=("$program")
 done
-[ ${#missing[@]} -eq 0 ] || skip "${missing[*]} not installed (tools/install-deps.sh installs slurm-wlm and munge)"
-[ "$(id -u)" -eq 0 ] || skip "the daemons run as root here; run this test as root"
+[ ${#missing[@]} -eq 0 ] || skip_all "${missing[*]} not installed (tools/install-deps.sh installs slurm-wlm and munge)"
+[ "$(id -u)" -eq 0 ] || skip_all "the daemons run as root here; run this test as root"
 
 setup_run_env
 tlsweep=$(realpath "$tlsweep")

@@ -10,9 +10,12 @@ Usage:
           [--fe-epochs 16 --ft-epochs 8] [--resize 256 --crop 224] [--batch-size 16]
           [--init FILE.pth] [--save-init FILE.pth] [--pretrained FILE.pth]
           [--no-augment] [--no-shuffle] [--from-scratch]
-          [--dropout 0.5] [--seed 0] [--threads N] --out DIR
+          [--dropout 0.5] [--seed 0] [--threads N] [--fe-step 6 --fe-gamma 0.3]
+          [--ft-step 2 --ft-gamma 0.7] --out DIR
 Writes OUT/records.txt ("epoch phase train_loss train_acc val_loss val_acc seconds" per
-epoch) and OUT/best.pth (the state_dict of the best validation accuracy).
+epoch), OUT/lr.txt ("epoch group lr" for every parameter group of the epoch's optimizer, as
+StepLR's get_last_lr() gives it while the epoch trains) and OUT/best.pth (the state_dict of
+the best validation accuracy).
 --init loads a whole state_dict (head included); --pretrained loads all but the head, as
 torchvision's ImageNet weights are used (the new head keeps its initialisation);
 --from-scratch trains everything with Adam at 1e-3 for --fe-epochs epochs (to make a
@@ -127,6 +130,10 @@ def main():
     p.add_argument("--dropout", type=float, default=0.5)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--fe-step", type=int, default=6)
+    p.add_argument("--fe-gamma", type=float, default=0.3)
+    p.add_argument("--ft-step", type=int, default=2)
+    p.add_argument("--ft-gamma", type=float, default=0.7)
     p.add_argument("--out", required=True)
     a = p.parse_args()
     torch.manual_seed(a.seed)
@@ -167,7 +174,7 @@ def main():
         torch.save(model.state_dict(), os.path.join(a.out, "final.pth"))
         return
 
-    records, best_acc, best_state = [], -1.0, None
+    records, lrs_used, best_acc, best_state = [], [], -1.0, None
     total = a.fe_epochs + a.ft_epochs
     for epoch in range(1, total + 1):
         if epoch == 1 and a.fe_epochs:  # feature extraction: only the new head trains
@@ -175,16 +182,18 @@ def main():
                 q.requires_grad_(False)
             for q in head.parameters():
                 q.requires_grad_(True)
-            opt = torch.optim.Adam(head.parameters(), lr=1e-3)
-            sched = torch.optim.lr_scheduler.StepLR(opt, step_size=6, gamma=0.3)
+            head_group = "fc" if a.backbone.startswith("resnet") else "classifier"
+            opt = torch.optim.Adam([{"params": head.parameters(), "name": head_group}], lr=1e-3)
+            sched = torch.optim.lr_scheduler.StepLR(opt, step_size=a.fe_step, gamma=a.fe_gamma)
         if epoch == a.fe_epochs + 1:  # fine-tuning: everything, one group per layer group
             for q in model.parameters():
                 q.requires_grad_(True)
             groups = layer_groups(model, a.backbone)
             lrs = fine_tuning_lrs(len(groups), a.schedule)
-            opt = torch.optim.Adam([{"params": ps, "lr": lr} for (_, ps), lr in zip(groups, lrs)
-                                    if ps], lr=1e-8)
-            sched = torch.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.7)
+            opt = torch.optim.Adam([{"params": ps, "lr": lr, "name": name}
+                                    for (name, ps), lr in zip(groups, lrs) if ps], lr=1e-8)
+            sched = torch.optim.lr_scheduler.StepLR(opt, step_size=a.ft_step, gamma=a.ft_gamma)
+        lrs_used += [(epoch, g["name"], lr) for g, lr in zip(opt.param_groups, sched.get_last_lr())]
         start = time.perf_counter()
         model.train()
         train_loss, train_acc = run_epoch(model, train, opt)
@@ -202,6 +211,9 @@ def main():
     with open(os.path.join(a.out, "records.txt"), "w") as f:
         for r in records:
             f.write("%d %d %.9g %.9g %.9g %.9g %.6g\n" % r)
+    with open(os.path.join(a.out, "lr.txt"), "w") as f:
+        for epoch, name, lr in lrs_used:
+            f.write("%d %s %.17g\n" % (epoch, name, lr))
     torch.save(best_state, os.path.join(a.out, "best.pth"))
 
 

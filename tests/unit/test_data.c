@@ -829,6 +829,72 @@ static void test_corrupt_jpegs(void) {
     dataset_free(&ds);
 }
 
+/* The fuzzers' findings (tests/fuzz/regressions/) are refused, each with its own message: the
+ * .mat files (the fuzz input's first byte says which file the rest replaces: odd setid.mat) and
+ * a JPEG whose header claims more pixels than the decoder may allocate. */
+static void test_fuzz_findings_refused(void) {
+    static const struct {
+        const char *input, *message;
+    } mats[] = {
+        {"oom-array-flags-size", "corrupt .mat file: a matrix's array flags are not 8 bytes of "
+                                 "uint32"},
+        {"oom-name-length", "corrupt .mat file: an element larger than what holds it"},
+        {"alloc-empty-matrix", "corrupt .mat file: a matrix too short for its flags, "
+                               "dimensions and name"},
+    };
+    char dir[1200], path[1400], expect[1600];
+    for (size_t i = 0; i < sizeof mats / sizeof mats[0]; i++) {
+        snprintf(path, sizeof path, "tests/fuzz/regressions/fuzz_mat/%s", mats[i].input);
+        FILE *f = fopen(path, "rb");
+        unsigned char buf[4096];
+        size_t n = f ? fread(buf, 1, sizeof buf, f) : 0;
+        if (f) fclose(f);
+        if (n < 2 || make_dataset(dir, sizeof dir, mats[i].input, 2, 3) != 0) {
+            tl_fail(__FILE__, __LINE__, "cannot read %s (run from the repository root)", path);
+            continue;
+        }
+        const char *file = buf[0] & 1 ? "setid.mat" : "imagelabels.mat";
+        snprintf(path, sizeof path, "%s/%s", dir, file);
+        f = fopen(path, "wb");
+        CHECK(f && fwrite(buf + 1, 1, n - 1, f) == n - 1, "cannot write %s", path);
+        if (f) fclose(f);
+        snprintf(expect, sizeof expect, "%s: %s", file, mats[i].message);
+        expect_open_error(dir, expect);
+    }
+
+    /* a real JPEG whose frame header (SOF0: FF C0, length, precision, height, width) is
+     * patched to 60000 x 50000: 3 Gpixel, over JPEG_MAX_PIXELS, refused before any allocation */
+    image_u8 img;
+    char err[1024];
+    snprintf(path, sizeof path, "%s/jpg/image_00001.jpg", flowers);
+    FILE *f = fopen(path, "rb");
+    static unsigned char jpg[1 << 20];
+    size_t n = f ? fread(jpg, 1, sizeof jpg, f) : 0;
+    if (f) fclose(f);
+    size_t sof = 0;
+    while (sof + 9 < n && !(jpg[sof] == 0xff && jpg[sof + 1] == 0xc0))
+        sof++;
+    if (sof + 9 >= n) {
+        tl_fail(__FILE__, __LINE__, "%s: no baseline frame header", path);
+        return;
+    }
+    jpg[sof + 5] = 50000 >> 8, jpg[sof + 6] = 50000 & 0xff; /* height */
+    jpg[sof + 7] = 60000 >> 8, jpg[sof + 8] = 60000 & 0xff; /* width */
+    snprintf(path, sizeof path, "%s/huge.jpg", work);
+    f = fopen(path, "wb");
+    CHECK(f && fwrite(jpg, 1, n, f) == n, "cannot write %s", path);
+    if (f) fclose(f);
+    CHECK(jpeg_decode_file(path, 0, &img, err, sizeof err) == -1, "a 60000x50000 JPEG decoded");
+    snprintf(expect, sizeof expect,
+             "%s: a 60000x50000 JPEG decodes to 60000x50000, more than the %zu-pixel limit", path,
+             JPEG_MAX_PIXELS);
+    CHECK(strstr(err, expect) != NULL, "message '%s', want '%s'", err, expect);
+    /* the fuzzer's own finding: refused, naming the file */
+    snprintf(path, sizeof path, "tests/fuzz/regressions/fuzz_jpeg/oom-huge-dimensions.jpg");
+    CHECK(jpeg_decode_file(path, 36, &img, err, sizeof err) == -1 && strstr(err, path),
+          "%s: rc 0 or message '%s'", path, err);
+}
+
 int main(void) {
     setup();
     compute_references();
@@ -841,7 +907,8 @@ int main(void) {
                                         "loader_deterministic",
                                         "loader_starts_mid_epoch",
                                         "bad_dataset_files",
-                                        "corrupt_jpegs"};
+                                        "corrupt_jpegs",
+                                        "fuzz_findings_refused"};
     static const tl_case_fn cases[] = {test_open_splits,
                                        test_eval_matches_torchvision,
                                        test_augment_matches_torchvision,
@@ -851,6 +918,7 @@ int main(void) {
                                        test_loader_deterministic,
                                        test_loader_starts_mid_epoch,
                                        test_bad_dataset_files,
-                                       test_corrupt_jpegs};
+                                       test_corrupt_jpegs,
+                                       test_fuzz_findings_refused};
     return TL_RUN("data", names, cases);
 }

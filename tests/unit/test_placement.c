@@ -93,7 +93,8 @@ static void test_this_machine(void) {
         CHECK(placement_place(&cuda, 0, 1, 1, &p) == -1 &&
                   !strncmp(p.error, "asked for a GPU (cuda) but none is visible (", 44),
               "cuda: %d '%s'", p.device, p.error);
-        tl_skip("no GPU here (%s): the device query path was checked for refusals only", none);
+        tl_skip_no_gpu("no GPU here (%s): the device query path was checked for refusals only",
+                       none);
     } else {
         CHECK(p.device == 0 && !strncmp(p.text, "GPU 0: ", 7), "auto: %s", p.text);
         CHECK(placement_place(&cuda, 0, 1, 1, &p) == 0 && strstr(p.text, "GiB"), "cuda: %s",
