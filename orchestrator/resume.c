@@ -33,37 +33,59 @@ static int process_alive(pid_t pid) {
              (close_paren[2] == 'Z' || close_paren[2] == 'X'));
 }
 
-int resume_lock(const char *trials_dir, const char *results_path, const char *host, char *err,
-                size_t errlen) {
+/* Who holds trials_dir's lock: 1 and *pid, *host, *age when a lock file names someone. */
+static int read_lock(const char *trials_dir, char *host, size_t host_len, long *pid, double *age) {
     char path[TRIAL_PATH_MAX + 16];
     lock_path(trials_dir, path, sizeof path);
     FILE *f = fopen(path, "r");
-    if (f) {
-        char other_host[128] = "";
-        long pid = 0;
-        int n = fscanf(f, "%127s %ld", other_host, &pid);
-        fclose(f);
-        struct stat st;
-        double age = stat(path, &st) ? 1e9 : difftime(time(NULL), st.st_mtime);
-        if (n == 2 && !strcmp(other_host, host)) {
-            if (pid != (long)getpid() && process_alive((pid_t)pid)) {
-                snprintf(err, errlen,
-                         "%s is being written by tlsweep pid %ld on %s (still "
-                         "running); wait for it or stop it first",
-                         results_path, pid, host);
-                return -1;
-            }
-        } else if (n == 2 && age < RESUME_LOCK_STALE) {
+    if (!f) return 0;
+    char format[32];
+    snprintf(format, sizeof format, "%%%zus %%ld", host_len - 1);
+    int n = fscanf(f, format, host, pid);
+    fclose(f);
+    struct stat st;
+    *age = stat(path, &st) ? 1e9 : difftime(time(NULL), st.st_mtime);
+    return n == 2;
+}
+
+/* A writer other than this process holds the lock: alive on this host, or touched from
+ * another host within RESUME_LOCK_STALE seconds (hosts cannot see each other's pids). */
+static int held_by_other(const char *other_host, long pid, double age, const char *host) {
+    if (!strcmp(other_host, host)) return pid != (long)getpid() && process_alive((pid_t)pid);
+    return age < RESUME_LOCK_STALE;
+}
+
+int resume_writer_alive(const char *trials_dir, const char *host) {
+    char other_host[128];
+    long pid = 0;
+    double age = 0;
+    return read_lock(trials_dir, other_host, sizeof other_host, &pid, &age) &&
+           held_by_other(other_host, pid, age, host);
+}
+
+int resume_lock(const char *trials_dir, const char *results_path, const char *host, char *err,
+                size_t errlen) {
+    char path[TRIAL_PATH_MAX + 16], other_host[128];
+    long pid = 0;
+    double age = 0;
+    lock_path(trials_dir, path, sizeof path);
+    if (read_lock(trials_dir, other_host, sizeof other_host, &pid, &age) &&
+        held_by_other(other_host, pid, age, host)) {
+        if (!strcmp(other_host, host))
+            snprintf(err, errlen,
+                     "%s is being written by tlsweep pid %ld on %s (still "
+                     "running); wait for it or stop it first",
+                     results_path, pid, host);
+        else
             snprintf(err, errlen,
                      "%s was written by pid %ld on %s %.0f s ago; if that run is "
                      "gone, wait %.0f s or remove %s",
                      results_path, pid, other_host, age, RESUME_LOCK_STALE, path);
-            return -1;
-        }
+        return -1;
     }
     char tmp[TRIAL_PATH_MAX + 32];
     snprintf(tmp, sizeof tmp, "%s.%ld", path, (long)getpid());
-    f = fopen(tmp, "w");
+    FILE *f = fopen(tmp, "w");
     int ok = f && fprintf(f, "%s %ld\n", host, (long)getpid()) > 0;
     if (f && fclose(f)) ok = 0;
     if (!ok || rename(tmp, path)) {

@@ -18,6 +18,9 @@
 int resume_lock(const char *trials_dir, const char *results_path, const char *host, char *err,
                 size_t errlen);
 void resume_touch_lock(const char *trials_dir);
+/* 1 while a writer other than this process holds trials_dir's lock by the rules above: a
+ * reader asks it to tell a running trial from one whose writer died. */
+int resume_writer_alive(const char *trials_dir, const char *host);
 void resume_unlock(const char *trials_dir);
 
 /* Opens path, checks the sweep, repairs /curves and /lr, loads the trials' states into t

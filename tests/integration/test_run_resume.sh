@@ -34,6 +34,14 @@ start "$tmp/a.h5" "$tmp/a1.log" --sim-seconds 1.5
 $py tests/integration/wait_rows.py "$tmp/a.h5" 3 && kill_job $job
 check "between epochs: the killed file is readable and partial" \
   $py -c "import h5py,sys; f=h5py.File('$tmp/a.h5','r',libver='latest',swmr=True); sys.exit(0 if 3 <= f['curves'].shape[0] < 12 else 1)"
+status=$($tlsweep status "$tmp/a.h5")
+check "after kill -9: status shows the trials that were running as interrupted" \
+  bash -c "grep -qE '^interrupted: ' <<<'$status' && ! grep -qE '^running: ' <<<'$status'"
+check "after kill -9: status --json says the same, as JSON" $py -c "
+import json, subprocess, sys
+s = json.loads(subprocess.run(['$tlsweep', 'status', '--json', '$tmp/a.h5'], capture_output=True, check=True).stdout)
+states = [t['status'] for t in s['trials']]
+sys.exit(0 if s['counts']['interrupted'] == states.count('interrupted') > 0 and s['counts']['running'] == 0 else 1)"
 start "$tmp/a.h5" "$tmp/a2.log" --sim-seconds 1.5
 wait_resumed "$tmp/a2.log" && $py tests/integration/wait_rows.py "$tmp/a.h5" 5 && kill_job $job
 check "between epochs: rerun finishes (exit 0)" run "$tmp/a.h5" --sim-seconds 0.02

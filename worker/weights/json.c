@@ -406,3 +406,26 @@ int json_as_u64(const json_value *v, uint64_t *out) {
     *out = value;
     return 0;
 }
+
+void json_quote(const char *s, json_emit_fn emit, void *sink) {
+    emit(sink, "\"", 1);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        char esc[8];
+        if (c == '"' || c == '\\') {
+            esc[0] = '\\';
+            esc[1] = (char)c;
+            emit(sink, esc, 2);
+        } else if (c < 0x20) {
+            snprintf(esc, sizeof esc, "\\u%04x", c);
+            emit(sink, esc, 6);
+        } else {
+            emit(sink, (const char *)&c, 1);
+        }
+    }
+    emit(sink, "\"", 1);
+}
+
+void json_emit_file(void *file, const char *bytes, size_t n) {
+    fwrite(bytes, 1, n, (FILE *)file);
+}

@@ -1,5 +1,6 @@
 /* A small strict JSON parser (RFC 8259) for safetensors headers: a value tree with decoded
- * strings, numbers kept as their text, duplicate object keys and \u0000 refused. */
+ * strings, numbers kept as their text, duplicate object keys and \u0000 refused; and the
+ * string quoting every JSON writer of tlsweep shares. */
 #ifndef TLSWEEP_WEIGHTS_JSON_H
 #define TLSWEEP_WEIGHTS_JSON_H
 
@@ -27,5 +28,11 @@ const json_value *json_object_get(const json_value *object, const char *key);
 /* A number written as a plain non-negative integer that fits 64 bits; -1 otherwise. */
 int json_as_u64(const json_value *v, uint64_t *out);
 const char *json_kind_name(json_kind kind);
+
+/* Writes S as a JSON string (quotes, \" \\ and control characters escaped) through emit. */
+typedef void (*json_emit_fn)(void *sink, const char *bytes, size_t n);
+void json_quote(const char *s, json_emit_fn emit, void *sink);
+/* json_emit_fn for a FILE *. */
+void json_emit_file(void *file, const char *bytes, size_t n);
 
 #endif

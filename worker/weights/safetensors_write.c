@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "worker/weights/json.h"
 #include "worker/weights/weights_internal.h"
 
 typedef struct {
@@ -40,23 +41,12 @@ static void sb_str(strbuf *b, const char *s) {
     sb_add(b, s, strlen(s));
 }
 
+static void sb_emit(void *b, const char *bytes, size_t n) {
+    sb_add(b, bytes, n);
+}
+
 static void sb_json_string(strbuf *b, const char *s) {
-    sb_add(b, "\"", 1);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        char esc[8];
-        if (c == '"' || c == '\\') {
-            esc[0] = '\\';
-            esc[1] = (char)c;
-            sb_add(b, esc, 2);
-        } else if (c < 0x20) {
-            snprintf(esc, sizeof esc, "\\u%04x", c);
-            sb_add(b, esc, 6);
-        } else {
-            sb_add(b, (const char *)&c, 1);
-        }
-    }
-    sb_add(b, "\"", 1);
+    json_quote(s, sb_emit, b);
 }
 
 static void sb_u64(strbuf *b, uint64_t v) {
