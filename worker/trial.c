@@ -135,7 +135,9 @@ static int open_trial(trial *t) {
     char err[1024];
     if (make_dirs(s->out_dir, err, sizeof err)) return fail(t, "%s", err);
     if (open_data(t)) return TRIAL_FAILED;
-    kn_ctx_options opt = {s->device >= 0 ? KN_BACKEND_CUDA : KN_BACKEND_CPU, s->threads, s->device};
+    kn_ctx_options opt = {.backend = s->device >= 0 ? KN_BACKEND_CUDA : KN_BACKEND_CPU,
+                          .threads = s->threads,
+                          .device = s->device};
     if (!(t->ctx = kn_ctx_create(&opt, err, sizeof err))) return fail(t, "%s", err);
     model_spec ms = {s->backbone, t->data.num_classes, s->width, s->crop, (float)s->dropout};
     if (model_build(&t->net, &ms, err, sizeof err) ||

@@ -42,7 +42,7 @@ int main(int argc, char **argv) {
     int size = atoi(argv[2]), batch = atoi(argv[3]), steps = atoi(argv[4]);
     int threads = atoi(argv[5]);
     char err[1024];
-    kn_ctx_options opt = {KN_BACKEND_CPU, threads, 0};
+    kn_ctx_options opt = {.backend = KN_BACKEND_CPU, .threads = threads};
     kn_ctx *ctx = kn_ctx_create(&opt, err, sizeof err);
     if (!ctx) {
         fprintf(stderr, "bench_train: %s\n", err);

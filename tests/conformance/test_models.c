@@ -30,7 +30,7 @@ typedef struct {
 
 static kn_ctx *cpu_context(void) {
     char err[256];
-    kn_ctx_options opt = {KN_BACKEND_CPU, 2, 0};
+    kn_ctx_options opt = {.backend = KN_BACKEND_CPU, .threads = 2};
     kn_ctx *ctx = kn_ctx_create(&opt, err, sizeof err);
     if (!ctx) tl_fail(__FILE__, __LINE__, "kn_ctx_create: %s", err);
     return ctx;

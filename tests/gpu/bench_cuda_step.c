@@ -28,7 +28,7 @@ static double now(void) {
 int main(int argc, char **argv) {
     const int n = argc > 1 ? atoi(argv[1]) : 64, c = argc > 2 ? atoi(argv[2]) : 64;
     const int hw = argc > 3 ? atoi(argv[3]) : 56, iters = argc > 4 ? atoi(argv[4]) : 20;
-    kn_ctx_options opt = {KN_BACKEND_CUDA, 0, 0};
+    kn_ctx_options opt = {.backend = KN_BACKEND_CUDA, .threads = 0};
     char err[512];
     ctx = kn_ctx_create(&opt, err, sizeof err);
     if (!ctx) {

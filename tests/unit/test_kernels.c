@@ -151,7 +151,7 @@ static void test_conv_direct(void) {
     const char *old = getenv("TLSWEEP_CPU_WINOGRAD");
     char *saved_env = old ? strdup(old) : NULL;
     setenv("TLSWEEP_CPU_WINOGRAD", "0", 1);
-    kn_ctx_options opt = {KN_BACKEND_CPU, 2, 0};
+    kn_ctx_options opt = {.backend = KN_BACKEND_CPU, .threads = 2};
     char err[256];
     kn_ctx *direct = kn_ctx_create(&opt, err, sizeof err);
     if (saved_env)
@@ -505,7 +505,7 @@ static void test_dropout(void) {
     CHECK(bad_bwd == 0, "backward differs from the forward's mask at %zu places", bad_bwd);
 
     /* thread count independence: a 1-thread context gives the same mask */
-    kn_ctx_options one = {KN_BACKEND_CPU, 1, 0};
+    kn_ctx_options one = {.backend = KN_BACKEND_CPU, .threads = 1};
     char err[256];
     kn_ctx *ctx1 = kn_ctx_create(&one, err, sizeof err);
     CHECK(ctx1, "1-thread context: %s", err);
@@ -571,7 +571,7 @@ static void test_context(void) {
     CHECK(strstr(d, "cpu: oneDNN ") == d && strstr(d, "threads"), "describe: '%s'", d);
     /* Without a GPU (or a CUDA build) a CUDA context is refused with a reason; with one it
      * describes the CUDA backend. */
-    kn_ctx_options cuda = {KN_BACKEND_CUDA, 0, 0};
+    kn_ctx_options cuda = {.backend = KN_BACKEND_CUDA};
     char err[256] = "";
     kn_ctx *c2 = kn_ctx_create(&cuda, err, sizeof err);
     CHECK(c2 ? strstr(kn_describe(c2), "cuda: ") == kn_describe(c2) : strlen(err) > 0,
@@ -585,7 +585,7 @@ static void test_context(void) {
 }
 
 int main(void) {
-    kn_ctx_options opt = {KN_BACKEND_CPU, 2, 0};
+    kn_ctx_options opt = {.backend = KN_BACKEND_CPU, .threads = 2};
     char err[256];
     ctx = kn_ctx_create(&opt, err, sizeof err);
     if (!ctx) {
