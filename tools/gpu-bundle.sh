@@ -123,6 +123,7 @@ EOF
 } >"$B/MANIFEST"
 
 rm -f "$OUT/tlsweep-bundle.tar.xz"
-tar -C "$stage" -cf - tlsweep-bundle | xz -T"${JOBS:-2}" -6 >"$OUT/tlsweep-bundle.tar.xz"
+# xz -2: 22 MiB in seconds (-6 saves 2 MiB and takes a minute)
+tar -C "$stage" -cf - tlsweep-bundle | xz -T"${JOBS:-2}" -2 >"$OUT/tlsweep-bundle.tar.xz"
 echo "gpu-bundle: $OUT/tlsweep-bundle.tar.xz: $(du -m "$OUT/tlsweep-bundle.tar.xz" | cut -f1) MiB" \
   "($(du -sm "$B" | cut -f1) MiB unpacked, $(find "$B/lib" -maxdepth 1 -name '*.so*' | wc -l) libraries)"

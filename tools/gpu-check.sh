@@ -125,7 +125,9 @@ fi
 
 # ---- 3. whole trials from the bundle ------------------------------------------------------
 tlsweep=""
-if [ -f "$BUNDLE" ] && tar -xJf "$BUNDLE" -C "$WORK"; then
+# (Python's tarfile where tar has no xz)
+if [ -f "$BUNDLE" ] && { tar -xJf "$BUNDLE" -C "$WORK" ||
+  "$PYTHON" -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' "$BUNDLE" "$WORK"; }; then
   B=$WORK/tlsweep-bundle
   tlsweep=$B/bin/tlsweep
   head -n 2 "$B/MANIFEST" | tee -a "$SUMMARY"
