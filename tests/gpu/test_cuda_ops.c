@@ -125,10 +125,12 @@ static void close_manifest(FILE *f, const char *name, int cases) {
 
 /* label and reference name each need a buffer of their own: both are arguments of one call */
 #define REF(buf, fmt, ...) (snprintf(buf, sizeof buf, fmt, __VA_ARGS__), buf)
-#define OK(call)                                                                                   \
+/* CALL on a device (context c), skipped without one */
+#define OK_IN(c, call)                                                                             \
     do {                                                                                           \
-        if (ctx) CHECK((call) == 0, "%s: %s", #call, kn_error(ctx));                               \
+        if (ctx) CHECK((call) == 0, "%s: %s", #call, kn_error(c));                                 \
     } while (0)
+#define OK(call) OK_IN(ctx, call)
 static void test_context(void) {
     if (!ctx) {
         if (gpu_required)
@@ -157,7 +159,20 @@ static void test_context(void) {
     release_all();
 }
 
-static void test_conv(void) {
+/* Whether two device buffers hold the same bits. */
+static int same_bits(const float *a, const float *b, size_t count) {
+    float *ha = malloc(count * sizeof *ha + 1), *hb = malloc(count * sizeof *hb + 1);
+    int same = ha && hb && kn_copy_to_host(ctx, ha, a, count * sizeof *ha) == 0 &&
+               kn_copy_to_host(ctx, hb, b, count * sizeof *hb) == 0 &&
+               memcmp(ha, hb, count * sizeof *ha) == 0;
+    free(ha), free(hb);
+    return same;
+}
+
+/* The conv manifest's cases with plans of context pc (ctx, or one with other options on the
+ * same device; the buffers are ctx's): every result against PyTorch at tol and, when
+ * `repeat`, both backward calls a second time bit for bit. */
+static void conv_cases(kn_ctx *pc, const char *mode, double tol, int repeat) {
     FILE *f = open_manifest("conv");
     char name[128], r[192], l[192];
     kn_conv_shape s;
@@ -167,10 +182,12 @@ static void test_conv(void) {
                        &s.has_bias) == 12) {
         cases++;
         s.kw = s.kh, s.stride_w = s.stride_h, s.pad_w = s.pad_h, s.dilation_w = s.dilation_h;
-        kn_conv *plan = ctx ? kn_conv_create(ctx, &s) : NULL;
-        CHECK(plan || !ctx, "%s: %s", name, kn_error(ctx));
-        if (ctx && !plan) continue;
-        if (plan) printf("    %s: %s\n", name, kn_conv_impl(plan));
+        kn_conv *plan = pc ? kn_conv_create(pc, &s) : NULL;
+        CHECK(plan || !pc, "%s (%s): %s", name, mode, kn_error(pc));
+        if (pc && !plan) continue;
+        if (plan) printf("    %s (%s): %s\n", name, mode, kn_conv_impl(plan));
+        CHECK(!plan || !repeat || strstr(kn_conv_impl(plan), "deterministic"),
+              "%s: the plan does not say deterministic: %s", name, kn_conv_impl(plan));
         size_t nx, ny, nw;
         float *x = dev_ref(REF(r, "%s_x", name), &nx), *w = dev_ref(REF(r, "%s_w", name), &nw);
         float *dy = dev_ref(REF(r, "%s_dy", name), &ny);
@@ -178,18 +195,66 @@ static void test_conv(void) {
         float *y = dev_zeros(ny), *dx = dev_zeros(nx), *dw = dev_zeros(nw);
         float *db = s.has_bias ? dev_zeros((size_t)s.c_out) : NULL;
         if (x && w && dy && y && dx && dw) {
-            OK(kn_conv_forward(plan, y, x, w, b));
-            check_dev(REF(l, "%s y", name), y, REF(r, "%s_y", name), 1e-4);
-            OK(kn_conv_backward_data(plan, dx, dy, w));
-            check_dev(REF(l, "%s dx", name), dx, REF(r, "%s_dx", name), 1e-4);
-            OK(kn_conv_backward_weights(plan, dw, db, dy, x));
-            check_dev(REF(l, "%s dw", name), dw, REF(r, "%s_dw", name), 1e-4);
-            if (db) check_dev(REF(l, "%s db", name), db, REF(r, "%s_db", name), 1e-4);
+            /* (a sync of pc's stream before each check: ctx's copies do not wait for it) */
+            OK_IN(pc, kn_conv_forward(plan, y, x, w, b));
+            OK_IN(pc, kn_sync(pc));
+            check_dev(REF(l, "%s y (%s)", name, mode), y, REF(r, "%s_y", name), tol);
+            OK_IN(pc, kn_conv_backward_data(plan, dx, dy, w));
+            OK_IN(pc, kn_sync(pc));
+            check_dev(REF(l, "%s dx (%s)", name, mode), dx, REF(r, "%s_dx", name), tol);
+            OK_IN(pc, kn_conv_backward_weights(plan, dw, db, dy, x));
+            OK_IN(pc, kn_sync(pc));
+            check_dev(REF(l, "%s dw (%s)", name, mode), dw, REF(r, "%s_dw", name), tol);
+            if (db) check_dev(REF(l, "%s db (%s)", name, mode), db, REF(r, "%s_db", name), tol);
+            float *dx2 = repeat ? dev_zeros(nx) : NULL, *dw2 = repeat ? dev_zeros(nw) : NULL;
+            if (pc && dx2 && dw2) {
+                OK_IN(pc, kn_conv_backward_data(plan, dx2, dy, w));
+                OK_IN(pc, kn_conv_backward_weights(plan, dw2, db, dy, x));
+                OK_IN(pc, kn_sync(pc));
+                CHECK(same_bits(dx, dx2, nx) && same_bits(dw, dw2, nw),
+                      "%s (%s): a second backward pass gave other bits", name, mode);
+            }
         }
         kn_conv_destroy(plan);
         release_all();
     }
     close_manifest(f, "conv", cases);
+}
+
+static void test_conv(void) {
+    conv_cases(ctx, "fp32", 1e-4, 0);
+}
+
+/* A second context on the device with other options; NULL without a device. */
+static kn_ctx *other_context(const kn_ctx_options *opt) {
+    if (!ctx) return NULL;
+    char err[512] = "";
+    kn_ctx *c = kn_ctx_create(opt, err, sizeof err);
+    CHECK(c, "a CUDA context with tf32 %d, deterministic %d: %s", opt->tf32, opt->deterministic,
+          err);
+    return c;
+}
+
+/* Deterministic algorithms within a 1 MiB workspace cap: PyTorch's results, a second backward
+ * pass bit for bit, and the context's workspace within the cap. */
+static void test_conv_deterministic(void) {
+    const size_t cap = (size_t)1 << 20;
+    kn_ctx_options opt = {.backend = KN_BACKEND_CUDA, .deterministic = 1, .workspace_limit = cap};
+    kn_ctx *pc = other_context(&opt);
+    if (ctx && !pc) return;
+    conv_cases(pc, "deterministic, 1 MiB workspace cap", 1e-4, 1);
+    CHECK(!pc || kn_workspace_bytes(pc) <= cap, "workspace %zu bytes, over the %zu cap",
+          kn_workspace_bytes(pc), cap);
+    kn_ctx_destroy(pc);
+}
+
+/* TF32 tensor cores: inputs rounded to 10 mantissa bits, so 1e-2 of the largest value. */
+static void test_conv_tf32(void) {
+    kn_ctx_options opt = {.backend = KN_BACKEND_CUDA, .tf32 = 1};
+    kn_ctx *pc = other_context(&opt);
+    if (ctx && !pc) return;
+    conv_cases(pc, "tf32", 1e-2, 0);
+    kn_ctx_destroy(pc);
 }
 
 static void test_batchnorm(void) {
@@ -504,13 +569,24 @@ static void open_device(void) {
 }
 
 int main(void) {
-    static const char *const names[] = {
-        "context",       "conv", "batchnorm", "pool",  "adaptive_avgpool", "linear", "elementwise",
-        "cross_entropy", "adam", "dropout",   "layout"};
-    static const tl_case_fn cases[] = {test_context,     test_conv,          test_batchnorm,
-                                       test_pool,        test_adaptive,      test_linear,
-                                       test_elementwise, test_cross_entropy, test_adam,
-                                       test_dropout,     test_layout};
+    static const char *const names[] = {"context",
+                                        "conv",
+                                        "conv_deterministic",
+                                        "conv_tf32",
+                                        "batchnorm",
+                                        "pool",
+                                        "adaptive_avgpool",
+                                        "linear",
+                                        "elementwise",
+                                        "cross_entropy",
+                                        "adam",
+                                        "dropout",
+                                        "layout"};
+    static const tl_case_fn cases[] = {test_context,       test_conv,      test_conv_deterministic,
+                                       test_conv_tf32,     test_batchnorm, test_pool,
+                                       test_adaptive,      test_linear,    test_elementwise,
+                                       test_cross_entropy, test_adam,      test_dropout,
+                                       test_layout};
     open_device();
     if (!ctx && !gpu_required)
         printf("skipped: %s; checking the references only\n", no_gpu);
