@@ -20,7 +20,7 @@ for tool in patchelf xz ldd ompi_info; do
   }
 done
 
-make -j"${JOBS:-2}" CUDA=1 banner bin/tlsweep >&2
+make -j"${JOBS:-2}" CUDA=1 BUILD="${BUILD:-build}" banner bin/tlsweep >&2
 # (grep reads all of ldd's output: with pipefail, grep -q could fail the pipe on SIGPIPE)
 if ! ldd bin/tlsweep | grep libcudnn >/dev/null; then
   echo "gpu-bundle: bin/tlsweep is not linked with cuDNN (the build found no CUDA?)" >&2
