@@ -41,6 +41,8 @@ figures=()
 export REQUIRE_GPU=1 TERM=dumb
 # as root (the device machine), Open MPI wants these to start at all
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+# containers often forbid the cross-memory attach of Open MPI's shared-memory transport
+export OMPI_MCA_btl_vader_single_copy_mechanism=none
 
 note() { echo "$*" | tee -a "$SUMMARY"; }
 # step NAME LIMIT COMMAND...: COMMAND with at most LIMIT seconds (less when the budget is
@@ -76,9 +78,13 @@ step nvidia-smi 20 nvidia-smi
 # __path__ (their __file__ is None); the CUDA 13 wheels keep cuBLAS and cudart in nvidia/cu13
 # with versioned sonames only. A CUDNN_HOME, CUBLAS_HOME or CUDA_HOME exported by the user wins.
 pkg_dir() { "$PYTHON" -c "import $1; print(list($1.__path__)[0])" 2>/dev/null; }
-NVIDIA_DIR=$(pkg_dir nvidia)
-note "python: $(command -v "$PYTHON"); nvidia packages: ${NVIDIA_DIR:-none}"
-[ -n "$NVIDIA_DIR" ] && (cd "$NVIDIA_DIR" && find . -maxdepth 3 \( -name '*.so*' -o -type d \) | sort) >"$OUT/nvidia-packages.txt"
+CUDNN_PKG=$(pkg_dir nvidia.cudnn)
+CU13_PKG=$(pkg_dir nvidia.cu13)
+[ -n "$CU13_PKG" ] || CU13_PKG=$(pkg_dir nvidia.cublas) # the CUDA 12 wheels' layout
+NCCL_PKG=$(pkg_dir nvidia.nccl)
+NVIDIA_DIR=$(dirname "${CUDNN_PKG:-${CU13_PKG:-/none/x}}")
+note "python: $(command -v "$PYTHON"); cuDNN ${CUDNN_PKG:-none}, cuBLAS/cudart ${CU13_PKG:-none}, NCCL ${NCCL_PKG:-none}"
+[ -d "$NVIDIA_DIR" ] && (cd "$NVIDIA_DIR" && find . -maxdepth 3 \( -name '*.so*' -o -type d \) | sort) >"$OUT/nvidia-packages.txt"
 note "torch: $("$PYTHON" -c 'import torch; print(torch.__version__, "CUDA", torch.version.cuda, "cuDNN", torch.backends.cudnn.version(), torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU for torch")' 2>&1 | tail -n 1)"
 if [ -z "${CUDA_HOME:-}" ]; then
   nvcc_path=$(command -v nvcc || true)
@@ -88,15 +94,16 @@ if [ -z "${CUDA_HOME:-}" ]; then
     CUDA_HOME=/usr/local/cuda
   fi
 fi
-if [ -z "${CUDNN_HOME:-}" ] && [ ! -e "$CUDA_HOME/include/cudnn.h" ] && [ -d "$NVIDIA_DIR/cudnn" ]; then
-  CUDNN_HOME=$NVIDIA_DIR/cudnn
+if [ -z "${CUDNN_HOME:-}" ] && [ ! -e "$CUDA_HOME/include/cudnn.h" ] && [ -n "$CUDNN_PKG" ]; then
+  CUDNN_HOME=$CUDNN_PKG
 fi
-if [ -z "${CUBLAS_HOME:-}" ] && ! ls "$CUDA_HOME"/lib64/libcublas.so* >/dev/null 2>&1; then
-  [ -d "$NVIDIA_DIR/cu13/lib" ] && CUBLAS_HOME=$NVIDIA_DIR/cu13
+if [ -z "${CUBLAS_HOME:-}" ] && [ -n "$CU13_PKG" ] && ! ls "$CUDA_HOME"/lib64/libcublas.so* >/dev/null 2>&1 &&
+  [ -d "$CU13_PKG/lib" ]; then
+  CUBLAS_HOME=$CU13_PKG
 fi
 # our binaries' library path; PyTorch's own steps keep the environment they came with
 OURS_LD=$CUDA_HOME/lib64
-for d in "${CUDNN_HOME:-}" "${CUBLAS_HOME:-}" "$NVIDIA_DIR/cu13" "$NVIDIA_DIR/nccl"; do
+for d in "${CUDNN_HOME:-}" "${CUBLAS_HOME:-}" "$CU13_PKG" "$NCCL_PKG"; do
   [ -n "$d" ] && [ -d "$d/lib" ] && OURS_LD=$OURS_LD:$d/lib
 done
 OURS_LD=$OURS_LD${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
@@ -216,6 +223,12 @@ if [ -n "$tlsweep" ]; then
   cp "$WORK/gpu.yaml" "$OUT/mpirun-sweep.yaml"
   step mpirun-3 150 bundled mpirun --oversubscribe -np 3 tlsweep run "$WORK/gpu.yaml"
   step mpirun-status 20 bundled tlsweep status "$WORK/mpi.h5"
+  grep -E '^rank [0-9]+ on ' "$OUT/mpirun-3.log" | tee -a "$SUMMARY"
+  if grep -q '4 trials: 4 done' "$OUT/mpirun-status.log"; then
+    verdicts+=("ok   mpirun-3 results: 4 trials done")
+  else
+    fail "mpirun-3 results: not 4 trials done ($(head -n 1 "$OUT/mpirun-status.log"))"
+  fi
 fi
 
 # ---- 4. the benchmark ---------------------------------------------------------------------
