@@ -8,6 +8,7 @@
 #   CUDA=0|1        force the CUDA backend off or on (default: on when nvcc + cuDNN are found)
 #   CUDA_ARCH=...   nvcc -gencode flags (default sm_90 code + compute_90 PTX)
 #   CUDNN_HOME=DIR  cuDNN outside CUDA_HOME (DIR/include, DIR/lib), e.g. the Python package
+#   CUBLAS_HOME=DIR cuBLAS (and cudart) outside CUDA_HOME, e.g. the nvidia/cu13 Python package
 #   WERROR=1        warnings are errors (the default when CI=true)
 
 # `make` alone builds bin/tlsweep and the tests (rules below come before `all`)
@@ -63,12 +64,20 @@ CPU_LDLIBS := $(LDLIBS)
 comma     := ,
 NVCC      ?= $(CUDA_HOME)/bin/nvcc
 CUDA_ARCH ?= -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90
-CUDA_INC  := -I$(CUDA_HOME)/include $(if $(CUDNN_HOME),-I$(CUDNN_HOME)/include)
-CUDA_LIBDIRS := $(CUDA_HOME)/lib64 $(if $(CUDNN_HOME),$(CUDNN_HOME)/lib)
+CUBLAS_HOME ?=
+CUDA_INC  := -I$(CUDA_HOME)/include $(if $(CUDNN_HOME),-I$(CUDNN_HOME)/include) \
+	$(if $(CUBLAS_HOME),-I$(CUBLAS_HOME)/include)
+CUDA_LIBDIRS := $(CUDA_HOME)/lib64 $(if $(CUDNN_HOME),$(CUDNN_HOME)/lib) \
+	$(if $(CUBLAS_HOME),$(CUBLAS_HOME)/lib)
 # (-lstdc++: nvcc's host code for the .cu files uses the C++ runtime)
-# cuDNN's Python package ships only libcudnn.so.9, without the unversioned link -lcudnn needs
-CUDNN_LIB ?= $(if $(wildcard $(addsuffix /libcudnn.so,$(CUDA_LIBDIRS))),-lcudnn,-l:libcudnn.so.9)
-CUDA_LDLIBS := $(foreach d,$(CUDA_LIBDIRS),-L$(d) -Wl,-rpath,$(d)) $(CUDNN_LIB) -lcublas -lcudart -lstdc++
+# The Python packages ship only versioned sonames (libcudnn.so.9, libcublas.so.13), without
+# the unversioned link that -lNAME needs: link those by file name.
+cuda_lib = $(if $(wildcard $(addsuffix /lib$(1).so,$(CUDA_LIBDIRS))),-l$(1),-l:lib$(1).so.$(2))
+CUDNN_LIB ?= $(call cuda_lib,cudnn,9)
+CUBLAS_LIB ?= $(call cuda_lib,cublas,13)
+CUDART_LIB ?= $(call cuda_lib,cudart,13)
+CUDA_LDLIBS := $(foreach d,$(CUDA_LIBDIRS),-L$(d) -Wl,-rpath,$(d)) $(CUDNN_LIB) $(CUBLAS_LIB) \
+	$(CUDART_LIB) -lstdc++
 NVCCFLAGS := -O3 -std=c++17 $(CUDA_ARCH) -I. $(CUDA_INC) \
 	-Xcompiler -Wall,-Wextra$(if $(filter 1,$(WERROR)),$(comma)-Werror)
 CUDA_C_SRC := $(wildcard kernels/cuda/*.c)
@@ -199,6 +208,9 @@ $(GPU_BUILD)/%: $(GPU_BUILD)/tests/gpu/%.o $(GPU_LIB_OBJ)
 	$(CC) -o $@ $^ $(CUDA_LDLIBS) -lm
 
 gpu-standalone: $(GPU_BINS)
+
+# the objects are intermediate files to make; keep them so a second build rebuilds nothing
+.SECONDARY: $(GPU_LIB_OBJ) $(GPU_BINS:$(GPU_BUILD)/%=$(GPU_BUILD)/tests/gpu/%.o)
 
 -include $(GPU_LIB_OBJ:.o=.d) $(GPU_BINS:$(GPU_BUILD)/%=$(GPU_BUILD)/tests/gpu/%.d)
 

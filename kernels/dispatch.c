@@ -116,6 +116,19 @@ const char *kn_describe(const kn_ctx *ctx) {
     return ctx ? ROUTE0(ctx, "no backend", describe) : "no context";
 }
 
+size_t kn_workspace_bytes(const kn_ctx *ctx) {
+    return ctx && ctx->backend == KN_BACKEND_CUDA ? CUDA_CALL(0, workspace_bytes, ctx->cuda) : 0;
+}
+
+void kn_library_versions(char *cuda, size_t cuda_len, char *cudnn, size_t cudnn_len) {
+#ifdef KN_WITH_CUDA
+    kn_cuda_library_versions(cuda, cuda_len, cudnn, cudnn_len);
+#else
+    if (cuda_len) snprintf(cuda, cuda_len, "none (CPU-only build)");
+    if (cudnn_len) snprintf(cudnn, cudnn_len, "none (CPU-only build)");
+#endif
+}
+
 /* A zeroed plan wrapper of `bytes`; NULL with the context's error set. */
 static void *plan_new(kn_ctx *ctx, size_t bytes, const char *what) {
     void *p = calloc(1, bytes);

@@ -20,13 +20,17 @@ typedef struct kn_ctx kn_ctx;
 
 typedef enum { KN_BACKEND_CPU = 0, KN_BACKEND_CUDA = 1 } kn_backend;
 
+/* Initialise with designated initializers: fields may be added, and zero is every default. */
 typedef struct {
     kn_backend backend;
-    int threads;            /* CPU: worker threads (0 = all cores); CUDA: ignored */
-    int device;             /* CUDA: device ordinal; CPU: ignored */
-    int tf32;               /* CUDA: TF32 tensor-core math in cuDNN and cuBLAS; CPU: ignored */
-    int deterministic;      /* CUDA: deterministic cuDNN algorithms only; CPU: always */
-    size_t workspace_limit; /* CUDA: cuDNN workspace cap in bytes (0 = the default); CPU: ignored */
+    int threads; /* CPU: worker threads (0 = all cores); CUDA: ignored */
+    int device;  /* CUDA: device ordinal; CPU: ignored */
+    /* CUDA only (the CPU backend is always fp32 and deterministic): */
+    int tf32;               /* 1: cuDNN and cuBLAS may use TF32 tensor cores; 0: true fp32 (FMA) */
+    int deterministic;      /* 1: only deterministic cuDNN algorithms, chosen by heuristics rather
+                             * than by timing, so a rerun or a resume gives the same bits */
+    size_t workspace_limit; /* cap on the shared conv workspace in bytes (0: 256 MiB); each
+                             * conv takes the best algorithm that fits */
 } kn_ctx_options;
 
 /* Returns NULL and writes a message into err (if errlen > 0) on failure. */
@@ -35,6 +39,12 @@ void kn_ctx_destroy(kn_ctx *ctx);
 const char *kn_error(const kn_ctx *ctx);
 /* One line naming backend and library versions, e.g. "cpu: oneDNN 2.6.3, 2 threads". */
 const char *kn_describe(const kn_ctx *ctx);
+/* Device scratch the context holds for its plans (the conv workspace); 0 on the CPU. */
+size_t kn_workspace_bytes(const kn_ctx *ctx);
+/* The CUDA libraries as loaded at run time, no device needed: into cuda e.g. "driver 13.0,
+ * runtime 13.0, cuBLAS 13.1.0" ("driver none" without one), into cudnn e.g. "9.19.0"; both
+ * "none (CPU-only build)" in a build without the CUDA backend. */
+void kn_library_versions(char *cuda, size_t cuda_len, char *cudnn, size_t cudnn_len);
 
 /* ---- memory ---------------------------------------------------------------------------- */
 void *kn_malloc(kn_ctx *ctx, size_t bytes); /* 64-byte aligned; NULL + kn_error on failure */

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "kernels/kernels.h"
 #include "orchestrator/provenance.h"
 
 /* The build may pass these; without them the file says so rather than guessing. */
@@ -34,8 +35,9 @@ void provenance_fill(provenance *p, results_meta *meta) {
     meta->compiler_flags = TLSWEEP_CFLAGS;
     meta->mpi_version = p->mpi;
     meta->onednn_version = p->onednn;
-    /* no CUDA backend sources in this build yet */
-    meta->cuda_version = "none (CPU-only build)";
-    meta->cudnn_version = "none (CPU-only build)";
-    meta->nccl_version = "none (CPU-only build)";
+    /* as loaded at run time, from the kernels layer (which owns the CUDA headers) */
+    kn_library_versions(p->cuda, sizeof p->cuda, p->cudnn, sizeof p->cudnn);
+    meta->cuda_version = p->cuda;
+    meta->cudnn_version = p->cudnn;
+    meta->nccl_version = "none (not used: one GPU per rank, gradients stay on the rank)";
 }

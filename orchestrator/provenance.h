@@ -7,7 +7,7 @@
 #define TLSWEEP_VERSION "0.1.0"
 
 typedef struct {
-    char mpi[256], onednn[64];
+    char mpi[256], onednn[64], cuda[160], cudnn[64];
 } provenance;
 
 /* Fills p and points meta's version fields at it (and at compile-time constants). */

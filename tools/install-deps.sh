@@ -20,6 +20,7 @@ packages=(
   jupyter-nbconvert python3-nbconvert python3-nbformat python3-ipykernel  # the notebook in CI
   clang libclang-rt-14-dev libomp-dev  # make fuzz: libFuzzer + ASan/UBSan runtimes, clang's OpenMP
   slurm-wlm munge                    # tests/integration/test_slurm.sh: a real one-node Slurm
+  patchelf xz-utils                  # tools/gpu-bundle.sh: relative rpaths, the compressed bundle
 )
 
 missing=()

@@ -44,25 +44,41 @@ static void create_error(char *err, size_t errlen, const char *fmt, const char *
     if (len >= 0 && (size_t)len < errlen) snprintf(err + len, errlen - (size_t)len, fmt, detail);
 }
 
-/* "NVIDIA H200 (sm_90), CUDA runtime 13.0 / driver 13.0, cuDNN 9.19.0, cuBLAS 13.1.0" */
+/* Versions as the loaded libraries report them; cudaDriverGetVersion gives 0 without a
+ * driver, which is how a machine without a GPU shows. */
+void kn_cuda_library_versions(char *cuda, size_t cuda_len, char *cudnn, size_t cudnn_len) {
+    int rt = 0, drv = 0, bmaj = 0, bmin = 0, bpatch = 0;
+    if (cudaRuntimeGetVersion(&rt) != cudaSuccess) rt = 0;
+    if (cudaDriverGetVersion(&drv) != cudaSuccess) drv = 0;
+    if (cublasGetProperty(MAJOR_VERSION, &bmaj) != CUBLAS_STATUS_SUCCESS ||
+        cublasGetProperty(MINOR_VERSION, &bmin) != CUBLAS_STATUS_SUCCESS ||
+        cublasGetProperty(PATCH_LEVEL, &bpatch) != CUBLAS_STATUS_SUCCESS)
+        bmaj = bmin = bpatch = -1;
+    char driver[32] = "none";
+    if (drv > 0) snprintf(driver, sizeof driver, "%d.%d", drv / 1000, drv % 1000 / 10);
+    if (cuda_len)
+        snprintf(cuda, cuda_len, "driver %s, runtime %d.%d, cuBLAS %d.%d.%d", driver, rt / 1000,
+                 rt % 1000 / 10, bmaj, bmin, bpatch);
+    const size_t dnn = cudnnGetVersion(); /* major * 10000 + minor * 100 + patch since 9.0 */
+    if (cudnn_len)
+        snprintf(cudnn, cudnn_len, "%zu.%zu.%zu", dnn / 10000, dnn / 100 % 100, dnn % 100);
+}
+
+/* "cuda: NVIDIA H200 (sm_90), driver 13.0, runtime 13.0, cuBLAS 13.1.0, cuDNN 9.19.0, fp32
+ * (TF32 off), deterministic, workspace cap 256 MiB" */
 static void describe(kn_cuda_ctx *ctx) {
     struct cudaDeviceProp prop;
     memset(&prop, 0, sizeof prop);
-    int rt = 0, drv = 0, bmaj = 0, bmin = 0, bpatch = 0;
     if (cudaGetDeviceProperties(&prop, ctx->device) != cudaSuccess)
         snprintf(prop.name, sizeof prop.name, "device %d", ctx->device);
-    cudaRuntimeGetVersion(&rt);
-    cudaDriverGetVersion(&drv);
-    cublasGetProperty(MAJOR_VERSION, &bmaj);
-    cublasGetProperty(MINOR_VERSION, &bmin);
-    cublasGetProperty(PATCH_LEVEL, &bpatch);
-    const size_t dnn = cudnnGetVersion(); /* major * 10000 + minor * 100 + patch since 9.0 */
+    char cuda[160], cudnn[32];
+    kn_cuda_library_versions(cuda, sizeof cuda, cudnn, sizeof cudnn);
     snprintf(ctx->describe, sizeof ctx->describe,
-             "cuda: %s (sm_%d%d), CUDA runtime %d.%d / driver %d.%d, cuDNN %zu.%zu.%zu, "
-             "cuBLAS %d.%d.%d, %s",
-             prop.name, prop.major, prop.minor, rt / 1000, rt % 1000 / 10, drv / 1000,
-             drv % 1000 / 10, dnn / 10000, dnn / 100 % 100, dnn % 100, bmaj, bmin, bpatch,
-             ctx->tf32 ? "fp32 with TF32 tensor cores" : "fp32 (TF32 off)");
+             "cuda: %s (sm_%d%d), %s, cuDNN %s, %s, %s, workspace cap %zu MiB", prop.name,
+             prop.major, prop.minor, cuda, cudnn,
+             ctx->tf32 ? "fp32 with TF32 tensor cores" : "fp32 (TF32 off)",
+             ctx->deterministic ? "deterministic" : "fastest algorithms (not deterministic)",
+             ctx->workspace_limit >> 20);
 }
 
 kn_cuda_ctx *kn_cuda_ctx_create(const kn_ctx_options *opt, char *err, size_t errlen) {
@@ -90,8 +106,10 @@ kn_cuda_ctx *kn_cuda_ctx_create(const kn_ctx_options *opt, char *err, size_t err
         return NULL;
     }
     ctx->device = device;
-    const char *tf32 = getenv("TLSWEEP_CUDA_TF32");
-    ctx->tf32 = tf32 && strcmp(tf32, "1") == 0;
+    ctx->tf32 = opt && opt->tf32;
+    ctx->deterministic = opt && opt->deterministic;
+    ctx->workspace_limit =
+        opt && opt->workspace_limit ? opt->workspace_limit : KN_CUDA_DEFAULT_WORKSPACE;
     const char *what = "cuda context";
     /* Non-blocking: the legacy default stream (used by other libraries) never serializes
      * with ours; our copies go through our stream explicitly. */
@@ -132,6 +150,9 @@ const char *kn_cuda_error(const kn_cuda_ctx *ctx) {
 }
 const char *kn_cuda_describe(const kn_cuda_ctx *ctx) {
     return ctx ? ctx->describe : "no context";
+}
+size_t kn_cuda_workspace_bytes(const kn_cuda_ctx *ctx) {
+    return ctx->workspace_bytes;
 }
 void kn_cuda_set_error(kn_cuda_ctx *ctx, const char *msg) {
     snprintf(ctx->err, sizeof ctx->err, "%s", msg);

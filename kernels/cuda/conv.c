@@ -7,8 +7,9 @@
  * one pass over the weights per call, small beside the convolution.
  *
  * Algorithms are chosen once per plan by cudnnFind* (timed on this GPU; cudnnGet*_v7's
- * heuristic when Find fails), and the workspace is the context's, grown to the largest
- * choice. Without TLSWEEP_CUDA_TF32=1 only FMA (true fp32) kernels are allowed. */
+ * heuristic when Find fails or the context is deterministic), within the context's workspace
+ * cap, and the workspace is the context's, grown to the largest choice. Without the
+ * context's tf32 only FMA (true fp32) kernels are allowed. */
 #include "kernels/cuda/cuda_internal.h"
 #include "kernels/cuda/ops.h"
 #include "kernels/shape.h"
@@ -35,29 +36,47 @@ struct kn_cuda_conv {
 
 static const float one = 1.0f, zero = 0.0f;
 
-static int math_allowed(const kn_cuda_ctx *ctx, cudnnMathType_t m) {
-    return ctx->tf32 || (m != CUDNN_TENSOR_OP_MATH && m != CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION);
+/* A result is usable when it ran, its math type is allowed (tensor-op math only with TF32),
+ * it is deterministic if the context asks for that, and its workspace fits the cap. */
+static int usable(const kn_cuda_ctx *ctx, cudnnStatus_t status, cudnnMathType_t math,
+                  cudnnDeterminism_t determinism, size_t memory) {
+    const int tensor_op =
+        math == CUDNN_TENSOR_OP_MATH || math == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION;
+    return status == CUDNN_STATUS_SUCCESS && (ctx->tf32 || !tensor_op) &&
+           (!ctx->deterministic || determinism == CUDNN_DETERMINISTIC) &&
+           memory <= ctx->workspace_limit;
 }
 
-/* choose_NAME(plan, *algo, *math, *workspace): cudnnFind (fastest first), else the
- * heuristic's list; the first successful result whose math type is allowed. */
+/* choose_NAME(plan, *algo, *math, *workspace): the first usable result of cudnnFind (timed on
+ * this GPU, fastest first), else of the heuristic's list (cudnnGet*_v7). Deterministic
+ * contexts take the heuristic's list only: it is a function of shape, GPU and cuDNN version,
+ * while timing may pick another algorithm in the next run, and a resume would differ. */
 #define DEFINE_CHOOSE(NAME, PERF, ALGO, COUNT, FIND, GET, ...)                                     \
     static int choose_##NAME(kn_cuda_conv *p, ALGO *algo, cudnnMathType_t *math, size_t *ws) {     \
         kn_cuda_ctx *ctx = p->ctx;                                                                 \
         PERF res[COUNT];                                                                           \
-        int got = 0;                                                                               \
-        if (FIND(ctx->dnn, __VA_ARGS__, COUNT, &got, res) != CUDNN_STATUS_SUCCESS) {               \
-            got = 0;                                                                               \
-            if (DNN_CHECK(ctx, p->what, GET(ctx->dnn, __VA_ARGS__, COUNT, &got, res))) return -1;  \
-        }                                                                                          \
-        for (int i = 0; i < got; i++)                                                              \
-            if (res[i].status == CUDNN_STATUS_SUCCESS && math_allowed(ctx, res[i].mathType)) {     \
-                *algo = res[i].algo;                                                               \
-                *math = ctx->tf32 ? res[i].mathType : CUDNN_FMA_MATH;                              \
-                *ws = res[i].memory;                                                               \
-                return 0;                                                                          \
+        for (int timed = !ctx->deterministic; timed >= 0; timed--) {                               \
+            int got = 0;                                                                           \
+            cudnnStatus_t st = timed ? FIND(ctx->dnn, __VA_ARGS__, COUNT, &got, res)               \
+                                     : GET(ctx->dnn, __VA_ARGS__, COUNT, &got, res);               \
+            if (st != CUDNN_STATUS_SUCCESS) {                                                      \
+                if (timed) continue;                                                               \
+                return kn_cuda_check_dnn(ctx, st, #GET, __FILE__, __LINE__, p->what);              \
             }                                                                                      \
-        return kn_cuda_fail(ctx, p->what, "cuDNN offers no %s algorithm for this shape", #NAME);   \
+            for (int i = 0; i < got; i++)                                                          \
+                if (usable(ctx, res[i].status, res[i].mathType, res[i].determinism,                \
+                           res[i].memory)) {                                                       \
+                    *algo = res[i].algo;                                                           \
+                    *math = ctx->tf32 ? res[i].mathType : CUDNN_FMA_MATH;                          \
+                    *ws = res[i].memory;                                                           \
+                    return 0;                                                                      \
+                }                                                                                  \
+        }                                                                                          \
+        return kn_cuda_fail(ctx, p->what,                                                          \
+                            "cuDNN offers no %s%s algorithm for this shape within "                \
+                            "a %zu MiB workspace",                                                 \
+                            ctx->deterministic ? "deterministic " : "", #NAME,                     \
+                            ctx->workspace_limit >> 20);                                           \
     }
 DEFINE_CHOOSE(forward, cudnnConvolutionFwdAlgoPerf_t, cudnnConvolutionFwdAlgo_t,
               CUDNN_CONVOLUTION_FWD_ALGO_COUNT, cudnnFindConvolutionForwardAlgorithm,
@@ -140,9 +159,10 @@ kn_cuda_conv *kn_cuda_conv_create(kn_cuda_ctx *ctx, const kn_conv_shape *s) {
         kn_cuda_reserve(ctx, &ctx->weight_stage, &ctx->weight_stage_bytes,
                         p->weight_count * sizeof(float), what))
         goto fail;
-    snprintf(p->impl, sizeof p->impl, "cudnn fwd %s, bwd-data %s, bwd-filter %s (%.1f MiB)",
-             fwd_name(p->fwd), bwd_data_name(p->bwd_data), bwd_filter_name(p->bwd_filter),
-             (double)ws / (1 << 20));
+    snprintf(p->impl, sizeof p->impl,
+             "cudnn fwd %s, bwd-data %s, bwd-filter %s (%.1f MiB workspace%s)", fwd_name(p->fwd),
+             bwd_data_name(p->bwd_data), bwd_filter_name(p->bwd_filter), (double)ws / (1 << 20),
+             ctx->deterministic ? ", deterministic" : "");
     return p;
 fail:
     kn_cuda_conv_destroy(p);

@@ -6,8 +6,9 @@
  *   context's one stream (cuDNN and cuBLAS are bound to it), so calls run in call order.
  * - Copies, kn_cross_entropy and kn_sync wait for the stream; everything else is
  *   asynchronous, and a kernel's own failure surfaces at the next waiting call.
- * - fp32 math throughout; TLSWEEP_CUDA_TF32=1 in the environment (read at kn_ctx_create)
- *   lets cuDNN and cuBLAS use TF32 tensor cores. */
+ * - fp32 math throughout; kn_ctx_options.tf32 lets cuDNN and cuBLAS use TF32 tensor cores,
+ *   .deterministic limits cuDNN to deterministic algorithms, .workspace_limit caps the conv
+ *   workspace (KN_CUDA_DEFAULT_WORKSPACE when 0). */
 #ifndef TLSWEEP_KERNELS_CUDA_INTERNAL_H
 #define TLSWEEP_KERNELS_CUDA_INTERNAL_H
 
@@ -21,10 +22,12 @@
 
 #define KN_CUDA_ERR_LEN 512
 #define KN_CUDA_WHAT_LEN 160
+#define KN_CUDA_DEFAULT_WORKSPACE ((size_t)256 << 20)
 
 struct kn_cuda_ctx {
     int device;
-    int tf32;
+    int tf32, deterministic;
+    size_t workspace_limit;
     cudaStream_t stream;
     /* kn_upload_async's stream and its last copy (staging.c), created on first use */
     cudaStream_t copy_stream;
@@ -42,7 +45,7 @@ struct kn_cuda_ctx {
     void *table;
     size_t table_bytes;
     char err[KN_CUDA_ERR_LEN];
-    char describe[KN_CUDA_ERR_LEN];
+    char describe[768]; /* device name (up to 256) and versions */
 };
 
 /* Writes "what: message" into ctx->err and returns -1 (for argument errors). */

@@ -2,11 +2,12 @@
  * and Adam, on the CUDA backend: the GPU check's measure against PyTorch
  * (tests/gpu/bench_torch_step.py runs the same block). Prints images/s.
  *
- * Usage: bench_cuda_step [N [C [HW [ITERS]]]]   (default 64 64 56 20) */
+ * Usage: bench_cuda_step [N [C [HW [ITERS [fp32|tf32]]]]]   (default 64 64 56 20 fp32) */
 #include "kernels/kernels.h"
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 static kn_ctx *ctx;
@@ -28,7 +29,12 @@ static double now(void) {
 int main(int argc, char **argv) {
     const int n = argc > 1 ? atoi(argv[1]) : 64, c = argc > 2 ? atoi(argv[2]) : 64;
     const int hw = argc > 3 ? atoi(argv[3]) : 56, iters = argc > 4 ? atoi(argv[4]) : 20;
-    kn_ctx_options opt = {.backend = KN_BACKEND_CUDA, .device = 0};
+    const char *precision = argc > 5 ? argv[5] : "fp32";
+    if (strcmp(precision, "fp32") && strcmp(precision, "tf32")) {
+        fprintf(stderr, "bench_cuda_step: precision must be fp32 or tf32, got '%s'\n", precision);
+        return 2;
+    }
+    kn_ctx_options opt = {.backend = KN_BACKEND_CUDA, .tf32 = !strcmp(precision, "tf32")};
     char err[512];
     ctx = kn_ctx_create(&opt, err, sizeof err);
     if (!ctx) {
@@ -114,8 +120,8 @@ int main(int argc, char **argv) {
     }
     TRY(kn_sync(ctx));
     const double secs = now() - start;
-    printf("ours: resnet basic block C=%d %dx%d N=%d fp32 (%s): %.1f images/s (%.2f ms/step)\n", c,
-           hw, hw, n, kn_conv_impl(conv), iters * n / secs, 1e3 * secs / iters);
+    printf("ours: resnet basic block C=%d %dx%d N=%d %s (%s): %.1f images/s (%.2f ms/step)\n", c,
+           hw, hw, n, precision, kn_conv_impl(conv), iters * n / secs, 1e3 * secs / iters);
     printf("  %s\n", kn_describe(ctx));
     for (int i = 0; i < 12; i++)
         kn_free(ctx, buf[i]);

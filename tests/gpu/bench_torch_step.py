@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """PyTorch's side of the GPU check's measure: the ResNet basic block of
 tests/gpu/bench_cuda_step.c (conv3x3-BN-ReLU-conv3x3-BN + identity, ReLU), forward,
-backward and Adam, channels_last, in fp32 (TF32 off, as ours) and with bf16 autocast.
+backward and Adam, channels_last, in fp32 (TF32 off), TF32 and with bf16 autocast.
 
 Usage: bench_torch_step.py [N [C [HW [ITERS]]]]   (default 64 64 56 20); prints images/s.
 """
@@ -50,11 +50,11 @@ def run(n, c, hw, iters, dtype):
 def main():
     args = [int(a) for a in sys.argv[1:]] + [64, 64, 56, 20][len(sys.argv) - 1:]
     n, c, hw, iters = args[:4]
-    torch.backends.cudnn.allow_tf32 = False
-    torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.benchmark = True  # ours times its algorithms too (cudnnFind)
-    run(n, c, hw, iters, "fp32")
-    run(n, c, hw, iters, "bf16")
+    for precision in ("fp32", "tf32", "bf16"):
+        torch.backends.cudnn.allow_tf32 = precision != "fp32"
+        torch.backends.cuda.matmul.allow_tf32 = precision != "fp32"
+        run(n, c, hw, iters, precision)
 
 
 if __name__ == "__main__":

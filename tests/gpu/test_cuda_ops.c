@@ -1,8 +1,13 @@
 /* The CUDA backend's ops against PyTorch, forward and backward: references from
  * tests/gpu/export_cuda_ref.py (float64 on the CPU, stored float32) in
- * $TLSWEEP_TESTDATA/cuda, case lists in its *.txt files. Without a CUDA device every case is
- * skipped, and the binary says why. Uses only kernels.h, so it also builds without the CPU
- * backend (make gpu-standalone).
+ * $TLSWEEP_TESTDATA/cuda, case lists in its *.txt files. Uses only kernels.h, so it also
+ * builds without the CPU backend (make gpu-standalone).
+ *
+ * Without a CUDA device the same cases run with host buffers in place of device ones and no
+ * kernel call: every manifest must yield cases and every reference a case names must load
+ * with the element count of the tensor it is compared with, so a misnamed reference fails in
+ * CI; then each case is skipped. Only "no device" skips (no driver installed, or
+ * cudaErrorNoDevice); any other CUDA error fails, and REQUIRE_GPU=1 makes a skip a failure.
  *
  * Tolerances are relative to the largest reference magnitude (tl_compare): 1e-4 for cuDNN
  * convolutions, batchnorm and cuBLAS (fp32 FMA math, other summation orders), 1e-6 for the
@@ -10,6 +15,7 @@
 #include "kernels/kernels.h"
 #include "tests/testlib.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,32 +24,50 @@
 
 #define MAX_LIVE 64
 
-static kn_ctx *ctx;
+static kn_ctx *ctx;      /* NULL: no device, references are checked on the host only */
+static char no_gpu[512]; /* why there is no context */
+static int gpu_required; /* REQUIRE_GPU=1, or a device that failed: no context is a failure */
 static const char *dir;
-static void *live[MAX_LIVE]; /* device buffers of the current case */
+static struct {
+    void *ptr; /* device buffer, or its host stand-in without a device */
+    size_t bytes;
+} live[MAX_LIVE]; /* the buffers of the current case */
 static int n_live;
+static int refs_checked; /* references of the current case compared or sized */
 
 static void *dev_alloc(size_t bytes) {
-    void *p = kn_malloc(ctx, bytes);
-    CHECK(p, "kn_malloc(%zu): %s", bytes, kn_error(ctx));
-    if (p && n_live < MAX_LIVE) live[n_live++] = p;
+    void *p = ctx ? kn_malloc(ctx, bytes) : calloc(1, bytes ? bytes : 1);
+    CHECK(p, "allocate %zu bytes: %s", bytes, ctx ? kn_error(ctx) : "out of host memory");
+    CHECK(n_live < MAX_LIVE, "more than %d buffers in one case", MAX_LIVE);
+    if (p && n_live < MAX_LIVE) live[n_live].ptr = p, live[n_live++].bytes = bytes;
     return p;
 }
 
 static void release_all(void) {
     for (int i = 0; i < n_live; i++)
-        kn_free(ctx, live[i]);
+        ctx ? kn_free(ctx, live[i].ptr) : free(live[i].ptr);
     n_live = 0;
 }
 
-/* A reference tensor copied to the device; NULL (and a failure) when it cannot be. */
+/* Size of a buffer from dev_alloc; 0 for anything else. */
+static size_t live_bytes(const void *p) {
+    for (int i = 0; i < n_live; i++)
+        if (live[i].ptr == p) return live[i].bytes;
+    return 0;
+}
+
+/* A reference tensor in a buffer of its own (on the device when there is one); NULL (and a
+ * failure) when it cannot be. */
 static float *dev_ref(const char *name, size_t *count) {
     size_t n = 0;
     float *host = tl_load_f32(dir, name, &n);
     if (!host) return NULL;
+    refs_checked++;
     float *d = dev_alloc(n * sizeof *d);
-    if (d && kn_copy_to_device(ctx, d, host, n * sizeof *d))
+    if (d && ctx && kn_copy_to_device(ctx, d, host, n * sizeof *d))
         tl_fail(__FILE__, __LINE__, "copy %s: %s", name, kn_error(ctx)), d = NULL;
+    else if (d && !ctx)
+        memcpy(d, host, n * sizeof *d);
     free(host);
     if (count) *count = n;
     return d;
@@ -51,16 +75,22 @@ static float *dev_ref(const char *name, size_t *count) {
 
 static float *dev_zeros(size_t count) {
     float *d = dev_alloc(count * sizeof *d);
-    if (d && kn_zero(ctx, d, count)) tl_fail(__FILE__, __LINE__, "kn_zero: %s", kn_error(ctx));
+    if (d && ctx && kn_zero(ctx, d, count))
+        tl_fail(__FILE__, __LINE__, "kn_zero: %s", kn_error(ctx));
     return d;
 }
 
-/* Compares a device tensor with reference `ref` (same element count). */
+/* Compares buffer `dev` (from dev_alloc) with reference `ref`, which must hold as many
+ * values; without a device only the reference and its size are checked. */
 static void check_dev(const char *label, const float *dev, const char *ref, double tol) {
     size_t n = 0;
     float *want = tl_load_f32(dir, ref, &n);
+    const size_t bytes = live_bytes(dev);
+    if (want) refs_checked++;
+    CHECK(!want || !dev || bytes == n * sizeof(float),
+          "%s: reference %s has %zu values, the tensor %zu", label, ref, n, bytes / sizeof(float));
     float *got = malloc(n * sizeof *got + 1);
-    if (want && got && dev) {
+    if (ctx && want && got && dev && bytes == n * sizeof(float)) {
         if (kn_copy_to_host(ctx, got, dev, n * sizeof *got))
             tl_fail(__FILE__, __LINE__, "%s: copy back: %s", label, kn_error(ctx));
         else
@@ -76,21 +106,40 @@ static FILE *open_manifest(const char *name) {
     snprintf(path, sizeof path, "%s/%s.txt", dir, name);
     FILE *f = fopen(path, "r");
     if (!f) tl_fail(__FILE__, __LINE__, "cannot open %s (run tests/gpu/export_cuda_ref.py)", path);
+    refs_checked = 0;
     return f;
 }
 
-#define REF(buf, fmt, ...) (snprintf(buf, sizeof buf, fmt, __VA_ARGS__), buf)
-#define OK(call) CHECK((call) == 0, "%s: %s", #call, kn_error(ctx))
-#define NEED_GPU()                                                                                 \
-    do {                                                                                           \
-        if (!ctx) {                                                                                \
-            tl_skip("no CUDA context");                                                            \
-            return;                                                                                \
-        }                                                                                          \
-    } while (0)
+/* After a manifest's loop: it was read to the end and yielded cases; without a device the
+ * case is then a skip (its references checked). */
+static void close_manifest(FILE *f, const char *name, int cases) {
+    if (!f) return;
+    int ch;
+    while ((ch = fgetc(f)) != EOF && isspace(ch))
+        ;
+    CHECK(ch == EOF, "%s.txt: an unreadable line after %d cases", name, cases);
+    CHECK(cases > 0, "%s.txt yielded no cases", name);
+    fclose(f);
+    if (!ctx)
+        tl_skip_no_gpu("no CUDA device: %d cases, %d references checked", cases, refs_checked);
+}
 
+/* label and reference name each need a buffer of their own: both are arguments of one call */
+#define REF(buf, fmt, ...) (snprintf(buf, sizeof buf, fmt, __VA_ARGS__), buf)
+/* CALL on a device (context c), skipped without one */
+#define OK_IN(c, call)                                                                             \
+    do {                                                                                           \
+        if (ctx) CHECK((call) == 0, "%s: %s", #call, kn_error(c));                                 \
+    } while (0)
+#define OK(call) OK_IN(ctx, call)
 static void test_context(void) {
-    NEED_GPU();
+    if (!ctx) {
+        if (gpu_required)
+            tl_fail(__FILE__, __LINE__, "%s", no_gpu);
+        else
+            tl_skip_no_gpu("%s", no_gpu);
+        return;
+    }
     const char *d = kn_describe(ctx);
     CHECK(strstr(d, "cuda: ") == d, "describe: '%s'", d);
     printf("    %s\n", d);
@@ -111,19 +160,35 @@ static void test_context(void) {
     release_all();
 }
 
-static void test_conv(void) {
-    NEED_GPU();
+/* Whether two device buffers hold the same bits. */
+static int same_bits(const float *a, const float *b, size_t count) {
+    float *ha = malloc(count * sizeof *ha + 1), *hb = malloc(count * sizeof *hb + 1);
+    int same = ha && hb && kn_copy_to_host(ctx, ha, a, count * sizeof *ha) == 0 &&
+               kn_copy_to_host(ctx, hb, b, count * sizeof *hb) == 0 &&
+               memcmp(ha, hb, count * sizeof *ha) == 0;
+    free(ha), free(hb);
+    return same;
+}
+
+/* The conv manifest's cases with plans of context pc (ctx, or one with other options on the
+ * same device; the buffers are ctx's): every result against PyTorch at tol and, when
+ * `repeat`, both backward calls a second time bit for bit. */
+static void conv_cases(kn_ctx *pc, const char *mode, double tol, int repeat) {
     FILE *f = open_manifest("conv");
-    char name[128], r[192];
+    char name[128], r[192], l[192];
     kn_conv_shape s;
+    int cases = 0;
     while (f && fscanf(f, "%127s %d %d %d %d %d %d %d %d %d %d %d", name, &s.n, &s.c_in, &s.h_in,
                        &s.w_in, &s.c_out, &s.kh, &s.stride_h, &s.pad_h, &s.dilation_h, &s.groups,
                        &s.has_bias) == 12) {
+        cases++;
         s.kw = s.kh, s.stride_w = s.stride_h, s.pad_w = s.pad_h, s.dilation_w = s.dilation_h;
-        kn_conv *plan = kn_conv_create(ctx, &s);
-        CHECK(plan, "%s: %s", name, kn_error(ctx));
-        if (!plan) continue;
-        printf("    %s: %s\n", name, kn_conv_impl(plan));
+        kn_conv *plan = pc ? kn_conv_create(pc, &s) : NULL;
+        CHECK(plan || !pc, "%s (%s): %s", name, mode, kn_error(pc));
+        if (pc && !plan) continue;
+        if (plan) printf("    %s (%s): %s\n", name, mode, kn_conv_impl(plan));
+        CHECK(!plan || !repeat || strstr(kn_conv_impl(plan), "deterministic"),
+              "%s: the plan does not say deterministic: %s", name, kn_conv_impl(plan));
         size_t nx, ny, nw;
         float *x = dev_ref(REF(r, "%s_x", name), &nx), *w = dev_ref(REF(r, "%s_w", name), &nw);
         float *dy = dev_ref(REF(r, "%s_dy", name), &ny);
@@ -131,30 +196,79 @@ static void test_conv(void) {
         float *y = dev_zeros(ny), *dx = dev_zeros(nx), *dw = dev_zeros(nw);
         float *db = s.has_bias ? dev_zeros((size_t)s.c_out) : NULL;
         if (x && w && dy && y && dx && dw) {
-            OK(kn_conv_forward(plan, y, x, w, b));
-            check_dev(REF(r, "%s y", name), y, REF(r, "%s_y", name), 1e-4);
-            OK(kn_conv_backward_data(plan, dx, dy, w));
-            check_dev(REF(r, "%s dx", name), dx, REF(r, "%s_dx", name), 1e-4);
-            OK(kn_conv_backward_weights(plan, dw, db, dy, x));
-            check_dev(REF(r, "%s dw", name), dw, REF(r, "%s_dw", name), 1e-4);
-            if (db) check_dev(REF(r, "%s db", name), db, REF(r, "%s_db", name), 1e-4);
+            /* (a sync of pc's stream before each check: ctx's copies do not wait for it) */
+            OK_IN(pc, kn_conv_forward(plan, y, x, w, b));
+            OK_IN(pc, kn_sync(pc));
+            check_dev(REF(l, "%s y (%s)", name, mode), y, REF(r, "%s_y", name), tol);
+            OK_IN(pc, kn_conv_backward_data(plan, dx, dy, w));
+            OK_IN(pc, kn_sync(pc));
+            check_dev(REF(l, "%s dx (%s)", name, mode), dx, REF(r, "%s_dx", name), tol);
+            OK_IN(pc, kn_conv_backward_weights(plan, dw, db, dy, x));
+            OK_IN(pc, kn_sync(pc));
+            check_dev(REF(l, "%s dw (%s)", name, mode), dw, REF(r, "%s_dw", name), tol);
+            if (db) check_dev(REF(l, "%s db (%s)", name, mode), db, REF(r, "%s_db", name), tol);
+            float *dx2 = repeat ? dev_zeros(nx) : NULL, *dw2 = repeat ? dev_zeros(nw) : NULL;
+            if (pc && dx2 && dw2) {
+                OK_IN(pc, kn_conv_backward_data(plan, dx2, dy, w));
+                OK_IN(pc, kn_conv_backward_weights(plan, dw2, db, dy, x));
+                OK_IN(pc, kn_sync(pc));
+                CHECK(same_bits(dx, dx2, nx) && same_bits(dw, dw2, nw),
+                      "%s (%s): a second backward pass gave other bits", name, mode);
+            }
         }
         kn_conv_destroy(plan);
         release_all();
     }
-    if (f) fclose(f);
+    close_manifest(f, "conv", cases);
+}
+
+static void test_conv(void) {
+    conv_cases(ctx, "fp32", 1e-4, 0);
+}
+
+/* A second context on the device with other options; NULL without a device. */
+static kn_ctx *other_context(const kn_ctx_options *opt) {
+    if (!ctx) return NULL;
+    char err[512] = "";
+    kn_ctx *c = kn_ctx_create(opt, err, sizeof err);
+    CHECK(c, "a CUDA context with tf32 %d, deterministic %d: %s", opt->tf32, opt->deterministic,
+          err);
+    return c;
+}
+
+/* Deterministic algorithms within a 1 MiB workspace cap: PyTorch's results, a second backward
+ * pass bit for bit, and the context's workspace within the cap. */
+static void test_conv_deterministic(void) {
+    const size_t cap = (size_t)1 << 20;
+    kn_ctx_options opt = {.backend = KN_BACKEND_CUDA, .deterministic = 1, .workspace_limit = cap};
+    kn_ctx *pc = other_context(&opt);
+    if (ctx && !pc) return;
+    conv_cases(pc, "deterministic, 1 MiB workspace cap", 1e-4, 1);
+    CHECK(!pc || kn_workspace_bytes(pc) <= cap, "workspace %zu bytes, over the %zu cap",
+          kn_workspace_bytes(pc), cap);
+    kn_ctx_destroy(pc);
+}
+
+/* TF32 tensor cores: inputs rounded to 10 mantissa bits, so 1e-2 of the largest value. */
+static void test_conv_tf32(void) {
+    kn_ctx_options opt = {.backend = KN_BACKEND_CUDA, .tf32 = 1};
+    kn_ctx *pc = other_context(&opt);
+    if (ctx && !pc) return;
+    conv_cases(pc, "tf32", 1e-2, 0);
+    kn_ctx_destroy(pc);
 }
 
 static void test_batchnorm(void) {
-    NEED_GPU();
     FILE *f = open_manifest("bn");
-    char name[128], r[192];
+    char name[128], r[192], l[192];
     kn_bn_shape s;
+    int cases = 0;
     while (f && fscanf(f, "%127s %d %d %d %d %f", name, &s.n, &s.c, &s.h, &s.w, &s.momentum) == 6) {
+        cases++;
         s.eps = 1e-5f;
-        kn_bn *plan = kn_bn_create(ctx, &s);
-        CHECK(plan, "%s: %s", name, kn_error(ctx));
-        if (!plan) continue;
+        kn_bn *plan = ctx ? kn_bn_create(ctx, &s) : NULL;
+        CHECK(plan || !ctx, "%s: %s", name, kn_error(ctx));
+        if (ctx && !plan) continue;
         size_t nx;
         float *x = dev_ref(REF(r, "%s_x", name), &nx), *dy = dev_ref(REF(r, "%s_dy", name), NULL);
         float *gamma = dev_ref(REF(r, "%s_gamma", name), NULL);
@@ -166,87 +280,88 @@ static void test_batchnorm(void) {
         float *dbeta = dev_zeros((size_t)s.c);
         if (x && dy && gamma && beta && rmean && rvar && y && dx) {
             OK(kn_bn_forward_train(plan, y, mean, var, rmean, rvar, x, gamma, beta));
-            check_dev(REF(r, "%s y (train)", name), y, REF(r, "%s_y", name), 1e-4);
-            check_dev(REF(r, "%s save_mean", name), mean, REF(r, "%s_save_mean", name), 1e-5);
-            check_dev(REF(r, "%s save_var", name), var, REF(r, "%s_save_var", name), 1e-5);
-            check_dev(REF(r, "%s running_mean", name), rmean, REF(r, "%s_rmean1", name), 1e-5);
-            check_dev(REF(r, "%s running_var (unbiased)", name), rvar, REF(r, "%s_rvar1", name),
+            check_dev(REF(l, "%s y (train)", name), y, REF(r, "%s_y", name), 1e-4);
+            check_dev(REF(l, "%s save_mean", name), mean, REF(r, "%s_save_mean", name), 1e-5);
+            check_dev(REF(l, "%s save_var", name), var, REF(r, "%s_save_var", name), 1e-5);
+            check_dev(REF(l, "%s running_mean", name), rmean, REF(r, "%s_rmean1", name), 1e-5);
+            check_dev(REF(l, "%s running_var (unbiased)", name), rvar, REF(r, "%s_rvar1", name),
                       1e-5);
             OK(kn_bn_backward(plan, dx, dgamma, dbeta, dy, x, mean, var, gamma));
-            check_dev(REF(r, "%s dx", name), dx, REF(r, "%s_dx", name), 1e-4);
-            check_dev(REF(r, "%s dgamma", name), dgamma, REF(r, "%s_dgamma", name), 1e-4);
-            check_dev(REF(r, "%s dbeta", name), dbeta, REF(r, "%s_dbeta", name), 1e-4);
+            check_dev(REF(l, "%s dx", name), dx, REF(r, "%s_dx", name), 1e-4);
+            check_dev(REF(l, "%s dgamma", name), dgamma, REF(r, "%s_dgamma", name), 1e-4);
+            check_dev(REF(l, "%s dbeta", name), dbeta, REF(r, "%s_dbeta", name), 1e-4);
             OK(kn_zero(ctx, dx, nx)); /* frozen parameters: dinp only */
             OK(kn_bn_backward(plan, dx, NULL, NULL, dy, x, mean, var, gamma));
-            check_dev(REF(r, "%s dx (frozen)", name), dx, REF(r, "%s_dx", name), 1e-4);
+            check_dev(REF(l, "%s dx (frozen)", name), dx, REF(r, "%s_dx", name), 1e-4);
             OK(kn_bn_forward_infer(plan, y, x, gamma, beta, rmean, rvar));
-            check_dev(REF(r, "%s y (infer)", name), y, REF(r, "%s_y_infer", name), 1e-4);
+            check_dev(REF(l, "%s y (infer)", name), y, REF(r, "%s_y_infer", name), 1e-4);
         }
         kn_bn_destroy(plan);
         release_all();
     }
-    if (f) fclose(f);
+    close_manifest(f, "bn", cases);
 }
 
 static void test_pool(void) {
-    NEED_GPU();
     FILE *f = open_manifest("pool");
-    char name[128], r[192];
+    char name[128], r[192], l[192];
     kn_pool_shape s;
-    int is_max;
+    int is_max, cases = 0;
     while (f && fscanf(f, "%127s %d %d %d %d %d %d %d %d %d %d", name, &is_max, &s.n, &s.c, &s.h_in,
                        &s.w_in, &s.kh, &s.stride_h, &s.pad_h, &s.ceil_mode,
                        &s.count_include_pad) == 11) {
+        cases++;
         s.kind = is_max ? KN_POOL_MAX : KN_POOL_AVG;
         s.kw = s.kh, s.stride_w = s.stride_h, s.pad_w = s.pad_h;
-        kn_pool *plan = kn_pool_create(ctx, &s);
-        CHECK(plan, "%s: %s", name, kn_error(ctx));
-        if (!plan) continue;
+        kn_pool *plan = ctx ? kn_pool_create(ctx, &s) : NULL;
+        CHECK(plan || !ctx, "%s: %s", name, kn_error(ctx));
+        if (ctx && !plan) continue;
         size_t nx, ny;
         float *x = dev_ref(REF(r, "%s_x", name), &nx), *dy = dev_ref(REF(r, "%s_dy", name), &ny);
         float *y = dev_zeros(ny), *dx = dev_zeros(nx);
         if (x && dy && y && dx) {
             OK(kn_pool_forward(plan, y, x));
-            check_dev(REF(r, "%s y", name), y, REF(r, "%s_y", name), 1e-6);
+            check_dev(REF(l, "%s y", name), y, REF(r, "%s_y", name), 1e-6);
             OK(kn_pool_backward(plan, dx, dy));
-            check_dev(REF(r, "%s dx", name), dx, REF(r, "%s_dx", name), 1e-6);
+            check_dev(REF(l, "%s dx", name), dx, REF(r, "%s_dx", name), 1e-6);
         }
         kn_pool_destroy(plan);
         release_all();
     }
-    if (f) fclose(f);
+    close_manifest(f, "pool", cases);
 }
 
 static void test_adaptive(void) {
-    NEED_GPU();
     FILE *f = open_manifest("adaptive");
-    char name[128], r[192];
-    int n, c, h, w, ho, wo;
+    char name[128], r[192], l[192];
+    int n, c, h, w, ho, wo, cases = 0;
     while (f && fscanf(f, "%127s %d %d %d %d %d %d", name, &n, &c, &h, &w, &ho, &wo) == 7) {
+        cases++;
         size_t nx, ny;
         float *x = dev_ref(REF(r, "%s_x", name), &nx), *dy = dev_ref(REF(r, "%s_dy", name), &ny);
         float *y = dev_zeros(ny), *dx = dev_zeros(nx);
         if (x && dy && y && dx) {
             OK(kn_adaptive_avgpool_forward(ctx, y, x, n, c, h, w, ho, wo));
-            check_dev(REF(r, "%s y", name), y, REF(r, "%s_y", name), 1e-6);
+            check_dev(REF(l, "%s y", name), y, REF(r, "%s_y", name), 1e-6);
             OK(kn_adaptive_avgpool_backward(ctx, dx, dy, n, c, h, w, ho, wo));
-            check_dev(REF(r, "%s dx", name), dx, REF(r, "%s_dx", name), 1e-6);
+            check_dev(REF(l, "%s dx", name), dx, REF(r, "%s_dx", name), 1e-6);
         }
         release_all();
     }
-    if (f) fclose(f);
+    close_manifest(f, "adaptive", cases);
 }
 
 static void test_linear(void) {
-    NEED_GPU();
     FILE *f = open_manifest("linear");
-    char name[128], r[192];
+    char name[128], r[192], l[192];
     kn_linear_shape s;
+    int cases = 0;
     while (f && fscanf(f, "%127s %d %d %d %d", name, &s.n, &s.in_features, &s.out_features,
                        &s.has_bias) == 5) {
-        kn_linear *plan = kn_linear_create(ctx, &s);
-        CHECK(plan, "%s: %s", name, kn_error(ctx));
-        if (!plan) continue;
+        cases++;
+        kn_linear *plan = ctx ? kn_linear_create(ctx, &s) : NULL;
+        CHECK(plan || !ctx, "%s: %s", name, kn_error(ctx));
+        if (ctx && !plan) continue;
         size_t nx, ny, nw;
         float *x = dev_ref(REF(r, "%s_x", name), &nx), *w = dev_ref(REF(r, "%s_w", name), &nw);
         float *dy = dev_ref(REF(r, "%s_dy", name), &ny);
@@ -255,70 +370,78 @@ static void test_linear(void) {
         float *db = s.has_bias ? dev_zeros((size_t)s.out_features) : NULL;
         if (x && w && dy && y && dx && dw) {
             OK(kn_linear_forward(plan, y, x, w, b));
-            check_dev(REF(r, "%s y", name), y, REF(r, "%s_y", name), 1e-5);
+            check_dev(REF(l, "%s y", name), y, REF(r, "%s_y", name), 1e-5);
             OK(kn_linear_backward_data(plan, dx, dy, w));
-            check_dev(REF(r, "%s dx", name), dx, REF(r, "%s_dx", name), 1e-5);
+            check_dev(REF(l, "%s dx", name), dx, REF(r, "%s_dx", name), 1e-5);
             OK(kn_linear_backward_weights(plan, dw, db, dy, x));
-            check_dev(REF(r, "%s dw", name), dw, REF(r, "%s_dw", name), 1e-5);
-            if (db) check_dev(REF(r, "%s db", name), db, REF(r, "%s_db", name), 1e-5);
+            check_dev(REF(l, "%s dw", name), dw, REF(r, "%s_dw", name), 1e-5);
+            if (db) check_dev(REF(l, "%s db", name), db, REF(r, "%s_db", name), 1e-5);
         }
         kn_linear_destroy(plan);
         release_all();
     }
-    if (f) fclose(f);
+    close_manifest(f, "linear", cases);
 }
 
 static void test_elementwise(void) {
-    NEED_GPU();
-    size_t n;
+    refs_checked = 0;
+    size_t n = 0;
     float *x = dev_ref("relu_x", &n), *dy = dev_ref("relu_dy", NULL);
     float *y = dev_zeros(n), *dx = dev_zeros(n);
-    if (!x || !dy || !y || !dx) {
-        release_all();
-        return;
+    if (x && dy && y && dx) {
+        OK(kn_relu_forward(ctx, y, x, n));
+        check_dev("relu y", y, "relu_y", 0.0);
+        OK(kn_relu_backward(ctx, dx, dy, y, n));
+        check_dev("relu dx", dx, "relu_dx", 0.0);
     }
-    OK(kn_relu_forward(ctx, y, x, n));
-    check_dev("relu y", y, "relu_y", 0.0);
-    OK(kn_relu_backward(ctx, dx, dy, y, n));
-    check_dev("relu dx", dx, "relu_dx", 0.0);
     /* add and accumulate against the same sums on the host (one rounding each: exact) */
     float *ha = malloc(n * sizeof *ha), *hb = malloc(n * sizeof *hb), *want = malloc(n * 4);
     float *got = malloc(n * sizeof *got);
-    OK(kn_add(ctx, y, x, dy, n));
-    OK(kn_accumulate(ctx, y, x, n));
-    if (ha && hb && want && got && kn_copy_to_host(ctx, ha, x, n * 4) == 0 &&
-        kn_copy_to_host(ctx, hb, dy, n * 4) == 0 && kn_copy_to_host(ctx, got, y, n * 4) == 0) {
-        for (size_t i = 0; i < n; i++)
-            want[i] = (ha[i] + hb[i]) + ha[i];
-        tl_compare(__FILE__, __LINE__, "add + accumulate", got, want, n, 0.0, 1e-12);
+    if (ctx && x && dy && y && ha && hb && want && got) {
+        OK(kn_add(ctx, y, x, dy, n));
+        OK(kn_accumulate(ctx, y, x, n));
+        if (kn_copy_to_host(ctx, ha, x, n * 4) == 0 && kn_copy_to_host(ctx, hb, dy, n * 4) == 0 &&
+            kn_copy_to_host(ctx, got, y, n * 4) == 0) {
+            for (size_t i = 0; i < n; i++)
+                want[i] = (ha[i] + hb[i]) + ha[i];
+            tl_compare(__FILE__, __LINE__, "add + accumulate", got, want, n, 0.0, 1e-12);
+        }
     }
     free(ha), free(hb), free(want), free(got);
     release_all();
+    if (!ctx) tl_skip_no_gpu("no CUDA device: %d references checked", refs_checked);
 }
 
 static void test_cross_entropy(void) {
-    NEED_GPU();
     FILE *f = open_manifest("ce");
-    char name[128], r[192];
-    int n, c;
+    char name[128], r[192], l[192];
+    int n, c, cases = 0;
     while (f && fscanf(f, "%127s %d %d", name, &n, &c) == 3) {
-        size_t count, nl;
+        cases++;
+        size_t count, nl, nc, nloss;
         float *logits = dev_ref(REF(r, "%s_logits", name), &count);
         int32_t *hl = tl_load_i32(dir, REF(r, "%s_labels", name), &nl);
-        int32_t *hc = tl_load_i32(dir, REF(r, "%s_correct", name), &nl);
-        float *want_loss = tl_load_f32(dir, REF(r, "%s_loss", name), &nl);
+        int32_t *hc = tl_load_i32(dir, REF(r, "%s_correct", name), &nc);
+        float *want_loss = tl_load_f32(dir, REF(r, "%s_loss", name), &nloss);
         int32_t *labels = dev_alloc((size_t)n * sizeof *labels);
         float *dlogits = dev_zeros(count);
-        if (logits && hl && hc && want_loss && labels && dlogits &&
+        refs_checked += (hl != NULL) + (hc != NULL) + (want_loss != NULL);
+        CHECK(!hl || !hc || !want_loss ||
+                  (nl == (size_t)n && nc == 1 && nloss == 1 && count == (size_t)n * c),
+              "%s: reference sizes %zu labels, %zu correct, %zu loss, %zu logits for %d x %d", name,
+              nl, nc, nloss, count, n, c);
+        if (!ctx && dlogits)
+            check_dev(REF(l, "%s dlogits", name), dlogits, REF(r, "%s_dlogits", name), 1e-6);
+        if (ctx && logits && hl && hc && want_loss && labels && dlogits && nl == (size_t)n &&
             kn_copy_to_device(ctx, labels, hl, (size_t)n * sizeof *labels) == 0) {
             float loss = -1;
             int correct = -1;
             OK(kn_cross_entropy(ctx, dlogits, &loss, &correct, logits, labels, n, c));
-            tl_compare(__FILE__, __LINE__, REF(r, "%s loss", name), &loss, want_loss, 1, 1e-6,
+            tl_compare(__FILE__, __LINE__, REF(l, "%s loss", name), &loss, want_loss, 1, 1e-6,
                        1e-12);
             CHECK(correct == hc[0], "%s: correct %d, PyTorch %d (first maximum wins)", name,
                   correct, hc[0]);
-            check_dev(REF(r, "%s dlogits", name), dlogits, REF(r, "%s_dlogits", name), 1e-6);
+            check_dev(REF(l, "%s dlogits", name), dlogits, REF(r, "%s_dlogits", name), 1e-6);
             OK(kn_cross_entropy(ctx, NULL, &loss, &correct, logits, labels, n, c));
             hl[n - 1] = c; /* out of range: refused */
             OK(kn_copy_to_device(ctx, labels, hl, (size_t)n * sizeof *labels));
@@ -329,11 +452,10 @@ static void test_cross_entropy(void) {
         free(hl), free(hc), free(want_loss);
         release_all();
     }
-    if (f) fclose(f);
+    close_manifest(f, "ce", cases);
 }
 
 static void test_adam(void) {
-    NEED_GPU();
     FILE *f = open_manifest("adam");
     kn_adam_tensor tensors[16];
     int nt = 0;
@@ -342,46 +464,49 @@ static void test_adam(void) {
         tensors[nt].offset = offset, tensors[nt].count = count;
         offset += count, nt++;
     }
-    if (f) fclose(f);
-    size_t total;
+    size_t total = 0;
     float *p = dev_ref("adam_p0", &total);
     float *m = dev_zeros(total), *v = dev_zeros(total);
     CHECK(total == offset, "adam: %zu parameters, tensors cover %zu", total, offset);
-    char r[64];
+    char r[64], l[64];
     for (int step = 1; p && m && v && step <= 3; step++) {
         float *g = dev_ref(REF(r, "adam_g%d", step), NULL);
         kn_adam_hparams hp = {0.9f, 0.999f, 1e-8f, 1e-4f, step};
         if (g) OK(kn_adam_step(ctx, p, g, m, v, tensors, nt, &hp));
-        check_dev(REF(r, "adam params step %d", step), p, REF(r, "adam_p%d", step), 1e-6);
+        check_dev(REF(l, "adam params step %d", step), p, REF(r, "adam_p%d", step), 1e-6);
     }
     check_dev("adam m", m, "adam_m3", 1e-6);
     check_dev("adam v", v, "adam_v3", 1e-6);
     release_all();
+    close_manifest(f, "adam", nt);
 }
 
 static void test_dropout(void) {
-    NEED_GPU();
     FILE *f = open_manifest("dropout");
     size_t count = 0;
     float p = 0;
     unsigned long long seed = 0, offset = 0;
     int ok = f && fscanf(f, "%zu %f %llu %llu", &count, &p, &seed, &offset) == 4;
-    if (f) fclose(f);
     CHECK(ok, "dropout.txt unreadable");
-    size_t n;
+    size_t n = 0, nmask = 0;
     float *x = dev_ref("dropout_x", &n);
-    int32_t *want = tl_load_i32(dir, "dropout_mask", &n);
+    int32_t *want = tl_load_i32(dir, "dropout_mask", &nmask);
+    refs_checked += want != NULL;
+    CHECK(!x || !want || (n == count && nmask == count),
+          "dropout: %zu inputs and %zu mask values for %zu elements", n, nmask, count);
     float *y = dev_zeros(count), *dx = dev_zeros(count);
     uint8_t *mask = dev_alloc(count);
     uint8_t *got = malloc(count);
-    if (ok && x && want && y && dx && mask && got && n == count) {
+    if (ok && x && want && y && dx && mask && got && n == count && nmask == count) {
         OK(kn_dropout_forward(ctx, y, mask, x, count, p, seed, offset));
-        OK(kn_copy_to_host(ctx, got, mask, count));
-        size_t differ = 0, first = 0;
-        for (size_t i = count; i-- > 0;)
-            if (got[i] != (uint8_t)want[i]) differ++, first = i;
-        CHECK(differ == 0, "dropout mask: %zu of %zu differ from the reference rule (first %zu)",
-              differ, count, first);
+        if (ctx && kn_copy_to_host(ctx, got, mask, count) == 0) {
+            size_t differ = 0, first = 0;
+            for (size_t i = count; i-- > 0;)
+                if (got[i] != (uint8_t)want[i]) differ++, first = i;
+            CHECK(differ == 0,
+                  "dropout mask: %zu of %zu differ from the reference rule (first %zu)", differ,
+                  count, first);
+        }
         check_dev("dropout y", y, "dropout_y", 1e-7);
         /* backward of the forward's own output gradient: dinp = mask * dout / (1 - p) */
         OK(kn_dropout_backward(ctx, dx, x, mask, count, p));
@@ -389,53 +514,87 @@ static void test_dropout(void) {
     }
     free(want), free(got);
     release_all();
+    close_manifest(f, "dropout", ok);
 }
 
 static void test_layout(void) {
-    NEED_GPU();
     FILE *f = open_manifest("layout");
-    char name[128], r[192];
-    int n, c, h, w;
+    char name[128], r[192], l[192];
+    int n, c, h, w, cases = 0;
     while (f && fscanf(f, "%127s %d %d %d %d", name, &n, &c, &h, &w) == 5) {
+        cases++;
         size_t count;
         float *nchw = dev_ref(REF(r, "%s_nchw", name), &count);
         float *nhwc = dev_ref(REF(r, "%s_nhwc", name), NULL);
         float *out = dev_zeros(count);
         if (nchw && nhwc && out) {
             OK(kn_nhwc_to_nchw(ctx, out, nhwc, n, c, h, w));
-            check_dev(REF(r, "%s to NCHW", name), out, REF(r, "%s_nchw", name), 0.0);
+            check_dev(REF(l, "%s to NCHW", name), out, REF(r, "%s_nchw", name), 0.0);
             OK(kn_nchw_to_nhwc(ctx, out, nchw, n, c, h, w));
-            check_dev(REF(r, "%s to NHWC", name), out, REF(r, "%s_nhwc", name), 0.0);
+            check_dev(REF(l, "%s to NHWC", name), out, REF(r, "%s_nhwc", name), 0.0);
         }
         release_all();
     }
-    if (f) fclose(f);
+    close_manifest(f, "layout", cases);
+}
+
+/* A context on device 0, or the reason there is none in no_gpu. Only a machine without a
+ * device may go on without one: no driver installed (cudart then reports an insufficient
+ * driver, and the driver version is 0) or cudaErrorNoDevice. Anything else, such as a driver
+ * older than the runtime, is the GPU machine's failure, as is any skip under REQUIRE_GPU=1. */
+static void open_device(void) {
+    const char *require = getenv("REQUIRE_GPU");
+    gpu_required = require && strcmp(require, "1") == 0;
+    int devices = 0, driver = 0;
+    cudaError_t st = cudaGetDeviceCount(&devices);
+    if (cudaDriverGetVersion(&driver) != cudaSuccess) driver = 0;
+    if (st == cudaSuccess && devices > 0) {
+        kn_ctx_options opt = {.backend = KN_BACKEND_CUDA, .device = 0};
+        char err[512] = "";
+        if (!(ctx = kn_ctx_create(&opt, err, sizeof err))) {
+            snprintf(no_gpu, sizeof no_gpu, "%d CUDA device(s), yet no context: %s", devices, err);
+            gpu_required = 1;
+        }
+        return;
+    }
+    const int no_device = st == cudaErrorNoDevice || st == cudaSuccess ||
+                          (st == cudaErrorInsufficientDriver && driver == 0);
+    snprintf(no_gpu, sizeof no_gpu, "%s: cudaGetDeviceCount: %s (%s), driver version %d",
+             no_device ? "no CUDA device" : "CUDA error", cudaGetErrorName(st),
+             st == cudaSuccess ? "0 devices" : cudaGetErrorString(st), driver);
+    if (!no_device) gpu_required = 1;
+    if (gpu_required && no_device) {
+        size_t len = strlen(no_gpu);
+        snprintf(no_gpu + len, sizeof no_gpu - len, ", and REQUIRE_GPU=1");
+    }
 }
 
 int main(void) {
-    static const char *const names[] = {
-        "context",       "conv", "batchnorm", "pool",  "adaptive_avgpool", "linear", "elementwise",
-        "cross_entropy", "adam", "dropout",   "layout"};
-    static const tl_case_fn cases[] = {test_context,     test_conv,          test_batchnorm,
-                                       test_pool,        test_adaptive,      test_linear,
-                                       test_elementwise, test_cross_entropy, test_adam,
-                                       test_dropout,     test_layout};
-    int devices = 0;
-    cudaError_t st = cudaGetDeviceCount(&devices);
-    if (st != cudaSuccess || devices == 0) {
-        printf("skipped: no CUDA device (%s)\n",
-               st != cudaSuccess ? cudaGetErrorString(st) : "cudaGetDeviceCount found 0");
-    } else {
-        kn_ctx_options opt = {.backend = KN_BACKEND_CUDA, .device = 0};
-        char err[512] = "";
-        ctx = kn_ctx_create(&opt, err, sizeof err);
-        if (!ctx) {
-            printf("FAIL: %d CUDA device(s), yet no context: %s\n", devices, err);
-            return 1;
-        }
-    }
+    static const char *const names[] = {"context",
+                                        "conv",
+                                        "conv_deterministic",
+                                        "conv_tf32",
+                                        "batchnorm",
+                                        "pool",
+                                        "adaptive_avgpool",
+                                        "linear",
+                                        "elementwise",
+                                        "cross_entropy",
+                                        "adam",
+                                        "dropout",
+                                        "layout"};
+    static const tl_case_fn cases[] = {test_context,       test_conv,      test_conv_deterministic,
+                                       test_conv_tf32,     test_batchnorm, test_pool,
+                                       test_adaptive,      test_linear,    test_elementwise,
+                                       test_cross_entropy, test_adam,      test_dropout,
+                                       test_layout};
+    open_device();
+    if (!ctx && !gpu_required)
+        printf("skipped: %s; checking the references only\n", no_gpu);
+    else if (!ctx)
+        printf("FAIL: %s\n", no_gpu);
     dir = tl_data_dir("cuda");
-    int rc = tl_run("cuda_ops", names, cases, (int)(sizeof cases / sizeof cases[0]));
+    int rc = TL_RUN("cuda_ops", names, cases);
     kn_ctx_destroy(ctx);
     return rc;
 }
