@@ -4,10 +4,14 @@
 #include <errno.h>
 #include <libgen.h>
 #include <limits.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+extern char **environ;
 
 #include "worker/commands.h"
 
@@ -71,12 +75,26 @@ int cmd_plot(int argc, char **argv) {
     for (int i = 1; i < argc; i++)
         args[i + 1] = argv[i];
     fflush(stdout);
-    execvp(python, args);
-    /* only reached when Python could not be started */
-    fprintf(stderr,
-            "tlsweep plot: cannot run Python '%s': %s; install python3 python3-matplotlib "
-            "python3-h5py python3-pandas (tools/install-deps.sh) or set PYTHON\n",
-            python, strerror(errno));
+    pid_t child;
+    int spawned = posix_spawnp(&child, python, NULL, NULL, args, environ), status = 0;
     free(args);
+    if (spawned) {
+        fprintf(stderr,
+                "tlsweep plot: cannot run Python '%s': %s; install python3 python3-matplotlib "
+                "python3-h5py python3-pandas (tools/install-deps.sh) or set PYTHON\n",
+                python, strerror(spawned));
+        return 3;
+    }
+    while (waitpid(child, &status, 0) < 0 && errno == EINTR) {
+    }
+    /* plot.py says what went wrong itself when it exits 2 (the file, the output place) or 3
+     * (matplotlib missing); anything else is Python's own failure, which it may not explain */
+    int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    if (code == 0 || code == 2 || code == 3) return code;
+    if (code < 0)
+        fprintf(stderr, "tlsweep plot: %s %s was killed by signal %d\n", python, script,
+                WTERMSIG(status));
+    else
+        fprintf(stderr, "tlsweep plot: %s %s failed with exit status %d\n", python, script, code);
     return 3;
 }

@@ -490,10 +490,17 @@ def main(argv=None):
     except ResultsError as e:
         print(f"tlsweep plot: {e}", file=sys.stderr)
         return 2
-    paths, drawn = write_all(sweep, out, formats)
-    if a.data_json:
-        with open(a.data_json, "w") as f:
-            json.dump(_nan_to_none(drawn), f, indent=1)
+    if os.path.exists(out) and not os.path.isdir(out):
+        print(f"tlsweep plot: {out}: a file, not a folder for the figures", file=sys.stderr)
+        return 2
+    try:
+        paths, drawn = write_all(sweep, out, formats)
+        if a.data_json:
+            with open(a.data_json, "w") as f:
+                json.dump(_nan_to_none(drawn), f, indent=1)
+    except OSError as e:  # an output place that cannot be written: one line, exit 2
+        print(f"tlsweep plot: {e.filename or out}: cannot write: {e.strerror or e}", file=sys.stderr)
+        return 2
     print(f"{a.file}: {len(sweep.trials)} trials, {len(sweep.curves)} epochs; "
           f"{len(paths)} figures in {out}/")
     for path in paths:

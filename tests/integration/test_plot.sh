@@ -130,6 +130,18 @@ printf '#!/bin/sh\nPYTHONPATH=%s exec %s "$@"\n' "$tmp/nompl" "$py" >"$tmp/pytho
 chmod +x "$tmp/python-nompl"
 expect_fail "no matplotlib: exit 3, names the package" 3 "cannot import matplotlib: install python3-matplotlib" \
   env PYTHON="$tmp/python-nompl" $tlsweep plot "$tmp/real.h5"
+# one line each (no traceback) and exit 2 for an output place that cannot be written
+: >"$tmp/a-file"
+expect_fail "-o under a file: exit 2, one line" 2 "^tlsweep plot: $tmp/a-file/figs: cannot write: Not a directory$" \
+  $tlsweep plot "$tmp/real.h5" -o "$tmp/a-file/figs"
+expect_fail "-o naming a file: exit 2, one line" 2 "^tlsweep plot: $tmp/a-file: a file, not a folder for the figures$" \
+  $tlsweep plot "$tmp/real.h5" -o "$tmp/a-file"
+check "  neither printed a Python traceback" \
+  bash -c "! $tlsweep plot '$tmp/real.h5' -o '$tmp/a-file/figs' 2>&1 | grep -q Traceback"
+printf '#!/bin/sh\nexit 7\n' >"$tmp/python-fails"
+chmod +x "$tmp/python-fails"
+expect_fail "a Python that fails silently: exit 3, said" 3 "python-fails .*plot.py failed with exit status 7" \
+  env PYTHON="$tmp/python-fails" $tlsweep plot "$tmp/real.h5"
 check "plot --help" bash -c "$tlsweep plot --help | grep -q 'usage: tlsweep plot FILE.h5'"
 check "the command table lists plot" bash -c "$tlsweep --help | grep -qE '^  plot '"
 
