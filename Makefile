@@ -151,21 +151,24 @@ test: deps
 	$(MAKE) all
 	PYTHON=$(PYTHON) BUILD=$(BUILD) tests/run.sh
 
-# The README's first command: a real small sweep under mpirun on a generated dataset, then the
-# figures. Builds only the binary (the tests are not needed to run a sweep).
-DEMO_DATA ?= data/smoke
+# The README's first command: transfer learning end to end on generated data. A resnet18 is
+# pretrained on a synthetic source task (16 classes), its weights saved as a downloaded
+# checkpoint would be, then a real sweep under mpirun trains a new head for 10 other classes
+# from them (and from scratch, to compare), and draws the figures. Builds only the binary.
 DEMO_RANKS ?= 3
 MPIRUN_ROOT := $(if $(filter 0,$(shell id -u)),--allow-run-as-root,)
 demo: deps
 	$(MAKE) banner bin/tlsweep
-	@test -f $(DEMO_DATA)/setid.mat || bin/tlsweep synth-flowers $(DEMO_DATA) --classes 8 --per-class 24 --width 64 --height 56
-	mpirun $(MPIRUN_ROOT) --oversubscribe -np $(DEMO_RANKS) bin/tlsweep run sweeps/smoke.yaml
-	bin/tlsweep status runs/smoke.h5
-	bin/tlsweep plot runs/smoke.h5 -o runs/smoke-figures
+	@test -f data/demo-source/setid.mat || bin/tlsweep synth-flowers data/demo-source --classes 16 --per-class 64 --width 64 --height 56 --seed 7 --trnid 4 --valid 4
+	@test -f data/demo/setid.mat || bin/tlsweep synth-flowers data/demo --classes 10 --per-class 40 --width 64 --height 56 --trnid 5 --valid 5
+	@test -f runs/demo-pretrained.safetensors || { bin/tlsweep train --sweep sweeps/demo-source.yaml --trial 0 --out runs/demo-source && cp runs/demo-source/best.safetensors runs/demo-pretrained.safetensors; }
+	mpirun $(MPIRUN_ROOT) --oversubscribe -np $(DEMO_RANKS) bin/tlsweep run sweeps/demo.yaml
+	bin/tlsweep status runs/demo.h5
+	bin/tlsweep plot runs/demo.h5 -o runs/demo-figures
 	@echo
-	@echo "results: runs/smoke.h5 (best weights under runs/smoke.h5.d/), figures: runs/smoke-figures/"
+	@echo "results: runs/demo.h5 (best weights under runs/demo.h5.d/), figures: runs/demo-figures/"
 	@echo "in Python (also while a sweep runs):"
-	@echo "  import h5py, pandas; pandas.DataFrame(h5py.File('runs/smoke.h5', 'r', libver='latest', swmr=True)['trials'][:])"
+	@echo "  import h5py, pandas; pandas.DataFrame(h5py.File('runs/demo.h5', 'r', libver='latest', swmr=True)['trials'][:])"
 	@echo "notebook: results/compare.ipynb; run it with: jupyter nbconvert --to notebook --execute results/compare.ipynb --output-dir runs"
 
 bench: all
