@@ -25,6 +25,10 @@ static void usage(FILE *out) {
     fprintf(out, "usage: tlsweep COMMAND [options]   (tlsweep COMMAND --help)\n\ncommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(out, "  %-14s %s\n", commands[i].name, commands[i].summary);
+    fprintf(out, "\n  tlsweep --version   the version\n"
+                 "sweep files: every key, with examples, in docs/sweep-file.md of the repository;\n"
+                 "`tlsweep run -n SWEEP.yaml` checks one (and every input it reads) and lists its "
+                 "trials\n");
 }
 
 int main(int argc, char **argv) {

@@ -13,6 +13,7 @@
 #include "orchestrator/sweep.h"
 #include "orchestrator/sweep_yaml.h"
 #include "worker/models/model.h"
+#include "worker/paths.h"
 
 /* The validator knows exactly the backbones the model code builds. */
 const char *const *const sweep_backbones = model_backbones;
@@ -217,20 +218,24 @@ static void check_whole(parse_ctx *ctx, int seen_name, yaml_node_t *root) {
                 missing = "imagelabels.mat";
             else if (snprintf(p, sizeof p, "%s/setid.mat", spec.data_root), !path_exists(p, 0))
                 missing = "setid.mat";
+            char tried[TRIAL_PATH_MAX + 16];
             if (missing)
-                sy_problem(ctx, root_line >= 0 ? s->settings[root_line].line : sy_line(root),
-                           "data.root",
-                           *missing ? "dataset '%s' has no %s (make one with tlsweep synth-flowers)"
-                                    : "dataset '%s' does not exist%s (make one with tlsweep "
-                                      "synth-flowers)",
-                           spec.data_root, missing);
+                sy_problem(
+                    ctx, root_line >= 0 ? s->settings[root_line].line : sy_line(root), "data.root",
+                    *missing ? "dataset '%s'%s has no %s (make one with tlsweep "
+                               "synth-flowers)"
+                             : "dataset '%s'%s does not exist%s (make one with tlsweep "
+                               "synth-flowers)",
+                    spec.data_root, path_tried(spec.data_root, tried, sizeof tried), missing);
         }
         if (strcmp(spec.weights, "none") && strcmp(spec.weights, "torchvision") &&
             strcmp(last_weights, spec.weights)) {
             snprintf(last_weights, sizeof last_weights, "%s", spec.weights);
+            char tried[TRIAL_PATH_MAX + 16];
             if (!path_exists(spec.weights, 0))
                 sy_problem(ctx, sy_line(root), "model.weights",
-                           "weights file '%s' does not exist (trial %s)", spec.weights, spec.name);
+                           "weights file '%s'%s does not exist (trial %s)", spec.weights,
+                           path_tried(spec.weights, tried, sizeof tried), spec.name);
         }
     }
     grid_trials_free(&trials);
@@ -410,7 +415,10 @@ int sweep_load(const char *file, const sweep_options *opt, sweep *out, sweep_err
     memset(out, 0, sizeof *out);
     FILE *f = fopen(file, "rb");
     if (!f) {
-        sweep_errors_add(errs, "%s: cannot open the sweep file: %s", file, strerror(errno));
+        char tried[TRIAL_PATH_MAX + 16];
+        int saved = errno;
+        sweep_errors_add(errs, "%s: cannot open the sweep file%s: %s", file,
+                         path_tried(file, tried, sizeof tried), strerror(saved));
         return -1;
     }
     size_t cap = 4096, len = 0;

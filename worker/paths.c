@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "worker/trial.h"
 
@@ -23,4 +24,11 @@ int make_dirs(const char *path, char *err, size_t errlen) {
         if (!c) break;
     }
     return 0;
+}
+
+const char *path_tried(const char *path, char *buf, size_t len) {
+    char cwd[TRIAL_PATH_MAX];
+    if (path[0] == '/' || !getcwd(cwd, sizeof cwd)) return "";
+    snprintf(buf, len, " (tried %s/%s)", cwd, path);
+    return buf;
 }

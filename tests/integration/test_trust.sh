@@ -97,4 +97,8 @@ expect_fail "validation images in the training split" 2 \
   "image [0-9]+ is in validation split 'tstid' and in training split 'tstid'" \
   train --train-splits tstid --val-splits tstid,valid --out "$tmp/t_same"
 check "refused trials made no directories" test ! -e "$tmp/t_stray" -a ! -e "$tmp/t_same"
+# a relative path that is not there: the message also says where it was looked for
+expect_fail "a missing relative dataset names the absolute path tried" 2 \
+  "nodata/imagelabels.mat: missing or unreadable \(tried $tmp/nodata/imagelabels.mat\)" \
+  bash -c "cd '$tmp' && $PWD/$tlsweep train --backbone resnet18 --data nodata --weights none"
 finish

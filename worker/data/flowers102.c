@@ -10,6 +10,8 @@
 #include <unistd.h>
 
 #include "worker/data/mat_check.h"
+#include "worker/paths.h"
+#include "worker/trial.h"
 
 void dataset_image_path(char *out, size_t outlen, const char *root, int64_t id) {
     snprintf(out, outlen, "%s/jpg/image_%05" PRId64 ".jpg", root, id);
@@ -104,7 +106,9 @@ done:
 
 static mat_t *mat_open(const char *path, char *err, size_t errlen) {
     if (access(path, R_OK) != 0) {
-        snprintf(err, errlen, "%s: missing or unreadable", path);
+        char tried[TRIAL_PATH_MAX + 16];
+        snprintf(err, errlen, "%s: missing or unreadable%s", path,
+                 path_tried(path, tried, sizeof tried));
         return NULL;
     }
     /* matio trusts the sizes in the file; refuse hostile ones before it allocates */

@@ -8,6 +8,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "worker/paths.h"
+#include "worker/trial.h"
 #include "worker/weights/weights_internal.h"
 
 int weights_fail(const weights_err *e, const char *fmt, ...) {
@@ -25,7 +27,12 @@ int weights_map_open(const char *path, weights_map *m, const weights_err *e) {
     m->data = NULL;
     m->size = 0;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return weights_fail(e, "cannot open: %s", strerror(errno));
+    if (fd < 0) {
+        char tried[TRIAL_PATH_MAX + 16];
+        int saved = errno;
+        return weights_fail(e, "cannot open%s: %s", path_tried(path, tried, sizeof tried),
+                            strerror(saved));
+    }
     struct stat st;
     if (fstat(fd, &st) != 0) {
         int saved = errno;
