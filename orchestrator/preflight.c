@@ -71,13 +71,37 @@ static int check_data(const trial_spec *spec, int *classes, sweep_errors *errs) 
     return bad;
 }
 
-/* The backbone builds for the dataset's classes and the weights fit it by name and shape. */
+/* MemAvailable of /proc/meminfo in bytes; 0 when it cannot be read (then nothing is refused). */
+static double memory_available(void) {
+    FILE *f = fopen("/proc/meminfo", "r");
+    char line[256];
+    double kib = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %lf kB", &kib) == 1) break;
+    if (f) fclose(f);
+    return kib * 1024;
+}
+
+/* The backbone builds for the dataset's classes, its batch fits this host's memory, and the
+ * weights fit it by name and shape. */
 static int check_model(const trial_spec *spec, int classes, sweep_errors *errs) {
     model m;
     char err[2048];
     const model_spec ms = {spec->backbone, classes, spec->width, spec->crop, (float)spec->dropout};
     if (model_build(&m, &ms, err, sizeof err)) {
         sweep_errors_add(errs, "trial %s: %s", spec->name, err);
+        return 1;
+    }
+    /* one trial alone must fit; several ranks on a node share it, which this cannot see */
+    double need = (double)model_bind_bytes(&m, spec->batch_size, 1), have = memory_available();
+    if (have > 0 && need > have) {
+        sweep_errors_add(errs,
+                         "trial %s: %s at batch %d and %d px needs about %.1f GiB for its "
+                         "weights, optimizer and activations, more than the %.1f GiB available "
+                         "here; lower train.batch_size",
+                         spec->name, spec->backbone, spec->batch_size, spec->crop, need / (1 << 30),
+                         have / (1 << 30));
+        model_free(&m);
         return 1;
     }
     int rc = 0;

@@ -2,8 +2,9 @@
  * so that a bad dataset or weights file is refused at once (exit 2, nothing started, nothing
  * written) instead of failing trial after trial. Checked: the dataset's .mat files parse and
  * agree (labels 1..K, splits in range and disjoint), every image it lists exists and its JPEG
- * header decodes (not the pixels: a truncated body is still found by the trial), and the
- * weights resolve, read and fit the backbone by name and shape. */
+ * header decodes (not the pixels: a truncated body is still found by the trial), the
+ * weights resolve, read and fit the backbone by name and shape, and one trial's model memory
+ * at its batch size fits the memory available. */
 #ifndef TLSWEEP_PREFLIGHT_H
 #define TLSWEEP_PREFLIGHT_H
 

@@ -97,6 +97,9 @@ expect_fail "validation images in the training split" 2 \
   "image [0-9]+ is in validation split 'tstid' and in training split 'tstid'" \
   train --train-splits tstid --val-splits tstid,valid --out "$tmp/t_same"
 check "refused trials made no directories" test ! -e "$tmp/t_stray" -a ! -e "$tmp/t_same"
+expect_fail "a batch that cannot fit in memory is refused before anything is allocated" 2 \
+  "resnet50 at batch 65536 and 224 px needs about [0-9.]+ GiB .* more than the [0-9.]+ GiB available here" \
+  $tlsweep train --backbone resnet50 --data "$tmp/data" --weights none --batch-size 65536 --out "$tmp/t_big"
 # a relative path that is not there: the message also says where it was looked for
 expect_fail "a missing relative dataset names the absolute path tried" 2 \
   "nodata/imagelabels.mat: missing or unreadable \(tried $tmp/nodata/imagelabels.mat\)" \

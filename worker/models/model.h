@@ -111,6 +111,9 @@ typedef struct {
 /* Allocates parameters (zeroed), gradients and Adam moments when with_grads, and activations
  * for batches up to max_batch; kernel plans are created per batch size on first use. */
 int model_bind(model *m, kn_ctx *ctx, int max_batch, int with_grads, char *err, size_t errlen);
+/* The bytes model_bind allocates for these arguments (kernel plans and workspaces aside):
+ * what a trial's batch size costs, known before anything is allocated. */
+size_t model_bind_bytes(const model *m, int max_batch, int with_grads);
 /* Releases what model_bind allocated (model_free calls it). */
 void model_unbind(model *m);
 /* Device pointers of the bound buffers, laid out by m->params (grads, m, v: parameters only). */

@@ -109,6 +109,22 @@ oom:
     return -1;
 }
 
+size_t model_bind_bytes(const model *m, int max_batch, int with_grads) {
+    size_t floats = m->params.total_count, largest = 0, mask_bytes = 0;
+    for (int s = 1; s < m->n_slots; s++) {
+        size_t count = slot_floats(m, s, max_batch);
+        if (count > largest) largest = count;
+        floats += count * (with_grads ? 2 : 1);
+    }
+    for (int i = 0; i < m->n_layers; i++) {
+        const layer *l = &m->layers[i];
+        if (l->kind == LAYER_BATCHNORM) floats += 2 * (size_t)m->slots[l->out].c;
+        if (l->kind == LAYER_DROPOUT) mask_bytes += slot_floats(m, l->out, max_batch);
+    }
+    if (with_grads) floats += 3 * m->params.param_count + largest;
+    return floats * sizeof(float) + mask_bytes;
+}
+
 static void destroy_plans(model *m, plan_set *set) {
     if (!set->plans) return;
     for (int i = 0; i < m->n_layers; i++) {
