@@ -94,18 +94,22 @@ static double rel(double got, double ref) {
     return fabs(got - ref) / fmax(fabs(ref), 1e-12);
 }
 
+/* The exporter's FILE for case NAME (its path in path), or NULL after recording a failure. */
+static FILE *open_reference(const char *name, const char *file, char *path, size_t len) {
+    snprintf(path, len, "%s/%s/%s", tl_data_dir("trial"), name, file);
+    FILE *f = fopen(path, "r");
+    if (!f) tl_fail(__FILE__, __LINE__, "cannot open %s", path);
+    return f;
+}
+
 /* lr.txt: "epoch group lr" for every group of PyTorch's optimizer. Each of those groups has
  * our rate to 1e-12 relative (both are base * gamma^k, multiplied in the same order); a group
  * PyTorch does not train in feature extraction has rate 0 here; fine-tuning's groups without
  * parameters (VGG's ReLU and pooling) are in no optimizer and not compared. */
 static void compare_lr(const char *name, const recorder *rec) {
     char path[1024];
-    snprintf(path, sizeof path, "%s/%s/lr.txt", tl_data_dir("trial"), name);
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        tl_fail(__FILE__, __LINE__, "cannot open %s", path);
-        return;
-    }
+    FILE *f = open_reference(name, "lr.txt", path, sizeof path);
+    if (!f) return;
     int epoch, compared[MAX_RECORDS] = {0}, trained[MAX_RECORDS][MAX_GROUPS] = {{0}};
     char group[64];
     double lr;
@@ -141,12 +145,8 @@ static void compare_lr(const char *name, const recorder *rec) {
 
 static void compare_records(const char *name, const recorder *rec, int epochs) {
     char path[1024];
-    snprintf(path, sizeof path, "%s/%s/records.txt", tl_data_dir("trial"), name);
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        tl_fail(__FILE__, __LINE__, "cannot open %s", path);
-        return;
-    }
+    FILE *f = open_reference(name, "records.txt", path, sizeof path);
+    if (!f) return;
     CHECK(rec->count == epochs, "%s: %d epochs recorded, want %d", name, rec->count, epochs);
     for (int e = 0; e < rec->count; e++) {
         int epoch, phase;
