@@ -173,15 +173,36 @@ static int on_done(root_ctx *r, trial_entry *e, int index, const message *m, dou
     return 0;
 }
 
+/* Why a failure of this kind is not retried; NULL when a retry may succeed. */
+static const char *hopeless(trial_failure failure) {
+    switch (failure) {
+    case TRIAL_FAILURE_SETUP:
+        return "not retried: its input or settings fail the same way every time";
+    case TRIAL_FAILURE_CHECKPOINT:
+        return "not retried: its resume checkpoint is unusable";
+    case TRIAL_FAILURE_TRAINING:
+        break;
+    }
+    return NULL;
+}
+
 static int on_failed(root_ctx *r, trial_entry *e, int index, const message *m, double now) {
     e->row.end_time = wall_seconds();
-    snprintf(e->row.error, sizeof e->row.error, "%.255s", m->text);
+    const char *no_retry = hopeless(m->failure);
+    if (no_retry) /* the reason is cut, never the word why it is final */
+        snprintf(e->row.error, sizeof e->row.error, "%.*s (%s)",
+                 (int)(sizeof e->row.error - strlen(no_retry) - 4), m->text, no_retry);
+    else
+        snprintf(e->row.error, sizeof e->row.error, "%.255s", m->text);
     e->last_failed_rank = e->row.rank;
     if (transition(r, index, TS_FAILED)) return -1;
-    int retry = e->attempts_this_run < r->table->max_attempts;
-    progress_event(r->progress, r->table, now, "FAILED %s (attempt %d of %d%s): %s", e->row.name,
+    int retry = !no_retry && e->attempts_this_run < r->table->max_attempts;
+    progress_event(r->progress, r->table, now, "FAILED %s (attempt %d of %d, %s): %s", e->row.name,
                    e->attempts_this_run, r->table->max_attempts,
-                   retry ? ", will retry" : ", no retries left", m->text);
+                   retry      ? "will retry"
+                   : no_retry ? no_retry
+                              : "no retries left",
+                   m->text);
     if (retry && transition(r, index, TS_PENDING)) return -1;
     return save_row(r, e);
 }

@@ -25,8 +25,10 @@ void run_trial(const sweep *s, const grid_point *p, int index, int attempt, cons
     int rc;
     if (n < 0 || (size_t)n >= sizeof spec.out_dir) {
         snprintf(err, sizeof err, "trial %s: directory name too long", spec.name);
+        summary.failure = TRIAL_FAILURE_SETUP;
         rc = TRIAL_FAILED;
     } else if (make_dirs(spec.out_dir, err, sizeof err)) {
+        summary.failure = TRIAL_FAILURE_SETUP;
         rc = TRIAL_FAILED;
     } else if (o->simulate) {
         rc = simulate_trial(&spec, o->seconds_per_cost, hooks, &summary, err, sizeof err);
@@ -35,6 +37,7 @@ void run_trial(const sweep *s, const grid_point *p, int index, int attempt, cons
     }
     if (rc == TRIAL_FAILED) {
         final->type = MSG_FAILED;
+        final->failure = summary.failure;
         snprintf(final->text, sizeof final->text, "rank %d on %s: %s", o->rank, o->host,
                  err[0] ? err : "failed without a reason");
         return;

@@ -1,11 +1,14 @@
 /* The orchestrator's pieces without MPI: the trial state machine (legal and illegal
  * transitions, retry budget), the longest-first queue (and retries preferring another rank),
- * the protocol's encoding and its checks, and the simulated trials' learning rates. */
+ * the protocol's encoding and its checks, the root's retry decision by failure kind (root_handle
+ * in this process, its messages caught by a send function), and the simulated trials'
+ * learning rates. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "orchestrator/protocol.h"
+#include "orchestrator/root.h"
 #include "orchestrator/schedule.h"
 #include "orchestrator/simulate.h"
 #include "orchestrator/trials.h"
@@ -138,11 +141,22 @@ static void test_protocol(void) {
               back.done.epochs_done == 1 && back.done.batches_done == 37 &&
               back.done.batches_per_epoch == 385,
           "DONE (stopped inside an epoch) did not round-trip");
-    message f = {.type = MSG_FAILED, .trial = 1, .attempt = 1};
-    snprintf(f.text, sizeof f.text, "rank 3 on node17: trial x: diverged");
+    message st = {.type = MSG_START, .trial = -1};
+    snprintf(st.text, sizeof st.text, "runs/x.h5.d");
+    protocol_encode(&st, buf, sizeof buf, &len);
+    CHECK(protocol_decode(buf, len, &back, err, sizeof err) == 0 && back.type == MSG_START &&
+              !strcmp(back.text, "runs/x.h5.d"),
+          "START did not round-trip");
+    message f = {.type = MSG_FAILED, .trial = 1, .attempt = 1, .failure = TRIAL_FAILURE_SETUP};
+    snprintf(f.text, sizeof f.text, "rank 3 on node17: trial x: no such weights file");
     protocol_encode(&f, buf, sizeof buf, &len);
-    CHECK(protocol_decode(buf, len, &back, err, sizeof err) == 0 && !strcmp(back.text, f.text),
+    CHECK(protocol_decode(buf, len, &back, err, sizeof err) == 0 && !strcmp(back.text, f.text) &&
+              back.failure == TRIAL_FAILURE_SETUP,
           "FAILED did not round-trip");
+    buf[len - 4] = 7; /* the failure kind, last in the message */
+    CHECK(protocol_decode(buf, len, &back, err, sizeof err) == -1 && strstr(err, "failure kind 7"),
+          "an unknown failure kind was accepted (%s)", err);
+    protocol_encode(&f, buf, sizeof buf, &len);
     /* the checks */
     CHECK(protocol_decode(buf, len - 1, &back, err, sizeof err) == -1 && strstr(err, "header says"),
           "a truncated message was accepted (%s)", err);
@@ -165,6 +179,66 @@ static void test_protocol(void) {
     bad.epoch.phase = 1;
     protocol_encode(&bad, buf, sizeof buf, &len);
     CHECK(protocol_decode(buf, len, &back, err, sizeof err) == -1, "epoch 0 accepted");
+}
+
+/* The root's messages to its one worker, kept for the checks. */
+typedef struct {
+    int count;
+    message last;
+} outbox;
+
+static int keep(void *transport, int rank, const message *m, char *err, size_t errlen) {
+    outbox *box = transport;
+    (void)rank;
+    (void)err;
+    (void)errlen;
+    box->count++;
+    box->last = *m;
+    return 0;
+}
+
+/* The worker's report of a failure of this kind; returns the trial it was about. */
+static int fail_assigned(root_ctx *r, const outbox *box, trial_failure kind, const char *why) {
+    message f = {.type = MSG_FAILED, .trial = box->last.trial, .attempt = box->last.attempt};
+    f.failure = kind;
+    snprintf(f.text, sizeof f.text, "rank 1 on node17: %s", why);
+    CHECK(root_handle(r, 1, &f, 1.0) == 0, "FAILED refused: %s", r->error);
+    return f.trial;
+}
+
+/* Only a training failure (it may pass next time) is retried; a setup or checkpoint failure
+ * fails the trial at once and its error says why there is no retry. */
+static void test_failure_kinds(void) {
+    sweep s;
+    trial_list list;
+    trial_table t;
+    if (build(&s, &list, &t)) return; /* retries: 1, so two attempts */
+    worker_slot workers[2];
+    outbox box = {0};
+    root_ctx r;
+    root_init(&r, &s, &t, NULL, NULL, workers, 1, 2, keep, &box);
+    CHECK(root_assign_idle(&r, 0.0) == 0 && box.last.type == MSG_ASSIGN, "no ASSIGN");
+    int setup = fail_assigned(&r, &box, TRIAL_FAILURE_SETUP, "weights: no such file");
+    CHECK(t.items[setup].state == TS_FAILED && t.items[setup].row.attempts == 1,
+          "a setup failure was retried (state %d, attempts %d)", t.items[setup].state,
+          t.items[setup].row.attempts);
+    CHECK(strstr(t.items[setup].row.error, "weights: no such file") &&
+              strstr(t.items[setup].row.error, "not retried"),
+          "setup failure's error: '%s'", t.items[setup].row.error);
+    CHECK(box.last.type == MSG_ASSIGN && box.last.trial != setup, "the worker got no next trial");
+    int checkpoint = fail_assigned(&r, &box, TRIAL_FAILURE_CHECKPOINT, "resume: other settings");
+    CHECK(t.items[checkpoint].state == TS_FAILED &&
+              strstr(t.items[checkpoint].row.error, "resume checkpoint"),
+          "a checkpoint failure was retried or says no why: '%s'", t.items[checkpoint].row.error);
+    int training = fail_assigned(&r, &box, TRIAL_FAILURE_TRAINING, "diverged at epoch 1");
+    CHECK(t.items[training].state == TS_RUNNING && box.last.trial == training &&
+              t.items[training].row.attempts == 2,
+          "a training failure was not retried (state %d)", t.items[training].state);
+    CHECK(!strstr(t.items[training].row.error, "not retried"), "retried, yet says not: '%s'",
+          t.items[training].row.error);
+    trial_table_free(&t);
+    grid_trials_free(&list);
+    sweep_free(&s);
 }
 
 static void test_simulated_lr(void) {
@@ -195,8 +269,9 @@ static void test_simulated_lr(void) {
 
 int main(void) {
     static const char *const names[] = {"state machine", "longest first, retries elsewhere",
-                                        "protocol", "simulated learning rates"};
+                                        "protocol", "retries by failure kind",
+                                        "simulated learning rates"};
     static const tl_case_fn cases[] = {test_state_machine, test_longest_first, test_protocol,
-                                       test_simulated_lr};
+                                       test_failure_kinds, test_simulated_lr};
     return TL_RUN("farm", names, cases);
 }
