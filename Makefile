@@ -152,11 +152,7 @@ demo: deps
 	@test -f $(DEMO_DATA)/setid.mat || bin/tlsweep synth-flowers $(DEMO_DATA) --classes 8 --per-class 24 --width 64 --height 56
 	mpirun $(MPIRUN_ROOT) --oversubscribe -np $(DEMO_RANKS) bin/tlsweep run sweeps/smoke.yaml
 	bin/tlsweep status runs/smoke.h5
-	bin/tlsweep plot runs/smoke.h5 -o runs/smoke-figures
-	@echo
-	@echo "results: runs/smoke.h5 (best weights under runs/smoke.h5.d/), figures: runs/smoke-figures/"
-	@echo "in Python (also while a sweep runs):"
-	@echo "  import h5py, pandas; pandas.DataFrame(h5py.File('runs/smoke.h5', 'r', libver='latest', swmr=True)['trials'][:])"
+	bin/tlsweep plot runs/smoke.h5
 	@echo "notebook: results/compare.ipynb; run it with: jupyter nbconvert --to notebook --execute results/compare.ipynb --output-dir runs"
 
 bench: all

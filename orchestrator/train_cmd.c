@@ -16,6 +16,7 @@
 #include "orchestrator/preflight.h"
 #include "orchestrator/resume.h"
 #include "worker/cli.h"
+#include "worker/clock.h"
 #include "worker/commands.h"
 #include "worker/lr_schedule.h"
 #include "worker/trial.h"
@@ -263,7 +264,7 @@ static int train_grid_point(const sweep *s, const trial_list *trials, int index,
         fprintf(stderr, "tlsweep train: %s\n", err);
         return 4;
     }
-    farm_options f = {.s = s, .trials = trials, .start = farm_now(), .echo = print_epoch};
+    farm_options f = {.s = s, .trials = trials, .start = monotonic_seconds(), .echo = print_epoch};
     f.worker.threads = g->threads;
     f.worker.threads_forced = g->threads > 0;
     f.worker.device = g->device;

@@ -1,12 +1,13 @@
 /* The orchestrator's pieces without MPI: the trial state machine (legal and illegal
  * transitions, retry budget), the longest-first queue (and retries preferring another rank),
  * the protocol's encoding and its checks, the root's retry decision by failure kind (root_handle
- * in this process, its messages caught by a send function), and the simulated trials'
- * learning rates. */
+ * in this process, its messages caught by a send function), progress output to a file (plain
+ * lines, a periodic summary, no cursor codes), and the simulated trials' learning rates. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "orchestrator/progress.h"
 #include "orchestrator/protocol.h"
 #include "orchestrator/root.h"
 #include "orchestrator/schedule.h"
@@ -241,6 +242,49 @@ static void test_failure_kinds(void) {
     sweep_free(&s);
 }
 
+/* Not a terminal (a file, `| tee`, Slurm): event lines and, every PROGRESS_SUMMARY_EVERY
+ * seconds, one summary line; never a cursor code. -q: nothing. */
+static void test_progress_to_file(void) {
+    sweep s;
+    trial_list list;
+    trial_table t;
+    if (build(&s, &list, &t)) return;
+    for (int quiet = 0; quiet <= 1; quiet++) {
+        FILE *out = tmpfile();
+        if (!out) {
+            tl_fail(__FILE__, __LINE__, "no temporary file");
+            break;
+        }
+        progress *p = progress_create(out, quiet, 100.0);
+        progress_event(p, &t, 101.0, "rank 1 on node17: start %s", t.items[0].row.name);
+        for (double now = 101.0; now < 100.0 + 2.5 * PROGRESS_SUMMARY_EVERY; now += 0.5)
+            progress_tick(p, &t, now);
+        progress_free(p);
+        char text[4096] = "";
+        rewind(out);
+        size_t n = fread(text, 1, sizeof text - 1, out);
+        text[n] = 0;
+        fclose(out);
+        int lines = 0, summaries = 0;
+        for (const char *c = text; (c = strchr(c, '\n')); c++)
+            lines++;
+        for (const char *c = text; (c = strstr(c, "] trials: 0 done, 0 running, 3 pending")); c++)
+            summaries++;
+        if (quiet) {
+            CHECK(n == 0, "-q printed: '%s'", text);
+            continue;
+        }
+        CHECK(!strchr(text, '\033'), "a cursor code in a file: '%s'", text);
+        CHECK(strstr(text, "[    1.0s] 0/3 done") && strstr(text, "start resnet18__s"),
+              "no event line: '%s'", text);
+        CHECK(summaries == 2 && lines == 3, "%d summaries in %d lines over %.0f s: '%s'", summaries,
+              lines, 2.5 * PROGRESS_SUMMARY_EVERY, text);
+    }
+    trial_table_free(&t);
+    grid_trials_free(&list);
+    sweep_free(&s);
+}
+
 static void test_simulated_lr(void) {
     trial_spec spec;
     trial_spec_defaults(&spec);
@@ -268,10 +312,11 @@ static void test_simulated_lr(void) {
 }
 
 int main(void) {
-    static const char *const names[] = {"state machine", "longest first, retries elsewhere",
-                                        "protocol", "retries by failure kind",
-                                        "simulated learning rates"};
-    static const tl_case_fn cases[] = {test_state_machine, test_longest_first, test_protocol,
-                                       test_failure_kinds, test_simulated_lr};
+    static const char *const names[] = {"state machine",      "longest first, retries elsewhere",
+                                        "protocol",           "retries by failure kind",
+                                        "progress to a file", "simulated learning rates"};
+    static const tl_case_fn cases[] = {test_state_machine,    test_longest_first,
+                                       test_protocol,         test_failure_kinds,
+                                       test_progress_to_file, test_simulated_lr};
     return TL_RUN("farm", names, cases);
 }
