@@ -21,6 +21,10 @@ typedef struct {
     char host[64];
 } worker_options;
 
+/* The trial's directory: o->trial_dir when set, else o->trials_dir/NAME. -1 when it does not
+ * fit len. */
+int run_trial_dir(const worker_options *o, const char *name, char *dir, size_t len);
+
 /* Runs the trial at grid index `index` (attempt as the root numbered it); every epoch goes to
  * hooks->on_epoch, which returns once the root has the epoch in the file, and only then does the
  * trainer write its resume checkpoint: a checkpoint is never ahead of the file, and an epoch
