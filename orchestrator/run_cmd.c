@@ -55,7 +55,11 @@ static void usage(FILE *out) {
             "                             (default 0.1)\n"
             "SIGUSR1, SIGTERM, SIGINT and SIGUSR2 stop every rank cleanly (exit 3); after a\n"
             "SIGUSR1 (Slurm's time-limit signal) inside a Slurm job rank 0 runs `scontrol requeue\n"
-            "$SLURM_JOB_ID` (TLSWEEP_NO_REQUEUE=1: it does not)\n"
+            "$SLURM_JOB_ID` (TLSWEEP_NO_REQUEUE=1: it does not). Sent to mpirun itself, SIGUSR1\n"
+            "and SIGUSR2 reach every rank (exit 3), but Open MPI's mpirun answers SIGINT (Ctrl-C)\n"
+            "and SIGTERM by ending the job: it exits 1 whatever the ranks return and kills them\n"
+            "shortly after they are told to stop (the next run resumes all the same). For a\n"
+            "clean stop with exit 3 send mpirun SIGUSR2.\n"
             "exit status: 0 all done, 1 some trials failed, 2 bad input, 3 stopped (rerun to\n"
             "resume), 4 internal error\n");
 }
