@@ -2,7 +2,8 @@
  * transitions, retry budget), the longest-first queue (and retries preferring another rank),
  * the protocol's encoding and its checks, the root's retry decision by failure kind (root_handle
  * in this process, its messages caught by a send function), progress output to a file (plain
- * lines, a periodic summary, no cursor codes), and the simulated trials' learning rates. */
+ * lines, a periodic summary, no cursor codes), the end-of-run summary, and the simulated
+ * trials' learning rates. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 #include "orchestrator/root.h"
 #include "orchestrator/schedule.h"
 #include "orchestrator/simulate.h"
+#include "orchestrator/summary.h"
 #include "orchestrator/trials.h"
 #include "tests/testlib.h"
 
@@ -285,6 +287,60 @@ static void test_progress_to_file(void) {
     sweep_free(&s);
 }
 
+/* A file's whole text into buf (NUL-terminated); the file is closed. */
+static void read_back(FILE *f, char *buf, size_t len) {
+    rewind(f);
+    size_t n = fread(buf, 1, len - 1, f);
+    buf[n] = 0;
+    fclose(f);
+}
+
+/* The end of a run: counts, the best trials best first (those with an epoch only), where
+ * things are, the pandas line; each failure with its reason on the error stream. */
+static void test_run_summary(void) {
+    sweep s;
+    trial_list list;
+    trial_table t;
+    if (build(&s, &list, &t)) return;
+    char err[256];
+    for (int i = 0; i < 3; i++)
+        trial_set_state(&t, i, TS_RUNNING, err, sizeof err);
+    trial_set_state(&t, 0, TS_DONE, err, sizeof err);
+    t.items[0].row.best_val_acc = 0.5;
+    t.items[0].row.best_epoch = 2;
+    trial_set_state(&t, 1, TS_DONE, err, sizeof err);
+    t.items[1].row.best_val_acc = 0.75;
+    t.items[1].row.best_epoch = 3;
+    trial_set_state(&t, 2, TS_FAILED, err, sizeof err);
+    snprintf(t.items[2].row.error, sizeof t.items[2].row.error, "rank 1 on n: diverged");
+    FILE *out = tmpfile(), *errs = tmpfile();
+    if (!out || !errs) {
+        tl_fail(__FILE__, __LINE__, "no temporary file");
+        return;
+    }
+    const run_summary sum = {.output = "runs/o'k.h5", .trials_dir = "runs/o'k.h5.d", .seconds = 2};
+    summary_print(out, errs, &t, &sum);
+    char text[4096], failures[1024];
+    read_back(out, text, sizeof text);
+    read_back(errs, failures, sizeof failures);
+    const char *first = strstr(text, "vgg16_bn__s "), *second = strstr(text, "resnet18__s ");
+    CHECK(strstr(text, "tlsweep run: 2 done, 1 failed, 0 not finished of 3 trials in 2.0 s") &&
+              !strstr(text, "rerun"),
+          "counts: '%s'", text);
+    CHECK(first && second && first < second && strstr(first, "0.7500 at epoch 3") &&
+              !strstr(text, "resnet152__s "),
+          "best trials (vgg16_bn 0.75, then resnet18 0.5; none for the failed one): '%s'", text);
+    CHECK(strstr(text, "checkpoints: runs/o'k.h5.d/TRIAL/best.safetensors") &&
+              strstr(text, "into runs/o'k-figures/") &&
+              strstr(text, "h5py.File('runs/o\\'k.h5', 'r', libver='latest', swmr=True)"),
+          "paths or the pandas line: '%s'", text);
+    CHECK(!strcmp(failures, "failed: resnet152__s: rank 1 on n: diverged\n"), "failures: '%s'",
+          failures);
+    trial_table_free(&t);
+    grid_trials_free(&list);
+    sweep_free(&s);
+}
+
 static void test_simulated_lr(void) {
     trial_spec spec;
     trial_spec_defaults(&spec);
@@ -312,11 +368,15 @@ static void test_simulated_lr(void) {
 }
 
 int main(void) {
-    static const char *const names[] = {"state machine",      "longest first, retries elsewhere",
-                                        "protocol",           "retries by failure kind",
-                                        "progress to a file", "simulated learning rates"};
-    static const tl_case_fn cases[] = {test_state_machine,    test_longest_first,
-                                       test_protocol,         test_failure_kinds,
-                                       test_progress_to_file, test_simulated_lr};
+    static const char *const names[] = {"state machine",
+                                        "longest first, retries elsewhere",
+                                        "protocol",
+                                        "retries by failure kind",
+                                        "progress to a file",
+                                        "end-of-run summary",
+                                        "simulated learning rates"};
+    static const tl_case_fn cases[] = {test_state_machine, test_longest_first,    test_protocol,
+                                       test_failure_kinds, test_progress_to_file, test_run_summary,
+                                       test_simulated_lr};
     return TL_RUN("farm", names, cases);
 }
