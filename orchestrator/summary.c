@@ -48,7 +48,7 @@ void summary_print(FILE *out, FILE *err, const trial_table *t, const run_summary
     if (n) fprintf(out, "best trials (validation accuracy):\n");
     for (int i = 0; i < n; i++) {
         const trial_entry *e = &t->items[best[i]];
-        fprintf(out, "  %-48s %.4f at epoch %d  %s\n", e->row.name, e->row.best_val_acc,
+        fprintf(out, "  %-48s %7.4f at epoch %-3d %s\n", e->row.name, e->row.best_val_acc,
                 e->row.best_epoch, trial_state_name(e->state));
     }
     /* tlsweep plot's default folder: FILE without .h5, plus -figures */
