@@ -200,6 +200,7 @@ static int on_failed(root_ctx *r, trial_entry *e, int index, const message *m, d
     else
         snprintf(e->row.error, sizeof e->row.error, "%.255s", m->text);
     e->last_failed_rank = e->row.rank;
+    e->failure = m->failure;
     if (transition(r, index, TS_FAILED)) return -1;
     int retry = !no_retry && e->attempts_this_run < r->table->max_attempts;
     progress_event(r->progress, r->table, now, "FAILED %s (attempt %d of %d, %s): %s", e->row.name,

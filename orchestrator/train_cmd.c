@@ -541,7 +541,8 @@ static int train_grid_point(const sweep *s, const trial_list *trials, int index,
                           e->row.best_val_acc, e->row.best_epoch, e->row.seconds, trial_dir);
         } else if (e->state == TS_FAILED) {
             fprintf(stderr, "tlsweep train: %s\n", e->row.error);
-            status = 1;
+            /* as a flag-built trial: its input or its checkpoint is bad, not its luck */
+            status = e->failure == TRIAL_FAILURE_TRAINING ? 1 : 2;
         } else {
             print_stopped(e->row.name, e->row.epochs_done);
             status = 3;
