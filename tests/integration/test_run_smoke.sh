@@ -9,7 +9,10 @@ trap 'rm -rf "$tmp"' EXIT
 
 # -np 1: rank 0 runs the trials itself
 check "np 1: smoke sweep runs (exit 0)" \
-  timeout 60 $mpirun -np 1 $tlsweep run --simulate --sim-seconds 0.02 -q -o "$tmp/np1.h5" sweeps/smoke.yaml
+  bash -c 'timeout 60 "$@" >"$0"' "$tmp/np1.log" $mpirun -np 1 $tlsweep run --simulate --sim-seconds 0.02 -q -o "$tmp/np1.h5" sweeps/smoke.yaml
+check "np 1, -q: no progress lines, the end-of-run summary with the pandas line" bash -c "
+  ! grep -q '^\[' '$tmp/np1.log' && grep -q '^tlsweep run: 4 done, 0 failed, 0 not finished of 4 trials' '$tmp/np1.log' &&
+  grep -qF \"pandas.DataFrame(h5py.File('$tmp/np1.h5', 'r', libver='latest', swmr=True)['trials'][:])\" '$tmp/np1.log'"
 check "np 1: every trial and epoch in the file (h5py/pandas)" \
   $py tests/integration/check_results.py "$tmp/np1.h5" --trials 4 --epochs 3
 check "np 1: per-trial directories beside the file" test -d "$tmp/np1.h5.d/resnet18__exp-decay-3"
@@ -28,6 +31,7 @@ check "np 3: every trial and epoch, same numbers as np 1" \
   $py tests/integration/check_results.py "$tmp/np3.h5" --trials 4 --epochs 3 --compare "$tmp/np1.h5"
 check "np 3: the placement is printed" grep -qE '^rank 2 on .*: CPU \(--simulate: nothing trains\), [0-9]+ threads' "$tmp/np3.log"
 check "np 3: progress lines" grep -qE 'vgg11_bn__linear-decay epoch 3/3 \(phase 2\) val_acc' "$tmp/np3.log"
+check "np 3: output to a file has no cursor codes" bash -c "! grep -q $'\\033' '$tmp/np3.log'"
 check "np 3: longest first (vgg11_bn before resnet18)" \
   bash -c "grep -m1 'start' '$tmp/np3.log' | grep -q vgg11_bn"
 check "np 3: trials were spread over both workers" \
