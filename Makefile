@@ -164,11 +164,7 @@ demo: deps
 	@test -f runs/demo-pretrained.safetensors || { bin/tlsweep train --sweep sweeps/demo-source.yaml --trial 0 --out runs/demo-source && cp runs/demo-source/best.safetensors runs/demo-pretrained.safetensors; }
 	mpirun $(MPIRUN_ROOT) --oversubscribe -np $(DEMO_RANKS) bin/tlsweep run sweeps/demo.yaml
 	bin/tlsweep status runs/demo.h5
-	bin/tlsweep plot runs/demo.h5 -o runs/demo-figures
-	@echo
-	@echo "results: runs/demo.h5 (best weights under runs/demo.h5.d/), figures: runs/demo-figures/"
-	@echo "in Python (also while a sweep runs):"
-	@echo "  import h5py, pandas; pandas.DataFrame(h5py.File('runs/demo.h5', 'r', libver='latest', swmr=True)['trials'][:])"
+	bin/tlsweep plot runs/demo.h5
 	@echo "notebook: results/compare.ipynb; run it with: jupyter nbconvert --to notebook --execute results/compare.ipynb --output-dir runs"
 
 bench: all

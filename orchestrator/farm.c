@@ -48,10 +48,6 @@ int farm_install_signals(void) {
     return rc ? -1 : 0;
 }
 
-double farm_now(void) {
-    return monotonic_seconds();
-}
-
 static void nap(long microseconds) {
     struct timespec ts = {microseconds / 1000000, (microseconds % 1000000) * 1000};
     while (nanosleep(&ts, &ts) && errno == EINTR) {
@@ -136,14 +132,14 @@ static int mpi_send_fn(void *transport, int rank, const message *m, char *err, s
 
 int farm_collect_hellos(const farm_options *o, worker_slot *workers, char *err, size_t errlen) {
     int missing = o->size - 1;
-    double deadline = farm_now() + 120.0;
+    double deadline = monotonic_seconds() + 120.0;
     while (missing > 0) {
         message m;
         int from = -1;
         int got = poll_message(o->comm, MPI_ANY_SOURCE, &m, &from, err, errlen);
         if (got < 0) return -1;
         if (!got) {
-            if (farm_now() > deadline) {
+            if (monotonic_seconds() > deadline) {
                 snprintf(err, errlen, "%d worker ranks did not report within 120 s", missing);
                 return -1;
             }
@@ -164,6 +160,35 @@ int farm_collect_hellos(const farm_options *o, worker_slot *workers, char *err, 
         missing--;
     }
     return 0;
+}
+
+int farm_start_workers(const farm_options *o, char *err, size_t errlen) {
+    message m = {.type = MSG_START, .trial = -1};
+    snprintf(m.text, sizeof m.text, "%s", o->worker.trials_dir);
+    for (int rank = 1; rank < o->size; rank++)
+        if (send_message(o->comm, rank, &m, err, errlen)) return -1;
+    return 0;
+}
+
+int farm_wait_start(farm_options *o, char *err, size_t errlen) {
+    for (;;) {
+        message m;
+        int from = -1;
+        int got = poll_message(o->comm, 0, &m, &from, err, errlen);
+        if (got < 0) return -1;
+        if (!got) {
+            nap(1000);
+            continue;
+        }
+        if (m.type == MSG_SHUTDOWN) return 1;
+        if (m.type != MSG_START) {
+            snprintf(err, errlen, "expected START or SHUTDOWN from the root, got %s",
+                     msg_type_name(m.type));
+            return -1;
+        }
+        snprintf(o->worker.trials_dir, sizeof o->worker.trials_dir, "%s", m.text);
+        return 0;
+    }
 }
 
 void farm_abandon(const farm_options *o) {
@@ -189,17 +214,20 @@ int farm_root(root_ctx *r, const farm_options *o) {
     MPI_Comm comm = o->comm;
     r->send = mpi_send_fn;
     r->transport = &comm;
-    double now = farm_now(), last_check = now;
+    double now = monotonic_seconds(), last_check = now;
     for (int rank = 1; rank < o->size; rank++)
         r->workers[rank].last_heard = now;
     if (root_assign_idle(r, now)) return -1;
     while (!root_finished(r)) {
-        now = farm_now();
+        now = monotonic_seconds();
         if (want_stop(r, o, now)) return -1;
         message m;
         int from = -1;
         int got = poll_message(comm, MPI_ANY_SOURCE, &m, &from, r->error, sizeof r->error);
-        if (got < 0) return -1;
+        if (got < 0) {
+            r->error_kind = ROOT_ERROR_PROTOCOL;
+            return -1;
+        }
         if (got && root_handle(r, from, &m, now)) return -1;
         if (!got) nap(200);
         if (now - last_check > 0.5) {
@@ -259,19 +287,19 @@ static void take_stop(worker_ctx *w) {
 
 static void *heartbeat_thread(void *arg) {
     worker_ctx *w = arg;
-    double next = farm_now() + w->o->heartbeat_interval;
+    double next = monotonic_seconds() + w->o->heartbeat_interval;
     for (;;) {
         nap(50000);
         pthread_mutex_lock(&w->lock);
         int quit = w->quit;
-        if (!quit && w->running && farm_now() >= next) {
+        if (!quit && w->running && monotonic_seconds() >= next) {
             message m = {.type = MSG_HEARTBEAT, .trial = w->trial, .attempt = w->attempt};
             char err[256];
             if (send_message(w->o->comm, 0, &m, err, sizeof err) && !w->failed) {
                 w->failed = 1;
                 snprintf(w->error, sizeof w->error, "%s", err);
             }
-            next = farm_now() + w->o->heartbeat_interval;
+            next = monotonic_seconds() + w->o->heartbeat_interval;
         }
         /* every nap, not every heartbeat (5 s by default): the trial polls w->stop at each
          * batch, so a STOP stops it within a batch */
@@ -440,7 +468,7 @@ static int mailbox_send(void *transport, int rank, const message *m, char *err, 
 
 static int single_epoch(const epoch_record *record, void *user) {
     single_ctx *c = user;
-    double now = farm_now();
+    double now = monotonic_seconds();
     if (!c->failed && want_stop(c->r, c->o, now)) c->failed = 1;
     if (c->o->echo) c->o->echo(record);
     message m;
@@ -453,7 +481,7 @@ static int single_epoch(const epoch_record *record, void *user) {
 /* Polled at every batch: the trial stops there and checkpoints its place in the epoch. */
 static int single_should_stop(void *user) {
     const single_ctx *c = user;
-    return farm_stop_signal || time_is_up(c->o, farm_now());
+    return farm_stop_signal || time_is_up(c->o, monotonic_seconds());
 }
 
 int farm_single(root_ctx *r, const farm_options *o) {
@@ -461,7 +489,7 @@ int farm_single(root_ctx *r, const farm_options *o) {
     r->send = mailbox_send;
     r->transport = &box;
     r->heartbeat_timeout = 0; /* the root is the worker: nobody to be silent */
-    if (root_assign_idle(r, farm_now())) return -1;
+    if (root_assign_idle(r, monotonic_seconds())) return -1;
     while (box.has_assign) {
         message assign = box.assign;
         box.has_assign = 0;
@@ -475,8 +503,8 @@ int farm_single(root_ctx *r, const farm_options *o) {
         if (c.failed) return -1;
         /* before the outcome: a stopped trial goes back to pending and must not be assigned
          * again, nor the next one started */
-        if (!r->stopping && want_stop(r, o, farm_now())) return -1;
-        if (root_handle(r, 0, &final, farm_now())) return -1;
+        if (!r->stopping && want_stop(r, o, monotonic_seconds())) return -1;
+        if (root_handle(r, 0, &final, monotonic_seconds())) return -1;
     }
     return 0;
 }

@@ -31,12 +31,15 @@ typedef struct {
     void (*echo)(const epoch_record *record);
 } farm_options;
 
-double farm_now(void); /* monotonic seconds */
-
 /* Root: waits for every worker's HELLO and fills workers[rank] (host, device, threads). */
 int farm_collect_hellos(const farm_options *o, worker_slot *workers, char *err, size_t errlen);
 /* Worker: says where it runs. */
 int farm_send_hello(const farm_options *o, char *err, size_t errlen);
+/* Root, once setup is done: START, with o->worker.trials_dir (NAME.h5.d), to every worker. */
+int farm_start_workers(const farm_options *o, char *err, size_t errlen);
+/* Worker, after its HELLO: waits for the root's word. 0: START came (o->worker.trials_dir is
+ * set); 1: SHUTDOWN came (setup failed at the root: nothing to do); -1 with err. */
+int farm_wait_start(farm_options *o, char *err, size_t errlen);
 /* Root, after setup failed: tells the workers to leave. */
 void farm_abandon(const farm_options *o);
 

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "kernels/kernels.h"
 
@@ -84,4 +85,9 @@ int placement_place(const device_request *req, int view_index, int view_workers,
     snprintf(out->text, sizeof out->text, "GPU %d: %.95s, %.1f GiB", out->device, info.name,
              (double)info.total_bytes / (1024.0 * 1024.0 * 1024.0));
     return 0;
+}
+
+void placement_host(char *host, size_t len) {
+    if (gethostname(host, len)) snprintf(host, len, "unknown");
+    host[len - 1] = 0;
 }

@@ -37,4 +37,8 @@ typedef struct {
 int placement_place(const device_request *req, int view_index, int view_workers, int ranks_per_gpu,
                     placement *out);
 
+/* This machine's name, as the placement print, messages and the results file give it
+ * ("unknown" when it has none). */
+void placement_host(char *host, size_t len);
+
 #endif

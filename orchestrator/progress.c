@@ -9,7 +9,7 @@
 struct progress {
     FILE *out;
     int quiet, tty;
-    double start, last_draw;
+    double start, last_draw, last_summary;
     int drawn_lines; /* lines of the live table currently on screen */
 };
 
@@ -24,6 +24,7 @@ progress *progress_create(FILE *out, int quiet, double start_time) {
     p->tty = !quiet && isatty(fileno(out)) && term && *term && strcmp(term, "dumb");
     p->start = start_time;
     p->last_draw = -1;
+    p->last_summary = start_time;
     return p;
 }
 
@@ -64,7 +65,8 @@ static void erase_table(progress *p) {
     p->drawn_lines = 0;
 }
 
-static void draw_table(progress *p, const trial_table *t, double now) {
+/* "trials: 1 done, 2 running, ... | ETA 0:01:02", the table's head and the periodic line. */
+static void print_counts(progress *p, const trial_table *t, double now) {
     int counts[TS_COUNT];
     trial_table_counts(t, counts);
     char eta[32];
@@ -72,6 +74,10 @@ static void draw_table(progress *p, const trial_table *t, double now) {
     fprintf(p->out, "trials: %d done, %d running, %d pending, %d failed, %d preempted | ETA %s\n",
             counts[TS_DONE], counts[TS_RUNNING], counts[TS_PENDING], counts[TS_FAILED],
             counts[TS_PREEMPTED], eta);
+}
+
+static void draw_table(progress *p, const trial_table *t, double now) {
+    print_counts(p, t, now);
     fprintf(p->out, "  %-5s %-12s %-16s %5s %7s %7s %9s\n", "rank", "backbone", "schedule", "phase",
             "epoch", "val_acc", "ETA");
     p->drawn_lines = 2;
@@ -108,7 +114,16 @@ void progress_event(progress *p, const trial_table *t, double now, const char *f
 }
 
 void progress_tick(progress *p, const trial_table *t, double now) {
-    if (!p || !p->tty || now - p->last_draw < 0.5) return;
+    if (!p || p->quiet) return;
+    if (!p->tty) {
+        if (now - p->last_summary < PROGRESS_SUMMARY_EVERY) return;
+        p->last_summary = now;
+        fprintf(p->out, "[%7.1fs] ", now - p->start);
+        print_counts(p, t, now);
+        fflush(p->out);
+        return;
+    }
+    if (now - p->last_draw < 0.5) return;
     p->last_draw = now;
     erase_table(p);
     draw_table(p, t, now);

@@ -75,8 +75,9 @@ static void get_str(reader *r, char *s, size_t max) {
     s[r->underflow ? 0 : n] = 0;
 }
 
-static const char *const type_names[] = {"?",      "HELLO",     "ASSIGN", "EPOCH",    "DONE",
-                                         "FAILED", "HEARTBEAT", "STOP",   "SHUTDOWN", "ACK"};
+static const char *const type_names[] = {"?",        "HELLO",  "ASSIGN",    "EPOCH",
+                                         "DONE",     "FAILED", "HEARTBEAT", "STOP",
+                                         "SHUTDOWN", "ACK",    "START"};
 
 const char *msg_type_name(msg_type t) {
     return t > 0 && t < MSG_TYPE_END ? type_names[t] : "unknown";
@@ -130,6 +131,10 @@ int protocol_encode(const message *m, unsigned char *buf, size_t cap, size_t *le
         break;
     }
     case MSG_FAILED:
+        put_str(&w, m->text, sizeof m->text);
+        put_i32(&w, (int32_t)m->failure);
+        break;
+    case MSG_START:
         put_str(&w, m->text, sizeof m->text);
         break;
     case MSG_ACK:
@@ -232,7 +237,17 @@ int protocol_decode(const unsigned char *buf, size_t len, message *m, char *err,
         d->batches_per_epoch = get_i32(&r);
         break;
     }
-    case MSG_FAILED:
+    case MSG_FAILED: {
+        get_str(&r, m->text, sizeof m->text);
+        int32_t failure = get_i32(&r);
+        if (failure < TRIAL_FAILURE_TRAINING || failure > TRIAL_FAILURE_CHECKPOINT) {
+            snprintf(err, errlen, "FAILED message with failure kind %d", failure);
+            return -1;
+        }
+        m->failure = (trial_failure)failure;
+        break;
+    }
+    case MSG_START:
         get_str(&r, m->text, sizeof m->text);
         break;
     case MSG_ACK:

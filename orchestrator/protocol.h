@@ -3,10 +3,11 @@
  * tlsweep version or a truncated one is an error, never misread.
  *
  *   worker -> root: HELLO (where it runs), EPOCH (one epoch record), HEARTBEAT (still alive),
- *                   DONE (summary; or stopped at a batch boundary), FAILED (reason)
- *   root -> worker: ASSIGN (a trial by grid index and name), ACK (the EPOCH is in the file;
- *                   carries "stop"), STOP (stop at the next batch boundary, checkpoint, report),
- *                   SHUTDOWN
+ *                   DONE (summary; or stopped at a batch boundary), FAILED (reason and kind)
+ *   root -> worker: START (setup is done: the trials' directory NAME.h5.d; or SHUTDOWN when
+ *                   setup failed), ASSIGN (a trial by grid index and name), ACK (the EPOCH is
+ *                   in the file; carries "stop"), STOP (stop at the next batch boundary,
+ *                   checkpoint, report), SHUTDOWN
  *
  * EPOCH is acknowledged once it is written and flushed, and the worker waits for the ACK before
  * the trial goes on to checkpoint that epoch: so a checkpoint never runs ahead of the file, and
@@ -20,8 +21,9 @@
 #include "worker/trial.h"
 
 #define PROTOCOL_MAGIC 0x57534C54u /* "TLSW" little-endian */
-/* 5: HELLO says which device, or why none; 4: EPOCH carries data_wait_s */
-#define PROTOCOL_VERSION 5
+/* 6: FAILED says what kind of failure (a retry may help or not), START replaces the bare
+ * trials-directory send; 5: HELLO says which device, or why none; 4: EPOCH carries data_wait_s */
+#define PROTOCOL_VERSION 6
 #define PROTOCOL_TAG 17
 #define PROTOCOL_TAG_ACK 18 /* ACKs travel apart so the heartbeat thread never takes one */
 #define PROTOCOL_MAX_GROUPS 64
@@ -39,6 +41,7 @@ typedef enum {
     MSG_STOP,
     MSG_SHUTDOWN,
     MSG_ACK,
+    MSG_START,
     MSG_TYPE_END
 } msg_type;
 
@@ -69,7 +72,8 @@ typedef struct {
     int32_t trial;             /* grid index (ASSIGN, EPOCH, DONE, FAILED, HEARTBEAT); -1 if none */
     int32_t attempt;           /* ASSIGN..FAILED */
     char name[TRIAL_NAME_MAX]; /* ASSIGN: the trial's name, checked against the worker's grid */
-    char text[PROTOCOL_TEXT];  /* FAILED: the reason */
+    char text[PROTOCOL_TEXT];  /* FAILED: the reason; START: the trials' directory */
+    trial_failure failure;     /* FAILED: only a training failure is worth a retry */
     int32_t stop;              /* ACK: the root wants the trial to stop */
     msg_hello hello;
     msg_epoch epoch;

@@ -364,6 +364,11 @@ int resume_create(const char *path, const sweep *s, const trial_table *t, const 
     return rc;
 }
 
+void resume_trials_dir(const char *results_path, char *dir, size_t len) {
+    /* cut the name, not the ".d": a too-long path then fails to open, never lands elsewhere */
+    snprintf(dir, len, "%.*s.d", (int)(len > 3 ? len - 3 : 0), results_path);
+}
+
 int resume_start(const char *path, const char *lock_dir, const sweep *s, trial_table *t,
                  const resume_writer *w, results_h5 **out, int *kept_done, char *err,
                  size_t errlen) {

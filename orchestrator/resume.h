@@ -12,6 +12,10 @@
 #include "orchestrator/results_h5.h"
 #include "orchestrator/trials.h"
 
+/* The folder beside a results file FILE: FILE.d (NAME.h5.d), for the writer lock and, under
+ * `tlsweep run`, each trial's directory NAME.h5.d/TRIAL/. */
+void resume_trials_dir(const char *results_path, char *dir, size_t len);
+
 /* trials_dir/writer.lock holds "HOST PID"; a live writer on this host, or a lock touched in the
  * last RESUME_LOCK_STALE seconds from another host, refuses. */
 #define RESUME_LOCK_STALE 60.0

@@ -7,7 +7,9 @@
 #include "orchestrator/schedule.h"
 #include "worker/clock.h"
 
-__attribute__((format(printf, 2, 3))) static int fatal(root_ctx *r, const char *fmt, ...) {
+__attribute__((format(printf, 3, 4))) static int fatal(root_ctx *r, root_error kind,
+                                                       const char *fmt, ...) {
+    r->error_kind = kind;
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(r->error, sizeof r->error, fmt, ap);
@@ -36,20 +38,22 @@ void root_init(root_ctx *r, const sweep *s, trial_table *t, results_h5 *h5, prog
 static int save_row(root_ctx *r, trial_entry *e) {
     char err[512];
     if (r->h5 && results_h5_write_trial(r->h5, &e->row, err, sizeof err))
-        return fatal(r, "%s", err);
+        return fatal(r, ROOT_ERROR_RESULTS, "%s", err);
     return 0;
 }
 
 static int transition(root_ctx *r, int index, trial_state to) {
     char err[512];
-    if (trial_set_state(r->table, index, to, err, sizeof err)) return fatal(r, "%s", err);
+    if (trial_set_state(r->table, index, to, err, sizeof err))
+        return fatal(r, ROOT_ERROR_STATE, "%s", err);
     return 0;
 }
 
 static int send_to(root_ctx *r, int rank, const message *m) {
     char err[512];
     if (r->send(r->transport, rank, m, err, sizeof err))
-        return fatal(r, "sending %s to rank %d: %s", msg_type_name(m->type), rank, err);
+        return fatal(r, ROOT_ERROR_PROTOCOL, "sending %s to rank %d: %s", msg_type_name(m->type),
+                     rank, err);
     return 0;
 }
 
@@ -106,8 +110,8 @@ static int on_epoch(root_ctx *r, trial_entry *e, const message *m, double now) {
         e->row.best_epoch = ep->epoch;
     }
     if (ep->epoch > e->total_epochs) {
-        return fatal(r, "rank %d: trial %s: epoch %d of a %d-epoch trial", e->row.rank, e->row.name,
-                     ep->epoch, e->total_epochs);
+        return fatal(r, ROOT_ERROR_PROTOCOL, "rank %d: trial %s: epoch %d of a %d-epoch trial",
+                     e->row.rank, e->row.name, ep->epoch, e->total_epochs);
     }
     /* A restarted trial repeats epochs that are already in the file: keep the first. */
     if (e->epoch_written[ep->epoch]) return acknowledge(r, e, m);
@@ -133,7 +137,7 @@ static int on_epoch(root_ctx *r, trial_entry *e, const message *m, double now) {
     }
     char err[512];
     if (r->h5 && results_h5_append_epoch(r->h5, &c, lr, ep->n_groups, err, sizeof err))
-        return fatal(r, "%s", err);
+        return fatal(r, ROOT_ERROR_RESULTS, "%s", err);
     e->epoch_written[ep->epoch] = 1;
     progress_event(r->progress, r->table, now, "rank %d: %s epoch %d/%d (phase %d) val_acc %.4f",
                    e->row.rank, e->row.name, ep->epoch, e->total_epochs, ep->phase, ep->val_acc);
@@ -164,7 +168,8 @@ static int on_done(root_ctx *r, trial_entry *e, int index, const message *m, dou
         return transition(r, index, TS_PENDING);
     }
     if (d->epochs_done < e->total_epochs)
-        return fatal(r, "rank %d: trial %s reported done after %d of %d epochs", e->row.rank,
+        return fatal(r, ROOT_ERROR_PROTOCOL,
+                     "rank %d: trial %s reported done after %d of %d epochs", e->row.rank,
                      e->row.name, d->epochs_done, e->total_epochs);
     e->row.error[0] = 0;
     if (transition(r, index, TS_DONE) || save_row(r, e)) return -1;
@@ -173,15 +178,37 @@ static int on_done(root_ctx *r, trial_entry *e, int index, const message *m, dou
     return 0;
 }
 
+/* Why a failure of this kind is not retried; NULL when a retry may succeed. */
+static const char *hopeless(trial_failure failure) {
+    switch (failure) {
+    case TRIAL_FAILURE_SETUP:
+        return "not retried: its input or settings fail the same way every time";
+    case TRIAL_FAILURE_CHECKPOINT:
+        return "not retried: its resume checkpoint is unusable";
+    case TRIAL_FAILURE_TRAINING:
+        break;
+    }
+    return NULL;
+}
+
 static int on_failed(root_ctx *r, trial_entry *e, int index, const message *m, double now) {
     e->row.end_time = wall_seconds();
-    snprintf(e->row.error, sizeof e->row.error, "%.255s", m->text);
+    const char *no_retry = hopeless(m->failure);
+    if (no_retry) /* the reason is cut, never the word why it is final */
+        snprintf(e->row.error, sizeof e->row.error, "%.*s (%s)",
+                 (int)(sizeof e->row.error - strlen(no_retry) - 4), m->text, no_retry);
+    else
+        snprintf(e->row.error, sizeof e->row.error, "%.255s", m->text);
     e->last_failed_rank = e->row.rank;
+    e->failure = m->failure;
     if (transition(r, index, TS_FAILED)) return -1;
-    int retry = e->attempts_this_run < r->table->max_attempts;
-    progress_event(r->progress, r->table, now, "FAILED %s (attempt %d of %d%s): %s", e->row.name,
+    int retry = !no_retry && e->attempts_this_run < r->table->max_attempts;
+    progress_event(r->progress, r->table, now, "FAILED %s (attempt %d of %d, %s): %s", e->row.name,
                    e->attempts_this_run, r->table->max_attempts,
-                   retry ? ", will retry" : ", no retries left", m->text);
+                   retry      ? "will retry"
+                   : no_retry ? no_retry
+                              : "no retries left",
+                   m->text);
     if (retry && transition(r, index, TS_PENDING)) return -1;
     return save_row(r, e);
 }
@@ -191,21 +218,21 @@ int root_handle(root_ctx *r, int source, const message *m, double now) {
     r->messages++;
     int rc = 0;
     if (source < r->first_worker || source >= r->n_ranks) {
-        rc = fatal(r, "message from rank %d, which is not a worker", source);
+        rc = fatal(r, ROOT_ERROR_PROTOCOL, "message from rank %d, which is not a worker", source);
         goto out;
     }
     worker_slot *w = &r->workers[source];
     w->last_heard = now;
     if (m->type == MSG_HEARTBEAT) goto out;
     if (m->type != MSG_EPOCH && m->type != MSG_DONE && m->type != MSG_FAILED) {
-        rc = fatal(r, "rank %d on %s sent an unexpected %s", source, w->host,
+        rc = fatal(r, ROOT_ERROR_PROTOCOL, "rank %d on %s sent an unexpected %s", source, w->host,
                    msg_type_name(m->type));
         goto out;
     }
     int index = m->trial;
     if (w->busy < 0 || index != w->busy) {
-        rc = fatal(r, "rank %d on %s: %s for trial %d, but it was assigned %d", source, w->host,
-                   msg_type_name(m->type), index, w->busy);
+        rc = fatal(r, ROOT_ERROR_PROTOCOL, "rank %d on %s: %s for trial %d, but it was assigned %d",
+                   source, w->host, msg_type_name(m->type), index, w->busy);
         goto out;
     }
     trial_entry *e = &r->table->items[index];
@@ -226,7 +253,7 @@ int root_check_silence(root_ctx *r, double now) {
     for (int rank = r->first_worker; rank < r->n_ranks; rank++) {
         worker_slot *w = &r->workers[rank];
         if (w->busy >= 0 && now - w->last_heard > r->heartbeat_timeout)
-            return fatal(r,
+            return fatal(r, ROOT_ERROR_SILENT_WORKER,
                          "rank %d on %s: trial %s: no message for %.0f s (heartbeat timeout "
                          "%.0f s); stopping the sweep, rerun to resume",
                          rank, w->host, r->table->items[w->busy].row.name, now - w->last_heard,

@@ -21,6 +21,16 @@ typedef struct {
     char device_text[PROTOCOL_TEXT]; /* the placement print's words, or why it failed */
 } worker_slot;
 
+/* What ended a sweep early (a root_* call returned -1): the kind decides what the run does
+ * next (its exit status), the text in root_ctx.error says what happened. */
+typedef enum {
+    ROOT_ERROR_NONE = 0,
+    ROOT_ERROR_SILENT_WORKER, /* a busy worker was silent past the heartbeat timeout: resumable */
+    ROOT_ERROR_RESULTS,       /* the results file could not be written */
+    ROOT_ERROR_PROTOCOL,      /* a message broke the protocol, or moving one failed */
+    ROOT_ERROR_STATE,         /* an illegal trial transition: a bug */
+} root_error;
+
 /* Sends one message to a rank; -1 with err on failure. */
 typedef int (*root_send_fn)(void *transport, int rank, const message *m, char *err, size_t errlen);
 
@@ -38,6 +48,7 @@ typedef struct {
     int stopping;             /* no new assignments; STOP sent to busy workers */
     double stop_seen;         /* the `now` of root_stop: when the stop was decided */
     char error[1024];         /* set when root_* returns -1 */
+    root_error error_kind;    /* and what kind of error it is */
     /* statistics */
     long messages;
     double handle_seconds; /* time spent in root_handle */

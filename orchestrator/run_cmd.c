@@ -2,24 +2,23 @@
  * rank, rank 0 runs the trials itself. Exit status: 0 every trial done, 1 some failed after
  * their retries, 2 bad input (nothing written), 3 stopped (signal, --time-limit, silent
  * worker; rerun to resume), 4 an internal error. */
-#include <errno.h>
 #include <getopt.h>
 #include <mpi.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include "orchestrator/farm.h"
-#include "orchestrator/placement.h"
 #include "orchestrator/preflight.h"
 #include "orchestrator/provenance.h"
+#include "orchestrator/ranks.h"
 #include "orchestrator/resume.h"
 #include "orchestrator/schedule.h"
+#include "orchestrator/slurm.h"
+#include "orchestrator/summary.h"
 #include "worker/cli.h"
+#include "worker/clock.h"
 #include "worker/commands.h"
 
 typedef struct {
@@ -33,7 +32,10 @@ static void usage(FILE *out) {
             "usage: mpirun -np N tlsweep run [options] SWEEP.yaml\n"
             "  Expands the sweep into trials; rank 0 farms them out (longest first) and writes\n"
             "  every epoch into one HDF5 file (SWMR: readable while it runs). An existing file\n"
-            "  is resumed. With -np 1 rank 0 runs the trials itself.\n"
+            "  is resumed. With -np 1 rank 0 runs the trials itself. Progress: a line per event;\n"
+            "  on a terminal a live table, elsewhere (a file, | tee, Slurm) a summary line every\n"
+            "  30 s. At the end: counts, the best trials, where the results file, checkpoints\n"
+            "  and figures are, and the line that opens the file in pandas.\n"
             "  Each worker trains where the sweep's train.device says (auto: a GPU when one is\n"
             "  visible, else the CPU; cpu; cuda), workers on a node spread over the GPUs they\n"
             "  see, ranks_per_gpu of them per GPU at most; the start lists every rank's device.\n"
@@ -45,7 +47,7 @@ static void usage(FILE *out) {
             "      --heartbeat SECONDS    a busy worker's heartbeat interval (default 5)\n"
             "      --heartbeat-timeout S  a worker silent this long stops the sweep (default 600)\n"
             "      --threads N            CPU threads per worker (default: cores / workers)\n"
-            "  -q, --quiet                no progress lines\n"
+            "  -q, --quiet                no progress lines (the end-of-run summary still prints)\n"
             "      --simulate             TEST MODE: train nothing; each epoch sleeps for its\n"
             "                             scaled estimated cost and reports synthetic numbers\n"
             "                             (the file's mode attribute says simulated)\n"
@@ -53,7 +55,11 @@ static void usage(FILE *out) {
             "                             (default 0.1)\n"
             "SIGUSR1, SIGTERM, SIGINT and SIGUSR2 stop every rank cleanly (exit 3); after a\n"
             "SIGUSR1 (Slurm's time-limit signal) inside a Slurm job rank 0 runs `scontrol requeue\n"
-            "$SLURM_JOB_ID` (TLSWEEP_NO_REQUEUE=1: it does not)\n"
+            "$SLURM_JOB_ID` (TLSWEEP_NO_REQUEUE=1: it does not). Sent to mpirun itself, SIGUSR1\n"
+            "and SIGUSR2 reach every rank (exit 3), but Open MPI's mpirun answers SIGINT (Ctrl-C)\n"
+            "and SIGTERM by ending the job: it exits 1 whatever the ranks return and kills them\n"
+            "shortly after they are told to stop (the next run resumes all the same). For a\n"
+            "clean stop with exit 3 send mpirun SIGUSR2.\n"
             "exit status: 0 all done, 1 some trials failed, 2 bad input, 3 stopped (rerun to\n"
             "resume), 4 internal error\n");
 }
@@ -141,122 +147,34 @@ static int parse_options(int argc, char **argv, run_options *o, int rank) {
     return 0;
 }
 
-/* Rank 0 reads and validates the sweep, then every rank gets its text. 0 ok, -1 invalid. */
-static int share_sweep(const run_options *o, int rank, sweep *s) {
-    long long len = -1;
-    if (rank == 0) {
-        sweep_errors errs = {0};
-        const sweep_options opt = {.check_paths = !o->simulate};
-        /* a simulated sweep reads no dataset or weights */
-        if (sweep_load(o->sweep_file, &opt, s, &errs) == 0 &&
-            (o->simulate || preflight_sweep(s, &errs) == 0))
-            len = (long long)s->text_len;
-        else {
-            for (int i = 0; i < errs.count; i++)
-                fprintf(stderr, "%s\n", errs.messages[i]);
-            if (errs.dropped) fprintf(stderr, "(%d more problems)\n", errs.dropped);
-            fprintf(stderr, "tlsweep run: %s is not a valid sweep; nothing was started\n",
-                    o->sweep_file);
-        }
-        sweep_errors_free(&errs);
-    }
-    if (MPI_Bcast(&len, 1, MPI_LONG_LONG, 0, MPI_COMM_WORLD) != MPI_SUCCESS || len < 0) return -1;
-    if (rank == 0)
-        return MPI_Bcast(s->text, (int)len, MPI_CHAR, 0, MPI_COMM_WORLD) == MPI_SUCCESS ? 0 : -1;
-    char *text = malloc((size_t)len + 1);
-    if (!text || MPI_Bcast(text, (int)len, MPI_CHAR, 0, MPI_COMM_WORLD) != MPI_SUCCESS) {
-        free(text);
-        return -1;
-    }
+/* Rank 0: the sweep file read, validated and every input it names checked (preflight);
+ * every problem reported. 0 valid, -1 not. */
+static int check_sweep(const run_options *o, sweep *s) {
     sweep_errors errs = {0};
-    const sweep_options opt = {.check_paths = 0};
-    int rc = sweep_parse(o->sweep_file, text, (size_t)len, &opt, s, &errs);
-    if (rc)
-        fprintf(stderr, "rank %d: the root's sweep does not parse here: %s\n", rank,
-                errs.count ? errs.messages[0] : "?");
+    const sweep_options opt = {.check_paths = !o->simulate};
+    /* a simulated sweep reads no dataset or weights */
+    int rc = sweep_load(o->sweep_file, &opt, s, &errs) == 0 &&
+                     (o->simulate || preflight_sweep(s, &errs) == 0)
+                 ? 0
+                 : -1;
+    if (rc) {
+        sweep_errors_print(&errs, stderr, "");
+        fprintf(stderr, "tlsweep run: %s is not a valid sweep; nothing was started\n",
+                o->sweep_file);
+    }
     sweep_errors_free(&errs);
-    free(text);
     return rc;
 }
 
-/* What a rank tells the others on its node for the device choice: whether it trains, and
- * which devices it sees (CUDA_VISIBLE_DEVICES; Slurm's --gpus-per-task gives each task its own). */
-typedef struct {
-    int32_t trains;
-    char view[252];
-} device_view;
-
-/* This worker's index among the workers on its node that see the same devices, and their
- * count (placement_choose's view_index and view_workers). */
-static void view_position(MPI_Comm node, int local_size, int trains, int *index, int *count) {
-    device_view mine = {.trains = trains}, *all = calloc((size_t)local_size, sizeof *all);
-    const char *visible = getenv("CUDA_VISIBLE_DEVICES");
-    snprintf(mine.view, sizeof mine.view, "%s", visible ? visible : "(unset: every device)");
-    *index = 0;
-    *count = 1;
-    if (!all || MPI_Allgather(&mine, sizeof mine, MPI_BYTE, all, sizeof mine, MPI_BYTE, node) !=
-                    MPI_SUCCESS) {
-        free(all);
-        return;
+/* --dry-run: the trials and their estimated costs. */
+static void list_trials(const run_options *o, const sweep *s, const trial_list *trials) {
+    printf("sweep %s: %d trials -> %s\n", s->name, trials->count,
+           o->output ? o->output : s->output);
+    for (int i = 0; i < trials->count; i++) {
+        trial_spec spec;
+        grid_trial_spec(s, &trials->items[i], &spec);
+        printf("  %-48s cost %10.3f\n", trials->items[i].name, schedule_estimate_cost(&spec));
     }
-    int local_rank = 0;
-    MPI_Comm_rank(node, &local_rank);
-    *count = 0;
-    for (int j = 0; j < local_size; j++)
-        if (all[j].trains && !strcmp(all[j].view, mine.view)) {
-            if (j < local_rank) ++*index;
-            ++*count;
-        }
-    free(all);
-}
-
-/* Where this rank runs: local rank (Open MPI / Slurm / shared-memory split), device, threads.
- * A rank that cannot have the device the sweep asks for says so in its HELLO (the root then
- * names it and stops the run with exit 2); it never falls back to the CPU by itself. */
-static void place_worker(const run_options *o, const sweep *s, int rank, int size,
-                         worker_options *w) {
-    MPI_Comm node;
-    int local_rank = 0, local_size = 1, root_here = rank == 0, any_root = 0;
-    const int trains = rank > 0 || size == 1;
-    int view_index = 0, view_workers = 1;
-    if (MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &node) ==
-        MPI_SUCCESS) {
-        MPI_Comm_rank(node, &local_rank);
-        MPI_Comm_size(node, &local_size);
-        MPI_Allreduce(&root_here, &any_root, 1, MPI_INT, MPI_MAX, node);
-        view_position(node, local_size, trains, &view_index, &view_workers);
-        MPI_Comm_free(&node);
-    }
-    const char *env = getenv("OMPI_COMM_WORLD_LOCAL_RANK");
-    if (!env) env = getenv("SLURM_LOCALID");
-    if (env) local_rank = atoi(env);
-    int workers_here = local_size - (any_root && local_size > 1 ? 1 : 0);
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    w->threads = o->threads ? o->threads
-                            : (int)(cores / (workers_here > 0 ? workers_here : 1) > 0
-                                        ? cores / (workers_here > 0 ? workers_here : 1)
-                                        : 1);
-    w->threads_forced = o->threads > 0;
-    w->local_rank = local_rank;
-    w->device = -1;
-    /* the root of a multi-rank run trains nothing; --simulate trains nothing anywhere */
-    if (!trains || o->simulate) {
-        snprintf(w->device_text, sizeof w->device_text, "CPU (%s)",
-                 trains ? "--simulate: nothing trains" : "the root: it trains nothing");
-        return;
-    }
-    device_request req;
-    placement p;
-    if (placement_parse(sweep_device(s), &req)) /* the sweep's validation allows no other */
-        req.kind = DEVICE_AUTO;
-    if (placement_place(&req, view_index, view_workers, s->ranks_per_gpu, &p)) {
-        w->placement_failed = 1;
-        snprintf(w->device_text, sizeof w->device_text, "train.device %s: %.400s", sweep_device(s),
-                 p.error);
-        return;
-    }
-    w->device = p.device;
-    snprintf(w->device_text, sizeof w->device_text, "%s", p.text);
 }
 
 /* The placement print: where each worker trains. */
@@ -284,30 +202,19 @@ static int placement_failures(const worker_slot *workers, int size) {
     return failed;
 }
 
-static void hosts_text(const worker_slot *workers, int size, const char *root_host, char *out,
-                       size_t len) {
-    snprintf(out, len, "%s", root_host);
-    for (int i = 1; i < size; i++) {
-        int seen = !strcmp(workers[i].host, root_host);
-        for (int j = 1; j < i && !seen; j++)
-            seen = !strcmp(workers[i].host, workers[j].host);
-        if (!seen) {
-            size_t used = strlen(out);
-            snprintf(out + used, len - used, ",%s", workers[i].host);
-        }
-    }
-}
-
 /* Creates or resumes the results file. 0 ok, -1 reported. */
 static int open_results(const run_options *o, const sweep *s, trial_table *t,
-                        const worker_slot *workers, int size, const char *host, const char *output,
-                        const char *trials_dir, results_h5 **h5) {
+                        const worker_slot *workers, const farm_options *f, const char *output,
+                        results_h5 **h5) {
     char err[8192], hosts[1024];
-    hosts_text(workers, size, host, hosts, sizeof hosts);
-    const resume_writer writer = {
-        .host = host, .hosts = hosts, .ranks = size, .simulated = o->simulate, .extend = o->extend};
+    ranks_hosts(workers, f->size, f->worker.host, hosts, sizeof hosts);
+    const resume_writer writer = {.host = f->worker.host,
+                                  .hosts = hosts,
+                                  .ranks = f->size,
+                                  .simulated = o->simulate,
+                                  .extend = o->extend};
     int kept = 0;
-    if (resume_start(output, trials_dir, s, t, &writer, h5, &kept, err, sizeof err)) {
+    if (resume_start(output, f->worker.trials_dir, s, t, &writer, h5, &kept, err, sizeof err)) {
         fprintf(stderr, "tlsweep run: %s\n", err);
         return -1;
     }
@@ -326,7 +233,24 @@ static double seconds_per_cost(const sweep *s, const trial_list *trials, double 
     return most > 0 ? seconds / most : 0;
 }
 
-/* Rank 0's part after setup. Returns the exit status. */
+/* The exit status of a sweep that root.c ended with an error. Negative: MPI must abort, since
+ * a rank may be lost (the results file is closed by then). A silent worker is a stop: rerun to
+ * resume. */
+static int error_status(root_error kind) {
+    switch (kind) {
+    case ROOT_ERROR_SILENT_WORKER:
+        return -3;
+    case ROOT_ERROR_NONE:
+    case ROOT_ERROR_RESULTS:
+    case ROOT_ERROR_PROTOCOL:
+    case ROOT_ERROR_STATE:
+        break;
+    }
+    return -4;
+}
+
+/* Rank 0 of a run with workers, or the one rank of -np 1: HELLOs, the results file, START, the
+ * farm, the summary. Returns the exit status (negative: abort, see error_status). */
 static int run_root(const run_options *o, const sweep *s, const trial_list *trials,
                     farm_options *f) {
     char err[1024];
@@ -343,33 +267,30 @@ static int run_root(const run_options *o, const sweep *s, const trial_list *tria
     workers[0].device = f->worker.device;
     workers[0].placement_failed = f->worker.placement_failed;
     snprintf(workers[0].device_text, sizeof workers[0].device_text, "%s", f->worker.device_text);
+    int status = 0;
     if (f->size > 1 && farm_collect_hellos(f, workers, err, sizeof err)) {
         fprintf(stderr, "tlsweep run: %s\n", err);
-        free(workers);
-        trial_table_free(&table);
-        return -4; /* workers may be lost: abort */
-    }
-    if (placement_failures(workers, f->size)) {
-        farm_abandon(f);
-        free(workers);
-        trial_table_free(&table);
-        return 2;
-    }
+        status = -4; /* workers may be lost: abort */
+    } else if (placement_failures(workers, f->size))
+        status = 2;
     const char *output = o->output ? o->output : s->output;
-    char trials_dir[TRIAL_PATH_MAX];
-    snprintf(trials_dir, sizeof trials_dir, "%.500s.d", output);
-    snprintf(f->worker.trials_dir, sizeof f->worker.trials_dir, "%s", trials_dir);
+    resume_trials_dir(output, f->worker.trials_dir, sizeof f->worker.trials_dir);
     results_h5 *h5 = NULL;
-    if (open_results(o, s, &table, workers, f->size, f->worker.host, output, trials_dir, &h5)) {
-        farm_abandon(f);
+    if (!status && open_results(o, s, &table, workers, f, output, &h5)) status = 2;
+    if (!status && farm_start_workers(f, err, sizeof err)) {
+        fprintf(stderr, "tlsweep run: %s\n", err);
+        status = -4;
+    }
+    if (status) {
+        if (status > 0) farm_abandon(f);
+        if (h5) {
+            results_h5_close(h5, err, sizeof err);
+            resume_unlock(f->worker.trials_dir);
+        }
         free(workers);
         trial_table_free(&table);
-        return 2;
+        return status;
     }
-    /* workers learn where NAME.h5.d is with their first ASSIGN's sweep; send it once here */
-    int dir_len = (int)strlen(trials_dir) + 1;
-    for (int rank = 1; rank < f->size; rank++)
-        MPI_Send(trials_dir, dir_len, MPI_CHAR, rank, PROTOCOL_TAG + 1, f->comm);
     progress *p = progress_create(stdout, o->quiet, f->start);
     root_ctx r;
     root_init(&r, s, &table, h5, p, workers, f->size > 1 ? 1 : 0, f->size, NULL, NULL);
@@ -382,120 +303,81 @@ static int run_root(const run_options *o, const sweep *s, const trial_list *tria
         fflush(stdout);
     }
     int rc = f->size > 1 ? farm_root(&r, f) : farm_single(&r, f);
-    int counts[TS_COUNT];
-    trial_table_counts(&table, counts);
-    double elapsed = farm_now() - f->start;
-    double h5_seconds = results_h5_write_seconds(h5);
+    run_summary summary = {.output = output,
+                           .trials_dir = f->worker.trials_dir,
+                           .seconds = monotonic_seconds() - f->start,
+                           .h5_seconds = results_h5_write_seconds(h5),
+                           .messages = r.messages,
+                           .handle_seconds = r.handle_seconds};
     char close_err[512];
     int close_rc = results_h5_close(h5, close_err, sizeof close_err);
-    resume_unlock(trials_dir);
+    resume_unlock(f->worker.trials_dir);
     /* the grace period (Slurm's --signal=B:USR1@120) must cover this */
     if (r.stopping && r.stop_seen > 0)
         fprintf(stderr, "tlsweep run: stopped in %.1f s (%s to results closed)\n",
-                farm_now() - r.stop_seen, farm_stop_signal ? "signal" : "time limit");
-    int status;
+                monotonic_seconds() - r.stop_seen, farm_stop_signal ? "signal" : "time limit");
     if (rc) {
         fprintf(stderr, "tlsweep run: %s\n", r.error);
-        status = strstr(r.error, "heartbeat timeout") ? -3 : -4;
+        status = error_status(r.error_kind);
     } else if (close_rc) {
         fprintf(stderr, "tlsweep run: %s\n", close_err);
         status = 4;
     } else if (r.stopping)
         status = 3;
-    else
+    else {
+        int counts[TS_COUNT];
+        trial_table_counts(&table, counts);
         status = counts[TS_FAILED] ? 1 : 0;
-    if (!o->quiet || status) {
-        printf("tlsweep run: %d done, %d failed, %d not finished of %d trials in %.1f s; HDF5 "
-               "writes %.3f s (%.2f%%), root %.1f us per message (%ld messages)%s\n",
-               counts[TS_DONE], counts[TS_FAILED],
-               table.count - counts[TS_DONE] - counts[TS_FAILED], table.count, elapsed, h5_seconds,
-               elapsed > 0 ? 100.0 * h5_seconds / elapsed : 0.0,
-               r.messages ? 1e6 * r.handle_seconds / (double)r.messages : 0.0, r.messages,
-               status == 3 || status == -3 ? "; rerun the same command to resume" : "");
     }
-    for (int i = 0; i < table.count; i++)
-        if (table.items[i].state == TS_FAILED)
-            fprintf(stderr, "failed: %s: %s\n", table.items[i].row.name, table.items[i].row.error);
+    summary.resumable = status == 3 || status == -3;
+    summary_print(stdout, stderr, &table, &summary);
     progress_free(p);
     trial_table_free(&table);
     free(workers);
     return status;
 }
 
-extern char **environ;
-
-/* After a stop by SIGUSR1 (what `sbatch --signal=B:USR1@T` sends before the time limit) inside
- * a Slurm job: `scontrol requeue $SLURM_JOB_ID`, so the job comes back and resumes the file.
- * SIGTERM/SIGINT stops do not requeue: scancel means stop, and Slurm's own preemption requeues
- * by itself. TLSWEEP_NO_REQUEUE=1 turns it off. One line on stderr says what happened. */
-static void slurm_requeue(void) {
-    const char *job = getenv("SLURM_JOB_ID");
-    if (!job || !*job) return;
-    if (strspn(job, "0123456789") != strlen(job)) {
-        fprintf(stderr, "tlsweep run: not requeued: SLURM_JOB_ID '%s' is not a job number\n", job);
-        return;
-    }
-    const char *off = getenv("TLSWEEP_NO_REQUEUE");
-    if (off && *off && strcmp(off, "0")) {
-        fprintf(stderr, "tlsweep run: not requeued: TLSWEEP_NO_REQUEUE is set (Slurm job %s)\n",
-                job);
-        return;
-    }
-    fflush(NULL);
-    char *args[] = {"scontrol", "requeue", (char *)job, NULL};
-    pid_t pid;
-    /* scontrol must not inherit the stop signals blocked by farm_install_signals */
-    posix_spawnattr_t attr;
-    sigset_t none;
-    sigemptyset(&none);
-    int rc = posix_spawnattr_init(&attr);
-    if (!rc) rc = posix_spawnattr_setsigmask(&attr, &none);
-    if (!rc) rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
-    if (!rc) rc = posix_spawnp(&pid, "scontrol", NULL, &attr, args, environ);
-    posix_spawnattr_destroy(&attr);
-    if (rc) {
-        fprintf(stderr, "tlsweep run: not requeued: cannot run scontrol: %s (Slurm job %s)\n",
-                strerror(rc), job);
-        return;
-    }
-    int wstatus = 0;
-    while (waitpid(pid, &wstatus, 0) < 0)
-        if (errno != EINTR) {
-            fprintf(stderr, "tlsweep run: not requeued: waiting for scontrol: %s\n",
-                    strerror(errno));
-            return;
-        }
-    if (WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0)
-        fprintf(stderr, "tlsweep run: requeued Slurm job %s\n", job);
-    else if (WIFEXITED(wstatus))
-        fprintf(stderr, "tlsweep run: not requeued: scontrol requeue %s exited with status %d\n",
-                job, WEXITSTATUS(wstatus));
-    else
-        fprintf(stderr, "tlsweep run: not requeued: scontrol requeue %s died of signal %d\n", job,
-                WTERMSIG(wstatus));
+/* A worker rank: HELLO, the root's START (or SHUTDOWN when its setup failed), then trials until
+ * SHUTDOWN. Returns the exit status (negative: abort). */
+static int run_worker(farm_options *f) {
+    char err[1024];
+    int rc = farm_send_hello(f, err, sizeof err);
+    if (!rc) rc = farm_wait_start(f, err, sizeof err);
+    if (rc == 1) return 2; /* the root said why */
+    if (!rc) rc = farm_worker(f, err, sizeof err);
+    if (!rc) return 0;
+    fprintf(stderr, "tlsweep run: rank %d on %s: %s\n", f->rank, f->worker.host, err);
+    return -4;
 }
 
-int cmd_run(int argc, char **argv) {
-    int provided = 0, rank = 0, size = 1;
-    /* first: a stop signal must never kill a rank that has not got this far, and MPI's
-     * threads must inherit the blocked mask */
+/* MPI up with the stop signals blocked first: a stop signal must never kill a rank that has not
+ * got this far, and MPI's threads must inherit the blocked mask. 0 ok, else the exit status. */
+static int start_mpi(int *argc, char ***argv, int *rank, int *size) {
+    int provided = 0;
     if (farm_install_signals()) {
         fprintf(stderr, "tlsweep run: cannot set up the stop signals\n");
         return 4;
     }
-    if (MPI_Init_thread(&argc, &argv, MPI_THREAD_SERIALIZED, &provided) != MPI_SUCCESS) {
+    if (MPI_Init_thread(argc, argv, MPI_THREAD_SERIALIZED, &provided) != MPI_SUCCESS) {
         fprintf(stderr, "tlsweep run: MPI_Init_thread failed\n");
         return 4;
     }
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    MPI_Comm_rank(MPI_COMM_WORLD, rank);
+    MPI_Comm_size(MPI_COMM_WORLD, size);
     /* heartbeats come from a second thread, so MPI must allow serialized calls */
     if (provided < MPI_THREAD_SERIALIZED) {
-        if (rank == 0)
+        if (*rank == 0)
             fprintf(stderr, "tlsweep run: this MPI does not provide MPI_THREAD_SERIALIZED\n");
         MPI_Finalize();
         return 4;
     }
+    return 0;
+}
+
+int cmd_run(int argc, char **argv) {
+    int rank = 0, size = 1;
+    int status = start_mpi(&argc, &argv, &rank, &size);
+    if (status) return status;
     run_options o;
     int prc = parse_options(argc, argv, &o, rank);
     if (prc) {
@@ -504,7 +386,8 @@ int cmd_run(int argc, char **argv) {
     }
     sweep s;
     memset(&s, 0, sizeof s);
-    if (share_sweep(&o, rank, &s)) {
+    const int valid = rank == 0 ? check_sweep(&o, &s) == 0 : 1;
+    if (ranks_share_sweep(MPI_COMM_WORLD, rank, o.sweep_file, valid, &s)) {
         sweep_free(&s);
         MPI_Finalize();
         return 2;
@@ -518,16 +401,7 @@ int cmd_run(int argc, char **argv) {
         return 2;
     }
     if (o.dry_run) {
-        if (rank == 0) {
-            printf("sweep %s: %d trials -> %s\n", s.name, trials.count,
-                   o.output ? o.output : s.output);
-            for (int i = 0; i < trials.count; i++) {
-                trial_spec spec;
-                grid_trial_spec(&s, &trials.items[i], &spec);
-                printf("  %-48s cost %10.3f\n", trials.items[i].name,
-                       schedule_estimate_cost(&spec));
-            }
-        }
+        if (rank == 0) list_trials(&o, &s, &trials);
         grid_trials_free(&trials);
         sweep_free(&s);
         MPI_Finalize();
@@ -540,43 +414,11 @@ int cmd_run(int argc, char **argv) {
                       .trials = &trials,
                       .heartbeat_interval = o.heartbeat,
                       .time_limit = o.time_limit,
-                      .start = farm_now()};
+                      .start = monotonic_seconds()};
     f.worker.simulate = o.simulate;
     f.worker.seconds_per_cost = seconds_per_cost(&s, &trials, o.sim_seconds);
-    f.worker.rank = rank;
-    if (gethostname(f.worker.host, sizeof f.worker.host))
-        snprintf(f.worker.host, sizeof f.worker.host, "unknown");
-    f.worker.host[sizeof f.worker.host - 1] = 0;
-    place_worker(&o, &s, rank, size, &f.worker);
-
-    int status = 0;
-    if (rank == 0)
-        status = run_root(&o, &s, &trials, &f);
-    else {
-        if (farm_send_hello(&f, err, sizeof err))
-            status = -4;
-        else {
-            /* the root sends NAME.h5.d, or a SHUTDOWN when setup failed */
-            MPI_Status st;
-            int flag = 0;
-            while (!flag) {
-                MPI_Iprobe(0, MPI_ANY_TAG, MPI_COMM_WORLD, &flag, &st);
-                if (!flag) usleep(1000);
-            }
-            if (st.MPI_TAG == PROTOCOL_TAG + 1) {
-                MPI_Recv(f.worker.trials_dir, sizeof f.worker.trials_dir, MPI_CHAR, 0,
-                         PROTOCOL_TAG + 1, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
-                if (farm_worker(&f, err, sizeof err)) status = -4;
-            } else {
-                unsigned char buf[PROTOCOL_MAX_BYTES];
-                MPI_Recv(buf, sizeof buf, MPI_BYTE, 0, PROTOCOL_TAG, MPI_COMM_WORLD,
-                         MPI_STATUS_IGNORE);
-                status = 2;
-            }
-        }
-        if (status < 0)
-            fprintf(stderr, "tlsweep run: rank %d on %s: %s\n", rank, f.worker.host, err);
-    }
+    ranks_place(MPI_COMM_WORLD, &s, o.threads, o.simulate, &f.worker);
+    status = rank == 0 ? run_root(&o, &s, &trials, &f) : run_worker(&f);
     grid_trials_free(&trials);
     sweep_free(&s);
     if (status < 0) {
@@ -586,7 +428,9 @@ int cmd_run(int argc, char **argv) {
         return -status;
     }
     MPI_Finalize();
-    /* after MPI is gone (no fork under MPI) and the results file is closed */
+    /* SIGUSR1 is Slurm's time-limit warning (sbatch --signal=B:USR1@T): the job comes back and
+     * resumes. A SIGTERM/SIGINT stop does not requeue: scancel means stop, and Slurm's own
+     * preemption requeues by itself. After MPI is gone (no fork under MPI). */
     if (rank == 0 && status == 3 && farm_stop_signal == SIGUSR1) slurm_requeue();
     return status;
 }

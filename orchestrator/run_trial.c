@@ -6,13 +6,17 @@
 #include "orchestrator/simulate.h"
 #include "worker/paths.h"
 
+int run_trial_dir(const worker_options *o, const char *name, char *dir, size_t len) {
+    int n = o->trial_dir[0] ? snprintf(dir, len, "%s", o->trial_dir)
+                            : snprintf(dir, len, "%s/%s", o->trials_dir, name);
+    return n < 0 || (size_t)n >= len ? -1 : 0;
+}
+
 void run_trial(const sweep *s, const grid_point *p, int index, int attempt, const worker_options *o,
                const trial_hooks *hooks, message *final) {
     trial_spec spec;
     grid_trial_spec(s, p, &spec);
-    int n = o->trial_dir[0]
-                ? snprintf(spec.out_dir, sizeof spec.out_dir, "%s", o->trial_dir)
-                : snprintf(spec.out_dir, sizeof spec.out_dir, "%s/%s", o->trials_dir, spec.name);
+    const int too_long = run_trial_dir(o, spec.name, spec.out_dir, sizeof spec.out_dir);
     /* --threads, else the sweep's train.threads, else this rank's share of the cores */
     if (o->threads_forced || spec.threads <= 0) spec.threads = o->threads;
     spec.device = o->device;
@@ -23,10 +27,12 @@ void run_trial(const sweep *s, const grid_point *p, int index, int attempt, cons
     trial_summary summary;
     memset(&summary, 0, sizeof summary);
     int rc;
-    if (n < 0 || (size_t)n >= sizeof spec.out_dir) {
+    if (too_long) {
         snprintf(err, sizeof err, "trial %s: directory name too long", spec.name);
+        summary.failure = TRIAL_FAILURE_SETUP;
         rc = TRIAL_FAILED;
     } else if (make_dirs(spec.out_dir, err, sizeof err)) {
+        summary.failure = TRIAL_FAILURE_SETUP;
         rc = TRIAL_FAILED;
     } else if (o->simulate) {
         rc = simulate_trial(&spec, o->seconds_per_cost, hooks, &summary, err, sizeof err);
@@ -35,6 +41,7 @@ void run_trial(const sweep *s, const grid_point *p, int index, int attempt, cons
     }
     if (rc == TRIAL_FAILED) {
         final->type = MSG_FAILED;
+        final->failure = summary.failure;
         snprintf(final->text, sizeof final->text, "rank %d on %s: %s", o->rank, o->host,
                  err[0] ? err : "failed without a reason");
         return;

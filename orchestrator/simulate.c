@@ -157,9 +157,13 @@ int simulate_trial(const trial_spec *spec, double seconds_per_cost, const trial_
     int n_groups = simulate_layer_groups(spec->backbone, names, SIMULATE_MAX_GROUPS);
     if (n_groups == 0) {
         snprintf(err, errlen, "trial %s: unknown backbone '%s'", spec->name, spec->backbone);
+        summary->failure = TRIAL_FAILURE_SETUP;
         return TRIAL_FAILED;
     }
-    if (check_weights(spec, err, errlen)) return TRIAL_FAILED;
+    if (check_weights(spec, err, errlen)) {
+        summary->failure = TRIAL_FAILURE_SETUP; /* as a real trial's weights load */
+        return TRIAL_FAILED;
+    }
     for (int g = 0; g < n_groups; g++)
         name_ptrs[g] = names[g];
     sim_checkpoint ck;

@@ -42,6 +42,12 @@ void sweep_errors_free(sweep_errors *errs) {
     errs->dropped = 0;
 }
 
+void sweep_errors_print(const sweep_errors *errs, FILE *out, const char *prefix) {
+    for (int i = 0; i < errs->count; i++)
+        fprintf(out, "%s%s\n", prefix, errs->messages[i]);
+    if (errs->dropped) fprintf(out, "(%d more problems)\n", errs->dropped);
+}
+
 static void known_in_section(const char *section, char *out, size_t len) {
     out[0] = 0;
     size_t plen = strlen(section);

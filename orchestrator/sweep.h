@@ -8,6 +8,7 @@
 #define TLSWEEP_SWEEP_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 #include "worker/trial.h"
 
@@ -147,6 +148,9 @@ int sweep_parse(const char *file, const char *text, size_t len, const sweep_opti
 int sweep_load(const char *file, const sweep_options *opt, sweep *out, sweep_errors *errs);
 void sweep_free(sweep *s);
 void sweep_errors_free(sweep_errors *errs);
+/* Every message to out, one a line after prefix ("" or "tlsweep train: "), then the count of
+ * those dropped. */
+void sweep_errors_print(const sweep_errors *errs, FILE *out, const char *prefix);
 void sweep_errors_add(sweep_errors *errs, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 

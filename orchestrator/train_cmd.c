@@ -16,6 +16,7 @@
 #include "orchestrator/preflight.h"
 #include "orchestrator/resume.h"
 #include "worker/cli.h"
+#include "worker/clock.h"
 #include "worker/commands.h"
 #include "worker/lr_schedule.h"
 #include "worker/trial.h"
@@ -109,6 +110,122 @@ static void print_stopped(const char *name, int epochs_done) {
            epochs_done);
 }
 
+/* Every input of the trials checked before any starts (orchestrator/preflight.h). */
+static int preflight(const trial_spec *specs, int count) {
+    sweep_errors errs = {0};
+    int problems = preflight_trials(specs, count, &errs);
+    sweep_errors_print(&errs, stderr, "tlsweep train: ");
+    sweep_errors_free(&errs);
+    return problems ? -1 : 0;
+}
+
+/* This process's device for --device (or the sweep's train.device): the ordinal, -1 for the
+ * CPU, or -2 after saying on stderr why it cannot be had. Prints the placement line. */
+static int place(const char *asked, const char *host) {
+    device_request req;
+    placement p;
+    if (placement_parse(asked, &req)) {
+        fprintf(stderr, "tlsweep train: --device expects auto, cpu, cuda or cuda:N, got '%s'\n",
+                asked);
+        return -2;
+    }
+    if (placement_place(&req, 0, 1, 1, &p)) {
+        fprintf(stderr, "tlsweep train: rank 0 on %s: device %s: %s; nothing was started\n", host,
+                asked, p.error);
+        return -2;
+    }
+    printf("tlsweep train on %s: %s\n", host, p.text);
+    return p.device;
+}
+
+/* ---- the command line ---------------------------------------------------------------------- */
+
+/* Options that build a trial from flags: `X(name, has_arg, code)`. The sweep-point command
+ * refuses each by name (a grid point's settings are the sweep's). */
+#define FLAG_TRIAL_OPTIONS(X)                                                                      \
+    X("backbone", required_argument, O_BACKBONE)                                                   \
+    X("data", required_argument, O_DATA)                                                           \
+    X("weights", required_argument, O_WEIGHTS)                                                     \
+    X("schedule", required_argument, O_SCHEDULE)                                                   \
+    X("width", required_argument, O_WIDTH)                                                         \
+    X("seed", required_argument, O_SEED)                                                           \
+    X("resize", required_argument, O_RESIZE)                                                       \
+    X("crop", required_argument, O_CROP)                                                           \
+    X("batch-size", required_argument, O_BATCH)                                                    \
+    X("fe-epochs", required_argument, O_FE_EPOCHS)                                                 \
+    X("ft-epochs", required_argument, O_FT_EPOCHS)                                                 \
+    X("fe-lr", required_argument, O_FE_LR)                                                         \
+    X("ft-lr", required_argument, O_FT_LR)                                                         \
+    X("train-splits", required_argument, O_TRAIN)                                                  \
+    X("val-splits", required_argument, O_VAL)                                                      \
+    X("no-augment", no_argument, O_NO_AUG)                                                         \
+    X("no-shuffle", no_argument, O_NO_SHUF)                                                        \
+    X("bn-frozen", required_argument, O_BN)                                                        \
+    X("restart", no_argument, O_RESTART)                                                           \
+    X("precision", required_argument, O_PRECISION)                                                 \
+    X("deterministic", no_argument, O_DETERMINISTIC)
+
+/* Options of the sweep-point command, which the flag-built one refuses. */
+#define SWEEP_POINT_OPTIONS(X)                                                                     \
+    X("sweep", required_argument, O_SWEEP)                                                         \
+    X("trial", required_argument, O_TRIAL)                                                         \
+    X("output", required_argument, O_OUTPUT)                                                       \
+    X("list", no_argument, O_LIST)
+
+#define OPTION_CODE(name, has_arg, code) code,
+enum {
+    O_OUT = 256,
+    O_THREADS,
+    O_DEVICE,
+    O_OTHER_COMMAND, /* an option of the other command: refused by name */
+    FLAG_TRIAL_OPTIONS(OPTION_CODE) SWEEP_POINT_OPTIONS(OPTION_CODE)
+};
+#undef OPTION_CODE
+#define OWN_OPTION(name, has_arg, code) {name, has_arg, NULL, code},
+#define OTHER_OPTION(name, has_arg, code) {name, has_arg, NULL, O_OTHER_COMMAND},
+/* both commands */
+#define SHARED_OPTIONS                                                                             \
+    {"out", required_argument, NULL, O_OUT}, {"threads", required_argument, NULL, O_THREADS},      \
+        {"device", required_argument, NULL, O_DEVICE}, {"help", no_argument, NULL, 'h'},
+
+/* getopt_long over argv with longopts; each option goes to take(code, optarg, user), an option
+ * of the other command to refuse(name). 0 ok, 1 --help printed, -1 bad (reported). */
+static int parse(int argc, char **argv, const struct option *longopts,
+                 int (*take)(int code, const char *arg, void *user),
+                 void (*refuse)(const char *name), void *user) {
+    int code, which = -1, bad = 0;
+    optind = 1;
+    while ((code = getopt_long(argc, argv, "h", longopts, &which)) != -1) {
+        if (code == 'h') {
+            usage(stdout);
+            return 1;
+        }
+        if (code == '?') {
+            usage(stderr);
+            return -1;
+        }
+        if (code == O_OTHER_COMMAND) {
+            refuse(longopts[which].name);
+            bad = 1;
+        } else
+            bad |= take(code, optarg, user) != 0;
+    }
+    if (!bad && optind < argc) {
+        fprintf(stderr, "tlsweep train: unexpected argument '%s'\n", argv[optind]);
+        bad = 1;
+    }
+    return bad ? -1 : 0;
+}
+
+/* The first of --sweep's forms on the command line decides which command this is. */
+static int asks_for_sweep_point(int argc, char **argv) {
+    for (int i = 1; i < argc && strcmp(argv[i], "--"); i++)
+        if (!strcmp(argv[i], "--sweep") || !strncmp(argv[i], "--sweep=", 8)) return 1;
+    return 0;
+}
+
+/* ---- a flag-built trial -------------------------------------------------------------------- */
+
 /* The flag-built trial's hooks: a stop signal ends it at the next batch or epoch end (trial_run
  * also asks should_stop once an epoch is recorded). */
 static int flags_epoch(const epoch_record *record, void *user) {
@@ -137,42 +254,9 @@ static int remove_checkpoints(const char *dir) {
     return 0;
 }
 
-/* Every input of the trials checked before any starts (orchestrator/preflight.h). */
-static int preflight(const trial_spec *specs, int count) {
-    sweep_errors errs = {0};
-    int problems = preflight_trials(specs, count, &errs);
-    for (int i = 0; i < errs.count; i++)
-        fprintf(stderr, "tlsweep train: %s\n", errs.messages[i]);
-    if (errs.dropped) fprintf(stderr, "(%d more problems)\n", errs.dropped);
-    sweep_errors_free(&errs);
-    return problems ? -1 : 0;
-}
-
-/* This process's device for --device (or the sweep's train.device): the ordinal, -1 for the
- * CPU, or -2 after saying on stderr why it cannot be had. Prints the placement line. */
-static int place(const char *asked, const char *host) {
-    device_request req;
-    placement p;
-    if (placement_parse(asked, &req)) {
-        fprintf(stderr, "tlsweep train: --device expects auto, cpu, cuda or cuda:N, got '%s'\n",
-                asked);
-        return -2;
-    }
-    if (placement_place(&req, 0, 1, 1, &p)) {
-        fprintf(stderr, "tlsweep train: rank 0 on %s: device %s: %s; nothing was started\n", host,
-                asked, p.error);
-        return -2;
-    }
-    printf("tlsweep train on %s: %s\n", host, p.text);
-    return p.device;
-}
-
-static void host_name(char *host, size_t len) {
-    if (gethostname(host, len)) snprintf(host, len, "unknown");
-    host[len - 1] = 0;
-}
-
-static int train(trial_spec *spec, const char *out, int restart) {
+/* Trains the flag-built trial in out (default runs/train/NAME). Returns the exit status: a
+ * failure before the first batch or on the checkpoint is bad input (2), as `train` promises. */
+static int train_flag_trial(trial_spec *spec, const char *out, int restart) {
     spec->show_progress = isatty(STDERR_FILENO);
     if (out)
         snprintf(spec->out_dir, sizeof spec->out_dir, "%s", out);
@@ -205,14 +289,157 @@ static int train(trial_spec *spec, const char *out, int restart) {
     return 0;
 }
 
+typedef struct {
+    trial_spec spec; /* the defaults, then the flags */
+    const char *schedule, *out, *device;
+    double fe_lr, ft_lr; /* < 0: the schedule's */
+    int fe_epochs, ft_epochs, no_augment, restart;
+} flag_trial;
+
+static int take_flag(int code, const char *arg, void *user) {
+    flag_trial *a = user;
+    trial_spec *spec = &a->spec;
+    long seed;
+    switch (code) {
+    case O_BACKBONE:
+        snprintf(spec->backbone, sizeof spec->backbone, "%s", arg);
+        return 0;
+    case O_DATA:
+        snprintf(spec->data_root, sizeof spec->data_root, "%s", arg);
+        return 0;
+    case O_WEIGHTS:
+        snprintf(spec->weights, sizeof spec->weights, "%s", arg);
+        return 0;
+    case O_SCHEDULE:
+        a->schedule = arg;
+        return 0;
+    case O_OUT:
+        a->out = arg;
+        return 0;
+    case O_DEVICE:
+        a->device = arg;
+        return 0;
+    case O_WIDTH:
+        return int_flag("width", arg, 1, TRIAL_MAX_WIDTH, &spec->width);
+    case O_SEED:
+        if (cli_long("train", "seed", arg, 0, LONG_MAX, &seed, stderr)) return -1;
+        spec->seed = (uint64_t)seed;
+        return 0;
+    case O_THREADS:
+        return int_flag("threads", arg, 0, TRIAL_MAX_THREADS, &spec->threads);
+    case O_RESIZE:
+        return int_flag("resize", arg, 1, TRIAL_MAX_IMAGE, &spec->resize);
+    case O_CROP:
+        return int_flag("crop", arg, 1, TRIAL_MAX_IMAGE, &spec->crop);
+    case O_BATCH:
+        return int_flag("batch-size", arg, 1, TRIAL_MAX_BATCH, &spec->batch_size);
+    case O_FE_EPOCHS:
+        return int_flag("fe-epochs", arg, 0, 100000, &a->fe_epochs);
+    case O_FT_EPOCHS:
+        return int_flag("ft-epochs", arg, 0, 100000, &a->ft_epochs);
+    case O_FE_LR:
+        return cli_double("train", "fe-lr", arg, 0, &a->fe_lr, stderr);
+    case O_FT_LR:
+        return cli_double("train", "ft-lr", arg, 0, &a->ft_lr, stderr);
+    case O_TRAIN:
+    case O_VAL:
+        if (code == O_TRAIN ? parse_splits(spec->train_splits, &spec->n_train_splits, arg)
+                            : parse_splits(spec->val_splits, &spec->n_val_splits, arg)) {
+            fprintf(stderr, "tlsweep train: bad split list '%s'\n", arg);
+            return -1;
+        }
+        return 0;
+    case O_NO_AUG:
+        a->no_augment = 1;
+        return 0;
+    case O_NO_SHUF:
+        spec->shuffle = 0;
+        return 0;
+    case O_BN:
+        if (strcmp(arg, "train") && strcmp(arg, "eval")) {
+            fprintf(stderr, "tlsweep train: --bn-frozen is train or eval, got '%s'\n", arg);
+            return -1;
+        }
+        spec->feature_extraction.bn_train = !strcmp(arg, "train");
+        return 0;
+    case O_RESTART:
+        a->restart = 1;
+        return 0;
+    case O_PRECISION:
+        if (!strcmp(arg, "bf16")) {
+            fprintf(stderr, "tlsweep train: --precision bf16 is not built yet: use fp32, or "
+                            "tf32 (TF32 tensor cores on the GPU)\n");
+            return -1;
+        }
+        if (strcmp(arg, "fp32") && strcmp(arg, "tf32")) {
+            fprintf(stderr, "tlsweep train: --precision is fp32 or tf32, got '%s'\n", arg);
+            return -1;
+        }
+        snprintf(spec->precision, sizeof spec->precision, "%s", arg);
+        return 0;
+    case O_DETERMINISTIC:
+        spec->deterministic = 1;
+        return 0;
+    }
+    return -1;
+}
+
+static void refuse_sweep_option(const char *name) {
+    fprintf(stderr,
+            "tlsweep train: --%s needs --sweep (--trial, --output and --list are for a "
+            "sweep's grid point)\n",
+            name);
+}
+
+/* `tlsweep train --backbone NAME --data DIR [options]`. Returns the exit status. */
+static int train_from_flags(int argc, char **argv) {
+    static const struct option longopts[] = {
+        SHARED_OPTIONS FLAG_TRIAL_OPTIONS(OWN_OPTION)
+            SWEEP_POINT_OPTIONS(OTHER_OPTION){NULL, 0, NULL, 0},
+    };
+    flag_trial a = {
+        .schedule = "exp-decay-3", .fe_lr = -1, .ft_lr = -1, .fe_epochs = -1, .ft_epochs = -1};
+    trial_spec_defaults(&a.spec);
+    int rc = parse(argc, argv, longopts, take_flag, refuse_sweep_option, &a);
+    if (rc) return rc > 0 ? 0 : 2;
+    trial_spec *spec = &a.spec;
+    if (!spec->backbone[0] || !spec->data_root[0]) {
+        fprintf(stderr, "tlsweep train: --backbone and --data are required\n");
+        usage(stderr);
+        return 2;
+    }
+    int bn_train = spec->feature_extraction.bn_train;
+    if (lr_schedule_preset(a.schedule, &spec->feature_extraction, &spec->fine_tuning)) {
+        fprintf(stderr, "tlsweep train: unknown schedule '%s' (known: exp-decay-3, linear-decay)\n",
+                a.schedule);
+        return 2;
+    }
+    spec->feature_extraction.bn_train = bn_train;
+    if (a.fe_epochs >= 0) spec->feature_extraction.epochs = a.fe_epochs;
+    if (a.ft_epochs >= 0) spec->fine_tuning.epochs = a.ft_epochs;
+    if (a.fe_lr >= 0) spec->feature_extraction.lr = a.fe_lr;
+    if (a.ft_lr >= 0) spec->fine_tuning.lr = a.ft_lr;
+    if (a.no_augment)
+        spec->hflip = spec->brightness = spec->contrast = spec->rotate_deg = spec->shear_deg = 0;
+    snprintf(spec->name, sizeof spec->name, "%s__%s", spec->backbone, a.schedule);
+    char host[64];
+    placement_host(host, sizeof host);
+    if ((spec->device = place(a.device ? a.device : "auto", host)) == -2) return 2;
+    if (farm_install_signals()) {
+        fprintf(stderr, "tlsweep train: cannot set up the stop signals\n");
+        return 4;
+    }
+    return train_flag_trial(spec, a.out, a.restart);
+}
+
+/* ---- one grid point of a sweep ------------------------------------------------------------- */
+
 /* Reads and validates the sweep (every problem reported) and expands its grid. */
 static int load_grid(const char *file, sweep *s, trial_list *trials) {
     sweep_errors errs = {0};
     const sweep_options opt = {.check_paths = 1};
     if (sweep_load(file, &opt, s, &errs)) {
-        for (int i = 0; i < errs.count; i++)
-            fprintf(stderr, "%s\n", errs.messages[i]);
-        if (errs.dropped) fprintf(stderr, "(%d more problems)\n", errs.dropped);
+        sweep_errors_print(&errs, stderr, "");
         sweep_errors_free(&errs);
         return -1;
     }
@@ -263,22 +490,21 @@ static int train_grid_point(const sweep *s, const trial_list *trials, int index,
         fprintf(stderr, "tlsweep train: %s\n", err);
         return 4;
     }
-    farm_options f = {.s = s, .trials = trials, .start = farm_now(), .echo = print_epoch};
+    farm_options f = {.s = s, .trials = trials, .start = monotonic_seconds(), .echo = print_epoch};
     f.worker.threads = g->threads;
     f.worker.threads_forced = g->threads > 0;
     f.worker.device = g->device;
-    host_name(f.worker.host, sizeof f.worker.host);
-    snprintf(f.worker.trials_dir, sizeof f.worker.trials_dir, "%.500s.d", s->output);
+    placement_host(f.worker.host, sizeof f.worker.host);
+    resume_trials_dir(s->output, f.worker.trials_dir, sizeof f.worker.trials_dir);
     if (g->out) snprintf(f.worker.trial_dir, sizeof f.worker.trial_dir, "%s", g->out);
-    char trial_dir[TRIAL_PATH_MAX + TRIAL_NAME_MAX];
-    snprintf(trial_dir, sizeof trial_dir, "%s/%s", f.worker.trials_dir, trials->items[index].name);
-    if (g->out) snprintf(trial_dir, sizeof trial_dir, "%s", g->out);
+    char trial_dir[TRIAL_PATH_MAX];
+    run_trial_dir(&f.worker, trials->items[index].name, trial_dir, sizeof trial_dir);
 
     results_h5 *h5 = NULL;
     char lock_dir[TRIAL_PATH_MAX] = "";
     trial_entry *e = &table.items[index];
     if (g->output) {
-        snprintf(lock_dir, sizeof lock_dir, "%.500s.d", g->output);
+        resume_trials_dir(g->output, lock_dir, sizeof lock_dir);
         const resume_writer writer = {.host = f.worker.host, .hosts = f.worker.host, .ranks = 1};
         int kept = 0;
         if (resume_start(g->output, lock_dir, s, &table, &writer, &h5, &kept, err, sizeof err)) {
@@ -315,7 +541,8 @@ static int train_grid_point(const sweep *s, const trial_list *trials, int index,
                           e->row.best_val_acc, e->row.best_epoch, e->row.seconds, trial_dir);
         } else if (e->state == TS_FAILED) {
             fprintf(stderr, "tlsweep train: %s\n", e->row.error);
-            status = 1;
+            /* as a flag-built trial: its input or its checkpoint is bad, not its luck */
+            status = e->failure == TRIAL_FAILURE_TRAINING ? 1 : 2;
         } else {
             print_stopped(e->row.name, e->row.epochs_done);
             status = 3;
@@ -334,246 +561,101 @@ static int train_grid_point(const sweep *s, const trial_list *trials, int index,
     return status;
 }
 
-int cmd_train(int argc, char **argv) {
-    enum {
-        O_FE_EPOCHS = 256,
-        O_FT_EPOCHS,
-        O_FE_LR,
-        O_FT_LR,
-        O_TRAIN,
-        O_VAL,
-        O_NO_AUG,
-        O_NO_SHUF,
-        O_BN,
-        O_RESIZE,
-        O_CROP,
-        O_BATCH,
-        O_SWEEP,
-        O_TRIAL,
-        O_OUTPUT,
-        O_LIST,
-        O_RESTART,
-        O_DEVICE,
-        O_PRECISION,
-        O_DETERMINISTIC
-    };
-    static const struct option options[] = {
-        {"backbone", required_argument, NULL, 'b'},
-        {"data", required_argument, NULL, 'd'},
-        {"weights", required_argument, NULL, 'w'},
-        {"schedule", required_argument, NULL, 's'},
-        {"out", required_argument, NULL, 'o'},
-        {"width", required_argument, NULL, 'W'},
-        {"seed", required_argument, NULL, 'S'},
-        {"threads", required_argument, NULL, 't'},
-        {"resize", required_argument, NULL, O_RESIZE},
-        {"crop", required_argument, NULL, O_CROP},
-        {"batch-size", required_argument, NULL, O_BATCH},
-        {"fe-epochs", required_argument, NULL, O_FE_EPOCHS},
-        {"ft-epochs", required_argument, NULL, O_FT_EPOCHS},
-        {"fe-lr", required_argument, NULL, O_FE_LR},
-        {"ft-lr", required_argument, NULL, O_FT_LR},
-        {"train-splits", required_argument, NULL, O_TRAIN},
-        {"val-splits", required_argument, NULL, O_VAL},
-        {"no-augment", no_argument, NULL, O_NO_AUG},
-        {"no-shuffle", no_argument, NULL, O_NO_SHUF},
-        {"bn-frozen", required_argument, NULL, O_BN},
-        {"sweep", required_argument, NULL, O_SWEEP},
-        {"trial", required_argument, NULL, O_TRIAL},
-        {"output", required_argument, NULL, O_OUTPUT},
-        {"list", no_argument, NULL, O_LIST},
-        {"restart", no_argument, NULL, O_RESTART},
-        {"device", required_argument, NULL, O_DEVICE},
-        {"precision", required_argument, NULL, O_PRECISION},
-        {"deterministic", no_argument, NULL, O_DETERMINISTIC},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    trial_spec spec;
-    trial_spec_defaults(&spec);
-    const char *schedule = "exp-decay-3", *out = NULL, *sweep_file = NULL, *trial_name = NULL;
-    const char *output = NULL, *device = NULL, *precision = NULL;
-    double fe_lr = -1, ft_lr = -1;
-    int fe_epochs = -1, ft_epochs = -1, opt, bad = 0, no_augment = 0, list = 0, restart = 0;
-    long seed = 0;
-    optind = 1;
-    while ((opt = getopt_long(argc, argv, "h", options, NULL)) != -1) {
-        switch (opt) {
-        case 'b':
-            snprintf(spec.backbone, sizeof spec.backbone, "%s", optarg);
-            break;
-        case 'd':
-            snprintf(spec.data_root, sizeof spec.data_root, "%s", optarg);
-            break;
-        case 'w':
-            snprintf(spec.weights, sizeof spec.weights, "%s", optarg);
-            break;
-        case 's':
-            schedule = optarg;
-            break;
-        case 'o':
-            out = optarg;
-            break;
-        case 'W':
-            bad |= int_flag("width", optarg, 1, TRIAL_MAX_WIDTH, &spec.width);
-            break;
-        case 'S':
-            bad |= cli_long("train", "seed", optarg, 0, LONG_MAX, &seed, stderr);
-            spec.seed = (uint64_t)seed;
-            break;
-        case 't':
-            bad |= int_flag("threads", optarg, 0, TRIAL_MAX_THREADS, &spec.threads);
-            break;
-        case O_RESIZE:
-            bad |= int_flag("resize", optarg, 1, TRIAL_MAX_IMAGE, &spec.resize);
-            break;
-        case O_CROP:
-            bad |= int_flag("crop", optarg, 1, TRIAL_MAX_IMAGE, &spec.crop);
-            break;
-        case O_BATCH:
-            bad |= int_flag("batch-size", optarg, 1, TRIAL_MAX_BATCH, &spec.batch_size);
-            break;
-        case O_FE_EPOCHS:
-            bad |= int_flag("fe-epochs", optarg, 0, 100000, &fe_epochs);
-            break;
-        case O_FT_EPOCHS:
-            bad |= int_flag("ft-epochs", optarg, 0, 100000, &ft_epochs);
-            break;
-        case O_FE_LR:
-            bad |= cli_double("train", "fe-lr", optarg, 0, &fe_lr, stderr);
-            break;
-        case O_FT_LR:
-            bad |= cli_double("train", "ft-lr", optarg, 0, &ft_lr, stderr);
-            break;
-        case O_TRAIN:
-        case O_VAL:
-            if (opt == O_TRAIN ? parse_splits(spec.train_splits, &spec.n_train_splits, optarg)
-                               : parse_splits(spec.val_splits, &spec.n_val_splits, optarg)) {
-                fprintf(stderr, "tlsweep train: bad split list '%s'\n", optarg);
-                bad = 1;
-            }
-            break;
-        case O_NO_AUG:
-            no_augment = 1;
-            break;
-        case O_NO_SHUF:
-            spec.shuffle = 0;
-            break;
-        case O_BN:
-            if (strcmp(optarg, "train") && strcmp(optarg, "eval")) {
-                fprintf(stderr, "tlsweep train: --bn-frozen is train or eval, got '%s'\n", optarg);
-                bad = 1;
-            }
-            spec.feature_extraction.bn_train = !strcmp(optarg, "train");
-            break;
-        case O_SWEEP:
-            sweep_file = optarg;
-            break;
-        case O_TRIAL:
-            trial_name = optarg;
-            break;
-        case O_OUTPUT:
-            output = optarg;
-            break;
-        case O_LIST:
-            list = 1;
-            break;
-        case O_RESTART:
-            restart = 1;
-            break;
-        case O_DEVICE:
-            device = optarg;
-            break;
-        case O_PRECISION:
-            precision = optarg;
-            if (!strcmp(optarg, "bf16")) {
-                fprintf(stderr, "tlsweep train: --precision bf16 is not built yet: use fp32, or "
-                                "tf32 (TF32 tensor cores on the GPU)\n");
-                bad = 1;
-            } else if (strcmp(optarg, "fp32") && strcmp(optarg, "tf32")) {
-                fprintf(stderr, "tlsweep train: --precision is fp32 or tf32, got '%s'\n", optarg);
-                bad = 1;
-            } else
-                snprintf(spec.precision, sizeof spec.precision, "%s", optarg);
-            break;
-        case O_DETERMINISTIC:
-            spec.deterministic = 1;
-            break;
-        case 'h':
-            usage(stdout);
-            return 0;
-        default:
-            usage(stderr);
-            return 2;
-        }
+typedef struct {
+    const char *sweep_file, *trial, *output, *out, *device;
+    int list, threads;
+} sweep_point;
+
+static int take_sweep_option(int code, const char *arg, void *user) {
+    sweep_point *a = user;
+    switch (code) {
+    case O_SWEEP:
+        a->sweep_file = arg;
+        return 0;
+    case O_TRIAL:
+        a->trial = arg;
+        return 0;
+    case O_OUTPUT:
+        a->output = arg;
+        return 0;
+    case O_LIST:
+        a->list = 1;
+        return 0;
+    case O_OUT:
+        a->out = arg;
+        return 0;
+    case O_DEVICE:
+        a->device = arg;
+        return 0;
+    case O_THREADS:
+        return int_flag("threads", arg, 0, TRIAL_MAX_THREADS, &a->threads);
     }
-    if (bad) return 2;
-    if (sweep_file || trial_name || output || list) {
-        const char *wrong = optind < argc ? "unexpected argument"
-                            : !sweep_file ? "--trial, --output and --list need --sweep"
-                            : list && (trial_name || output) ? "--list goes alone with --sweep"
-                            : restart ? "--restart is for a flag-built trial; a grid point "
-                                        "resumes its results file (choose another --output)"
-                            : !list && !trial_name ? "--sweep needs --trial or --list"
-                            /* the trial's settings are the sweep's, as `tlsweep run` has them */
-                            : precision || spec.deterministic
-                                ? "--precision and --deterministic go without --sweep (set "
-                                  "train.precision / train.deterministic in the sweep file)"
-                                : NULL;
-        if (wrong) {
-            fprintf(stderr, "tlsweep train: %s\n", wrong);
-            return 2;
-        }
-        sweep s;
-        trial_list trials;
-        if (load_grid(sweep_file, &s, &trials)) return 2;
-        int index = list ? 0 : find_trial(sweep_file, &trials, trial_name), status = 2;
-        if (list) {
-            for (int i = 0; i < trials.count; i++)
-                printf("%s\n", trials.items[i].name);
-            status = 0;
-        } else if (index >= 0 && farm_install_signals()) {
+    return -1;
+}
+
+/* A flag-built trial's option: a grid point's settings are the sweep's, as `tlsweep run` has
+ * them; where the sweep file has the setting, say so. */
+static void refuse_flag_option(const char *name) {
+    static const char *const hints[][2] = {
+        {"restart", "a grid point resumes its results file (choose another --output)"},
+        {"precision", "set train.precision in the sweep file"},
+        {"deterministic", "set train.deterministic in the sweep file"},
+    };
+    const char *hint = "a grid point's settings are the sweep's";
+    for (size_t i = 0; i < sizeof hints / sizeof hints[0]; i++)
+        if (!strcmp(name, hints[i][0])) hint = hints[i][1];
+    fprintf(stderr, "tlsweep train: --%s is for a flag-built trial; %s\n", name, hint);
+}
+
+/* `tlsweep train --sweep FILE --trial T [--output FILE.h5]` or `--sweep FILE --list`. Returns
+ * the exit status. */
+static int train_from_sweep(int argc, char **argv) {
+    static const struct option longopts[] = {
+        SHARED_OPTIONS SWEEP_POINT_OPTIONS(OWN_OPTION)
+            FLAG_TRIAL_OPTIONS(OTHER_OPTION){NULL, 0, NULL, 0},
+    };
+    sweep_point a = {0};
+    int rc = parse(argc, argv, longopts, take_sweep_option, refuse_flag_option, &a);
+    if (rc) return rc > 0 ? 0 : 2;
+    if (a.list && (a.trial || a.output)) {
+        fprintf(stderr, "tlsweep train: --list goes alone with --sweep\n");
+        return 2;
+    }
+    if (!a.list && !a.trial) {
+        fprintf(stderr, "tlsweep train: --sweep needs --trial or --list\n");
+        return 2;
+    }
+    sweep s;
+    trial_list trials;
+    if (load_grid(a.sweep_file, &s, &trials)) return 2;
+    int status = 2;
+    if (a.list) {
+        for (int i = 0; i < trials.count; i++)
+            printf("%s\n", trials.items[i].name);
+        status = 0;
+    } else {
+        int index = find_trial(a.sweep_file, &trials, a.trial);
+        trial_spec point;
+        if (index >= 0) grid_trial_spec(&s, &trials.items[index], &point);
+        if (index < 0 || preflight(&point, 1))
+            status = 2;
+        else if (farm_install_signals()) {
             fprintf(stderr, "tlsweep train: cannot set up the stop signals\n");
             status = 4;
-        } else if (index >= 0) {
+        } else {
             char host[64];
-            host_name(host, sizeof host);
-            grid_options g = {.out = out, .output = output, .threads = spec.threads};
-            trial_spec point;
-            grid_trial_spec(&s, &trials.items[index], &point);
-            g.device = preflight(&point, 1) ? -2 : place(device ? device : sweep_device(&s), host);
+            placement_host(host, sizeof host);
+            grid_options g = {.out = a.out, .output = a.output, .threads = a.threads};
+            g.device = place(a.device ? a.device : sweep_device(&s), host);
             status = g.device == -2 ? 2 : train_grid_point(&s, &trials, index, &g);
         }
-        grid_trials_free(&trials);
-        sweep_free(&s);
-        return status;
     }
-    if (optind < argc || !spec.backbone[0] || !spec.data_root[0]) {
-        fprintf(stderr, "tlsweep train: %s\n",
-                optind < argc ? "unexpected argument" : "--backbone and --data are required");
-        usage(stderr);
-        return 2;
-    }
-    int bn_train = spec.feature_extraction.bn_train;
-    if (lr_schedule_preset(schedule, &spec.feature_extraction, &spec.fine_tuning)) {
-        fprintf(stderr, "tlsweep train: unknown schedule '%s' (known: exp-decay-3, linear-decay)\n",
-                schedule);
-        return 2;
-    }
-    spec.feature_extraction.bn_train = bn_train;
-    if (fe_epochs >= 0) spec.feature_extraction.epochs = fe_epochs;
-    if (ft_epochs >= 0) spec.fine_tuning.epochs = ft_epochs;
-    if (fe_lr >= 0) spec.feature_extraction.lr = fe_lr;
-    if (ft_lr >= 0) spec.fine_tuning.lr = ft_lr;
-    if (no_augment)
-        spec.hflip = spec.brightness = spec.contrast = spec.rotate_deg = spec.shear_deg = 0;
-    snprintf(spec.name, sizeof spec.name, "%s__%s", spec.backbone, schedule);
-    char host[64];
-    host_name(host, sizeof host);
-    if ((spec.device = place(device ? device : "auto", host)) == -2) return 2;
-    if (farm_install_signals()) {
-        fprintf(stderr, "tlsweep train: cannot set up the stop signals\n");
-        return 4;
-    }
-    return train(&spec, out, restart);
+    grid_trials_free(&trials);
+    sweep_free(&s);
+    return status;
+}
+
+int cmd_train(int argc, char **argv) {
+    return asks_for_sweep_point(argc, argv) ? train_from_sweep(argc, argv)
+                                            : train_from_flags(argc, argv);
 }

@@ -21,6 +21,7 @@ typedef struct {
     unsigned char *epoch_written;     /* [total_epochs + 1]: epochs already in /curves */
     int attempts_this_run;            /* retries are counted per run; row.attempts over all runs */
     int last_failed_rank;             /* a retry prefers another rank */
+    trial_failure failure;            /* the last failure's kind: retried only if training */
     int current_epoch, current_phase; /* last epoch heard of while running */
     double last_epoch_seconds;
 } trial_entry;

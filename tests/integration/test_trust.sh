@@ -63,6 +63,15 @@ expect_fail "a checkpoint without settings is refused" 2 \
 
 # run: a file that is not HDF5 is never written over, and a refusal leaves no folders
 sed "s#root: data/smoke#root: $tmp/data#" sweeps/smoke.yaml >"$tmp/s.yaml"
+
+# a grid point never continues a checkpoint of other settings either: the trial fails at once,
+# not retried (it would fail the same way), and train exits 2 as for a flag-built trial
+check "a grid point trains into its directory" \
+  bash -c '"$@" >/dev/null' _ $tlsweep train --sweep "$tmp/s.yaml" --trial 0 --out "$tmp/gp" --threads 1
+sed 's/seed: 0/seed: 5/' "$tmp/s.yaml" >"$tmp/s5.yaml"
+expect_fail "the same directory with another seed: exit 2, not retried" 2 \
+  "train.seed: checkpoint 0, now 5.*\(not retried: its resume checkpoint is unusable\)" \
+  $tlsweep train --sweep "$tmp/s5.yaml" --trial 0 --out "$tmp/gp" --threads 1
 mkdir "$tmp/out" && : >"$tmp/out/r.h5"
 expect_fail "run refuses an empty output file" 2 "out/r.h5: not an HDF5 file; refusing to write over it" \
   $tlsweep run --simulate -q -o "$tmp/out/r.h5" "$tmp/s.yaml"

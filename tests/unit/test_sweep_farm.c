@@ -1,13 +1,19 @@
 /* The orchestrator's pieces without MPI: the trial state machine (legal and illegal
  * transitions, retry budget), the longest-first queue (and retries preferring another rank),
- * the protocol's encoding and its checks, and the simulated trials' learning rates. */
+ * the protocol's encoding and its checks, the root's retry decision by failure kind (root_handle
+ * in this process, its messages caught by a send function), progress output to a file (plain
+ * lines, a periodic summary, no cursor codes), the end-of-run summary, and the simulated
+ * trials' learning rates. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "orchestrator/progress.h"
 #include "orchestrator/protocol.h"
+#include "orchestrator/root.h"
 #include "orchestrator/schedule.h"
 #include "orchestrator/simulate.h"
+#include "orchestrator/summary.h"
 #include "orchestrator/trials.h"
 #include "tests/testlib.h"
 
@@ -138,11 +144,22 @@ static void test_protocol(void) {
               back.done.epochs_done == 1 && back.done.batches_done == 37 &&
               back.done.batches_per_epoch == 385,
           "DONE (stopped inside an epoch) did not round-trip");
-    message f = {.type = MSG_FAILED, .trial = 1, .attempt = 1};
-    snprintf(f.text, sizeof f.text, "rank 3 on node17: trial x: diverged");
+    message st = {.type = MSG_START, .trial = -1};
+    snprintf(st.text, sizeof st.text, "runs/x.h5.d");
+    protocol_encode(&st, buf, sizeof buf, &len);
+    CHECK(protocol_decode(buf, len, &back, err, sizeof err) == 0 && back.type == MSG_START &&
+              !strcmp(back.text, "runs/x.h5.d"),
+          "START did not round-trip");
+    message f = {.type = MSG_FAILED, .trial = 1, .attempt = 1, .failure = TRIAL_FAILURE_SETUP};
+    snprintf(f.text, sizeof f.text, "rank 3 on node17: trial x: no such weights file");
     protocol_encode(&f, buf, sizeof buf, &len);
-    CHECK(protocol_decode(buf, len, &back, err, sizeof err) == 0 && !strcmp(back.text, f.text),
+    CHECK(protocol_decode(buf, len, &back, err, sizeof err) == 0 && !strcmp(back.text, f.text) &&
+              back.failure == TRIAL_FAILURE_SETUP,
           "FAILED did not round-trip");
+    buf[len - 4] = 7; /* the failure kind, last in the message */
+    CHECK(protocol_decode(buf, len, &back, err, sizeof err) == -1 && strstr(err, "failure kind 7"),
+          "an unknown failure kind was accepted (%s)", err);
+    protocol_encode(&f, buf, sizeof buf, &len);
     /* the checks */
     CHECK(protocol_decode(buf, len - 1, &back, err, sizeof err) == -1 && strstr(err, "header says"),
           "a truncated message was accepted (%s)", err);
@@ -165,6 +182,163 @@ static void test_protocol(void) {
     bad.epoch.phase = 1;
     protocol_encode(&bad, buf, sizeof buf, &len);
     CHECK(protocol_decode(buf, len, &back, err, sizeof err) == -1, "epoch 0 accepted");
+}
+
+/* The root's messages to its one worker, kept for the checks. */
+typedef struct {
+    int count;
+    message last;
+} outbox;
+
+static int keep(void *transport, int rank, const message *m, char *err, size_t errlen) {
+    outbox *box = transport;
+    (void)rank;
+    (void)err;
+    (void)errlen;
+    box->count++;
+    box->last = *m;
+    return 0;
+}
+
+/* The worker's report of a failure of this kind; returns the trial it was about. */
+static int fail_assigned(root_ctx *r, const outbox *box, trial_failure kind, const char *why) {
+    message f = {.type = MSG_FAILED, .trial = box->last.trial, .attempt = box->last.attempt};
+    f.failure = kind;
+    snprintf(f.text, sizeof f.text, "rank 1 on node17: %s", why);
+    CHECK(root_handle(r, 1, &f, 1.0) == 0, "FAILED refused: %s", r->error);
+    return f.trial;
+}
+
+/* Only a training failure (it may pass next time) is retried; a setup or checkpoint failure
+ * fails the trial at once and its error says why there is no retry. */
+static void test_failure_kinds(void) {
+    sweep s;
+    trial_list list;
+    trial_table t;
+    if (build(&s, &list, &t)) return; /* retries: 1, so two attempts */
+    worker_slot workers[2];
+    outbox box = {0};
+    root_ctx r;
+    root_init(&r, &s, &t, NULL, NULL, workers, 1, 2, keep, &box);
+    CHECK(root_assign_idle(&r, 0.0) == 0 && box.last.type == MSG_ASSIGN, "no ASSIGN");
+    int setup = fail_assigned(&r, &box, TRIAL_FAILURE_SETUP, "weights: no such file");
+    CHECK(t.items[setup].state == TS_FAILED && t.items[setup].row.attempts == 1,
+          "a setup failure was retried (state %d, attempts %d)", t.items[setup].state,
+          t.items[setup].row.attempts);
+    CHECK(strstr(t.items[setup].row.error, "weights: no such file") &&
+              strstr(t.items[setup].row.error, "not retried"),
+          "setup failure's error: '%s'", t.items[setup].row.error);
+    CHECK(box.last.type == MSG_ASSIGN && box.last.trial != setup, "the worker got no next trial");
+    int checkpoint = fail_assigned(&r, &box, TRIAL_FAILURE_CHECKPOINT, "resume: other settings");
+    CHECK(t.items[checkpoint].state == TS_FAILED &&
+              strstr(t.items[checkpoint].row.error, "resume checkpoint"),
+          "a checkpoint failure was retried or says no why: '%s'", t.items[checkpoint].row.error);
+    int training = fail_assigned(&r, &box, TRIAL_FAILURE_TRAINING, "diverged at epoch 1");
+    CHECK(t.items[training].state == TS_RUNNING && box.last.trial == training &&
+              t.items[training].row.attempts == 2,
+          "a training failure was not retried (state %d)", t.items[training].state);
+    CHECK(!strstr(t.items[training].row.error, "not retried"), "retried, yet says not: '%s'",
+          t.items[training].row.error);
+    trial_table_free(&t);
+    grid_trials_free(&list);
+    sweep_free(&s);
+}
+
+/* Not a terminal (a file, `| tee`, Slurm): event lines and, every PROGRESS_SUMMARY_EVERY
+ * seconds, one summary line; never a cursor code. -q: nothing. */
+static void test_progress_to_file(void) {
+    sweep s;
+    trial_list list;
+    trial_table t;
+    if (build(&s, &list, &t)) return;
+    for (int quiet = 0; quiet <= 1; quiet++) {
+        FILE *out = tmpfile();
+        if (!out) {
+            tl_fail(__FILE__, __LINE__, "no temporary file");
+            break;
+        }
+        progress *p = progress_create(out, quiet, 100.0);
+        progress_event(p, &t, 101.0, "rank 1 on node17: start %s", t.items[0].row.name);
+        for (double now = 101.0; now < 100.0 + 2.5 * PROGRESS_SUMMARY_EVERY; now += 0.5)
+            progress_tick(p, &t, now);
+        progress_free(p);
+        char text[4096] = "";
+        rewind(out);
+        size_t n = fread(text, 1, sizeof text - 1, out);
+        text[n] = 0;
+        fclose(out);
+        int lines = 0, summaries = 0;
+        for (const char *c = text; (c = strchr(c, '\n')); c++)
+            lines++;
+        for (const char *c = text; (c = strstr(c, "] trials: 0 done, 0 running, 3 pending")); c++)
+            summaries++;
+        if (quiet) {
+            CHECK(n == 0, "-q printed: '%s'", text);
+            continue;
+        }
+        CHECK(!strchr(text, '\033'), "a cursor code in a file: '%s'", text);
+        CHECK(strstr(text, "[    1.0s] 0/3 done") && strstr(text, "start resnet18__s"),
+              "no event line: '%s'", text);
+        CHECK(summaries == 2 && lines == 3, "%d summaries in %d lines over %.0f s: '%s'", summaries,
+              lines, 2.5 * PROGRESS_SUMMARY_EVERY, text);
+    }
+    trial_table_free(&t);
+    grid_trials_free(&list);
+    sweep_free(&s);
+}
+
+/* A file's whole text into buf (NUL-terminated); the file is closed. */
+static void read_back(FILE *f, char *buf, size_t len) {
+    rewind(f);
+    size_t n = fread(buf, 1, len - 1, f);
+    buf[n] = 0;
+    fclose(f);
+}
+
+/* The end of a run: counts, the best trials best first (those with an epoch only), where
+ * things are, the pandas line; each failure with its reason on the error stream. */
+static void test_run_summary(void) {
+    sweep s;
+    trial_list list;
+    trial_table t;
+    if (build(&s, &list, &t)) return;
+    char err[256];
+    for (int i = 0; i < 3; i++)
+        trial_set_state(&t, i, TS_RUNNING, err, sizeof err);
+    trial_set_state(&t, 0, TS_DONE, err, sizeof err);
+    t.items[0].row.best_val_acc = 0.5;
+    t.items[0].row.best_epoch = 2;
+    trial_set_state(&t, 1, TS_DONE, err, sizeof err);
+    t.items[1].row.best_val_acc = 0.75;
+    t.items[1].row.best_epoch = 3;
+    trial_set_state(&t, 2, TS_FAILED, err, sizeof err);
+    snprintf(t.items[2].row.error, sizeof t.items[2].row.error, "rank 1 on n: diverged");
+    FILE *out = tmpfile(), *errs = tmpfile();
+    if (!out || !errs) {
+        tl_fail(__FILE__, __LINE__, "no temporary file");
+        return;
+    }
+    const run_summary sum = {.output = "runs/o'k.h5", .trials_dir = "runs/o'k.h5.d", .seconds = 2};
+    summary_print(out, errs, &t, &sum);
+    char text[4096], failures[1024];
+    read_back(out, text, sizeof text);
+    read_back(errs, failures, sizeof failures);
+    const char *first = strstr(text, "vgg16_bn__s "), *second = strstr(text, "resnet18__s ");
+    CHECK(strstr(text, "tlsweep run: 2 done, 1 failed, 0 not finished of 3 trials in 2.0 s") &&
+              !strstr(text, "rerun"),
+          "counts: '%s'", text);
+    CHECK(first && second && first < second && strstr(first, "0.7500 at epoch 3") &&
+              !strstr(text, "resnet152__s "),
+          "best trials (vgg16_bn 0.75, then resnet18 0.5; none for the failed one): '%s'", text);
+    CHECK(strstr(text, "checkpoints: runs/o'k.h5.d/TRIAL/best.safetensors") &&
+              strstr(text, "into runs/o'k-figures/") &&
+              strstr(text, "h5py.File('runs/o\\'k.h5', 'r', libver='latest', swmr=True)"),
+          "paths or the pandas line: '%s'", text);
+    CHECK(!strcmp(failures, "failed: resnet152__s: rank 1 on n: diverged\n"), "failures: '%s'",
+          failures);
+    trial_table_free(&t);
+    grid_trials_free(&list);
+    sweep_free(&s);
 }
 
 static void test_simulated_lr(void) {
@@ -194,9 +368,15 @@ static void test_simulated_lr(void) {
 }
 
 int main(void) {
-    static const char *const names[] = {"state machine", "longest first, retries elsewhere",
-                                        "protocol", "simulated learning rates"};
-    static const tl_case_fn cases[] = {test_state_machine, test_longest_first, test_protocol,
+    static const char *const names[] = {"state machine",
+                                        "longest first, retries elsewhere",
+                                        "protocol",
+                                        "retries by failure kind",
+                                        "progress to a file",
+                                        "end-of-run summary",
+                                        "simulated learning rates"};
+    static const tl_case_fn cases[] = {test_state_machine, test_longest_first,    test_protocol,
+                                       test_failure_kinds, test_progress_to_file, test_run_summary,
                                        test_simulated_lr};
     return TL_RUN("farm", names, cases);
 }
