@@ -139,8 +139,8 @@ check "hang: the sweep stops with exit 3 (got $code) within 30 s (took $elapsed 
 check "hang: the report names the rank, the trial and the timeout" \
   grep -qE "^tlsweep run: rank 2 on [^:]+: trial [a-z0-9_]+__[a-z0-9-]+: no message for [0-9]+ s \(heartbeat timeout 2 s\); stopping the sweep, rerun to resume" "$tmp/hang.log"
 trial=$(grep -oE "^tlsweep run: rank 2 on [^:]+: trial [^:]+" "$tmp/hang.log" | sed 's/.*trial //')
-check "hang: status still shows $trial running on rank 2 (what the file knew when it stopped)" \
-  bash -c "$tlsweep status '$tmp/hang.h5' | grep -qE '^running: $trial +rank 2 on '"
+check "hang: status shows $trial interrupted on rank 2 (running when the run stopped)" \
+  bash -c "$tlsweep status '$tmp/hang.h5' | grep -qE '^interrupted: $trial +rank 2 on '"
 check "hang: rerun (without the hook) finishes" run "$tmp/hang.h5" --simulate --sim-seconds 0.02
 check "hang: exactly once, same numbers" \
   $py tests/integration/check_results.py "$tmp/hang.h5" --trials 4 --epochs 3 --compare "$tmp/ref_sim.h5"
