@@ -63,6 +63,9 @@ static void usage(FILE *out) {
         "                         fp32) (default fp32; with --sweep: train.precision)\n"
         "  --deterministic        deterministic cuDNN algorithms: a GPU resume is bit-exact\n"
         "                         (the CPU always is; with --sweep: train.deterministic)\n"
+        "  --cache-dir DIR        the decoded images' shared cache file goes here (default\n"
+        "                         DATA/tlsweep-cache, else ~/.cache/tlsweep; none: private\n"
+        "                         memory; with --sweep: data.cache_dir)\n"
         "SIGUSR1, SIGTERM or SIGINT stop the trial at the next batch with a resume checkpoint.\n"
         "exit status: 0 done, 1 failed, 2 bad input, 3 stopped (rerun to resume), 4 internal "
         "error\n");
@@ -355,7 +358,8 @@ int cmd_train(int argc, char **argv) {
         O_RESTART,
         O_DEVICE,
         O_PRECISION,
-        O_DETERMINISTIC
+        O_DETERMINISTIC,
+        O_CACHE_DIR
     };
     static const struct option options[] = {
         {"backbone", required_argument, NULL, 'b'},
@@ -386,6 +390,7 @@ int cmd_train(int argc, char **argv) {
         {"device", required_argument, NULL, O_DEVICE},
         {"precision", required_argument, NULL, O_PRECISION},
         {"deterministic", no_argument, NULL, O_DETERMINISTIC},
+        {"cache-dir", required_argument, NULL, O_CACHE_DIR},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -404,6 +409,9 @@ int cmd_train(int argc, char **argv) {
             break;
         case 'd':
             snprintf(spec.data_root, sizeof spec.data_root, "%s", optarg);
+            break;
+        case O_CACHE_DIR:
+            snprintf(spec.cache_dir, sizeof spec.cache_dir, "%s", optarg);
             break;
         case 'w':
             snprintf(spec.weights, sizeof spec.weights, "%s", optarg);
