@@ -448,42 +448,43 @@ static void read_holder(int fd, char *holder, size_t holderlen) {
 }
 
 /* Takes the builder's lock LOCK_PATH (waiting for a holder, with a message naming it) and
- * writes this process's pid and host into it. Returns the descriptor, or -1 with a message. */
+ * writes this process's pid and host into it. Returns the descriptor; -2 when the lock file was
+ * removed while this process waited (its holder is done: look for the cache again); or -1 with
+ * a message. */
 static int lock_cache(const char *lock_path, const char *what, char *err, size_t errlen) {
-    for (;;) {
-        int fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-        if (fd < 0) {
-            snprintf(err, errlen, "cannot open the lock %s: %s", lock_path, strerror(errno));
+    int fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot open the lock %s: %s", lock_path, strerror(errno));
+        return -1;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        char holder[256];
+        read_holder(fd, holder, sizeof holder);
+        fprintf(stderr, "tlsweep: waiting for %s to build the image cache %s\n",
+                holder[0] ? holder : "another process", what);
+        int rc;
+        while ((rc = flock(fd, LOCK_EX)) != 0 && errno == EINTR) {
+        }
+        if (rc != 0) {
+            snprintf(err, errlen, "cannot lock %s: %s", lock_path, strerror(errno));
+            close(fd);
             return -1;
         }
-        if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-            char holder[256];
-            read_holder(fd, holder, sizeof holder);
-            fprintf(stderr, "tlsweep: waiting for %s to build the image cache %s\n",
-                    holder[0] ? holder : "another process", what);
-            int rc;
-            while ((rc = flock(fd, LOCK_EX)) != 0 && errno == EINTR) {
-            }
-            if (rc != 0) {
-                snprintf(err, errlen, "cannot lock %s: %s", lock_path, strerror(errno));
-                close(fd);
-                return -1;
-            }
-        }
-        /* the last holder removes the file when done: a lock on a removed file locks nothing */
-        struct stat held, named;
-        if (fstat(fd, &held) == 0 && stat(lock_path, &named) == 0 && held.st_ino == named.st_ino &&
-            held.st_dev == named.st_dev) {
-            char host[256] = "?", text[320];
-            gethostname(host, sizeof host - 1);
-            int n = snprintf(text, sizeof text, "pid %ld on %s\n", (long)getpid(), host);
-            if (ftruncate(fd, 0) != 0 || pwrite(fd, text, (size_t)n, 0) != n) {
-                /* only the waiters' message reads it */
-            }
-            return fd;
-        }
-        close(fd);
     }
+    /* the last holder removes the file when done: a lock on a removed file locks nothing */
+    struct stat held, named;
+    if (fstat(fd, &held) == 0 && stat(lock_path, &named) == 0 && held.st_ino == named.st_ino &&
+        held.st_dev == named.st_dev) {
+        char host[256] = "?", text[320];
+        gethostname(host, sizeof host - 1);
+        int n = snprintf(text, sizeof text, "pid %ld on %s\n", (long)getpid(), host);
+        if (ftruncate(fd, 0) != 0 || pwrite(fd, text, (size_t)n, 0) != n) {
+            /* only the waiters' message reads it */
+        }
+        return fd;
+    }
+    close(fd);
+    return -2;
 }
 
 void image_cache_path(char *out, size_t outlen, const char *dir, const char *key, int resize,
@@ -501,8 +502,11 @@ int image_cache_open(image_cache *c, const char *dir, char *const *paths, int co
     image_cache_path(path, sizeof path, dir, key, resize, count);
     snprintf(lock_path, sizeof lock_path, "%s.lock", path);
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    if (map_cache(c, path, key, resize, count, threads, why, sizeof why) == 0) return 0;
-    int lock = lock_cache(lock_path, path, err, errlen);
+    int lock;
+    do {
+        if (map_cache(c, path, key, resize, count, threads, why, sizeof why) == 0) return 0;
+        lock = lock_cache(lock_path, path, err, errlen);
+    } while (lock == -2);
     if (lock < 0) return -1;
     /* another process may have built it while this one waited */
     int rc = map_cache(c, path, key, resize, count, threads, why, sizeof why);
