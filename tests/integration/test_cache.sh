@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The image cache file end to end (worker/data/cache_file.h): the smoke sweep decoding into
 # private memory (data.cache_dir: none), building the cache, mapping it, resuming after a crash
-# from it and rebuilding a damaged one all give the same numbers; tlsweep cache info and clear;
-# train --cache-dir and the default folder beside the dataset.
+# from it and rebuilding a damaged one all give the same numbers; the results file names the
+# cache files; tlsweep cache info and clear; train --cache-dir and the default folder beside
+# the dataset.
 cd "$(dirname "$0")/../.."
 . tests/integration/lib.sh
 setup_run_env
@@ -27,6 +28,10 @@ check "cache build: the numbers of private decoding" same build
 info=$($tlsweep cache info "$tmp/cache")
 check "cache info: the train and val caches, both ok" test "$(grep -c ': ok$' <<<"$info")" -eq 2
 check "cache info: 2 caches, nothing left over" test "$(ls "$tmp/cache" | wc -l)" -eq 2
+caches=$(cd "$tmp/cache" && ls *.tlsimg | sort | tr '\n' ' ')
+recorded=$($py -c "import h5py, sys; v = h5py.File(sys.argv[1], 'r').attrs['image_caches']
+print(' '.join(sorted((v.decode() if isinstance(v, bytes) else v).split())))" "$tmp/build.h5")
+check "provenance: image_caches names the cache files ($recorded)" test "$recorded " = "$caches"
 inodes=$(stat -c %i "$tmp"/cache/*.tlsimg)
 check "cache map: smoke sweep (exit 0)" run "$tmp/cached.yaml" "$tmp/map.h5"
 check "cache map: the files were mapped, not rebuilt" test "$(stat -c %i "$tmp"/cache/*.tlsimg)" = "$inodes"
