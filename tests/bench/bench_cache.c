@@ -72,28 +72,37 @@ static loader *start_trial(const dataset_split *split, const char *cache_dir, in
     return l;
 }
 
-/* RANKS processes start a trial at once and report their memory while all of them hold their
- * loader. Prints "ours ranks_KIND_seconds / _anon_mib / _total_mib". */
+/* RANKS processes start a trial at once; once all of them hold their loader, each reports its
+ * memory (a rank measured before the others mapped the file would count it all as its own).
+ * Prints "ours ranks_KIND_seconds / _anon_mib / _file_mib / _total_mib". */
 static int ranks_at_once(const char *kind, const dataset_split *split, const char *cache_dir,
                          int ranks, int threads) {
-    int results[2], go[2];
-    if (pipe(results) != 0 || pipe(go) != 0) return -1;
+    int loaded[2], measure[2], results[2], go[2];
+    if (pipe(loaded) != 0 || pipe(measure) != 0 || pipe(results) != 0 || pipe(go) != 0) return -1;
     double t0 = wall();
     for (int r = 0; r < ranks; r++)
         if (fork() == 0) {
-            close(go[1]); /* so that the parent's close ends the wait below */
-            close(results[0]);
+            /* so that the parent's writes and close are what these reads see */
+            close(measure[1]);
+            close(go[1]);
             double s;
             loader *l = start_trial(split, cache_dir, threads, &s);
+            char c = 1;
+            if (write(loaded[1], &c, 1) != 1 || read(measure[0], &c, 1) != 1) _exit(1);
             memory m = l ? resident() : (memory){-1, -1, -1};
-            char c;
             /* hold the loader until every rank has measured */
             if (write(results[1], &m, sizeof m) != sizeof m || read(go[0], &c, 1) < 0) _exit(1);
             if (l) loader_destroy(l);
             _exit(l ? 0 : 1);
         }
-    memory sum = {0, 0, 0};
     int ok = 1;
+    char c;
+    for (int r = 0; r < ranks; r++)
+        ok &= read(loaded[0], &c, 1) == 1;
+    double seconds = wall() - t0;
+    for (int r = 0; r < ranks; r++)
+        ok &= write(measure[1], &c, 1) == 1;
+    memory sum = {0, 0, 0};
     for (int r = 0; r < ranks; r++) {
         memory m;
         ok &= read(results[0], &m, sizeof m) == sizeof m && m.pss >= 0;
@@ -101,14 +110,13 @@ static int ranks_at_once(const char *kind, const dataset_split *split, const cha
         sum.file += m.file;
         sum.pss += m.pss;
     }
-    double seconds = wall() - t0;
     close(go[1]); /* every rank's read returns: they exit */
     int status;
     while (wait(&status) > 0)
         ok &= WIFEXITED(status) && WEXITSTATUS(status) == 0;
-    close(go[0]);
-    close(results[0]);
-    close(results[1]);
+    int fds[] = {loaded[0], loaded[1], measure[0], measure[1], results[0], results[1], go[0]};
+    for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
+        close(fds[i]);
     printf("ours ranks_%s_seconds %.2f\n", kind, seconds);
     printf("ours ranks_%s_anon_mib %.0f\n", kind, sum.anon);
     printf("ours ranks_%s_file_mib %.0f\n", kind, sum.file);

@@ -202,7 +202,7 @@ static int check_layout(const unsigned char *m, size_t len, file_header *h, char
 /* The pixels' checksums, in parallel: the first image whose pixels changed, or -1. */
 static long first_bad_image(const unsigned char *m, const file_header *h, int threads) {
     long bad = -1;
-#pragma omp parallel for num_threads(threads) schedule(dynamic, 16)
+#pragma omp parallel for num_threads(threads > 0 ? threads : 1) schedule(dynamic, 16)
     for (long i = 0; i < (long)h->count; i++) {
         const unsigned char *e = m + h->table_offset + (size_t)i * ENTRY_BYTES;
         size_t bytes = (size_t)get32(e + 8) * get32(e + 12) * 3;
