@@ -132,12 +132,14 @@ static void header_put(unsigned char *p, const file_header *h) {
     put64(p + 88, h->checksum);
 }
 
-/* The checksum of everything but the pixels (which each carry their own in the table). */
+/* The checksum of everything but the pixels (which each carry their own in the table) and
+ * itself (header bytes 88..95). */
 static uint64_t meta_checksum(const unsigned char *header, const unsigned char *table,
                               uint32_t count, const unsigned char *strings,
                               uint64_t strings_bytes) {
     uint64_t h = hash_bytes(strings, strings_bytes, 1);
     h = hash_bytes(table, (size_t)count * ENTRY_BYTES, h);
+    h = hash_bytes(header + HEADER_USED, HEADER_BYTES - HEADER_USED, h); /* zeros, but checked */
     return hash_bytes(header, 88, h);
 }
 
