@@ -19,6 +19,7 @@ static const command commands[] = {
     {"merge", cmd_merge, "combine results files of one sweep (job-array tasks) into one"},
     {"status", cmd_status, "progress and best trials of a results file (also while it runs)"},
     {"plot", cmd_plot, "the comparison figures of a results file (runs results/plot.py)"},
+    {"cache", cmd_cache, "show or clear the decoded-image caches of a cache folder"},
 };
 
 static void usage(FILE *out) {

@@ -5,7 +5,10 @@
 #include <string.h>
 
 #include "kernels/kernels.h"
+#include "orchestrator/grid.h"
 #include "orchestrator/provenance.h"
+#include "worker/data/cache_file.h"
+#include "worker/data/dataset.h"
 
 /* The build may pass these; without them the file says so rather than guessing. */
 #ifndef TLSWEEP_GIT_REVISION
@@ -40,4 +43,44 @@ void provenance_fill(provenance *p, results_meta *meta) {
     meta->cuda_version = p->cuda;
     meta->cudnn_version = p->cudnn;
     meta->nccl_version = "none (not used: one GPU per rank, gradients stay on the rank)";
+}
+
+/* Appends SPLIT's cache file name to OUT unless it is there already. */
+static void add_cache_name(const dataset_split *split, int resize, char *out, size_t outlen) {
+    char key[IMAGE_CACHE_KEY_CHARS + 1], err[1024], name[1200];
+    if (image_cache_key(key, split->paths, split->count, resize, err, sizeof err)) return;
+    image_cache_path(name, sizeof name, ".", key, resize, split->count);
+    if (strstr(out, name + 2)) return;
+    size_t used = strlen(out);
+    snprintf(out + used, outlen - used, "%s%s", used ? " " : "", name + 2);
+}
+
+void provenance_image_caches(const sweep *s, const trial_table *t, char *out, size_t outlen) {
+    out[0] = 0;
+    char seen[4096] = "", data[TRIAL_PATH_MAX + 64 + 2 * TRIAL_MAX_SPLITS * 17];
+    for (int i = 0; i < t->count; i++) {
+        trial_spec spec;
+        grid_trial_spec(s, &t->items[i].point, &spec);
+        const char *train[TRIAL_MAX_SPLITS], *val[TRIAL_MAX_SPLITS];
+        int n = snprintf(data, sizeof data, "%s|%d|%d|", spec.data_root, spec.resize,
+                         spec.skip_corrupt);
+        for (int k = 0; k < spec.n_train_splits; k++)
+            n += snprintf(data + n, sizeof data > (size_t)n ? sizeof data - n : 0, "%s,",
+                          train[k] = spec.train_splits[k]);
+        for (int k = 0; k < spec.n_val_splits; k++)
+            n += snprintf(data + n, sizeof data > (size_t)n ? sizeof data - n : 0, "%s,",
+                          val[k] = spec.val_splits[k]);
+        size_t used = strlen(seen);
+        /* one dataset open per distinct dataset, resize and splits, however many trials */
+        if (strstr(seen, data)) continue;
+        snprintf(seen + used, sizeof seen - used, "%s\n", data);
+        dataset ds;
+        char err[1024];
+        if (dataset_open(&ds, spec.data_root, train, spec.n_train_splits, val, spec.n_val_splits,
+                         spec.skip_corrupt, err, sizeof err))
+            continue;
+        add_cache_name(&ds.train, spec.resize, out, outlen);
+        add_cache_name(&ds.val, spec.resize, out, outlen);
+        dataset_free(&ds);
+    }
 }

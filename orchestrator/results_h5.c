@@ -364,6 +364,7 @@ static int write_meta(hid_t file, const results_meta *m, const results_grid_colu
     for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++)
         if (attr_string(file, strings[i].name, strings[i].value)) return -1;
     if (m->merged_from && attr_string(file, "merged_from", m->merged_from)) return -1;
+    if (m->image_caches && attr_string(file, "image_caches", m->image_caches)) return -1;
     if (attr_int(file, "simulated", m->simulated) || attr_int(file, "ranks", m->ranks)) return -1;
     return 0;
 }

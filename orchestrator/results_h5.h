@@ -73,8 +73,9 @@ typedef struct {
     const char *sweep_name, *sweep_file, *sweep_text;
     const char *hosts;
     int ranks;
-    int simulated;           /* --simulate: no training happened; every number is synthetic */
-    const char *merged_from; /* tlsweep merge: its input files, comma-separated; NULL: none */
+    int simulated;            /* --simulate: no training happened; every number is synthetic */
+    const char *merged_from;  /* tlsweep merge: its input files, comma-separated; NULL: none */
+    const char *image_caches; /* the image cache files the trials read; NULL: not recorded */
 } results_meta;
 
 typedef struct results_h5 results_h5;

@@ -398,6 +398,9 @@ int resume_start(const char *path, const char *lock_dir, const sweep *s, trial_t
                              .ranks = w->ranks,
                              .simulated = w->simulated};
         provenance_fill(&prov, &meta);
+        char image_caches[4096];
+        provenance_image_caches(s, t, image_caches, sizeof image_caches);
+        meta.image_caches = image_caches;
         rc = resume_create(path, s, t, &meta, out, err, errlen);
     }
     if (!rc) return 0;

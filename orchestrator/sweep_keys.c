@@ -27,6 +27,7 @@ const sweep_key sweep_keys[] = {
     {"data.resize", KEY_INT_POSITIVE, NULL, AT_MAX(STORE_INT, resize, TRIAL_MAX_IMAGE)},
     {"data.crop", KEY_INT_POSITIVE, NULL, AT_MAX(STORE_INT, crop, TRIAL_MAX_IMAGE)},
     {"data.skip_corrupt", KEY_BOOL, NULL, AT(STORE_INT, skip_corrupt)},
+    {"data.cache_dir", KEY_STRING, NULL, AT(STORE_STRING, cache_dir)},
     {"augment.hflip", KEY_PROBABILITY, NULL, AT(STORE_DOUBLE, hflip)},
     {"augment.brightness", KEY_DOUBLE_NONNEG, NULL, AT(STORE_DOUBLE, brightness)},
     {"augment.contrast", KEY_DOUBLE_NONNEG, NULL, AT(STORE_DOUBLE, contrast)},

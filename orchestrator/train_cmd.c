@@ -64,6 +64,9 @@ static void usage(FILE *out) {
         "                         fp32) (default fp32; with --sweep: train.precision)\n"
         "  --deterministic        deterministic cuDNN algorithms: a GPU resume is bit-exact\n"
         "                         (the CPU always is; with --sweep: train.deterministic)\n"
+        "  --cache-dir DIR        the decoded images' shared cache file goes here (default\n"
+        "                         DATA/tlsweep-cache, else ~/.cache/tlsweep; none: private\n"
+        "                         memory; a grid point takes the sweep's data.cache_dir)\n"
         "SIGUSR1, SIGTERM or SIGINT stop the trial at the next batch with a resume checkpoint.\n"
         "exit status: 0 done, 1 failed, 2 bad input, 3 stopped (rerun to resume), 4 internal "
         "error\n");
@@ -163,7 +166,8 @@ static int place(const char *asked, const char *host) {
     X("bn-frozen", required_argument, O_BN)                                                        \
     X("restart", no_argument, O_RESTART)                                                           \
     X("precision", required_argument, O_PRECISION)                                                 \
-    X("deterministic", no_argument, O_DETERMINISTIC)
+    X("deterministic", no_argument, O_DETERMINISTIC)                                               \
+    X("cache-dir", required_argument, O_CACHE_DIR)
 
 /* Options of the sweep-point command, which the flag-built one refuses. */
 #define SWEEP_POINT_OPTIONS(X)                                                                     \
@@ -306,6 +310,9 @@ static int take_flag(int code, const char *arg, void *user) {
         return 0;
     case O_DATA:
         snprintf(spec->data_root, sizeof spec->data_root, "%s", arg);
+        return 0;
+    case O_CACHE_DIR:
+        snprintf(spec->cache_dir, sizeof spec->cache_dir, "%s", arg);
         return 0;
     case O_WEIGHTS:
         snprintf(spec->weights, sizeof spec->weights, "%s", arg);

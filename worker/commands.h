@@ -10,5 +10,6 @@ int cmd_run(int argc, char **argv);    /* orchestrator/run_cmd.c */
 int cmd_status(int argc, char **argv); /* orchestrator/status_cmd.c */
 int cmd_plot(int argc, char **argv);   /* orchestrator/plot_cmd.c */
 int cmd_merge(int argc, char **argv);  /* orchestrator/merge_cmd.c */
+int cmd_cache(int argc, char **argv);  /* orchestrator/cache_cmd.c */
 
 #endif

@@ -12,6 +12,7 @@
 #include "kernels/kernels.h"
 #include "worker/checkpoint.h"
 #include "worker/clock.h"
+#include "worker/data/cache_file.h"
 #include "worker/data/dataset.h"
 #include "worker/data/loader.h"
 #include "worker/lr_schedule.h"
@@ -103,6 +104,8 @@ static int open_data(trial *t) {
     if (dataset_open(&t->data, s->data_root, train, s->n_train_splits, val, s->n_val_splits,
                      s->skip_corrupt, t->err, t->errlen))
         return -1;
+    char cache_dir[TRIAL_PATH_MAX];
+    image_cache_dir(s->cache_dir, s->data_root, cache_dir, sizeof cache_dir);
     loader_options o = {
         .batch_size = s->batch_size,
         .resize = s->resize,
@@ -114,6 +117,7 @@ static int open_data(trial *t) {
         /* the loader's threads mostly wait for the trainer, so they share its cores */
         .threads = s->threads > 0 ? s->threads : (int)sysconf(_SC_NPROCESSORS_ONLN),
         .prefetch = 4,
+        .cache_dir = cache_dir,
     };
     if (loader_create(&t->train, &t->data.train, s->skip_corrupt, &o, t->err, t->errlen)) return -1;
     o.augment = 0;

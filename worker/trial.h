@@ -56,6 +56,9 @@ typedef struct {
     int n_val_splits;
     int resize, crop;
     int skip_corrupt;
+    /* the mapped image cache's folder (worker/data/cache_file.h): "" = the default, "none" =
+     * private memory; where the decoded images live, never what they are */
+    char cache_dir[TRIAL_PATH_MAX];
     /* augmentation (training only) */
     int shuffle; /* reshuffle the training split every epoch (1); 0 keeps its order */
     double hflip, brightness, contrast, rotate_deg, shear_deg;

@@ -1,17 +1,25 @@
 /* The data path: synthetic Flowers102 through matio and libjpeg-turbo, preprocessing and
  * augmentation against torchvision (PIL backend, via tests/unit/ref_data.py), loader
  * determinism across thread counts, and the error messages for bad files. */
+#include <dirent.h>
+#include <fcntl.h>
 #include <math.h>
 #include <matio.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <turbojpeg.h>
+#include <unistd.h>
 
 #include "tests/testlib.h"
 #include "worker/data/augment.h"
 #include "worker/data/cache.h"
+#include "worker/data/cache_file.h"
 #include "worker/data/dataset.h"
 #include "worker/data/jpeg.h"
 #include "worker/data/loader.h"
@@ -532,9 +540,11 @@ static uint64_t hash_floats(const float *x, size_t n, uint64_t h) {
     return h;
 }
 
-/* Hashes every batch of epochs 0..EPOCHS-1; also checks each epoch is a permutation. */
-static int epoch_hashes(const dataset_split *split, int threads, int prefetch, uint64_t seed,
-                        uint64_t *hashes, int epochs, int *last_count) {
+/* Hashes every batch of epochs 0..EPOCHS-1; also checks each epoch is a permutation. The
+ * images come from the mapped cache file in CACHE_DIR, or private memory (NULL). */
+static int epoch_hashes_from(const dataset_split *split, const char *cache_dir, int threads,
+                             int prefetch, uint64_t seed, uint64_t *hashes, int epochs,
+                             int *last_count) {
     loader_options o = {.batch_size = 4,
                         .resize = RESIZE,
                         .crop = CROP,
@@ -543,7 +553,8 @@ static int epoch_hashes(const dataset_split *split, int threads, int prefetch, u
                         .shuffle = 1,
                         .seed = seed,
                         .threads = threads,
-                        .prefetch = prefetch};
+                        .prefetch = prefetch,
+                        .cache_dir = cache_dir};
     loader *l;
     char err[1024];
     if (loader_create(&l, split, 0, &o, err, sizeof err) != 0) {
@@ -576,6 +587,11 @@ static int epoch_hashes(const dataset_split *split, int threads, int prefetch, u
     }
     loader_destroy(l);
     return 0;
+}
+
+static int epoch_hashes(const dataset_split *split, int threads, int prefetch, uint64_t seed,
+                        uint64_t *hashes, int epochs, int *last_count) {
+    return epoch_hashes_from(split, NULL, threads, prefetch, seed, hashes, epochs, last_count);
 }
 
 static void test_loader_deterministic(void) {
@@ -773,6 +789,328 @@ static void test_bad_dataset_files(void) {
     }
 }
 
+/* ---- the mapped cache file (worker/data/cache_file.h) ------------------------------------- */
+
+/* A fresh, empty folder WORK/NAME. */
+static void fresh_dir(char *dir, size_t len, const char *name) {
+    snprintf(dir, len, "%s/%s", work, name);
+    char cmd[1400];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s' && mkdir -p '%s'", dir, dir);
+    CHECK(system(cmd) == 0, "cannot prepare %s", dir);
+}
+
+/* Counts DIR's cache files and the temporaries and locks a build leaves while it runs. */
+static void count_cache_files(const char *dir, int *caches, int *leftovers) {
+    *caches = *leftovers = 0;
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        const char *s = strstr(e->d_name, IMAGE_CACHE_SUFFIX);
+        if (s && !s[strlen(IMAGE_CACHE_SUFFIX)]) ++*caches;
+        if (s && s[strlen(IMAGE_CACHE_SUFFIX)]) ++*leftovers;
+    }
+    if (d) closedir(d);
+}
+
+static void split_cache_path(char *out, size_t len, const char *dir, const dataset_split *split) {
+    char key[IMAGE_CACHE_KEY_CHARS + 1], err[1024];
+    CHECK(image_cache_key(key, split->paths, split->count, RESIZE, err, sizeof err) == 0, "%s",
+          err);
+    image_cache_path(out, len, dir, key, RESIZE, split->count);
+}
+
+static ino_t inode_of(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 ? st.st_ino : 0;
+}
+
+/* A trial that maps the cache sees the batches one that decodes into memory sees, whether it
+ * built the file or found it; the second one maps the first one's file. */
+static void test_cache_matches_memory(void) {
+    dataset ds;
+    char err[1024], dir[1200], path[1600];
+    if (dataset_open(&ds, flowers, train_splits, 1, val_splits, 2, 0, err, sizeof err) != 0) {
+        tl_fail(__FILE__, __LINE__, "dataset_open: %s", err);
+        return;
+    }
+    fresh_dir(dir, sizeof dir, "cache-same");
+    split_cache_path(path, sizeof path, dir, &ds.train);
+    uint64_t memory[2], built[2], mapped[2];
+    int last = 0, caches, leftovers;
+    if (epoch_hashes(&ds.train, 2, 2, 42, memory, 2, &last) == 0 &&
+        epoch_hashes_from(&ds.train, dir, 3, 2, 42, built, 2, &last) == 0) {
+        ino_t first = inode_of(path);
+        CHECK(first != 0, "no cache file %s", path);
+        CHECK(epoch_hashes_from(&ds.train, dir, 1, 1, 42, mapped, 2, &last) == 0, "mapping");
+        CHECK(inode_of(path) == first, "the second loader rebuilt the cache");
+        for (int e = 0; e < 2; e++)
+            CHECK(memory[e] == built[e] && memory[e] == mapped[e],
+                  "epoch %d: memory %016llx, built %016llx, mapped %016llx", e,
+                  (unsigned long long)memory[e], (unsigned long long)built[e],
+                  (unsigned long long)mapped[e]);
+        count_cache_files(dir, &caches, &leftovers);
+        CHECK(caches == 1 && leftovers == 0, "%d caches, %d leftovers", caches, leftovers);
+        image_cache_file_info info;
+        CHECK(image_cache_check(path, 2, &info, err, sizeof err) == 0, "check: %s", err);
+        CHECK(info.count == ds.train.count && info.resize == RESIZE && info.failed == 0 &&
+                  info.pixel_bytes == (uint64_t)ds.train.count * 76 * 64 * 3 &&
+                  strstr(path, info.key),
+              "info: %d images, resize %d, %d failed, %llu bytes, key %s", info.count, info.resize,
+              info.failed, (unsigned long long)info.pixel_bytes, info.key);
+    }
+    dataset_free(&ds);
+}
+
+/* Changes the cache file at PATH: flips the byte at OFFSET (from the end when negative), or
+ * cuts the file there (CUT), or replaces it by 8 KiB of text (OFFSET 0, CUT). */
+static void damage(const char *path, long offset, int cut) {
+    struct stat st;
+    CHECK(stat(path, &st) == 0, "no %s", path);
+    long at = offset < 0 ? (long)st.st_size + offset : offset;
+    if (cut) {
+        if (at == 0) {
+            FILE *f = fopen(path, "w");
+            for (int i = 0; f && i < 8192 / 16; i++)
+                fputs("not a cache ...\n", f);
+            CHECK(f && fclose(f) == 0, "cannot write %s", path);
+        } else {
+            CHECK(truncate(path, at) == 0, "cannot truncate %s", path);
+        }
+        return;
+    }
+    int fd = open(path, O_RDWR);
+    unsigned char b = 0;
+    CHECK(fd >= 0 && pread(fd, &b, 1, at) == 1, "cannot read %s at %ld", path, at);
+    b ^= 0x10;
+    CHECK(pwrite(fd, &b, 1, at) == 1, "cannot write %s at %ld", path, at);
+    if (fd >= 0) close(fd);
+}
+
+/* A truncated, corrupt or foreign cache file is refused by the check and rebuilt by the next
+ * loader, which then hands out the batches decoding gives. */
+static void test_cache_rebuilds_bad_files(void) {
+    dataset ds;
+    char err[1024], dir[1200], path[1600];
+    if (dataset_open(&ds, flowers, train_splits, 1, val_splits, 2, 0, err, sizeof err) != 0) {
+        tl_fail(__FILE__, __LINE__, "dataset_open: %s", err);
+        return;
+    }
+    fresh_dir(dir, sizeof dir, "cache-bad");
+    split_cache_path(path, sizeof path, dir, &ds.train);
+    static const struct {
+        long offset;
+        int truncate;
+        const char *why;
+    } cases[] = {
+        {-1, 0, "pixel checksum mismatch"}, /* the last pixel byte */
+        {16, 0, "checksum mismatch"},       /* the image count in the header */
+        {4096 + 8, 0, "checksum mismatch"}, /* the first image's width in the table */
+        {-4096, 1, "truncated"},            /* a builder's half file */
+        {0, 1, "not an image cache"},       /* something else under its name */
+    };
+    uint64_t memory[1], mapped[1];
+    int last = 0;
+    if (epoch_hashes(&ds.train, 2, 2, 42, memory, 1, &last) == 0 &&
+        epoch_hashes_from(&ds.train, dir, 2, 2, 42, mapped, 1, &last) == 0)
+        for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+            damage(path, cases[c].offset, cases[c].truncate);
+            image_cache_file_info info;
+            CHECK(image_cache_check(path, 2, &info, err, sizeof err) == -1, "case %zu: accepted",
+                  c);
+            CHECK(strstr(err, cases[c].why), "case %zu: '%s' lacks '%s'", c, err, cases[c].why);
+            mapped[0] = 0;
+            CHECK(epoch_hashes_from(&ds.train, dir, 2, 2, 42, mapped, 1, &last) == 0 &&
+                      mapped[0] == memory[0],
+                  "case %zu: after the rebuild the batches differ", c);
+            CHECK(image_cache_check(path, 2, &info, err, sizeof err) == 0, "case %zu: %s", c, err);
+        }
+    dataset_free(&ds);
+}
+
+/* The key follows the files and the resize, not the path the dataset is reached by. */
+static void test_cache_key(void) {
+    dataset ds, same;
+    char err[1024], root[1300], a[IMAGE_CACHE_KEY_CHARS + 1], b[IMAGE_CACHE_KEY_CHARS + 1];
+    snprintf(root, sizeof root, "%s/.", flowers);
+    if (dataset_open(&ds, flowers, train_splits, 1, val_splits, 2, 0, err, sizeof err) != 0) {
+        tl_fail(__FILE__, __LINE__, "dataset_open: %s", err);
+        return;
+    }
+    if (dataset_open(&same, root, train_splits, 1, val_splits, 2, 0, err, sizeof err) != 0) {
+        tl_fail(__FILE__, __LINE__, "dataset_open: %s", err);
+        dataset_free(&ds);
+        return;
+    }
+    image_cache_key(a, ds.train.paths, ds.train.count, RESIZE, err, sizeof err);
+    image_cache_key(b, same.train.paths, same.train.count, RESIZE, err, sizeof err);
+    CHECK(!strcmp(a, b), "another spelling of the root: key %s, then %s", a, b);
+    image_cache_key(b, ds.train.paths, ds.train.count, RESIZE + 1, err, sizeof err);
+    CHECK(strcmp(a, b), "resize %d and %d: the same key", RESIZE, RESIZE + 1);
+    image_cache_key(b, ds.val.paths, ds.val.count, RESIZE, err, sizeof err);
+    CHECK(strcmp(a, b), "train and val: the same key");
+    /* a rewritten image (another modification time) */
+    struct stat st;
+    CHECK(stat(ds.train.paths[3], &st) == 0, "stat %s", ds.train.paths[3]);
+    struct timespec times[2] = {st.st_atim, st.st_mtim};
+    times[1].tv_sec += 1;
+    CHECK(utimensat(AT_FDCWD, ds.train.paths[3], times, 0) == 0, "utimensat");
+    image_cache_key(b, ds.train.paths, ds.train.count, RESIZE, err, sizeof err);
+    CHECK(strcmp(a, b), "a touched image: the same key");
+    times[1].tv_sec -= 1;
+    utimensat(AT_FDCWD, ds.train.paths[3], times, 0);
+    image_cache_key(b, ds.train.paths, ds.train.count, RESIZE, err, sizeof err);
+    CHECK(!strcmp(a, b), "the image's old time back: key %s, expected %s", b, a);
+    snprintf(same.train.paths[0] + strlen(same.train.paths[0]) - 4, 5, ".png");
+    CHECK(image_cache_key(b, same.train.paths, same.train.count, RESIZE, err, sizeof err) == -1 &&
+              strstr(err, ".png"),
+          "a missing file: %s", err);
+    dataset_free(&same);
+    dataset_free(&ds);
+}
+
+static double now_seconds(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+/* One builder at a time: a process that finds the lock held waits for it; a lock nobody holds
+ * (its builder died) and the half file it left are taken over; processes that start together
+ * all end up mapping one file. */
+static void test_cache_lock(void) {
+    dataset ds;
+    char err[1024], dir[1200], path[1600], lock[1700], tmp[1700], holder[256];
+    if (dataset_open(&ds, flowers, train_splits, 1, val_splits, 2, 0, err, sizeof err) != 0) {
+        tl_fail(__FILE__, __LINE__, "dataset_open: %s", err);
+        return;
+    }
+    fresh_dir(dir, sizeof dir, "cache-lock");
+    split_cache_path(path, sizeof path, dir, &ds.val);
+    snprintf(lock, sizeof lock, "%s.lock", path);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    image_cache c;
+    int caches, leftovers;
+
+    /* what a killed builder leaves: its lock file (no longer locked) and a half file */
+    FILE *f = fopen(lock, "w");
+    CHECK(f && fputs("pid 999999 on gone\n", f) >= 0 && fclose(f) == 0, "write %s", lock);
+    f = fopen(tmp, "w");
+    CHECK(f && fputs("half", f) >= 0 && fclose(f) == 0, "write %s", tmp);
+    CHECK(image_cache_builder(path, holder, sizeof holder) == 0, "a dead builder holds the lock");
+    CHECK(image_cache_open(&c, dir, ds.val.paths, ds.val.count, RESIZE, 2, err, sizeof err) == 0,
+          "after a killed builder: %s", err);
+    image_cache_free(&c);
+    count_cache_files(dir, &caches, &leftovers);
+    CHECK(caches == 1 && leftovers == 0, "%d caches, %d leftovers", caches, leftovers);
+
+    /* a live builder: the open waits until its lock is released */
+    CHECK(unlink(path) == 0, "unlink %s", path);
+    int ready[2];
+    CHECK(pipe(ready) == 0, "pipe");
+    pid_t child = fork();
+    if (child == 0) {
+        int fd = open(lock, O_RDWR | O_CREAT, 0644);
+        char text[64];
+        int n = snprintf(text, sizeof text, "pid %ld on testhost\n", (long)getpid());
+        int ok = fd >= 0 && flock(fd, LOCK_EX) == 0 && write(fd, text, (size_t)n) == n;
+        if (write(ready[1], "x", 1) != 1 || !ok) _exit(1);
+        usleep(800 * 1000);
+        _exit(0); /* the kernel releases the lock */
+    }
+    char x;
+    CHECK(child > 0 && read(ready[0], &x, 1) == 1, "the lock holder did not start");
+    close(ready[0]);
+    close(ready[1]);
+    CHECK(image_cache_builder(path, holder, sizeof holder) == 1 && strstr(holder, "on testhost"),
+          "builder: '%s'", holder);
+    CHECK(image_cache_remove(path, holder, sizeof holder, err, sizeof err) == 1,
+          "clear removed a cache being built");
+    double t0 = now_seconds();
+    CHECK(image_cache_open(&c, dir, ds.val.paths, ds.val.count, RESIZE, 2, err, sizeof err) == 0,
+          "after a live builder: %s", err);
+    double waited = now_seconds() - t0;
+    CHECK(waited > 0.5, "did not wait for the lock holder (%.2f s)", waited);
+    image_cache_free(&c);
+    int status = 0;
+    CHECK(child > 0 && waitpid(child, &status, 0) == child && WIFEXITED(status) &&
+              WEXITSTATUS(status) == 0,
+          "lock holder failed");
+
+    /* four processes at once on an empty folder: one file, which all of them map */
+    CHECK(image_cache_remove(path, holder, sizeof holder, err, sizeof err) == 0, "clear: %s", err);
+    count_cache_files(dir, &caches, &leftovers);
+    CHECK(caches == 0 && leftovers == 0, "after clear: %d caches, %d leftovers", caches, leftovers);
+    enum { PROCS = 4 };
+    int inodes[2];
+    CHECK(pipe(inodes) == 0, "pipe");
+    for (int p = 0; p < PROCS; p++)
+        if (fork() == 0) {
+            image_cache mine;
+            char why[1024];
+            unsigned long long ino = 0;
+            if (image_cache_open(&mine, dir, ds.val.paths, ds.val.count, RESIZE, 1, why,
+                                 sizeof why) == 0) {
+                ino = (unsigned long long)inode_of(path);
+                image_cache_free(&mine);
+            }
+            _exit(write(inodes[1], &ino, sizeof ino) == sizeof ino ? 0 : 1);
+        }
+    close(inodes[1]);
+    unsigned long long ino[PROCS] = {0};
+    for (int p = 0; p < PROCS; p++)
+        CHECK(read(inodes[0], &ino[p], sizeof ino[p]) == sizeof ino[p], "process %d", p);
+    close(inodes[0]);
+    while (wait(NULL) > 0) {
+    }
+    for (int p = 0; p < PROCS; p++)
+        CHECK(ino[p] != 0 && ino[p] == ino[0], "process %d mapped inode %llu, process 0 %llu", p,
+              ino[p], ino[0]);
+    count_cache_files(dir, &caches, &leftovers);
+    CHECK(caches == 1 && leftovers == 0, "%d caches, %d leftovers", caches, leftovers);
+    dataset_free(&ds);
+}
+
+/* Where the cache goes, and the loader's fallback to private memory when it cannot go there. */
+static void test_cache_dir(void) {
+    char out[1400], expect[1400], blocker[1200], dir[1300];
+    image_cache_dir("", flowers, out, sizeof out);
+    snprintf(expect, sizeof expect, "%s/tlsweep-cache", flowers);
+    CHECK(!strcmp(out, expect), "default: %s", out);
+    image_cache_dir("none", flowers, out, sizeof out);
+    CHECK(out[0] == 0, "none: '%s'", out);
+    image_cache_dir("/scratch/c", flowers, out, sizeof out);
+    CHECK(!strcmp(out, "/scratch/c"), "configured: %s", out);
+    char *xdg = getenv("XDG_CACHE_HOME") ? strdup(getenv("XDG_CACHE_HOME")) : NULL;
+    setenv("XDG_CACHE_HOME", "/xdg", 1);
+    image_cache_dir(NULL, "/no/such/root", out, sizeof out);
+    CHECK(!strcmp(out, "/xdg/tlsweep"), "unwritable root, XDG set: %s", out);
+    unsetenv("XDG_CACHE_HOME");
+    image_cache_dir(NULL, "/no/such/root", out, sizeof out);
+    snprintf(expect, sizeof expect, "%s/.cache/tlsweep", getenv("HOME") ? getenv("HOME") : "");
+    CHECK(!strcmp(out, expect), "unwritable root, no XDG: %s", out);
+    if (xdg) setenv("XDG_CACHE_HOME", xdg, 1);
+    free(xdg);
+
+    /* a cache folder that cannot be made: the loader decodes into memory, same batches */
+    dataset ds;
+    char err[1024];
+    if (dataset_open(&ds, flowers, train_splits, 1, val_splits, 2, 0, err, sizeof err) != 0) {
+        tl_fail(__FILE__, __LINE__, "dataset_open: %s", err);
+        return;
+    }
+    snprintf(blocker, sizeof blocker, "%s/a-file", work);
+    FILE *f = fopen(blocker, "w");
+    CHECK(f && fclose(f) == 0, "cannot write %s", blocker);
+    snprintf(dir, sizeof dir, "%s/sub", blocker);
+    uint64_t memory[1], fallback[1];
+    int last = 0;
+    if (epoch_hashes(&ds.train, 2, 2, 42, memory, 1, &last) == 0)
+        CHECK(epoch_hashes_from(&ds.train, dir, 2, 2, 42, fallback, 1, &last) == 0 &&
+                  fallback[0] == memory[0],
+              "the fallback to memory gives other batches");
+    dataset_free(&ds);
+}
+
 static void test_corrupt_jpegs(void) {
     char dir[1200], path[1400], err[1024];
     if (make_dataset(dir, sizeof dir, "corrupt", 2, 6) != 0) return;
@@ -826,6 +1164,29 @@ static void test_corrupt_jpegs(void) {
         CHECK(loader_num_images(l) == ds.train.count - 2, "%d images", loader_num_images(l));
         loader_destroy(l);
     }
+    /* the cache file keeps the failures: the same refusal and skips when built and mapped */
+    char cache_dir[1300];
+    fresh_dir(cache_dir, sizeof cache_dir, "cache-corrupt");
+    o.cache_dir = cache_dir;
+    for (int pass = 0; pass < 2; pass++) {
+        l = NULL;
+        CHECK(loader_create(&l, &ds.train, 0, &o, err, sizeof err) == -1,
+              "pass %d: corrupt split loaded", pass);
+        CHECK(strstr(err, truncated) && strstr(err, "truncated or corrupt JPEG"),
+              "pass %d: loader message: %s", pass, err);
+        if (l) loader_destroy(l);
+        l = NULL;
+        CHECK(loader_create(&l, &ds.train, 1, &o, err, sizeof err) == 0, "skip_corrupt: %s", err);
+        if (l) {
+            CHECK(loader_num_skipped(l) == 2 && loader_num_images(l) == ds.train.count - 2,
+                  "pass %d: skipped %d, %d images", pass, loader_num_skipped(l),
+                  loader_num_images(l));
+            loader_destroy(l);
+        }
+    }
+    int caches, leftovers;
+    count_cache_files(cache_dir, &caches, &leftovers);
+    CHECK(caches == 1 && leftovers == 0, "%d caches, %d leftovers", caches, leftovers);
     dataset_free(&ds);
 }
 
@@ -908,6 +1269,11 @@ int main(void) {
                                         "loader_starts_mid_epoch",
                                         "bad_dataset_files",
                                         "corrupt_jpegs",
+                                        "cache_matches_memory",
+                                        "cache_rebuilds_bad_files",
+                                        "cache_key",
+                                        "cache_lock",
+                                        "cache_dir",
                                         "fuzz_findings_refused"};
     static const tl_case_fn cases[] = {test_open_splits,
                                        test_eval_matches_torchvision,
@@ -919,6 +1285,11 @@ int main(void) {
                                        test_loader_starts_mid_epoch,
                                        test_bad_dataset_files,
                                        test_corrupt_jpegs,
+                                       test_cache_matches_memory,
+                                       test_cache_rebuilds_bad_files,
+                                       test_cache_key,
+                                       test_cache_lock,
+                                       test_cache_dir,
                                        test_fuzz_findings_refused};
     return TL_RUN("data", names, cases);
 }

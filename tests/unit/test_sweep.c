@@ -175,7 +175,7 @@ static const bad_case catalogue[] = {
      "backbones, schedules, retries, gpus_per_trial, ranks_per_gpu, output)"},
     {"unknown key in a section", "name: x\ndata: {root: d, rooot: e}\n" GOOD_TAIL,
      "bad.yaml:2: data.rooot: unknown key (known: format, root, train_splits, val_splits, "
-     "resize, crop, skip_corrupt)"},
+     "resize, crop, skip_corrupt, cache_dir)"},
     {"unknown backbone in the grid",
      "name: x\ndata: {root: d}\ngrid:\n  backbone: [resnet18, resnet51]\n  schedule: [s]\n"
      "schedules:\n  s: {}\n",

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "worker/data/cache.h"
+#include "worker/data/cache_file.h"
 #include "worker/data/transform.h"
 #include "worker/rng.h"
 
@@ -158,8 +159,18 @@ int loader_create(loader **out, const dataset_split *split, int skip_corrupt,
         return -1;
     }
     l->opt = *o;
-    if (image_cache_build(&l->cache, split->paths, split->count, o->resize, o->threads, err,
-                          errlen) != 0) {
+    l->opt.cache_dir = NULL; /* the caller's string: only read here */
+    int mapped = 0;
+    if (o->cache_dir && o->cache_dir[0]) {
+        char why[1024];
+        mapped = image_cache_open(&l->cache, o->cache_dir, split->paths, split->count, o->resize,
+                                  o->threads, why, sizeof why) == 0;
+        if (!mapped)
+            fprintf(stderr, "tlsweep: warning: image cache: %s; decoding into private memory\n",
+                    why);
+    }
+    if (!mapped && image_cache_build(&l->cache, split->paths, split->count, o->resize, o->threads,
+                                     err, errlen) != 0) {
         free(l);
         return -1;
     }

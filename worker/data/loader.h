@@ -40,6 +40,9 @@ typedef struct {
     uint64_t seed; /* the trial's seed */
     int threads;   /* worker threads, >= 1 */
     int prefetch;  /* batches prepared ahead of the consumer, >= 1 */
+    /* the folder of the mapped cache file shared by the node's processes (cache_file.h);
+     * NULL or "": the images are decoded into this loader's private memory */
+    const char *cache_dir;
 } loader_options;
 
 typedef struct {
@@ -51,7 +54,9 @@ typedef struct {
 
 typedef struct loader loader;
 
-/* Builds the loader and its cache for SPLIT (copied; the dataset may be freed afterwards).
+/* Builds the loader and its cache for SPLIT (copied; the dataset may be freed afterwards): maps
+ * the cache file in cache_dir (building it first if needed), or decodes into private memory
+ * when there is none or it cannot be built (with a warning).
  * An image that fails to decode is an error (-1, message naming the file) unless
  * skip_corrupt: then it is dropped with a warning on stderr and counted. */
 int loader_create(loader **out, const dataset_split *split, int skip_corrupt,
