@@ -213,9 +213,9 @@ static int create_plans(model *m, plan_set *set, int n, char *err, size_t errlen
         switch (l->kind) {
         case LAYER_CONV: {
             const conv_config *c = &l->cfg.conv;
-            kn_conv_shape s = {n,         in.c,      in.h,      in.w,      c->c_out,
-                               c->kernel, c->kernel, c->stride, c->stride, c->pad,
-                               c->pad,    1,         1,         1,         c->bias >= 0};
+            kn_conv_shape s = {n,         in.c,      in.h,         in.w,   c->c_out, c->kernel,
+                               c->kernel, c->stride, c->stride,    c->pad, c->pad,   1,
+                               1,         1,         c->bias >= 0, KN_F32};
             plan = kn_conv_create(ctx, &s);
             break;
         }
@@ -232,7 +232,7 @@ static int create_plans(model *m, plan_set *set, int n, char *err, size_t errlen
             break;
         }
         case LAYER_LINEAR: {
-            kn_linear_shape s = {n, in.c, l->cfg.linear.out_features, 1};
+            kn_linear_shape s = {n, in.c, l->cfg.linear.out_features, 1, KN_F32};
             plan = kn_linear_create(ctx, &s);
             break;
         }
