@@ -60,7 +60,8 @@ static void usage(FILE *out) {
         "                         else auto: the first visible GPU, or the CPU when none is\n"
         "                         visible); cuda without a usable GPU fails (exit 2)\n"
         "  --precision P          fp32 | tf32 (TF32 tensor cores on the GPU; the CPU computes\n"
-        "                         fp32) (default fp32; with --sweep: train.precision)\n"
+        "                         fp32) | bf16 (mixed precision; CPUs with AVX512-BF16 only)\n"
+        "                         (default fp32; with --sweep: train.precision)\n"
         "  --deterministic        deterministic cuDNN algorithms: a GPU resume is bit-exact\n"
         "                         (the CPU always is; with --sweep: train.deterministic)\n"
         "SIGUSR1, SIGTERM or SIGINT stop the trial at the next batch with a resume checkpoint.\n"
@@ -486,12 +487,9 @@ int cmd_train(int argc, char **argv) {
             break;
         case O_PRECISION:
             precision = optarg;
-            if (!strcmp(optarg, "bf16")) {
-                fprintf(stderr, "tlsweep train: --precision bf16 is not built yet: use fp32, or "
-                                "tf32 (TF32 tensor cores on the GPU)\n");
-                bad = 1;
-            } else if (strcmp(optarg, "fp32") && strcmp(optarg, "tf32")) {
-                fprintf(stderr, "tlsweep train: --precision is fp32 or tf32, got '%s'\n", optarg);
+            if (strcmp(optarg, "fp32") && strcmp(optarg, "tf32") && strcmp(optarg, "bf16")) {
+                fprintf(stderr, "tlsweep train: --precision is fp32, tf32 or bf16, got '%s'\n",
+                        optarg);
                 bad = 1;
             } else
                 snprintf(spec.precision, sizeof spec.precision, "%s", optarg);
