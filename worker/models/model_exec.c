@@ -91,10 +91,10 @@ int model_bind(model *m, kn_ctx *ctx, int max_batch, int with_grads, char *err, 
     for (int s = 0; s < m->n_slots; s++) {
         size_t count = slot_floats(m, s, max_batch);
         if (count > largest) largest = count;
-        rt->largest = largest;
         if (s > 0 && !(rt->act[s] = alloc_floats(rt, count))) goto oom;
         if (with_grads && s > 0 && !(rt->grad_act[s] = alloc_floats(rt, count))) goto oom;
     }
+    rt->largest = largest;
     for (int i = 0; i < m->n_layers; i++) {
         const layer *l = &m->layers[i];
         if (l->kind == LAYER_BATCHNORM &&
