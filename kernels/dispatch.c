@@ -160,8 +160,18 @@ int kn_sync(kn_ctx *ctx) {
     return ROUTE0(ctx, -1, sync);
 }
 
+/* The CUDA backend has only fp32 plans so far: a bf16 plan there is refused, not emulated. */
+static int dtype_refused(kn_ctx *ctx, kn_dtype dtype, const char *what) {
+    if (dtype == KN_F32 || ctx->backend != KN_BACKEND_CUDA) return 0;
+    char msg[128];
+    snprintf(msg, sizeof msg, "%s: bf16 is not built on the CUDA backend yet", what);
+    ROUTE(ctx, (void)0, set_error, msg);
+    return 1;
+}
+
 /* ---- convolution ----------------------------------------------------------------------- */
 kn_conv *kn_conv_create(kn_ctx *ctx, const kn_conv_shape *s) {
+    if (dtype_refused(ctx, s->dtype, "conv plan")) return NULL;
     kn_conv *p = plan_new(ctx, sizeof *p, "conv plan");
     if (!p) return NULL;
     p->backend = ctx->backend;
@@ -173,15 +183,15 @@ kn_conv *kn_conv_create(kn_ctx *ctx, const kn_conv_shape *s) {
     free(p);
     return NULL;
 }
-int kn_conv_forward(kn_conv *p, float *out, const float *inp, const float *weight,
+int kn_conv_forward(kn_conv *p, void *out, const void *inp, const float *weight,
                     const float *bias) {
     return ROUTE(p, -1, conv_forward, out, inp, weight, bias);
 }
-int kn_conv_backward_data(kn_conv *p, float *dinp, const float *dout, const float *weight) {
+int kn_conv_backward_data(kn_conv *p, void *dinp, const void *dout, const float *weight) {
     return ROUTE(p, -1, conv_backward_data, dinp, dout, weight);
 }
-int kn_conv_backward_weights(kn_conv *p, float *dweight, float *dbias, const float *dout,
-                             const float *inp) {
+int kn_conv_backward_weights(kn_conv *p, float *dweight, float *dbias, const void *dout,
+                             const void *inp) {
     return ROUTE(p, -1, conv_backward_weights, dweight, dbias, dout, inp);
 }
 const char *kn_conv_impl(const kn_conv *p) {
@@ -289,8 +299,31 @@ int kn_nchw_to_nhwc(kn_ctx *ctx, float *out, const float *inp, int n, int c, int
     return ROUTE(ctx, -1, nchw_to_nhwc, out, inp, n, c, h, w);
 }
 
+int kn_f32_to_bf16(kn_ctx *ctx, kn_bf16 *out, const float *inp, size_t count) {
+    if (dtype_refused(ctx, KN_BF16, "f32_to_bf16")) return -1;
+#ifdef KN_NO_CPU
+    (void)out, (void)inp, (void)count; /* only the CPU backend has casts, and it is left out */
+#endif
+    return CPU_CALL(-1, f32_to_bf16, ctx->cpu, out, inp, count);
+}
+int kn_bf16_to_f32(kn_ctx *ctx, float *out, const kn_bf16 *inp, size_t count) {
+    if (dtype_refused(ctx, KN_BF16, "bf16_to_f32")) return -1;
+#ifdef KN_NO_CPU
+    (void)out, (void)inp, (void)count; /* only the CPU backend has casts, and it is left out */
+#endif
+    return CPU_CALL(-1, bf16_to_f32, ctx->cpu, out, inp, count);
+}
+int kn_bf16_supported(kn_ctx *ctx, char *why, size_t whylen) {
+    if (ctx->backend == KN_BACKEND_CUDA) {
+        if (whylen) snprintf(why, whylen, "bf16 is not built on the CUDA backend yet");
+        return 0;
+    }
+    return CPU_CALL(0, bf16_supported, ctx->cpu, why, whylen);
+}
+
 /* ---- linear ---------------------------------------------------------------------------- */
 kn_linear *kn_linear_create(kn_ctx *ctx, const kn_linear_shape *s) {
+    if (dtype_refused(ctx, s->dtype, "linear plan")) return NULL;
     kn_linear *p = plan_new(ctx, sizeof *p, "linear plan");
     if (!p) return NULL;
     p->backend = ctx->backend;
@@ -302,15 +335,15 @@ kn_linear *kn_linear_create(kn_ctx *ctx, const kn_linear_shape *s) {
     free(p);
     return NULL;
 }
-int kn_linear_forward(kn_linear *p, float *out, const float *inp, const float *weight,
+int kn_linear_forward(kn_linear *p, void *out, const void *inp, const float *weight,
                       const float *bias) {
     return ROUTE(p, -1, linear_forward, out, inp, weight, bias);
 }
-int kn_linear_backward_data(kn_linear *p, float *dinp, const float *dout, const float *weight) {
+int kn_linear_backward_data(kn_linear *p, void *dinp, const void *dout, const float *weight) {
     return ROUTE(p, -1, linear_backward_data, dinp, dout, weight);
 }
-int kn_linear_backward_weights(kn_linear *p, float *dweight, float *dbias, const float *dout,
-                               const float *inp) {
+int kn_linear_backward_weights(kn_linear *p, float *dweight, float *dbias, const void *dout,
+                               const void *inp) {
     return ROUTE(p, -1, linear_backward_weights, dweight, dbias, dout, inp);
 }
 void kn_linear_destroy(kn_linear *p) {

@@ -9,6 +9,11 @@
  * - Calls return 0 on success and -1 on failure, with the reason in kn_error(ctx).
  * - Backward calls overwrite their outputs (no accumulation) unless named *_accumulate.
  * - Every pointer is device memory of the context's backend (host memory on the CPU backend).
+ * - bf16 mixed precision (PyTorch autocast's choices): a conv or linear plan made with
+ *   dtype KN_BF16 reads and writes bf16 activations (inp, out, dout, dinp), computes in bf16
+ *   with fp32 accumulation, and takes the fp32 master weights and bias: the plan keeps their
+ *   bf16 copy, refreshed whenever the weights changed (kn_adam_step, copies). Weight and
+ *   bias gradients come out fp32. Every other op is fp32 (KN_F32, the default).
  */
 #ifndef TLSWEEP_KERNELS_H
 #define TLSWEEP_KERNELS_H
@@ -20,12 +25,16 @@ typedef struct kn_ctx kn_ctx;
 
 typedef enum { KN_BACKEND_CPU = 0, KN_BACKEND_CUDA = 1 } kn_backend;
 
+/* Element type of a plan's activations; zero (fp32) is the default. */
+typedef enum { KN_F32 = 0, KN_BF16 = 1 } kn_dtype;
+typedef uint16_t kn_bf16; /* bfloat16: the top 16 bits of an fp32 */
+
 /* Initialise with designated initializers: fields may be added, and zero is every default. */
 typedef struct {
     kn_backend backend;
     int threads; /* CPU: worker threads (0 = all cores); CUDA: ignored */
     int device;  /* CUDA: device ordinal; CPU: ignored */
-    /* CUDA only (the CPU backend is always fp32 and deterministic): */
+    /* CUDA only (the CPU backend is always deterministic): */
     int tf32;               /* 1: cuDNN and cuBLAS may use TF32 tensor cores; 0: true fp32 (FMA) */
     int deterministic;      /* 1: only deterministic cuDNN algorithms, chosen by heuristics rather
                              * than by timing, so a rerun or a resume gives the same bits */
@@ -61,25 +70,26 @@ typedef struct {
     int stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w; /* dilation 1 = dense */
     int groups;
     int has_bias;
+    kn_dtype dtype; /* of inp, out, dout, dinp (KN_BF16: CPU with AVX512-BF16 only) */
 } kn_conv_shape;
 
 typedef struct kn_conv kn_conv;
 void kn_conv_output_hw(const kn_conv_shape *s, int *h_out, int *w_out);
 kn_conv *kn_conv_create(kn_ctx *ctx, const kn_conv_shape *s);
 int kn_conv_forward(kn_conv *plan,
-                    float *out,          // (N, Ho, Wo, C_out)
-                    const float *inp,    // (N, H, W, C_in)
+                    void *out,           // (N, Ho, Wo, C_out) dtype
+                    const void *inp,     // (N, H, W, C_in) dtype
                     const float *weight, // (C_out, C_in/groups, KH, KW)
                     const float *bias);  // (C_out) or NULL
 int kn_conv_backward_data(kn_conv *plan,
-                          float *dinp,          // (N, H, W, C_in)
-                          const float *dout,    // (N, Ho, Wo, C_out)
+                          void *dinp,           // (N, H, W, C_in) dtype
+                          const void *dout,     // (N, Ho, Wo, C_out) dtype
                           const float *weight); // (C_out, C_in/groups, KH, KW)
 int kn_conv_backward_weights(kn_conv *plan,
-                             float *dweight,    // (C_out, C_in/groups, KH, KW)
-                             float *dbias,      // (C_out) or NULL
-                             const float *dout, // (N, Ho, Wo, C_out)
-                             const float *inp); // (N, H, W, C_in)
+                             float *dweight,   // (C_out, C_in/groups, KH, KW)
+                             float *dbias,     // (C_out) or NULL
+                             const void *dout, // (N, Ho, Wo, C_out) dtype
+                             const void *inp); // (N, H, W, C_in) dtype
 void kn_conv_destroy(kn_conv *plan);
 /* The implementation the plan's calls use (oneDNN's kernel name, cuDNN's algorithms), for
  * tests and logs. */
@@ -185,28 +195,37 @@ int kn_dropout_backward(kn_ctx *ctx,
 int kn_nhwc_to_nchw(kn_ctx *ctx, float *out, const float *inp, int n, int c, int h, int w);
 int kn_nchw_to_nhwc(kn_ctx *ctx, float *out, const float *inp, int n, int c, int h, int w);
 
+/* fp32 <-> bf16 (round to nearest even, as PyTorch's .to(torch.bfloat16)); the casts autocast
+ * puts at the edges of bf16 ops. */
+int kn_f32_to_bf16(kn_ctx *ctx, kn_bf16 *out, const float *inp, size_t count);
+int kn_bf16_to_f32(kn_ctx *ctx, float *out, const kn_bf16 *inp, size_t count);
+/* 1 where the backend runs bf16 plans at full speed (CPU: AVX512-BF16, through oneDNN);
+ * 0 with the reason in why (when whylen > 0). */
+int kn_bf16_supported(kn_ctx *ctx, char *why, size_t whylen);
+
 /* ---- linear (fully connected): out = inp @ weight^T + bias ----------------------------- */
 typedef struct {
     int n, in_features, out_features;
     int has_bias;
+    kn_dtype dtype; /* of inp, out, dout, dinp, as for convolutions */
 } kn_linear_shape;
 
 typedef struct kn_linear kn_linear;
 kn_linear *kn_linear_create(kn_ctx *ctx, const kn_linear_shape *s);
 int kn_linear_forward(kn_linear *plan,
-                      float *out,          // (N, OUT)
-                      const float *inp,    // (N, IN)
+                      void *out,           // (N, OUT) dtype
+                      const void *inp,     // (N, IN) dtype
                       const float *weight, // (OUT, IN)
                       const float *bias);  // (OUT) or NULL
 int kn_linear_backward_data(kn_linear *plan,
-                            float *dinp,          // (N, IN)
-                            const float *dout,    // (N, OUT)
+                            void *dinp,           // (N, IN) dtype
+                            const void *dout,     // (N, OUT) dtype
                             const float *weight); // (OUT, IN)
 int kn_linear_backward_weights(kn_linear *plan,
-                               float *dweight,    // (OUT, IN)
-                               float *dbias,      // (OUT) or NULL
-                               const float *dout, // (N, OUT)
-                               const float *inp); // (N, IN)
+                               float *dweight,   // (OUT, IN)
+                               float *dbias,     // (OUT) or NULL
+                               const void *dout, // (N, OUT) dtype
+                               const void *inp); // (N, IN) dtype
 void kn_linear_destroy(kn_linear *plan);
 
 /* ---- loss ------------------------------------------------------------------------------ */

@@ -124,8 +124,25 @@ static int check_model(const trial_spec *spec, int classes, sweep_errors *errs) 
     return rc;
 }
 
+/* bf16 runs only where it is fast: a CPU with AVX512-BF16 (the CUDA side is not built yet, and
+ * a trial placed on a GPU is refused when it opens). */
+static int check_precision(const trial_spec *specs, int count, sweep_errors *errs) {
+    int i = 0;
+    while (i < count && strcmp(specs[i].precision, "bf16"))
+        i++;
+    if (i == count) return 0;
+    char why[512] = "";
+    const kn_ctx_options opt = {.backend = KN_BACKEND_CPU, .threads = 1};
+    kn_ctx *ctx = kn_ctx_create(&opt, why, sizeof why);
+    int ok = ctx && kn_bf16_supported(ctx, why, sizeof why);
+    kn_ctx_destroy(ctx);
+    if (ok) return 0;
+    sweep_errors_add(errs, "train.precision bf16 (trial %s): %s; use fp32", specs[i].name, why);
+    return 1;
+}
+
 int preflight_trials(const trial_spec *specs, int count, sweep_errors *errs) {
-    int problems = 0;
+    int problems = check_precision(specs, count, errs);
     int *classes = calloc((size_t)(count ? count : 1), sizeof *classes);
     if (!classes) {
         sweep_errors_add(errs, "out of memory checking the trials' inputs");

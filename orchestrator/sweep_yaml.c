@@ -240,13 +240,6 @@ int sy_parse_key_value(parse_ctx *ctx, int key, yaml_node_t *n, const char *dott
         FAIL(ctx, n, dotted, "expected at most %lld, got %lld", k->max, out->i);
         return -1;
     }
-    /* a choice the schema names so that the message can say what to use instead */
-    if (!strcmp(k->key, "train.precision") && !strcmp(out->s, "bf16")) {
-        FAIL(ctx, n, dotted,
-             "bf16 is not built yet: use fp32, or tf32 (TF32 tensor cores on "
-             "the GPU; fp32 on the CPU)");
-        return -1;
-    }
     return 0;
 }
 

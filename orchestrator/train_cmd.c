@@ -61,7 +61,8 @@ static void usage(FILE *out) {
         "                         else auto: the first visible GPU, or the CPU when none is\n"
         "                         visible); cuda without a usable GPU fails (exit 2)\n"
         "  --precision P          fp32 | tf32 (TF32 tensor cores on the GPU; the CPU computes\n"
-        "                         fp32) (default fp32; with --sweep: train.precision)\n"
+        "                         fp32) | bf16 (mixed precision; CPUs with AVX512-BF16 only)\n"
+        "                         (default fp32; with --sweep: train.precision)\n"
         "  --deterministic        deterministic cuDNN algorithms: a GPU resume is bit-exact\n"
         "                         (the CPU always is; with --sweep: train.deterministic)\n"
         "  --cache-dir DIR        the decoded images' shared cache file goes here (default\n"
@@ -373,13 +374,8 @@ static int take_flag(int code, const char *arg, void *user) {
         a->restart = 1;
         return 0;
     case O_PRECISION:
-        if (!strcmp(arg, "bf16")) {
-            fprintf(stderr, "tlsweep train: --precision bf16 is not built yet: use fp32, or "
-                            "tf32 (TF32 tensor cores on the GPU)\n");
-            return -1;
-        }
-        if (strcmp(arg, "fp32") && strcmp(arg, "tf32")) {
-            fprintf(stderr, "tlsweep train: --precision is fp32 or tf32, got '%s'\n", arg);
+        if (strcmp(arg, "fp32") && strcmp(arg, "tf32") && strcmp(arg, "bf16")) {
+            fprintf(stderr, "tlsweep train: --precision is fp32, tf32 or bf16, got '%s'\n", arg);
             return -1;
         }
         snprintf(spec->precision, sizeof spec->precision, "%s", arg);

@@ -163,7 +163,9 @@ static int open_trial(trial *t) {
     if (!(t->ctx = kn_ctx_create(&opt, err, sizeof err))) return fail(t, "%s", err);
     model_spec ms = {s->backbone, t->data.num_classes, s->width, s->crop, (float)s->dropout};
     if (model_build(&t->net, &ms, err, sizeof err) ||
-        model_bind(&t->net, t->ctx, s->batch_size, 1, err, sizeof err))
+        model_bind(&t->net, t->ctx, s->batch_size, 1, err, sizeof err) ||
+        model_set_precision(&t->net, !strcmp(s->precision, "bf16") ? KN_BF16 : KN_F32, err,
+                            sizeof err))
         return fail(t, "%s", err);
     size_t batch = (size_t)s->batch_size, classes = (size_t)t->data.num_classes;
     t->image_bytes = batch * (size_t)s->crop * (size_t)s->crop * 3 * sizeof(float);

@@ -65,7 +65,7 @@ typedef struct {
     /* training */
     int batch_size;
     uint64_t seed;
-    char precision[8]; /* fp32 | tf32 (TF32 math on the GPU; the CPU computes fp32) */
+    char precision[8]; /* fp32 | tf32 (TF32 math on the GPU; the CPU computes fp32) | bf16 */
     int deterministic; /* GPU: deterministic cuDNN algorithms only (the CPU always is) */
     feature_extraction_phase feature_extraction;
     fine_tuning_phase fine_tuning;

@@ -64,6 +64,33 @@ static const char *isa_name(dnnl_cpu_isa_t isa) {
     }
 }
 
+/* bf16 plans need the AVX512-BF16 instructions: oneDNN's bf16 kernels for older CPUs emulate
+ * them and run slower than fp32, which a user asking for speed must not get silently. The
+ * effective ISA honours ONEDNN_MAX_CPU_ISA, so the refusal can be tested on any machine. */
+int kn_cpu_bf16_supported(kn_cpu_ctx *ctx, char *why, size_t whylen) {
+    (void)ctx;
+    const dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
+    if ((isa & dnnl_cpu_isa_avx512_core_bf16) == dnnl_cpu_isa_avx512_core_bf16) return 1;
+    if (whylen)
+        snprintf(why, whylen,
+                 "this CPU has no AVX512-BF16 instructions (oneDNN runs %s there), so bf16 "
+                 "would be an emulation slower than fp32",
+                 isa_name(isa));
+    return 0;
+}
+
+int kn_dtype_check(kn_cpu_ctx *ctx, kn_dtype dtype, dnnl_data_type_t *dt, const char *what) {
+    char why[KN_WHAT_LEN];
+    if (dtype == KN_F32) {
+        *dt = dnnl_f32;
+        return 0;
+    }
+    if (dtype != KN_BF16) return kn_fail(ctx, what, "unknown dtype %d", (int)dtype);
+    if (!kn_cpu_bf16_supported(ctx, why, sizeof why)) return kn_fail(ctx, what, "bf16: %s", why);
+    *dt = dnnl_bf16;
+    return 0;
+}
+
 static void set_create_error(char *err, size_t errlen, const char *msg, dnnl_status_t st) {
     if (errlen == 0 || !err) return;
     if (st == dnnl_success)

@@ -5,7 +5,9 @@
  * they exist for the shape: they need oneDNN's blocked activation layout, but the reorders
  * (through the context's two staging buffers) cost ~10% of the ~2x the Winograd kernels save.
  * Weights use whatever layout each primitive prefers ("any"), reordered from/to PyTorch's
- * (C_out, C_in/groups, KH, KW) buffer by reorder primitives made once with the plan. */
+ * (C_out, C_in/groups, KH, KW) buffer by reorder primitives made once with the plan. A bf16
+ * plan's weight reorders also convert the fp32 master weights to bf16 (that blocked copy is
+ * the plan's bf16 weights); its weight gradient stays fp32 (oneDNN accumulates in fp32). */
 #include "kernels/cpu/cpu_internal.h"
 #include "kernels/shape.h"
 
@@ -45,26 +47,28 @@ static int validate(kn_cpu_ctx *ctx, const kn_conv_shape *s, const char *what) {
 
 /* PyTorch's weight buffer as oneDNN sees it: OIHW, or GOIHW split along C_out for groups. */
 static int user_weight_md(kn_cpu_ctx *ctx, const kn_conv_shape *s, dnnl_memory_desc_t *md,
-                          dnnl_format_tag_t tag, const char *what) {
+                          dnnl_data_type_t dt, dnnl_format_tag_t tag, const char *what) {
     if (s->groups == 1) {
         dnnl_dims_t d = {s->c_out, s->c_in, s->kh, s->kw};
         return kn_check(ctx,
-                        dnnl_memory_desc_init_by_tag(md, 4, d, dnnl_f32,
+                        dnnl_memory_desc_init_by_tag(md, 4, d, dt,
                                                      tag == dnnl_format_tag_any ? tag : dnnl_oihw),
                         what, "weight descriptor");
     }
     dnnl_dims_t d = {s->groups, s->c_out / s->groups, s->c_in / s->groups, s->kh, s->kw};
-    return kn_check(ctx,
-                    dnnl_memory_desc_init_by_tag(md, 5, d, dnnl_f32,
-                                                 tag == dnnl_format_tag_any ? tag : dnnl_goihw),
-                    what, "weight descriptor");
+    return kn_check(
+        ctx,
+        dnnl_memory_desc_init_by_tag(md, 5, d, dt, tag == dnnl_format_tag_any ? tag : dnnl_goihw),
+        what, "weight descriptor");
 }
 
 /* The three primitives for algorithm `alg` with activation descriptors src/dst (NHWC, or
- * "any" to let Winograd choose its layout). */
+ * "any" to let Winograd choose its layout); w_any is the weights' type, dw_any the weight
+ * gradient's (fp32 in both precisions). */
 static int create_prims(kn_cpu_conv *p, dnnl_alg_kind_t alg, const dnnl_memory_desc_t *src,
                         const dnnl_memory_desc_t *dst, const dnnl_memory_desc_t *w_any,
-                        const dnnl_memory_desc_t *bias_md, int ho, int wo) {
+                        const dnnl_memory_desc_t *dw_any, const dnnl_memory_desc_t *bias_md, int ho,
+                        int wo) {
     const kn_conv_shape *s = &p->s;
     kn_cpu_ctx *ctx = p->ctx;
     dnnl_dims_t strides = {s->stride_h, s->stride_w};
@@ -90,7 +94,7 @@ static int create_prims(kn_cpu_conv *p, dnnl_alg_kind_t alg, const dnnl_memory_d
         return -1;
     if (kn_check(ctx,
                  dnnl_dilated_convolution_backward_weights_desc_init(
-                     &bwd, alg, src, w_any, bias_md, dst, strides, dil, pad_l, pad_r),
+                     &bwd, alg, src, dw_any, bias_md, dst, strides, dil, pad_l, pad_r),
                  p->what, "backward-weights descriptor") ||
         kn_prim_create(ctx, &p->bwd_weights, &bwd, p->fwd.pd, p->what))
         return -1;
@@ -124,7 +128,7 @@ static void act_destroy(conv_act *a) {
 }
 
 /* An input: returns the memory the primitive should read, reordered if needed. */
-static int act_in(kn_cpu_conv *p, conv_act *a, const float *ptr, dnnl_memory_t *use) {
+static int act_in(kn_cpu_conv *p, conv_act *a, const void *ptr, dnnl_memory_t *use) {
     if (kn_bind(p->ctx, a->user, ptr, p->what)) return -1;
     if (!a->staged) {
         *use = a->user;
@@ -138,7 +142,7 @@ static int act_in(kn_cpu_conv *p, conv_act *a, const float *ptr, dnnl_memory_t *
 }
 
 /* An output: the memory the primitive should write; act_out_finish moves it to NHWC. */
-static int act_out(kn_cpu_conv *p, conv_act *a, float *ptr, dnnl_memory_t *use) {
+static int act_out(kn_cpu_conv *p, conv_act *a, void *ptr, dnnl_memory_t *use) {
     if (kn_bind(p->ctx, a->user, ptr, p->what)) return -1;
     if (a->staged && kn_bind(p->ctx, a->staged, p->ctx->stage[a->slot], p->what)) return -1;
     *use = a->staged ? a->staged : a->user;
@@ -165,20 +169,21 @@ static int maybe_reorder(kn_cpu_conv *p, kn_prim *r, float **buf, dnnl_memory_t 
                    : kn_prim_create_reorder(p->ctx, r, user, want, p->what);
 }
 
-/* Winograd kernels exist for 3x3, stride 1, dense, ungrouped convolutions (and oneDNN adds
- * channel conditions; a failed creation falls back to direct). */
+/* Winograd kernels exist for fp32 3x3, stride 1, dense, ungrouped convolutions (and oneDNN
+ * adds channel conditions; a failed creation falls back to direct). */
 static int winograd_candidate(const kn_cpu_ctx *ctx, const kn_conv_shape *s) {
-    return ctx->winograd && s->kh == 3 && s->kw == 3 && s->stride_h == 1 && s->stride_w == 1 &&
-           s->dilation_h == 1 && s->dilation_w == 1 && s->groups == 1;
+    return ctx->winograd && s->dtype == KN_F32 && s->kh == 3 && s->kw == 3 && s->stride_h == 1 &&
+           s->stride_w == 1 && s->dilation_h == 1 && s->dilation_w == 1 && s->groups == 1;
 }
 
 kn_cpu_conv *kn_cpu_conv_create(kn_cpu_ctx *ctx, const kn_conv_shape *s) {
     char what[KN_WHAT_LEN];
-    snprintf(what, sizeof what, "conv %dx%dx%dx%d g%d s%d,%d p%d,%d d%d,%d on NHWC %dx%dx%dx%d",
+    snprintf(what, sizeof what, "conv %dx%dx%dx%d g%d s%d,%d p%d,%d d%d,%d on NHWC %dx%dx%dx%d%s",
              s->c_out, s->groups > 0 ? s->c_in / s->groups : s->c_in, s->kh, s->kw, s->groups,
              s->stride_h, s->stride_w, s->pad_h, s->pad_w, s->dilation_h, s->dilation_w, s->n,
-             s->h_in, s->w_in, s->c_in);
-    if (validate(ctx, s, what)) return NULL;
+             s->h_in, s->w_in, s->c_in, s->dtype == KN_BF16 ? " bf16" : "");
+    dnnl_data_type_t act;
+    if (validate(ctx, s, what) || kn_dtype_check(ctx, s->dtype, &act, what)) return NULL;
     kn_cpu_conv *p = kn_plan_new(ctx, sizeof *p, what);
     if (!p) return NULL;
     p->ctx = ctx;
@@ -187,32 +192,34 @@ kn_cpu_conv *kn_cpu_conv_create(kn_cpu_ctx *ctx, const kn_conv_shape *s) {
 
     int ho, wo;
     kn_conv_output_hw(s, &ho, &wo);
-    dnnl_memory_desc_t src, dst, src_any, dst_any, w_any, w_user, bias;
+    dnnl_memory_desc_t src, dst, src_any, dst_any, w_any, dw_any, w_user, bias;
     dnnl_dims_t src_dims = {s->n, s->c_in, s->h_in, s->w_in}, dst_dims = {s->n, s->c_out, ho, wo};
-    if (kn_md_nhwc(ctx, &src, s->n, s->c_in, s->h_in, s->w_in, what) ||
-        kn_md_nhwc(ctx, &dst, s->n, s->c_out, ho, wo, what) ||
-        kn_check(ctx,
-                 dnnl_memory_desc_init_by_tag(&src_any, 4, src_dims, dnnl_f32, dnnl_format_tag_any),
+    if (kn_check(ctx, dnnl_memory_desc_init_by_tag(&src, 4, src_dims, act, dnnl_nhwc), what,
+                 "src descriptor") ||
+        kn_check(ctx, dnnl_memory_desc_init_by_tag(&dst, 4, dst_dims, act, dnnl_nhwc), what,
+                 "dst descriptor") ||
+        kn_check(ctx, dnnl_memory_desc_init_by_tag(&src_any, 4, src_dims, act, dnnl_format_tag_any),
                  what, "src descriptor") ||
-        kn_check(ctx,
-                 dnnl_memory_desc_init_by_tag(&dst_any, 4, dst_dims, dnnl_f32, dnnl_format_tag_any),
+        kn_check(ctx, dnnl_memory_desc_init_by_tag(&dst_any, 4, dst_dims, act, dnnl_format_tag_any),
                  what, "dst descriptor") ||
-        user_weight_md(ctx, s, &w_any, dnnl_format_tag_any, what) ||
-        user_weight_md(ctx, s, &w_user, dnnl_format_tag_undef, what) ||
+        user_weight_md(ctx, s, &w_any, act, dnnl_format_tag_any, what) ||
+        user_weight_md(ctx, s, &dw_any, dnnl_f32, dnnl_format_tag_any, what) ||
+        user_weight_md(ctx, s, &w_user, dnnl_f32, dnnl_format_tag_undef, what) ||
         kn_md_1d(ctx, &bias, s->c_out, what))
         goto fail;
     const dnnl_memory_desc_t *bias_md = s->has_bias ? &bias : NULL;
 
     int made = 0;
     if (winograd_candidate(ctx, s)) {
-        made = create_prims(p, dnnl_convolution_winograd, &src_any, &dst_any, &w_any, bias_md, ho,
-                            wo) == 0;
+        made = create_prims(p, dnnl_convolution_winograd, &src_any, &dst_any, &w_any, &dw_any,
+                            bias_md, ho, wo) == 0;
         if (!made) { /* not available for this shape: direct it is, and no error */
             destroy_prims(p);
             ctx->err[0] = '\0';
         }
     }
-    if (!made && create_prims(p, dnnl_convolution_direct, &src, &dst, &w_any, bias_md, ho, wo))
+    if (!made &&
+        create_prims(p, dnnl_convolution_direct, &src, &dst, &w_any, &dw_any, bias_md, ho, wo))
         goto fail;
 
     /* Staging slots: 0 for the input-side tensor, 1 for the other of each call. */
@@ -271,8 +278,8 @@ static int stage_weights(kn_cpu_conv *p, kn_prim *reorder, dnnl_memory_t blocked
 }
 
 int kn_cpu_conv_forward(kn_cpu_conv *p,
-                        float *out,          // (N, Ho, Wo, C_out)
-                        const float *inp,    // (N, H, W, C_in)
+                        void *out,           // (N, Ho, Wo, C_out) dtype
+                        const void *inp,     // (N, H, W, C_in) dtype
                         const float *weight, // (C_out, C_in/groups, KH, KW)
                         const float *bias) { // (C_out) or NULL
     if (check_ptrs(p, out, inp, weight)) return -1;
@@ -296,8 +303,8 @@ int kn_cpu_conv_forward(kn_cpu_conv *p,
  * weight pointer and no kn_cpu_adam_step/kn_cpu_copy_to_device/kn_cpu_zero ran since (a training
  * step). */
 int kn_cpu_conv_backward_data(kn_cpu_conv *p,
-                              float *dinp,           // (N, H, W, C_in)
-                              const float *dout,     // (N, Ho, Wo, C_out)
+                              void *dinp,            // (N, H, W, C_in) dtype
+                              const void *dout,      // (N, Ho, Wo, C_out) dtype
                               const float *weight) { // (C_out, C_in/groups, KH, KW)
     if (check_ptrs(p, dinp, dout, weight)) return -1;
     dnnl_memory_t w, ddst, dsrc;
@@ -318,10 +325,10 @@ int kn_cpu_conv_backward_data(kn_cpu_conv *p,
 }
 
 int kn_cpu_conv_backward_weights(kn_cpu_conv *p,
-                                 float *dweight,     // (C_out, C_in/groups, KH, KW)
-                                 float *dbias,       // (C_out) or NULL
-                                 const float *dout,  // (N, Ho, Wo, C_out)
-                                 const float *inp) { // (N, H, W, C_in)
+                                 float *dweight,    // (C_out, C_in/groups, KH, KW)
+                                 float *dbias,      // (C_out) or NULL
+                                 const void *dout,  // (N, Ho, Wo, C_out) dtype
+                                 const void *inp) { // (N, H, W, C_in) dtype
     if (check_ptrs(p, dweight, dout, inp)) return -1;
     if (p->s.has_bias && !dbias)
         return kn_fail(p->ctx, p->what, "plan has a bias but dbias is NULL");

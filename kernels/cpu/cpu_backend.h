@@ -23,12 +23,11 @@ int kn_cpu_copy_to_host(kn_cpu_ctx *ctx, void *host_dst, const void *src, size_t
 int kn_cpu_zero(kn_cpu_ctx *ctx, float *ptr, size_t count);
 int kn_cpu_sync(kn_cpu_ctx *ctx);
 kn_cpu_conv *kn_cpu_conv_create(kn_cpu_ctx *ctx, const kn_conv_shape *s);
-int kn_cpu_conv_forward(kn_cpu_conv *plan, float *out, const float *inp, const float *weight,
+int kn_cpu_conv_forward(kn_cpu_conv *plan, void *out, const void *inp, const float *weight,
                         const float *bias);
-int kn_cpu_conv_backward_data(kn_cpu_conv *plan, float *dinp, const float *dout,
-                              const float *weight);
-int kn_cpu_conv_backward_weights(kn_cpu_conv *plan, float *dweight, float *dbias, const float *dout,
-                                 const float *inp);
+int kn_cpu_conv_backward_data(kn_cpu_conv *plan, void *dinp, const void *dout, const float *weight);
+int kn_cpu_conv_backward_weights(kn_cpu_conv *plan, float *dweight, float *dbias, const void *dout,
+                                 const void *inp);
 void kn_cpu_conv_destroy(kn_cpu_conv *plan);
 kn_cpu_bn *kn_cpu_bn_create(kn_cpu_ctx *ctx, const kn_bn_shape *s);
 int kn_cpu_bn_forward_train(kn_cpu_bn *plan, float *out, float *save_mean, float *save_var,
@@ -60,12 +59,15 @@ int kn_cpu_dropout_backward(kn_cpu_ctx *ctx, float *dinp, const float *dout, con
 int kn_cpu_nhwc_to_nchw(kn_cpu_ctx *ctx, float *out, const float *inp, int n, int c, int h, int w);
 int kn_cpu_nchw_to_nhwc(kn_cpu_ctx *ctx, float *out, const float *inp, int n, int c, int h, int w);
 kn_cpu_linear *kn_cpu_linear_create(kn_cpu_ctx *ctx, const kn_linear_shape *s);
-int kn_cpu_linear_forward(kn_cpu_linear *plan, float *out, const float *inp, const float *weight,
+int kn_cpu_linear_forward(kn_cpu_linear *plan, void *out, const void *inp, const float *weight,
                           const float *bias);
-int kn_cpu_linear_backward_data(kn_cpu_linear *plan, float *dinp, const float *dout,
+int kn_cpu_linear_backward_data(kn_cpu_linear *plan, void *dinp, const void *dout,
                                 const float *weight);
 int kn_cpu_linear_backward_weights(kn_cpu_linear *plan, float *dweight, float *dbias,
-                                   const float *dout, const float *inp);
+                                   const void *dout, const void *inp);
+int kn_cpu_f32_to_bf16(kn_cpu_ctx *ctx, kn_bf16 *out, const float *inp, size_t count);
+int kn_cpu_bf16_to_f32(kn_cpu_ctx *ctx, float *out, const kn_bf16 *inp, size_t count);
+int kn_cpu_bf16_supported(kn_cpu_ctx *ctx, char *why, size_t whylen);
 void kn_cpu_linear_destroy(kn_cpu_linear *plan);
 int kn_cpu_cross_entropy(kn_cpu_ctx *ctx, float *dlogits, float *loss, int *correct,
                          const float *logits, const int32_t *labels, int n, int c);

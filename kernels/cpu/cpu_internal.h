@@ -86,6 +86,10 @@ int kn_mem_create(kn_cpu_ctx *ctx, dnnl_memory_t *mem, const dnnl_memory_desc_t 
 int kn_bind(kn_cpu_ctx *ctx, dnnl_memory_t mem, const void *ptr, const char *what);
 void kn_mem_destroy(dnnl_memory_t mem);
 
+/* The oneDNN type of a plan's dtype into *dt; -1 with the reason for an unknown dtype, or for
+ * bf16 on a CPU without AVX512-BF16. */
+int kn_dtype_check(kn_cpu_ctx *ctx, kn_dtype dtype, dnnl_data_type_t *dt, const char *what);
+
 /* Plain descriptors for the layouts of the interface. */
 int kn_md_nhwc(kn_cpu_ctx *ctx, dnnl_memory_desc_t *md, int n, int c, int h, int w,
                const char *what);

@@ -1,7 +1,7 @@
 /* One training step (forward, cross-entropy, backward, Adam) of a backbone on the CPU backend,
- * timed: `bench_train BACKBONE IMAGE_SIZE BATCH STEPS THREADS full|frozen`. Prints one line:
- * "ours BACKBONE SIZE BATCH MODE images/s seconds/step". tests/bench/train.sh runs PyTorch on
- * the same shapes beside it. */
+ * timed: `bench_train BACKBONE IMAGE_SIZE BATCH STEPS THREADS full|frozen [fp32|bf16]`. Prints
+ * one line: "ours BACKBONE SIZE BATCH MODE images/s seconds/step". tests/bench/train.sh runs
+ * PyTorch on the same shapes beside it. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,10 +28,13 @@ static int step(model *m, kn_ctx *ctx, const float *images, const int32_t *label
 }
 
 int main(int argc, char **argv) {
-    if (argc != 7) {
-        fprintf(stderr, "usage: %s BACKBONE IMAGE_SIZE BATCH STEPS THREADS full|frozen\n", argv[0]);
+    if (argc != 7 && argc != 8) {
+        fprintf(stderr,
+                "usage: %s BACKBONE IMAGE_SIZE BATCH STEPS THREADS full|frozen [fp32|bf16]\n",
+                argv[0]);
         return 2;
     }
+    const kn_dtype precision = argc == 8 && !strcmp(argv[7], "bf16") ? KN_BF16 : KN_F32;
     const char *backbone = argv[1], *mode = argv[6];
     int size = atoi(argv[2]), batch = atoi(argv[3]), steps = atoi(argv[4]);
     int threads = atoi(argv[5]);
@@ -44,7 +47,8 @@ int main(int argc, char **argv) {
     }
     model m;
     model_spec spec = {backbone, 102, 1, size, 0.5f};
-    if (model_build(&m, &spec, err, sizeof err) || model_bind(&m, ctx, batch, 1, err, sizeof err)) {
+    if (model_build(&m, &spec, err, sizeof err) || model_bind(&m, ctx, batch, 1, err, sizeof err) ||
+        model_set_precision(&m, precision, err, sizeof err)) {
         fprintf(stderr, "bench_train: %s\n", err);
         return 1;
     }

@@ -1,5 +1,6 @@
 """PyTorch's side of bench_train: the same step on the same shapes.
-Usage: bench_train_torch.py BACKBONE IMAGE_SIZE BATCH STEPS THREADS full|frozen
+Usage: bench_train_torch.py BACKBONE IMAGE_SIZE BATCH STEPS THREADS full|frozen [fp32|bf16]
+(bf16: forward and loss under torch.autocast("cpu", dtype=torch.bfloat16)).
 Prints "torch BACKBONE SIZE BATCH MODE images/s seconds/step"."""
 import sys
 import time
@@ -10,6 +11,7 @@ import torchvision
 
 def main():
     backbone, size, batch, steps, threads, mode = sys.argv[1:7]
+    bf16 = len(sys.argv) > 7 and sys.argv[7] == "bf16"
     size, batch, steps, threads = int(size), int(batch), int(steps), int(threads)
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -26,7 +28,8 @@ def main():
 
     def step():
         opt.zero_grad(set_to_none=True)
-        loss = torch.nn.functional.cross_entropy(model(images), labels)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = torch.nn.functional.cross_entropy(model(images), labels)
         loss.backward()
         opt.step()
 

@@ -1,5 +1,9 @@
 """PyTorch reference for the model conformance test (tests/conformance/test_models.c).
 
+The CASE_bf16 cases run the same step in float32 under torch.autocast("cpu", bfloat16),
+PyTorch's mixed precision that ours follows (fp32 weights and Adam, bf16 conv/linear), and
+write the same files.
+
 For each case it builds the torchvision architecture with random weights, torch.saves them,
 runs one training step (forward, cross-entropy, backward, Adam) in float64, so that the
 reference carries no rounding of its own that the fp32 engine would be blamed for, and writes into
@@ -9,6 +13,7 @@ update.NAME (after - before, in float64) for every parameter.
 
 Usage: export_models.py OUTDIR
 """
+import copy
 import os
 import sys
 
@@ -82,14 +87,18 @@ def group_lr(name, backbone, n_features):
     return BASE_LR / (g + 1)
 
 
-def run_case(out, name, model, backbone, batch, size, classes, mode, seed):
+def run_case(out, name, model, backbone, batch, size, classes, mode, seed, bf16=False):
     d = os.path.join(out, "models", name)
     os.makedirs(d, exist_ok=True)
     torch.manual_seed(seed)
     torch.save(model.state_dict(), os.path.join(d, "weights.pth"))
 
-    model.double()
     images = torch.rand(batch, 3, size, size, dtype=torch.float64) * 2 - 1
+    if bf16:
+        model.float()
+        images = images.float()
+    else:
+        model.double()
     labels = torch.randint(0, classes, (batch,), dtype=torch.int64)
     write(os.path.join(d, "input"), images.permute(0, 2, 3, 1))
     write(os.path.join(d, "labels"), labels, torch.int32)
@@ -111,9 +120,11 @@ def run_case(out, name, model, backbone, batch, size, classes, mode, seed):
     opt = torch.optim.Adam(
         [{"params": [p], "lr": group_lr(n, backbone, n_features)} for n, p in params], **ADAM
     )
-    logits = model(images)
-    loss = torch.nn.functional.cross_entropy(logits, labels)
-    write(os.path.join(d, "logits"), logits)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        logits = model(images)
+        loss = torch.nn.functional.cross_entropy(logits, labels)
+    assert logits.dtype == (torch.bfloat16 if bf16 else torch.float64)
+    write(os.path.join(d, "logits"), logits.float())
     write(os.path.join(d, "loss"), loss.reshape(1))
     if mode == "eval":
         return
@@ -124,7 +135,7 @@ def run_case(out, name, model, backbone, batch, size, classes, mode, seed):
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     opt.step()
     for n, p in model.named_parameters():
-        write(os.path.join(d, "update." + n), p.detach() - before[n])
+        write(os.path.join(d, "update." + n), p.detach().double() - before[n].double())
     for n, t in model.state_dict().items():
         if not n.endswith("num_batches_tracked"):
             write(os.path.join(d, "after." + n), t)
@@ -151,6 +162,9 @@ def main():
         torch.manual_seed(100 + i)
         model = build()
         randomize_bn(model, gen)
+        if mode == "train":  # the same weights and images in mixed precision
+            run_case(out, name + "_bf16", copy.deepcopy(model), backbone, batch, size, classes,
+                     mode, 200 + i, bf16=True)
         run_case(out, name, model, backbone, batch, size, classes, mode, 200 + i)
         print("wrote", name)
     # A 1000-class checkpoint for loading with a replaced head.

@@ -5,7 +5,8 @@ statistically.
 A "pretrained" resnet18 is made first (tests/reference/seed.py --from-scratch on one synthetic
 10-class dataset, standing in for ImageNet), then the seed's two phases transfer it to another
 synthetic 8-class dataset (new head, 4 + 3 epochs). Writes OUTDIR/trial_stats/: the two
-datasets, pretrained.pth, and records.txt of the transfer.
+datasets, pretrained.pth, and records.txt of the transfer; bf16/records.txt of the same
+transfer under torch.autocast (bf16 mixed precision).
 
 Usage: export_trial_stats.py OUTDIR
 """
@@ -37,6 +38,10 @@ def main():
     subprocess.run([sys.executable, SEED_PY, "--data", target, "--backbone", "resnet18",
                     "--pretrained", os.path.join(out, "pretrained.pth"), "--fe-epochs", "4",
                     "--ft-epochs", "3", "--seed", "2", "--out", out] + sizes, check=True)
+    subprocess.run([sys.executable, SEED_PY, "--data", target, "--backbone", "resnet18",
+                    "--pretrained", os.path.join(out, "pretrained.pth"), "--fe-epochs", "4",
+                    "--ft-epochs", "3", "--seed", "2", "--precision", "bf16",
+                    "--out", os.path.join(out, "bf16")] + sizes, check=True)
 
 
 if __name__ == "__main__":

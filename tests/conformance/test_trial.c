@@ -446,8 +446,33 @@ static void preempt_inside_epoch_is_bit_exact(void) {
  * runs differ by up to 0.15 (about two standard errors of the difference) by chance alone.
  * Both must learn well above chance (1/8), and fine-tuning must improve on feature extraction
  * in both: on 80 images an accuracy gain of a few points is within noise, so the validation
- * loss is what is compared (its best in fine-tuning below its value at the phase switch). */
-static void statistics_match_pytorch(void) {
+ * loss is what is compared (its best in fine-tuning below its value at the phase switch). The
+ * bf16 case holds our bf16 trial to PyTorch's autocast run and to its fp32 run alike. */
+/* PyTorch's records of the transfer (at sub/records.txt of the export): the validation loss at
+ * the phase switch, its best in fine-tuning, the final accuracy; 0 when missing. */
+static double read_records(const char *dir, const char *sub, double *end_fe, double *best_ft) {
+    char path[700];
+    snprintf(path, sizeof path, "%s/%s/records.txt", dir, sub);
+    FILE *f = fopen(path, "r");
+    double final = 0;
+    int epoch, phase;
+    double tl, ta, vl, va, seconds;
+    *end_fe = 0, *best_ft = 1e30;
+    while (f && fscanf(f, "%d %d %lf %lf %lf %lf %lf", &epoch, &phase, &tl, &ta, &vl, &va,
+                       &seconds) == 7) {
+        if (epoch == 4) *end_fe = vl;
+        if (phase == 2 && vl < *best_ft) *best_ft = vl;
+        final = va;
+    }
+    if (f) fclose(f);
+    CHECK(final > 0, "no reference records in %s", path);
+    return final;
+}
+
+/* precision "bf16" runs our bf16 trial against PyTorch's autocast run of the transfer, and
+ * holds it to PyTorch's fp32 run too (mixed precision must not change what is learnt). */
+static void statistics_case(const char *precision) {
+    const int bf16 = !strcmp(precision, "bf16");
     char dir[300], path[700];
     snprintf(dir, sizeof dir, "%s", tl_data_dir("trial_stats"));
     trial_spec s;
@@ -455,10 +480,11 @@ static void statistics_match_pytorch(void) {
     trial_summary sum;
     trial_spec_defaults(&s);
     snprintf(s.name, sizeof s.name, "resnet18__stats");
+    snprintf(s.precision, sizeof s.precision, "%s", precision);
     snprintf(s.backbone, sizeof s.backbone, "resnet18");
     snprintf(s.weights, sizeof s.weights, "%s/pretrained.pth", dir);
     snprintf(s.data_root, sizeof s.data_root, "%s/target", dir);
-    snprintf(s.out_dir, sizeof s.out_dir, "%s/ours", dir);
+    snprintf(s.out_dir, sizeof s.out_dir, "%s/ours%s", dir, bf16 ? "_bf16" : "");
     s.feature_extraction.epochs = 4;
     s.fine_tuning.epochs = 3;
     s.resize = 48;
@@ -471,19 +497,9 @@ static void statistics_match_pytorch(void) {
         return;
     }
     if (!finished(run(&s, &rec, &sum), s.name)) return;
-    snprintf(path, sizeof path, "%s/records.txt", dir);
-    FILE *f = fopen(path, "r");
-    double ref_end_fe = 0, ref_best_ft = 1e30, ref_final = 0;
-    int epoch, phase;
-    double tl, ta, vl, va, seconds;
-    while (f && fscanf(f, "%d %d %lf %lf %lf %lf %lf", &epoch, &phase, &tl, &ta, &vl, &va,
-                       &seconds) == 7) {
-        if (epoch == 4) ref_end_fe = vl;
-        if (phase == 2 && vl < ref_best_ft) ref_best_ft = vl;
-        ref_final = va;
-    }
-    if (f) fclose(f);
-    CHECK(ref_final > 0, "no reference records in %s", path);
+    double ref_end_fe, ref_best_ft, fp32_end_fe, fp32_best_ft;
+    double ref_final = read_records(dir, bf16 ? "bf16" : ".", &ref_end_fe, &ref_best_ft);
+    double fp32_final = read_records(dir, ".", &fp32_end_fe, &fp32_best_ft);
     if (rec.count != 7) {
         tl_fail(__FILE__, __LINE__, "%d epochs recorded", rec.count);
         return;
@@ -492,17 +508,36 @@ static void statistics_match_pytorch(void) {
     double ours_best_ft = 1e30;
     for (int e = 4; e < rec.count; e++)
         ours_best_ft = fmin(ours_best_ft, rec.records[e].val_loss);
-    printf("    final val acc: ours %.3f, PyTorch %.3f; val loss at the switch -> best in "
+    printf("    %s final val acc: ours %.3f, PyTorch %.3f; val loss at the switch -> best in "
            "fine-tuning: ours %.4f -> %.4f, PyTorch %.4f -> %.4f\n",
-           ours_final, ref_final, ours_end_fe, ours_best_ft, ref_end_fe, ref_best_ft);
+           precision, ours_final, ref_final, ours_end_fe, ours_best_ft, ref_end_fe, ref_best_ft);
     CHECK(fabs(ours_final - ref_final) <= 0.15, "final val acc %.3f, PyTorch %.3f", ours_final,
           ref_final);
+    CHECK(fabs(ours_final - fp32_final) <= 0.15, "final val acc %.3f, PyTorch fp32 %.3f",
+          ours_final, fp32_final);
     CHECK(ours_final > 0.3 && ref_final > 0.3, "learning: ours %.3f, PyTorch %.3f (chance 0.125)",
           ours_final, ref_final);
     CHECK(ours_best_ft < ours_end_fe && ref_best_ft < ref_end_fe,
           "fine-tuning did not improve the validation loss: ours %.4f -> %.4f, PyTorch %.4f -> "
           "%.4f",
           ours_end_fe, ours_best_ft, ref_end_fe, ref_best_ft);
+}
+
+static void statistics_match_pytorch(void) {
+    statistics_case("fp32");
+}
+
+static void bf16_statistics_match_pytorch(void) {
+    char why[256];
+    kn_ctx_options opt = {.backend = KN_BACKEND_CPU, .threads = 1};
+    kn_ctx *ctx = kn_ctx_create(&opt, why, sizeof why);
+    int ok = ctx && kn_bf16_supported(ctx, why, sizeof why);
+    kn_ctx_destroy(ctx);
+    if (!ok) {
+        tl_skip("%s", why);
+        return;
+    }
+    statistics_case("bf16");
 }
 
 static void divergence_is_a_failure(void) {
@@ -530,17 +565,16 @@ static void bad_weights_file_is_a_failure(void) {
 }
 
 int main(void) {
-    static const char *const names[] = {"resnet18_matches_pytorch",
-                                        "vgg11_bn_matches_pytorch",
-                                        "learning_rates_step_like_pytorch",
-                                        "statistics_match_pytorch",
-                                        "resume_is_bit_exact",
-                                        "preempt_inside_epoch_is_bit_exact",
-                                        "divergence_is_a_failure",
-                                        "bad_weights_file_is_a_failure"};
-    static const tl_case_fn fns[] = {
-        resnet18_matches_pytorch, vgg11_bn_matches_pytorch,     learning_rates_step_like_pytorch,
-        statistics_match_pytorch, resume_is_bit_exact,          preempt_inside_epoch_is_bit_exact,
-        divergence_is_a_failure,  bad_weights_file_is_a_failure};
+    static const char *const names[] = {
+        "resnet18_matches_pytorch",          "vgg11_bn_matches_pytorch",
+        "learning_rates_step_like_pytorch",  "statistics_match_pytorch",
+        "bf16_statistics_match_pytorch",     "resume_is_bit_exact",
+        "preempt_inside_epoch_is_bit_exact", "divergence_is_a_failure",
+        "bad_weights_file_is_a_failure"};
+    static const tl_case_fn fns[] = {resnet18_matches_pytorch,          vgg11_bn_matches_pytorch,
+                                     learning_rates_step_like_pytorch,  statistics_match_pytorch,
+                                     bf16_statistics_match_pytorch,     resume_is_bit_exact,
+                                     preempt_inside_epoch_is_bit_exact, divergence_is_a_failure,
+                                     bad_weights_file_is_a_failure};
     return TL_RUN("trial", names, fns);
 }

@@ -41,7 +41,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_cuda_step: %s\n", err);
         return 1;
     }
-    const kn_conv_shape cs = {n, c, hw, hw, c, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0};
+    const kn_conv_shape cs = {n, c, hw, hw, c, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, KN_F32};
     const kn_bn_shape bs = {n, c, hw, hw, 1e-5f, 0.1f};
     kn_conv *conv = kn_conv_create(ctx, &cs);
     kn_bn *bn = kn_bn_create(ctx, &bs);

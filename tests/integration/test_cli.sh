@@ -27,6 +27,15 @@ expect_fail "train --trial that the sweep lacks" 2 "has no trial 'nope'; its tri
   $tlsweep train --sweep "$work/smoke.yaml" --trial nope
 expect_fail "train without data" 2 "--backbone and --data are required" $tlsweep train --backbone resnet18
 expect_fail "train with a missing dataset" 2 "none/imagelabels.mat: missing or unreadable" $tlsweep train --backbone resnet18 --data "$work/none" --weights none --out "$work/x"
+# bf16 mixed precision: trains where the CPU has AVX512-BF16, refused (exit 2) where it has not
+# (ONEDNN_MAX_CPU_ISA hides the instructions from oneDNN, as an older CPU would)
+small="--backbone resnet18 --data $work/data --weights none --width 8 --resize 40 --crop 32 --batch-size 8 --fe-epochs 1 --ft-epochs 1 --threads 1 --device cpu"
+if grep -q avx512_bf16 /proc/cpuinfo; then
+  check "train --precision bf16 trains on this CPU" \
+    bash -c "$tlsweep train $small --precision bf16 --out $work/bf16 | grep -q 'best weights in $work/bf16/best.safetensors'"
+fi
+expect_fail "train --precision bf16 without AVX512-BF16" 2 "no AVX512-BF16 instructions .* slower than fp32; use fp32" \
+  env ONEDNN_MAX_CPU_ISA=AVX512_CORE $tlsweep train $small --precision bf16 --out "$work/bf16-old-cpu"
 
 expect_fail "unknown command" 2 "unknown command 'frobnicate'" $tlsweep frobnicate
 expect_fail "unknown backbone" 2 "unknown backbone 'resnet51'" $tlsweep models --backbone resnet51

@@ -11,7 +11,8 @@ Usage:
           [--init FILE.pth] [--save-init FILE.pth] [--pretrained FILE.pth]
           [--no-augment] [--no-shuffle] [--from-scratch]
           [--dropout 0.5] [--seed 0] [--threads N] [--fe-step 6 --fe-gamma 0.3]
-          [--ft-step 2 --ft-gamma 0.7] --out DIR
+          [--ft-step 2 --ft-gamma 0.7] [--precision fp32|bf16] --out DIR
+--precision bf16 runs forward and loss under torch.autocast("cpu", dtype=torch.bfloat16).
 Writes OUT/records.txt ("epoch phase train_loss train_acc val_loss val_acc seconds" per
 epoch), OUT/lr.txt ("epoch group lr" for every parameter group of the epoch's optimizer, as
 StepLR's get_last_lr() gives it while the epoch trains) and OUT/best.pth (the state_dict of
@@ -94,10 +95,11 @@ class Flowers(torch.utils.data.Dataset):
             return self.transform(im.convert("RGB")), label
 
 
-def run_epoch(model, loader, optimizer=None):
+def run_epoch(model, loader, optimizer=None, bf16=False):
     loss_sum, correct, images = 0.0, 0, 0
     for x, y in loader:
-        with torch.set_grad_enabled(optimizer is not None):
+        with torch.set_grad_enabled(optimizer is not None), \
+                torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             logits = model(x)
             loss = torch.nn.functional.cross_entropy(logits, y)
         if optimizer is not None:
@@ -134,8 +136,10 @@ def main():
     p.add_argument("--fe-gamma", type=float, default=0.3)
     p.add_argument("--ft-step", type=int, default=2)
     p.add_argument("--ft-gamma", type=float, default=0.7)
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     p.add_argument("--out", required=True)
     a = p.parse_args()
+    bf16 = a.precision == "bf16"
     torch.manual_seed(a.seed)
     torch.set_num_threads(a.threads)
     os.makedirs(a.out, exist_ok=True)
@@ -166,9 +170,9 @@ def main():
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
         for epoch in range(1, a.fe_epochs + 1):
             model.train()
-            train_loss, train_acc = run_epoch(model, train, opt)
+            train_loss, train_acc = run_epoch(model, train, opt, bf16)
             model.eval()
-            val_loss, val_acc = run_epoch(model, val)
+            val_loss, val_acc = run_epoch(model, val, bf16=bf16)
             print(f"scratch epoch {epoch} train {train_loss:.4f} {train_acc:.4f} "
                   f"val {val_loss:.4f} {val_acc:.4f}", flush=True)
         torch.save(model.state_dict(), os.path.join(a.out, "final.pth"))
@@ -196,9 +200,9 @@ def main():
         lrs_used += [(epoch, g["name"], lr) for g, lr in zip(opt.param_groups, sched.get_last_lr())]
         start = time.perf_counter()
         model.train()
-        train_loss, train_acc = run_epoch(model, train, opt)
+        train_loss, train_acc = run_epoch(model, train, opt, bf16)
         model.eval()
-        val_loss, val_acc = run_epoch(model, val)
+        val_loss, val_acc = run_epoch(model, val, bf16=bf16)
         sched.step()
         phase = 1 if epoch <= a.fe_epochs else 2
         seconds = time.perf_counter() - start

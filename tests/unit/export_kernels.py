@@ -221,6 +221,69 @@ def export_layout():
     save("layout_nhwc", nhwc(x))
 
 
+def bf16_exact(*shape, lo=-1.0, hi=1.0):
+    """Random values that bf16 holds exactly: casting them is no rounding on either side."""
+    return rand(*shape, lo=lo, hi=hi).to(torch.bfloat16).float()
+
+
+# bf16 cases: the fp32 cases' shapes under torch.autocast("cpu", dtype=torch.bfloat16), which
+# rounds inputs and weights to bf16 and returns bf16 outputs (fp32 accumulation inside);
+# gradients come back to the fp32 leaves. Inputs and output gradients are bf16-exact (the
+# kernel's callers hold bf16 activations); weights are fp32 masters, rounded by both sides.
+def export_conv_bf16():
+    for name, n, ci, h, w, co, k, s, p, d, g, bias in CONV_CASES:
+        name += "_bf16"
+        x = bf16_exact(n, ci, h, w).requires_grad_()
+        wt = rand(co, ci // g, k, k, lo=-0.5, hi=0.5).float().requires_grad_()
+        b = rand(co).float().requires_grad_() if bias else None
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y = F.conv2d(x, wt, b, stride=s, padding=p, dilation=d, groups=g)
+        assert y.dtype == torch.bfloat16
+        dy = bf16_exact(*y.shape)
+        y.backward(dy.to(torch.bfloat16))
+        save(name + "_x", nhwc(x))
+        save(name + "_w", wt)
+        save(name + "_y", nhwc(y.float()))
+        save(name + "_dy", nhwc(dy))
+        save(name + "_dx", nhwc(x.grad))
+        save(name + "_dw", wt.grad)
+        if bias:
+            save(name + "_b", b)
+            save(name + "_db", b.grad)
+
+
+def export_linear_bf16():
+    for name, n, fin, fout, bias in LINEAR_CASES:
+        name += "_bf16"
+        x = bf16_exact(n, fin).requires_grad_()
+        lin = torch.nn.Linear(fin, fout, bias=bias)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y = lin(x)
+        assert y.dtype == torch.bfloat16
+        dy = bf16_exact(n, fout)
+        y.backward(dy.to(torch.bfloat16))
+        save(name + "_x", x)
+        save(name + "_w", lin.weight)
+        save(name + "_y", y.float())
+        save(name + "_dy", dy)
+        save(name + "_dx", x.grad)
+        save(name + "_dw", lin.weight.grad)
+        if bias:
+            save(name + "_b", lin.bias)
+            save(name + "_db", lin.bias.grad)
+
+
+def export_bf16_cast():
+    """fp32 -> bf16 rounding as PyTorch does it: ties to even, overflow to inf, subnormals."""
+    one = 1.0 + 2.0 ** -8  # halfway between 1 and the next bf16: even is 1
+    three = 1.0 + 3 * 2.0 ** -8  # halfway again: even is 1 + 2^-6
+    x = torch.tensor([0.0, -0.0, 1.0, one, three, -three, 3.0e38, -3.4e38, 1e-40, -1e-39,
+                      float("inf"), float("-inf")] + rand(500, lo=-1e3, hi=1e3).tolist(),
+                     dtype=torch.float32)
+    save("bf16_cast_x", x)
+    save("bf16_cast_y", x.to(torch.bfloat16).float())
+
+
 def main():
     global OUT
     if len(sys.argv) != 2:
@@ -238,6 +301,9 @@ def main():
     export_cross_entropy()
     export_adam()
     export_layout()
+    export_conv_bf16()
+    export_linear_bf16()
+    export_bf16_cast()
     print("export_kernels: wrote %d files to %s" % (len(os.listdir(OUT)), OUT))
 
 

@@ -6,6 +6,12 @@
  * every tensor. Our kernels compute in float32, so the expected error is ~1e-6 (summation
  * order); 1e-4 leaves room for oneDNN's blocked accumulation orders while still catching any
  * wrong index, padding, layout or formula (Winograd convolutions measure ~1e-6 too).
+ * bf16 plans are compared with torch.autocast("cpu", dtype=torch.bfloat16) at relative 1e-2:
+ * bf16 keeps 8 significant bits, so one rounding of an output is up to 2^-9 of it, and two
+ * implementations summing in different orders may land on neighbouring bf16 values (2^-8);
+ * PyTorch's weight gradients are bf16-rounded where ours stay fp32, and its CPU bf16 matmul
+ * alone is ~4e-3 from the exact product. 1e-2 allows that (we measure up to ~6e-3) and still
+ * catches a wrong index, layout, formula or stale bf16 weight copy (errors of order 1).
  * Dropout and the layout round trip are checked exactly or statistically in C (no PyTorch
  * reference: our RNG is our own). Convolutions run twice: with Winograd allowed (3x3 stride-1
  * cases take it) and on a context with it off (direct NHWC kernels for every case).
@@ -19,6 +25,7 @@
 #include <string.h>
 
 #define TOL 1e-4
+#define TOL_BF16 1e-2
 
 static kn_ctx *ctx; /* one context for every case, like a worker's */
 
@@ -57,6 +64,37 @@ static char *cat(char *buf, const char *a, const char *b) {
         if ((call) != 0) tl_fail(__FILE__, __LINE__, "%s: %s", #call, kn_error(ctx));              \
     } while (0)
 
+/* Activation buffers of a plan's dtype. Reference inputs of bf16 cases are bf16-exact, so
+ * act_from's cast is exact; act_compare casts a bf16 result back to fp32 (exact too). */
+static void *act_alloc(kn_dtype dt, size_t count) {
+    return calloc(count ? count : 1, dt == KN_BF16 ? sizeof(kn_bf16) : sizeof(float));
+}
+
+static void *act_from(kn_dtype dt, const float *src, size_t count) {
+    void *a = act_alloc(dt, count);
+    if (!a || !src) return a;
+    if (dt == KN_BF16)
+        KN_OK(kn_f32_to_bf16(ctx, a, src, count));
+    else
+        memcpy(a, src, count * sizeof(float));
+    return a;
+}
+
+#define COMPARE_AS(name, dt, got, ref, count)                                                      \
+    note(name, CHECK_CLOSE(name, got, ref, count, (dt) == KN_BF16 ? TOL_BF16 : TOL))
+
+static void act_compare(const char *name, kn_dtype dt, const void *got, const float *ref,
+                        size_t count) {
+    if (dt == KN_F32) {
+        COMPARE_AS(name, dt, got, ref, count);
+        return;
+    }
+    float *f = zeros(count);
+    KN_OK(kn_bf16_to_f32(ctx, f, got, count));
+    COMPARE_AS(name, dt, f, ref, count);
+    free(f);
+}
+
 /* ---- convolution ----------------------------------------------------------------------- */
 
 typedef struct {
@@ -76,46 +114,57 @@ static const conv_case conv_cases[] = {
     {"conv_3x3_wino", 2, 16, 12, 12, 32, 3, 1, 1, 1, 1, 1},
 };
 
-static void run_conv_case(const conv_case *c) {
-    char nm[128];
-    kn_conv_shape s = {c->n,   c->c_in,     c->h,        c->w,      c->c_out,
-                       c->k,   c->k,        c->stride,   c->stride, c->pad,
-                       c->pad, c->dilation, c->dilation, c->groups, c->bias};
+static void run_conv_case_as(const conv_case *c, kn_dtype dt) {
+    char nm[128], base[64];
+    snprintf(base, sizeof base, "%s%s", c->name, dt == KN_BF16 ? "_bf16" : "");
+    kn_conv_shape s = {c->n,        c->c_in,   c->h,      c->w,   c->c_out, c->k,
+                       c->k,        c->stride, c->stride, c->pad, c->pad,   c->dilation,
+                       c->dilation, c->groups, c->bias,   dt};
     int ho, wo;
     kn_conv_output_hw(&s, &ho, &wo);
     size_t nx = (size_t)c->n * c->h * c->w * c->c_in, ny = (size_t)c->n * ho * wo * c->c_out;
     size_t nw = (size_t)c->c_out * (c->c_in / c->groups) * c->k * c->k;
-    float *x = load(cat(nm, c->name, "x"), nx), *w = load(cat(nm, c->name, "w"), nw);
-    float *y = load(cat(nm, c->name, "y"), ny), *dy = load(cat(nm, c->name, "dy"), ny);
-    float *dx = load(cat(nm, c->name, "dx"), nx), *dw = load(cat(nm, c->name, "dw"), nw);
-    float *b = c->bias ? load(cat(nm, c->name, "b"), c->c_out) : NULL;
-    float *db = c->bias ? load(cat(nm, c->name, "db"), c->c_out) : NULL;
-    float *out = zeros(ny), *gx = zeros(nx), *gw = zeros(nw), *gb = zeros(c->c_out);
+    float *x = load(cat(nm, base, "x"), nx), *w = load(cat(nm, base, "w"), nw);
+    float *y = load(cat(nm, base, "y"), ny), *dy = load(cat(nm, base, "dy"), ny);
+    float *dx = load(cat(nm, base, "dx"), nx), *dw = load(cat(nm, base, "dw"), nw);
+    float *b = c->bias ? load(cat(nm, base, "b"), c->c_out) : NULL;
+    float *db = c->bias ? load(cat(nm, base, "db"), c->c_out) : NULL;
+    float *gw = zeros(nw), *gb = zeros(c->c_out);
+    void *ax = act_from(dt, x, nx), *ady = act_from(dt, dy, ny);
+    void *out = act_alloc(dt, ny), *gx = act_alloc(dt, nx);
     kn_conv *plan = kn_conv_create(ctx, &s);
-    CHECK(plan, "%s: create: %s", c->name, kn_error(ctx));
+    CHECK(plan, "%s: create: %s", base, kn_error(ctx));
+    if (plan && dt == KN_BF16)
+        CHECK(strstr(kn_conv_impl(plan), "bf16"), "%s runs %s, not a native bf16 kernel", base,
+              kn_conv_impl(plan));
     if (plan && x && w && y && dy && dx && dw && (!c->bias || (b && db))) {
-        KN_OK(kn_conv_forward(plan, out, x, w, b));
-        COMPARE(cat(nm, c->name, "y"), out, y, ny);
-        KN_OK(kn_conv_backward_data(plan, gx, dy, w));
-        COMPARE(cat(nm, c->name, "dx"), gx, dx, nx);
+        KN_OK(kn_conv_forward(plan, out, ax, w, b));
+        act_compare(cat(nm, base, "y"), dt, out, y, ny);
+        KN_OK(kn_conv_backward_data(plan, gx, ady, w));
+        act_compare(cat(nm, base, "dx"), dt, gx, dx, nx);
         /* fill with garbage first: backward must overwrite, not accumulate */
         for (size_t i = 0; i < nw; i++)
             gw[i] = 1e3f;
-        KN_OK(kn_conv_backward_weights(plan, gw, c->bias ? gb : NULL, dy, x));
-        COMPARE(cat(nm, c->name, "dw"), gw, dw, nw);
-        if (c->bias) COMPARE(cat(nm, c->name, "db"), gb, db, c->c_out);
-        /* a second step with changed weights must not reuse stale reordered weights */
+        KN_OK(kn_conv_backward_weights(plan, gw, c->bias ? gb : NULL, ady, ax));
+        COMPARE_AS(cat(nm, base, "dw"), dt, gw, dw, nw);
+        if (c->bias) COMPARE_AS(cat(nm, base, "db"), dt, gb, db, c->c_out);
+        /* a second step with changed weights must not reuse stale reordered weights (x2 is
+         * exact in bf16 too) */
         for (size_t i = 0; i < nw; i++)
             w[i] *= 2.0f;
-        KN_OK(kn_conv_forward(plan, out, x, w, b));
-        KN_OK(kn_conv_backward_data(plan, gx, dy, w));
+        KN_OK(kn_conv_forward(plan, out, ax, w, b));
+        KN_OK(kn_conv_backward_data(plan, gx, ady, w));
         for (size_t i = 0; i < nx; i++)
             dx[i] *= 2.0f;
-        COMPARE(cat(nm, c->name, "dx after weight change"), gx, dx, nx);
+        act_compare(cat(nm, base, "dx after weight change"), dt, gx, dx, nx);
     }
     kn_conv_destroy(plan);
     free(x), free(w), free(y), free(dy), free(dx), free(dw), free(b), free(db);
-    free(out), free(gx), free(gw), free(gb);
+    free(ax), free(ady), free(out), free(gx), free(gw), free(gb);
+}
+
+static void run_conv_case(const conv_case *c) {
+    run_conv_case_as(c, KN_F32);
 }
 
 #define CONV_TEST(fn, idx)                                                                         \
@@ -134,7 +183,8 @@ CONV_TEST(test_conv_dilated, 6)
  * unless TLSWEEP_CPU_WINOGRAD=0 turned it off. */
 static void test_conv_3x3_wino(void) {
     const conv_case *c = &conv_cases[7];
-    kn_conv_shape s = {c->n, c->c_in, c->h, c->w, c->c_out, c->k, c->k, 1, 1, 1, 1, 1, 1, 1, 1};
+    kn_conv_shape s = {c->n, c->c_in, c->h, c->w, c->c_out, c->k, c->k, 1,
+                       1,    1,       1,    1,    1,        1,    1,    KN_F32};
     kn_conv *plan = kn_conv_create(ctx, &s);
     CHECK(plan, "create: %s", kn_error(ctx));
     const char *wino = getenv("TLSWEEP_CPU_WINOGRAD");
@@ -164,7 +214,7 @@ static void test_conv_direct(void) {
     kn_ctx *shared = ctx;
     ctx = direct;
     const conv_case *w = &conv_cases[7];
-    kn_conv_shape s = {w->n, w->c_in, w->h, w->w, w->c_out, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1};
+    kn_conv_shape s = {w->n, w->c_in, w->h, w->w, w->c_out, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, KN_F32};
     kn_conv *plan = kn_conv_create(ctx, &s);
     CHECK(plan && !strstr(kn_conv_impl(plan), "wino"), "Winograd off, yet %s",
           plan ? kn_conv_impl(plan) : kn_error(ctx));
@@ -177,14 +227,15 @@ static void test_conv_direct(void) {
 
 /* Errors come back as NULL/-1 with a message, never an abort. */
 static void test_conv_impossible_shape(void) {
-    kn_conv_shape s = {1, 3, 4, 4, 8, 7, 7, 1, 1, 1, 1, 1, 1, 1, 0}; /* 7x7 kernel on 6x6 padded */
+    kn_conv_shape s = {1, 3, 4, 4, 8, 7, 7, 1,
+                       1, 1, 1, 1, 1, 1, 0, KN_F32}; /* 7x7 kernel on 6x6 padded */
     kn_conv *plan = kn_conv_create(ctx, &s);
     CHECK(plan == NULL, "a 7x7 kernel on a 4x4 input with padding 1 was accepted");
     CHECK(strstr(kn_error(ctx), "conv") && strstr(kn_error(ctx), "kernel larger"), "message: '%s'",
           kn_error(ctx));
     kn_conv_destroy(plan);
     kn_conv_shape g = {1, 6, 8, 8, 8, 3, 3, 1,
-                       1, 1, 1, 1, 1, 4, 0}; /* groups 4 does not divide 6 */
+                       1, 1, 1, 1, 1, 4, 0, KN_F32}; /* groups 4 does not divide 6 */
     CHECK(kn_conv_create(ctx, &g) == NULL && strstr(kn_error(ctx), "groups"), "bad groups: '%s'",
           kn_error(ctx));
     kn_pool_shape ps = {KN_POOL_MAX, 1, 2, 2, 2, 3, 3, 1, 1, 0, 0, 0, 1};
@@ -195,7 +246,7 @@ static void test_conv_impossible_shape(void) {
     kn_pool_shape ceil_incl = {KN_POOL_AVG, 1, 2, 5, 5, 2, 2, 2, 2, 0, 0, 1, 1};
     CHECK(kn_pool_create(ctx, &ceil_incl) == NULL && strstr(kn_error(ctx), "ceil_mode"),
           "ceil+include_pad: '%s'", kn_error(ctx));
-    kn_conv_shape ok = {1, 2, 4, 4, 2, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0};
+    kn_conv_shape ok = {1, 2, 4, 4, 2, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, KN_F32};
     kn_conv *plan_ok = kn_conv_create(ctx, &ok);
     CHECK(plan_ok && kn_conv_forward(plan_ok, NULL, NULL, NULL, NULL) == -1 &&
               strstr(kn_error(ctx), "NULL"),
@@ -376,39 +427,96 @@ typedef struct {
     int n, in, out, bias;
 } linear_case;
 
-static void run_linear_case(const linear_case *c) {
-    char nm[128];
+static void run_linear_case(const linear_case *c, kn_dtype dt) {
+    char nm[128], base[64];
+    snprintf(base, sizeof base, "%s%s", c->name, dt == KN_BF16 ? "_bf16" : "");
     size_t nx = (size_t)c->n * c->in, ny = (size_t)c->n * c->out, nw = (size_t)c->out * c->in;
-    float *x = load(cat(nm, c->name, "x"), nx), *w = load(cat(nm, c->name, "w"), nw);
-    float *y = load(cat(nm, c->name, "y"), ny), *dy = load(cat(nm, c->name, "dy"), ny);
-    float *dx = load(cat(nm, c->name, "dx"), nx), *dw = load(cat(nm, c->name, "dw"), nw);
-    float *b = c->bias ? load(cat(nm, c->name, "b"), c->out) : NULL;
-    float *db = c->bias ? load(cat(nm, c->name, "db"), c->out) : NULL;
-    float *out = zeros(ny), *gx = zeros(nx), *gw = zeros(nw), *gb = zeros(c->out);
-    kn_linear_shape s = {c->n, c->in, c->out, c->bias};
+    float *x = load(cat(nm, base, "x"), nx), *w = load(cat(nm, base, "w"), nw);
+    float *y = load(cat(nm, base, "y"), ny), *dy = load(cat(nm, base, "dy"), ny);
+    float *dx = load(cat(nm, base, "dx"), nx), *dw = load(cat(nm, base, "dw"), nw);
+    float *b = c->bias ? load(cat(nm, base, "b"), c->out) : NULL;
+    float *db = c->bias ? load(cat(nm, base, "db"), c->out) : NULL;
+    float *gw = zeros(nw), *gb = zeros(c->out);
+    void *ax = act_from(dt, x, nx), *ady = act_from(dt, dy, ny);
+    void *out = act_alloc(dt, ny), *gx = act_alloc(dt, nx);
+    kn_linear_shape s = {c->n, c->in, c->out, c->bias, dt};
     kn_linear *plan = kn_linear_create(ctx, &s);
-    CHECK(plan, "%s: create: %s", c->name, kn_error(ctx));
+    CHECK(plan, "%s: create: %s", base, kn_error(ctx));
     if (plan && x && w && y && dy && dx && dw && (!c->bias || (b && db))) {
-        KN_OK(kn_linear_forward(plan, out, x, w, b));
-        COMPARE(cat(nm, c->name, "y"), out, y, ny);
-        KN_OK(kn_linear_backward_data(plan, gx, dy, w));
-        COMPARE(cat(nm, c->name, "dx"), gx, dx, nx);
+        KN_OK(kn_linear_forward(plan, out, ax, w, b));
+        act_compare(cat(nm, base, "y"), dt, out, y, ny);
+        KN_OK(kn_linear_backward_data(plan, gx, ady, w));
+        act_compare(cat(nm, base, "dx"), dt, gx, dx, nx);
         for (size_t i = 0; i < nw; i++)
             gw[i] = 1e3f;
-        KN_OK(kn_linear_backward_weights(plan, gw, c->bias ? gb : NULL, dy, x));
-        COMPARE(cat(nm, c->name, "dw"), gw, dw, nw);
-        if (c->bias) COMPARE(cat(nm, c->name, "db"), gb, db, c->out);
+        KN_OK(kn_linear_backward_weights(plan, gw, c->bias ? gb : NULL, ady, ax));
+        COMPARE_AS(cat(nm, base, "dw"), dt, gw, dw, nw);
+        if (c->bias) COMPARE_AS(cat(nm, base, "db"), dt, gb, db, c->out);
+        /* weights changed by a training step (an Adam call, here one updating no tensor) must
+         * reach the bf16 copy */
+        for (size_t i = 0; i < nw; i++)
+            w[i] *= 2.0f;
+        KN_OK(kn_adam_step(ctx, w, w, w, w, NULL, 0, &(kn_adam_hparams){.step = 1}));
+        KN_OK(kn_linear_backward_data(plan, gx, ady, w));
+        for (size_t i = 0; i < nx; i++)
+            dx[i] *= 2.0f;
+        act_compare(cat(nm, base, "dx after weight change"), dt, gx, dx, nx);
     }
     kn_linear_destroy(plan);
     free(x), free(w), free(y), free(dy), free(dx), free(dw), free(b), free(db);
-    free(out), free(gx), free(gw), free(gb);
+    free(ax), free(ady), free(out), free(gx), free(gw), free(gb);
 }
 
 static void test_linear(void) {
     /* must match LINEAR_CASES in export_kernels.py */
     const linear_case cases[] = {{"linear_bias", 4, 20, 7, 1}, {"linear_nobias", 3, 33, 5, 0}};
     for (int i = 0; i < 2; i++)
-        run_linear_case(&cases[i]);
+        run_linear_case(&cases[i], KN_F32);
+}
+
+/* bf16 plans against torch.autocast("cpu", dtype=torch.bfloat16) on the fp32 cases' shapes.
+ * Without AVX512-BF16 they must be refused with the reason instead (never emulated). */
+static int bf16_or_refused(void) {
+    char why[256];
+    if (kn_bf16_supported(ctx, why, sizeof why)) return 1;
+    kn_conv_shape s = {1, 2, 4, 4, 2, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, KN_BF16};
+    CHECK(kn_conv_create(ctx, &s) == NULL && strstr(kn_error(ctx), "AVX512-BF16"),
+          "bf16 conv on a CPU without AVX512-BF16: '%s'", kn_error(ctx));
+    tl_skip("%s", why);
+    return 0;
+}
+
+static void test_conv_bf16(void) {
+    if (!bf16_or_refused()) return;
+    for (size_t i = 0; i < sizeof conv_cases / sizeof conv_cases[0]; i++)
+        run_conv_case_as(&conv_cases[i], KN_BF16);
+}
+
+static void test_linear_bf16(void) {
+    if (!bf16_or_refused()) return;
+    const linear_case cases[] = {{"linear_bias", 4, 20, 7, 1}, {"linear_nobias", 3, 33, 5, 0}};
+    for (int i = 0; i < 2; i++)
+        run_linear_case(&cases[i], KN_BF16);
+}
+
+/* The casts round exactly as PyTorch's .to(torch.bfloat16): ties to even, overflow, signs. */
+static void test_bf16_cast(void) {
+    size_t n = 0, nref = 0;
+    float *x = tl_load_f32(tl_data_dir("kernels"), "bf16_cast_x", &n);
+    float *ref = tl_load_f32(tl_data_dir("kernels"), "bf16_cast_y", &nref);
+    kn_bf16 *h = calloc(n ? n : 1, sizeof *h);
+    float *back = zeros(n);
+    if (x && ref && n == nref && h && back) {
+        KN_OK(kn_f32_to_bf16(ctx, h, x, n));
+        KN_OK(kn_bf16_to_f32(ctx, back, h, n));
+        size_t bad = 0;
+        for (size_t i = 0; i < n; i++)
+            if (memcmp(&back[i], &ref[i], sizeof *back) != 0 && bad++ == 0)
+                tl_fail(__FILE__, __LINE__, "element %zu: %.9g -> %.9g, PyTorch %.9g", i, x[i],
+                        back[i], ref[i]);
+        CHECK(bad == 0, "%zu of %zu casts differ from PyTorch", bad, n);
+    }
+    free(x), free(ref), free(h), free(back);
 }
 
 static void test_cross_entropy(void) {
@@ -610,6 +718,9 @@ int main(void) {
         "relu",
         "add_accumulate",
         "linear",
+        "conv_bf16",
+        "linear_bf16",
+        "bf16_cast",
         "cross_entropy",
         "adam",
         "dropout",
@@ -633,6 +744,9 @@ int main(void) {
         test_relu,
         test_add_accumulate,
         test_linear,
+        test_conv_bf16,
+        test_linear_bf16,
+        test_bf16_cast,
         test_cross_entropy,
         test_adam,
         test_dropout,

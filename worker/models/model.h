@@ -114,6 +114,9 @@ int model_bind(model *m, kn_ctx *ctx, int max_batch, int with_grads, char *err, 
 /* The bytes model_bind allocates for these arguments (kernel plans and workspaces aside):
  * what a trial's batch size costs, known before anything is allocated. */
 size_t model_bind_bytes(const model *m, int max_batch, int with_grads);
+/* Conv and linear layers in KN_BF16 (PyTorch autocast's mixed precision, see model_exec.c)
+ * or KN_F32 (the default). -1 with the reason where the context cannot run bf16 at speed. */
+int model_set_precision(model *m, kn_dtype precision, char *err, size_t errlen);
 /* Releases what model_bind allocated (model_free calls it). */
 void model_unbind(model *m);
 /* Device pointers of the bound buffers, laid out by m->params (grads, m, v: parameters only). */

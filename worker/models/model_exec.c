@@ -1,5 +1,11 @@
 /* Running a built model on a kernel context: memory, per-batch-size plans, forward, backward
- * that stops at the first trainable layer, and the Adam step over the parameter buffer. */
+ * that stops at the first trainable layer, and the Adam step over the parameter buffer.
+ *
+ * bf16 precision (model_set_precision): convolutions and linear layers run as bf16 plans.
+ * Activations between layers stay fp32: each bf16 layer casts its input to bf16 and its output
+ * back, which rounds exactly where autocast's casts do (images, conv/linear outputs, their
+ * output gradients); batch norm, pooling, ReLU, residual adds, the loss and Adam then run in
+ * fp32, and the fp32 parameters are the masters (the plans keep the bf16 weight copies). */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +39,9 @@ struct model_runtime {
     int last_n;        /* batch of the last forward, 0 before any */
     int last_bn_train; /* whether that forward used batch statistics */
     kn_adam_tensor *adam_tensors;
+    size_t largest;          /* floats of the largest slot at max_batch */
+    kn_dtype precision;      /* of conv and linear layers */
+    kn_bf16 *bf_in, *bf_out; /* bf16 precision: a layer's input and output, largest each */
 };
 
 static int fail(char *err, size_t errlen, const char *fmt, ...) {
@@ -85,6 +94,7 @@ int model_bind(model *m, kn_ctx *ctx, int max_batch, int with_grads, char *err, 
         if (s > 0 && !(rt->act[s] = alloc_floats(rt, count))) goto oom;
         if (with_grads && s > 0 && !(rt->grad_act[s] = alloc_floats(rt, count))) goto oom;
     }
+    rt->largest = largest;
     for (int i = 0; i < m->n_layers; i++) {
         const layer *l = &m->layers[i];
         if (l->kind == LAYER_BATCHNORM &&
@@ -169,6 +179,8 @@ void model_unbind(model *m) {
     kn_free(rt->ctx, rt->m1);
     kn_free(rt->ctx, rt->m2);
     kn_free(rt->ctx, rt->scratch);
+    kn_free(rt->ctx, rt->bf_in);
+    kn_free(rt->ctx, rt->bf_out);
     free(rt->act);
     free(rt->grad_act);
     free(rt->grad_written);
@@ -177,6 +189,26 @@ void model_unbind(model *m) {
     free(rt->adam_tensors);
     free(rt);
     m->rt = NULL;
+}
+
+int model_set_precision(model *m, kn_dtype precision, char *err, size_t errlen) {
+    model_runtime *rt = m->rt;
+    char why[256];
+    if (!rt) return fail(err, errlen, "%s: precision before model_bind", m->backbone);
+    if (precision != KN_F32 && precision != KN_BF16)
+        return fail(err, errlen, "%s: unknown precision %d", m->backbone, (int)precision);
+    if (precision == KN_BF16 && !kn_bf16_supported(rt->ctx, why, sizeof why))
+        return fail(err, errlen, "%s: bf16: %s", m->backbone, why);
+    if (precision == rt->precision) return 0;
+    for (int i = 0; i < rt->n_sets; i++) /* plans carry the dtype: remake them on demand */
+        destroy_plans(m, &rt->sets[i]);
+    rt->n_sets = 0;
+    rt->precision = precision;
+    if (precision == KN_F32 || rt->bf_in) return 0;
+    size_t bytes = (rt->largest ? rt->largest : 1) * sizeof(kn_bf16);
+    if (!(rt->bf_in = kn_malloc(rt->ctx, bytes)) || !(rt->bf_out = kn_malloc(rt->ctx, bytes)))
+        return fail(err, errlen, "%s: bf16 buffers: %s", m->backbone, kn_error(rt->ctx));
+    return 0;
 }
 
 float *model_values(model *m) {
@@ -229,9 +261,10 @@ static int create_plans(model *m, plan_set *set, int n, char *err, size_t errlen
         switch (l->kind) {
         case LAYER_CONV: {
             const conv_config *c = &l->cfg.conv;
-            kn_conv_shape s = {n,         in.c,      in.h,      in.w,      c->c_out,
-                               c->kernel, c->kernel, c->stride, c->stride, c->pad,
-                               c->pad,    1,         1,         1,         c->bias >= 0};
+            kn_conv_shape s = {n,         in.c,      in.h,         in.w,
+                               c->c_out,  c->kernel, c->kernel,    c->stride,
+                               c->stride, c->pad,    c->pad,       1,
+                               1,         1,         c->bias >= 0, m->rt->precision};
             plan = kn_conv_create(ctx, &s);
             break;
         }
@@ -248,7 +281,7 @@ static int create_plans(model *m, plan_set *set, int n, char *err, size_t errlen
             break;
         }
         case LAYER_LINEAR: {
-            kn_linear_shape s = {n, in.c, l->cfg.linear.out_features, 1};
+            kn_linear_shape s = {n, in.c, l->cfg.linear.out_features, 1, m->rt->precision};
             plan = kn_linear_create(ctx, &s);
             break;
         }
@@ -290,6 +323,21 @@ static uint64_t layer_dropout_seed(uint64_t step_seed, int layer_index) {
     return rng_next(&r);
 }
 
+/* A conv or linear layer in bf16: input cast to bf16, the plan, output cast back to fp32. */
+static int forward_bf16(model *m, const layer *l, void *plan, int n) {
+    model_runtime *rt = m->rt;
+    float *v = rt->values;
+    if (kn_f32_to_bf16(rt->ctx, rt->bf_in, rt->act[l->in], slot_floats(m, l->in, n))) return -1;
+    int rc =
+        l->kind == LAYER_CONV
+            ? kn_conv_forward(plan, rt->bf_out, rt->bf_in, param_ptr(m, v, l->cfg.conv.weight),
+                              param_ptr(m, v, l->cfg.conv.bias))
+            : kn_linear_forward(plan, rt->bf_out, rt->bf_in, param_ptr(m, v, l->cfg.linear.weight),
+                                param_ptr(m, v, l->cfg.linear.bias));
+    return rc ? rc
+              : kn_bf16_to_f32(rt->ctx, rt->act[l->out], rt->bf_out, slot_floats(m, l->out, n));
+}
+
 static int forward_layer(model *m, int i, void *plan, int n, model_mode mode, uint64_t seed) {
     model_runtime *rt = m->rt;
     kn_ctx *ctx = rt->ctx;
@@ -298,6 +346,8 @@ static int forward_layer(model *m, int i, void *plan, int n, model_mode mode, ui
     const float *input = rt->act[l->in];
     float *y = rt->act[l->out], *v = rt->values;
     size_t count = slot_floats(m, l->out, n);
+    if (rt->precision == KN_BF16 && (l->kind == LAYER_CONV || l->kind == LAYER_LINEAR))
+        return forward_bf16(m, l, plan, n);
     switch (l->kind) {
     case LAYER_CONV:
         return kn_conv_forward(plan, y, input, param_ptr(m, v, l->cfg.conv.weight),
@@ -392,6 +442,32 @@ static int pass_grad(model *m, int s, const float *dout, size_t count) {
     return kn_accumulate(rt->ctx, rt->grad_act[s], dout, count);
 }
 
+/* The backward of a bf16 conv or linear layer: the output gradient cast to bf16 once, the
+ * weight gradient (fp32) from it and the input cast again, then the input gradient cast back
+ * into dinp (NULL: not wanted). */
+static int backward_bf16(model *m, const layer *l, void *plan, int n, float *dinp) {
+    model_runtime *rt = m->rt;
+    const int conv = l->kind == LAYER_CONV;
+    const int wi = conv ? l->cfg.conv.weight : l->cfg.linear.weight;
+    const int bi = conv ? l->cfg.conv.bias : l->cfg.linear.bias;
+    float *dw = param_ptr(m, rt->grads, wi);
+    float *db = trainable(m, bi) ? param_ptr(m, rt->grads, bi) : NULL;
+    const float *w = param_ptr(m, rt->values, wi);
+    size_t in_count = slot_floats(m, l->in, n);
+    if (kn_f32_to_bf16(rt->ctx, rt->bf_out, rt->grad_act[l->out], slot_floats(m, l->out, n)))
+        return -1;
+    if (trainable(m, wi)) {
+        if (kn_f32_to_bf16(rt->ctx, rt->bf_in, rt->act[l->in], in_count)) return -1;
+        int rc = conv ? kn_conv_backward_weights(plan, dw, db, rt->bf_out, rt->bf_in)
+                      : kn_linear_backward_weights(plan, dw, db, rt->bf_out, rt->bf_in);
+        if (rc) return rc;
+    }
+    if (!dinp) return 0;
+    int rc = conv ? kn_conv_backward_data(plan, rt->bf_in, rt->bf_out, w)
+                  : kn_linear_backward_data(plan, rt->bf_in, rt->bf_out, w);
+    return rc ? rc : kn_bf16_to_f32(rt->ctx, dinp, rt->bf_in, in_count);
+}
+
 static int backward_layer(model *m, int i, void *plan, int n, int first) {
     model_runtime *rt = m->rt;
     kn_ctx *ctx = rt->ctx;
@@ -403,6 +479,10 @@ static int backward_layer(model *m, int i, void *plan, int n, int first) {
     int want_dinp = needs_grad(l->in, first);
     float *dinp = want_dinp ? grad_target(rt, l->in) : NULL;
     int rc = 0;
+    if (rt->precision == KN_BF16 && (l->kind == LAYER_CONV || l->kind == LAYER_LINEAR)) {
+        rc = backward_bf16(m, l, plan, n, dinp);
+        return !rc && want_dinp ? finish_grad(m, l->in, in_count) : rc;
+    }
     switch (l->kind) {
     case LAYER_CONV: {
         const conv_config *c = &l->cfg.conv;
