@@ -13,7 +13,8 @@ cd "$(dirname "$0")/../.."
 setup_run_env
 [ -n "$KEEP" ] || trap 'rm -rf "$tmp"' EXIT
 
-# epochs of 0.5 to 3 s on one thread: long enough to land a signal inside one
+# epochs of 0.2 to 0.4 s on one thread on a quiet machine (more under load): long enough to
+# land a signal inside one when it is sent 0.1 s after the previous epoch was recorded
 check "synth-flowers makes a dataset" \
   $tlsweep synth-flowers "$tmp/data" --classes 10 --per-class 40 --width 96 --height 96
 sed -e "s|root: data/smoke|root: $tmp/data|" -e "s|resize: 40, crop: 32|resize: 80, crop: 64|" \
@@ -34,7 +35,7 @@ rank0() {
     tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx 'OMPI_COMM_WORLD_RANK=0' && echo "$p"
   done
 }
-# preempt NP TO OUTPUT LOG: starts the sweep, 0.4 s after a trial's epoch 2 ended (its third,
+# preempt NP TO OUTPUT LOG: starts the sweep, 0.1 s after a trial's epoch 2 ended (its third,
 # fine-tuning, takes about 3 times as long as one of feature extraction) sends SIGUSR1 to rank
 # 0 (TO=root) or mpirun (TO=mpirun), and waits for the job; sets $code, $ranks_gone (seconds from
 # the signal until every rank has exited), $took (until mpirun has exited too) and $stopped:
@@ -50,7 +51,7 @@ preempt() {
   target=$job
   [ "$to" = root ] && target=$(rank0 $job)
   ranks=$(pgrep -P $job)
-  sleep 0.4
+  sleep 0.1
   sent=$(now)
   kill -USR1 ${target:-$job}
   while kill -0 $ranks 2>/dev/null; do sleep 0.005; done
@@ -72,7 +73,7 @@ for how in 3:root 3:mpirun 1:mpirun; do
   echo "     $name: trials stopped and reported in ${stopped} s; SIGUSR1 to every rank exited: ${ranks_gone} s, to mpirun's exit: ${took} s"
   check "$name: SIGUSR1 mid-epoch: exit status 3 (got $code)" test "$code" -eq 3
   [ "$code" -eq 3 ] || tail -n 30 "$p.log"
-  # a batch here takes about 0.1 s, and a worker takes the root's STOP within 0.05 s (not at
+  # a batch here takes about 0.02 s, and a worker takes the root's STOP within 0.05 s (not at
   # its next heartbeat, 5 s away)
   check "$name: the trials stopped within 2.5 s (took $stopped s)" \
     awk -v s="$stopped" 'BEGIN { exit !(s < 2.5) }'
