@@ -15,18 +15,6 @@
 /* How many unreadable images one dataset reports by name before it only counts. */
 #define PREFLIGHT_IMAGES_NAMED 3
 
-static int same_data(const trial_spec *a, const trial_spec *b) {
-    if (strcmp(a->data_root, b->data_root) || a->skip_corrupt != b->skip_corrupt ||
-        a->resize != b->resize || a->n_train_splits != b->n_train_splits ||
-        a->n_val_splits != b->n_val_splits)
-        return 0;
-    for (int i = 0; i < a->n_train_splits; i++)
-        if (strcmp(a->train_splits[i], b->train_splits[i])) return 0;
-    for (int i = 0; i < a->n_val_splits; i++)
-        if (strcmp(a->val_splits[i], b->val_splits[i])) return 0;
-    return 1;
-}
-
 static int same_model(const trial_spec *a, const trial_spec *b) {
     return !strcmp(a->backbone, b->backbone) && a->width == b->width && a->crop == b->crop &&
            !strcmp(a->weights, b->weights);
@@ -45,15 +33,9 @@ static int check_images(const dataset_split *split, const trial_spec *spec, int 
 
 /* The dataset of spec; its class count in *classes. Returns the problems found. */
 static int check_data(const trial_spec *spec, int *classes, sweep_errors *errs) {
-    const char *train[TRIAL_MAX_SPLITS], *val[TRIAL_MAX_SPLITS];
-    for (int i = 0; i < spec->n_train_splits; i++)
-        train[i] = spec->train_splits[i];
-    for (int i = 0; i < spec->n_val_splits; i++)
-        val[i] = spec->val_splits[i];
     dataset ds;
     char err[1024];
-    if (dataset_open(&ds, spec->data_root, train, spec->n_train_splits, val, spec->n_val_splits,
-                     spec->skip_corrupt, err, sizeof err)) {
+    if (trial_open_dataset(spec, &ds, err, sizeof err)) {
         sweep_errors_add(errs, "trial %s: %s", spec->name, err);
         return 1;
     }
@@ -151,7 +133,7 @@ int preflight_trials(const trial_spec *specs, int count, sweep_errors *errs) {
     for (int i = 0; i < count; i++) {
         int seen = -1;
         for (int j = 0; j < i && seen < 0; j++)
-            if (same_data(&specs[i], &specs[j])) seen = j;
+            if (trial_same_data(&specs[i], &specs[j])) seen = j;
         if (seen >= 0)
             classes[i] = classes[seen];
         else

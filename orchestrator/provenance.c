@@ -2,6 +2,7 @@
 #include <mpi.h>
 #include <oneapi/dnnl/dnnl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "kernels/kernels.h"
@@ -57,30 +58,20 @@ static void add_cache_name(const dataset_split *split, int resize, char *out, si
 
 void provenance_image_caches(const sweep *s, const trial_table *t, char *out, size_t outlen) {
     out[0] = 0;
-    char seen[4096] = "", data[TRIAL_PATH_MAX + 64 + 2 * TRIAL_MAX_SPLITS * 17];
+    trial_spec *specs = calloc((size_t)(t->count ? t->count : 1), sizeof *specs);
+    if (!specs) return;
     for (int i = 0; i < t->count; i++) {
-        trial_spec spec;
-        grid_trial_spec(s, &t->items[i].point, &spec);
-        const char *train[TRIAL_MAX_SPLITS], *val[TRIAL_MAX_SPLITS];
-        int n = snprintf(data, sizeof data, "%s|%d|%d|", spec.data_root, spec.resize,
-                         spec.skip_corrupt);
-        for (int k = 0; k < spec.n_train_splits; k++)
-            n += snprintf(data + n, sizeof data > (size_t)n ? sizeof data - n : 0, "%s,",
-                          train[k] = spec.train_splits[k]);
-        for (int k = 0; k < spec.n_val_splits; k++)
-            n += snprintf(data + n, sizeof data > (size_t)n ? sizeof data - n : 0, "%s,",
-                          val[k] = spec.val_splits[k]);
-        size_t used = strlen(seen);
+        grid_trial_spec(s, &t->items[i].point, &specs[i]);
         /* one dataset open per distinct dataset, resize and splits, however many trials */
-        if (strstr(seen, data)) continue;
-        snprintf(seen + used, sizeof seen - used, "%s\n", data);
+        int seen = 0;
+        for (int j = 0; j < i && !seen; j++)
+            seen = trial_same_data(&specs[i], &specs[j]);
         dataset ds;
         char err[1024];
-        if (dataset_open(&ds, spec.data_root, train, spec.n_train_splits, val, spec.n_val_splits,
-                         spec.skip_corrupt, err, sizeof err))
-            continue;
-        add_cache_name(&ds.train, spec.resize, out, outlen);
-        add_cache_name(&ds.val, spec.resize, out, outlen);
+        if (seen || trial_open_dataset(&specs[i], &ds, err, sizeof err)) continue;
+        add_cache_name(&ds.train, specs[i].resize, out, outlen);
+        add_cache_name(&ds.val, specs[i].resize, out, outlen);
         dataset_free(&ds);
     }
+    free(specs);
 }

@@ -94,16 +94,31 @@ static int next_batch(loader *l, loader_batch *b, epoch_totals *tot) {
     return more;
 }
 
-static int open_data(trial *t) {
-    const trial_spec *s = t->spec;
+int trial_open_dataset(const trial_spec *s, dataset *ds, char *err, size_t errlen) {
     const char *train[TRIAL_MAX_SPLITS], *val[TRIAL_MAX_SPLITS];
     for (int i = 0; i < s->n_train_splits; i++)
         train[i] = s->train_splits[i];
     for (int i = 0; i < s->n_val_splits; i++)
         val[i] = s->val_splits[i];
-    if (dataset_open(&t->data, s->data_root, train, s->n_train_splits, val, s->n_val_splits,
-                     s->skip_corrupt, t->err, t->errlen))
-        return -1;
+    return dataset_open(ds, s->data_root, train, s->n_train_splits, val, s->n_val_splits,
+                        s->skip_corrupt, err, errlen);
+}
+
+int trial_same_data(const trial_spec *a, const trial_spec *b) {
+    if (strcmp(a->data_root, b->data_root) || a->skip_corrupt != b->skip_corrupt ||
+        a->resize != b->resize || a->n_train_splits != b->n_train_splits ||
+        a->n_val_splits != b->n_val_splits)
+        return 0;
+    for (int i = 0; i < a->n_train_splits; i++)
+        if (strcmp(a->train_splits[i], b->train_splits[i])) return 0;
+    for (int i = 0; i < a->n_val_splits; i++)
+        if (strcmp(a->val_splits[i], b->val_splits[i])) return 0;
+    return 1;
+}
+
+static int open_data(trial *t) {
+    const trial_spec *s = t->spec;
+    if (trial_open_dataset(s, &t->data, t->err, t->errlen)) return -1;
     char cache_dir[TRIAL_PATH_MAX];
     image_cache_dir(s->cache_dir, s->data_root, cache_dir, sizeof cache_dir);
     loader_options o = {

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "worker/data/dataset.h"
 #include "worker/epoch_fields.h"
 
 #define TRIAL_MAX_SPLITS 8
@@ -132,6 +133,14 @@ enum { TRIAL_DONE = 0, TRIAL_FAILED = -1, TRIAL_STOPPED = 1 };
  * line naming the trial and the reason. hooks may be NULL. */
 int trial_run(const trial_spec *spec, const trial_hooks *hooks, trial_summary *summary, char *err,
               size_t errlen);
+
+/* Opens the dataset spec trains on (its root, its splits, skip_corrupt); -1 with the message in
+ * err. */
+int trial_open_dataset(const trial_spec *spec, dataset *ds, char *err, size_t errlen);
+
+/* 1 when a and b read the same images at the same size: the same root, splits, resize and
+ * skip_corrupt (what opening and decoding their dataset depends on). */
+int trial_same_data(const trial_spec *a, const trial_spec *b);
 
 /* Fills spec with the seed's defaults (docs/experiment.md): everything except name, backbone,
  * data_root, out_dir. */
