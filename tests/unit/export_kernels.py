@@ -40,6 +40,20 @@ CONV_CASES = [
 ]
 
 
+def save_layer(name, x, w, b, y, dy, layout=lambda t: t):
+    """A conv or linear case after y.backward(dy): activations (x, y, dy, dx) in the kernel's
+    layout, the weight and bias and their gradients as PyTorch holds them; b may be None."""
+    save(name + "_x", layout(x))
+    save(name + "_w", w)
+    save(name + "_y", layout(y))
+    save(name + "_dy", layout(dy))
+    save(name + "_dx", layout(x.grad))
+    save(name + "_dw", w.grad)
+    if b is not None:
+        save(name + "_b", b)
+        save(name + "_db", b.grad)
+
+
 def export_conv():
     for name, n, ci, h, w, co, k, s, p, d, g, bias in CONV_CASES:
         x = rand(n, ci, h, w).requires_grad_()
@@ -48,15 +62,7 @@ def export_conv():
         y = F.conv2d(x, wt, b, stride=s, padding=p, dilation=d, groups=g)
         dy = rand(*y.shape)
         y.backward(dy)
-        save(name + "_x", nhwc(x))
-        save(name + "_w", wt)
-        save(name + "_y", nhwc(y))
-        save(name + "_dy", nhwc(dy))
-        save(name + "_dx", nhwc(x.grad))
-        save(name + "_dw", wt.grad)
-        if bias:
-            save(name + "_b", b)
-            save(name + "_db", b.grad)
+        save_layer(name, x, wt, b, y, dy, nhwc)
 
 
 # name, n, c, h, w: C=6 takes oneDNN's generic NHWC kernel, C=32 its JIT one (resnet-like)
@@ -163,15 +169,7 @@ def export_linear():
         y = lin(x)
         dy = rand(n, fout)
         y.backward(dy)
-        save(name + "_x", x)
-        save(name + "_w", lin.weight)
-        save(name + "_y", y)
-        save(name + "_dy", dy)
-        save(name + "_dx", x.grad)
-        save(name + "_dw", lin.weight.grad)
-        if bias:
-            save(name + "_b", lin.bias)
-            save(name + "_db", lin.bias.grad)
+        save_layer(name, x, lin.weight, lin.bias, y, dy)
 
 
 def export_cross_entropy():
@@ -241,15 +239,7 @@ def export_conv_bf16():
         assert y.dtype == torch.bfloat16
         dy = bf16_exact(*y.shape)
         y.backward(dy.to(torch.bfloat16))
-        save(name + "_x", nhwc(x))
-        save(name + "_w", wt)
-        save(name + "_y", nhwc(y.float()))
-        save(name + "_dy", nhwc(dy))
-        save(name + "_dx", nhwc(x.grad))
-        save(name + "_dw", wt.grad)
-        if bias:
-            save(name + "_b", b)
-            save(name + "_db", b.grad)
+        save_layer(name, x, wt, b, y.float(), dy, nhwc)
 
 
 def export_linear_bf16():
@@ -262,15 +252,7 @@ def export_linear_bf16():
         assert y.dtype == torch.bfloat16
         dy = bf16_exact(n, fout)
         y.backward(dy.to(torch.bfloat16))
-        save(name + "_x", x)
-        save(name + "_w", lin.weight)
-        save(name + "_y", y.float())
-        save(name + "_dy", dy)
-        save(name + "_dx", x.grad)
-        save(name + "_dw", lin.weight.grad)
-        if bias:
-            save(name + "_b", lin.bias)
-            save(name + "_db", lin.bias.grad)
+        save_layer(name, x, lin.weight, lin.bias, y.float(), dy)
 
 
 def export_bf16_cast():
