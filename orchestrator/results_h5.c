@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "orchestrator/results_h5.h"
 #include "worker/clock.h"
@@ -430,13 +431,31 @@ static hid_t latest_fapl(void) {
     return fapl;
 }
 
+/* Reopens a closed, complete results file for writing and finds its tables. */
+static int open_tables(results_h5 *h) {
+    hid_t fapl = latest_fapl();
+    h->file = fapl >= 0 ? H5Fopen(h->path, H5F_ACC_RDWR, fapl) : -1;
+    if (fapl >= 0) H5Pclose(fapl);
+    if (h->file < 0) return -1;
+    return table_open(h->file, &h->trials) || table_open(h->file, &h->curves) ||
+           table_open(h->file, &h->lr);
+}
+
 int results_h5_create(const char *path, const results_meta *meta,
                       const results_grid_columns *columns, const results_trial_row *rows,
                       const char (*grid_values)[SWEEP_MAX_AXES][RESULTS_VALUE_MAX], int count,
                       results_h5 **out, char *err, size_t errlen) {
     *out = NULL;
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL); /* our messages say what failed, once */
-    results_h5 *h = alloc_handle(path);
+    /* The file is made whole under another name and renamed into place, so a kill at any moment
+     * leaves either no results file (the rerun starts afresh) or a complete one. A leftover of
+     * such a kill is removed first: the caller holds the results file's lock. */
+    char part[TRIAL_PATH_MAX + 16];
+    if ((size_t)snprintf(part, sizeof part, "%s.creating", path) >= sizeof part)
+        return fail(path, err, errlen, "the path is too long");
+    if (!access(path, F_OK)) return fail(path, err, errlen, "cannot create the file: it exists");
+    remove(part);
+    results_h5 *h = alloc_handle(part);
     if (!h) return fail(path, err, errlen, "out of memory");
     h->columns = *columns;
     hid_t fapl = latest_fapl();
@@ -444,11 +463,11 @@ int results_h5_create(const char *path, const results_meta *meta,
         close_handle(h);
         return fail(path, err, errlen, "cannot make a file access list");
     }
-    h->file = H5Fcreate(path, H5F_ACC_EXCL, H5P_DEFAULT, fapl);
+    h->file = H5Fcreate(part, H5F_ACC_EXCL, H5P_DEFAULT, fapl);
     H5Pclose(fapl);
     if (h->file < 0) {
         close_handle(h);
-        return fail(path, err, errlen, "cannot create the file");
+        return fail(path, err, errlen, "cannot create %s", part);
     }
     const char *step = NULL;
     if (write_meta(h->file, meta, columns))
@@ -461,10 +480,23 @@ int results_h5_create(const char *path, const results_meta *meta,
         step = "cannot create /lr";
     else if (write_trial_rows(h, 0, rows, grid_values, count))
         step = "cannot write /trials";
+    if (!step && getenv("TLSWEEP_TEST_KILL_IN_CREATE")) raise(SIGKILL);
+    table_close(&h->trials);
+    table_close(&h->curves);
+    table_close(&h->lr);
+    if (!step && H5Fclose(h->file) < 0) step = "cannot close the new file";
+    h->file = -1;
+    if (!step && rename(part, path)) step = "cannot rename the new file into place";
     if (step) {
         fail(path, err, errlen, "%s", step);
         close_handle(h);
-        remove(path); /* a half-made file is no results file; nothing else was in it */
+        remove(part); /* a half-made file is no results file; nothing else was in it */
+        return -1;
+    }
+    snprintf(h->path, sizeof h->path, "%s", path);
+    if (open_tables(h)) {
+        fail(path, err, errlen, "cannot reopen the new file");
+        close_handle(h);
         return -1;
     }
     *out = h;

@@ -87,7 +87,10 @@ typedef struct {
 } results_grid_columns;
 
 /* Creates path (refusing to replace an existing file), writes the attributes and every trial
- * row (grid_values: count x columns->count strings), then enters SWMR write mode. */
+ * row (grid_values: count x columns->count strings), then enters SWMR write mode. The file is
+ * built as PATH.creating and renamed into place, so path never exists half-made.
+ * Test hook: TLSWEEP_TEST_KILL_IN_CREATE in the environment kills the process (SIGKILL) just
+ * before that rename. */
 int results_h5_create(const char *path, const results_meta *meta,
                       const results_grid_columns *columns, const results_trial_row *rows,
                       const char (*grid_values)[SWEEP_MAX_AXES][RESULTS_VALUE_MAX], int count,

@@ -119,7 +119,9 @@ for i in $(seq 1 "$runs"); do
     echo "ok   $what: $committed epochs committed before, rerun complete, exactly once, every column the same"
     passed=$((passed + 1))
   else
-    echo "FAIL $what: $committed epochs committed before (a real run needs a kill after one, a hook must fire); rerun log:"
+    why="the rerun or the check failed"
+    [ $valid = 0 ] && why="the run does not count (a real run needs a kill after a committed epoch, a hook must fire)"
+    echo "FAIL $what: $committed epochs committed before; $why; rerun log:"
     sed 's/^/    /' "$tmp/rerun$i.log" | head -20
     failed=$((failed + 1))
   fi

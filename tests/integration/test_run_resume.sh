@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Resume: after kill -9 of the whole job (between epochs, mid-epoch, in the middle of an HDF5
-# append) and after a graceful stop (--time-limit, SIGTERM), rerunning finishes the sweep with
-# every trial once in /trials, every epoch once in /curves and the same numbers as an
-# uninterrupted run. A changed sweep file is refused with what changed; --extend adds points.
+# append, while the file is being created) and after a graceful stop (--time-limit, SIGTERM),
+# rerunning finishes the sweep with every trial once in /trials, every epoch once in /curves
+# and the same numbers as an uninterrupted run. A changed sweep file is refused with what changed; --extend adds points.
 cd "$(dirname "$0")/../.."
 . tests/integration/lib.sh
 setup_run_env
@@ -66,6 +66,14 @@ out=$(run "$tmp/c.h5" --sim-seconds 0.02 2>&1)
 check "mid-write: rerun finishes (exit 0)" test $? -eq 0
 check "mid-write: resume dropped the uncommitted /lr rows" grep -qE 'resume dropped 0 unfinished or repeated /curves rows and [1-9][0-9]* /lr rows' <<<"$out"
 check "mid-write: exactly once, same numbers" compare "$tmp/c.h5"
+
+# while creating the file: the root dies with the file complete but not yet in place
+TLSWEEP_TEST_KILL_IN_CREATE=1 run "$tmp/k.h5" --sim-seconds 0.02 >/dev/null 2>&1
+check "mid-create: the job died" test $? -ne 0
+check "mid-create: no half-made results file" test ! -e "$tmp/k.h5" -a -e "$tmp/k.h5.creating"
+check "mid-create: rerun finishes (exit 0)" run "$tmp/k.h5" --sim-seconds 0.02
+check "mid-create: the leftover is gone" test ! -e "$tmp/k.h5.creating"
+check "mid-create: exactly once, same numbers" compare "$tmp/k.h5"
 
 # graceful stop: a time limit (and SIGUSR1 to mpirun, which forwards it; SIGTERM under Slurm)
 # stop at batch boundaries; the running trials are preempted and continue on the next run
