@@ -101,7 +101,7 @@ int checkpoint_write_resume(model *m, kn_ctx *ctx, const char *dir, const trial_
     snprintf(images, sizeof images, "%ld", p->train_so_far.images);
     snprintf(seconds, sizeof seconds, "%.17g", p->seconds_so_far);
     snprintf(data_wait, sizeof data_wait, "%.17g", p->train_so_far.data_wait_s);
-    const char *meta[2 * (13 + TRIAL_SETTINGS_MAX)] = {"format",
+    const char *meta[2 * (14 + TRIAL_SETTINGS_MAX)] = {"format",
                                                        RESUME_FORMAT,
                                                        "backbone",
                                                        m->backbone,
@@ -128,6 +128,11 @@ int checkpoint_write_resume(model *m, kn_ctx *ctx, const char *dir, const trial_
                                                        "epoch_data_wait_s",
                                                        data_wait};
     int n_meta = 13;
+    if (p->history) {
+        meta[2 * n_meta] = "history";
+        meta[2 * n_meta + 1] = p->history;
+        n_meta++;
+    }
     for (int i = 0; i < settings->count; i++) {
         snprintf(keys[i], sizeof keys[i], SETTING_PREFIX "%s", settings->items[i].key);
         meta[2 * n_meta] = keys[i];
@@ -281,6 +286,15 @@ int checkpoint_resume(model *m, kn_ctx *ctx, const char *dir, const trial_settin
                 kn_copy_to_device(ctx, model_adam_v(m), s.v, t->param_count * sizeof(float)))) {
         snprintf(err, errlen, "%s: %s", path, kn_error(ctx));
         rc = -1;
+    }
+    if (!rc) {
+        const char *history = weights_metadata(&w, "history");
+        free(p->history);
+        p->history = history ? strdup(history) : NULL;
+        if (history && !p->history) {
+            snprintf(err, errlen, "%s: out of memory", path);
+            rc = -1;
+        }
     }
     if (!rc) {
         p->epochs_done = (int)done;

@@ -7,7 +7,8 @@
  * epoch_images, epoch_seconds, epoch_data_wait_s), so the resume continues that epoch at its
  * next batch with the running sums an uninterrupted epoch would have; a checkpoint without
  * these keys (written at an epoch end) is at position 0. The metadata also holds the trial's
- * settings (worker/trial_settings.h) as "setting.KEY" entries, checked on resume. */
+ * settings (worker/trial_settings.h) as "setting.KEY" entries, checked on resume, and, in a
+ * phase-1 node (worker/phase1.h), the epoch records so far ("history"). */
 #ifndef TLSWEEP_CHECKPOINT_H
 #define TLSWEEP_CHECKPOINT_H
 
@@ -34,6 +35,9 @@ typedef struct {
     int batches_done;
     epoch_totals train_so_far;
     double seconds_so_far;
+    /* A phase-1 node's epochs 1..epochs_done as recorded (worker/phase1.h's text; malloc'd),
+     * which it hands to the trials that start from it; NULL in a trial's own checkpoint. */
+    char *history;
 } trial_progress;
 
 int checkpoint_write_best(model *m, kn_ctx *ctx, const char *dir, const char *trial_name,
@@ -42,7 +46,8 @@ int checkpoint_write_resume(model *m, kn_ctx *ctx, const char *dir, const trial_
                             const trial_settings *settings, char *err, size_t errlen);
 /* Restores DIR/resume.safetensors into the bound model: 1 when resumed, 0 when there is no
  * checkpoint, -1 (with a message naming the file) when it cannot be used: unreadable, or
- * written by a trial whose settings differ from these (every difference listed). */
+ * written by a trial whose settings differ from these (every difference listed; keys the
+ * checkpoint has beyond these are not compared). p->history is replaced. */
 int checkpoint_resume(model *m, kn_ctx *ctx, const char *dir, const trial_settings *settings,
                       trial_progress *p, char *err, size_t errlen);
 

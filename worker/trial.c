@@ -18,6 +18,7 @@
 #include "worker/lr_schedule.h"
 #include "worker/models/model.h"
 #include "worker/paths.h"
+#include "worker/phase1.h"
 #include "worker/pretrained.h"
 #include "worker/trial_settings.h"
 
@@ -389,31 +390,80 @@ static int enter_phase(trial *t, int phase) {
     return 0;
 }
 
-int trial_run(const trial_spec *spec, const trial_hooks *hooks, trial_summary *summary, char *err,
-              size_t errlen) {
-    const trial_hooks none = {0};
-    if (!hooks) hooks = &none;
+/* This trial's phase 2 starts from the complete phase-1 node (phase1.h): its best weights under
+ * this trial's name, its end-of-phase-1 state, and its epochs replayed to on_epoch (a trial that
+ * computed them itself has them in the file already: the root keeps the first), then this
+ * trial's own resume checkpoint, so a rerun continues from here. A node that cannot be read is
+ * a checkpoint failure; a write that fails (a full disk) may succeed on a retry. */
+static int adopt_phase1(trial *t, const trial_hooks *hooks, trial_summary *summary) {
+    const trial_spec *s = t->spec;
+    trial_settings node;
+    trial_settings_phase1(s, &node);
+    char why[1024];
+    summary->failure = TRIAL_FAILURE_CHECKPOINT;
+    int rc =
+        checkpoint_resume(&t->net, t->ctx, s->phase1_dir, &node, &t->progress, t->err, t->errlen);
+    if (rc == 0) return fail(t, "the phase-1 node %s has no checkpoint", s->phase1_dir);
+    if (rc < 0) return TRIAL_FAILED;
+    int stop = 0;
+    char *history = t->progress.history; /* the node's to hand on, not this trial's */
+    t->progress.history = NULL;
+    summary->failure = TRIAL_FAILURE_TRAINING;
+    if (make_dirs(s->out_dir, why, sizeof why))
+        rc = fail(t, "%s", why);
+    else if (phase1_copy_best(s->phase1_dir, s->out_dir, s->name, t->err, t->errlen))
+        rc = TRIAL_FAILED;
+    else if (phase1_history_replay(history, (const char *const *)t->net.groups, t->net.n_groups,
+                                   hooks, &stop, why, sizeof why)) {
+        summary->failure = TRIAL_FAILURE_CHECKPOINT;
+        rc = fail(t, "%s/resume.safetensors: %s", s->phase1_dir, why);
+    } else if (checkpoint_write_resume(&t->net, t->ctx, s->out_dir, &t->progress, &t->settings,
+                                       t->err, t->errlen))
+        rc = TRIAL_FAILED;
+    else
+        rc = stop && t->progress.epochs_done < s->feature_extraction.epochs + s->fine_tuning.epochs
+                 ? TRIAL_STOPPED
+                 : 0;
+    free(history);
+    return rc;
+}
+
+/* Runs the trial's epochs from its checkpoint, or from its initial weights, or (with a phase-1
+ * node) from the node. phase1_only: spec is a phase-1 node, which runs the phase-1 epochs
+ * only and records only the phase-1 settings. */
+static int run_epochs(const trial_spec *spec, const trial_hooks *hooks, int phase1_only,
+                      trial_summary *summary, char *err, size_t errlen) {
     trial t = {.spec = spec, .err = err, .errlen = errlen};
     memset(summary, 0, sizeof *summary);
     double started = monotonic_seconds();
     int rc = open_trial(&t);
-    const int fe_epochs = spec->feature_extraction.epochs, ft_epochs = spec->fine_tuning.epochs;
+    const int fe_epochs = spec->feature_extraction.epochs;
+    const int last = phase1_only ? fe_epochs : fe_epochs + spec->fine_tuning.epochs;
+    int adopted = 0;
     if (!rc) {
         summary->params = model_param_count(&t.net);
-        trial_settings_of(spec, &t.settings);
+        if (phase1_only)
+            trial_settings_phase1(spec, &t.settings);
+        else
+            trial_settings_of(spec, &t.settings);
         rc = checkpoint_resume(&t.net, t.ctx, spec->out_dir, &t.settings, &t.progress, err, errlen);
         if (rc < 0) summary->failure = TRIAL_FAILURE_CHECKPOINT;
-        if (rc == 0)
+        if (rc == 0 && !phase1_only && spec->phase1_dir[0] && fe_epochs > 0) {
+            adopted = 1;
+            rc = adopt_phase1(&t, hooks, summary);
+        } else if (rc == 0)
             rc = load_initial_weights(&t); /* nothing to resume */
         else if (rc == 1)
             rc = 0;
     }
     /* made once the trial can start, so that a refused one leaves nothing behind */
     char dir_err[1024];
-    if (!rc && make_dirs(spec->out_dir, dir_err, sizeof dir_err)) rc = fail(&t, "%s", dir_err);
-    if (rc && summary->failure == TRIAL_FAILURE_TRAINING) summary->failure = TRIAL_FAILURE_SETUP;
+    if (!rc && !adopted && make_dirs(spec->out_dir, dir_err, sizeof dir_err))
+        rc = fail(&t, "%s", dir_err);
+    if (rc && rc != TRIAL_STOPPED && !adopted && summary->failure == TRIAL_FAILURE_TRAINING)
+        summary->failure = TRIAL_FAILURE_SETUP;
     int phase = 0;
-    for (int epoch = t.progress.epochs_done + 1; !rc && epoch <= fe_epochs + ft_epochs; epoch++) {
+    for (int epoch = t.progress.epochs_done + 1; !rc && epoch <= last; epoch++) {
         int now_phase = epoch <= fe_epochs ? 1 : 2;
         if (now_phase != phase) {
             /* A resumed trial continues its phase with the Adam state it saved: one stopped
@@ -471,6 +521,10 @@ int trial_run(const trial_spec *spec, const trial_hooks *hooks, trial_summary *s
         p->batches_done = 0;
         p->train_so_far = (epoch_totals){0};
         p->seconds_so_far = 0;
+        if (phase1_only && phase1_history_add(&p->history, &r)) {
+            rc = fail(&t, "out of memory");
+            break;
+        }
         if (epoch == fe_epochs) p->val_acc_end_of_feature_extraction = r.val_acc;
         if (r.val_acc > p->best_val_acc || p->best_epoch == 0) {
             p->best_val_acc = r.val_acc;
@@ -485,7 +539,7 @@ int trial_run(const trial_spec *spec, const trial_hooks *hooks, trial_summary *s
         if (!rc)
             rc = checkpoint_write_resume(&t.net, t.ctx, spec->out_dir, p, &t.settings, err, errlen);
         /* after the last epoch there is nothing left to stop: the trial is done */
-        if (!rc && stop && epoch < fe_epochs + ft_epochs) rc = TRIAL_STOPPED;
+        if (!rc && stop && epoch < last) rc = TRIAL_STOPPED;
     }
     summary->val_acc_end_of_feature_extraction = t.progress.val_acc_end_of_feature_extraction;
     summary->best_val_acc = t.progress.best_val_acc;
@@ -494,6 +548,56 @@ int trial_run(const trial_spec *spec, const trial_hooks *hooks, trial_summary *s
     summary->batches_done = t.progress.batches_done;
     summary->batches_per_epoch = t.train ? loader_num_batches(t.train) : 0;
     summary->seconds = monotonic_seconds() - started;
+    free(t.progress.history);
     close_trial(&t);
     return rc == TRIAL_STOPPED ? TRIAL_STOPPED : rc ? TRIAL_FAILED : TRIAL_DONE;
+}
+
+/* The phase-1 node, complete: computed here under its lock unless it is already. Its epochs
+ * stream to on_epoch when they are this trial's own (phase1_streams). */
+static int ensure_phase1(const trial_spec *spec, const trial_hooks *hooks, trial_summary *summary,
+                         char *err, size_t errlen) {
+    int fd = -1;
+    char why[1024];
+    if (phase1_lock(spec->phase1_dir, &fd, why, sizeof why)) {
+        snprintf(err, errlen, "trial %s: %s", spec->name, why);
+        summary->failure = TRIAL_FAILURE_SETUP;
+        return TRIAL_FAILED;
+    }
+    int rc = phase1_complete(spec->phase1_dir, spec->feature_extraction.epochs, why, sizeof why);
+    if (rc < 0) {
+        snprintf(err, errlen, "trial %s: phase-1 node: %s", spec->name, why);
+        summary->failure = TRIAL_FAILURE_CHECKPOINT;
+        rc = TRIAL_FAILED;
+    } else if (rc == 0) {
+        /* one line per computation: a job array's tasks show it happened once */
+        fprintf(stderr, "trial %s: computing the shared phase 1 in %s\n", spec->name,
+                spec->phase1_dir);
+        trial_spec node = *spec;
+        snprintf(node.out_dir, sizeof node.out_dir, "%s", spec->phase1_dir);
+        node.phase1_dir[0] = 0;
+        const trial_hooks quiet = {.should_stop = hooks->should_stop, .user = hooks->user};
+        rc = run_epochs(&node, spec->phase1_streams ? hooks : &quiet, 1, summary, err, errlen);
+    } else
+        rc = TRIAL_DONE;
+    phase1_unlock(fd);
+    return rc;
+}
+
+int trial_run(const trial_spec *spec, const trial_hooks *hooks, trial_summary *summary, char *err,
+              size_t errlen) {
+    const trial_hooks none = {0};
+    if (!hooks) hooks = &none;
+    memset(summary, 0, sizeof *summary);
+    char own[TRIAL_PATH_MAX + 32];
+    snprintf(own, sizeof own, "%s/resume.safetensors", spec->out_dir);
+    double node_seconds = 0; /* computing the phase-1 node here is this trial's time too */
+    if (spec->phase1_dir[0] && spec->feature_extraction.epochs > 0 && access(own, F_OK)) {
+        int rc = ensure_phase1(spec, hooks, summary, err, errlen);
+        if (rc != TRIAL_DONE) return rc;
+        node_seconds = summary->seconds;
+    }
+    int rc = run_epochs(spec, hooks, 0, summary, err, errlen);
+    summary->seconds += node_seconds;
+    return rc;
 }

@@ -72,6 +72,12 @@ typedef struct {
     fine_tuning_phase fine_tuning;
     /* where it runs */
     char out_dir[TRIAL_PATH_MAX]; /* best.safetensors and resume checkpoints go here */
+    /* Shared feature extraction (worker/phase1.h): "" computes phase 1 in place; else the
+     * folder of the phase-1 node this trial starts its phase 2 from, computing it there first
+     * when nobody has. phase1_streams: that computation's epochs are this trial's own and go
+     * to on_epoch as they finish (the trial whose phase 1 it is); else they are replayed. */
+    char phase1_dir[TRIAL_PATH_MAX];
+    int phase1_streams;
     int threads;                  /* CPU threads (0 = all) */
     int show_progress;            /* a progress bar within epochs on stderr (a terminal) */
     int device;                   /* GPU ordinal, -1 for the CPU */

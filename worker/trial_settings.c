@@ -68,6 +68,23 @@ void trial_settings_of(const trial_spec *t, trial_settings *s) {
     add(s, "fine_tuning.default_lr", "%.17g", ft->default_lr);
 }
 
+void trial_settings_phase1(const trial_spec *t, trial_settings *s) {
+    trial_settings all;
+    trial_settings_of(t, &all);
+    s->count = 0;
+    for (int i = 0; i < all.count; i++)
+        if (strncmp(all.items[i].key, "fine_tuning.", 12)) s->items[s->count++] = all.items[i];
+}
+
+int trial_settings_equal(const trial_settings *a, const trial_settings *b) {
+    if (a->count != b->count) return 0;
+    for (int i = 0; i < a->count; i++)
+        if (strcmp(a->items[i].key, b->items[i].key) ||
+            strcmp(a->items[i].value, b->items[i].value))
+            return 0;
+    return 1;
+}
+
 static const char *value_of(const trial_settings *s, const char *key) {
     for (int i = 0; i < s->count; i++)
         if (!strcmp(s->items[i].key, key)) return s->items[i].value;

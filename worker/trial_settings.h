@@ -23,6 +23,11 @@ typedef struct {
 } trial_settings;
 
 void trial_settings_of(const trial_spec *spec, trial_settings *out);
+/* The settings phase 1 reads: all but the fine_tuning ones. Trials with equal phase-1
+ * settings compute the same phase 1 (worker/phase1.h). */
+void trial_settings_phase1(const trial_spec *spec, trial_settings *out);
+/* 1 when a and b hold the same keys with the same values. */
+int trial_settings_equal(const trial_settings *a, const trial_settings *b);
 
 /* Appends a line "\n  KEY: A_LABEL A, B_LABEL B" to out for every key whose values differ (a
  * key that a lacks reads "(not recorded)") and returns how many differ. */
