@@ -417,7 +417,8 @@ int farm_worker(const farm_options *o, char *err, size_t errlen) {
         message final;
         const trial_hooks hooks = {
             .on_epoch = worker_epoch, .should_stop = worker_should_stop, .user = &w};
-        run_trial(o->s, &o->trials->items[m.trial], m.trial, m.attempt, &o->worker, &hooks, &final);
+        run_trial(o->s, &o->trials->items[m.trial], m.trial, m.attempt, m.text, &o->worker, &hooks,
+                  &final);
         pthread_mutex_lock(&w.lock);
         w.running = 0;
         int send_rc = send_message(o->comm, 0, &final, err, errlen);
@@ -498,8 +499,8 @@ int farm_single(root_ctx *r, const farm_options *o) {
         message final;
         const trial_hooks hooks = {
             .on_epoch = single_epoch, .should_stop = single_should_stop, .user = &c};
-        run_trial(o->s, &o->trials->items[assign.trial], assign.trial, assign.attempt, &o->worker,
-                  &hooks, &final);
+        run_trial(o->s, &o->trials->items[assign.trial], assign.trial, assign.attempt, assign.text,
+                  &o->worker, &hooks, &final);
         if (c.failed) return -1;
         /* before the outcome: a stopped trial goes back to pending and must not be assigned
          * again, nor the next one started */

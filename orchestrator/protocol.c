@@ -101,6 +101,7 @@ int protocol_encode(const message *m, unsigned char *buf, size_t cap, size_t *le
         break;
     case MSG_ASSIGN:
         put_str(&w, m->name, sizeof m->name);
+        put_str(&w, m->text, sizeof m->text);
         break;
     case MSG_EPOCH: {
         const msg_epoch *e = &m->epoch;
@@ -203,6 +204,7 @@ int protocol_decode(const unsigned char *buf, size_t len, message *m, char *err,
         break;
     case MSG_ASSIGN:
         get_str(&r, m->name, sizeof m->name);
+        get_str(&r, m->text, sizeof m->text);
         break;
     case MSG_EPOCH: {
         msg_epoch *e = &m->epoch;

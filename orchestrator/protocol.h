@@ -21,9 +21,10 @@
 #include "worker/trial.h"
 
 #define PROTOCOL_MAGIC 0x57534C54u /* "TLSW" little-endian */
-/* 6: FAILED says what kind of failure (a retry may help or not), START replaces the bare
- * trials-directory send; 5: HELLO says which device, or why none; 4: EPOCH carries data_wait_s */
-#define PROTOCOL_VERSION 6
+/* 7: ASSIGN names the trial whose folder holds the shared phase 1; 6: FAILED says what kind of
+ * failure (a retry may help or not), START replaces the bare trials-directory send; 5: HELLO says
+ * which device, or why none; 4: EPOCH carries data_wait_s */
+#define PROTOCOL_VERSION 7
 #define PROTOCOL_TAG 17
 #define PROTOCOL_TAG_ACK 18 /* ACKs travel apart so the heartbeat thread never takes one */
 #define PROTOCOL_MAX_GROUPS 64
@@ -72,7 +73,8 @@ typedef struct {
     int32_t trial;             /* grid index (ASSIGN, EPOCH, DONE, FAILED, HEARTBEAT); -1 if none */
     int32_t attempt;           /* ASSIGN..FAILED */
     char name[TRIAL_NAME_MAX]; /* ASSIGN: the trial's name, checked against the worker's grid */
-    char text[PROTOCOL_TEXT];  /* FAILED: the reason; START: the trials' directory */
+    char text[PROTOCOL_TEXT];  /* FAILED: the reason; START: the trials' directory; ASSIGN: the
+                                  trial whose folder holds its shared phase 1 ("": none) */
     trial_failure failure;     /* FAILED: only a training failure is worth a retry */
     int32_t stop;              /* ACK: the root wants the trial to stop */
     msg_hello hello;

@@ -37,6 +37,7 @@ static const h5_field trial_fields[] = {
     FIELD(results_trial_row, device, FIELD_I32),
     FIELD(results_trial_row, params, FIELD_I64),
     FIELD(results_trial_row, estimated_cost, FIELD_F64),
+    FIELD(results_trial_row, phase1_trial, FIELD_I32),
     FIELD(results_trial_row, start_time, FIELD_F64),
     FIELD(results_trial_row, end_time, FIELD_F64),
     FIELD(results_trial_row, seconds, FIELD_F64),
@@ -55,6 +56,7 @@ static const h5_field curve_fields[] = {
     FIELD(results_curve_row, trial_id, FIELD_I32),
     FIELD(results_curve_row, trial, FIELD_STR),
     FIELD(results_curve_row, attempt, FIELD_I32),
+    FIELD(results_curve_row, computed_by, FIELD_I32),
 #define CURVE_FIELD(kind, name) FIELD(results_curve_row, name, EPOCH_FIELD_KIND_##kind),
     EPOCH_FIELDS(CURVE_FIELD)
 #undef CURVE_FIELD
@@ -633,10 +635,25 @@ int results_h5_grid_columns(results_h5 *h, results_grid_columns *columns) {
     return 0;
 }
 
+/* Bit of the field `name` in a table's missing mask. */
+static int lacks(const h5_table *t, const char *name) {
+    for (const h5_field *f = t->fields; f->name; f++)
+        if (!strcmp(f->name, name)) return (int)(t->missing >> (f - t->fields) & 1);
+    return 1;
+}
+
+int results_h5_has_lineage(const results_h5 *h) {
+    return !lacks(&h->trials, "phase1_trial") && !lacks(&h->curves, "computed_by");
+}
+
 int results_h5_read_trials(results_h5 *h, results_trial_row **rows, int *count, char *err,
                            size_t errlen) {
     if (table_read(&h->trials, (void **)rows, count))
         return fail(h->path, err, errlen, "cannot read /trials");
+    /* an older file: every trial computed its own phase 1 */
+    if (lacks(&h->trials, "phase1_trial"))
+        for (int i = 0; i < *count; i++)
+            (*rows)[i].phase1_trial = (*rows)[i].id;
     return 0;
 }
 
@@ -644,6 +661,9 @@ int results_h5_read_curves(results_h5 *h, results_curve_row **rows, int *count, 
                            size_t errlen) {
     if (table_read(&h->curves, (void **)rows, count))
         return fail(h->path, err, errlen, "cannot read /curves");
+    if (lacks(&h->curves, "computed_by"))
+        for (int i = 0; i < *count; i++)
+            (*rows)[i].computed_by = (*rows)[i].trial_id;
     return 0;
 }
 

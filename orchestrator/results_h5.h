@@ -14,9 +14,11 @@
 #include "worker/epoch_fields.h"
 
 /* The root attribute "schema": the version of results/SCHEMA.md a file follows. 2: /curves
- * has data_wait_s. Files of schema 1 are read (data_wait_s reads as NaN) and resumed as they
- * are: the columns they lack stay absent. */
-#define RESULTS_SCHEMA "tlsweep-results-2"
+ * has data_wait_s. 3: /trials has phase1_trial and /curves computed_by (shared phase 1).
+ * Files of older schemas are read (a missing f64 reads as NaN, a missing lineage column as
+ * the row's own trial) and resumed as they are: the columns they lack stay absent, and their
+ * trials do not share phase 1. */
+#define RESULTS_SCHEMA "tlsweep-results-3"
 #define RESULTS_STATUS_MAX 12
 #define RESULTS_HOST_MAX 64
 #define RESULTS_ERROR_MAX 256
@@ -37,7 +39,8 @@ typedef struct {
     char host[RESULTS_HOST_MAX];
     int32_t device;
     int64_t params;
-    double estimated_cost;
+    double estimated_cost; /* of what it computes (a shared phase 1 counts for its computer) */
+    int32_t phase1_trial;  /* the trial whose phase 1 its curves hold: its own id unless shared */
     double start_time, end_time; /* seconds since the epoch; 0 = not yet */
     double seconds;
     double val_acc_end_of_feature_extraction;
@@ -51,6 +54,7 @@ typedef struct {
     int32_t trial_id;
     char trial[TRIAL_NAME_MAX];
     int32_t attempt;
+    int32_t computed_by;             /* the trial that computed the epoch (phase1_trial's) */
     EPOCH_FIELDS(EPOCH_FIELD_MEMBER) /* the epoch record (worker/epoch_fields.h) */
     double time;                     /* when the root received it, seconds since the epoch */
 } results_curve_row;
@@ -116,6 +120,8 @@ char *results_h5_attr(results_h5 *h, const char *name, char *err, size_t errlen)
 /* An integer attribute of the root (ranks, simulated); -1 when missing or not a number. */
 int results_h5_attr_int(results_h5 *h, const char *name, long long *value);
 int results_h5_grid_columns(results_h5 *h, results_grid_columns *columns);
+/* 1 when the file has the lineage columns of a shared phase 1 (schema 3 on). */
+int results_h5_has_lineage(const results_h5 *h);
 /* Replaces (or adds) a string attribute of the root (--extend's new sweep_text; not in SWMR). */
 int results_h5_set_attr(results_h5 *h, const char *name, const char *value, char *err,
                         size_t errlen);

@@ -9,6 +9,7 @@
 #include <unistd.h>
 #include <utime.h>
 
+#include "orchestrator/phase1_plan.h"
 #include "orchestrator/provenance.h"
 #include "orchestrator/resume.h"
 #include "worker/paths.h"
@@ -298,11 +299,21 @@ int resume_open(const char *path, const sweep *s, trial_table *t, int extend, re
     int rc = check_sweep(h, path, s, t, extend, &extending, err, errlen);
     if (!rc) rc = load_states(h, t, kept_done, &next_id, err, errlen);
     if (!rc) rc = repair_tables(h, t, err, errlen);
+    unsigned char *fresh = rc ? NULL : calloc((size_t)t->count + 1, 1);
+    if (!rc && !fresh) {
+        snprintf(err, errlen, "out of memory");
+        rc = -1;
+    }
     if (!rc && extending) {
-        /* new grid points get the next rows */
+        /* new grid points get the next rows, and share a phase 1 as the sweep says if the file
+         * can record it; stored trials keep the lineage they were written with */
         int added = 0;
         for (int i = 0; i < t->count; i++)
-            if (t->items[i].row.id < 0) t->items[i].row.id = next_id + added++;
+            if (t->items[i].row.id < 0) {
+                fresh[i] = 1;
+                t->items[i].row.id = next_id + added++;
+            }
+        phase1_plan(t, s, fresh, s->share_phase1 && results_h5_has_lineage(h));
         results_trial_row *rows = calloc((size_t)added + 1, sizeof *rows);
         char(*values)[SWEEP_MAX_AXES][RESULTS_VALUE_MAX] =
             calloc((size_t)added + 1, sizeof *values);
@@ -329,7 +340,9 @@ int resume_open(const char *path, const sweep *s, trial_table *t, int extend, re
                 rc = -1;
                 break;
             }
+        if (!rc) phase1_plan(t, s, fresh, 0);
     }
+    free(fresh);
     if (!rc) rc = results_h5_start_swmr(h, err, errlen);
     if (rc) {
         char ignored[256];

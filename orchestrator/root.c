@@ -82,6 +82,9 @@ static int assign(root_ctx *r, int rank, double now) {
     if (save_row(r, e)) return -1;
     message m = {.type = MSG_ASSIGN, .trial = index, .attempt = e->row.attempts};
     snprintf(m.name, sizeof m.name, "%s", e->row.name);
+    if (e->phase1_node) /* the trial whose folder holds the shared phase-1 node */
+        snprintf(m.text, sizeof m.text, "%s",
+                 r->table->items[e->phase1_from >= 0 ? e->phase1_from : index].row.name);
     progress_event(r->progress, r->table, now, "rank %d on %s: start %s (attempt %d)", rank,
                    w->host, e->row.name, e->row.attempts);
     return send_to(r, rank, &m);
@@ -120,6 +123,8 @@ static int on_epoch(root_ctx *r, trial_entry *e, const message *m, double now) {
     c.trial_id = e->row.id;
     snprintf(c.trial, sizeof c.trial, "%s", e->row.name);
     c.attempt = m->attempt;
+    /* a shared phase 1 was computed by its computer, whoever sent it */
+    c.computed_by = ep->phase == 1 ? e->row.phase1_trial : e->row.id;
 #define COPY_FIELD(kind, name) c.name = ep->name;
     EPOCH_FIELDS(COPY_FIELD)
 #undef COPY_FIELD
@@ -141,6 +146,8 @@ static int on_epoch(root_ctx *r, trial_entry *e, const message *m, double now) {
     e->epoch_written[ep->epoch] = 1;
     progress_event(r->progress, r->table, now, "rank %d: %s epoch %d/%d (phase %d) val_acc %.4f",
                    e->row.rank, e->row.name, ep->epoch, e->total_epochs, ep->phase, ep->val_acc);
+    /* a shared phase 1 is complete: the trials that start from it may go to idle ranks */
+    if (ep->epoch == e->phase1_epochs && e->phase1_node && root_assign_idle(r, now)) return -1;
     return acknowledge(r, e, m);
 }
 
@@ -243,6 +250,8 @@ int root_handle(root_ctx *r, int source, const message *m, double now) {
     w->busy = -1;
     rc = m->type == MSG_DONE ? on_done(r, e, index, m, now) : on_failed(r, e, index, m, now);
     if (!rc && !r->stopping) rc = assign(r, source, now);
+    /* a computer of a shared phase 1 that ended (failed for good) frees trials that wait on it */
+    if (!rc && e->phase1_node) rc = root_assign_idle(r, now);
 out:
     r->handle_seconds += monotonic_seconds() - start;
     return rc;

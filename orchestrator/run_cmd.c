@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "orchestrator/farm.h"
+#include "orchestrator/phase1_plan.h"
 #include "orchestrator/preflight.h"
 #include "orchestrator/provenance.h"
 #include "orchestrator/ranks.h"
@@ -44,7 +45,8 @@ static void usage(FILE *out) {
         "  -o, --output FILE          results file (default: the sweep's output:)\n"
         "      --extend               the sweep file gained grid points: add them\n"
         "  -n, --dry-run              check the sweep and every input its trials read (dataset,\n"
-        "                             images, weights, memory), list its trials, run nothing\n"
+        "                             images, weights, memory), list its trials and who\n"
+        "                             computes whose shared phase 1, run nothing\n"
         "      --time-limit SECONDS   stop cleanly after this long (resumable)\n"
         "      --heartbeat SECONDS    a busy worker's heartbeat interval (default 5)\n"
         "      --heartbeat-timeout S  a worker silent this long stops the sweep (default 600)\n"
@@ -170,15 +172,34 @@ static int check_sweep(const run_options *o, sweep *s) {
     return rc;
 }
 
-/* --dry-run: the trials and their estimated costs. */
-static void list_trials(const run_options *o, const sweep *s, const trial_list *trials) {
+/* --dry-run: the trials, their estimated costs and who computes whose phase 1. */
+static int list_trials(const run_options *o, const sweep *s, const trial_list *trials) {
+    trial_table t;
+    char err[256];
+    if (trial_table_build(&t, s, trials, err, sizeof err)) {
+        fprintf(stderr, "tlsweep run: %s\n", err);
+        return 4;
+    }
     printf("sweep %s: %d trials -> %s\n", s->name, trials->count,
            o->output ? o->output : s->output);
-    for (int i = 0; i < trials->count; i++) {
-        trial_spec spec;
-        grid_trial_spec(s, &trials->items[i], &spec);
-        printf("  %-48s cost %10.3f\n", trials->items[i].name, schedule_estimate_cost(&spec));
+    for (int i = 0; i < t.count; i++) {
+        const trial_entry *e = &t.items[i];
+        int shares = 0;
+        for (int j = 0; j < t.count; j++)
+            shares += t.items[j].phase1_from == i;
+        char lineage[TRIAL_NAME_MAX + 32] = "";
+        if (e->phase1_from >= 0)
+            snprintf(lineage, sizeof lineage, "phase 1 from %s", t.items[e->phase1_from].row.name);
+        else if (shares)
+            snprintf(lineage, sizeof lineage, "computes phase 1 for %d more", shares);
+        printf("  %-48s cost %10.3f  %s\n", e->row.name, e->row.estimated_cost, lineage);
     }
+    long with[2], without[2];
+    phase1_epochs(&t, with, without);
+    printf("epochs computed: phase 1 %ld (%ld without sharing), phase 2 %ld%s\n", with[0],
+           without[0], with[1], s->share_phase1 ? "" : " (share_phase1: false)");
+    trial_table_free(&t);
+    return 0;
 }
 
 /* The placement print: where each worker trains. */
@@ -405,11 +426,11 @@ int cmd_run(int argc, char **argv) {
         return 2;
     }
     if (o.dry_run) {
-        if (rank == 0) list_trials(&o, &s, &trials);
+        int listed = rank == 0 ? list_trials(&o, &s, &trials) : 0;
         grid_trials_free(&trials);
         sweep_free(&s);
         MPI_Finalize();
-        return 0;
+        return listed;
     }
     farm_options f = {.comm = MPI_COMM_WORLD,
                       .rank = rank,

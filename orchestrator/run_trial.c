@@ -12,11 +12,17 @@ int run_trial_dir(const worker_options *o, const char *name, char *dir, size_t l
     return n < 0 || (size_t)n >= len ? -1 : 0;
 }
 
-void run_trial(const sweep *s, const grid_point *p, int index, int attempt, const worker_options *o,
-               const trial_hooks *hooks, message *final) {
+void run_trial(const sweep *s, const grid_point *p, int index, int attempt, const char *phase1_of,
+               const worker_options *o, const trial_hooks *hooks, message *final) {
     trial_spec spec;
     grid_trial_spec(s, p, &spec);
-    const int too_long = run_trial_dir(o, spec.name, spec.out_dir, sizeof spec.out_dir);
+    int too_long = run_trial_dir(o, spec.name, spec.out_dir, sizeof spec.out_dir);
+    if (phase1_of[0] && !o->trial_dir[0]) {
+        int n = snprintf(spec.phase1_dir, sizeof spec.phase1_dir, "%s/%s/phase1", o->trials_dir,
+                         phase1_of);
+        too_long |= n < 0 || (size_t)n >= sizeof spec.phase1_dir;
+        spec.phase1_streams = !strcmp(phase1_of, spec.name);
+    }
     /* --threads, else the sweep's train.threads, else this rank's share of the cores */
     if (o->threads_forced || spec.threads <= 0) spec.threads = o->threads;
     spec.device = o->device;

@@ -25,13 +25,15 @@ typedef struct {
  * fit len. */
 int run_trial_dir(const worker_options *o, const char *name, char *dir, size_t len);
 
-/* Runs the trial at grid index `index` (attempt as the root numbered it); every epoch goes to
+/* Runs the trial at grid index `index` (attempt as the root numbered it) and, when phase1_of is
+ * not empty, from the shared phase-1 node in trial phase1_of's folder (worker/phase1.h; its
+ * own when phase1_of is its name; never with o->trial_dir); every epoch goes to
  * hooks->on_epoch, which returns once the root has the epoch in the file, and only then does the
  * trainer write its resume checkpoint: a checkpoint is never ahead of the file, and an epoch
  * that was recorded but not checkpointed is trained again and its repeat dropped by the root.
  * *final becomes DONE (done or stopped) or FAILED with "rank R on HOST: reason" and the kind
  * of failure (a directory that cannot be made is a setup failure). */
-void run_trial(const sweep *s, const grid_point *p, int index, int attempt, const worker_options *o,
-               const trial_hooks *hooks, message *final);
+void run_trial(const sweep *s, const grid_point *p, int index, int attempt, const char *phase1_of,
+               const worker_options *o, const trial_hooks *hooks, message *final);
 
 #endif

@@ -1,6 +1,7 @@
 /* Longest-estimated-cost-first dynamic queue. */
 #include <string.h>
 
+#include "orchestrator/phase1_plan.h"
 #include "orchestrator/schedule.h"
 
 /* Forward GFLOPs at 224x224 and full width (torchvision's networks, multiply-adds). */
@@ -37,11 +38,10 @@ int schedule_next(const trial_table *t, int rank) {
     int best = -1, best_elsewhere = -1;
     for (int i = 0; i < t->count; i++) {
         const trial_entry *e = &t->items[i];
-        if (e->state != TS_PENDING) continue;
-        if (best < 0 || e->row.estimated_cost > t->items[best].row.estimated_cost) best = i;
+        if (e->state != TS_PENDING || !phase1_ready(t, i)) continue;
+        if (best < 0 || e->priority > t->items[best].priority) best = i;
         if (e->last_failed_rank != rank &&
-            (best_elsewhere < 0 ||
-             e->row.estimated_cost > t->items[best_elsewhere].row.estimated_cost))
+            (best_elsewhere < 0 || e->priority > t->items[best_elsewhere].priority))
             best_elsewhere = i;
     }
     return best_elsewhere >= 0 ? best_elsewhere : best;

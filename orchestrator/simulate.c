@@ -58,6 +58,19 @@ static void sleep_seconds(double s) {
     }
 }
 
+/* The trial whose folder holds spec's shared phase-1 node (TRIALS/NAME/phase1) when it is
+ * another trial: 1 with its name in name, else 0. */
+static int phase1_computer(const trial_spec *spec, char *name, size_t len) {
+    char dir[TRIAL_PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", spec->phase1_dir);
+    char *end = strrchr(dir, '/');
+    if (!dir[0] || spec->phase1_streams || !end) return 0;
+    *end = 0;
+    const char *base = strrchr(dir, '/');
+    snprintf(name, len, "%.*s", TRIAL_NAME_MAX - 1, base ? base + 1 : dir);
+    return 1;
+}
+
 /* A weights file must at least look like one: a .pth zip or a safetensors header. */
 static int check_weights(const trial_spec *spec, char *err, size_t errlen) {
     if (!strcmp(spec->weights, "none") || !strcmp(spec->weights, "torchvision")) return 0;
@@ -169,13 +182,18 @@ int simulate_trial(const trial_spec *spec, double seconds_per_cost, const trial_
     sim_checkpoint ck;
     checkpoint_read(spec, &ck);
     int total = spec->feature_extraction.epochs + spec->fine_tuning.epochs;
-    /* a per-trial ceiling so the curves differ between backbones and schedules */
-    double ceiling = 0.80 + 0.15 * (noise(spec, 0, 1) + 0.5);
+    /* A shared phase 1 computed by another trial (its folder holds the node, NAME/phase1):
+     * its epochs are that trial's numbers and cost no time here, as a real replay. */
+    trial_spec computer = *spec;
+    int replays = phase1_computer(spec, computer.name, sizeof computer.name);
     for (int epoch = ck.epoch + 1; epoch <= total; epoch++) {
         int phase = epoch <= spec->feature_extraction.epochs ? 1 : 2;
+        const trial_spec *who = phase == 1 && replays ? &computer : spec;
+        /* a per-trial ceiling so the curves differ between backbones and schedules */
+        double ceiling = 0.80 + 0.15 * (noise(who, 0, 1) + 0.5);
         double seconds = seconds_per_cost * schedule_epoch_cost(spec, phase);
         double started = ck.part;
-        if (sleep_epoch(seconds, hooks, &ck.part, &summary->batches_done,
+        if (sleep_epoch(who == spec ? seconds : 0, hooks, &ck.part, &summary->batches_done,
                         &summary->batches_per_epoch)) {
             /* no record for a partial epoch, as in a real trial */
             summary->seconds += (ck.part - started) * seconds;
@@ -191,17 +209,17 @@ int simulate_trial(const trial_spec *spec, double seconds_per_cost, const trial_
          * that a resume from a lost, stale or garbled checkpoint gives other numbers than an
          * uninterrupted run (a pure function of the epoch would hide it). */
         double carried = 0.02 * ck.state + 0.01 * ck.best + 0.01 * ck.end_fe;
-        ck.state = 0.7 * ck.state + noise(spec, epoch, 5);
+        ck.state = 0.7 * ck.state + noise(who, epoch, 5);
         double val = ceiling * (0.55 + 0.40 * progress) + (phase == 2 ? 0.04 : 0.0) +
-                     0.01 * noise(spec, epoch, 2) + carried;
+                     0.01 * noise(who, epoch, 2) + carried;
         if (val > 0.999) val = 0.999;
         simulate_group_lr(spec, epoch, n_groups, lr);
         epoch_record r = {
             .epoch = epoch,
             .phase = phase,
-            .train_loss = 3.0 * exp(-epoch / 4.0) + 0.1 + 0.02 * noise(spec, epoch, 3) + carried,
+            .train_loss = 3.0 * exp(-epoch / 4.0) + 0.1 + 0.02 * noise(who, epoch, 3) + carried,
             .train_acc = val - 0.03,
-            .val_loss = 2.5 * exp(-epoch / 4.0) + 0.2 + 0.02 * noise(spec, epoch, 4),
+            .val_loss = 2.5 * exp(-epoch / 4.0) + 0.2 + 0.02 * noise(who, epoch, 4),
             .val_acc = val,
             .head_lr = lr[0],
             .n_groups = n_groups,

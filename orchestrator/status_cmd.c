@@ -87,7 +87,11 @@ static int print_curves(const char *path, const results_trial_row *rows, int cou
     results_h5_close(h, err, sizeof err);
     for (int i = 0; i < count; i++) {
         if (which && strcmp(rows[i].name, which) && !(end && !*end && rows[i].id == id)) continue;
-        printf("%s (%s):\n", rows[i].name, rows[i].status);
+        const char *from = NULL; /* the trial that computed its shared phase 1 */
+        for (int j = 0; j < count && rows[i].phase1_trial != rows[i].id; j++)
+            if (rows[j].id == rows[i].phase1_trial) from = rows[j].name;
+        printf("%s (%s%s%s):\n", rows[i].name, rows[i].status, from ? "; phase 1 computed by " : "",
+               from ? from : "");
         print_curve_header();
         /* /curves is in arrival order; a trial's epochs arrive in order */
         for (int c = 0; c < n; c++)
@@ -156,6 +160,7 @@ static void print_json(const char *path, const results_trial_row *rows, int coun
         json_text("host", r->host, ", ");
         printf("\"device\": %d, \"params\": %lld, ", (int)r->device, (long long)r->params);
         json_number("estimated_cost", r->estimated_cost, ", ");
+        printf("\"phase1_trial\": %d, ", (int)r->phase1_trial);
         json_number("start_time", r->start_time, ", ");
         json_number("end_time", r->end_time, ", ");
         json_number("seconds", r->seconds, ", ");

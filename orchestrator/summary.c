@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "orchestrator/phase1_plan.h"
 #include "orchestrator/summary.h"
 
 enum { BEST_SHOWN = 3 };
@@ -43,6 +44,11 @@ void summary_print(FILE *out, FILE *err, const trial_table *t, const run_summary
             s->seconds > 0 ? 100.0 * s->h5_seconds / s->seconds : 0.0,
             s->messages ? 1e6 * s->handle_seconds / (double)s->messages : 0.0, s->messages,
             s->resumable ? "; rerun the same command to resume" : "");
+    long with[2], without[2];
+    phase1_epochs(t, with, without);
+    if (with[0] < without[0])
+        fprintf(out, "shared phase 1: %ld of %ld phase-1 epochs computed, %ld reused\n", with[0],
+                without[0], without[0] - with[0]);
     int best[BEST_SHOWN];
     int n = best_trials(t, best);
     if (n) fprintf(out, "best trials (validation accuracy):\n");

@@ -259,7 +259,7 @@ static void parse_root(parse_ctx *ctx, yaml_node_t *root) {
     yaml_node_t *exclude = NULL;
     static const char *const known =
         "name, data, augment, train, model, grid, exclude, backbones, schedules, retries, "
-        "gpus_per_trial, ranks_per_gpu, output";
+        "gpus_per_trial, ranks_per_gpu, share_phase1, output";
     int saw_schedules = 0, saw_grid = 0;
     for (yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top;
          p++) {
@@ -310,6 +310,9 @@ static void parse_root(parse_ctx *ctx, yaml_node_t *root) {
                     FAIL(ctx, v, "ranks_per_gpu", "expected at most 64, got %lld", value.i);
                 s->ranks_per_gpu = (int)value.i;
             }
+        } else if (!strcmp(key, "share_phase1")) {
+            if (!sy_parse_typed(ctx, v, "share_phase1", KEY_BOOL, NULL, &value))
+                s->share_phase1 = (int)value.i;
         } else if (!strcmp(key, "output")) {
             if (sy_parse_typed(ctx, v, "output", KEY_STRING, NULL, &value)) continue;
             if (value.s[0] != '/' && escapes_upwards(value.s))
@@ -367,6 +370,7 @@ static int parse_text(const char *file, const char *text, size_t len, const swee
     out->retries = 2;
     out->gpus_per_trial = 1;
     out->ranks_per_gpu = 1;
+    out->share_phase1 = 1;
     out->text = malloc(len + 1);
     if (!out->text) {
         sweep_errors_add(errs, "%s: out of memory", file);

@@ -117,6 +117,7 @@ typedef struct {
     int retries;
     int gpus_per_trial;
     int ranks_per_gpu;       /* worker ranks that may share one GPU (placement.h); default 1 */
+    int share_phase1;        /* trials with equal phase-1 settings compute it once (default 1) */
     sweep_setting *settings; /* data/augment/train/model values, in file order */
     int n_settings;
     sweep_axis axes[SWEEP_MAX_AXES];

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "orchestrator/phase1_plan.h"
 #include "orchestrator/schedule.h"
 #include "orchestrator/trials.h"
 
@@ -70,6 +71,7 @@ int trial_table_build(trial_table *t, const sweep *s, const trial_list *trials, 
         trial_spec spec;
         grid_trial_spec(s, &e->point, &spec);
         e->total_epochs = spec.feature_extraction.epochs + spec.fine_tuning.epochs;
+        e->phase1_epochs = spec.feature_extraction.epochs;
         e->epoch_written = calloc((size_t)e->total_epochs + 1, 1);
         if (!e->epoch_written) {
             t->count = i;
@@ -96,6 +98,7 @@ int trial_table_build(trial_table *t, const sweep *s, const trial_list *trials, 
                          s->axes[a].values[e->point.value[a]].text);
         t->count = i + 1;
     }
+    phase1_plan(t, s, NULL, s->share_phase1);
     return 0;
 }
 

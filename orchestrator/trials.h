@@ -17,13 +17,19 @@ typedef struct {
     trial_state state;
     results_trial_row row; /* what /trials holds for it; row.id is its row in the file */
     char grid_values[SWEEP_MAX_AXES][RESULTS_VALUE_MAX];
-    int total_epochs;
+    int total_epochs, phase1_epochs;
     unsigned char *epoch_written;     /* [total_epochs + 1]: epochs already in /curves */
     int attempts_this_run;            /* retries are counted per run; row.attempts over all runs */
     int last_failed_rank;             /* a retry prefers another rank */
     trial_failure failure;            /* the last failure's kind: retried only if training */
     int current_epoch, current_phase; /* last epoch heard of while running */
     double last_epoch_seconds;
+    /* Shared phase 1 (phase1_plan.h): phase1_from is the index of the trial that computes
+     * this one's phase 1 (-1: it computes its own); phase1_node says whether that phase 1 is
+     * a shared node (this trial's or phase1_from's). priority orders the queue: the longest
+     * path from this trial on. */
+    int phase1_from, phase1_node;
+    double priority;
 } trial_entry;
 
 typedef struct {
@@ -35,7 +41,8 @@ typedef struct {
 const char *trial_state_name(trial_state s);
 int trial_state_parse(const char *name, trial_state *out);
 
-/* One entry per grid point, all pending, ids = grid order, costs estimated. */
+/* One entry per grid point, all pending, ids = grid order, costs estimated, phase 1 shared as
+ * the sweep's share_phase1 says (phase1_plan). */
 int trial_table_build(trial_table *t, const sweep *s, const trial_list *trials, char *err,
                       size_t errlen);
 void trial_table_free(trial_table *t);

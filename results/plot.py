@@ -381,7 +381,8 @@ def figure_lr(sweep):
 
 def figure_throughput(sweep):
     """Figure 5: mean training images/s per phase, and wall time, per trial, with the seconds
-    its epochs waited for data (/curves data_wait_s; files of schema 1 lack it: not drawn)."""
+    its epochs waited for data (/curves data_wait_s; files of schema 1 lack it: not drawn).
+    A trial's epoch seconds are those it computed: a shared phase 1 counts for its computer."""
     t = sweep.trials
     has_wait = "data_wait_s" in sweep.curves.columns
     fig, (ax_ips, ax_time) = plt.subplots(1, 2, figsize=(max(10, 1.3 * len(t) + 4), 5))
@@ -395,8 +396,9 @@ def figure_throughput(sweep):
             wall = (r.end_time if r.end_time > 0 else now) - r.start_time
         else:
             wall = float("nan")
-        train_seconds = float(c.seconds.sum())
-        wait = float(c.data_wait_s.sum()) if has_wait else float("nan")
+        own = c[c.computed_by == r.id] if "computed_by" in c.columns else c
+        train_seconds = float(own.seconds.sum())
+        wait = float(own.data_wait_s.sum()) if has_wait else float("nan")
         data[r.name] = {"images_per_second_phase1": ips[0], "images_per_second_phase2": ips[1],
                         "wall_seconds": wall, "epoch_seconds": train_seconds,
                         "data_wait_seconds": wait, "status": r.status}

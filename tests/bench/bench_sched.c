@@ -6,13 +6,17 @@
  *
  * Prints: scheduling efficiency = sum of trial times / (workers x makespan) for longest-first
  * and for grid order (FIFO), the bound no scheduler can beat (longest trial vs. perfect
- * balance), and the root's wall time per message with and without the HDF5 writes. */
+ * balance), and the root's wall time per message with and without the HDF5 writes. Then the
+ * seed sweep (3 backbones x 2 schedules x 16+8 epochs) on 2, 4 and 7 ranks with and without a
+ * shared phase 1: the epochs computed and the makespan (exact estimates; a replayed phase 1
+ * takes no time). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "orchestrator/phase1_plan.h"
 #include "orchestrator/root.h"
 #include "orchestrator/schedule.h"
 #include "orchestrator/simulate.h"
@@ -60,7 +64,7 @@ typedef struct {
     int trial_of[WORKERS + 1];
     double now, busy_seconds;
     unsigned long long rng;
-    int fifo;
+    int fifo, exact;
 } simulation;
 
 static double uniform(simulation *sim) {
@@ -107,14 +111,19 @@ static int sim_send(void *transport, int rank, const message *m, char *err, size
     grid_trial_spec(sim->s, &sim->table->items[m->trial].point, &spec);
     int total = spec.feature_extraction.epochs + spec.fine_tuning.epochs;
     /* BENCH_EXACT=1: perfect estimates, to separate the estimate error from the schedule */
-    double error = getenv("BENCH_EXACT")
+    double error = sim->exact || getenv("BENCH_EXACT")
                        ? 1.0
                        : 0.85 + 0.30 * uniform(sim); /* the estimate is off by up to 15% */
+    /* a phase 1 computed by another trial is replayed from its node: no time */
+    const int replayed =
+        sim->table->items[m->trial].phase1_from >= 0 ? spec.feature_extraction.epochs : 0;
     free(sim->epoch_seconds[rank]);
     sim->epoch_seconds[rank] = calloc((size_t)total + 1, sizeof(double));
     for (int e = 1; e <= total; e++) {
         sim->epoch_seconds[rank][e] =
-            schedule_epoch_cost(&spec, e <= spec.feature_extraction.epochs ? 1 : 2) * error;
+            e <= replayed
+                ? 0
+                : schedule_epoch_cost(&spec, e <= spec.feature_extraction.epochs ? 1 : 2) * error;
         sim->busy_seconds += sim->epoch_seconds[rank][e];
     }
     sim->trial_of[rank] = m->trial;
@@ -124,12 +133,12 @@ static int sim_send(void *transport, int rank, const message *m, char *err, size
 
 typedef struct {
     double efficiency, makespan, busy, per_message_us, wall_seconds, h5_seconds;
-    long messages;
+    long messages, phase1_epochs; /* phase-1 epochs computed (a replayed phase 1 is not) */
     int done;
 } outcome;
 
-static int run(const sweep *s, const trial_list *trials, int fifo, const char *h5_path,
-               outcome *out) {
+static int run(const sweep *s, const trial_list *trials, int workers, int fifo, int exact,
+               const char *h5_path, outcome *out) {
     trial_table table;
     char err[1024];
     if (trial_table_build(&table, s, trials, err, sizeof err)) {
@@ -138,7 +147,7 @@ static int run(const sweep *s, const trial_list *trials, int fifo, const char *h
     }
     if (fifo) /* equal estimates: the queue degenerates to grid order */
         for (int i = 0; i < table.count; i++)
-            table.items[i].row.estimated_cost = 1;
+            table.items[i].priority = 1;
     results_h5 *h5 = NULL;
     if (h5_path) {
         unlink(h5_path);
@@ -146,7 +155,7 @@ static int run(const sweep *s, const trial_list *trials, int fifo, const char *h
                              .sweep_name = s->name,
                              .sweep_text = s->text,
                              .hosts = "simulated",
-                             .ranks = WORKERS + 1,
+                             .ranks = workers + 1,
                              .simulated = 1};
         results_grid_columns columns = {0};
         results_trial_row *rows = calloc((size_t)table.count, sizeof *rows);
@@ -166,13 +175,13 @@ static int run(const sweep *s, const trial_list *trials, int fifo, const char *h
             return -1;
         }
     }
-    simulation sim = {.s = s, .table = &table, .rng = 12345, .fifo = fifo};
-    worker_slot workers[WORKERS + 1];
-    memset(workers, 0, sizeof workers);
-    for (int i = 1; i <= WORKERS; i++)
-        snprintf(workers[i].host, sizeof workers[i].host, "sim%03d", i);
+    simulation sim = {.s = s, .table = &table, .rng = 12345, .fifo = fifo, .exact = exact};
+    worker_slot slots[WORKERS + 1];
+    memset(slots, 0, sizeof slots);
+    for (int i = 1; i <= workers; i++)
+        snprintf(slots[i].host, sizeof slots[i].host, "sim%03d", i);
     root_ctx r;
-    root_init(&r, s, &table, h5, NULL, workers, 1, WORKERS + 1, sim_send, &sim);
+    root_init(&r, s, &table, h5, NULL, slots, 1, workers + 1, sim_send, &sim);
     double start = monotonic_seconds();
     int rc = root_assign_idle(&r, 0);
     char names[SIMULATE_MAX_GROUPS][32];
@@ -222,7 +231,10 @@ static int run(const sweep *s, const trial_list *trials, int fifo, const char *h
     out->wall_seconds = monotonic_seconds() - start;
     out->makespan = sim.now;
     out->busy = sim.busy_seconds;
-    out->efficiency = sim.busy_seconds / (WORKERS * sim.now);
+    out->efficiency = sim.busy_seconds / (workers * sim.now);
+    long with[2], without[2];
+    phase1_epochs(&table, with, without);
+    out->phase1_epochs = with[0];
     out->messages = r.messages;
     out->per_message_us = 1e6 * r.handle_seconds / (double)(r.messages ? r.messages : 1);
     out->h5_seconds = h5 ? results_h5_write_seconds(h5) : 0;
@@ -233,6 +245,39 @@ static int run(const sweep *s, const trial_list *trials, int fifo, const char *h
     free(sim.heap);
     trial_table_free(&table);
     return rc ? -1 : 0;
+}
+
+/* The seed sweep with and without a shared phase 1 on 2, 4 and 7 ranks (1, 3, 6 workers). */
+static int seed_sweep_sharing(void) {
+    sweep s;
+    sweep_errors errs = {0};
+    const sweep_options opt = {.check_paths = 0};
+    trial_list trials;
+    char err[256];
+    if (sweep_load("sweeps/flowers102-seed.yaml", &opt, &s, &errs) ||
+        grid_expand(&s, &trials, err, sizeof err)) {
+        fprintf(stderr, "bench_sched: sweeps/flowers102-seed.yaml: %s\n",
+                errs.count ? errs.messages[0] : err);
+        return -1;
+    }
+    int rc = 0;
+    const int ranks[] = {2, 4, 7};
+    for (int k = 0; k < 3 && !rc; k++) {
+        outcome shared, whole;
+        s.share_phase1 = 1;
+        rc = run(&s, &trials, ranks[k] - 1, 0, 1, NULL, &shared);
+        s.share_phase1 = 0;
+        if (!rc) rc = run(&s, &trials, ranks[k] - 1, 0, 1, NULL, &whole);
+        if (!rc)
+            printf("bench_sched: seed sweep on %d ranks: %ld phase-1 epochs computed with a "
+                   "shared phase 1, %ld without; makespan %.1f vs %.1f cost units (%.2fx)\n",
+                   ranks[k], shared.phase1_epochs, whole.phase1_epochs, shared.makespan,
+                   whole.makespan, whole.makespan / shared.makespan);
+        if (!rc && (shared.done != trials.count || whole.done != trials.count)) rc = -1;
+    }
+    grid_trials_free(&trials);
+    sweep_free(&s);
+    return rc;
 }
 
 int main(int argc, char **argv) {
@@ -251,8 +296,9 @@ int main(int argc, char **argv) {
         return 1;
     }
     outcome lpt, fifo, with_h5;
-    if (run(&s, &trials, 0, NULL, &lpt) || run(&s, &trials, 1, NULL, &fifo) ||
-        run(&s, &trials, 0, h5_path, &with_h5))
+    if (run(&s, &trials, WORKERS, 0, 0, NULL, &lpt) ||
+        run(&s, &trials, WORKERS, 1, 0, NULL, &fifo) ||
+        run(&s, &trials, WORKERS, 0, 0, h5_path, &with_h5))
         return 1;
     /* Without preemption the last wave leaves workers idle for up to a trial's length; the
      * shortest trial against a worker's share of the work says how much that can cost. */
@@ -279,5 +325,6 @@ int main(int argc, char **argv) {
     unlink(h5_path);
     grid_trials_free(&trials);
     sweep_free(&s);
-    return lpt.done == trials.count && with_h5.done == trials.count ? 0 : 1;
+    int ok = lpt.done == trials.count && with_h5.done == trials.count;
+    return seed_sweep_sharing() == 0 && ok ? 0 : 1;
 }

@@ -2,11 +2,12 @@
 """Checks a tlsweep results file against results/SCHEMA.md with h5py and pandas.
 
 usage: check_results.py FILE --trials N --epochs E [--done N] [--failed N] [--mode M]
-                        [--compare OTHER.h5]
+                        [--compare OTHER.h5 [--ignore COLUMN,...]]
 --compare: every column of /trials, /curves and /lr present in either file must be in both and
 equal, row by row (matched by trial, epoch and group), except those that say when, how fast or
-where a trial ran (WALL_CLOCK) and the attempt counts, which a kill and rerun raise.
-Exits nonzero with one line per problem."""
+where a trial ran (WALL_CLOCK), the attempt counts, which a kill and rerun raise, and --ignore's.
+A shared phase 1 (phase1_trial, computed_by) must be consistent: a trial's phase-1 rows are its
+computer's, phase-2 rows its own. Exits nonzero with one line per problem."""
 import argparse
 import re
 import sys
@@ -27,7 +28,7 @@ RERUN = {"attempts", "attempt"}
 KEYS = {"trials": ["name"], "curves": ["trial", "epoch"], "lr": ["trial", "epoch", "group_index"]}
 
 
-def compare(table, here, there, other_path):
+def compare(table, here, there, other_path, ignore=()):
     """Every shared column of one table equal row by row; returns the problems."""
     problems = []
     columns = set(here.columns) | set(there.columns)
@@ -42,7 +43,7 @@ def compare(table, here, there, other_path):
                         f"{unmatched[keys].iloc[0].tolist()}")
     merged = merged[merged["_merge"] == "both"]
     compared = sorted(c for c in columns - set(keys) - set(missing)
-                      if not WALL_CLOCK.match(c) and c not in RERUN)
+                      if not WALL_CLOCK.match(c) and c not in RERUN and c not in ignore)
     for column in compared:
         a, b = merged[column], merged[column + "_other"]
         differ = (a != b) & ~(a.isna() & b.isna())
@@ -50,6 +51,39 @@ def compare(table, here, there, other_path):
             row = merged[differ].iloc[0]
             problems.append(f"/{table} {column} differs from {other_path}, e.g. at "
                             f"{[row[k] for k in keys]}: {row[column]!r} vs {row[column + '_other']!r}")
+    return problems
+
+
+def lineage(trials, curves):
+    """A shared phase 1: computed_by is the trial's phase1_trial in phase 1 and the trial in
+    phase 2, and a sharing trial's phase-1 rows hold its computer's numbers (timings aside: a
+    file finished elsewhere may have computed the node again)."""
+    if "phase1_trial" not in trials.columns or "computed_by" not in curves.columns:
+        return ["/trials phase1_trial or /curves computed_by missing"]
+    problems = []
+    computer = dict(zip(trials["id"], trials["phase1_trial"]))
+    want = curves["trial_id"].map(computer).where(curves["phase"] == 1, curves["trial_id"])
+    if (curves["computed_by"] != want).any():
+        row = curves[curves["computed_by"] != want].iloc[0]
+        problems.append(f"{row['trial']} epoch {row['epoch']}: computed_by {row['computed_by']}, "
+                        f"want {want[row.name]}")
+    values = [c for c in curves.columns if c not in ("trial_id", "trial", "attempt", "epoch")
+              and not WALL_CLOCK.match(c)]
+    shared = curves[(curves["trial_id"].map(computer) != curves["trial_id"]) & (curves["phase"] == 1)]
+    shared = shared.assign(source=shared["trial_id"].map(computer))
+    pairs = shared.merge(curves, left_on=["source", "epoch"], right_on=["trial_id", "epoch"],
+                         suffixes=("", "_computer"))
+    done = set(trials.loc[trials["status"] == "done", "id"])
+    orphans = shared[~shared.set_index(["source", "epoch"]).index.isin(
+        pairs.set_index(["source", "epoch"]).index) & shared["source"].isin(done)]
+    if len(orphans):
+        problems.append(f"{len(orphans)} shared phase-1 rows whose done computer lacks the epoch")
+    for column in values:
+        differ = pairs[column] != pairs[column + "_computer"]
+        if differ.any():
+            row = pairs[differ].iloc[0]
+            problems.append(f"{row['trial']} epoch {row['epoch']}: shared phase-1 {column} "
+                            f"{row[column]!r}, its computer's {row[column + '_computer']!r}")
     return problems
 
 
@@ -70,6 +104,7 @@ def main():
     ap.add_argument("--failed", type=int, default=0)
     ap.add_argument("--mode", default="simulated")
     ap.add_argument("--compare")
+    ap.add_argument("--ignore", default="")
     args = ap.parse_args()
     problems = []
     f = h5py.File(args.file, "r", libver="latest", swmr=True)
@@ -126,10 +161,12 @@ def main():
             break
     if len(set(zip(lr["trial"], lr["epoch"]))) != len(curves):
         problems.append(f"{len(curves)} epochs in /curves but {len(set(zip(lr['trial'], lr['epoch'])))} in /lr")
+    problems += lineage(trials, curves)
     if args.compare:
         other = h5py.File(args.compare, "r", libver="latest", swmr=True)
+        ignore = set(filter(None, args.ignore.split(",")))
         for table, here in (("trials", trials), ("curves", curves), ("lr", lr)):
-            problems += compare(table, here, frame(other[table]), args.compare)
+            problems += compare(table, here, frame(other[table]), args.compare, ignore)
     for p in problems:
         print(f"check_results {args.file}: {p}")
     return 1 if problems else 0

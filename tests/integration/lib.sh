@@ -23,6 +23,9 @@ check() {
   fi
 }
 
+# quiet COMMAND...: COMMAND with its standard output dropped (for checks of the exit status).
+quiet() { "$@" >/dev/null; }
+
 # expect_fail NAME STATUS PATTERN COMMAND...: COMMAND must exit with STATUS and print PATTERN
 # (grep -E) on stderr.
 expect_fail() {

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Copies a tlsweep results file as a tlsweep of results schema 1 wrote it: /curves without
-the data_wait_s column, the schema attribute "tlsweep-results-1". The resume and plot tests
+the data_wait_s and computed_by columns, /trials without phase1_trial, the schema attribute
+"tlsweep-results-1". The resume and plot tests
 check that such a file is still read, resumed and drawn.
 
 usage: make_schema1.py NEW.h5 OLD.h5"""
@@ -22,7 +23,9 @@ def main():
         for table in ("trials", "curves", "lr"):
             rows = f[table][:]
             if table == "curves":
-                rows = recfunctions.drop_fields(rows, "data_wait_s", usemask=False)
+                rows = recfunctions.drop_fields(rows, ["data_wait_s", "computed_by"], usemask=False)
+            if table == "trials":
+                rows = recfunctions.drop_fields(rows, "phase1_trial", usemask=False)
             g.create_dataset(table, data=rows, maxshape=(None,), chunks=(64,))
     return 0
 

@@ -35,7 +35,6 @@ train() { # train OUT [options]: a tiny resnet18 trial without MPI
   $tlsweep train --backbone resnet18 --width 8 --resize 40 --crop 32 --fe-epochs 2 --ft-epochs 1 \
     --threads 1 --out "$out" "$@"
 }
-quiet() { "$@" >/dev/null; }
 run() { timeout 120 $mpirun -np "$1" $tlsweep run -q "${@:2}"; }
 
 # What must survive every case: a finished real sweep, its file and its checkpoints.
@@ -215,7 +214,7 @@ if mount -t tmpfs -o size=3M tmpfs "$tmp/small" 2>/dev/null; then
   out=$(run 3 -o "$tmp/small2/r.h5" "$tmp/resnets.yaml" 2>&1 >/dev/null)
   code=$?
   check "disk full under run: exit 1 or 4 (got $code), the message names the file and ENOSPC" bash -c '
-    { [ $1 -eq 1 ] && grep -qE "failed: resnet18__[a-z0-9-]+: rank [12] on [^:]+: $2/r.h5.d/resnet18__[a-z0-9-]+/(best|resume).safetensors: cannot write .*\.tmp: No space left on device" <<<"$3"; } ||
+    { [ $1 -eq 1 ] && grep -qE "failed: resnet18__[a-z0-9-]+: rank [12] on [^:]+: $2/r.h5.d/resnet18__[a-z0-9-]+/(phase1/)?(best|resume).safetensors: cannot write .*\.tmp: No space left on device" <<<"$3"; } ||
     { [ $1 -eq 4 ] && grep -qE "results $2/r.h5: cannot append epoch [0-9]+ of trial resnet18__[a-z0-9-]+: .*\(No space left on device\)" <<<"$3"; }' _ $code "$tmp/small2" "$out"
   check "disk full under run: the file reads in h5py with its 2 trials" $py -c "
 import h5py,sys

@@ -14,7 +14,6 @@ check "synth-flowers makes a small dataset" \
 sed -e "s|root: data/smoke|root: $tmp/data|" -e "s|^output: .*|output: $tmp/arr.h5|" \
   sweeps/smoke.yaml >"$tmp/s.yaml"
 results() { $py tests/integration/check_results.py "$@" --mode real; }
-quiet() { "$@" >/dev/null; }
 
 # one thread on both sides, so the arithmetic is the same
 check "reference: mpirun -np 3 tlsweep run" \

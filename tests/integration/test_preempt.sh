@@ -86,11 +86,12 @@ for how in 3:root 3:mpirun 1:mpirun; do
     $py -c "
 import glob, json, struct, sys
 found = 0
-for path in glob.glob('$p.h5.d/*/resume.safetensors'):
+# a trial's own checkpoint, or a shared phase-1 node's (the trial was computing it)
+for path in glob.glob('$p.h5.d/*/resume.safetensors') + glob.glob('$p.h5.d/*/phase1/resume.safetensors'):
     with open(path, 'rb') as f:
         n = struct.unpack('<Q', f.read(8))[0]
         meta = json.loads(f.read(n))['__metadata__']
-    found += int(meta['epoch_batches_done']) > 0 and int(meta['epoch_images']) > 0
+    found += int(meta.get('epoch_batches_done', 0)) > 0 and int(meta.get('epoch_images', 0)) > 0
 sys.exit(0 if found else 1)"
   check "$name: the rerun finishes (exit 0)" real $np "$p.h5"
   check "$name: exactly once, the numbers of the uninterrupted run" compare "$p.h5"

@@ -100,12 +100,13 @@ run "$tmp/e.h5" --sim-seconds 1 --time-limit 0.5 >/dev/null 2>&1
 check "schema 1: a stopped sweep to convert (exit 3)" test $? -eq 3
 $py tests/integration/make_schema1.py "$tmp/e.h5" "$tmp/old.h5" && mv "$tmp/e.h5.d" "$tmp/old.h5.d"
 check "schema 1: rerun finishes (exit 0)" run "$tmp/old.h5" --sim-seconds 0.02
-check "schema 1: every trial done, every epoch once, the column still absent" \
+check "schema 1: every trial done, every epoch once, the columns still absent" \
   $py -c "
 import h5py, sys
 f = h5py.File('$tmp/old.h5', 'r')
 t, c = f['trials'][:], f['curves'][:]
 ok = (t['status'] == b'done').all() and len(c) == 12 and 'data_wait_s' not in c.dtype.names
+ok = ok and 'computed_by' not in c.dtype.names and 'phase1_trial' not in t.dtype.names
 sys.exit(0 if ok and f.attrs['schema'] == b'tlsweep-results-1' else 1)"
 check "schema 1: status --curves shows '-' for data_wait_s" \
   bash -c "$tlsweep status --curves '$tmp/old.h5' | grep -qE '^ +3 +2 .* -$'"

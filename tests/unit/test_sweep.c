@@ -172,7 +172,7 @@ static const bad_case catalogue[] = {
      "bad.yaml:3: train.batch_size: expected a positive integer, got '0'"},
     {"unknown top-level key", "name: x\ndata: {root: d}\nepochs: 3\n" GOOD_TAIL,
      "bad.yaml:3: epochs: unknown key (known: name, data, augment, train, model, grid, exclude, "
-     "backbones, schedules, retries, gpus_per_trial, ranks_per_gpu, output)"},
+     "backbones, schedules, retries, gpus_per_trial, ranks_per_gpu, share_phase1, output)"},
     {"unknown key in a section", "name: x\ndata: {root: d, rooot: e}\n" GOOD_TAIL,
      "bad.yaml:2: data.rooot: unknown key (known: format, root, train_splits, val_splits, "
      "resize, crop, skip_corrupt, cache_dir)"},

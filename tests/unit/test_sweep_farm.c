@@ -173,9 +173,11 @@ static void test_protocol(void) {
           "a foreign message was accepted (%s)", err);
     message a = {.type = MSG_ASSIGN, .trial = 2, .attempt = 1};
     snprintf(a.name, sizeof a.name, "resnet152__s");
+    snprintf(a.text, sizeof a.text, "resnet152__t"); /* whose folder holds its shared phase 1 */
     protocol_encode(&a, buf, sizeof buf, &len);
     CHECK(protocol_decode(buf, len, &back, err, sizeof err) == 0 && back.trial == 2 &&
-              back.attempt == 1 && !strcmp(back.name, "resnet152__s"),
+              back.attempt == 1 && !strcmp(back.name, "resnet152__s") &&
+              !strcmp(back.text, "resnet152__t"),
           "ASSIGN did not round-trip");
     message bad = {.type = MSG_EPOCH, .trial = 0};
     bad.epoch.epoch = 0;

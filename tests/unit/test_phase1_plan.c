@@ -1,0 +1,196 @@
+/* Shared phase 1 in the trial table (orchestrator/phase1_plan.h): which trials share, who
+ * computes, the costs and priorities the queue uses, when a sharing trial may start, a resumed
+ * table keeping its lineage, and share_phase1: false. */
+#include <string.h>
+
+#include "orchestrator/phase1_plan.h"
+#include "orchestrator/schedule.h"
+#include "tests/testlib.h"
+
+/* The seed sweep's shape: 3 backbones x 2 schedules with the same phase 1 (16 + 8 epochs), and a
+ * third schedule whose phase 1 differs (another lr). */
+#define SEED_SWEEP(extra)                                                                          \
+    "name: t\n"                                                                                    \
+    "data: {root: d}\n" extra "grid:\n"                                                            \
+    "  backbone: [vgg16_bn, resnet50, resnet152]\n"                                                \
+    "  schedule: [linear-decay, exp-decay-3, other]\n"                                             \
+    "schedules:\n"                                                                                 \
+    "  linear-decay:\n"                                                                            \
+    "    feature_extraction: {epochs: 16, lr: 1.0e-3}\n"                                           \
+    "    fine_tuning: {epochs: 8, lr: 1.0e-4, layer_decay: linear, lowest_lr: 1.0e-7}\n"           \
+    "  exp-decay-3:\n"                                                                             \
+    "    feature_extraction: {epochs: 16, lr: 1.0e-3}\n"                                           \
+    "    fine_tuning: {epochs: 10, lr: 1.0e-4, layer_decay: exponential, factor: 3}\n"             \
+    "  other:\n"                                                                                   \
+    "    feature_extraction: {epochs: 16, lr: 2.0e-3}\n"                                           \
+    "    fine_tuning: {epochs: 8, lr: 1.0e-4, layer_decay: exponential, factor: 3}\n"
+
+static int build(const char *text, sweep *s, trial_list *list, trial_table *t) {
+    sweep_errors errs = {0};
+    const sweep_options opt = {0};
+    char err[256];
+    if (sweep_parse("t.yaml", text, strlen(text), &opt, s, &errs) ||
+        grid_expand(s, list, err, sizeof err) || trial_table_build(t, s, list, err, sizeof err)) {
+        tl_fail(__FILE__, __LINE__, "cannot build the test sweep: %s",
+                errs.count ? errs.messages[0] : err);
+        return -1;
+    }
+    return 0;
+}
+
+static void release(sweep *s, trial_list *list, trial_table *t) {
+    trial_table_free(t);
+    grid_trials_free(list);
+    sweep_free(s);
+}
+
+static int find(const trial_table *t, const char *name) {
+    int i = trial_table_find(t, name);
+    if (i < 0) tl_fail(__FILE__, __LINE__, "no trial %s", name);
+    return i;
+}
+
+/* Grid order is backbone-major: vgg16_bn x (linear, exp, other), resnet50 x ..., ... */
+static void test_groups(void) {
+    sweep s;
+    trial_list list;
+    trial_table t;
+    if (build(SEED_SWEEP(""), &s, &list, &t)) return;
+    for (int b = 0; b < 3; b++) {
+        const trial_entry *lin = &t.items[3 * b], *exp = &t.items[3 * b + 1],
+                          *other = &t.items[3 * b + 2];
+        /* the longer phase 2 (exp-decay-3: 10 epochs) computes the shared phase 1 */
+        CHECK(exp->phase1_from < 0 && exp->phase1_node && exp->row.phase1_trial == exp->row.id,
+              "%s: from %d node %d", exp->row.name, exp->phase1_from, exp->phase1_node);
+        CHECK(lin->phase1_from == 3 * b + 1 && lin->phase1_node &&
+                  lin->row.phase1_trial == exp->row.id,
+              "%s: from %d, phase1_trial %d", lin->row.name, lin->phase1_from,
+              lin->row.phase1_trial);
+        CHECK(other->phase1_from < 0 && !other->phase1_node, "%s shares a different phase 1",
+              other->row.name);
+        /* costs: what each computes; the computer's priority covers the longest path */
+        CHECK(lin->row.estimated_cost < exp->row.estimated_cost &&
+                  exp->priority == exp->row.estimated_cost &&
+                  lin->priority == lin->row.estimated_cost,
+              "%s %g/%g, %s %g/%g", lin->row.name, lin->row.estimated_cost, lin->priority,
+              exp->row.name, exp->row.estimated_cost, exp->priority);
+    }
+    long with[2], without[2];
+    phase1_epochs(&t, with, without);
+    CHECK(without[0] == 9 * 16 && with[0] == 6 * 16 && with[1] == without[1],
+          "phase-1 epochs %ld with sharing, %ld without", with[0], without[0]);
+    release(&s, &list, &t);
+}
+
+static void test_seed_sweep_epochs(void) {
+    sweep s;
+    trial_list list;
+    trial_table t;
+    sweep_errors errs = {0};
+    const sweep_options opt = {0};
+    char err[256];
+    if (sweep_load("sweeps/flowers102-seed.yaml", &opt, &s, &errs) ||
+        grid_expand(&s, &list, err, sizeof err) ||
+        trial_table_build(&t, &s, &list, err, sizeof err)) {
+        tl_fail(__FILE__, __LINE__, "cannot load the seed sweep");
+        return;
+    }
+    long with[2], without[2];
+    phase1_epochs(&t, with, without);
+    CHECK(without[0] == 96 && with[0] == 48 && with[1] == 48 && without[1] == 48,
+          "seed sweep: phase-1 epochs %ld with sharing, %ld without; phase 2 %ld", with[0],
+          without[0], with[1]);
+    release(&s, &list, &t);
+}
+
+static void test_off(void) {
+    sweep s;
+    trial_list list;
+    trial_table t;
+    if (build(SEED_SWEEP("share_phase1: false\n"), &s, &list, &t)) return;
+    int shared = 0;
+    for (int i = 0; i < t.count; i++)
+        shared += t.items[i].phase1_from >= 0 || t.items[i].phase1_node ||
+                  t.items[i].row.phase1_trial != t.items[i].row.id;
+    CHECK(shared == 0, "%d trials share with share_phase1: false", shared);
+    release(&s, &list, &t);
+    sweep_errors errs = {0};
+    const sweep_options opt = {0};
+    const char *bad = SEED_SWEEP("share_phase1: maybe\n");
+    CHECK(sweep_parse("bad.yaml", bad, strlen(bad), &opt, &s, &errs) != 0 && errs.count == 1 &&
+              !strcmp(errs.messages[0],
+                      "bad.yaml:3: share_phase1: expected true or false, got 'maybe'"),
+          "got: %s", errs.count ? errs.messages[0] : "(accepted)");
+    sweep_free(&s);
+}
+
+/* The queue: a sharing trial waits for its computer's phase-1 epochs in the file. */
+static void test_ready(void) {
+    sweep s;
+    trial_list list;
+    trial_table t;
+    if (build(SEED_SWEEP(""), &s, &list, &t)) return;
+    char err[256];
+    int exp = find(&t, "resnet152__exp-decay-3"), lin = find(&t, "resnet152__linear-decay");
+    if (exp < 0 || lin < 0) {
+        release(&s, &list, &t);
+        return;
+    }
+    CHECK(phase1_ready(&t, exp) && !phase1_ready(&t, lin), "readiness before any epoch");
+    /* take everything but resnet152's pair out of the queue */
+    for (int i = 0; i < t.count; i++)
+        if (i != exp && i != lin) trial_set_state(&t, i, TS_RUNNING, err, sizeof err);
+    CHECK(schedule_next(&t, 1) == exp, "the computer is not first");
+    trial_set_state(&t, exp, TS_RUNNING, err, sizeof err);
+    CHECK(schedule_next(&t, 2) == -1, "a sharing trial started before its phase 1");
+    for (int e = 1; e < 16; e++)
+        t.items[exp].epoch_written[e] = 1;
+    CHECK(schedule_next(&t, 2) == -1, "started after 15 of 16 phase-1 epochs");
+    t.items[exp].epoch_written[16] = 1;
+    CHECK(schedule_next(&t, 2) == lin, "not started after the phase-1 epochs");
+    /* a computer that failed for good: the sharing trial goes (and computes the node itself) */
+    t.items[exp].epoch_written[16] = 0;
+    trial_set_state(&t, exp, TS_FAILED, err, sizeof err);
+    CHECK(phase1_ready(&t, lin), "waits on a computer that failed for good");
+    release(&s, &list, &t);
+}
+
+/* A resumed table keeps its stored lineage; a fresh (--extend) trial joins a stored computer. */
+static void test_stored(void) {
+    sweep s;
+    trial_list list;
+    trial_table t;
+    if (build(SEED_SWEEP(""), &s, &list, &t)) return;
+    int exp = find(&t, "resnet50__exp-decay-3"), lin = find(&t, "resnet50__linear-decay");
+    if (exp < 0 || lin < 0) {
+        release(&s, &list, &t);
+        return;
+    }
+    /* stored: linear-decay computes its own and leads nothing; exp-decay-3 is new */
+    unsigned char fresh[16] = {0};
+    for (int i = 0; i < t.count; i++)
+        t.items[i].row.phase1_trial = t.items[i].row.id;
+    fresh[exp] = 1;
+    phase1_plan(&t, &s, fresh, 1);
+    CHECK(t.items[exp].phase1_from == lin && t.items[lin].phase1_node &&
+              t.items[lin].phase1_from < 0,
+          "the new trial does not join the stored computer: from %d", t.items[exp].phase1_from);
+    int others = 0;
+    for (int i = 0; i < t.count; i++)
+        others += i != exp && t.items[i].phase1_from >= 0;
+    CHECK(others == 0, "%d stored trials changed lineage", others);
+    /* nothing fresh: the stored lineage alone */
+    memset(fresh, 0, sizeof fresh);
+    phase1_plan(&t, &s, fresh, 1);
+    CHECK(t.items[exp].phase1_from == lin, "a derived lineage lost its stored computer");
+    release(&s, &list, &t);
+}
+
+int main(void) {
+    static const char *const names[] = {"groups, computers, costs", "the seed sweep's epochs",
+                                        "share_phase1: false", "the queue waits for phase 1",
+                                        "stored lineage"};
+    static const tl_case_fn cases[] = {test_groups, test_seed_sweep_epochs, test_off, test_ready,
+                                       test_stored};
+    return TL_RUN("phase1 plan", names, cases);
+}
