@@ -1,5 +1,6 @@
 /* The HDF5 results writer: one declarative field table per compound dataset drives the types,
  * every HDF5 call is checked, errors name the file and what failed (with HDF5's own reason). */
+#include <errno.h>
 #include <hdf5.h>
 #include <math.h>
 #include <signal.h>
@@ -12,6 +13,7 @@
 
 #include "orchestrator/results_h5.h"
 #include "worker/clock.h"
+#include "worker/paths.h"
 
 typedef enum { FIELD_I32, FIELD_I64, FIELD_F64, FIELD_STR } field_kind;
 
@@ -86,6 +88,7 @@ typedef struct {
 
 struct results_h5 {
     char path[TRIAL_PATH_MAX];
+    char work[TRIAL_PATH_MAX + 16]; /* results_h5_open's working copy until it replaces path */
     hid_t file;
     h5_table trials, curves, lr;
     results_grid_columns columns;
@@ -419,6 +422,7 @@ static void close_handle(results_h5 *h) {
     table_close(&h->curves);
     table_close(&h->lr);
     if (h->file >= 0) H5Fclose(h->file);
+    if (h->work[0]) remove(h->work); /* an abandoned resume: the file stays as it was */
     free(h);
 }
 
@@ -560,12 +564,20 @@ int results_h5_open(const char *path, results_h5 **out, char *err, size_t errlen
         close_handle(h);
         return -1;
     }
+    char why[TRIAL_PATH_MAX + 64];
+    if ((size_t)snprintf(h->work, sizeof h->work, "%s.resuming", path) >= sizeof h->work ||
+        copy_file(path, h->work, why, sizeof why)) {
+        if (strlen(h->work) >= sizeof h->work - 1) snprintf(why, sizeof why, "path too long");
+        fail(path, err, errlen, "cannot make the working copy: %s", why);
+        close_handle(h);
+        return -1;
+    }
     hid_t fapl = latest_fapl();
-    h->file = fapl >= 0 ? H5Fopen(path, H5F_ACC_RDWR, fapl) : -1;
+    h->file = fapl >= 0 ? H5Fopen(h->work, H5F_ACC_RDWR, fapl) : -1;
     if (fapl >= 0) H5Pclose(fapl);
     if (h->file < 0) {
         H5Eclear2(H5E_DEFAULT);
-        h->file = open_clearing_flags(path);
+        h->file = open_clearing_flags(h->work);
     }
     if (h->file < 0) {
         fail(path, err, errlen, "cannot open the file for writing");
@@ -579,6 +591,21 @@ int results_h5_open(const char *path, results_h5 **out, char *err, size_t errlen
         return -1;
     }
     *out = h;
+    return 0;
+}
+
+int results_h5_replace(results_h5 *h, char *err, size_t errlen) {
+    if (getenv("TLSWEEP_TEST_KILL_IN_RESUME")) raise(SIGKILL);
+    table_close(&h->trials);
+    table_close(&h->curves);
+    table_close(&h->lr);
+    herr_t closed = H5Fclose(h->file);
+    h->file = -1;
+    if (closed < 0) return fail(h->path, err, errlen, "cannot close the working copy %s", h->work);
+    if (rename(h->work, h->path))
+        return fail(h->path, err, errlen, "cannot rename %s over it: %s", h->work, strerror(errno));
+    h->work[0] = 0;
+    if (open_tables(h)) return fail(h->path, err, errlen, "cannot reopen it after the resume");
     return 0;
 }
 
@@ -732,7 +759,8 @@ int results_h5_close(results_h5 *h, char *err, size_t errlen) {
     table_close(&h->curves);
     table_close(&h->lr);
     herr_t rc = H5Fclose(h->file);
-    free(h);
+    h->file = -1;
+    close_handle(h);
     if (rc < 0) return fail(path, err, errlen, "cannot close the file");
     return 0;
 }

@@ -100,8 +100,16 @@ int results_h5_create(const char *path, const results_meta *meta,
                       const char (*grid_values)[SWEEP_MAX_AXES][RESULTS_VALUE_MAX], int count,
                       results_h5 **out, char *err, size_t errlen);
 
-/* Opens an existing results file for writing (not yet SWMR: resume repairs it first). */
+/* Opens an existing results file for writing, as a working copy PATH.resuming (a leftover of
+ * a killed resume is replaced): resume repairs and extends the copy, and results_h5_replace
+ * puts it in place whole, so a kill at any moment leaves path as it was or as resumed, and a
+ * refused resume (results_h5_close before the replace) leaves path byte-identical. Messages
+ * name path. Not yet SWMR. */
 int results_h5_open(const char *path, results_h5 **out, char *err, size_t errlen);
+/* Renames results_h5_open's working copy over the file and goes on writing there.
+ * Test hook: TLSWEEP_TEST_KILL_IN_RESUME in the environment kills the process (SIGKILL) just
+ * before. */
+int results_h5_replace(results_h5 *h, char *err, size_t errlen);
 int results_h5_start_swmr(results_h5 *h, char *err, size_t errlen);
 
 /* Reading back (malloc'd arrays; *count rows). */

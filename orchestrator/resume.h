@@ -28,8 +28,10 @@ int resume_writer_alive(const char *trials_dir, const char *host);
 void resume_unlock(const char *trials_dir);
 
 /* Opens path, checks the sweep, repairs /curves and /lr, loads the trials' states into t
- * (built from s), appends new trials with extend, and starts SWMR. Returns 0 with *out, or -1
- * with err (which may hold several lines). *kept_done counts the done trials it keeps. */
+ * (built from s), appends new trials with extend, and starts SWMR. The changes are made in a
+ * working copy that replaces path when they are all done (results_h5_open): a kill during a
+ * resume leaves the file as it was. Returns 0 with *out, or -1 with err (which may hold several
+ * lines; path is then unchanged). *kept_done counts the done trials it keeps. */
 int resume_open(const char *path, const sweep *s, trial_table *t, int extend, results_h5 **out,
                 int *kept_done, char *err, size_t errlen);
 

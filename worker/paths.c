@@ -1,6 +1,7 @@
 #include "worker/paths.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -24,6 +25,47 @@ int make_dirs(const char *path, char *err, size_t errlen) {
         if (!c) break;
     }
     return 0;
+}
+
+int copy_file(const char *from, const char *to, char *err, size_t errlen) {
+    int in = open(from, O_RDONLY | O_CLOEXEC);
+    if (in < 0) {
+        snprintf(err, errlen, "cannot read %s: %s", from, strerror(errno));
+        return -1;
+    }
+    int out = open(to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (out < 0) {
+        snprintf(err, errlen, "cannot create %s: %s", to, strerror(errno));
+        close(in);
+        return -1;
+    }
+    char buf[1 << 16];
+    int rc = 0;
+    for (;;) {
+        ssize_t got = read(in, buf, sizeof buf);
+        if (got < 0 && errno == EINTR) continue;
+        if (got < 0) {
+            snprintf(err, errlen, "cannot read %s: %s", from, strerror(errno));
+            rc = -1;
+        }
+        if (got <= 0) break;
+        for (ssize_t done = 0; done < got && !rc;) {
+            ssize_t put = write(out, buf + done, (size_t)(got - done));
+            if (put < 0 && errno == EINTR) continue;
+            if (put < 0) {
+                snprintf(err, errlen, "cannot write %s: %s", to, strerror(errno));
+                rc = -1;
+            } else
+                done += put;
+        }
+        if (rc) break;
+    }
+    close(in);
+    if (close(out) && !rc) {
+        snprintf(err, errlen, "cannot write %s: %s", to, strerror(errno));
+        rc = -1;
+    }
+    return rc;
 }
 
 const char *path_tried(const char *path, char *buf, size_t len) {

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Resume: after kill -9 of the whole job (between epochs, mid-epoch, in the middle of an HDF5
-# append, while the file is being created) and after a graceful stop (--time-limit, SIGTERM),
-# rerunning finishes the sweep with every trial once in /trials, every epoch once in /curves
-# and the same numbers as an uninterrupted run. A changed sweep file is refused with what changed; --extend adds points.
+# append, while the file is being created or resumed) and after a graceful stop (--time-limit,
+# SIGTERM), rerunning finishes the sweep with every trial once in /trials, every epoch once in
+# /curves and the same numbers as an uninterrupted run. A changed sweep file is refused with
+# what changed, the file untouched; --extend adds points.
 cd "$(dirname "$0")/../.."
 . tests/integration/lib.sh
 setup_run_env
@@ -62,8 +63,16 @@ TLSWEEP_TEST_KILL_AFTER_LR=6 run "$tmp/c.h5" --sim-seconds 0.02 >/dev/null 2>&1
 check "mid-write: the job died" test $? -ne 0
 check "mid-write: the orphan /lr rows are there before resume" \
   $py -c "import h5py,sys; f=h5py.File('$tmp/c.h5','r',libver='latest',swmr=True); sys.exit(0 if f['curves'].shape[0]==5 and f['lr'].shape[0] > 0 else 1)"
+# a kill inside the resume itself (after the repair, before the repaired copy replaces the
+# file) leaves the file as it was
+sum=$(md5sum <"$tmp/c.h5")
+TLSWEEP_TEST_KILL_IN_RESUME=1 run "$tmp/c.h5" --sim-seconds 0.02 >/dev/null 2>&1
+check "kill inside the resume: the job died" test $? -ne 0
+check "kill inside the resume: the file is byte-identical, the copy left aside" \
+  test "$(md5sum <"$tmp/c.h5")" = "$sum" -a -e "$tmp/c.h5.resuming"
 out=$(run "$tmp/c.h5" --sim-seconds 0.02 2>&1)
 check "mid-write: rerun finishes (exit 0)" test $? -eq 0
+check "mid-write: no working copy left" test ! -e "$tmp/c.h5.resuming"
 check "mid-write: resume dropped the uncommitted /lr rows" grep -qE 'resume dropped 0 unfinished or repeated /curves rows and [1-9][0-9]* /lr rows' <<<"$out"
 check "mid-write: exactly once, same numbers" compare "$tmp/c.h5"
 
@@ -113,8 +122,11 @@ check "schema 1: status --curves shows '-' for data_wait_s" \
 
 # a changed sweep file is refused with what changed; --extend adds new grid points only
 sed 's/gamma: 0.7}/gamma: 0.5}/' sweeps/smoke.yaml >"$tmp/changed.yaml"
+sum=$(md5sum <"$tmp/ref.h5")
 expect_fail "changed sweep refused with a diff" 2 "different sweep file.*" \
   $mpirun -np 1 $tlsweep run --simulate -o "$tmp/ref.h5" "$tmp/changed.yaml"
+check "... leaving the file byte-identical, no working copy" \
+  test "$(md5sum <"$tmp/ref.h5")" = "$sum" -a ! -e "$tmp/ref.h5.resuming"
 check "the diff names the changed line" bash -c \
   "$mpirun -np 1 $tlsweep run --simulate -o '$tmp/ref.h5' '$tmp/changed.yaml' 2>&1 | grep -qE '^  \\+ new line [0-9]+: .*gamma: 0.5}'"
 expect_fail "--extend refuses changed settings" 2 "--extend only adds grid points, but .* changes the settings of trial" \
