@@ -428,78 +428,54 @@ static int adopt_phase1(trial *t, const trial_hooks *hooks, trial_summary *summa
     return rc;
 }
 
-/* Runs the trial's epochs from its checkpoint, or from its initial weights, or (with a phase-1
- * node) from the node. phase1_only: spec is a phase-1 node, which runs the phase-1 epochs
- * only and records only the phase-1 settings. */
-static int run_epochs(const trial_spec *spec, const trial_hooks *hooks, int phase1_only,
-                      trial_summary *summary, char *err, size_t errlen) {
-    trial t = {.spec = spec, .err = err, .errlen = errlen};
-    memset(summary, 0, sizeof *summary);
-    double started = monotonic_seconds();
-    int rc = open_trial(&t);
+/* The epochs from the one after the progress's to `last`, checkpointing into dir; a phase-1
+ * node's run (record_history) keeps the epoch records in its checkpoint. */
+static int run_epochs(trial *t, const char *dir, int last, int record_history,
+                      const trial_hooks *hooks) {
+    const trial_spec *spec = t->spec;
     const int fe_epochs = spec->feature_extraction.epochs;
-    const int last = phase1_only ? fe_epochs : fe_epochs + spec->fine_tuning.epochs;
-    int adopted = 0;
-    if (!rc) {
-        summary->params = model_param_count(&t.net);
-        if (phase1_only)
-            trial_settings_phase1(spec, &t.settings);
-        else
-            trial_settings_of(spec, &t.settings);
-        rc = checkpoint_resume(&t.net, t.ctx, spec->out_dir, &t.settings, &t.progress, err, errlen);
-        if (rc < 0) summary->failure = TRIAL_FAILURE_CHECKPOINT;
-        if (rc == 0 && !phase1_only && spec->phase1_dir[0] && fe_epochs > 0) {
-            adopted = 1;
-            rc = adopt_phase1(&t, hooks, summary);
-        } else if (rc == 0)
-            rc = load_initial_weights(&t); /* nothing to resume */
-        else if (rc == 1)
-            rc = 0;
-    }
-    /* made once the trial can start, so that a refused one leaves nothing behind */
-    char dir_err[1024];
-    if (!rc && !adopted && make_dirs(spec->out_dir, dir_err, sizeof dir_err))
-        rc = fail(&t, "%s", dir_err);
-    if (rc && rc != TRIAL_STOPPED && !adopted && summary->failure == TRIAL_FAILURE_TRAINING)
-        summary->failure = TRIAL_FAILURE_SETUP;
+    char *err = t->err;
+    size_t errlen = t->errlen;
+    int rc = 0;
     int phase = 0;
-    for (int epoch = t.progress.epochs_done + 1; !rc && epoch <= last; epoch++) {
+    for (int epoch = t->progress.epochs_done + 1; !rc && epoch <= last; epoch++) {
         int now_phase = epoch <= fe_epochs ? 1 : 2;
         if (now_phase != phase) {
             /* A resumed trial continues its phase with the Adam state it saved: one stopped
              * inside this epoch, or at the end of an epoch of the same phase. */
             int resumed_mid_phase =
-                phase == 0 && (t.progress.batches_done > 0 ||
+                phase == 0 && (t->progress.batches_done > 0 ||
                                (epoch > 1 && (epoch - 1 <= fe_epochs) == (now_phase == 1)));
             if (resumed_mid_phase)
-                set_phase_trainable(&t, now_phase);
-            else if ((rc = enter_phase(&t, now_phase)))
+                set_phase_trainable(t, now_phase);
+            else if ((rc = enter_phase(t, now_phase)))
                 break;
             phase = now_phase;
         }
         int in_phase = phase == 1 ? epoch - 1 : epoch - fe_epochs - 1;
         if (phase == 1) {
-            lr_feature_extraction(t.group_lr, t.net.n_groups, &spec->feature_extraction, in_phase);
-            zero_frozen_groups(&t.net, t.group_lr); /* what the records show for frozen groups */
+            lr_feature_extraction(t->group_lr, t->net.n_groups, &spec->feature_extraction,
+                                  in_phase);
+            zero_frozen_groups(&t->net, t->group_lr); /* what the records show for frozen groups */
         } else {
-            lr_fine_tuning(t.group_lr, t.net.n_groups, &spec->fine_tuning, in_phase);
+            lr_fine_tuning(t->group_lr, t->net.n_groups, &spec->fine_tuning, in_phase);
         }
 
-        trial_progress *p = &t.progress;
+        trial_progress *p = &t->progress;
         /* a resumed epoch counts the seconds it ran before the stop */
         double epoch_start = monotonic_seconds() - p->seconds_so_far;
         int stopped = 0;
-        rc = train_epoch(&t, epoch, phase == 1 ? spec->feature_extraction.bn_train : 1, hooks,
+        rc = train_epoch(t, epoch, phase == 1 ? spec->feature_extraction.bn_train : 1, hooks,
                          &stopped);
         if (!rc && stopped) {
             /* no record for a partial epoch: the root gets this epoch once, when it ends */
             p->seconds_so_far = monotonic_seconds() - epoch_start;
-            rc = checkpoint_write_resume(&t.net, t.ctx, spec->out_dir, p, &t.settings, err, errlen);
+            rc = checkpoint_write_resume(&t->net, t->ctx, dir, p, &t->settings, err, errlen);
             if (!rc) rc = TRIAL_STOPPED;
             break;
         }
         epoch_totals train = p->train_so_far, val = {0};
-        if (!rc) rc = validate(&t, epoch, &val);
+        if (!rc) rc = validate(t, epoch, &val);
         if (rc) break;
         double seconds = monotonic_seconds() - epoch_start;
         epoch_record r = {
@@ -509,10 +485,10 @@ static int run_epochs(const trial_spec *spec, const trial_hooks *hooks, int phas
             .train_acc = (double)train.correct / (double)train.images,
             .val_loss = val.loss_sum / (double)val.images,
             .val_acc = (double)val.correct / (double)val.images,
-            .head_lr = t.group_lr[0],
-            .n_groups = t.net.n_groups,
-            .group_names = (const char *const *)t.net.groups,
-            .group_lr = t.group_lr,
+            .head_lr = t->group_lr[0],
+            .n_groups = t->net.n_groups,
+            .group_names = (const char *const *)t->net.groups,
+            .group_lr = t->group_lr,
             .seconds = seconds,
             .images_per_second = (double)(train.images + val.images) / seconds,
             .data_wait_s = train.data_wait_s + val.data_wait_s,
@@ -521,26 +497,101 @@ static int run_epochs(const trial_spec *spec, const trial_hooks *hooks, int phas
         p->batches_done = 0;
         p->train_so_far = (epoch_totals){0};
         p->seconds_so_far = 0;
-        if (phase1_only && phase1_history_add(&p->history, &r)) {
-            rc = fail(&t, "out of memory");
+        if (record_history && phase1_history_add(&p->history, &r)) {
+            rc = fail(t, "out of memory");
             break;
         }
         if (epoch == fe_epochs) p->val_acc_end_of_feature_extraction = r.val_acc;
         if (r.val_acc > p->best_val_acc || p->best_epoch == 0) {
             p->best_val_acc = r.val_acc;
             p->best_epoch = epoch;
-            rc = checkpoint_write_best(&t.net, t.ctx, spec->out_dir, spec->name, p, err, errlen);
+            rc = checkpoint_write_best(&t->net, t->ctx, dir, spec->name, p, err, errlen);
         }
         /* Report first: on_epoch returns once the epoch is in the results file, so the resume
          * checkpoint is never ahead of it (a kill in between retrains this epoch). */
         int stop = !rc && hooks->on_epoch && hooks->on_epoch(&r, hooks->user);
         /* a stop asked during the last batch or validation takes effect here */
         if (!rc && !stop && hooks->should_stop) stop = hooks->should_stop(hooks->user);
-        if (!rc)
-            rc = checkpoint_write_resume(&t.net, t.ctx, spec->out_dir, p, &t.settings, err, errlen);
+        if (!rc) rc = checkpoint_write_resume(&t->net, t->ctx, dir, p, &t->settings, err, errlen);
         /* after the last epoch there is nothing left to stop: the trial is done */
         if (!rc && stop && epoch < last) rc = TRIAL_STOPPED;
     }
+    return rc;
+}
+
+/* The phase-1 node complete: computed here under its lock, in this trial's memory and with its
+ * node's own progress and phase-1 settings, unless it already is. Its epochs go to on_epoch
+ * when they are this trial's own (phase1_streams), else only into the node. */
+static int ensure_phase1(trial *t, const trial_hooks *hooks, trial_summary *summary) {
+    const trial_spec *spec = t->spec;
+    int fd = -1;
+    char why[1024];
+    if (phase1_lock(spec->phase1_dir, &fd, why, sizeof why)) {
+        summary->failure = TRIAL_FAILURE_SETUP;
+        return fail(t, "%s", why);
+    }
+    int complete = phase1_complete(spec->phase1_dir, spec->feature_extraction.epochs, why,
+                                   sizeof why);
+    int rc = 0;
+    if (complete < 0) {
+        summary->failure = TRIAL_FAILURE_CHECKPOINT;
+        rc = fail(t, "phase-1 node: %s", why);
+    } else if (!complete) {
+        /* one line per computation: a job array's tasks show it happened once */
+        fprintf(stderr, "trial %s: computing the shared phase 1 in %s\n", spec->name,
+                spec->phase1_dir);
+        trial_settings own = t->settings;
+        trial_settings_phase1(spec, &t->settings);
+        rc = checkpoint_resume(&t->net, t->ctx, spec->phase1_dir, &t->settings, &t->progress,
+                               t->err, t->errlen);
+        if (rc < 0) summary->failure = TRIAL_FAILURE_CHECKPOINT;
+        if (rc == 0 && (rc = load_initial_weights(t))) summary->failure = TRIAL_FAILURE_SETUP;
+        if (rc == 1) rc = 0;
+        const trial_hooks quiet = {.should_stop = hooks->should_stop, .user = hooks->user};
+        if (!rc)
+            rc = run_epochs(t, spec->phase1_dir, spec->feature_extraction.epochs, 1,
+                            spec->phase1_streams ? hooks : &quiet);
+        t->settings = own;
+        if (rc != TRIAL_STOPPED) { /* a stop keeps the node's place for the summary */
+            free(t->progress.history);
+            memset(&t->progress, 0, sizeof t->progress);
+        }
+    }
+    phase1_unlock(fd);
+    return rc;
+}
+
+int trial_run(const trial_spec *spec, const trial_hooks *hooks, trial_summary *summary, char *err,
+              size_t errlen) {
+    const trial_hooks none = {0};
+    if (!hooks) hooks = &none;
+    trial t = {.spec = spec, .err = err, .errlen = errlen};
+    memset(summary, 0, sizeof *summary);
+    double started = monotonic_seconds();
+    const int fe_epochs = spec->feature_extraction.epochs;
+    int rc = open_trial(&t);
+    int shares = 0; /* starts from a phase-1 node: its failures are classified there */
+    if (!rc) {
+        summary->params = model_param_count(&t.net);
+        trial_settings_of(spec, &t.settings);
+        rc = checkpoint_resume(&t.net, t.ctx, spec->out_dir, &t.settings, &t.progress, err, errlen);
+        if (rc < 0) summary->failure = TRIAL_FAILURE_CHECKPOINT;
+        if (rc == 0 && spec->phase1_dir[0] && fe_epochs > 0) {
+            shares = 1;
+            rc = ensure_phase1(&t, hooks, summary);
+            if (!rc) rc = adopt_phase1(&t, hooks, summary);
+        } else if (rc == 0)
+            rc = load_initial_weights(&t); /* nothing to resume */
+        else if (rc == 1)
+            rc = 0;
+    }
+    /* made once the trial can start, so that a refused one leaves nothing behind */
+    char dir_err[1024];
+    if (!rc && !shares && make_dirs(spec->out_dir, dir_err, sizeof dir_err))
+        rc = fail(&t, "%s", dir_err);
+    if (rc && rc != TRIAL_STOPPED && !shares && summary->failure == TRIAL_FAILURE_TRAINING)
+        summary->failure = TRIAL_FAILURE_SETUP;
+    if (!rc) rc = run_epochs(&t, spec->out_dir, fe_epochs + spec->fine_tuning.epochs, 0, hooks);
     summary->val_acc_end_of_feature_extraction = t.progress.val_acc_end_of_feature_extraction;
     summary->best_val_acc = t.progress.best_val_acc;
     summary->best_epoch = t.progress.best_epoch;
@@ -551,53 +602,4 @@ static int run_epochs(const trial_spec *spec, const trial_hooks *hooks, int phas
     free(t.progress.history);
     close_trial(&t);
     return rc == TRIAL_STOPPED ? TRIAL_STOPPED : rc ? TRIAL_FAILED : TRIAL_DONE;
-}
-
-/* The phase-1 node, complete: computed here under its lock unless it is already. Its epochs
- * stream to on_epoch when they are this trial's own (phase1_streams). */
-static int ensure_phase1(const trial_spec *spec, const trial_hooks *hooks, trial_summary *summary,
-                         char *err, size_t errlen) {
-    int fd = -1;
-    char why[1024];
-    if (phase1_lock(spec->phase1_dir, &fd, why, sizeof why)) {
-        snprintf(err, errlen, "trial %s: %s", spec->name, why);
-        summary->failure = TRIAL_FAILURE_SETUP;
-        return TRIAL_FAILED;
-    }
-    int rc = phase1_complete(spec->phase1_dir, spec->feature_extraction.epochs, why, sizeof why);
-    if (rc < 0) {
-        snprintf(err, errlen, "trial %s: phase-1 node: %s", spec->name, why);
-        summary->failure = TRIAL_FAILURE_CHECKPOINT;
-        rc = TRIAL_FAILED;
-    } else if (rc == 0) {
-        /* one line per computation: a job array's tasks show it happened once */
-        fprintf(stderr, "trial %s: computing the shared phase 1 in %s\n", spec->name,
-                spec->phase1_dir);
-        trial_spec node = *spec;
-        snprintf(node.out_dir, sizeof node.out_dir, "%s", spec->phase1_dir);
-        node.phase1_dir[0] = 0;
-        const trial_hooks quiet = {.should_stop = hooks->should_stop, .user = hooks->user};
-        rc = run_epochs(&node, spec->phase1_streams ? hooks : &quiet, 1, summary, err, errlen);
-    } else
-        rc = TRIAL_DONE;
-    phase1_unlock(fd);
-    return rc;
-}
-
-int trial_run(const trial_spec *spec, const trial_hooks *hooks, trial_summary *summary, char *err,
-              size_t errlen) {
-    const trial_hooks none = {0};
-    if (!hooks) hooks = &none;
-    memset(summary, 0, sizeof *summary);
-    char own[TRIAL_PATH_MAX + 32];
-    snprintf(own, sizeof own, "%s/resume.safetensors", spec->out_dir);
-    double node_seconds = 0; /* computing the phase-1 node here is this trial's time too */
-    if (spec->phase1_dir[0] && spec->feature_extraction.epochs > 0 && access(own, F_OK)) {
-        int rc = ensure_phase1(spec, hooks, summary, err, errlen);
-        if (rc != TRIAL_DONE) return rc;
-        node_seconds = summary->seconds;
-    }
-    int rc = run_epochs(spec, hooks, 0, summary, err, errlen);
-    summary->seconds += node_seconds;
-    return rc;
 }

@@ -9,7 +9,8 @@
 #   and before the sharing trials start, during a replay) and a rerun: complete, exactly once,
 #   the same numbers;
 # - a job array: a computer and its sharing trial started at the same moment compute the phase
-#   1 once between them, and merged with the other tasks' files equal the mpirun sweep.
+#   1 once between them, and merged with the other tasks' files equal the mpirun sweep; a task
+#   stopped while it computes another trial's phase 1 resumes the node to the same numbers.
 cd "$(dirname "$0")/../.."
 . tests/integration/lib.sh
 setup_run_env
@@ -98,4 +99,32 @@ check "job array: the shared phase 1 computed once ($computed times)" test "$com
 check "job array: tasks 2 and 3" bash -c "$(declare -f task); tmp='$tmp' tlsweep='$tlsweep'; task 2 && task 3"
 check "job array: merged" quiet $tlsweep merge -o "$tmp/merged.h5" "$tmp"/t[0-3].h5
 check "job array: the merge equals the mpirun sweep" results "$tmp/merged.h5" --compare "$tmp/shared.h5"
+
+# A stop while a task computes another trial's phase 1 (SIGUSR1, as Slurm's preemption): the
+# node keeps its place, the task exits 3, and the rerun resumes the node and finishes with the
+# uninterrupted numbers.
+sed -e "s|output: $tmp/arr.h5|output: $tmp/stop.h5|" "$tmp/shared.yaml" >"$tmp/stop.yaml"
+$tlsweep train --sweep "$tmp/stop.yaml" --trial 1 --threads 1 --output "$tmp/s1.h5" \
+  >"$tmp/s1.log" 2>&1 &
+task_pid=$!
+for _ in $(seq 3000); do grep -q "computing the shared phase 1" "$tmp/s1.log" && break; sleep 0.01; done
+kill -USR1 $task_pid
+wait $task_pid
+check "stop inside a phase-1 node: exit 3" test $? -eq 3
+check "stop inside a phase-1 node: the node is incomplete" $py -c "
+import json, struct, sys
+with open('$tmp/stop.h5.d/resnet18__linear-decay/phase1/resume.safetensors', 'rb') as f:
+    meta = json.loads(f.read(struct.unpack('<Q', f.read(8))[0]))['__metadata__']
+sys.exit(0 if int(meta['epochs_done']) < 3 else 1)"
+check "stop inside a phase-1 node: the rerun finishes" \
+  quiet $tlsweep train --sweep "$tmp/stop.yaml" --trial 1 --threads 1 --output "$tmp/s1.h5"
+check "stop inside a phase-1 node: the uninterrupted numbers" $py -c "
+import h5py, sys
+import numpy as np
+def rows(path):
+    c = h5py.File(path, 'r')['curves'][:]
+    c = np.sort(c[c['trial'] == b'resnet18__exp-decay-3'], order='epoch')
+    return [tuple(r[k] for k in ('epoch', 'phase', 'computed_by', 'train_loss', 'train_acc', 'val_loss', 'val_acc', 'head_lr')) for r in c]
+a, b = rows('$tmp/s1.h5'), rows('$tmp/shared.h5')
+sys.exit(0 if a == b and len(a) == 5 else 1)"
 finish
