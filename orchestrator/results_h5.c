@@ -437,46 +437,33 @@ static hid_t latest_fapl(void) {
     return fapl;
 }
 
-/* Reopens a closed, complete results file for writing and finds its tables. */
-static int open_tables(results_h5 *h) {
-    hid_t fapl = latest_fapl();
-    h->file = fapl >= 0 ? H5Fopen(h->path, H5F_ACC_RDWR, fapl) : -1;
-    if (fapl >= 0) H5Pclose(fapl);
-    if (h->file < 0) return -1;
-    return table_open(h->file, &h->trials) || table_open(h->file, &h->curves) ||
-           table_open(h->file, &h->lr);
-}
-
 int results_h5_create(const char *path, const results_meta *meta,
                       const results_grid_columns *columns, const results_trial_row *rows,
                       const char (*grid_values)[SWEEP_MAX_AXES][RESULTS_VALUE_MAX], int count,
                       results_h5 **out, char *err, size_t errlen) {
     *out = NULL;
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL); /* our messages say what failed, once */
-    /* The file is made whole under another name and renamed into place, so a kill at any moment
-     * leaves either no results file (the rerun starts afresh) or a complete one. A leftover of
-     * such a kill is removed first: the caller holds the results file's lock. */
-    char part[TRIAL_PATH_MAX + 16];
-    if ((size_t)snprintf(part, sizeof part, "%s.creating", path) >= sizeof part)
-        return fail(path, err, errlen, "the path is too long");
+    /* The file is made whole, in SWMR mode, under another name and renamed into place while
+     * open, so a kill at any moment leaves either no results file (the rerun starts afresh) or
+     * a complete one, and a reader that opens the name finds it ready. A leftover of such a
+     * kill is replaced: the caller holds the results file's lock. */
     if (!access(path, F_OK)) return fail(path, err, errlen, "cannot create the file: it exists");
-    remove(part);
-    results_h5 *h = alloc_handle(part);
+    results_h5 *h = alloc_handle(path);
     if (!h) return fail(path, err, errlen, "out of memory");
     h->columns = *columns;
+    if ((size_t)snprintf(h->work, sizeof h->work, "%s.creating", path) >= sizeof h->work) {
+        h->work[0] = 0;
+        close_handle(h);
+        return fail(path, err, errlen, "the path is too long");
+    }
+    remove(h->work);
     hid_t fapl = latest_fapl();
-    if (fapl < 0) {
-        close_handle(h);
-        return fail(path, err, errlen, "cannot make a file access list");
-    }
-    h->file = H5Fcreate(part, H5F_ACC_EXCL, H5P_DEFAULT, fapl);
-    H5Pclose(fapl);
-    if (h->file < 0) {
-        close_handle(h);
-        return fail(path, err, errlen, "cannot create %s", part);
-    }
+    h->file = fapl >= 0 ? H5Fcreate(h->work, H5F_ACC_EXCL, H5P_DEFAULT, fapl) : -1;
+    if (fapl >= 0) H5Pclose(fapl);
     const char *step = NULL;
-    if (write_meta(h->file, meta, columns))
+    if (h->file < 0)
+        step = "cannot create the file";
+    else if (write_meta(h->file, meta, columns))
         step = "cannot write the root attributes";
     else if (table_create(h->file, &h->trials, columns))
         step = "cannot create /trials";
@@ -486,27 +473,17 @@ int results_h5_create(const char *path, const results_meta *meta,
         step = "cannot create /lr";
     else if (write_trial_rows(h, 0, rows, grid_values, count))
         step = "cannot write /trials";
-    if (!step && getenv("TLSWEEP_TEST_KILL_IN_CREATE")) raise(SIGKILL);
-    table_close(&h->trials);
-    table_close(&h->curves);
-    table_close(&h->lr);
-    if (!step && H5Fclose(h->file) < 0) step = "cannot close the new file";
-    h->file = -1;
-    if (!step && rename(part, path)) step = "cannot rename the new file into place";
     if (step) {
         fail(path, err, errlen, "%s", step);
-        close_handle(h);
-        remove(part); /* a half-made file is no results file; nothing else was in it */
+        close_handle(h); /* a half-made file is no results file; nothing else was in it */
         return -1;
     }
-    snprintf(h->path, sizeof h->path, "%s", path);
-    if (open_tables(h)) {
-        fail(path, err, errlen, "cannot reopen the new file");
+    if (results_h5_start_swmr(h, err, errlen) || results_h5_replace(h, err, errlen)) {
         close_handle(h);
         return -1;
     }
     *out = h;
-    return results_h5_start_swmr(h, err, errlen);
+    return 0;
 }
 
 int results_h5_start_swmr(results_h5 *h, char *err, size_t errlen) {
@@ -595,17 +572,11 @@ int results_h5_open(const char *path, results_h5 **out, char *err, size_t errlen
 }
 
 int results_h5_replace(results_h5 *h, char *err, size_t errlen) {
-    if (getenv("TLSWEEP_TEST_KILL_IN_RESUME")) raise(SIGKILL);
-    table_close(&h->trials);
-    table_close(&h->curves);
-    table_close(&h->lr);
-    herr_t closed = H5Fclose(h->file);
-    h->file = -1;
-    if (closed < 0) return fail(h->path, err, errlen, "cannot close the working copy %s", h->work);
+    if (getenv("TLSWEEP_TEST_KILL_BEFORE_RENAME")) raise(SIGKILL);
+    /* renamed while open: HDF5 writes through its descriptor, never by the name */
     if (rename(h->work, h->path))
         return fail(h->path, err, errlen, "cannot rename %s over it: %s", h->work, strerror(errno));
     h->work[0] = 0;
-    if (open_tables(h)) return fail(h->path, err, errlen, "cannot reopen it after the resume");
     return 0;
 }
 

@@ -92,23 +92,23 @@ typedef struct {
 
 /* Creates path (refusing to replace an existing file), writes the attributes and every trial
  * row (grid_values: count x columns->count strings), then enters SWMR write mode. The file is
- * built as PATH.creating and renamed into place, so path never exists half-made.
- * Test hook: TLSWEEP_TEST_KILL_IN_CREATE in the environment kills the process (SIGKILL) just
- * before that rename. */
+ * built as PATH.creating and renamed into place (results_h5_replace), so path never exists
+ * half-made. */
 int results_h5_create(const char *path, const results_meta *meta,
                       const results_grid_columns *columns, const results_trial_row *rows,
                       const char (*grid_values)[SWEEP_MAX_AXES][RESULTS_VALUE_MAX], int count,
                       results_h5 **out, char *err, size_t errlen);
 
 /* Opens an existing results file for writing, as a working copy PATH.resuming (a leftover of
- * a killed resume is replaced): resume repairs and extends the copy, and results_h5_replace
- * puts it in place whole, so a kill at any moment leaves path as it was or as resumed, and a
- * refused resume (results_h5_close before the replace) leaves path byte-identical. Messages
- * name path. Not yet SWMR. */
+ * a killed resume is replaced): resume repairs and extends the copy, starts SWMR on it, and
+ * results_h5_replace puts it in place whole, so a kill at any moment leaves path as it was or
+ * as resumed, and a refused resume (results_h5_close before the replace) leaves path
+ * byte-identical. Messages name path. Not yet SWMR. */
 int results_h5_open(const char *path, results_h5 **out, char *err, size_t errlen);
-/* Renames results_h5_open's working copy over the file and goes on writing there.
- * Test hook: TLSWEEP_TEST_KILL_IN_RESUME in the environment kills the process (SIGKILL) just
- * before. */
+/* Renames the open working copy (results_h5_create's or results_h5_open's, complete and in
+ * SWMR mode) over the file, and goes on writing it: a reader that opens the name from then on
+ * finds the whole file. Test hook: TLSWEEP_TEST_KILL_BEFORE_RENAME in the environment kills
+ * the process (SIGKILL) just before. */
 int results_h5_replace(results_h5 *h, char *err, size_t errlen);
 int results_h5_start_swmr(results_h5 *h, char *err, size_t errlen);
 

@@ -343,8 +343,8 @@ int resume_open(const char *path, const sweep *s, trial_table *t, int extend, re
         if (!rc) phase1_plan(t, s, fresh, 0);
     }
     free(fresh);
-    if (!rc) rc = results_h5_replace(h, err, errlen);
     if (!rc) rc = results_h5_start_swmr(h, err, errlen);
+    if (!rc) rc = results_h5_replace(h, err, errlen);
     if (rc) {
         char ignored[256];
         results_h5_close(h, ignored, sizeof ignored);

@@ -66,7 +66,7 @@ check "mid-write: the orphan /lr rows are there before resume" \
 # a kill inside the resume itself (after the repair, before the repaired copy replaces the
 # file) leaves the file as it was
 sum=$(md5sum <"$tmp/c.h5")
-TLSWEEP_TEST_KILL_IN_RESUME=1 run "$tmp/c.h5" --sim-seconds 0.02 >/dev/null 2>&1
+TLSWEEP_TEST_KILL_BEFORE_RENAME=1 run "$tmp/c.h5" --sim-seconds 0.02 >/dev/null 2>&1
 check "kill inside the resume: the job died" test $? -ne 0
 check "kill inside the resume: the file is byte-identical, the copy left aside" \
   test "$(md5sum <"$tmp/c.h5")" = "$sum" -a -e "$tmp/c.h5.resuming"
@@ -77,7 +77,7 @@ check "mid-write: resume dropped the uncommitted /lr rows" grep -qE 'resume drop
 check "mid-write: exactly once, same numbers" compare "$tmp/c.h5"
 
 # while creating the file: the root dies with the file complete but not yet in place
-TLSWEEP_TEST_KILL_IN_CREATE=1 run "$tmp/k.h5" --sim-seconds 0.02 >/dev/null 2>&1
+TLSWEEP_TEST_KILL_BEFORE_RENAME=1 run "$tmp/k.h5" --sim-seconds 0.02 >/dev/null 2>&1
 check "mid-create: the job died" test $? -ne 0
 check "mid-create: no half-made results file" test ! -e "$tmp/k.h5" -a -e "$tmp/k.h5.creating"
 check "mid-create: rerun finishes (exit 0)" run "$tmp/k.h5" --sim-seconds 0.02
