@@ -163,6 +163,10 @@ static int on_done(root_ctx *r, trial_entry *e, int index, const message *m, dou
     }
     e->row.val_acc_end_of_feature_extraction = d->val_acc_end_of_feature_extraction;
     if (d->stopped) {
+        /* Stopped without the root asking: the worker took a stop signal itself (a kill -TERM
+         * to one rank, or a signal that reached it first). Its next trial would stop at once
+         * too, so the whole sweep stops as if the root had taken the signal. */
+        if (!r->stopping && root_stop(r, now, "signal")) return -1;
         if (transition(r, index, TS_PREEMPTED) || save_row(r, e)) return -1;
         if (d->batches_done > 0)
             progress_event(r->progress, r->table, now,
@@ -275,6 +279,7 @@ int root_stop(root_ctx *r, double now, const char *why) {
     if (r->stopping) return 0;
     r->stopping = 1;
     r->stop_seen = now;
+    r->stop_why = why;
     progress_event(r->progress, r->table, now,
                    "stopping (%s): running trials stop at their next batch", why);
     for (int rank = r->first_worker; rank < r->n_ranks; rank++)

@@ -47,6 +47,7 @@ typedef struct {
     int only_trial;           /* >= 0: the one trial to run (tlsweep train --trial); -1: all */
     int stopping;             /* no new assignments; STOP sent to busy workers */
     double stop_seen;         /* the `now` of root_stop: when the stop was decided */
+    const char *stop_why;     /* root_stop's reason: "signal", "time limit" */
     char error[1024];         /* set when root_* returns -1 */
     root_error error_kind;    /* and what kind of error it is */
     /* statistics */

@@ -340,7 +340,7 @@ static int run_root(const run_options *o, const sweep *s, const trial_list *tria
     /* the grace period (Slurm's --signal=B:USR1@120) must cover this */
     if (r.stopping && r.stop_seen > 0)
         fprintf(stderr, "tlsweep run: stopped in %.1f s (%s to results closed)\n",
-                monotonic_seconds() - r.stop_seen, farm_stop_signal ? "signal" : "time limit");
+                monotonic_seconds() - r.stop_seen, r.stop_why);
     if (rc) {
         fprintf(stderr, "tlsweep run: %s\n", r.error);
         status = error_status(r.error_kind);

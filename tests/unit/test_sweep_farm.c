@@ -246,6 +246,34 @@ static void test_failure_kinds(void) {
     sweep_free(&s);
 }
 
+/* A trial its worker stopped on its own (a signal to that rank alone) stops the sweep: the root
+ * does not hand that worker trial after trial that it stops at once, forever. */
+static void test_worker_stop(void) {
+    sweep s;
+    trial_list list;
+    trial_table t;
+    if (build(&s, &list, &t)) return;
+    worker_slot workers[3];
+    outbox box = {0};
+    root_ctx r;
+    root_init(&r, &s, &t, NULL, NULL, workers, 1, 3, keep, &box);
+    CHECK(root_assign_idle(&r, 0.0) == 0 && box.count == 2, "%d messages, want 2 ASSIGNs",
+          box.count);
+    int trial = workers[1].busy;
+    message d = {.type = MSG_DONE, .trial = trial, .attempt = 1};
+    d.done = (msg_done){.stopped = 1, .epochs_done = 0, .batches_done = 3, .batches_per_epoch = 9};
+    CHECK(root_handle(&r, 1, &d, 1.0) == 0, "DONE refused: %s", r.error);
+    CHECK(r.stopping && t.items[trial].state == TS_PENDING && workers[1].busy < 0,
+          "stopping %d, state %d, rank 1 busy with %d", r.stopping, t.items[trial].state,
+          workers[1].busy);
+    CHECK(box.count == 3 && box.last.type == MSG_STOP && box.last.trial == workers[2].busy,
+          "after the worker's stop: %d messages, the last %s (want STOP to rank 2's trial)",
+          box.count, msg_type_name(box.last.type));
+    trial_table_free(&t);
+    grid_trials_free(&list);
+    sweep_free(&s);
+}
+
 /* Not a terminal (a file, `| tee`, Slurm): event lines and, every PROGRESS_SUMMARY_EVERY
  * seconds, one summary line; never a cursor code. -q: nothing. */
 static void test_progress_to_file(void) {
@@ -374,11 +402,12 @@ int main(void) {
                                         "longest first, retries elsewhere",
                                         "protocol",
                                         "retries by failure kind",
+                                        "a worker's own stop stops the sweep",
                                         "progress to a file",
                                         "end-of-run summary",
                                         "simulated learning rates"};
-    static const tl_case_fn cases[] = {test_state_machine, test_longest_first,    test_protocol,
-                                       test_failure_kinds, test_progress_to_file, test_run_summary,
-                                       test_simulated_lr};
+    static const tl_case_fn cases[] = {
+        test_state_machine, test_longest_first,    test_protocol,    test_failure_kinds,
+        test_worker_stop,   test_progress_to_file, test_run_summary, test_simulated_lr};
     return TL_RUN("farm", names, cases);
 }
