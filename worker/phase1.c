@@ -42,7 +42,7 @@ int phase1_complete(const char *dir, int fe_epochs, char *err, size_t errlen) {
     snprintf(path, sizeof path, "%s/resume.safetensors", dir);
     if (access(path, F_OK)) return 0;
     weights_file w = {0};
-    if (weights_read(path, &w, err, errlen)) return -1;
+    if (weights_read_metadata(path, &w, err, errlen)) return -1;
     const char *done = weights_metadata(&w, "epochs_done");
     const char *inside = weights_metadata(&w, "epoch_batches_done");
     int complete = done && atoi(done) == fe_epochs && (!inside || atoi(inside) == 0) &&

@@ -1,5 +1,5 @@
 /* Fuzz target: a .safetensors file (8-byte length, JSON header, data) read by
- * weights_read_safetensors. */
+ * weights_read_safetensors, and its metadata alone by weights_read_metadata. */
 #include <stdint.h>
 #include <unistd.h>
 
@@ -11,6 +11,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     int fd = fuzz_memfile(data, size, path, sizeof path);
     weights_file w;
     if (weights_read_safetensors(path, &w, err, sizeof err) == 0) weights_free(&w);
+    if (weights_read_metadata(path, &w, err, sizeof err) == 0) weights_free(&w);
     close(fd);
     return 0;
 }

@@ -230,6 +230,17 @@ static void test_round_trip(void) {
                   !memcmp(b->data, a->data, a->count * sizeof(float)),
               "'%s' differs after round trip", a->name);
     }
+    /* the metadata alone: the same pairs, no tensors */
+    weights_file meta;
+    CHECK(weights_read_metadata(path, &meta, err, sizeof err) == 0, "%s", err);
+    CHECK(meta.count == 0 && meta.metadata_pairs == back.metadata_pairs &&
+              meta.metadata_pairs == 2,
+          "metadata-only read: %d tensors, %d pairs (full read %d)", meta.count,
+          meta.metadata_pairs, back.metadata_pairs);
+    for (int i = 0; i < 2 * meta.metadata_pairs && i < 2 * back.metadata_pairs; i++)
+        CHECK(!strcmp(meta.metadata[i], back.metadata[i]), "metadata %d: '%s' vs '%s'", i,
+              meta.metadata[i], back.metadata[i]);
+    weights_free(&meta);
     weights_free(&back);
     weights_free(&src);
 }

@@ -184,7 +184,18 @@ static int read_tensors(const weights_map *m, const json_value *header, size_t d
     return rc;
 }
 
-int weights_read_safetensors(const char *path, weights_file *out, char *err, size_t errlen) {
+/* The header's __metadata__ alone (absent: none). */
+static int read_header_metadata(const json_value *header, weights_file *out, const weights_err *e) {
+    if (header->kind != JSON_OBJECT) return weights_fail(e, "safetensors header is not an object");
+    for (size_t i = 0; i < header->n; i++)
+        if (strcmp(header->keys[i], "__metadata__") == 0)
+            return read_metadata(&header->items[i], out, e);
+    return 0;
+}
+
+/* Reads the file's header, then its tensors too unless metadata_only. */
+static int read_file(const char *path, int metadata_only, weights_file *out, char *err,
+                     size_t errlen) {
     weights_err e = {err, errlen, path};
     memset(out, 0, sizeof *out);
     weights_map m;
@@ -214,9 +225,19 @@ int weights_read_safetensors(const char *path, weights_file *out, char *err, siz
     if (rc == 0 && json_parse((const char *)m.data + 8, (size_t)header_len, &header, json_err,
                               sizeof json_err))
         rc = weights_fail(&e, "safetensors header is not valid JSON (%s)", json_err);
-    if (rc == 0) rc = read_tensors(&m, &header, 8 + (size_t)header_len, out, &e);
+    if (rc == 0)
+        rc = metadata_only ? read_header_metadata(&header, out, &e)
+                           : read_tensors(&m, &header, 8 + (size_t)header_len, out, &e);
     json_free(&header);
     weights_map_close(&m);
     if (rc) weights_free(out);
     return rc;
+}
+
+int weights_read_safetensors(const char *path, weights_file *out, char *err, size_t errlen) {
+    return read_file(path, 0, out, err, errlen);
+}
+
+int weights_read_metadata(const char *path, weights_file *out, char *err, size_t errlen) {
+    return read_file(path, 1, out, err, errlen);
 }

@@ -29,6 +29,9 @@ typedef struct {
 int weights_read(const char *path, weights_file *out, char *err, size_t errlen);
 int weights_read_pth(const char *path, weights_file *out, char *err, size_t errlen);
 int weights_read_safetensors(const char *path, weights_file *out, char *err, size_t errlen);
+/* A .safetensors file's __metadata__ only (no tensors are read: out->count is 0), as cheap
+ * for a checkpoint of gigabytes as for a small one. */
+int weights_read_metadata(const char *path, weights_file *out, char *err, size_t errlen);
 const weights_tensor *weights_find(const weights_file *w, const char *name);
 /* A safetensors __metadata__ value by key, or NULL. */
 const char *weights_metadata(const weights_file *w, const char *key);
