@@ -121,6 +121,7 @@ static void test_off(void) {
               !strcmp(errs.messages[0],
                       "bad.yaml:3: share_phase1: expected true or false, got 'maybe'"),
           "got: %s", errs.count ? errs.messages[0] : "(accepted)");
+    sweep_errors_free(&errs);
     sweep_free(&s);
 }
 
