@@ -90,8 +90,8 @@ int phase1_ready(const trial_table *t, int index) {
     if (e->phase1_from < 0) return 1;
     const trial_entry *from = &t->items[e->phase1_from];
     const int fe = e->phase1_epochs;
-    return from->state == TS_DONE || from->state == TS_FAILED ||
-           (fe <= from->total_epochs && from->epoch_written[fe]) || e->epoch_written[fe];
+    return from->state == TS_DONE || (fe <= from->total_epochs && from->epoch_written[fe]) ||
+           e->epoch_written[fe];
 }
 
 void phase1_epochs(const trial_table *t, long with[2], long without[2]) {

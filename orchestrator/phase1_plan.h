@@ -19,7 +19,8 @@
 void phase1_plan(trial_table *t, const sweep *s, const unsigned char *fresh, int share);
 
 /* 1 when the trial may start: it computes its own phase 1, or its computer has its phase-1
- * epochs in the file, is done, or has failed for good (the trial then computes the node). */
+ * epochs in the file or is done. (A computer that fails for good before that fails the trials
+ * waiting on it: root.c.) */
 int phase1_ready(const trial_table *t, int index);
 
 /* Epochs the table computes as planned (*with) and with every trial computing its own phase 1

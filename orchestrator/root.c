@@ -202,6 +202,27 @@ static const char *hopeless(trial_failure failure) {
     return NULL;
 }
 
+/* A computer of a shared phase 1 that failed for good before its phase 1 was complete takes
+ * the trials waiting to start from it along: they would compute the same phase 1 and fail the
+ * same way (a rerun retries them all). */
+static int fail_sharers(root_ctx *r, const trial_entry *computer, int index, double now) {
+    if (!computer->phase1_node || computer->epoch_written[computer->phase1_epochs]) return 0;
+    for (int i = 0; i < r->table->count; i++) {
+        trial_entry *e = &r->table->items[i];
+        if (e->phase1_from != index || e->state != TS_PENDING) continue;
+        /* the computer's reason is cut, never the words that say whose it is */
+        snprintf(e->row.error, sizeof e->row.error, "its shared phase 1 failed in trial %s: %.*s",
+                 computer->row.name, (int)(sizeof e->row.error - 40 - strlen(computer->row.name)),
+                 computer->row.error);
+        e->failure = computer->failure;
+        e->row.end_time = wall_seconds();
+        if (transition(r, i, TS_FAILED) || save_row(r, e)) return -1;
+        progress_event(r->progress, r->table, now, "FAILED %s: its shared phase 1 failed in %s",
+                       e->row.name, computer->row.name);
+    }
+    return 0;
+}
+
 static int on_failed(root_ctx *r, trial_entry *e, int index, const message *m, double now) {
     e->row.end_time = wall_seconds();
     const char *no_retry = hopeless(m->failure);
@@ -221,6 +242,7 @@ static int on_failed(root_ctx *r, trial_entry *e, int index, const message *m, d
                               : "no retries left",
                    m->text);
     if (retry && transition(r, index, TS_PENDING)) return -1;
+    if (!retry && fail_sharers(r, e, index, now)) return -1;
     return save_row(r, e);
 }
 

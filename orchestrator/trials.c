@@ -25,7 +25,7 @@ int trial_state_parse(const char *name, trial_state *out) {
 
 /* allowed[from][to] */
 static const unsigned char allowed[TS_COUNT][TS_COUNT] = {
-    [TS_PENDING] = {[TS_RUNNING] = 1},
+    [TS_PENDING] = {[TS_RUNNING] = 1, [TS_FAILED] = 1}, /* its shared phase 1 failed */
     [TS_RUNNING] = {[TS_DONE] = 1, [TS_FAILED] = 1, [TS_PREEMPTED] = 1},
     [TS_FAILED] = {[TS_PENDING] = 1},
     [TS_PREEMPTED] = {[TS_PENDING] = 1},

@@ -1,6 +1,7 @@
 /* The trial table: one entry per grid point with its explicit life cycle
  *   pending -> running -> done | failed | preempted;  failed -> pending (while attempts
- *   remain);  preempted -> pending
+ *   remain);  preempted -> pending;  pending -> failed (the shared phase 1 it was to start
+ *   from failed for good)
  * An illegal transition is a bug: trial_set_state refuses it and says which. */
 #ifndef TLSWEEP_TRIALS_H
 #define TLSWEEP_TRIALS_H

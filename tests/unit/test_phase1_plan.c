@@ -1,9 +1,11 @@
 /* Shared phase 1 in the trial table (orchestrator/phase1_plan.h): which trials share, who
- * computes, the costs and priorities the queue uses, when a sharing trial may start, a resumed
- * table keeping its lineage, and share_phase1: false. */
+ * computes, the costs and priorities the queue uses, when a sharing trial may start, what the
+ * root does when a computer fails for good, a resumed table keeping its lineage, and
+ * share_phase1: false. */
 #include <string.h>
 
 #include "orchestrator/phase1_plan.h"
+#include "orchestrator/root.h"
 #include "orchestrator/schedule.h"
 #include "tests/testlib.h"
 
@@ -149,10 +151,45 @@ static void test_ready(void) {
     CHECK(schedule_next(&t, 2) == -1, "started after 15 of 16 phase-1 epochs");
     t.items[exp].epoch_written[16] = 1;
     CHECK(schedule_next(&t, 2) == lin, "not started after the phase-1 epochs");
-    /* a computer that failed for good: the sharing trial goes (and computes the node itself) */
-    t.items[exp].epoch_written[16] = 0;
-    trial_set_state(&t, exp, TS_FAILED, err, sizeof err);
-    CHECK(phase1_ready(&t, lin), "waits on a computer that failed for good");
+    release(&s, &list, &t);
+}
+
+static int drop(void *transport, int rank, const message *m, char *err, size_t errlen) {
+    (void)transport, (void)rank, (void)m, (void)err, (void)errlen;
+    return 0;
+}
+
+/* A computer that fails for good before its phase 1 is complete fails the trials waiting on
+ * it, which would otherwise wait forever (or compute the same failing phase 1 each). */
+static void test_computer_fails(void) {
+    sweep s;
+    trial_list list;
+    trial_table t;
+    if (build(SEED_SWEEP("retries: 0\n"), &s, &list, &t)) return;
+    int exp = find(&t, "vgg16_bn__exp-decay-3"), lin = find(&t, "vgg16_bn__linear-decay");
+    if (exp < 0 || lin < 0) {
+        release(&s, &list, &t);
+        return;
+    }
+    worker_slot workers[2];
+    memset(workers, 0, sizeof workers);
+    root_ctx r;
+    root_init(&r, &s, &t, NULL, NULL, workers, 1, 2, drop, NULL);
+    CHECK(root_assign_idle(&r, 0.0) == 0 && workers[1].busy == exp, "rank 1 got %d, want %d",
+          workers[1].busy, exp);
+    message f = {.type = MSG_FAILED, .trial = exp, .attempt = 1};
+    f.failure = TRIAL_FAILURE_TRAINING;
+    snprintf(f.text, sizeof f.text, "rank 1 on node17: diverged at epoch 3");
+    CHECK(root_handle(&r, 1, &f, 1.0) == 0, "FAILED refused: %s", r.error);
+    CHECK(
+        t.items[exp].state == TS_FAILED && t.items[lin].state == TS_FAILED &&
+            strstr(t.items[lin].row.error, "shared phase 1 failed in trial vgg16_bn__exp-decay-3"),
+        "computer %d, sharing trial %d ('%s')", t.items[exp].state, t.items[lin].state,
+        t.items[lin].row.error);
+    int others = 0;
+    for (int i = 0; i < t.count; i++)
+        others += i != exp && i != lin && t.items[i].state == TS_FAILED;
+    CHECK(others == 0, "%d trials of other groups failed too", others);
     release(&s, &list, &t);
 }
 
@@ -188,10 +225,13 @@ static void test_stored(void) {
 }
 
 int main(void) {
-    static const char *const names[] = {"groups, computers, costs", "the seed sweep's epochs",
-                                        "share_phase1: false", "the queue waits for phase 1",
+    static const char *const names[] = {"groups, computers, costs",
+                                        "the seed sweep's epochs",
+                                        "share_phase1: false",
+                                        "the queue waits for phase 1",
+                                        "a computer failing for good fails its sharers",
                                         "stored lineage"};
-    static const tl_case_fn cases[] = {test_groups, test_seed_sweep_epochs, test_off, test_ready,
-                                       test_stored};
+    static const tl_case_fn cases[] = {test_groups, test_seed_sweep_epochs, test_off,
+                                       test_ready,  test_computer_fails,    test_stored};
     return TL_RUN("phase1 plan", names, cases);
 }
