@@ -38,6 +38,10 @@ static void usage(FILE *out) {
         "  --output FILE.h5       with --trial: record the trial in a results file of the sweep's\n"
         "                         schema (every grid row, the others pending); rerunning resumes\n"
         "                         it; `tlsweep merge` combines such files\n"
+        "  --trials-dir DIR       with --trial: the folder of the sweep's trial directories\n"
+        "                         (default OUTPUT.h5.d of the sweep's output); a job array's\n"
+        "                         tasks share their phase-1 nodes there. --out gives the trial\n"
+        "                         a directory of its own instead (its phase 1 not shared)\n"
         "  --list                 with --sweep: the trial names in grid index order, one a line\n"
         "  --backbone NAME        resnet18/34/50/101/152, vgg11_bn/13_bn/16_bn/19_bn\n"
         "  --data DIR             a Flowers102-layout dataset (jpg/, imagelabels.mat, setid.mat)\n"
@@ -178,6 +182,7 @@ static int place(const char *asked, const char *host) {
     X("sweep", required_argument, O_SWEEP)                                                         \
     X("trial", required_argument, O_TRIAL)                                                         \
     X("output", required_argument, O_OUTPUT)                                                       \
+    X("trials-dir", required_argument, O_TRIALS_DIR)                                               \
     X("list", no_argument, O_LIST)
 
 #define OPTION_CODE(name, has_arg, code) code,
@@ -479,10 +484,11 @@ static int find_trial(const char *file, const trial_list *trials, const char *wh
 }
 
 typedef struct {
-    const char *out;    /* --out: the trial directory, else the sweep's OUTPUT.h5.d/NAME */
-    const char *output; /* --output: the results file, or NULL */
-    int threads;        /* --threads, 0 when not given */
-    int device;         /* the placement: an ordinal or -1 for the CPU */
+    const char *out;        /* --out: the trial directory, else TRIALS_DIR/NAME */
+    const char *trials_dir; /* --trials-dir: TRIALS_DIR, else the sweep's OUTPUT.h5.d */
+    const char *output;     /* --output: the results file, or NULL */
+    int threads;            /* --threads, 0 when not given */
+    int device;             /* the placement: an ordinal or -1 for the CPU */
 } grid_options;
 
 /* Trains grid point `index` through `tlsweep run`'s one-rank loop (farm_single) restricted to
@@ -501,7 +507,10 @@ static int train_grid_point(const sweep *s, const trial_list *trials, int index,
     f.worker.threads_forced = g->threads > 0;
     f.worker.device = g->device;
     placement_host(f.worker.host, sizeof f.worker.host);
-    resume_trials_dir(s->output, f.worker.trials_dir, sizeof f.worker.trials_dir);
+    if (g->trials_dir)
+        snprintf(f.worker.trials_dir, sizeof f.worker.trials_dir, "%s", g->trials_dir);
+    else
+        resume_trials_dir(s->output, f.worker.trials_dir, sizeof f.worker.trials_dir);
     if (g->out) snprintf(f.worker.trial_dir, sizeof f.worker.trial_dir, "%s", g->out);
     char trial_dir[TRIAL_PATH_MAX];
     run_trial_dir(&f.worker, trials->items[index].name, trial_dir, sizeof trial_dir);
@@ -568,7 +577,7 @@ static int train_grid_point(const sweep *s, const trial_list *trials, int index,
 }
 
 typedef struct {
-    const char *sweep_file, *trial, *output, *out, *device;
+    const char *sweep_file, *trial, *output, *out, *trials_dir, *device;
     int list, threads;
 } sweep_point;
 
@@ -583,6 +592,9 @@ static int take_sweep_option(int code, const char *arg, void *user) {
         return 0;
     case O_OUTPUT:
         a->output = arg;
+        return 0;
+    case O_TRIALS_DIR:
+        a->trials_dir = arg;
         return 0;
     case O_LIST:
         a->list = 1;
@@ -651,7 +663,8 @@ static int train_from_sweep(int argc, char **argv) {
         } else {
             char host[64];
             placement_host(host, sizeof host);
-            grid_options g = {.out = a.out, .output = a.output, .threads = a.threads};
+            grid_options g = {
+                .out = a.out, .trials_dir = a.trials_dir, .output = a.output, .threads = a.threads};
             g.device = place(a.device ? a.device : sweep_device(&s), host);
             status = g.device == -2 ? 2 : train_grid_point(&s, &trials, index, &g);
         }
