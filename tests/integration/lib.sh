@@ -65,6 +65,14 @@ finish() {
   [ "$failed" -eq 0 ]
 }
 
+# rank_pid MPIRUN_PID RANK: the pid of that rank of the job mpirun started
+rank_pid() {
+  local p
+  for p in $(pgrep -P "$1"); do
+    tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$2" && echo "$p" && return
+  done
+}
+
 # kill_job PID: kill -9 a background job and every process it started (mpirun and its ranks),
 # then reap it so that `kill -0 PID` sees it gone.
 kill_job() {

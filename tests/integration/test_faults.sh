@@ -33,13 +33,6 @@ run() {
 check "uninterrupted simulated reference" run "$tmp/ref_sim.h5" --simulate --sim-seconds 0.02
 check "uninterrupted real reference" run "$tmp/ref_real.h5"
 
-# rank_pid MPIRUN_PID RANK: the pid of that MPI rank (a child of mpirun on one node)
-rank_pid() {
-  local p
-  for p in $(pgrep -P "$1"); do
-    tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$2" && echo "$p" && return
-  done
-}
 # random_delay LO_MS HI_MS: seconds, drawn from the seeded $RANDOM
 random_delay() {
   local ms=$(($1 + RANDOM % ($2 - $1)))

@@ -33,13 +33,6 @@ compare() { $py tests/integration/check_results.py "$1" --trials 4 --epochs 3 --
 check "uninterrupted reference run (np 3)" real 3 "$tmp/ref.h5"
 
 now() { date +%s.%N; }
-# rank_pid MPIRUN_PID RANK: the pid of that rank
-rank_pid() {
-  local p
-  for p in $(pgrep -P "$1"); do
-    tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$2" && echo "$p"
-  done
-}
 # preempt NP TO OUTPUT LOG: starts the sweep, 0.1 s after a trial's epoch 2 ended (its third,
 # fine-tuning, takes about 3 times as long as one of feature extraction) sends SIGUSR1 to rank
 # 0 (TO=root), rank 1 (TO=worker) or mpirun (TO=mpirun), and waits for the job; sets $code, $ranks_gone (seconds from
