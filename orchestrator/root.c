@@ -276,8 +276,6 @@ int root_handle(root_ctx *r, int source, const message *m, double now) {
     w->busy = -1;
     rc = m->type == MSG_DONE ? on_done(r, e, index, m, now) : on_failed(r, e, index, m, now);
     if (!rc && !r->stopping) rc = assign(r, source, now);
-    /* a computer of a shared phase 1 that is done frees any trial still waiting on it */
-    if (!rc && e->phase1_node) rc = root_assign_idle(r, now);
 out:
     r->handle_seconds += monotonic_seconds() - start;
     return rc;
