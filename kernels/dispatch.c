@@ -231,6 +231,33 @@ int kn_bn_backward(kn_bn *p, float *dinp, float *dgamma, float *dbeta, const flo
                    const float *gamma) {
     return ROUTE(p, -1, bn_backward, dinp, dgamma, dbeta, dout, inp, save_mean, save_var, gamma);
 }
+int kn_bn_shard_stats(kn_bn *p, double *mean, double *m2, const float *inp) {
+    return ROUTE(p, -1, bn_shard_stats, mean, m2, inp);
+}
+int kn_bn_forward_stats(kn_bn *p, float *out, float *save_mean, float *save_var,
+                        float *running_mean, float *running_var, const double *mean,
+                        const double *var, double count, const float *inp, const float *gamma,
+                        const float *beta) {
+    return ROUTE(p, -1, bn_forward_stats, out, save_mean, save_var, running_mean, running_var, mean,
+                 var, count, inp, gamma, beta);
+}
+int kn_bn_update_running(kn_ctx *ctx, float *running_mean, float *running_var, const double *mean,
+                         const double *var, double count, int c, float momentum) {
+    return ROUTE(ctx, -1, bn_update_running, running_mean, running_var, mean, var, count, c,
+                 momentum);
+}
+int kn_bn_shard_backward_sums(kn_bn *p, double *sum_dy, double *sum_dy_xhat, float *dgamma,
+                              float *dbeta, const float *dout, const float *inp,
+                              const float *save_mean, const float *save_var) {
+    return ROUTE(p, -1, bn_shard_backward_sums, sum_dy, sum_dy_xhat, dgamma, dbeta, dout, inp,
+                 save_mean, save_var);
+}
+int kn_bn_backward_stats(kn_bn *p, float *dinp, const float *dout, const float *inp,
+                         const float *save_mean, const float *save_var, const float *gamma,
+                         const double *sum_dy, const double *sum_dy_xhat, double count) {
+    return ROUTE(p, -1, bn_backward_stats, dinp, dout, inp, save_mean, save_var, gamma, sum_dy,
+                 sum_dy_xhat, count);
+}
 void kn_bn_destroy(kn_bn *p) {
     if (!p) return;
     ROUTE0(p, (void)0, bn_destroy);
@@ -283,6 +310,9 @@ int kn_add(kn_ctx *ctx, float *out, const float *a, const float *b, size_t count
 }
 int kn_accumulate(kn_ctx *ctx, float *dst, const float *src, size_t count) {
     return ROUTE(ctx, -1, accumulate, dst, src, count);
+}
+int kn_scale(kn_ctx *ctx, float *x, float a, size_t count) {
+    return ROUTE(ctx, -1, scale, x, a, count);
 }
 int kn_dropout_forward(kn_ctx *ctx, float *out, uint8_t *mask, const float *inp, size_t count,
                        float p, uint64_t seed, uint64_t offset) {

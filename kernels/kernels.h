@@ -135,6 +135,89 @@ int kn_bn_backward(kn_bn *plan,
                    const float *gamma);    // (C)
 void kn_bn_destroy(kn_bn *plan);
 
+/* ---- synchronized batch norm: one batch split over several ranks ----------------------- *
+ * Data-parallel training with PyTorch SyncBatchNorm semantics: each rank holds a contiguous
+ * shard of every batch (its plan's n is the shard's size) and BN normalizes with the
+ * statistics of the whole batch, exactly as one rank holding all of it would. The caller
+ * moves the small per-channel vectors between ranks; one step on every rank is:
+ *   forward   kn_bn_shard_stats (count = n*h*w of the shard); allgather count, mean, m2;
+ *             kn_bn_combine_stats over all ranks' parts in rank order; kn_bn_forward_stats
+ *             once on the rank's own shard with count = the total.
+ *   backward  kn_bn_shard_backward_sums; sum sum_dy and sum_dy_xhat over ranks;
+ *             kn_bn_backward_stats. dgamma/dbeta are summed over ranks like every gradient.
+ * Every rank holds the model, so every rank updates its own running stats in its one
+ * forward_stats call: from the same combined mean/var they come out the same on all ranks.
+ * Sum the vectors in rank order (allgather, then add), not with a reduction whose order may
+ * differ by rank, so that every rank gets the same bits. The CPU kernels' results do not
+ * depend on the thread count. Host vectors are fp64 so that no precision is lost between
+ * ranks; on the CPU backend every pointer is host memory anyway. */
+/* Per-channel mean and M2 (sum of squared deviations from that mean) of this shard's n*h*w
+ * values. */
+int kn_bn_shard_stats(kn_bn *plan,
+                      double *mean,      // (C) host
+                      double *m2,        // (C) host
+                      const float *inp); // (N, H, W, C)
+/* Training forward with given batch statistics (mean and biased var over `count` values per
+ * channel, all ranks): out normalized with them; save_mean/save_var keep them (fp32) for the
+ * backward pass; running stats updated as kn_bn_forward_train does (momentum; running_var
+ * takes the unbiased var * count / (count - 1)). count must be > 1 and at least this shard's
+ * n*h*w. */
+int kn_bn_forward_stats(kn_bn *plan,
+                        float *out,          // (N, H, W, C)
+                        float *save_mean,    // (C)
+                        float *save_var,     // (C)
+                        float *running_mean, // (C), updated in place
+                        float *running_var,  // (C), updated in place
+                        const double *mean,  // (C) host, whole batch
+                        const double *var,   // (C) host, whole batch, biased
+                        double count,        // values per channel in the whole batch
+                        const float *inp,    // (N, H, W, C)
+                        const float *gamma,  // (C)
+                        const float *beta);  // (C)
+/* The running-statistics update of kn_bn_forward_stats alone, for a rank whose shard is empty
+ * (a plan needs n > 0) but whose model must stay the same as the other ranks'. */
+int kn_bn_update_running(kn_ctx *ctx,
+                         float *running_mean, // (C), updated in place
+                         float *running_var,  // (C), updated in place
+                         const double *mean,  // (C) host, whole batch
+                         const double *var,   // (C) host, whole batch, biased
+                         double count,        // values per channel in the whole batch
+                         int c, float momentum);
+/* This shard's per-channel backward sums: sum_dy = sum(dout), sum_dy_xhat = sum(dout * xhat)
+ * with xhat = (inp - save_mean) / sqrt(save_var + eps). dgamma/dbeta get this shard's part of
+ * the parameter gradients (sum_dy_xhat, sum_dy as fp32); NULL when they are frozen. */
+int kn_bn_shard_backward_sums(kn_bn *plan,
+                              double *sum_dy,         // (C) host
+                              double *sum_dy_xhat,    // (C) host
+                              float *dgamma,          // (C) or NULL
+                              float *dbeta,           // (C) or NULL
+                              const float *dout,      // (N, H, W, C)
+                              const float *inp,       // (N, H, W, C)
+                              const float *save_mean, // (C)
+                              const float *save_var); // (C)
+/* dinp from the whole batch's sums over `count` values per channel:
+ * dinp = gamma / sqrt(var + eps) * (dout - sum_dy / count - xhat * sum_dy_xhat / count). */
+int kn_bn_backward_stats(kn_bn *plan,
+                         float *dinp,               // (N, H, W, C)
+                         const float *dout,         // (N, H, W, C)
+                         const float *inp,          // (N, H, W, C)
+                         const float *save_mean,    // (C)
+                         const float *save_var,     // (C)
+                         const float *gamma,        // (C)
+                         const double *sum_dy,      // (C) host, whole batch
+                         const double *sum_dy_xhat, // (C) host, whole batch
+                         double count);             // values per channel in the whole batch
+/* Host, any backend: the statistics of the union of `parts` shards from each shard's count,
+ * mean and M2 (Chan et al.'s pairwise combination, in part order, so that every rank gets the
+ * same bits from the same inputs). Parts with count 0 are skipped; with no values at all the
+ * var is NaN (and kn_bn_forward_stats refuses the count). */
+void kn_bn_combine_stats(double *mean,         // (C) whole batch
+                         double *var,          // (C) whole batch, biased
+                         const double *counts, // (parts) values per channel of each shard
+                         const double *means,  // (parts, C)
+                         const double *m2s,    // (parts, C)
+                         int parts, int c);
+
 /* ---- pooling --------------------------------------------------------------------------- */
 typedef enum { KN_POOL_MAX = 0, KN_POOL_AVG = 1 } kn_pool_kind;
 
@@ -175,6 +258,7 @@ int kn_relu_forward(kn_ctx *ctx, float *out, const float *inp, size_t count);
 int kn_relu_backward(kn_ctx *ctx, float *dinp, const float *dout, const float *out, size_t count);
 int kn_add(kn_ctx *ctx, float *out, const float *a, const float *b, size_t count);
 int kn_accumulate(kn_ctx *ctx, float *dst, const float *src, size_t count); /* dst += src */
+int kn_scale(kn_ctx *ctx, float *x, float a, size_t count);                 /* x *= a */
 
 /* Inverted dropout as PyTorch: keep with probability 1-p, scale kept values by 1/(1-p).
  * The mask is a pure function of (seed, offset + element index), so it does not depend on the

@@ -6,16 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct kn_cpu_bn {
-    kn_cpu_ctx *ctx;
-    kn_bn_shape s;
-    char what[KN_WHAT_LEN];
-    kn_prim train, infer, bwd;
-    float *dgamma_sink, *dbeta_sink; /* (C) targets when the caller's dgamma/dbeta are NULL */
-    float *zero_shift;               /* (C) oneDNN's backward wants a shift it does not use */
-    dnnl_memory_t m_src, m_dst, m_dsrc, m_mean, m_var, m_scale, m_shift, m_dscale, m_dshift;
-};
-
 kn_cpu_bn *kn_cpu_bn_create(kn_cpu_ctx *ctx, const kn_bn_shape *s) {
     char what[KN_WHAT_LEN];
     snprintf(what, sizeof what, "batchnorm on NHWC %dx%dx%dx%d", s->n, s->h, s->w, s->c);
@@ -88,15 +78,19 @@ int kn_cpu_bn_forward_train(kn_cpu_bn *p,
                               {DNNL_ARG_SCALE, p->m_scale}, {DNNL_ARG_SHIFT, p->m_shift}};
     const void *ptrs[] = {inp, out, save_mean, save_var, gamma, beta};
     if (kn_prim_bind_exec(p->ctx, &p->train, 6, args, ptrs, p->what)) return -1;
+    for (int c = 0; c < p->s.c; c++)
+        kn_cpu_bn_running_update(&running_mean[c], &running_var[c], save_mean[c], save_var[c],
+                                 (double)count, p->s.momentum);
+    return 0;
+}
+
+void kn_cpu_bn_running_update(float *running_mean, float *running_var, double batch_mean,
+                              double batch_var, double count, double momentum) {
     /* PyTorch: running stats take the unbiased variance; normalization used the biased one. */
     /* in double, as PyTorch's CPU kernel accumulates these */
-    const double m = p->s.momentum;
-    const double unbias = (double)count / (double)(count - 1);
-    for (int c = 0; c < p->s.c; c++) {
-        running_mean[c] = (float)((1.0 - m) * running_mean[c] + m * save_mean[c]);
-        running_var[c] = (float)((1.0 - m) * running_var[c] + m * save_var[c] * unbias);
-    }
-    return 0;
+    const double unbias = count / (count - 1.0);
+    *running_mean = (float)((1.0 - momentum) * *running_mean + momentum * batch_mean);
+    *running_var = (float)((1.0 - momentum) * *running_var + momentum * batch_var * unbias);
 }
 
 int kn_cpu_bn_forward_infer(kn_cpu_bn *p,
@@ -153,5 +147,7 @@ void kn_cpu_bn_destroy(kn_cpu_bn *p) {
     free(p->dgamma_sink);
     free(p->dbeta_sink);
     free(p->zero_shift);
+    free(p->partials);
+    free(p->coefs);
     free(p);
 }

@@ -39,6 +39,20 @@ int kn_cpu_bn_backward(kn_cpu_bn *plan, float *dinp, float *dgamma, float *dbeta
                        const float *inp, const float *save_mean, const float *save_var,
                        const float *gamma);
 void kn_cpu_bn_destroy(kn_cpu_bn *plan);
+int kn_cpu_bn_shard_stats(kn_cpu_bn *plan, double *mean, double *m2, const float *inp);
+int kn_cpu_bn_forward_stats(kn_cpu_bn *plan, float *out, float *save_mean, float *save_var,
+                            float *running_mean, float *running_var, const double *mean,
+                            const double *var, double count, const float *inp, const float *gamma,
+                            const float *beta);
+int kn_cpu_bn_update_running(kn_cpu_ctx *ctx, float *running_mean, float *running_var,
+                             const double *mean, const double *var, double count, int c,
+                             float momentum);
+int kn_cpu_bn_shard_backward_sums(kn_cpu_bn *plan, double *sum_dy, double *sum_dy_xhat,
+                                  float *dgamma, float *dbeta, const float *dout, const float *inp,
+                                  const float *save_mean, const float *save_var);
+int kn_cpu_bn_backward_stats(kn_cpu_bn *plan, float *dinp, const float *dout, const float *inp,
+                             const float *save_mean, const float *save_var, const float *gamma,
+                             const double *sum_dy, const double *sum_dy_xhat, double count);
 kn_cpu_pool *kn_cpu_pool_create(kn_cpu_ctx *ctx, const kn_pool_shape *s);
 int kn_cpu_pool_forward(kn_cpu_pool *plan, float *out, const float *inp);
 int kn_cpu_pool_backward(kn_cpu_pool *plan, float *dinp, const float *dout);
@@ -52,6 +66,7 @@ int kn_cpu_relu_backward(kn_cpu_ctx *ctx, float *dinp, const float *dout, const 
                          size_t count);
 int kn_cpu_add(kn_cpu_ctx *ctx, float *out, const float *a, const float *b, size_t count);
 int kn_cpu_accumulate(kn_cpu_ctx *ctx, float *dst, const float *src, size_t count);
+int kn_cpu_scale(kn_cpu_ctx *ctx, float *x, float a, size_t count);
 int kn_cpu_dropout_forward(kn_cpu_ctx *ctx, float *out, uint8_t *mask, const float *inp,
                            size_t count, float p, uint64_t seed, uint64_t offset);
 int kn_cpu_dropout_backward(kn_cpu_ctx *ctx, float *dinp, const float *dout, const uint8_t *mask,

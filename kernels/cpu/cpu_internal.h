@@ -55,6 +55,25 @@ struct kn_relu_entry {
     dnnl_memory_t data, diff_data, out; /* (count) */
 };
 
+/* A batchnorm plan: oneDNN primitives (kernels/cpu/batchnorm.c) and, for synchronized batch
+ * norm (kernels/cpu/batchnorm_sync.c), scratch made on first use. */
+struct kn_cpu_bn {
+    kn_cpu_ctx *ctx;
+    kn_bn_shape s;
+    char what[KN_WHAT_LEN];
+    kn_prim train, infer, bwd;
+    float *dgamma_sink, *dbeta_sink; /* (C) targets when the caller's dgamma/dbeta are NULL */
+    float *zero_shift;               /* (C) oneDNN's backward wants a shift it does not use */
+    dnnl_memory_t m_src, m_dst, m_dsrc, m_mean, m_var, m_scale, m_shift, m_dscale, m_dshift;
+    double *partials; /* (blocks, 2, C) fp64 sums of row blocks, NULL until first needed */
+    float *coefs;     /* (3, C) per-channel coefficients, NULL until first needed */
+};
+
+/* PyTorch's running-statistics update of one channel from a batch of `count` values per
+ * channel (biased batch_var; running_var takes the unbiased one), computed in double. */
+void kn_cpu_bn_running_update(float *running_mean, float *running_var, double batch_mean,
+                              double batch_var, double count, double momentum);
+
 /* Writes "what: message" into ctx->err and returns -1. */
 int kn_fail(kn_cpu_ctx *ctx, const char *what, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -1,5 +1,5 @@
 /* Elementwise ops: ReLU on oneDNN (the interface passes only a count, so the context caches
- * primitives by count), add and accumulate in C. */
+ * primitives by count), add, accumulate and scale in C. */
 #include "kernels/cpu/cpu_internal.h"
 
 #include <stdio.h>
@@ -88,5 +88,15 @@ int kn_cpu_accumulate(kn_cpu_ctx *ctx,
 #pragma omp parallel for simd num_threads(ctx->threads) schedule(static) if (count > 16384)
     for (size_t i = 0; i < count; i++)
         dst[i] += src[i];
+    return 0;
+}
+
+int kn_cpu_scale(kn_cpu_ctx *ctx,
+                 float *x, // (count), *= a
+                 float a, size_t count) {
+    if (count && !x) return kn_fail(ctx, "scale", "NULL tensor argument");
+#pragma omp parallel for simd num_threads(ctx->threads) schedule(static) if (count > 16384)
+    for (size_t i = 0; i < count; i++)
+        x[i] *= a;
     return 0;
 }

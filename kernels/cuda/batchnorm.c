@@ -121,6 +121,54 @@ int kn_cuda_bn_backward(kn_cuda_bn *p,
                : 0;
 }
 
+/* Synchronized batch norm (data-parallel trials): not built on CUDA yet. Each call fails with
+ * one message, so a data-parallel trial on a GPU fails at its first BN layer with the reason
+ * instead of training with per-shard statistics. */
+#define KN_SYNC_BN_REFUSED                                                                         \
+    "synchronized batch norm (data-parallel trials) is CPU-only in this version"
+
+static int sync_bn_refused(kn_cuda_bn *p) {
+    return kn_cuda_fail(p->ctx, p->what, KN_SYNC_BN_REFUSED);
+}
+
+int kn_cuda_bn_update_running(kn_cuda_ctx *ctx, float *running_mean, float *running_var,
+                              const double *mean, const double *var, double count, int c,
+                              float momentum) {
+    (void)running_mean, (void)running_var, (void)mean, (void)var, (void)count, (void)c;
+    (void)momentum;
+    return kn_cuda_fail(ctx, "batchnorm running statistics", KN_SYNC_BN_REFUSED);
+}
+
+int kn_cuda_bn_shard_stats(kn_cuda_bn *p, double *mean, double *m2, const float *inp) {
+    (void)mean, (void)m2, (void)inp;
+    return sync_bn_refused(p);
+}
+
+int kn_cuda_bn_forward_stats(kn_cuda_bn *p, float *out, float *save_mean, float *save_var,
+                             float *running_mean, float *running_var, const double *mean,
+                             const double *var, double count, const float *inp, const float *gamma,
+                             const float *beta) {
+    (void)out, (void)save_mean, (void)save_var, (void)running_mean, (void)running_var;
+    (void)mean, (void)var, (void)count, (void)inp, (void)gamma, (void)beta;
+    return sync_bn_refused(p);
+}
+
+int kn_cuda_bn_shard_backward_sums(kn_cuda_bn *p, double *sum_dy, double *sum_dy_xhat,
+                                   float *dgamma, float *dbeta, const float *dout, const float *inp,
+                                   const float *save_mean, const float *save_var) {
+    (void)sum_dy, (void)sum_dy_xhat, (void)dgamma, (void)dbeta, (void)dout, (void)inp;
+    (void)save_mean, (void)save_var;
+    return sync_bn_refused(p);
+}
+
+int kn_cuda_bn_backward_stats(kn_cuda_bn *p, float *dinp, const float *dout, const float *inp,
+                              const float *save_mean, const float *save_var, const float *gamma,
+                              const double *sum_dy, const double *sum_dy_xhat, double count) {
+    (void)dinp, (void)dout, (void)inp, (void)save_mean, (void)save_var, (void)gamma;
+    (void)sum_dy, (void)sum_dy_xhat, (void)count;
+    return sync_bn_refused(p);
+}
+
 void kn_cuda_bn_destroy(kn_cuda_bn *p) {
     if (!p) return;
     if (p->data) cudnnDestroyTensorDescriptor(p->data);

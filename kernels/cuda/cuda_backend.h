@@ -43,6 +43,20 @@ int kn_cuda_bn_backward(kn_cuda_bn *plan, float *dinp, float *dgamma, float *dbe
                         const float *dout, const float *inp, const float *save_mean,
                         const float *save_var, const float *gamma);
 void kn_cuda_bn_destroy(kn_cuda_bn *plan);
+int kn_cuda_bn_shard_stats(kn_cuda_bn *plan, double *mean, double *m2, const float *inp);
+int kn_cuda_bn_forward_stats(kn_cuda_bn *plan, float *out, float *save_mean, float *save_var,
+                             float *running_mean, float *running_var, const double *mean,
+                             const double *var, double count, const float *inp, const float *gamma,
+                             const float *beta);
+int kn_cuda_bn_update_running(kn_cuda_ctx *ctx, float *running_mean, float *running_var,
+                              const double *mean, const double *var, double count, int c,
+                              float momentum);
+int kn_cuda_bn_shard_backward_sums(kn_cuda_bn *plan, double *sum_dy, double *sum_dy_xhat,
+                                   float *dgamma, float *dbeta, const float *dout, const float *inp,
+                                   const float *save_mean, const float *save_var);
+int kn_cuda_bn_backward_stats(kn_cuda_bn *plan, float *dinp, const float *dout, const float *inp,
+                              const float *save_mean, const float *save_var, const float *gamma,
+                              const double *sum_dy, const double *sum_dy_xhat, double count);
 kn_cuda_pool *kn_cuda_pool_create(kn_cuda_ctx *ctx, const kn_pool_shape *s);
 int kn_cuda_pool_forward(kn_cuda_pool *plan, float *out, const float *inp);
 int kn_cuda_pool_backward(kn_cuda_pool *plan, float *dinp, const float *dout);
@@ -56,6 +70,7 @@ int kn_cuda_relu_backward(kn_cuda_ctx *ctx, float *dinp, const float *dout, cons
                           size_t count);
 int kn_cuda_add(kn_cuda_ctx *ctx, float *out, const float *a, const float *b, size_t count);
 int kn_cuda_accumulate(kn_cuda_ctx *ctx, float *dst, const float *src, size_t count);
+int kn_cuda_scale(kn_cuda_ctx *ctx, float *x, float a, size_t count);
 int kn_cuda_dropout_forward(kn_cuda_ctx *ctx, float *out, uint8_t *mask, const float *inp,
                             size_t count, float p, uint64_t seed, uint64_t offset);
 int kn_cuda_dropout_backward(kn_cuda_ctx *ctx, float *dinp, const float *dout, const uint8_t *mask,

@@ -33,6 +33,12 @@ int kn_cuda_accumulate(kn_cuda_ctx *ctx, float *dst, const float *src, size_t co
     return CU_CHECK(ctx, "accumulate", kn_cu_accumulate(ctx->stream, dst, src, count));
 }
 
+int kn_cuda_scale(kn_cuda_ctx *ctx, float *x, float a, size_t count) {
+    if (!count) return 0;
+    if (!x) return kn_cuda_fail(ctx, "scale", "NULL tensor argument");
+    return CU_CHECK(ctx, "scale", kn_cu_scale(ctx->stream, x, a, count));
+}
+
 static int check_p(kn_cuda_ctx *ctx, float p, const char *what) {
     if (!(p >= 0.0f && p <= 1.0f))
         return kn_cuda_fail(ctx, what, "p = %g is outside [0, 1]", (double)p);

@@ -37,6 +37,10 @@ __global__ void accumulate(float *dst, const float *src, size_t count) {
     GRID_STRIDE(i, count) dst[i] += src[i];
 }
 
+__global__ void scale_in_place(float *x, float a, size_t count) {
+    GRID_STRIDE(i, count) x[i] *= a;
+}
+
 __global__ void dropout_forward(float *out, uint8_t *mask, const float *inp, size_t count,
                                 float scale, uint64_t key, uint64_t threshold, uint64_t offset) {
     GRID_STRIDE(i, count) {
@@ -315,6 +319,11 @@ cudaError_t kn_cu_add(cudaStream_t stream, float *out, const float *a, const flo
 
 cudaError_t kn_cu_accumulate(cudaStream_t stream, float *dst, const float *src, size_t count) {
     accumulate<<<blocks_for(count), kThreads, 0, stream>>>(dst, src, count);
+    return cudaGetLastError();
+}
+
+cudaError_t kn_cu_scale(cudaStream_t stream, float *x, float a, size_t count) {
+    scale_in_place<<<blocks_for(count), kThreads, 0, stream>>>(x, a, count);
     return cudaGetLastError();
 }
 

@@ -22,6 +22,7 @@ cudaError_t kn_cu_relu_backward(cudaStream_t stream, float *dinp, const float *d
 cudaError_t kn_cu_add(cudaStream_t stream, float *out, const float *a, const float *b,
                       size_t count);
 cudaError_t kn_cu_accumulate(cudaStream_t stream, float *dst, const float *src, size_t count);
+cudaError_t kn_cu_scale(cudaStream_t stream, float *x, float a, size_t count); /* x *= a */
 /* mask and scale as kernels/dropout_mask.h and kernels.h define them */
 cudaError_t kn_cu_dropout_forward(cudaStream_t stream, float *out, uint8_t *mask, const float *inp,
                                   size_t count, float scale, uint64_t key, uint64_t threshold,

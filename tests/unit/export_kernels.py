@@ -69,6 +69,12 @@ def export_conv():
 BN_CASES = [("bn", 4, 6, 5, 5), ("bn_c32", 2, 32, 6, 6)]
 
 
+# Synchronized batch norm: the whole batch's nn.BatchNorm2d in train mode, which the C test
+# computes shard by shard (N split 3 + 2 + 3, as three ranks would hold it); must match
+# test_kernels.c's BN_SYNC_* constants.
+BN_SYNC_CASE = ("bn_sync", 8, 5, 3, 4)
+
+
 def export_bn():
     for case in BN_CASES:
         export_bn_case(*case)
@@ -286,6 +292,7 @@ def main():
     export_conv_bf16()
     export_linear_bf16()
     export_bf16_cast()
+    export_bn_case(*BN_SYNC_CASE)  # last: the cases above keep the random draws they had
     print("export_kernels: wrote %d files to %s" % (len(os.listdir(OUT)), OUT))
 
 

@@ -15,6 +15,9 @@
  * Dropout and the layout round trip are checked exactly or statistically in C (no PyTorch
  * reference: our RNG is our own). Convolutions run twice: with Winograd allowed (3x3 stride-1
  * cases take it) and on a context with it off (direct NHWC kernels for every case).
+ * Synchronized batch norm (the batch computed shard by shard, as data-parallel ranks would)
+ * is compared with PyTorch's whole-batch BatchNorm2d at 1e-5 for the forward pass (fp64
+ * statistics) and 1e-4 for gradients, and must give the same bits on 1 and 3 threads.
  * TLSWEEP_VERBOSE=1 prints each comparison's error. */
 #include "kernels/kernels.h"
 #include "tests/testlib.h"
@@ -312,6 +315,408 @@ static void test_batchnorm(void) {
     run_bn_case("bn_c32", 2, 32, 6, 6);
 }
 
+/* ---- synchronized batch norm ----------------------------------------------------------- */
+
+/* The whole batch's PyTorch BatchNorm2d (export_kernels.py's BN_SYNC_CASE), computed as three
+ * ranks would: N = 8 split into contiguous shards of 3, 2 and 3 images. Forward outputs and
+ * statistics are compared at 1e-5 (fp64 statistics, one fp32 rounding per value), gradients at
+ * 1e-4 as everywhere else. */
+#define BN_SYNC_N 8
+#define BN_SYNC_C 5
+#define BN_SYNC_H 3
+#define BN_SYNC_W 4
+#define BN_SYNC_SHARDS 3
+#define TOL_FWD 1e-5
+static const int bn_sync_shard_n[BN_SYNC_SHARDS] = {3, 2, 3};
+
+/* Compares fp64 results with an fp32 reference (CHECK_CLOSE's measure). */
+static void compare_d(const char *name, const double *got, const float *ref, size_t count,
+                      double tol) {
+    float *f = zeros(count);
+    for (size_t i = 0; i < count; i++)
+        f[i] = (float)got[i];
+    note(name, CHECK_CLOSE(name, f, ref, count, tol));
+    free(f);
+}
+
+/* The references of one BN case (run_bn_case's files), NULL members on a failed load. */
+typedef struct {
+    float *x, *gamma, *beta, *rm0, *rv0, *y, *sm, *sv, *rm1, *rv1, *dy, *dx, *dgamma, *dbeta;
+} bn_refs;
+
+static int bn_refs_load(bn_refs *r, const char *name, size_t nx, size_t c) {
+    char nm[128];
+    r->x = load(cat(nm, name, "x"), nx), r->gamma = load(cat(nm, name, "gamma"), c);
+    r->beta = load(cat(nm, name, "beta"), c), r->rm0 = load(cat(nm, name, "rmean0"), c);
+    r->rv0 = load(cat(nm, name, "rvar0"), c), r->y = load(cat(nm, name, "y"), nx);
+    r->sm = load(cat(nm, name, "save_mean"), c), r->sv = load(cat(nm, name, "save_var"), c);
+    r->rm1 = load(cat(nm, name, "rmean1"), c), r->rv1 = load(cat(nm, name, "rvar1"), c);
+    r->dy = load(cat(nm, name, "dy"), nx), r->dx = load(cat(nm, name, "dx"), nx);
+    r->dgamma = load(cat(nm, name, "dgamma"), c), r->dbeta = load(cat(nm, name, "dbeta"), c);
+    return r->x && r->gamma && r->beta && r->rm0 && r->rv0 && r->y && r->sm && r->sv && r->rm1 &&
+           r->rv1 && r->dy && r->dx && r->dgamma && r->dbeta;
+}
+
+static void bn_refs_free(bn_refs *r) {
+    float *all[] = {r->x,  r->gamma, r->beta, r->rm0, r->rv0, r->y,      r->sm,
+                    r->sv, r->rm1,   r->rv1,  r->dy,  r->dx,  r->dgamma, r->dbeta};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        free(all[i]);
+}
+
+/* One synchronized BN step of a batch of `shards` contiguous shards (images per shard in
+ * shard_n) on context kc, the exchanges between ranks done in shard order: outputs into y, dx
+ * (whole batch), the batch statistics into mean/var, save_mean/save_var of the last shard, the
+ * parameter gradients summed over shards. rm/rv are (shards, C): each shard's own copy of the
+ * running statistics, as each rank holds the model. Returns 0, or -1 after a recorded failure. */
+typedef struct {
+    float *y, *dx, *rm, *rv, *dgamma, *dbeta, *save_mean, *save_var;
+    double *mean, *var, *sum_dy, *sum_dy_xhat;
+} bn_sync_out;
+
+static int bn_sync_step(kn_ctx *kc, const int *shard_n, int shards, int c, int h, int w,
+                        const float *x, const float *dy, const float *gamma, const float *beta,
+                        bn_sync_out *o) {
+    const size_t per_image = (size_t)h * w * c;
+    double *counts = calloc(shards, sizeof(double)),
+           *means = calloc((size_t)shards * c, sizeof(double)),
+           *m2s = calloc((size_t)shards * c, sizeof(double)),
+           *sdy = calloc((size_t)shards * 2 * c, sizeof(double));
+    float *dg = zeros((size_t)shards * c), *db = zeros((size_t)shards * c);
+    float *sm = zeros((size_t)shards * c), *sv = zeros((size_t)shards * c);
+    kn_bn **plans = calloc(shards, sizeof *plans);
+    int rc = -1;
+    for (int s = 0; s < shards; s++) {
+        kn_bn_shape sh = {shard_n[s], c, h, w, 1e-5f, 0.1f};
+        plans[s] = kn_bn_create(kc, &sh);
+        if (!plans[s]) {
+            tl_fail(__FILE__, __LINE__, "shard %d plan: %s", s, kn_error(kc));
+            goto done;
+        }
+    }
+    /* forward: every shard's statistics, combined; each shard normalizes with them */
+    size_t off = 0;
+    double total = 0;
+    for (int s = 0; s < shards; s++) {
+        counts[s] = (double)shard_n[s] * h * w;
+        total += counts[s];
+        if (kn_bn_shard_stats(plans[s], means + (size_t)s * c, m2s + (size_t)s * c,
+                              x + off * per_image)) {
+            tl_fail(__FILE__, __LINE__, "shard_stats %d: %s", s, kn_error(kc));
+            goto done;
+        }
+        off += shard_n[s];
+    }
+    kn_bn_combine_stats(o->mean, o->var, counts, means, m2s, shards, c);
+    off = 0;
+    for (int s = 0; s < shards; s++) {
+        if (kn_bn_forward_stats(plans[s], o->y + off * per_image, sm + (size_t)s * c,
+                                sv + (size_t)s * c, o->rm + (size_t)s * c, o->rv + (size_t)s * c,
+                                o->mean, o->var, total, x + off * per_image, gamma, beta)) {
+            tl_fail(__FILE__, __LINE__, "forward_stats %d: %s", s, kn_error(kc));
+            goto done;
+        }
+        off += shard_n[s];
+    }
+    /* backward: every shard's sums, added in shard order; each shard's input gradient */
+    off = 0;
+    for (int s = 0; s < shards; s++) {
+        double *mine = sdy + (size_t)s * 2 * c;
+        if (kn_bn_shard_backward_sums(plans[s], mine, mine + c, dg + (size_t)s * c,
+                                      db + (size_t)s * c, dy + off * per_image, x + off * per_image,
+                                      sm + (size_t)s * c, sv + (size_t)s * c)) {
+            tl_fail(__FILE__, __LINE__, "shard_backward_sums %d: %s", s, kn_error(kc));
+            goto done;
+        }
+        off += shard_n[s];
+    }
+    for (int ch = 0; ch < c; ch++) {
+        o->sum_dy[ch] = o->sum_dy_xhat[ch] = 0;
+        o->dgamma[ch] = o->dbeta[ch] = 0;
+        for (int s = 0; s < shards; s++) {
+            o->sum_dy[ch] += sdy[(size_t)s * 2 * c + ch];
+            o->sum_dy_xhat[ch] += sdy[(size_t)s * 2 * c + c + ch];
+            o->dgamma[ch] += dg[(size_t)s * c + ch];
+            o->dbeta[ch] += db[(size_t)s * c + ch];
+        }
+    }
+    off = 0;
+    for (int s = 0; s < shards; s++) {
+        if (kn_bn_backward_stats(plans[s], o->dx + off * per_image, dy + off * per_image,
+                                 x + off * per_image, sm + (size_t)s * c, sv + (size_t)s * c, gamma,
+                                 o->sum_dy, o->sum_dy_xhat, total)) {
+            tl_fail(__FILE__, __LINE__, "backward_stats %d: %s", s, kn_error(kc));
+            goto done;
+        }
+        off += shard_n[s];
+    }
+    memcpy(o->save_mean, sm + (size_t)(shards - 1) * c, c * sizeof(float));
+    memcpy(o->save_var, sv + (size_t)(shards - 1) * c, c * sizeof(float));
+    /* every shard saved the same batch statistics */
+    for (int s = 0; s < shards; s++)
+        CHECK(!memcmp(sm + (size_t)s * c, o->save_mean, c * sizeof(float)) &&
+                  !memcmp(sv + (size_t)s * c, o->save_var, c * sizeof(float)),
+              "shard %d saved other batch statistics than the last shard", s);
+    rc = 0;
+done:
+    for (int s = 0; s < shards; s++)
+        kn_bn_destroy(plans[s]);
+    free(plans), free(counts), free(means), free(m2s), free(sdy), free(dg), free(db), free(sm);
+    free(sv);
+    return rc;
+}
+
+static void bn_sync_out_alloc(bn_sync_out *o, size_t nx, int c, int shards) {
+    o->y = zeros(nx), o->dx = zeros(nx), o->rm = zeros((size_t)shards * c);
+    o->rv = zeros((size_t)shards * c), o->dgamma = zeros(c), o->dbeta = zeros(c);
+    o->save_mean = zeros(c), o->save_var = zeros(c);
+    o->mean = calloc(c, sizeof(double)), o->var = calloc(c, sizeof(double)),
+    o->sum_dy = calloc(c, sizeof(double));
+    o->sum_dy_xhat = calloc(c, sizeof(double));
+}
+
+static void bn_sync_out_free(bn_sync_out *o) {
+    free(o->y), free(o->dx), free(o->rm), free(o->rv), free(o->dgamma), free(o->dbeta);
+    free(o->save_mean), free(o->save_var), free(o->mean), free(o->var), free(o->sum_dy);
+    free(o->sum_dy_xhat);
+}
+
+/* Each rank starts from the same running statistics. */
+static void bn_sync_running_init(bn_sync_out *o, const float *rm0, const float *rv0, int c,
+                                 int shards) {
+    for (int s = 0; s < shards; s++) {
+        memcpy(o->rm + (size_t)s * c, rm0, c * sizeof(float));
+        memcpy(o->rv + (size_t)s * c, rv0, c * sizeof(float));
+    }
+}
+
+static void test_batchnorm_sync(void) {
+    const int c = BN_SYNC_C, shards = BN_SYNC_SHARDS;
+    const size_t nx = (size_t)BN_SYNC_N * BN_SYNC_H * BN_SYNC_W * c;
+    int sum = 0;
+    for (int s = 0; s < shards; s++)
+        sum += bn_sync_shard_n[s];
+    CHECK(sum == BN_SYNC_N, "shards add up to %d images, not %d", sum, BN_SYNC_N);
+    bn_refs r;
+    bn_sync_out o;
+    bn_sync_out_alloc(&o, nx, c, shards);
+    if (bn_refs_load(&r, "bn_sync", nx, c)) {
+        bn_sync_running_init(&o, r.rm0, r.rv0, c, shards);
+        if (!bn_sync_step(ctx, bn_sync_shard_n, shards, c, BN_SYNC_H, BN_SYNC_W, r.x, r.dy, r.gamma,
+                          r.beta, &o)) {
+            compare_d("bn_sync combined mean", o.mean, r.sm, c, TOL_FWD);
+            compare_d("bn_sync combined var (biased)", o.var, r.sv, c, TOL_FWD);
+            note("bn_sync out", CHECK_CLOSE("bn_sync out", o.y, r.y, nx, TOL_FWD));
+            note("bn_sync save_mean",
+                 CHECK_CLOSE("bn_sync save_mean", o.save_mean, r.sm, c, TOL_FWD));
+            note("bn_sync save_var", CHECK_CLOSE("bn_sync save_var", o.save_var, r.sv, c, TOL_FWD));
+            for (int s = 0; s < shards; s++) {
+                char nm[64];
+                snprintf(nm, sizeof nm, "bn_sync running_mean (rank %d)", s);
+                note(nm, CHECK_CLOSE(nm, o.rm + (size_t)s * c, r.rm1, c, TOL_FWD));
+                snprintf(nm, sizeof nm, "bn_sync running_var (rank %d)", s);
+                note(nm, CHECK_CLOSE(nm, o.rv + (size_t)s * c, r.rv1, c, TOL_FWD));
+                CHECK(!memcmp(o.rm + (size_t)s * c, o.rm, c * sizeof(float)) &&
+                          !memcmp(o.rv + (size_t)s * c, o.rv, c * sizeof(float)),
+                      "rank %d's running statistics differ from rank 0's", s);
+            }
+            COMPARE("bn_sync dinp", o.dx, r.dx, nx);
+            COMPARE("bn_sync dgamma (sum of shards)", o.dgamma, r.dgamma, c);
+            COMPARE("bn_sync dbeta (sum of shards)", o.dbeta, r.dbeta, c);
+            compare_d("bn_sync sum_dy_xhat", o.sum_dy_xhat, r.dgamma, c, TOL);
+            compare_d("bn_sync sum_dy", o.sum_dy, r.dbeta, c, TOL);
+        }
+    }
+    bn_refs_free(&r);
+    bn_sync_out_free(&o);
+}
+
+/* "name: what" into buf (128 bytes). */
+static char *label(char *buf, const char *name, const char *what) {
+    snprintf(buf, 128, "%s: %s", name, what);
+    return buf;
+}
+
+/* The whole batch as one shard against kn_bn_forward_train / kn_bn_backward (oneDNN) on the
+ * same data: the same step by two implementations. */
+static void bn_sync_vs_onednn(const char *name, int n, int c, int h, int w, const float *x,
+                              const float *dy, const float *gamma, const float *beta,
+                              const float *rm0, const float *rv0) {
+    char nm[128];
+    const size_t nx = (size_t)n * h * w * c;
+    bn_sync_out o;
+    bn_sync_out_alloc(&o, nx, c, 1);
+    bn_sync_running_init(&o, rm0, rv0, c, 1);
+    float *y = zeros(nx), *dx = zeros(nx), *sm = zeros(c), *sv = zeros(c), *dg = zeros(c),
+          *db = zeros(c), *rm = zeros(c), *rv = zeros(c);
+    memcpy(rm, rm0, c * sizeof *rm);
+    memcpy(rv, rv0, c * sizeof *rv);
+    kn_bn_shape s = {n, c, h, w, 1e-5f, 0.1f};
+    kn_bn *plan = kn_bn_create(ctx, &s);
+    CHECK(plan, "create: %s", kn_error(ctx));
+    if (plan && !bn_sync_step(ctx, &n, 1, c, h, w, x, dy, gamma, beta, &o)) {
+        KN_OK(kn_bn_forward_train(plan, y, sm, sv, rm, rv, x, gamma, beta));
+        KN_OK(kn_bn_backward(plan, dx, dg, db, dy, x, sm, sv, gamma));
+        note(label(nm, name, "out"), CHECK_CLOSE(nm, o.y, y, nx, TOL_FWD));
+        note(label(nm, name, "save_mean"), CHECK_CLOSE(nm, o.save_mean, sm, c, TOL_FWD));
+        note(label(nm, name, "save_var"), CHECK_CLOSE(nm, o.save_var, sv, c, TOL_FWD));
+        note(label(nm, name, "running_mean"), CHECK_CLOSE(nm, o.rm, rm, c, TOL_FWD));
+        note(label(nm, name, "running_var"), CHECK_CLOSE(nm, o.rv, rv, c, TOL_FWD));
+        COMPARE(label(nm, name, "dinp"), o.dx, dx, nx);
+        COMPARE(label(nm, name, "dgamma"), o.dgamma, dg, c);
+        COMPARE(label(nm, name, "dbeta"), o.dbeta, db, c);
+    }
+    kn_bn_destroy(plan);
+    bn_sync_out_free(&o);
+    free(y), free(dx), free(sm), free(sv), free(dg), free(db), free(rm), free(rv);
+}
+
+/* Bitwise equal results of two runs, for the thread-count check. */
+static void bn_sync_same_bits(const char *what, const bn_sync_out *a, const bn_sync_out *b,
+                              size_t nx, int c, int shards) {
+    const size_t cf = c * sizeof(float), cd = c * sizeof(double);
+    CHECK(!memcmp(a->y, b->y, nx * sizeof(float)) && !memcmp(a->dx, b->dx, nx * sizeof(float)) &&
+              !memcmp(a->rm, b->rm, shards * cf) && !memcmp(a->rv, b->rv, shards * cf) &&
+              !memcmp(a->dgamma, b->dgamma, cf) && !memcmp(a->dbeta, b->dbeta, cf) &&
+              !memcmp(a->mean, b->mean, cd) && !memcmp(a->var, b->var, cd) &&
+              !memcmp(a->sum_dy, b->sum_dy, cd) && !memcmp(a->sum_dy_xhat, b->sum_dy_xhat, cd),
+          "%s: results differ", what);
+}
+
+static void test_batchnorm_sync_one_shard(void) {
+    /* PyTorch's data, whole batch as one shard (one row block) */
+    const size_t nx = (size_t)BN_SYNC_N * BN_SYNC_H * BN_SYNC_W * BN_SYNC_C;
+    bn_refs r;
+    if (bn_refs_load(&r, "bn_sync", nx, BN_SYNC_C))
+        bn_sync_vs_onednn("bn_sync 1 shard vs oneDNN", BN_SYNC_N, BN_SYNC_C, BN_SYNC_H, BN_SYNC_W,
+                          r.x, r.dy, r.gamma, r.beta, r.rm0, r.rv0);
+    bn_refs_free(&r);
+
+    /* Larger and far from zero mean: 2304 rows in several row blocks (the last one short), and
+     * C = 32, oneDNN's JIT kernel. Then the same step on 1 and 3 threads gives the same bits,
+     * split into shards or not. */
+    enum { n = 4, c = 32, h = 24, w = 24, shards = 3 };
+    const int whole[1] = {n}, split[shards] = {1, 2, 1};
+    const size_t count = (size_t)n * h * w * c;
+    float *x = zeros(count), *dy = zeros(count), *gamma = zeros(c), *beta = zeros(c),
+          *rm0 = zeros(c), *rv0 = zeros(c);
+    tl_fill_uniform(x, count, 2.0f, 6.0f, 11);
+    tl_fill_uniform(dy, count, -1, 1, 12);
+    tl_fill_uniform(gamma, c, 0.5f, 1.5f, 13);
+    tl_fill_uniform(beta, c, -1, 1, 14);
+    tl_fill_uniform(rm0, c, -1, 1, 15);
+    tl_fill_uniform(rv0, c, 0.5f, 2.0f, 16);
+    bn_sync_vs_onednn("bn_sync 4x32x24x24 vs oneDNN", n, c, h, w, x, dy, gamma, beta, rm0, rv0);
+
+    kn_ctx_options one = {.backend = KN_BACKEND_CPU, .threads = 1},
+                   three = {.backend = KN_BACKEND_CPU, .threads = 3};
+    char err[256];
+    kn_ctx *ctx1 = kn_ctx_create(&one, err, sizeof err), *ctx3 = NULL;
+    CHECK(ctx1, "1-thread context: %s", err);
+    if (ctx1) ctx3 = kn_ctx_create(&three, err, sizeof err);
+    CHECK(!ctx1 || ctx3, "3-thread context: %s", err);
+    bn_sync_out a, b, parts;
+    bn_sync_out_alloc(&a, count, c, shards);
+    bn_sync_out_alloc(&b, count, c, shards);
+    bn_sync_out_alloc(&parts, count, c, shards);
+    for (int i = 0; ctx3 && i < 2; i++) {
+        const int *shard_n = i ? split : whole, k = i ? shards : 1;
+        bn_sync_running_init(&a, rm0, rv0, c, k);
+        bn_sync_running_init(&b, rm0, rv0, c, k);
+        if (bn_sync_step(ctx1, shard_n, k, c, h, w, x, dy, gamma, beta, &a) ||
+            bn_sync_step(ctx3, shard_n, k, c, h, w, x, dy, gamma, beta, &b))
+            break;
+        bn_sync_same_bits(i ? "3 shards, 1 and 3 threads" : "1 shard, 1 and 3 threads", &a, &b,
+                          count, c, k);
+        if (i == 0) continue;
+        /* the split step against the whole-batch one: equal up to summation order */
+        bn_sync_running_init(&parts, rm0, rv0, c, 1);
+        if (bn_sync_step(ctx, whole, 1, c, h, w, x, dy, gamma, beta, &parts)) break;
+        COMPARE("bn_sync 3 shards vs 1: out", a.y, parts.y, count);
+        COMPARE("bn_sync 3 shards vs 1: dinp", a.dx, parts.dx, count);
+        COMPARE("bn_sync 3 shards vs 1: dgamma", a.dgamma, parts.dgamma, c);
+    }
+    bn_sync_out_free(&a);
+    bn_sync_out_free(&b);
+    bn_sync_out_free(&parts);
+    kn_ctx_destroy(ctx1);
+    kn_ctx_destroy(ctx3);
+    free(x), free(dy), free(gamma), free(beta), free(rm0), free(rv0);
+}
+
+/* kn_bn_combine_stats on host data with a mean 1e9 times its spread, where sums of squares
+ * lose every digit of the variance even in fp64 (1e18 * 2^-53 ~ 100 against a var of ~1/12),
+ * against a two-pass fp64 reference; parts of uneven size and an empty one. */
+static void test_bn_combine_stats(void) {
+    enum { parts = 5, c = 3 };
+    const int sizes[parts] = {7, 0, 1, 40, 12};
+    double counts[parts], means[parts * c], m2s[parts * c], mean[c], var[c];
+    double all[c][60];
+    int total = 0;
+    uint64_t state = 0x9e3779b97f4a7c15u;
+    for (int p = 0; p < parts; p++) {
+        counts[p] = sizes[p];
+        for (int ch = 0; ch < c; ch++) {
+            double sum = 0, m2 = 0, vals[40];
+            for (int i = 0; i < sizes[p]; i++) {
+                state = state * 6364136223846793005u + 1442695040888963407u;
+                vals[i] = 1e9 * (ch + 1) + (double)(state >> 11) / 9007199254740992.0;
+                all[ch][total + i] = vals[i];
+                sum += vals[i];
+            }
+            const double mu = sizes[p] ? sum / sizes[p] : 0;
+            for (int i = 0; i < sizes[p]; i++)
+                m2 += (vals[i] - mu) * (vals[i] - mu);
+            means[p * c + ch] = mu;
+            m2s[p * c + ch] = m2;
+        }
+        total += sizes[p];
+    }
+    kn_bn_combine_stats(mean, var, counts, means, m2s, parts, c);
+    for (int ch = 0; ch < c; ch++) {
+        double sum = 0, m2 = 0;
+        for (int i = 0; i < total; i++)
+            sum += all[ch][i];
+        const double mu = sum / total;
+        for (int i = 0; i < total; i++)
+            m2 += (all[ch][i] - mu) * (all[ch][i] - mu);
+        CHECK(fabs(mean[ch] - mu) <= 1e-15 * fabs(mu), "channel %d: mean %.17g, want %.17g", ch,
+              mean[ch], mu);
+        CHECK(fabs(var[ch] - m2 / total) <= 1e-6 * (m2 / total),
+              "channel %d: var %.17g, want %.17g", ch, var[ch], m2 / total);
+    }
+    /* one part is taken exactly; no values at all give a NaN var */
+    kn_bn_combine_stats(mean, var, counts + 3, means + 3 * c, m2s + 3 * c, 1, c);
+    for (int ch = 0; ch < c; ch++)
+        CHECK(mean[ch] == means[3 * c + ch] && var[ch] == m2s[3 * c + ch] / counts[3],
+              "one part: channel %d not taken exactly", ch);
+    kn_bn_combine_stats(mean, var, counts + 1, means + c, m2s + c, 1, c);
+    CHECK(isnan(var[0]), "no values: var %g, want NaN", var[0]);
+}
+
+/* Argument errors of the synchronized calls say what is wrong. */
+static void test_batchnorm_sync_errors(void) {
+    kn_bn_shape s = {2, 3, 2, 2, 1e-5f, 0.1f};
+    kn_bn *plan = kn_bn_create(ctx, &s);
+    CHECK(plan, "create: %s", kn_error(ctx));
+    if (!plan) return;
+    float x[24] = {0}, y[24], sm[3], sv[3], rm[3] = {0}, rv[3] = {1, 1, 1}, g[3] = {1, 1, 1},
+          b[3] = {0};
+    double mean[3] = {0}, var[3] = {1, 1, 1};
+    CHECK(kn_bn_forward_stats(plan, y, sm, sv, rm, rv, mean, var, 4, x, g, b) == -1 &&
+              strstr(kn_error(ctx), "less than this shard's 8"),
+          "count below the shard's: '%s'", kn_error(ctx));
+    CHECK(kn_bn_forward_stats(plan, y, sm, sv, rm, rv, mean, var, 1, x, g, b) == -1 &&
+              strstr(kn_error(ctx), "more than 1 value"),
+          "count 1: '%s'", kn_error(ctx));
+    var[1] = NAN;
+    CHECK(kn_bn_forward_stats(plan, y, sm, sv, rm, rv, mean, var, 8, x, g, b) == -1 &&
+              strstr(kn_error(ctx), "channel 1"),
+          "NaN variance: '%s'", kn_error(ctx));
+    CHECK(kn_bn_update_running(ctx, rm, rv, mean, var, 1, 3, 0.1f) == -1, "update_running count 1");
+    kn_bn_destroy(plan);
+}
+
 /* ---- pooling --------------------------------------------------------------------------- */
 
 typedef struct {
@@ -420,6 +825,21 @@ static void test_add_accumulate(void) {
     KN_OK(kn_accumulate(ctx, out, b, n));
     CHECK(memcmp(out, ref, n * sizeof *out) == 0, "accumulate is not exact");
     free(a), free(b), free(out), free(ref);
+}
+
+static void test_scale(void) {
+    const size_t n = 100000; /* above the threshold where the loop goes parallel */
+    float *x = zeros(n), *ref = zeros(n);
+    tl_fill_uniform(x, n, -10, 10, 3);
+    for (size_t i = 0; i < n; i++)
+        ref[i] = x[i] * 0.3f;
+    KN_OK(kn_scale(ctx, x, 0.3f, n));
+    CHECK(memcmp(x, ref, n * sizeof *x) == 0, "scale is not exact");
+    KN_OK(kn_scale(ctx, x, 2.0f, 10)); /* only the first count */
+    CHECK(x[9] == ref[9] * 2.0f && x[10] == ref[10], "scale touched the wrong elements");
+    KN_OK(kn_scale(ctx, NULL, 2.0f, 0));
+    CHECK(kn_scale(ctx, NULL, 2.0f, 1) == -1, "scale of NULL did not fail");
+    free(x), free(ref);
 }
 
 typedef struct {
@@ -713,10 +1133,15 @@ int main(void) {
         "conv_all_direct",
         "conv_impossible_shape_error",
         "batchnorm",
+        "batchnorm_sync",
+        "batchnorm_sync_one_shard",
+        "bn_combine_stats",
+        "batchnorm_sync_errors",
         "pools",
         "adaptive_avgpool",
         "relu",
         "add_accumulate",
+        "scale",
         "linear",
         "conv_bf16",
         "linear_bf16",
@@ -739,10 +1164,15 @@ int main(void) {
         test_conv_direct,
         test_conv_impossible_shape,
         test_batchnorm,
+        test_batchnorm_sync,
+        test_batchnorm_sync_one_shard,
+        test_bn_combine_stats,
+        test_batchnorm_sync_errors,
         test_pools,
         test_adaptive_avgpool,
         test_relu,
         test_add_accumulate,
+        test_scale,
         test_linear,
         test_conv_bf16,
         test_linear_bf16,
