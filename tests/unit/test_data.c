@@ -716,6 +716,74 @@ static void test_loader_starts_mid_epoch(void) {
     dataset_free(&ds);
 }
 
+/* A data-parallel trial's ranks each take a shard of every batch: for 1 to 5 shards, the
+ * shards of a batch are contiguous, in order, cover it exactly (sizes differ by at most one,
+ * shard 0 never empty), and hold the whole batch's images, labels and draws, bit for bit. */
+static void test_loader_shards(void) {
+    dataset ds;
+    char err[1024];
+    if (dataset_open(&ds, flowers, train_splits, 1, val_splits, 2, 0, err, sizeof err) != 0) {
+        tl_fail(__FILE__, __LINE__, "dataset_open: %s", err);
+        return;
+    }
+    enum { MAX_SHARDS = 5 };
+    /* a short last batch (of fewer than MAX_SHARDS images): some shards of it are empty */
+    int batch = 3;
+    while (ds.train.count % batch == 0 || ds.train.count % batch >= MAX_SHARDS)
+        batch++;
+    loader_options o = {.batch_size = batch,
+                        .resize = RESIZE,
+                        .crop = CROP,
+                        .augment = 1,
+                        .augment_opts = {0.5, 0.3, 0.3, 30, 20},
+                        .shuffle = 1,
+                        .seed = 7,
+                        .threads = 2,
+                        .prefetch = 2};
+    loader *whole = NULL, *shard[MAX_SHARDS] = {0};
+    int ok = loader_create(&whole, &ds.train, 0, &o, err, sizeof err) == 0;
+    CHECK(ok, "loader_create: %s", err);
+    const size_t per_image = (size_t)CROP * CROP * 3;
+    for (int shards = 1; ok && shards <= MAX_SHARDS; shards++) {
+        for (int r = 0; r < shards && ok; r++) {
+            o.shard = r;
+            o.shards = shards;
+            ok = loader_create(&shard[r], &ds.train, 0, &o, err, sizeof err) == 0;
+            CHECK(ok, "loader_create shard %d of %d: %s", r, shards, err);
+            if (ok) loader_start_epoch(shard[r], 2);
+        }
+        loader_start_epoch(whole, 2);
+        loader_batch w, b;
+        while (ok && loader_next(whole, &w) == 1) {
+            int at = 0;
+            for (int r = 0; r < shards; r++) {
+                CHECK(loader_next(shard[r], &b) == 1, "%d shards: shard %d ended early", shards, r);
+                CHECK(b.index == w.index && b.total == w.count && b.offset == at,
+                      "%d shards: batch %d shard %d at %d of %d (want %d of %d)", shards, w.index,
+                      r, b.offset, b.total, at, w.count);
+                CHECK(b.count >= w.count / shards && b.count <= w.count / shards + 1 &&
+                          (r > 0 || b.count > 0),
+                      "%d shards: shard %d of a batch of %d has %d", shards, r, w.count, b.count);
+                CHECK(at + b.count <= w.count &&
+                          !memcmp(b.images, w.images + (size_t)at * per_image,
+                                  (size_t)b.count * per_image * sizeof(float)) &&
+                          !memcmp(b.labels, w.labels + at, (size_t)b.count * sizeof(int32_t)),
+                      "%d shards: batch %d shard %d differs from the whole batch", shards, w.index,
+                      r);
+                at += b.count;
+            }
+            CHECK(at == w.count, "%d shards: batch %d covered %d of %d", shards, w.index, at,
+                  w.count);
+        }
+        for (int r = 0; r < shards; r++) {
+            if (shard[r]) loader_destroy(shard[r]);
+            shard[r] = NULL;
+        }
+    }
+    if (whole) loader_destroy(whole);
+    dataset_free(&ds);
+}
+
 /* ---------------------------------------------------------------------------------------- */
 
 static int expect_open_error(const char *root, const char *fragment) {
@@ -1267,6 +1335,7 @@ int main(void) {
                                         "draws_and_sizes",
                                         "loader_deterministic",
                                         "loader_starts_mid_epoch",
+                                        "loader_shards",
                                         "bad_dataset_files",
                                         "corrupt_jpegs",
                                         "cache_matches_memory",
@@ -1283,6 +1352,7 @@ int main(void) {
                                        test_draws_and_sizes,
                                        test_loader_deterministic,
                                        test_loader_starts_mid_epoch,
+                                       test_loader_shards,
                                        test_bad_dataset_files,
                                        test_corrupt_jpegs,
                                        test_cache_matches_memory,

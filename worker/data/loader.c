@@ -18,6 +18,7 @@ typedef struct {
     float *images;   /* (batch_size, crop, crop, 3) */
     int32_t *labels; /* (batch_size) */
     int count, batch;
+    int offset, total; /* this shard's place in the whole batch, and the whole batch's size */
     enum slot_state state;
 } batch_slot;
 
@@ -42,13 +43,22 @@ struct loader {
     int num_threads;
 };
 
+/* Shard `shard` of a batch of `total`: the first total % shards shards take one image more,
+ * so shard 0 (the group's voice) is never empty. */
+void shard_of(int total, int shard, int shards, int *offset, int *count) {
+    int base = total / shards, extra = total % shards;
+    *offset = shard * base + (shard < extra ? shard : extra);
+    *count = base + (shard < extra);
+}
+
 static void fill_batch(const loader *l, batch_slot *s, int batch, int epoch) {
     int bs = l->opt.batch_size, crop = l->opt.crop;
     int first = batch * bs;
-    s->count = first + bs <= l->count ? bs : l->count - first;
+    s->total = first + bs <= l->count ? bs : l->count - first;
+    shard_of(s->total, l->opt.shard, l->opt.shards, &s->offset, &s->count);
     s->batch = batch;
     for (int i = 0; i < s->count; i++) {
-        int position = first + i, image = l->order[position];
+        int position = first + s->offset + i, image = l->order[position];
         augment_params p;
         if (l->opt.augment)
             augment_draw(&p, &l->opt.augment_opts, l->opt.seed, (uint64_t)epoch,
@@ -121,11 +131,12 @@ static int keep_decoded(loader *l, const dataset_split *split, int skip_corrupt,
 
 static int check_options(const loader_options *o, int count, char *err, size_t errlen) {
     if (o->batch_size < 1 || o->crop < 1 || o->resize < o->crop || o->threads < 1 ||
-        o->prefetch < 1) {
+        o->prefetch < 1 || o->shard < 0 || (o->shards > 0 && o->shard >= o->shards)) {
         snprintf(err, errlen,
                  "loader: bad options (batch_size %d, resize %d, crop %d, threads %d, prefetch "
-                 "%d): need batch_size, threads, prefetch >= 1 and crop <= resize",
-                 o->batch_size, o->resize, o->crop, o->threads, o->prefetch);
+                 "%d, shard %d of %d): need batch_size, threads, prefetch >= 1, crop <= resize "
+                 "and shard < shards",
+                 o->batch_size, o->resize, o->crop, o->threads, o->prefetch, o->shard, o->shards);
         return -1;
     }
     if (count < 1) {
@@ -160,6 +171,10 @@ int loader_create(loader **out, const dataset_split *split, int skip_corrupt,
     }
     l->opt = *o;
     l->opt.cache_dir = NULL; /* the caller's string: only read here */
+    if (l->opt.shards < 1) {
+        l->opt.shards = 1;
+        l->opt.shard = 0;
+    }
     int mapped = 0;
     if (o->cache_dir && o->cache_dir[0]) {
         char why[1024];
@@ -279,7 +294,7 @@ int loader_next(loader *l, loader_batch *batch) {
     l->handed++;
     pthread_cond_broadcast(&l->work);
     pthread_mutex_unlock(&l->lock);
-    *batch = (loader_batch){s->images, s->labels, s->count, s->batch};
+    *batch = (loader_batch){s->images, s->labels, s->count, s->batch, s->offset, s->total};
     return 1;
 }
 

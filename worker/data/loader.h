@@ -43,6 +43,9 @@ typedef struct {
     /* the folder of the mapped cache file shared by the node's processes (cache_file.h);
      * NULL or "": the images are decoded into this loader's private memory */
     const char *cache_dir;
+    /* A data-parallel trial's rank takes shard `shard` of `shards` of every batch (shard_of;
+     * 0 and 0: the whole batch), each image with the draw of its place in the epoch. */
+    int shard, shards;
 } loader_options;
 
 typedef struct {
@@ -50,9 +53,16 @@ typedef struct {
     const int32_t *labels; /* (count) 0-based classes */
     int count;             /* batch_size, or less for the last batch (drop_last=False) */
     int index;             /* batch number within the epoch */
+    int offset, total;     /* a shard: its first image's place in the whole batch, and that
+                              batch's size (count = total, offset 0 without shards); a shard of
+                              a short last batch may be empty */
 } loader_batch;
 
 typedef struct loader loader;
+
+/* Where shard `shard` of `shards` of a batch of `total` images begins, and how many it has:
+ * contiguous, in shard order, sizes differing by at most one, the larger ones first. */
+void shard_of(int total, int shard, int shards, int *offset, int *count);
 
 /* Builds the loader and its cache for SPLIT (copied; the dataset may be freed afterwards): maps
  * the cache file in cache_dir (building it first if needed), or decodes into private memory
