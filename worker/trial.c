@@ -45,6 +45,7 @@ void trial_spec_defaults(trial_spec *s) {
     lr_schedule_preset("exp-decay-3", &s->feature_extraction, &s->fine_tuning);
     s->threads = 0;
     s->device = -1;
+    s->sync_bn = 1;
 }
 
 /* One batch's place on the device and, on the GPU, its pinned staging buffer. Two of them on
@@ -134,6 +135,8 @@ static int open_data(trial *t) {
         .threads = s->threads > 0 ? s->threads : (int)sysconf(_SC_NPROCESSORS_ONLN),
         .prefetch = 4,
         .cache_dir = cache_dir,
+        .shard = group_active(s->group) ? s->group->rank : 0,
+        .shards = group_active(s->group) ? s->group->size : 0,
     };
     if (loader_create(&t->train, &t->data.train, s->skip_corrupt, &o, t->err, t->errlen)) return -1;
     o.augment = 0;
@@ -168,6 +171,9 @@ static int load_initial_weights(trial *t) {
 static int open_trial(trial *t) {
     const trial_spec *s = t->spec;
     char err[1024];
+    if (group_active(s->group) && s->device >= 0)
+        return fail(t, "a trial over several ranks trains on the CPU only in this version (its "
+                       "GPU transport, NCCL, is not built yet): use one rank per GPU trial");
     if (open_data(t)) return TRIAL_FAILED;
     const kn_ctx_options opt = {
         .backend = s->device >= 0 ? KN_BACKEND_CUDA : KN_BACKEND_CPU,
@@ -181,7 +187,8 @@ static int open_trial(trial *t) {
     if (model_build(&t->net, &ms, err, sizeof err) ||
         model_bind(&t->net, t->ctx, s->batch_size, 1, err, sizeof err) ||
         model_set_precision(&t->net, !strcmp(s->precision, "bf16") ? KN_BF16 : KN_F32, err,
-                            sizeof err))
+                            sizeof err) ||
+        model_set_group(&t->net, s->group, s->sync_bn, err, sizeof err))
         return fail(t, "%s", err);
     size_t batch = (size_t)s->batch_size, classes = (size_t)t->data.num_classes;
     t->image_bytes = batch * (size_t)s->crop * (size_t)s->crop * 3 * sizeof(float);
@@ -286,9 +293,49 @@ static int read_totals(trial *t, int epoch, int training, epoch_totals *tot) {
     return 0;
 }
 
+/* A group trial's totals so far: every rank's (each counts only its shards; a resumed epoch's
+ * earlier batches are the voice's), summed. The data wait stays this rank's. */
+static int sum_totals(trial *t, epoch_totals *tot) {
+    double sums[3] = {tot->loss_sum, (double)tot->correct, (double)tot->images};
+    char why[512];
+    if (group_sum_doubles(t->spec->group, sums, 3, why, sizeof why)) return fail(t, "%s", why);
+    tot->loss_sum = sums[0];
+    tot->correct = (long)sums[1];
+    tot->images = (long)sums[2];
+    return 0;
+}
+
+/* What the ranks of a group trial agree on after each batch's backward: the summed gradients,
+ * and whether any rank's loss diverged or saw a bad label, or any was asked to stop (asked:
+ * whether to poll; a stop is only taken between two batches). Every rank then fails, or stops,
+ * at the same batch. */
+static int group_batch_end(trial *t, int epoch, int ask, const trial_hooks *hooks, int *stop) {
+    const trial_group *g = t->spec->group;
+    kn_totals got;
+    char why[512];
+    if (kn_copy_to_host(t->ctx, &got, t->totals, sizeof got))
+        return fail(t, "%s", kn_error(t->ctx));
+    double flags[4] = {got.diverged_at != 0, got.diverged_at ? got.diverged_loss : 0,
+                       (double)got.bad_labels,
+                       ask && hooks->should_stop && hooks->should_stop(hooks->user)};
+    if (model_sum_grads(&t->net, g, why, sizeof why) ||
+        group_sum_doubles(g, flags, 4, why, sizeof why))
+        return fail(t, "%s", why);
+    if (flags[2] > 0)
+        return fail(t, "epoch %d: %.0f labels outside [0, %d)", epoch, flags[2],
+                    t->net.spec.num_classes);
+    if (flags[0] > 0)
+        return fail(t,
+                    "diverged at epoch %d step %lld (a non-finite loss on %.0f of the group's %d "
+                    "ranks)",
+                    epoch, (long long)got.diverged_at, flags[0], g->size);
+    *stop = flags[3] > 0;
+    return 0;
+}
+
 /* "\r  epoch 3 [=========>          ] 112/385 batches" on stderr, for long epochs. */
 static void show_progress(const trial *t, int epoch, const char *what, int done, int total) {
-    if (!t->spec->show_progress) return;
+    if (!t->spec->show_progress || !group_is_voice(t->spec->group)) return;
     char bar[31];
     int filled = total ? (int)((long)done * 30 / total) : 30;
     for (int i = 0; i < 30; i++)
@@ -316,32 +363,48 @@ static int train_epoch(trial *t, int epoch, int bn_train, const trial_hooks *hoo
                     epoch, p->batches_done, batches);
     if (start_totals(t, tot)) return TRIAL_FAILED;
     const int on_host = t->n_slots == 1; /* the CPU: reading the totals costs nothing */
+    const trial_group *g = t->spec->group;
+    const int shared_buffers = group_active(g) && bn_train && !t->spec->sync_bn;
+    char why[512];
     loader_start_epoch_at(t->train, epoch, p->batches_done);
     while (next_batch(t->train, &b, tot)) {
         batch_slot *s = upload_batch(t, &b);
         if (!s) return TRIAL_FAILED;
-        model_mode mode = {bn_train, 1};
+        /* shards with their own statistics start each step from the voice's, as DDP does */
+        if (shared_buffers && model_share_buffers(m, g, why, sizeof why)) return fail(t, "%s", why);
+        model_mode mode = {bn_train, 1, b.offset};
         uint64_t step_seed = ((uint64_t)epoch << 32) | (uint64_t)b.index;
         const float *logits = model_forward(m, s->images, b.count, mode, t->spec->seed ^ step_seed,
                                             t->err, t->errlen);
         if (!logits) return TRIAL_FAILED;
-        if (kn_cross_entropy_accumulate(t->ctx, t->dlogits, t->totals, logits, s->labels, b.count,
-                                        m->spec.num_classes, b.index + 1))
+        /* a shard's loss is its part of the whole batch's mean: its mean scaled by count/total */
+        size_t outputs = (size_t)b.count * (size_t)m->spec.num_classes;
+        if (b.count > 0 &&
+            (kn_cross_entropy_accumulate(t->ctx, t->dlogits, t->totals, logits, s->labels, b.count,
+                                         m->spec.num_classes, b.index + 1) ||
+             (b.count < b.total &&
+              kn_scale(t->ctx, t->dlogits, (float)b.count / (float)b.total, outputs))))
             return fail(t, "%s", kn_error(t->ctx));
-        if (on_host && read_totals(t, epoch, 1, tot)) return TRIAL_FAILED;
-        if (model_backward(m, t->dlogits, t->err, t->errlen) ||
-            model_adam_step(m, t->group_lr_f32, 0.9f, 0.999f, 1e-8f, 0.0f, t->err, t->errlen))
+        if (!group_active(g) && on_host && read_totals(t, epoch, 1, tot)) return TRIAL_FAILED;
+        if (model_backward(m, t->dlogits, t->err, t->errlen)) return TRIAL_FAILED;
+        int group_stop = 0;
+        if (group_active(g) && group_batch_end(t, epoch, b.index + 1 < batches, hooks, &group_stop))
+            return TRIAL_FAILED;
+        if (model_adam_step(m, t->group_lr_f32, 0.9f, 0.999f, 1e-8f, 0.0f, t->err, t->errlen))
             return TRIAL_FAILED;
         if (kn_event_record(t->ctx, s->consumed)) return fail(t, "%s", kn_error(t->ctx));
         tot->images += b.count;
         p->batches_done = b.index + 1;
         show_progress(t, epoch, "train", b.index + 1, batches);
-        if (p->batches_done < batches && hooks->should_stop && hooks->should_stop(hooks->user)) {
+        if (p->batches_done < batches &&
+            (group_active(g) ? group_stop
+                             : hooks->should_stop && hooks->should_stop(hooks->user))) {
             *stopped = 1;
-            return read_totals(t, epoch, 1, tot); /* the resume checkpoint keeps them */
+            break; /* the resume checkpoint keeps the totals so far */
         }
     }
-    return read_totals(t, epoch, 1, tot);
+    if (read_totals(t, epoch, 1, tot)) return TRIAL_FAILED;
+    return group_active(g) ? sum_totals(t, tot) : 0;
 }
 
 static int validate(trial *t, int epoch, epoch_totals *tot) {
@@ -350,9 +413,10 @@ static int validate(trial *t, int epoch, epoch_totals *tot) {
     if (start_totals(t, tot)) return TRIAL_FAILED;
     loader_start_epoch(t->val, 0);
     while (next_batch(t->val, &b, tot)) {
+        if (b.count == 0) continue; /* a group's empty shard of a short last batch */
         batch_slot *s = upload_batch(t, &b);
         if (!s) return TRIAL_FAILED;
-        model_mode mode = {0, 0};
+        model_mode mode = {0, 0, b.offset};
         const float *logits = model_forward(m, s->images, b.count, mode, 0, t->err, t->errlen);
         if (!logits) return TRIAL_FAILED;
         if (kn_cross_entropy_accumulate(t->ctx, NULL, t->totals, logits, s->labels, b.count,
@@ -363,7 +427,8 @@ static int validate(trial *t, int epoch, epoch_totals *tot) {
         show_progress(t, epoch, "validate", b.index + 1, loader_num_batches(t->val));
     }
     /* a non-finite validation loss is a result to record, not a failure */
-    return read_totals(t, epoch, 0, tot);
+    if (read_totals(t, epoch, 0, tot)) return TRIAL_FAILED;
+    return group_active(t->spec->group) ? sum_totals(t, tot) : 0;
 }
 
 /* Which parameters train in a phase: the head (or the phase's prefix) in feature extraction,
@@ -428,12 +493,46 @@ static int adopt_phase1(trial *t, const trial_hooks *hooks, trial_summary *summa
     return rc;
 }
 
+/* A group trial's ranks agree at an epoch end or a stop: failed when any rank failed (this
+ * rank's rc; the voice writes the checkpoints), and, when stop is not NULL, stopping when any
+ * rank was asked to. 0, or TRIAL_FAILED with a reason: this rank's own, else the group's. */
+static int agree(trial *t, int rc, int *stop) {
+    if (!group_active(t->spec->group)) return rc;
+    double votes[2] = {rc != 0, stop && *stop};
+    char why[512];
+    if (group_sum_doubles(t->spec->group, votes, 2, why, sizeof why)) return fail(t, "%s", why);
+    if (stop) *stop = votes[1] > 0;
+    if (rc) return rc;
+    return votes[0] > 0 ? fail(t, "another rank of the trial's group failed (the group's first "
+                                  "rank reports why)")
+                        : 0;
+}
+
+/* A group trial's start: the voice's model, Adam state and progress to every rank; the totals
+ * of a resumed epoch's earlier batches stay the voice's alone (sum_totals adds them once). */
+static int share_start(trial *t) {
+    const trial_group *g = t->spec->group;
+    char why[512];
+    trial_progress p = t->progress;
+    p.history = NULL; /* a phase-1 node's, never a group trial's */
+    if (model_share_state(&t->net, g, why, sizeof why) ||
+        group_broadcast(g, &p, sizeof p, why, sizeof why))
+        return fail(t, "%s", why);
+    if (!group_is_voice(g)) {
+        free(t->progress.history);
+        t->progress = p;
+        t->progress.train_so_far = (epoch_totals){0};
+    }
+    return 0;
+}
+
 /* The epochs from the one after the progress's to `last`, checkpointing into dir; a phase-1
  * node's run (record_history) keeps the epoch records in its checkpoint. */
 static int run_epochs(trial *t, const char *dir, int last, int record_history,
                       const trial_hooks *hooks) {
     const trial_spec *spec = t->spec;
     const int fe_epochs = spec->feature_extraction.epochs;
+    const int voice = group_is_voice(spec->group); /* writes the checkpoints */
     char *err = t->err;
     size_t errlen = t->errlen;
     int rc = 0;
@@ -470,12 +569,19 @@ static int run_epochs(trial *t, const char *dir, int last, int record_history,
         if (!rc && stopped) {
             /* no record for a partial epoch: the root gets this epoch once, when it ends */
             p->seconds_so_far = monotonic_seconds() - epoch_start;
-            rc = checkpoint_write_resume(&t->net, t->ctx, dir, p, &t->settings, err, errlen);
+            if (voice)
+                rc = checkpoint_write_resume(&t->net, t->ctx, dir, p, &t->settings, err, errlen);
+            rc = agree(t, rc, NULL);
             if (!rc) rc = TRIAL_STOPPED;
             break;
         }
         epoch_totals train = p->train_so_far, val = {0};
+        /* shards that kept their own statistics validate with the voice's, as it saves them */
+        if (!rc && group_active(spec->group) && !spec->sync_bn &&
+            model_share_buffers(&t->net, spec->group, err, errlen))
+            rc = TRIAL_FAILED;
         if (!rc) rc = validate(t, epoch, &val);
+        if (!rc && model_check_same(&t->net, spec->group, err, errlen)) rc = TRIAL_FAILED;
         if (rc) break;
         double seconds = monotonic_seconds() - epoch_start;
         epoch_record r = {
@@ -505,14 +611,16 @@ static int run_epochs(trial *t, const char *dir, int last, int record_history,
         if (r.val_acc > p->best_val_acc || p->best_epoch == 0) {
             p->best_val_acc = r.val_acc;
             p->best_epoch = epoch;
-            rc = checkpoint_write_best(&t->net, t->ctx, dir, spec->name, p, err, errlen);
+            if (voice) rc = checkpoint_write_best(&t->net, t->ctx, dir, spec->name, p, err, errlen);
         }
         /* Report first: on_epoch returns once the epoch is in the results file, so the resume
          * checkpoint is never ahead of it (a kill in between retrains this epoch). */
         int stop = !rc && hooks->on_epoch && hooks->on_epoch(&r, hooks->user);
         /* a stop asked during the last batch or validation takes effect here */
         if (!rc && !stop && hooks->should_stop) stop = hooks->should_stop(hooks->user);
-        if (!rc) rc = checkpoint_write_resume(&t->net, t->ctx, dir, p, &t->settings, err, errlen);
+        if (!rc && voice)
+            rc = checkpoint_write_resume(&t->net, t->ctx, dir, p, &t->settings, err, errlen);
+        if (group_active(spec->group) && agree(t, rc, &stop)) rc = TRIAL_FAILED;
         /* after the last epoch there is nothing left to stop: the trial is done */
         if (!rc && stop && epoch < last) rc = TRIAL_STOPPED;
     }
@@ -530,8 +638,8 @@ static int ensure_phase1(trial *t, const trial_hooks *hooks, trial_summary *summ
         summary->failure = TRIAL_FAILURE_SETUP;
         return fail(t, "%s", why);
     }
-    int complete = phase1_complete(spec->phase1_dir, spec->feature_extraction.epochs, why,
-                                   sizeof why);
+    int complete =
+        phase1_complete(spec->phase1_dir, spec->feature_extraction.epochs, why, sizeof why);
     int rc = 0;
     if (complete < 0) {
         summary->failure = TRIAL_FAILURE_CHECKPOINT;
@@ -569,14 +677,17 @@ int trial_run(const trial_spec *spec, const trial_hooks *hooks, trial_summary *s
     memset(summary, 0, sizeof *summary);
     double started = monotonic_seconds();
     const int fe_epochs = spec->feature_extraction.epochs;
-    int rc = open_trial(&t);
+    const int voice = group_is_voice(spec->group); /* reads the weights and checkpoints */
+    int rc = agree(&t, open_trial(&t), NULL);
     int shares = 0; /* starts from a phase-1 node: its failures are classified there */
     if (!rc) {
         summary->params = model_param_count(&t.net);
         trial_settings_of(spec, &t.settings);
+    }
+    if (!rc && voice) {
         rc = checkpoint_resume(&t.net, t.ctx, spec->out_dir, &t.settings, &t.progress, err, errlen);
         if (rc < 0) summary->failure = TRIAL_FAILURE_CHECKPOINT;
-        if (rc == 0 && spec->phase1_dir[0] && fe_epochs > 0) {
+        if (rc == 0 && spec->phase1_dir[0] && fe_epochs > 0 && !group_active(spec->group)) {
             shares = 1;
             rc = ensure_phase1(&t, hooks, summary);
             if (!rc) rc = adopt_phase1(&t, hooks, summary);
@@ -587,8 +698,9 @@ int trial_run(const trial_spec *spec, const trial_hooks *hooks, trial_summary *s
     }
     /* made once the trial can start, so that a refused one leaves nothing behind */
     char dir_err[1024];
-    if (!rc && !shares && make_dirs(spec->out_dir, dir_err, sizeof dir_err))
+    if (!rc && voice && !shares && make_dirs(spec->out_dir, dir_err, sizeof dir_err))
         rc = fail(&t, "%s", dir_err);
+    if (group_active(spec->group) && !(rc = agree(&t, rc, NULL))) rc = share_start(&t);
     if (rc && rc != TRIAL_STOPPED && !shares && summary->failure == TRIAL_FAILURE_TRAINING)
         summary->failure = TRIAL_FAILURE_SETUP;
     if (!rc) rc = run_epochs(&t, spec->out_dir, fe_epochs + spec->fine_tuning.epochs, 0, hooks);

@@ -10,6 +10,7 @@
 
 #include "worker/data/dataset.h"
 #include "worker/epoch_fields.h"
+#include "worker/group.h"
 
 #define TRIAL_MAX_SPLITS 8
 #define TRIAL_NAME_MAX 128
@@ -68,6 +69,9 @@ typedef struct {
     uint64_t seed;
     char precision[8]; /* fp32 | tf32 (TF32 math on the GPU; the CPU computes fp32) | bf16 */
     int deterministic; /* GPU: deterministic cuDNN algorithms only (the CPU always is) */
+    /* a group trial's BatchNorm: 1 statistics over the whole batch (every rank's shard: the
+     * one-rank trial's numbers), 0 each rank's shard alone (PyTorch DDP's default) */
+    int sync_bn;
     feature_extraction_phase feature_extraction;
     fine_tuning_phase fine_tuning;
     /* where it runs */
@@ -78,9 +82,10 @@ typedef struct {
      * to on_epoch as they finish (the trial whose phase 1 it is); else they are replayed. */
     char phase1_dir[TRIAL_PATH_MAX];
     int phase1_streams;
-    int threads;                  /* CPU threads (0 = all) */
-    int show_progress;            /* a progress bar within epochs on stderr (a terminal) */
-    int device;                   /* GPU ordinal, -1 for the CPU */
+    int threads;              /* CPU threads (0 = all) */
+    int show_progress;        /* a progress bar within epochs on stderr (a terminal) */
+    int device;               /* GPU ordinal, -1 for the CPU */
+    const trial_group *group; /* the ranks that train it together; NULL: this rank alone */
 } trial_spec;
 
 typedef struct {

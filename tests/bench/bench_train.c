@@ -13,7 +13,7 @@
 
 static int step(model *m, kn_ctx *ctx, const float *images, const int32_t *labels, int batch,
                 float *dlogits, const float *group_lr, char *err, size_t errlen) {
-    model_mode mode = {1, 1};
+    model_mode mode = {1, 1, 0};
     const float *logits = model_forward(m, images, batch, mode, 1, err, errlen);
     float loss;
     int correct;

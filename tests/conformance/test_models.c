@@ -203,7 +203,7 @@ static void run_case(const conformance_case *c) {
     CHECK(n_images == (size_t)c->batch * c->image_size * c->image_size * 3, "input size %zu",
           n_images);
 
-    model_mode mode = {c->mode != MODE_EVAL, 0};
+    model_mode mode = {c->mode != MODE_EVAL, 0, 0};
     const float *logits = model_forward(&m, images, c->batch, mode, 0, err, sizeof err);
     if (!logits) {
         tl_fail(__FILE__, __LINE__, "forward: %s", err);

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "kernels/kernels.h"
+#include "worker/group.h"
 #include "worker/params.h"
 
 typedef struct {
@@ -106,6 +107,8 @@ int model_group_index(const model *m, const char *name);
 typedef struct {
     int bn_train;      /* batch statistics and running-stat updates (train mode BN) */
     int dropout_train; /* dropout active */
+    int first_sample;  /* a shard of a group's batch: its first image's place in the batch, so
+                          that every image keeps its dropout draws */
 } model_mode;
 
 /* Allocates parameters (zeroed), gradients and Adam moments when with_grads, and activations
@@ -117,6 +120,21 @@ size_t model_bind_bytes(const model *m, int max_batch, int with_grads);
 /* Conv and linear layers in KN_BF16 (PyTorch autocast's mixed precision, see model_exec.c)
  * or KN_F32 (the default). -1 with the reason where the context cannot run bf16 at speed. */
 int model_set_precision(model *m, kn_dtype precision, char *err, size_t errlen);
+/* Trains as one rank of a data-parallel group (worker/group.h; NULL or size 1: alone): with
+ * sync_bn, training batch norm uses the statistics of the whole batch, every rank's shard
+ * (the one-rank numbers); without, each shard's own (PyTorch DDP's default). A forward may
+ * then take an empty shard (n = 0), which only joins the group's batch-norm sums. */
+int model_set_group(model *m, const trial_group *g, int sync_bn, char *err, size_t errlen);
+/* Sums the trainable gradients over the group (each rank's are its shard's part of the whole
+ * batch's mean loss). */
+int model_sum_grads(model *m, const trial_group *g, char *err, size_t errlen);
+/* The voice's buffers (batch-norm running statistics) to every rank of the group: what
+ * PyTorch DDP does before each forward, for shards that keep their own statistics. */
+int model_share_buffers(model *m, const trial_group *g, char *err, size_t errlen);
+/* The voice's parameters, buffers and Adam state to every rank (after it loaded them). */
+int model_share_state(model *m, const trial_group *g, char *err, size_t errlen);
+/* -1 with err unless every rank holds the same parameters and buffers bit for bit. */
+int model_check_same(model *m, const trial_group *g, char *err, size_t errlen);
 /* Releases what model_bind allocated (model_free calls it). */
 void model_unbind(model *m);
 /* Device pointers of the bound buffers, laid out by m->params (grads, m, v: parameters only). */

@@ -11,10 +11,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "worker/group.h"
 #include "worker/models/model.h"
 #include "worker/rng.h"
 
 #define MAX_PLAN_SETS 4 /* full batch plus the train and validation remainders */
+#define BN_EPS 1e-5f    /* torchvision's BatchNorm2d */
+#define BN_MOMENTUM 0.1f
 
 /* Kernel plans for every layer at one batch size. */
 typedef struct {
@@ -36,12 +39,21 @@ struct model_runtime {
     uint8_t **dropout_mask; /* per layer for dropout */
     plan_set sets[MAX_PLAN_SETS];
     int n_sets;
-    int last_n;        /* batch of the last forward, 0 before any */
+    int forwarded;     /* a forward ran: backward may follow */
+    int last_n;        /* batch of the last forward (0: an empty shard of a group's batch) */
     int last_bn_train; /* whether that forward used batch statistics */
     kn_adam_tensor *adam_tensors;
     size_t largest;          /* floats of the largest slot at max_batch */
     kn_dtype precision;      /* of conv and linear layers */
     kn_bf16 *bf_in, *bf_out; /* bf16 precision: a layer's input and output, largest each */
+    /* a data-parallel trial (model_set_group): batch norm with the whole batch's statistics */
+    const trial_group *group;
+    int sync_bn;
+    double *bn_count;   /* per layer: values per channel of the last forward's whole batch */
+    double *sync_part;  /* this rank's count, means, M2s or sums: 1 + 2 C of the widest BN */
+    double *sync_all;   /* every rank's parts */
+    double *sync_stats; /* (counts, means, M2s) by rank for kn_bn_combine_stats, then mean, var */
+    char why[256];      /* a group operation's failure ("": a kernel's, in kn_error) */
 };
 
 static int fail(char *err, size_t errlen, const char *fmt, ...) {
@@ -187,6 +199,10 @@ void model_unbind(model *m) {
     free(rt->bn_saved);
     free(rt->dropout_mask);
     free(rt->adam_tensors);
+    free(rt->bn_count);
+    free(rt->sync_part);
+    free(rt->sync_all);
+    free(rt->sync_stats);
     free(rt);
     m->rt = NULL;
 }
@@ -208,6 +224,25 @@ int model_set_precision(model *m, kn_dtype precision, char *err, size_t errlen) 
     size_t bytes = (rt->largest ? rt->largest : 1) * sizeof(kn_bf16);
     if (!(rt->bf_in = kn_malloc(rt->ctx, bytes)) || !(rt->bf_out = kn_malloc(rt->ctx, bytes)))
         return fail(err, errlen, "%s: bf16 buffers: %s", m->backbone, kn_error(rt->ctx));
+    return 0;
+}
+
+int model_set_group(model *m, const trial_group *g, int sync_bn, char *err, size_t errlen) {
+    model_runtime *rt = m->rt;
+    if (!rt) return fail(err, errlen, "%s: group before model_bind", m->backbone);
+    rt->group = group_active(g) ? g : NULL;
+    rt->sync_bn = sync_bn;
+    if (!rt->group || !sync_bn || rt->bn_count) return 0;
+    size_t widest = 0, ranks = (size_t)g->size;
+    for (int i = 0; i < m->n_layers; i++)
+        if (m->layers[i].kind == LAYER_BATCHNORM && (size_t)m->slots[m->layers[i].in].c > widest)
+            widest = (size_t)m->slots[m->layers[i].in].c;
+    rt->bn_count = calloc((size_t)m->n_layers, sizeof *rt->bn_count);
+    rt->sync_part = calloc(1 + 2 * widest, sizeof *rt->sync_part);
+    rt->sync_all = calloc(ranks * (1 + 2 * widest), sizeof *rt->sync_all);
+    rt->sync_stats = calloc(ranks * (1 + 2 * widest) + 2 * widest, sizeof *rt->sync_stats);
+    if (!rt->bn_count || !rt->sync_part || !rt->sync_all || !rt->sync_stats)
+        return fail(err, errlen, "out of memory");
     return 0;
 }
 
@@ -269,7 +304,7 @@ static int create_plans(model *m, plan_set *set, int n, char *err, size_t errlen
             break;
         }
         case LAYER_BATCHNORM: {
-            kn_bn_shape s = {n, in.c, in.h, in.w, 1e-5f, 0.1f};
+            kn_bn_shape s = {n, in.c, in.h, in.w, BN_EPS, BN_MOMENTUM};
             plan = kn_bn_create(ctx, &s);
             break;
         }
@@ -338,6 +373,44 @@ static int forward_bf16(model *m, const layer *l, void *plan, int n) {
               : kn_bf16_to_f32(rt->ctx, rt->act[l->out], rt->bf_out, slot_floats(m, l->out, n));
 }
 
+/* Training batch norm with the statistics of the whole group's batch: this shard's count, means
+ * and M2s go to every rank, each combines them in rank order (the same bits everywhere), and
+ * normalizes its shard and updates the running statistics with them. A rank with an empty
+ * shard (plan NULL) takes part and updates its running statistics all the same. */
+static int forward_bn_sync(model *m, int i, void *plan, int n) {
+    model_runtime *rt = m->rt;
+    const layer *l = &m->layers[i];
+    const batchnorm_config *cfg = &l->cfg.bn;
+    const slot_shape in = m->slots[l->in];
+    const size_t c = (size_t)in.c, ranks = (size_t)rt->group->size, part = 1 + 2 * c;
+    float *v = rt->values;
+    double *mine = rt->sync_part;
+    memset(mine, 0, part * sizeof *mine);
+    mine[0] = (double)n * in.h * in.w;
+    if (n > 0 && kn_bn_shard_stats(plan, mine + 1, mine + 1 + c, rt->act[l->in])) return -1;
+    if (group_gather_doubles(rt->group, mine, rt->sync_all, (int)part, rt->why, sizeof rt->why))
+        return -1;
+    double *counts = rt->sync_stats, *means = counts + ranks, *m2s = means + ranks * c;
+    double *mean = m2s + ranks * c, *var = mean + c, total = 0;
+    for (size_t r = 0; r < ranks; r++) {
+        const double *got = rt->sync_all + r * part;
+        counts[r] = got[0];
+        total += got[0];
+        memcpy(means + r * c, got + 1, c * sizeof *means);
+        memcpy(m2s + r * c, got + 1 + c, c * sizeof *m2s);
+    }
+    kn_bn_combine_stats(mean, var, counts, means, m2s, (int)ranks, (int)c);
+    rt->bn_count[i] = total;
+    float *running_mean = param_ptr(m, v, cfg->running_mean);
+    float *running_var = param_ptr(m, v, cfg->running_var);
+    if (n == 0)
+        return kn_bn_update_running(rt->ctx, running_mean, running_var, mean, var, total, in.c,
+                                    BN_MOMENTUM);
+    return kn_bn_forward_stats(plan, rt->act[l->out], rt->bn_saved[i], rt->bn_saved[i] + c,
+                               running_mean, running_var, mean, var, total, rt->act[l->in],
+                               param_ptr(m, v, cfg->weight), param_ptr(m, v, cfg->bias));
+}
+
 static int forward_layer(model *m, int i, void *plan, int n, model_mode mode, uint64_t seed) {
     model_runtime *rt = m->rt;
     kn_ctx *ctx = rt->ctx;
@@ -354,6 +427,7 @@ static int forward_layer(model *m, int i, void *plan, int n, model_mode mode, ui
                                param_ptr(m, v, l->cfg.conv.bias));
     case LAYER_BATCHNORM: {
         const batchnorm_config *c = &l->cfg.bn;
+        if (mode.bn_train && rt->bn_count) return forward_bn_sync(m, i, plan, n);
         if (mode.bn_train)
             return kn_bn_forward_train(plan, y, rt->bn_saved[i], rt->bn_saved[i] + in.c,
                                        param_ptr(m, v, c->running_mean),
@@ -378,9 +452,9 @@ static int forward_layer(model *m, int i, void *plan, int n, model_mode mode, ui
         return kn_linear_forward(plan, y, input, param_ptr(m, v, l->cfg.linear.weight),
                                  param_ptr(m, v, l->cfg.linear.bias));
     case LAYER_DROPOUT:
-        return kn_dropout_forward(ctx, y, rt->dropout_mask[i], input, count,
-                                  mode.dropout_train ? l->cfg.dropout.p : 0.0f,
-                                  layer_dropout_seed(seed, i), 0);
+        return kn_dropout_forward(
+            ctx, y, rt->dropout_mask[i], input, count, mode.dropout_train ? l->cfg.dropout.p : 0.0f,
+            layer_dropout_seed(seed, i), slot_floats(m, l->out, mode.first_sample));
     }
     return -1;
 }
@@ -392,20 +466,26 @@ const float *model_forward(model *m, const float *images, int n, model_mode mode
         fail(err, errlen, "%s: forward before model_bind", m->backbone);
         return NULL;
     }
-    if (n < 1 || n > rt->max_batch) {
+    if (n < (rt->group ? 0 : 1) || n > rt->max_batch) {
         fail(err, errlen, "%s: batch of %d images (bound for 1..%d)", m->backbone, n,
              rt->max_batch);
         return NULL;
     }
-    plan_set *set = plans_for(m, n, err, errlen);
-    if (!set) return NULL;
+    plan_set *set = n > 0 ? plans_for(m, n, err, errlen) : NULL;
+    if (n > 0 && !set) return NULL;
     rt->act[0] = (float *)images; /* read only: layers never write their input slot */
+    rt->why[0] = 0;
     for (int i = 0; i < m->n_layers; i++) {
-        if (forward_layer(m, i, set->plans[i], n, mode, dropout_seed)) {
-            fail(err, errlen, "%s: forward layer %d: %s", m->backbone, i, kn_error(rt->ctx));
+        /* an empty shard only takes part in what the group does together */
+        if (n == 0 && !(m->layers[i].kind == LAYER_BATCHNORM && mode.bn_train && rt->bn_count))
+            continue;
+        if (forward_layer(m, i, set ? set->plans[i] : NULL, n, mode, dropout_seed)) {
+            fail(err, errlen, "%s: forward layer %d: %s", m->backbone, i,
+                 rt->why[0] ? rt->why : kn_error(rt->ctx));
             return NULL;
         }
     }
+    rt->forwarded = 1;
     rt->last_n = n;
     rt->last_bn_train = mode.bn_train;
     return rt->act[m->n_slots - 1];
@@ -468,6 +548,45 @@ static int backward_bf16(model *m, const layer *l, void *plan, int n, float *din
     return rc ? rc : kn_bf16_to_f32(rt->ctx, dinp, rt->bf_in, in_count);
 }
 
+/* The backward of forward_bn_sync: this shard's sums of dout and dout * xhat, summed over the
+ * group, give every rank the whole batch's input gradient for its shard; gamma and beta get
+ * this shard's part of their gradients (the group sums those with the rest). */
+static int backward_bn_sync(model *m, int i, void *plan, int n, float *dinp) {
+    model_runtime *rt = m->rt;
+    const layer *l = &m->layers[i];
+    const batchnorm_config *cfg = &l->cfg.bn;
+    const size_t c = (size_t)m->slots[l->in].c;
+    const int learn = trainable(m, cfg->weight);
+    float *g = rt->grads, *saved = rt->bn_saved[i];
+    const float *dout = rt->grad_act[l->out], *x = rt->act[l->in];
+    double *sums = rt->sync_part;
+    memset(sums, 0, 2 * c * sizeof *sums);
+    if (n > 0 && kn_bn_shard_backward_sums(
+                     plan, sums, sums + c, learn ? param_ptr(m, g, cfg->weight) : NULL,
+                     learn ? param_ptr(m, g, cfg->bias) : NULL, dout, x, saved, saved + c))
+        return -1;
+    if (group_sum_doubles(rt->group, sums, (int)(2 * c), rt->why, sizeof rt->why)) return -1;
+    if (n == 0) return 0;
+    return kn_bn_backward_stats(plan, dinp ? dinp : rt->scratch, dout, x, saved, saved + c,
+                                param_ptr(m, rt->values, cfg->weight), sums, sums + c,
+                                rt->bn_count[i]);
+}
+
+/* An empty shard's backward: no gradient of its own (zero), but a part in every sum the group's
+ * batch norm takes. */
+static int backward_empty(model *m, int first) {
+    model_runtime *rt = m->rt;
+    for (int t = 0; t < m->params.count; t++)
+        if (trainable(m, t) &&
+            kn_zero(rt->ctx, rt->grads + m->params.tensors[t].offset, m->params.tensors[t].count))
+            return -1;
+    for (int i = m->n_layers - 1; i >= first; i--)
+        if (m->layers[i].kind == LAYER_BATCHNORM && rt->bn_count &&
+            backward_bn_sync(m, i, NULL, 0, NULL))
+            return -1;
+    return 0;
+}
+
 static int backward_layer(model *m, int i, void *plan, int n, int first) {
     model_runtime *rt = m->rt;
     kn_ctx *ctx = rt->ctx;
@@ -496,6 +615,10 @@ static int backward_layer(model *m, int i, void *plan, int n, int first) {
     case LAYER_BATCHNORM: {
         const batchnorm_config *c = &l->cfg.bn;
         int learn = trainable(m, c->weight);
+        if (rt->bn_count) {
+            rc = backward_bn_sync(m, i, plan, n, want_dinp ? dinp : NULL);
+            break;
+        }
         /* oneDNN always produces dinp; without a consumer it lands in scratch. */
         rc = kn_bn_backward(plan, want_dinp ? dinp : rt->scratch,
                             learn ? param_ptr(m, g, c->weight) : NULL,
@@ -543,7 +666,7 @@ static int backward_layer(model *m, int i, void *plan, int n, int first) {
 int model_backward(model *m, const float *dlogits, char *err, size_t errlen) {
     model_runtime *rt = m->rt;
     if (!rt || !rt->grads) return fail(err, errlen, "%s: backward without gradients", m->backbone);
-    if (!rt->last_n) return fail(err, errlen, "%s: backward before forward", m->backbone);
+    if (!rt->forwarded) return fail(err, errlen, "%s: backward before forward", m->backbone);
     int first = model_first_trainable_layer(m);
     if (first == m->n_layers) return 0;
     for (int i = first; i < m->n_layers; i++)
@@ -551,6 +674,13 @@ int model_backward(model *m, const float *dlogits, char *err, size_t errlen) {
             return fail(err, errlen,
                         "%s: backward through batch norm needs a forward with batch statistics",
                         m->backbone);
+    rt->why[0] = 0;
+    if (rt->last_n == 0) {
+        if (backward_empty(m, first))
+            return fail(err, errlen, "%s: backward of an empty shard: %s", m->backbone,
+                        rt->why[0] ? rt->why : kn_error(rt->ctx));
+        return 0;
+    }
     plan_set *set = plans_for(m, rt->last_n, err, errlen);
     if (!set) return -1;
     int last = m->n_slots - 1, n = rt->last_n;
@@ -562,7 +692,9 @@ int model_backward(model *m, const float *dlogits, char *err, size_t errlen) {
     int rc = 0;
     for (int i = m->n_layers - 1; i >= first && !rc; i--) {
         rc = backward_layer(m, i, set->plans[i], n, first);
-        if (rc) fail(err, errlen, "%s: backward layer %d: %s", m->backbone, i, kn_error(rt->ctx));
+        if (rc)
+            fail(err, errlen, "%s: backward layer %d: %s", m->backbone, i,
+                 rt->why[0] ? rt->why : kn_error(rt->ctx));
     }
     rt->grad_act[last] = own;
     return rc;

@@ -1,0 +1,45 @@
+/* A trial trained by several ranks at once (data parallelism): the ranks of one group, their
+ * MPI communicator, and the few collective operations the trainer needs. The group's rank 0 is
+ * its voice: it alone reads and writes the trial's files and talks to the root; the others
+ * receive its state and train their shard of every batch.
+ *
+ * Every collective here gives bit-identical results on every rank (sums are formed in rank
+ * order from gathered parts, or by one MPI_Allreduce whose result Open MPI distributes), so
+ * the ranks' parameters never drift apart; group_check_same proves it once per epoch.
+ * A NULL group, or one of size 1, is a trial on one rank: every call is then a no-op. */
+#ifndef TLSWEEP_GROUP_H
+#define TLSWEEP_GROUP_H
+
+#include <mpi.h>
+#include <stddef.h>
+
+typedef struct {
+    MPI_Comm comm; /* the group's own communicator (MPI_COMM_NULL when alone) */
+    int rank, size;
+} trial_group;
+
+/* 1 when g trains with other ranks. */
+int group_active(const trial_group *g);
+/* 1 for the rank that reads and writes files and reports (rank 0 of the group, or alone). */
+int group_is_voice(const trial_group *g);
+
+/* buf[i] = the sum over the group's ranks of buf[i], added in rank order (identical
+ * everywhere). For short vectors: statistics, totals, flags. -1 with err on failure. */
+int group_sum_doubles(const trial_group *g, double *buf, int n, char *err, size_t errlen);
+/* Every rank's n doubles, rank after rank, into all (n * size). */
+int group_gather_doubles(const trial_group *g, const double *mine, double *all, int n, char *err,
+                         size_t errlen);
+/* The sum of a long float vector (the gradients), in place. */
+int group_sum_floats(const trial_group *g, float *buf, size_t n, char *err, size_t errlen);
+/* The voice's bytes to every rank. */
+int group_broadcast(const trial_group *g, void *buf, size_t bytes, char *err, size_t errlen);
+/* MPI_Wait without spinning: Open MPI's blocking calls poll at full speed, so a rank that waits
+ * for a slower one (they meet at every batch-norm layer) or for its next trial would take a
+ * core from the ranks and loader threads that share the node's. This one naps between tests,
+ * 20 us at first, longer as the wait goes on (up to 1 ms). */
+int group_wait(MPI_Request *req, char *err, size_t errlen);
+/* -1 with err when buf's bytes differ between this rank and the voice. */
+int group_check_same(const trial_group *g, const void *buf, size_t bytes, const char *what,
+                     char *err, size_t errlen);
+
+#endif
