@@ -1,4 +1,5 @@
-/* MPI transport for root.c, the worker loop with its heartbeat thread, and the one-rank loop. */
+/* MPI transport for root.c, the worker loop with its heartbeat thread, the loop of a group's
+ * members (data-parallel trials), and the one-rank loop. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -162,11 +163,15 @@ int farm_collect_hellos(const farm_options *o, worker_slot *workers, char *err, 
     return 0;
 }
 
-int farm_start_workers(const farm_options *o, char *err, size_t errlen) {
+int farm_start_workers(const farm_options *o, const int *group_of, const int *voice_of, char *err,
+                       size_t errlen) {
     message m = {.type = MSG_START, .trial = -1};
     snprintf(m.text, sizeof m.text, "%s", o->worker.trials_dir);
-    for (int rank = 1; rank < o->size; rank++)
+    for (int rank = 1; rank < o->size; rank++) {
+        m.start.group = group_of ? group_of[rank] : -1;
+        m.start.voice = group_of ? voice_of[rank] : -1;
         if (send_message(o->comm, rank, &m, err, errlen)) return -1;
+    }
     return 0;
 }
 
@@ -187,8 +192,49 @@ int farm_wait_start(farm_options *o, char *err, size_t errlen) {
             return -1;
         }
         snprintf(o->worker.trials_dir, sizeof o->worker.trials_dir, "%s", m.text);
+        o->group = m.start.group;
+        o->voice = m.start.voice;
         return 0;
     }
+}
+
+int farm_split_groups(farm_options *o, trial_group *g, char *err, size_t errlen) {
+    g->comm = MPI_COMM_NULL;
+    g->rank = 0;
+    g->size = 1;
+    o->worker.group = NULL;
+    if (o->s->ranks_per_trial <= 1) return 0; /* every rank decides alike: the sweep is shared */
+    const int color = o->rank > 0 && o->group > 0 ? o->group : MPI_UNDEFINED;
+    int rc = MPI_Comm_split(o->comm, color, o->rank, &g->comm);
+    if (rc != MPI_SUCCESS) {
+        char text[256];
+        mpi_text(rc, text, sizeof text);
+        snprintf(err, errlen, "MPI_Comm_split into groups of %d ranks: %s", o->s->ranks_per_trial,
+                 text);
+        g->comm = MPI_COMM_NULL;
+        return -1;
+    }
+    if (g->comm == MPI_COMM_NULL) return 0; /* the root, or an idle rank */
+    MPI_Comm_rank(g->comm, &g->rank);
+    MPI_Comm_size(g->comm, &g->size);
+    /* the key (the world rank) puts the voice, the group's lowest rank, at group rank 0 */
+    if (g->size != o->s->ranks_per_trial || (g->rank == 0) != (o->voice == o->rank)) {
+        snprintf(err, errlen,
+                 "group %d: %d ranks (want %d), rank %d at group rank %d (its voice is rank %d)",
+                 o->group, g->size, o->s->ranks_per_trial, o->rank, g->rank, o->voice);
+        return -1;
+    }
+    o->worker.group = g;
+    return 0;
+}
+
+void farm_leave_group(farm_options *o, trial_group *g) {
+    if (g->comm != MPI_COMM_NULL) MPI_Comm_free(&g->comm);
+    o->worker.group = NULL;
+}
+
+int farm_is_member(const farm_options *o) {
+    return o->rank > 0 && o->group > 0 && o->voice != o->rank;
 }
 
 void farm_abandon(const farm_options *o) {
@@ -241,9 +287,48 @@ int farm_root(root_ctx *r, const farm_options *o) {
 
 /* ---- worker -------------------------------------------------------------------------------- */
 
+/* What a group's voice tells the group's other ranks: train this trial with me, or leave. One
+ * fixed-size struct, broadcast from the voice (every rank runs the same binary). */
+typedef struct {
+    int32_t type; /* MSG_ASSIGN or MSG_SHUTDOWN */
+    int32_t trial, attempt;
+    char phase1_of[PROTOCOL_TEXT]; /* the ASSIGN's text */
+} group_command;
+
+/* The voice's command to every rank of its group: nonblocking, waited for with group_wait so
+ * that members waiting for their voice's next trial take no core from the trials on their node
+ * (a nonblocking broadcast matches only nonblocking ones, so the voice uses it too). */
+static int group_command_bcast(const trial_group *g, group_command *c, char *err, size_t errlen) {
+    MPI_Request request;
+    int rc = MPI_Ibcast(c, (int)sizeof *c, MPI_BYTE, 0, g->comm, &request);
+    if (rc != MPI_SUCCESS) {
+        char text[256];
+        mpi_text(rc, text, sizeof text);
+        snprintf(err, errlen, "group broadcast of %s: %s", msg_type_name((msg_type)c->type), text);
+        return -1;
+    }
+    return group_wait(&request, err, errlen);
+}
+
+/* A voice: the command to its group (nothing for a rank alone). */
+static int tell_group(const farm_options *o, msg_type type, const message *assign, char *err,
+                      size_t errlen) {
+    const trial_group *g = o->worker.group;
+    if (!g || g->size < 2) return 0;
+    group_command c;
+    memset(&c, 0, sizeof c);
+    c.type = type;
+    c.trial = assign ? assign->trial : -1;
+    c.attempt = assign ? assign->attempt : 0;
+    if (assign) snprintf(c.phase1_of, sizeof c.phase1_of, "%s", assign->text);
+    return group_command_bcast(g, &c, err, errlen);
+}
+
 typedef struct {
     const farm_options *o;
-    pthread_mutex_t lock; /* every MPI call of this rank happens under it */
+    pthread_mutex_t lock; /* every MPI call of this rank on o->comm happens under it (a
+                             group's communicator is the trainer's, used without it: that
+                             takes MPI_THREAD_MULTIPLE, see run_cmd.c) */
     int running;          /* a trial is running: heartbeats flow */
     int trial, attempt;
     int stop; /* the root asked this trial to stop */
@@ -412,8 +497,12 @@ int farm_worker(const farm_options *o, char *err, size_t errlen) {
         w.trial = m.trial;
         w.attempt = m.attempt;
         w.stop = 0;
-        w.running = 1;
+        w.running = 1; /* heartbeats flow while the group gathers too */
         pthread_mutex_unlock(&w.lock);
+        if (tell_group(o, MSG_ASSIGN, &m, err, errlen)) {
+            rc = -1;
+            break;
+        }
         message final;
         const trial_hooks hooks = {
             .on_epoch = worker_epoch, .should_stop = worker_should_stop, .user = &w};
@@ -430,12 +519,52 @@ int farm_worker(const farm_options *o, char *err, size_t errlen) {
             break;
         }
     }
+    /* on SHUTDOWN and on every error: the group's other ranks must not wait for good */
+    char group_err[256];
+    if (tell_group(o, MSG_SHUTDOWN, NULL, group_err, sizeof group_err) && !rc) {
+        snprintf(err, errlen, "%s", group_err);
+        rc = -1;
+    }
     pthread_mutex_lock(&w.lock);
     w.quit = 1;
     pthread_mutex_unlock(&w.lock);
     pthread_join(thread, NULL);
     pthread_mutex_destroy(&w.lock);
     return rc;
+}
+
+/* A member's batch-boundary poll: only a signal to this rank. The root's STOP reaches the voice,
+ * and the trainer combines the group's stop decisions, so all stop at the same batch. */
+static int member_should_stop(void *user) {
+    (void)user;
+    return farm_stop_signal != 0;
+}
+
+int farm_member(const farm_options *o, char *err, size_t errlen) {
+    const trial_group *g = o->worker.group;
+    if (!g || g->size < 2 || g->rank == 0) {
+        snprintf(err, errlen, "rank %d is not a member of a group", o->rank);
+        return -1;
+    }
+    /* the voice reports every epoch and the outcome; a member only trains */
+    const trial_hooks hooks = {.on_epoch = NULL, .should_stop = member_should_stop, .user = NULL};
+    for (;;) {
+        group_command c;
+        memset(&c, 0, sizeof c);
+        if (group_command_bcast(g, &c, err, errlen)) return -1;
+        if (c.type == MSG_SHUTDOWN) return 0;
+        if (c.type != MSG_ASSIGN || c.trial < 0 || c.trial >= o->trials->count) {
+            snprintf(err, errlen, "group %d: its voice (rank %d) sent command %d for trial %d",
+                     o->group, o->voice, c.type, c.trial);
+            return -1;
+        }
+        c.phase1_of[sizeof c.phase1_of - 1] = 0;
+        message final;
+        run_trial(o->s, &o->trials->items[c.trial], c.trial, c.attempt, c.phase1_of, &o->worker,
+                  &hooks, &final);
+        /* the voice reports the trial's outcome; a member's own failure is said here */
+        if (final.type == MSG_FAILED) fprintf(stderr, "tlsweep run: %s\n", final.text);
+    }
 }
 
 /* ---- one rank ------------------------------------------------------------------------------ */

@@ -59,11 +59,18 @@ static void choose(trial_table *t, const trial_spec *specs, const unsigned char 
 
 void phase1_plan(trial_table *t, const sweep *s, const unsigned char *fresh, int share) {
     const int n = t->count;
+    /* a group of ranks trains each trial (ranks_per_trial > 1) and cannot compute or start from
+     * a shared phase-1 node yet: every trial not done computes its own, a stored lineage (a
+     * file made with ranks_per_trial 1, then --extend) included */
+    const int groups = s->ranks_per_trial > 1;
+    if (groups) share = 0;
     trial_spec *specs = malloc(sizeof *specs * (size_t)(n ? n : 1));
     if (!specs) share = 0;
     for (int i = 0; specs && i < n; i++)
         grid_trial_spec(s, &t->items[i].point, &specs[i]);
     choose(t, specs, fresh, share && specs);
+    for (int i = 0; groups && i < n; i++)
+        if (t->items[i].state != TS_DONE) t->items[i].row.phase1_trial = t->items[i].row.id;
     for (int i = 0; i < n; i++) {
         trial_entry *e = &t->items[i];
         int from = index_of_id(t, e->row.phase1_trial);

@@ -14,6 +14,8 @@
  * own phase 1 and is not fresh, when there is one; else the group's fresh trial with the longest
  * phase 2 computes it (the first in grid order among equals). share = 0 (the sweep's
  * share_phase1: false, or a file without lineage columns): fresh trials compute their own.
+ * With the sweep's ranks_per_trial above 1 nothing is shared: every trial not done computes
+ * its own phase 1 (the group trainer cannot use a shared node yet).
  * Then sets every trial's phase1_from, phase1_node, estimated_cost (what it computes) and
  * priority (the longest path from it: a computer's phase 1 and the longest phase 2 after it). */
 void phase1_plan(trial_table *t, const sweep *s, const unsigned char *fresh, int share);

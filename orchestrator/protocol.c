@@ -137,6 +137,8 @@ int protocol_encode(const message *m, unsigned char *buf, size_t cap, size_t *le
         break;
     case MSG_START:
         put_str(&w, m->text, sizeof m->text);
+        put_i32(&w, m->start.group);
+        put_i32(&w, m->start.voice);
         break;
     case MSG_ACK:
         put_i32(&w, m->stop);
@@ -251,6 +253,15 @@ int protocol_decode(const unsigned char *buf, size_t len, message *m, char *err,
     }
     case MSG_START:
         get_str(&r, m->text, sizeof m->text);
+        m->start.group = get_i32(&r);
+        m->start.voice = get_i32(&r);
+        /* a voice is a worker rank (>= 1); without a group there is none */
+        if (!r.underflow && !(m->start.group == -1 && m->start.voice == -1) &&
+            !(m->start.group >= 1 && m->start.voice >= 1)) {
+            snprintf(err, errlen, "START message with group %d and voice rank %d", m->start.group,
+                     m->start.voice);
+            return -1;
+        }
         break;
     case MSG_ACK:
         m->stop = get_i32(&r);

@@ -4,10 +4,10 @@
  *
  *   worker -> root: HELLO (where it runs), EPOCH (one epoch record), HEARTBEAT (still alive),
  *                   DONE (summary; or stopped at a batch boundary), FAILED (reason and kind)
- *   root -> worker: START (setup is done: the trials' directory NAME.h5.d; or SHUTDOWN when
- *                   setup failed), ASSIGN (a trial by grid index and name), ACK (the EPOCH is
- *                   in the file; carries "stop"), STOP (stop at the next batch boundary,
- *                   checkpoint, report), SHUTDOWN
+ *   root -> worker: START (setup is done: the trials' directory NAME.h5.d and the worker's
+ *                   group for ranks_per_trial; or SHUTDOWN when setup failed), ASSIGN (a trial
+ *                   by grid index and name), ACK (the EPOCH is in the file; carries "stop"),
+ *                   STOP (stop at the next batch boundary, checkpoint, report), SHUTDOWN
  *
  * EPOCH is acknowledged once it is written and flushed, and the worker waits for the ACK before
  * the trial goes on to checkpoint that epoch: so a checkpoint never runs ahead of the file, and
@@ -21,10 +21,11 @@
 #include "worker/trial.h"
 
 #define PROTOCOL_MAGIC 0x57534C54u /* "TLSW" little-endian */
-/* 7: ASSIGN names the trial whose folder holds the shared phase 1; 6: FAILED says what kind of
- * failure (a retry may help or not), START replaces the bare trials-directory send; 5: HELLO says
- * which device, or why none; 4: EPOCH carries data_wait_s */
-#define PROTOCOL_VERSION 7
+/* 8: START says the worker's group and its voice (ranks_per_trial); 7: ASSIGN names the trial
+ * whose folder holds the shared phase 1; 6: FAILED says what kind of failure (a retry may help or
+ * not), START replaces the bare trials-directory send; 5: HELLO says which device, or why none;
+ * 4: EPOCH carries data_wait_s */
+#define PROTOCOL_VERSION 8
 #define PROTOCOL_TAG 17
 #define PROTOCOL_TAG_ACK 18 /* ACKs travel apart so the heartbeat thread never takes one */
 #define PROTOCOL_MAX_GROUPS 64
@@ -68,6 +69,12 @@ typedef struct {
     char device_text[PROTOCOL_TEXT]; /* "GPU 0: NVIDIA H200, 139.8 GiB", "CPU (...)" */
 } msg_hello;
 
+/* START: where the worker stands in the static groups of data-parallel trials (groups.h) */
+typedef struct {
+    int32_t group; /* its group's id (1, 2, ...); -1: alone (ranks_per_trial 1) or idle */
+    int32_t voice; /* the rank of its group's voice (its lowest rank); -1 without a group */
+} msg_start;
+
 typedef struct {
     msg_type type;
     int32_t trial;             /* grid index (ASSIGN, EPOCH, DONE, FAILED, HEARTBEAT); -1 if none */
@@ -78,6 +85,7 @@ typedef struct {
     trial_failure failure;     /* FAILED: only a training failure is worth a retry */
     int32_t stop;              /* ACK: the root wants the trial to stop */
     msg_hello hello;
+    msg_start start;
     msg_epoch epoch;
     msg_done done;
 } message;

@@ -31,8 +31,25 @@ void root_init(root_ctx *r, const sweep *s, trial_table *t, results_h5 *h5, prog
     r->send = send;
     r->transport = transport;
     r->only_trial = -1;
-    for (int i = 0; i < n_ranks; i++)
+    for (int i = 0; i < n_ranks; i++) {
         workers[i].busy = -1;
+        workers[i].group = workers[i].voice = -1;
+        workers[i].assignable = 1;
+    }
+}
+
+void root_set_groups(root_ctx *r, const int *group_of, const int *voice_of) {
+    for (int rank = r->first_worker; rank < r->n_ranks; rank++) {
+        worker_slot *w = &r->workers[rank];
+        w->group = group_of[rank];
+        w->voice = voice_of[rank];
+        w->assignable = w->group > 0 && w->voice == rank;
+    }
+}
+
+int root_is_member(const root_ctx *r, int rank) {
+    const worker_slot *w = &r->workers[rank];
+    return w->group > 0 && w->voice != rank;
 }
 
 static int save_row(root_ctx *r, trial_entry *e) {
@@ -93,7 +110,8 @@ static int assign(root_ctx *r, int rank, double now) {
 int root_assign_idle(root_ctx *r, double now) {
     if (r->stopping) return 0;
     for (int rank = r->first_worker; rank < r->n_ranks; rank++)
-        if (r->workers[rank].busy < 0 && assign(r, rank, now)) return -1;
+        if (r->workers[rank].assignable && r->workers[rank].busy < 0 && assign(r, rank, now))
+            return -1;
     return 0;
 }
 
@@ -255,6 +273,18 @@ int root_handle(root_ctx *r, int source, const message *m, double now) {
         goto out;
     }
     worker_slot *w = &r->workers[source];
+    if (!w->assignable && w->group > 0) {
+        rc = fatal(r, ROOT_ERROR_PROTOCOL,
+                   "rank %d on %s sent %s, but it trains in group %d, for which only its voice "
+                   "(rank %d) speaks",
+                   source, w->host, msg_type_name(m->type), w->group, w->voice);
+        goto out;
+    }
+    if (!w->assignable) {
+        rc = fatal(r, ROOT_ERROR_PROTOCOL, "rank %d on %s sent %s, but it is idle (in no group)",
+                   source, w->host, msg_type_name(m->type));
+        goto out;
+    }
     w->last_heard = now;
     if (m->type == MSG_HEARTBEAT) goto out;
     if (m->type != MSG_EPOCH && m->type != MSG_DONE && m->type != MSG_FAILED) {
@@ -327,7 +357,8 @@ int root_finished(const root_ctx *r) {
 
 int root_shutdown(root_ctx *r) {
     for (int rank = r->first_worker; rank < r->n_ranks; rank++) {
-        if (rank == 0) continue; /* rank 0 is not a separate worker */
+        /* rank 0 is not a separate worker; a group's member hears its voice, not the root */
+        if (rank == 0 || root_is_member(r, rank)) continue;
         message m = {.type = MSG_SHUTDOWN, .trial = -1};
         if (send_to(r, rank, &m)) return -1;
     }

@@ -19,6 +19,10 @@ typedef struct {
     int device, threads, local_rank;
     int placement_failed;            /* the rank cannot train as asked: the run does not start */
     char device_text[PROTOCOL_TEXT]; /* the placement print's words, or why it failed */
+    /* ranks_per_trial > 1 (root_set_groups): the rank's group (1, 2, ...; -1: idle) and the
+     * rank of its voice (-1: idle). root_init: -1 and -1, every worker alone. */
+    int group, voice;
+    int assignable; /* the root gives it trials and hears from it: a lone worker or a voice */
 } worker_slot;
 
 /* What ended a sweep early (a root_* call returned -1): the kind decides what the run does
@@ -59,6 +63,12 @@ typedef struct {
 void root_init(root_ctx *r, const sweep *s, trial_table *t, results_h5 *h5, progress *p,
                worker_slot *workers, int first_worker, int n_ranks, root_send_fn send,
                void *transport);
+/* Data-parallel trials: group_of[rank] and voice_of[rank] (indexed by rank, as workers) from
+ * groups_form. Only each group's voice is assigned trials and watched for silence; its other
+ * ranks and the idle ranks get nothing (and root_shutdown tells only voices and idle ranks). */
+void root_set_groups(root_ctx *r, const int *group_of, const int *voice_of);
+/* 1 for a rank that trains in a group without being its voice (it hears only its voice). */
+int root_is_member(const root_ctx *r, int rank);
 /* Gives every idle worker a trial. */
 int root_assign_idle(root_ctx *r, double now);
 /* Handles one message from a worker rank. -1 (r->error) only for what must end the sweep:
@@ -71,7 +81,7 @@ int root_stop(root_ctx *r, double now, const char *why);
 int root_busy(const root_ctx *r);
 /* Nothing left to run (or stopping and nothing running). */
 int root_finished(const root_ctx *r);
-/* SHUTDOWN to every worker rank. */
+/* SHUTDOWN to every worker rank that listens to the root (not a group's members). */
 int root_shutdown(root_ctx *r);
 
 #endif

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "orchestrator/farm.h"
+#include "orchestrator/groups.h"
 #include "orchestrator/phase1_plan.h"
 #include "orchestrator/preflight.h"
 #include "orchestrator/provenance.h"
@@ -41,7 +42,11 @@ static void usage(FILE *out) {
         "  Each worker trains where the sweep's train.device says (auto: a GPU when one is\n"
         "  visible, else the CPU; cpu; cuda), workers on a node spread over the GPUs they\n"
         "  see, ranks_per_gpu of them per GPU at most; the start lists every rank's device.\n"
-        "  A rank that cannot have its device stops the run before it starts (exit 2).\n\n"
+        "  A rank that cannot have its device stops the run before it starts (exit 2).\n"
+        "  With ranks_per_trial: K in the sweep, each trial is trained by a group of K worker\n"
+        "  ranks (data parallel; train.sync_bn: BatchNorm statistics over the whole batch),\n"
+        "  formed once at start: on each host first, then across hosts from the leftovers;\n"
+        "  ranks that do not fill a group stay idle. The start lists the groups.\n\n"
         "  -o, --output FILE          results file (default: the sweep's output:)\n"
         "      --extend               the sweep file gained grid points: add them\n"
         "  -n, --dry-run              check the sweep and every input its trials read (dataset,\n"
@@ -172,8 +177,22 @@ static int check_sweep(const run_options *o, sweep *s) {
     return rc;
 }
 
+/* --dry-run: how ranks_per_trial groups the `size` ranks of this run (or of a run with more). */
+static void print_group_plan(const sweep *s, int size) {
+    const int k = s->ranks_per_trial;
+    if (k <= 1) return;
+    printf("trials train on groups of %d ranks (ranks_per_trial): ", k);
+    const int workers = size - 1, idle = workers % k;
+    if (size > 1)
+        printf("%d worker ranks form %d group%s, %d idle (each host's ranks first, then the "
+               "leftovers across hosts)\n",
+               workers, workers / k, workers / k == 1 ? "" : "s", idle);
+    else
+        printf("mpirun -np N gives (N - 1) / %d groups; start at least %d ranks\n", k, k + 1);
+}
+
 /* --dry-run: the trials, their estimated costs and who computes whose phase 1. */
-static int list_trials(const run_options *o, const sweep *s, const trial_list *trials) {
+static int list_trials(const run_options *o, const sweep *s, const trial_list *trials, int size) {
     trial_table t;
     char err[256];
     if (trial_table_build(&t, s, trials, err, sizeof err)) {
@@ -182,6 +201,7 @@ static int list_trials(const run_options *o, const sweep *s, const trial_list *t
     }
     printf("sweep %s: %d trials -> %s\n", s->name, trials->count,
            o->output ? o->output : s->output);
+    print_group_plan(s, size);
     for (int i = 0; i < t.count; i++) {
         const trial_entry *e = &t.items[i];
         int shares = 0;
@@ -197,7 +217,9 @@ static int list_trials(const run_options *o, const sweep *s, const trial_list *t
     long with[2], without[2];
     phase1_epochs(&t, with, without);
     printf("epochs computed: phase 1 %ld (%ld without sharing), phase 2 %ld%s\n", with[0],
-           without[0], with[1], s->share_phase1 ? "" : " (share_phase1: false)");
+           without[0], with[1],
+           s->share_phase1 || s->ranks_per_trial > 1 ? "" : " (share_phase1: false)");
+    if (s->ranks_per_trial > 1) printf("shared phase 1: off (ranks_per_trial > 1)\n");
     trial_table_free(&t);
     return 0;
 }
@@ -208,6 +230,32 @@ static void print_mapping(const root_ctx *r, int size) {
         const worker_slot *w = &r->workers[rank];
         printf("rank %d on %s: %s, %d threads\n", rank, w->host, w->device_text, w->threads);
     }
+}
+
+/* ranks_per_trial > 1: the groups of the workers in workers[1..size-1] (groups.h), by rank:
+ * group_of[rank] and voice_of[rank] (-1: idle; rank 0 is -1). Returns the number of groups,
+ * -1 when out of memory. */
+static int form_groups(const sweep *s, const worker_slot *workers, int size, int *group_of,
+                       int *voice_of) {
+    const int n = size - 1;
+    const char **hosts = calloc((size_t)(n > 0 ? n : 1), sizeof *hosts);
+    int *group = calloc((size_t)(n > 0 ? n : 1), sizeof *group);
+    int *voice = calloc((size_t)(n > 0 ? n : 1), sizeof *voice);
+    int groups = -1;
+    if (hosts && group && voice) {
+        for (int i = 0; i < n; i++)
+            hosts[i] = workers[i + 1].host;
+        groups = groups_form(hosts, n, s->ranks_per_trial, group, voice);
+        group_of[0] = voice_of[0] = -1;
+        for (int i = 0; i < n; i++) {
+            group_of[i + 1] = group[i];
+            voice_of[i + 1] = voice[i] < 0 ? -1 : voice[i] + 1;
+        }
+    }
+    free(hosts);
+    free(group);
+    free(voice);
+    return groups;
 }
 
 /* Every rank that cannot train as the sweep asks, named on stderr; 0 when there is none. */
@@ -298,11 +346,47 @@ static int run_root(const run_options *o, const sweep *s, const trial_list *tria
         status = -4; /* workers may be lost: abort */
     } else if (placement_failures(workers, f->size))
         status = 2;
+    /* data-parallel trials: the groups, formed once; with too few workers for one, no run */
+    const int k = s->ranks_per_trial, n_workers = f->size - 1;
+    int *group_of = NULL, *voice_of = NULL, groups = 0;
+    if (!status && k > 1 && k > n_workers) {
+        fprintf(stderr,
+                "tlsweep run: ranks_per_trial is %d but only %d worker rank%s: start at least %d "
+                "ranks (rank 0 orchestrates and trains nothing); nothing was started\n",
+                k, n_workers, n_workers == 1 ? "" : "s", k + 1);
+        status = 2;
+    }
+    /* the group transport on GPUs (NCCL) is not built: a group trains on CPUs */
+    for (int rank = 1; !status && k > 1 && rank < f->size; rank++)
+        if (workers[rank].device >= 0) {
+            fprintf(stderr,
+                    "tlsweep run: ranks_per_trial is %d, but rank %d on %s trains on %s: trials "
+                    "over several ranks run on CPUs only in this version (on GPUs they need "
+                    "NCCL, not built yet); set train.device: cpu, or ranks_per_trial: 1; nothing "
+                    "was started\n",
+                    k, rank, workers[rank].host, workers[rank].device_text);
+            status = 2;
+        }
+    if (!status && k > 1) {
+        group_of = calloc((size_t)f->size, sizeof *group_of);
+        voice_of = calloc((size_t)f->size, sizeof *voice_of);
+        if (!group_of || !voice_of ||
+            (groups = form_groups(s, workers, f->size, group_of, voice_of)) < 0) {
+            fprintf(stderr, "tlsweep run: out of memory\n");
+            status = 4;
+        }
+    }
     const char *output = o->output ? o->output : s->output;
     resume_trials_dir(output, f->worker.trials_dir, sizeof f->worker.trials_dir);
     results_h5 *h5 = NULL;
     if (!status && open_results(o, s, &table, workers, f, output, &h5)) status = 2;
-    if (!status && farm_start_workers(f, err, sizeof err)) {
+    if (!status && farm_start_workers(f, group_of, voice_of, err, sizeof err)) {
+        fprintf(stderr, "tlsweep run: %s\n", err);
+        status = -4;
+    }
+    /* the root takes part in the split (it belongs to no group) */
+    trial_group no_group;
+    if (!status && f->size > 1 && farm_split_groups(f, &no_group, err, sizeof err)) {
         fprintf(stderr, "tlsweep run: %s\n", err);
         status = -4;
     }
@@ -312,6 +396,8 @@ static int run_root(const run_options *o, const sweep *s, const trial_list *tria
             results_h5_close(h5, err, sizeof err);
             resume_unlock(f->worker.trials_dir);
         }
+        free(group_of);
+        free(voice_of);
         free(workers);
         trial_table_free(&table);
         return status;
@@ -320,13 +406,27 @@ static int run_root(const run_options *o, const sweep *s, const trial_list *tria
     root_ctx r;
     root_init(&r, s, &table, h5, p, workers, f->size > 1 ? 1 : 0, f->size, NULL, NULL);
     r.heartbeat_timeout = o->heartbeat_timeout;
+    if (group_of) root_set_groups(&r, group_of, voice_of);
     if (!o->quiet) {
-        printf("tlsweep %s: sweep %s, %d trials, %d worker%s%s -> %s\n", TLSWEEP_VERSION, s->name,
-               table.count, f->size > 1 ? f->size - 1 : 1, f->size > 2 ? "s" : "",
+        char grouping[128] = "";
+        if (k > 1)
+            snprintf(grouping, sizeof grouping, " in %d group%s of %d", groups,
+                     groups == 1 ? "" : "s", k);
+        printf("tlsweep %s: sweep %s, %d trials, %d worker%s%s%s -> %s\n", TLSWEEP_VERSION, s->name,
+               table.count, f->size > 1 ? f->size - 1 : 1, f->size > 2 ? "s" : "", grouping,
                o->simulate ? " (SIMULATED: nothing trains)" : "", output);
         print_mapping(&r, f->size);
-        fflush(stdout);
     }
+    if (group_of) { /* quiet or not: the run's shape */
+        const char **hosts = calloc((size_t)f->size, sizeof *hosts);
+        for (int rank = 0; hosts && rank < f->size; rank++)
+            hosts[rank] = workers[rank].host;
+        if (hosts) groups_print(stdout, hosts, 1, f->size, k, group_of, voice_of);
+        free(hosts);
+    }
+    free(group_of);
+    free(voice_of);
+    fflush(stdout);
     int rc = f->size > 1 ? farm_root(&r, f) : farm_single(&r, f);
     run_summary summary = {.output = output,
                            .trials_dir = f->worker.trials_dir,
@@ -369,28 +469,34 @@ static int run_worker(farm_options *f) {
     int rc = farm_send_hello(f, err, sizeof err);
     if (!rc) rc = farm_wait_start(f, err, sizeof err);
     if (rc == 1) return 2; /* the root said why */
-    if (!rc) rc = farm_worker(f, err, sizeof err);
+    trial_group group;
+    if (!rc) rc = farm_split_groups(f, &group, err, sizeof err);
+    /* a group's voice and a rank alone (or idle) hear the root; a member hears its voice */
+    if (!rc)
+        rc = farm_is_member(f) ? farm_member(f, err, sizeof err) : farm_worker(f, err, sizeof err);
+    if (!rc) farm_leave_group(f, &group); /* after an error MPI aborts: nothing to free */
     if (!rc) return 0;
     fprintf(stderr, "tlsweep run: rank %d on %s: %s\n", f->rank, f->worker.host, err);
     return -4;
 }
 
 /* MPI up with the stop signals blocked first: a stop signal must never kill a rank that has not
- * got this far, and MPI's threads must inherit the blocked mask. 0 ok, else the exit status. */
-static int start_mpi(int *argc, char ***argv, int *rank, int *size) {
-    int provided = 0;
+ * got this far, and MPI's threads must inherit the blocked mask. *provided: the thread level MPI
+ * gives. 0 ok, else the exit status. */
+static int start_mpi(int *argc, char ***argv, int *rank, int *size, int *provided) {
     if (farm_install_signals()) {
         fprintf(stderr, "tlsweep run: cannot set up the stop signals\n");
         return 4;
     }
-    if (MPI_Init_thread(argc, argv, MPI_THREAD_SERIALIZED, &provided) != MPI_SUCCESS) {
+    /* MULTIPLE for data-parallel trials (see threads_for_groups); SERIALIZED does otherwise */
+    if (MPI_Init_thread(argc, argv, MPI_THREAD_MULTIPLE, provided) != MPI_SUCCESS) {
         fprintf(stderr, "tlsweep run: MPI_Init_thread failed\n");
         return 4;
     }
     MPI_Comm_rank(MPI_COMM_WORLD, rank);
     MPI_Comm_size(MPI_COMM_WORLD, size);
     /* heartbeats come from a second thread, so MPI must allow serialized calls */
-    if (provided < MPI_THREAD_SERIALIZED) {
+    if (*provided < MPI_THREAD_SERIALIZED) {
         if (*rank == 0)
             fprintf(stderr, "tlsweep run: this MPI does not provide MPI_THREAD_SERIALIZED\n");
         MPI_Finalize();
@@ -399,9 +505,28 @@ static int start_mpi(int *argc, char ***argv, int *rank, int *size) {
     return 0;
 }
 
+/* A group trial's ranks reduce gradients in the trainer's thread while each voice's heartbeat
+ * thread talks to the root, both in MPI at once: ranks_per_trial > 1 needs MPI_THREAD_MULTIPLE.
+ * Decided alike on every rank (the lowest level any rank got). 0 ok, else the exit status. */
+static int threads_for_groups(const sweep *s, int rank, int provided) {
+    if (s->ranks_per_trial <= 1) return 0;
+    int lowest = provided;
+    MPI_Allreduce(&provided, &lowest, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+    if (lowest >= MPI_THREAD_MULTIPLE) return 0;
+    if (rank == 0)
+        fprintf(stderr,
+                "tlsweep run: ranks_per_trial is %d, which needs an MPI that provides "
+                "MPI_THREAD_MULTIPLE (a group trial's ranks reduce gradients while heartbeats go "
+                "on in another thread), but this one provides only %s; use ranks_per_trial: 1 "
+                "or an MPI built with thread support; nothing was started\n",
+                s->ranks_per_trial,
+                lowest == MPI_THREAD_SERIALIZED ? "MPI_THREAD_SERIALIZED" : "less");
+    return 2;
+}
+
 int cmd_run(int argc, char **argv) {
-    int rank = 0, size = 1;
-    int status = start_mpi(&argc, &argv, &rank, &size);
+    int rank = 0, size = 1, provided = 0;
+    int status = start_mpi(&argc, &argv, &rank, &size, &provided);
     if (status) return status;
     run_options o;
     int prc = parse_options(argc, argv, &o, rank);
@@ -426,11 +551,17 @@ int cmd_run(int argc, char **argv) {
         return 2;
     }
     if (o.dry_run) {
-        int listed = rank == 0 ? list_trials(&o, &s, &trials) : 0;
+        int listed = rank == 0 ? list_trials(&o, &s, &trials, size) : 0;
         grid_trials_free(&trials);
         sweep_free(&s);
         MPI_Finalize();
         return listed;
+    }
+    if ((status = threads_for_groups(&s, rank, provided))) {
+        grid_trials_free(&trials);
+        sweep_free(&s);
+        MPI_Finalize();
+        return status;
     }
     farm_options f = {.comm = MPI_COMM_WORLD,
                       .rank = rank,
@@ -439,7 +570,9 @@ int cmd_run(int argc, char **argv) {
                       .trials = &trials,
                       .heartbeat_interval = o.heartbeat,
                       .time_limit = o.time_limit,
-                      .start = monotonic_seconds()};
+                      .start = monotonic_seconds(),
+                      .group = -1,
+                      .voice = -1};
     f.worker.simulate = o.simulate;
     f.worker.seconds_per_cost = seconds_per_cost(&s, &trials, o.sim_seconds);
     ranks_place(MPI_COMM_WORLD, &s, o.threads, o.simulate, &f.worker);

@@ -17,7 +17,9 @@ void run_trial(const sweep *s, const grid_point *p, int index, int attempt, cons
     trial_spec spec;
     grid_trial_spec(s, p, &spec);
     int too_long = run_trial_dir(o, spec.name, spec.out_dir, sizeof spec.out_dir);
-    if (phase1_of[0] && !o->trial_dir[0]) {
+    const int in_group = group_active(o->group);
+    spec.group = in_group ? o->group : NULL;
+    if (phase1_of[0] && !o->trial_dir[0] && !in_group) {
         int n = snprintf(spec.phase1_dir, sizeof spec.phase1_dir, "%s/%s/phase1", o->trials_dir,
                          phase1_of);
         too_long |= n < 0 || (size_t)n >= sizeof spec.phase1_dir;
@@ -37,7 +39,8 @@ void run_trial(const sweep *s, const grid_point *p, int index, int attempt, cons
         snprintf(err, sizeof err, "trial %s: directory name too long", spec.name);
         summary.failure = TRIAL_FAILURE_SETUP;
         rc = TRIAL_FAILED;
-    } else if (make_dirs(spec.out_dir, err, sizeof err)) {
+    } else if (group_is_voice(o->group) && /* a group's voice alone writes files */
+               make_dirs(spec.out_dir, err, sizeof err)) {
         summary.failure = TRIAL_FAILURE_SETUP;
         rc = TRIAL_FAILED;
     } else if (o->simulate) {

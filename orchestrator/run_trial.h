@@ -19,6 +19,7 @@ typedef struct {
     int threads_forced;              /* --threads was given: it beats the sweep's train.threads */
     int rank, local_rank;            /* local_rank: on its node */
     char host[64];
+    const trial_group *group; /* the ranks this one trains each trial with; NULL: alone */
 } worker_options;
 
 /* The trial's directory: o->trial_dir when set, else o->trials_dir/NAME. -1 when it does not
@@ -32,7 +33,9 @@ int run_trial_dir(const worker_options *o, const char *name, char *dir, size_t l
  * trainer write its resume checkpoint: a checkpoint is never ahead of the file, and an epoch
  * that was recorded but not checkpointed is trained again and its repeat dropped by the root.
  * *final becomes DONE (done or stopped) or FAILED with "rank R on HOST: reason" and the kind
- * of failure (a directory that cannot be made is a setup failure). */
+ * of failure (a directory that cannot be made is a setup failure). With o->group the trial is
+ * trained by the whole group (spec.group): only its voice makes the directory, and no phase 1
+ * is shared (phase1_of is ignored: the group trainer computes its own). */
 void run_trial(const sweep *s, const grid_point *p, int index, int attempt, const char *phase1_of,
                const worker_options *o, const trial_hooks *hooks, message *final);
 

@@ -9,6 +9,7 @@
 
 #include "orchestrator/schedule.h"
 #include "orchestrator/simulate.h"
+#include "worker/group.h"
 #include "worker/lr_schedule.h"
 #include "worker/models/model.h"
 
@@ -123,7 +124,8 @@ static int checkpoint_read(const trial_spec *spec, sim_checkpoint *c) {
 
 static int checkpoint_write(const trial_spec *spec, const sim_checkpoint *c, char *err,
                             size_t errlen) {
-    if (!spec->out_dir[0]) return 0;
+    /* a group's voice alone writes the trial's files; the others read them as it does */
+    if (!spec->out_dir[0] || !group_is_voice(spec->group)) return 0;
     char path[TRIAL_PATH_MAX + 32], tmp[TRIAL_PATH_MAX + 40];
     checkpoint_path(spec, path, sizeof path);
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
@@ -141,18 +143,29 @@ static int checkpoint_write(const trial_spec *spec, const sim_checkpoint *c, cha
     return 0;
 }
 
+/* A group trial's ranks stop together, as the real trainer's do: any rank's stop is the
+ * group's (one sum over the group per poll; alone, the rank's own word). */
+static int group_stop(const trial_spec *spec, int stop) {
+    if (!group_active(spec->group)) return stop;
+    double flag = stop ? 1 : 0;
+    char err[256];
+    if (group_sum_doubles(spec->group, &flag, 1, err, sizeof err)) return 1;
+    return flag > 0;
+}
+
 /* Sleeps the rest of an epoch of `seconds` from fraction *part on, in batches, asking
  * should_stop between two of them: 1 when stopped (*part is then where, *batch and *batches say
  * it in batches), 0 when the epoch's sleep is over. */
-static int sleep_epoch(double seconds, const trial_hooks *hooks, double *part, int *batch,
-                       int *batches) {
+static int sleep_epoch(const trial_spec *spec, double seconds, const trial_hooks *hooks,
+                       double *part, int *batch, int *batches) {
     int n = (int)ceil(seconds / SIMULATE_BATCH_SECONDS);
     if (n < 1) n = 1;
     *batches = n;
     /* a resume (maybe with another --sim-seconds) starts at the batch nearest to its part */
     for (int k = (int)floor(*part * n + 0.5); k < n; k++) {
         sleep_seconds(seconds / n);
-        if (k + 1 < n && hooks && hooks->should_stop && hooks->should_stop(hooks->user)) {
+        if (k + 1 < n &&
+            group_stop(spec, hooks && hooks->should_stop && hooks->should_stop(hooks->user))) {
             *part = (double)(k + 1) / n;
             *batch = k + 1;
             return 1;
@@ -193,7 +206,7 @@ int simulate_trial(const trial_spec *spec, double seconds_per_cost, const trial_
         double ceiling = 0.80 + 0.15 * (noise(who, 0, 1) + 0.5);
         double seconds = seconds_per_cost * schedule_epoch_cost(spec, phase);
         double started = ck.part;
-        if (sleep_epoch(who == spec ? seconds : 0, hooks, &ck.part, &summary->batches_done,
+        if (sleep_epoch(spec, who == spec ? seconds : 0, hooks, &ck.part, &summary->batches_done,
                         &summary->batches_per_epoch)) {
             /* no record for a partial epoch, as in a real trial */
             summary->seconds += (ck.part - started) * seconds;
@@ -240,6 +253,7 @@ int simulate_trial(const trial_spec *spec, double seconds_per_cost, const trial_
         /* the checkpoint follows the callback: the root has the epoch before we skip it */
         int stop = hooks && hooks->on_epoch && hooks->on_epoch(&r, hooks->user);
         if (!stop && hooks && hooks->should_stop) stop = hooks->should_stop(hooks->user);
+        stop = group_stop(spec, stop);
         if (checkpoint_write(spec, &ck, err, errlen)) return TRIAL_FAILED;
         if (stop && epoch < total) {
             summary->best_val_acc = ck.best;

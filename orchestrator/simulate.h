@@ -5,6 +5,8 @@
  * which it polls should_stop as a real trial does. It keeps a small resume checkpoint in out_dir
  * like a real trial (with the part of the epoch slept when stopped inside one), and
  * checks a weights file's format (so a broken file fails the trial as a real one would).
+ * A group trial (spec->group) sleeps on every rank of the group, which stop together at the
+ * same batch; only the voice writes the checkpoint.
  * The results file says mode=simulated. */
 #ifndef TLSWEEP_SIMULATE_H
 #define TLSWEEP_SIMULATE_H

@@ -259,7 +259,7 @@ static void parse_root(parse_ctx *ctx, yaml_node_t *root) {
     yaml_node_t *exclude = NULL;
     static const char *const known =
         "name, data, augment, train, model, grid, exclude, backbones, schedules, retries, "
-        "gpus_per_trial, ranks_per_gpu, share_phase1, output";
+        "gpus_per_trial, ranks_per_gpu, ranks_per_trial, share_phase1, output";
     int saw_schedules = 0, saw_grid = 0;
     for (yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top;
          p++) {
@@ -300,7 +300,10 @@ static void parse_root(parse_ctx *ctx, yaml_node_t *root) {
         } else if (!strcmp(key, "gpus_per_trial")) {
             if (!sy_parse_typed(ctx, v, "gpus_per_trial", KEY_INT_POSITIVE, NULL, &value)) {
                 if (value.i != 1)
-                    FAIL(ctx, v, "gpus_per_trial", "only 1 is supported by this version, got %lld",
+                    FAIL(ctx, v, "gpus_per_trial",
+                         "only 1 is supported, got %lld: trials on several GPUs need the NCCL "
+                         "transport, which this version does not have (CPU trials can use "
+                         "ranks_per_trial)",
                          value.i);
                 s->gpus_per_trial = (int)value.i;
             }
@@ -309,6 +312,12 @@ static void parse_root(parse_ctx *ctx, yaml_node_t *root) {
                 if (value.i > 64)
                     FAIL(ctx, v, "ranks_per_gpu", "expected at most 64, got %lld", value.i);
                 s->ranks_per_gpu = (int)value.i;
+            }
+        } else if (!strcmp(key, "ranks_per_trial")) {
+            if (!sy_parse_typed(ctx, v, "ranks_per_trial", KEY_INT_POSITIVE, NULL, &value)) {
+                if (value.i > 64)
+                    FAIL(ctx, v, "ranks_per_trial", "expected at most 64, got %lld", value.i);
+                s->ranks_per_trial = (int)value.i;
             }
         } else if (!strcmp(key, "share_phase1")) {
             if (!sy_parse_typed(ctx, v, "share_phase1", KEY_BOOL, NULL, &value))
@@ -370,6 +379,7 @@ static int parse_text(const char *file, const char *text, size_t len, const swee
     out->retries = 2;
     out->gpus_per_trial = 1;
     out->ranks_per_gpu = 1;
+    out->ranks_per_trial = 1;
     out->share_phase1 = 1;
     out->text = malloc(len + 1);
     if (!out->text) {

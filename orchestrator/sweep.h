@@ -117,6 +117,8 @@ typedef struct {
     int retries;
     int gpus_per_trial;
     int ranks_per_gpu;       /* worker ranks that may share one GPU (placement.h); default 1 */
+    int ranks_per_trial;     /* worker ranks that train each trial together (1..64, default 1):
+                                groups formed once at start (groups.h) */
     int share_phase1;        /* trials with equal phase-1 settings compute it once (default 1) */
     sweep_setting *settings; /* data/augment/train/model values, in file order */
     int n_settings;

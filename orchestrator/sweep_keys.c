@@ -42,6 +42,8 @@ const sweep_key sweep_keys[] = {
     {"train.threads", KEY_INT_NONNEG, NULL, AT_MAX(STORE_INT, threads, TRIAL_MAX_THREADS)},
     {"train.device", KEY_CHOICE, devices, STORE_NONE, 0, 0, 0, 0},
     {"train.deterministic", KEY_BOOL, NULL, AT(STORE_INT, deterministic)},
+    /* a group trial's BatchNorm statistics (ranks_per_trial > 1): the whole batch or each shard */
+    {"train.sync_bn", KEY_BOOL, NULL, AT(STORE_INT, sync_bn)},
     {"model.weights", KEY_STRING, NULL, AT(STORE_STRING, weights)},
     {"model.width", KEY_INT_POSITIVE, NULL, AT_MAX(STORE_INT, width, TRIAL_MAX_WIDTH)},
     {"model.dropout", KEY_PROBABILITY, NULL, AT(STORE_DOUBLE, dropout)},

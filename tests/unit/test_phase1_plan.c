@@ -1,7 +1,7 @@
 /* Shared phase 1 in the trial table (orchestrator/phase1_plan.h): which trials share, who
  * computes, the costs and priorities the queue uses, when a sharing trial may start, what the
- * root does when a computer fails for good, a resumed table keeping its lineage, and
- * share_phase1: false. */
+ * root does when a computer fails for good, a resumed table keeping its lineage,
+ * share_phase1: false, and no sharing for ranks_per_trial > 1. */
 #include <string.h>
 
 #include "orchestrator/phase1_plan.h"
@@ -127,6 +127,38 @@ static void test_off(void) {
     sweep_free(&s);
 }
 
+/* ranks_per_trial > 1: a group trains each trial and cannot use a shared node yet, so nothing
+ * is shared, and a stored lineage (--extend of a file made with one rank a trial) is dropped for
+ * the trials not done; a done trial keeps the lineage it was computed with. */
+static void test_off_for_groups(void) {
+    sweep s;
+    trial_list list;
+    trial_table t;
+    if (build(SEED_SWEEP("ranks_per_trial: 2\n"), &s, &list, &t)) return;
+    int shared = 0;
+    for (int i = 0; i < t.count; i++)
+        shared += t.items[i].phase1_from >= 0 || t.items[i].phase1_node ||
+                  t.items[i].row.phase1_trial != t.items[i].row.id;
+    CHECK(shared == 0, "%d trials share with ranks_per_trial: 2", shared);
+    int exp = find(&t, "resnet50__exp-decay-3"), lin = find(&t, "resnet50__linear-decay");
+    int vexp = find(&t, "vgg16_bn__exp-decay-3"), vlin = find(&t, "vgg16_bn__linear-decay");
+    if (exp < 0 || lin < 0 || vexp < 0 || vlin < 0) {
+        release(&s, &list, &t);
+        return;
+    }
+    t.items[lin].row.phase1_trial = t.items[exp].row.id;
+    t.items[vlin].row.phase1_trial = t.items[vexp].row.id;
+    t.items[vlin].state = TS_DONE;
+    unsigned char fresh[16] = {0};
+    phase1_plan(&t, &s, fresh, 1);
+    CHECK(t.items[lin].phase1_from < 0 && t.items[lin].row.phase1_trial == t.items[lin].row.id &&
+              !t.items[exp].phase1_node,
+          "a stored lineage kept for a trial not done: from %d", t.items[lin].phase1_from);
+    CHECK(t.items[vlin].row.phase1_trial == t.items[vexp].row.id,
+          "a done trial lost the lineage it was computed with");
+    release(&s, &list, &t);
+}
+
 /* The queue: a sharing trial waits for its computer's phase-1 epochs in the file. */
 static void test_ready(void) {
     sweep s;
@@ -230,8 +262,10 @@ int main(void) {
                                         "share_phase1: false",
                                         "the queue waits for phase 1",
                                         "a computer failing for good fails its sharers",
-                                        "stored lineage"};
-    static const tl_case_fn cases[] = {test_groups, test_seed_sweep_epochs, test_off,
-                                       test_ready,  test_computer_fails,    test_stored};
+                                        "stored lineage",
+                                        "off for ranks_per_trial > 1"};
+    static const tl_case_fn cases[] = {test_groups,        test_seed_sweep_epochs, test_off,
+                                       test_ready,         test_computer_fails,    test_stored,
+                                       test_off_for_groups};
     return TL_RUN("phase1 plan", names, cases);
 }

@@ -172,7 +172,8 @@ static const bad_case catalogue[] = {
      "bad.yaml:3: train.batch_size: expected a positive integer, got '0'"},
     {"unknown top-level key", "name: x\ndata: {root: d}\nepochs: 3\n" GOOD_TAIL,
      "bad.yaml:3: epochs: unknown key (known: name, data, augment, train, model, grid, exclude, "
-     "backbones, schedules, retries, gpus_per_trial, ranks_per_gpu, share_phase1, output)"},
+     "backbones, schedules, retries, gpus_per_trial, ranks_per_gpu, ranks_per_trial, share_phase1, "
+     "output)"},
     {"unknown key in a section", "name: x\ndata: {root: d, rooot: e}\n" GOOD_TAIL,
      "bad.yaml:2: data.rooot: unknown key (known: format, root, train_splits, val_splits, "
      "resize, crop, skip_corrupt, cache_dir)"},
@@ -234,7 +235,8 @@ static const bad_case catalogue[] = {
     {"crop larger than resize", "name: x\ndata: {root: d, resize: 64, crop: 100}\n" GOOD_TAIL,
      "bad.yaml:1: data.crop: crop 100 is larger than resize 64 (trial resnet18__s)"},
     {"several GPUs per trial", "name: x\ndata: {root: d}\ngpus_per_trial: 2\n" GOOD_TAIL,
-     "bad.yaml:3: gpus_per_trial: only 1 is supported by this version, got 2"},
+     "bad.yaml:3: gpus_per_trial: only 1 is supported, got 2: trials on several GPUs need the "
+     "NCCL transport, which this version does not have (CPU trials can use ranks_per_trial)"},
     {"unknown device", "name: x\ndata: {root: d}\ntrain:\n  device: gpu\n" GOOD_TAIL,
      "bad.yaml:4: train.device: expected one of auto, cpu, cuda, got 'gpu'"},
     {"device as a grid axis",
@@ -249,6 +251,19 @@ static const bad_case catalogue[] = {
      "bad.yaml:3: ranks_per_gpu: expected a positive integer, got '0'"},
     {"too many ranks per GPU", "name: x\ndata: {root: d}\n\nranks_per_gpu: 65\n" GOOD_TAIL,
      "bad.yaml:4: ranks_per_gpu: expected at most 64, got 65"},
+    {"no ranks per trial", "name: x\ndata: {root: d}\nranks_per_trial: 0\n" GOOD_TAIL,
+     "bad.yaml:3: ranks_per_trial: expected a positive integer, got '0'"},
+    {"too many ranks per trial", "name: x\ndata: {root: d}\n\nranks_per_trial: 65\n" GOOD_TAIL,
+     "bad.yaml:4: ranks_per_trial: expected at most 64, got 65"},
+    {"ranks per trial not a number", "name: x\ndata: {root: d}\nranks_per_trial: two\n" GOOD_TAIL,
+     "bad.yaml:3: ranks_per_trial: expected a positive integer, got 'two'"},
+    {"ranks per trial as a grid axis",
+     "name: x\ndata: {root: d}\ngrid:\n  backbone: [resnet18]\n  schedule: [s]\n"
+     "  ranks_per_trial: [1, 2]\nschedules:\n  s: {}\n",
+     "bad.yaml:6: grid.ranks_per_trial: not a key that can vary (use backbone, schedule or a "
+     "dotted key such as train.seed)"},
+    {"sync_bn not a boolean", "name: x\ndata: {root: d}\ntrain: {sync_bn: sometimes}\n" GOOD_TAIL,
+     "bad.yaml:3: train.sync_bn: expected true or false, got 'sometimes'"},
     {"output climbing out of the working directory",
      "name: x\ndata: {root: d}\noutput: runs/../../x.h5\n" GOOD_TAIL,
      "bad.yaml:3: output: 'runs/../../x.h5' leaves the working directory ('..'); give an "
@@ -331,6 +346,52 @@ static void test_device_keys(void) {
     sweep_free(&s);
 }
 
+/* Data-parallel trials: ranks_per_trial (top level, default 1) and train.sync_bn (default true,
+ * a grid axis like any train key). */
+static void test_group_keys(void) {
+    sweep s;
+    sweep_errors errs;
+    trial_list trials;
+    char err[256];
+    trial_spec spec;
+    int rc = parse("plain.yaml", "name: x\ndata: {root: d}\n" GOOD_TAIL, &s, &errs);
+    CHECK(rc == 0, "rejected: %s", errs.count ? errs.messages[0] : "?");
+    if (!rc && grid_expand(&s, &trials, err, sizeof err) == 0) {
+        grid_trial_spec(&s, &trials.items[0], &spec);
+        CHECK(s.ranks_per_trial == 1 && spec.sync_bn == 1,
+              "defaults: ranks_per_trial %d, sync_bn %d", s.ranks_per_trial, spec.sync_bn);
+        grid_trials_free(&trials);
+    }
+    sweep_free(&s);
+    rc = parse("pairs.yaml",
+               "name: x\ndata: {root: d}\nranks_per_trial: 64\ntrain: {sync_bn: false}\n" GOOD_TAIL,
+               &s, &errs);
+    CHECK(rc == 0, "rejected: %s", errs.count ? errs.messages[0] : "?");
+    if (!rc && grid_expand(&s, &trials, err, sizeof err) == 0) {
+        grid_trial_spec(&s, &trials.items[0], &spec);
+        CHECK(s.ranks_per_trial == 64 && spec.sync_bn == 0, "ranks_per_trial %d, sync_bn %d",
+              s.ranks_per_trial, spec.sync_bn);
+        grid_trials_free(&trials);
+    }
+    sweep_free(&s);
+    rc = parse("axis.yaml",
+               "name: x\ndata: {root: d}\nranks_per_trial: 2\ngrid:\n  backbone: [resnet18]\n"
+               "  schedule: [s]\n  train.sync_bn: [true, false]\nschedules:\n  s: {}\n",
+               &s, &errs);
+    CHECK(rc == 0, "sync_bn axis rejected: %s", errs.count ? errs.messages[0] : "?");
+    if (!rc && grid_expand(&s, &trials, err, sizeof err) == 0) {
+        CHECK(trials.count == 2, "%d trials, want 2", trials.count);
+        for (int i = 0; i < trials.count && i < 2; i++) {
+            grid_trial_spec(&s, &trials.items[i], &spec);
+            CHECK(spec.sync_bn == (i == 0), "trial %s: sync_bn %d", spec.name, spec.sync_bn);
+            CHECK(strstr(spec.name, i == 0 ? "sync_bn=true" : "sync_bn=false") != NULL,
+                  "trial name %s", spec.name);
+        }
+        grid_trials_free(&trials);
+    }
+    sweep_free(&s);
+}
+
 /* Every problem is reported, not only the first. */
 static void test_all_problems_reported(void) {
     sweep s;
@@ -365,10 +426,15 @@ int main(void) {
                                         "catalogue of broken files",
                                         "all problems reported",
                                         "missing dataset",
-                                        "device, precision and ranks_per_gpu keys"};
-    static const tl_case_fn cases[] = {
-        test_seed_sweep, test_smoke_sweep,           test_axes_exclude_overrides,
-        test_catalogue,  test_all_problems_reported, test_missing_dataset,
-        test_device_keys};
+                                        "device, precision and ranks_per_gpu keys",
+                                        "ranks_per_trial and sync_bn"};
+    static const tl_case_fn cases[] = {test_seed_sweep,
+                                       test_smoke_sweep,
+                                       test_axes_exclude_overrides,
+                                       test_catalogue,
+                                       test_all_problems_reported,
+                                       test_missing_dataset,
+                                       test_device_keys,
+                                       test_group_keys};
     return TL_RUN("sweep", names, cases);
 }

@@ -2,8 +2,8 @@
  * transitions, retry budget), the longest-first queue (and retries preferring another rank),
  * the protocol's encoding and its checks, the root's retry decision by failure kind (root_handle
  * in this process, its messages caught by a send function), progress output to a file (plain
- * lines, a periodic summary, no cursor codes), the end-of-run summary, and the simulated
- * trials' learning rates. */
+ * lines, a periodic summary, no cursor codes), the end-of-run summary, the simulated
+ * trials' learning rates, and data-parallel groups at the root (only voices get trials). */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -144,12 +144,33 @@ static void test_protocol(void) {
               back.done.epochs_done == 1 && back.done.batches_done == 37 &&
               back.done.batches_per_epoch == 385,
           "DONE (stopped inside an epoch) did not round-trip");
-    message st = {.type = MSG_START, .trial = -1};
+    message st = {.type = MSG_START, .trial = -1, .start = {.group = -1, .voice = -1}};
     snprintf(st.text, sizeof st.text, "runs/x.h5.d");
     protocol_encode(&st, buf, sizeof buf, &len);
     CHECK(protocol_decode(buf, len, &back, err, sizeof err) == 0 && back.type == MSG_START &&
-              !strcmp(back.text, "runs/x.h5.d"),
-          "START did not round-trip");
+              !strcmp(back.text, "runs/x.h5.d") && back.start.group == -1 && back.start.voice == -1,
+          "START (no group) did not round-trip: %s", err);
+    st.start = (msg_start){.group = 3, .voice = 5}; /* ranks_per_trial: group 3, voice rank 5 */
+    protocol_encode(&st, buf, sizeof buf, &len);
+    CHECK(protocol_decode(buf, len, &back, err, sizeof err) == 0 && back.start.group == 3 &&
+              back.start.voice == 5 && !strcmp(back.text, "runs/x.h5.d"),
+          "START (group 3, voice 5) did not round-trip: %s", err);
+    /* a group without a voice, a voice without a group, group 0, the root as a voice */
+    static const msg_start bad_start[] = {{3, -1}, {-1, 2}, {0, 1}, {2, 0}, {-2, -1}, {-1, -7}};
+    for (size_t i = 0; i < sizeof bad_start / sizeof bad_start[0]; i++) {
+        st.start = bad_start[i];
+        protocol_encode(&st, buf, sizeof buf, &len);
+        char want[64];
+        snprintf(want, sizeof want, "START message with group %d and voice rank %d",
+                 bad_start[i].group, bad_start[i].voice);
+        CHECK(protocol_decode(buf, len, &back, err, sizeof err) == -1 && strstr(err, want),
+              "START with group %d voice %d accepted (%s)", bad_start[i].group, bad_start[i].voice,
+              err);
+    }
+    st.start = (msg_start){.group = 1, .voice = 1};
+    protocol_encode(&st, buf, sizeof buf, &len);
+    CHECK(protocol_decode(buf, len - 4, &back, err, sizeof err) == -1,
+          "a START without its voice was accepted");
     message f = {.type = MSG_FAILED, .trial = 1, .attempt = 1, .failure = TRIAL_FAILURE_SETUP};
     snprintf(f.text, sizeof f.text, "rank 3 on node17: trial x: no such weights file");
     protocol_encode(&f, buf, sizeof buf, &len);
@@ -269,6 +290,72 @@ static void test_worker_stop(void) {
     CHECK(box.count == 3 && box.last.type == MSG_STOP && box.last.trial == workers[2].busy,
           "after the worker's stop: %d messages, the last %s (want STOP to rank 2's trial)",
           box.count, msg_type_name(box.last.type));
+    trial_table_free(&t);
+    grid_trials_free(&list);
+    sweep_free(&s);
+}
+
+/* The root's messages with the ranks they went to. */
+typedef struct {
+    int count;
+    int rank[32];
+    msg_type type[32];
+} addressed;
+
+static int keep_addressed(void *transport, int rank, const message *m, char *err, size_t errlen) {
+    addressed *box = transport;
+    (void)err;
+    (void)errlen;
+    if (box->count < 32) {
+        box->rank[box->count] = rank;
+        box->type[box->count] = m->type;
+    }
+    box->count++;
+    return 0;
+}
+
+/* ranks_per_trial 2 over ranks 1..5: groups {1,2} and {3,4}, rank 5 idle. Only the voices 1
+ * and 3 get trials; a member's or an idle rank's message breaks the protocol; SHUTDOWN goes to
+ * the voices and the idle rank, never to a member (it listens to its voice). */
+static void test_groups_at_root(void) {
+    sweep s;
+    trial_list list;
+    trial_table t;
+    if (build(&s, &list, &t)) return;
+    worker_slot workers[6];
+    memset(workers, 0, sizeof workers);
+    addressed box = {0};
+    root_ctx r;
+    root_init(&r, &s, &t, NULL, NULL, workers, 1, 6, keep_addressed, &box);
+    const int group_of[6] = {-1, 1, 1, 2, 2, -1}, voice_of[6] = {-1, 1, 1, 3, 3, -1};
+    root_set_groups(&r, group_of, voice_of);
+    CHECK(root_is_member(&r, 2) && root_is_member(&r, 4) && !root_is_member(&r, 1) &&
+              !root_is_member(&r, 5),
+          "members: 2 and 4");
+    CHECK(root_assign_idle(&r, 0.0) == 0 && box.count == 2 && box.rank[0] == 1 &&
+              box.rank[1] == 3 && box.type[0] == MSG_ASSIGN && box.type[1] == MSG_ASSIGN,
+          "%d messages, want ASSIGN to ranks 1 and 3 (got ranks %d, %d)", box.count, box.rank[0],
+          box.rank[1]);
+    CHECK(workers[2].busy < 0 && workers[4].busy < 0 && workers[5].busy < 0,
+          "a member or the idle rank was given a trial");
+    /* the voice's DONE frees the group, which takes the third trial */
+    message d = {.type = MSG_DONE, .trial = workers[1].busy, .attempt = 1};
+    d.done = (msg_done){.epochs_done = t.items[workers[1].busy].total_epochs};
+    CHECK(root_handle(&r, 1, &d, 1.0) == 0, "DONE refused: %s", r.error);
+    CHECK(box.count == 3 && box.rank[2] == 1 && box.type[2] == MSG_ASSIGN,
+          "after the DONE: %d messages, the last to rank %d", box.count, box.rank[2]);
+    /* a member, an idle rank: nobody talks to the root but voices */
+    message hb = {.type = MSG_HEARTBEAT, .trial = workers[3].busy};
+    CHECK(root_handle(&r, 4, &hb, 2.0) == -1 && r.error_kind == ROOT_ERROR_PROTOCOL &&
+              strstr(r.error, "rank 4 on ") &&
+              strstr(r.error, "trains in group 2, for which only its voice (rank 3) speaks"),
+          "a member's message: %s", r.error);
+    CHECK(root_handle(&r, 5, &hb, 2.0) == -1 && strstr(r.error, "is idle (in no group)"),
+          "an idle rank's message: %s", r.error);
+    box.count = 0;
+    CHECK(root_shutdown(&r) == 0 && box.count == 3 && box.rank[0] == 1 && box.rank[1] == 3 &&
+              box.rank[2] == 5 && box.type[0] == MSG_SHUTDOWN,
+          "SHUTDOWN to %d ranks (want 1, 3 and 5)", box.count);
     trial_table_free(&t);
     grid_trials_free(&list);
     sweep_free(&s);
@@ -405,9 +492,11 @@ int main(void) {
                                         "a worker's own stop stops the sweep",
                                         "progress to a file",
                                         "end-of-run summary",
-                                        "simulated learning rates"};
+                                        "simulated learning rates",
+                                        "groups at the root"};
     static const tl_case_fn cases[] = {
-        test_state_machine, test_longest_first,    test_protocol,    test_failure_kinds,
-        test_worker_stop,   test_progress_to_file, test_run_summary, test_simulated_lr};
+        test_state_machine, test_longest_first, test_protocol,
+        test_failure_kinds, test_worker_stop,   test_progress_to_file,
+        test_run_summary,   test_simulated_lr,  test_groups_at_root};
     return TL_RUN("farm", names, cases);
 }
