@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Data-parallel trials (ranks_per_trial): a trial trained by a group of 2 or 3 ranks computes
+# what one rank does. On resnet18 and vgg11_bn (width 8, augmentation, shuffling and VGG's
+# dropout on; 64-pixel crops, so that resnet18's last stage keeps 2x2 values per channel),
+# with batches of 9 over 82 training and 82 validation images (the last batch holds 1 image, so
+# the other ranks of a group have an empty shard of it):
+# - sync_bn (the default): 2- and 3-rank groups give the 1-rank trial's per-epoch losses to
+#   1e-4 relative and its accuracies to one image in 82 (the sums run in another order: about
+#   1e-5 seen);
+# - sync_bn: false runs, and differs (each shard normalises with its own statistics);
+# - -np 5 with ranks_per_trial: 2 forms two groups that train at once; every trial and epoch
+#   once; a kill -9 of one group's second rank and a rerun completes it, every epoch once;
+# - the checkpoint a group wrote resumes in `tlsweep train` on one process, to the numbers of
+#   the 1-rank run.
+cd "$(dirname "$0")/../.."
+. tests/integration/lib.sh
+setup_run_env
+[ -n "$KEEP" ] || trap 'rm -rf "$tmp"' EXIT
+
+check "synth-flowers makes 41 classes of 4 images" \
+  quiet $tlsweep synth-flowers "$tmp/data" --classes 41 --per-class 4 --width 64 --height 64
+sed -e "s|root: data/smoke|root: $tmp/data|" -e "s|output: runs/smoke.h5|output: $tmp/one.h5|" \
+  -e "s/batch_size: 16/batch_size: 9/" -e "s/resize: 40, crop: 32/resize: 72, crop: 64/" \
+  sweeps/smoke.yaml >"$tmp/all.yaml"
+# the two backbones with one schedule: 2 trials of 2 + 1 epochs
+sed -e "s/schedule: \[linear-decay, exp-decay-3\]/schedule: [exp-decay-3]/" "$tmp/all.yaml" >"$tmp/one.yaml"
+{ cat "$tmp/one.yaml"; echo "ranks_per_trial: 2"; } >"$tmp/two.yaml"
+{ cat "$tmp/one.yaml"; echo "ranks_per_trial: 3"; } >"$tmp/three.yaml"
+sed -e "s/bn_in_frozen: train}/bn_in_frozen: train, sync_bn: false}/" "$tmp/two.yaml" >"$tmp/nosync.yaml"
+{ cat "$tmp/all.yaml"; echo "ranks_per_trial: 2"; } >"$tmp/pairs.yaml"
+run() { timeout 300 $mpirun -np "$1" $tlsweep run --threads 1 -q -o "$2" "$3"; }
+close() { $py tests/integration/close_curves.py "$@" --loss-rel 1e-4 --acc-abs 0.0122; }
+
+check "one rank a trial: the sweep runs" quiet run 2 "$tmp/one.h5" "$tmp/one.yaml"
+out=$(run 3 "$tmp/two.h5" "$tmp/two.yaml")
+check "two ranks a trial: the sweep runs" test $? -eq 0
+check "two ranks a trial: the start names the group" \
+  grep -q "group 1: ranks 1,2" <<<"$(run 3 "$tmp/two-again.h5" "$tmp/two.yaml" 2>&1)"
+check "two ranks a trial: complete, every epoch once" \
+  $py tests/integration/check_results.py "$tmp/two.h5" --trials 2 --epochs 3 --mode real
+check "two ranks a trial: the 1-rank numbers" close "$tmp/one.h5" "$tmp/two.h5"
+check "three ranks a trial: the sweep runs" quiet run 4 "$tmp/three.h5" "$tmp/three.yaml"
+check "three ranks a trial: the 1-rank numbers" close "$tmp/one.h5" "$tmp/three.h5"
+check "sync_bn: false: the sweep runs" quiet run 3 "$tmp/nosync.h5" "$tmp/nosync.yaml"
+check "sync_bn: false: not the 1-rank numbers" close "$tmp/one.h5" "$tmp/nosync.h5" --differ
+
+out=$(run 5 "$tmp/pairs.h5" "$tmp/pairs.yaml" 2>&1)
+check "-np 5, pairs: the sweep runs" test $? -eq 0
+check "-np 5, pairs: two groups" grep -q "group 2: ranks 3,4" <<<"$out"
+check "-np 5, pairs: complete, every epoch once" \
+  $py tests/integration/check_results.py "$tmp/pairs.h5" --trials 4 --epochs 3 --mode real
+check "-np 5, pairs: both groups trained trials" $py -c "
+import h5py
+ranks = set(h5py.File('$tmp/pairs.h5', 'r')['trials']['rank'])
+assert ranks == {1, 3}, ranks
+"
+
+# kill -9 of a group's second rank while its voice hangs after its trial's epoch 2 (the test
+# hook: the sweep takes a second otherwise), then a rerun
+TLSWEEP_TEST_HANG_AFTER_EPOCH=2,1 timeout 300 $mpirun -np 5 $tlsweep run --threads 1 -q \
+  -o "$tmp/kill.h5" "$tmp/pairs.yaml" >"$tmp/kill.log" 2>&1 &
+job=$!
+check "kill: epochs reach the file" $py tests/integration/wait_rows.py "$tmp/kill.h5" 2 120
+sleep 1
+kill -9 "$(rank_pid $job 2)" 2>/dev/null
+kill_job $job
+check "kill: the rerun completes" quiet run 5 "$tmp/kill.h5" "$tmp/pairs.yaml"
+check "kill: complete, every epoch once" \
+  $py tests/integration/check_results.py "$tmp/kill.h5" --trials 4 --epochs 3 --mode real
+
+# a group's checkpoint resumed on one process: the group's voice hangs after its first trial's
+# epoch 2 is in the file (its epoch-1 checkpoint written), the job is killed, and `tlsweep
+# train` continues that trial from the group's checkpoint
+TLSWEEP_TEST_HANG_AFTER_EPOCH=2,1 timeout 300 $mpirun -np 3 $tlsweep run --threads 1 -q \
+  -o "$tmp/moved.h5" "$tmp/two.yaml" >"$tmp/moved.log" 2>&1 &
+job=$!
+$py tests/integration/wait_rows.py "$tmp/moved.h5" 2 120 >/dev/null
+kill_job $job
+trial=$($py -c "
+import h5py
+print(h5py.File('$tmp/moved.h5', 'r', libver='latest', swmr=True)['curves']['trial'][0].decode())")
+check "moved: the group left a resume checkpoint" test -s "$tmp/moved.h5.d/$trial/resume.safetensors"
+check "moved: one process resumes it" \
+  quiet timeout 300 $tlsweep train --sweep "$tmp/two.yaml" --trial "$trial" --threads 1 \
+  --trials-dir "$tmp/moved.h5.d" --output "$tmp/moved1.h5"
+check "moved: epochs 2 and 3 of $trial as one rank trains them" $py -c "
+import h5py
+rows = h5py.File('$tmp/moved1.h5', 'r')['curves']
+got = sorted(int(e) for t, e in zip(rows['trial'], rows['epoch']) if t.decode() == '$trial')
+assert got == [2, 3], got
+"
+check "moved: the 1-rank numbers" close "$tmp/one.h5" "$tmp/moved1.h5" --trial "$trial"
+finish
