@@ -9,6 +9,7 @@
 #   CUDA_ARCH=...   nvcc -gencode flags (default sm_90 code + compute_90 PTX)
 #   CUDNN_HOME=DIR  cuDNN outside CUDA_HOME (DIR/include, DIR/lib), e.g. the Python package
 #   CUBLAS_HOME=DIR cuBLAS (and cudart) outside CUDA_HOME, e.g. the nvidia/cu13 Python package
+#   NCCL_HOME=DIR   NCCL outside CUDA_HOME, e.g. the nvidia/nccl Python package
 #   WERROR=1        warnings are errors (the default when CI=true)
 
 # `make` alone builds bin/tlsweep and the tests (rules below come before `all`)
@@ -44,7 +45,9 @@ HAVE_ZIP   := $(call pc_found,libzip)
 HAVE_NVCC  := $(if $(wildcard $(CUDA_HOME)/bin/nvcc),yes,no)
 CUDNN_HOME ?=
 HAVE_CUDNN := $(if $(wildcard $(CUDA_HOME)/include/cudnn.h /usr/include/cudnn.h $(CUDNN_HOME)/include/cudnn.h),yes,no)
-HAVE_NCCL  := $(if $(wildcard $(CUDA_HOME)/include/nccl.h /usr/include/nccl.h),yes,no)
+NCCL_HOME  ?=
+HAVE_NCCL  := $(if $(wildcard $(CUDA_HOME)/include/nccl.h /usr/include/nccl.h \
+	$(if $(NCCL_HOME),$(NCCL_HOME)/include/nccl.h)),yes,no)
 
 ifeq ($(CUDA),)
 CUDA := $(if $(filter yes,$(HAVE_NVCC)),$(if $(filter yes,$(HAVE_CUDNN)),1,0),0)
@@ -66,9 +69,9 @@ NVCC      ?= $(CUDA_HOME)/bin/nvcc
 CUDA_ARCH ?= -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90
 CUBLAS_HOME ?=
 CUDA_INC  := -I$(CUDA_HOME)/include $(if $(CUDNN_HOME),-I$(CUDNN_HOME)/include) \
-	$(if $(CUBLAS_HOME),-I$(CUBLAS_HOME)/include)
+	$(if $(CUBLAS_HOME),-I$(CUBLAS_HOME)/include) $(if $(NCCL_HOME),-I$(NCCL_HOME)/include)
 CUDA_LIBDIRS := $(CUDA_HOME)/lib64 $(if $(CUDNN_HOME),$(CUDNN_HOME)/lib) \
-	$(if $(CUBLAS_HOME),$(CUBLAS_HOME)/lib)
+	$(if $(CUBLAS_HOME),$(CUBLAS_HOME)/lib) $(if $(NCCL_HOME),$(NCCL_HOME)/lib)
 # (-lstdc++: nvcc's host code for the .cu files uses the C++ runtime)
 # The Python packages ship only versioned sonames (libcudnn.so.9, libcublas.so.13), without
 # the unversioned link that -lNAME needs: link those by file name.
@@ -76,8 +79,12 @@ cuda_lib = $(if $(wildcard $(addsuffix /lib$(1).so,$(CUDA_LIBDIRS))),-l$(1),-l:l
 CUDNN_LIB ?= $(call cuda_lib,cudnn,9)
 CUBLAS_LIB ?= $(call cuda_lib,cublas,13)
 CUDART_LIB ?= $(call cuda_lib,cudart,13)
+# NCCL (a data-parallel trial's GPUs, kernels/cuda/comm.c) when its header is found; without
+# it the backend says so when a group on GPUs asks for a communicator.
+NCCL_LIB ?= $(if $(filter yes,$(HAVE_NCCL)),$(call cuda_lib,nccl,2))
+NCCL_DEF := $(if $(filter yes,$(HAVE_NCCL)),-DKN_WITH_NCCL)
 CUDA_LDLIBS := $(foreach d,$(CUDA_LIBDIRS),-L$(d) -Wl,-rpath,$(d)) $(CUDNN_LIB) $(CUBLAS_LIB) \
-	$(CUDART_LIB) -lstdc++
+	$(CUDART_LIB) $(NCCL_LIB) -lstdc++
 NVCCFLAGS := -O3 -std=c++17 $(CUDA_ARCH) -I. $(CUDA_INC) \
 	-Xcompiler -Wall,-Wextra$(if $(filter 1,$(WERROR)),$(comma)-Werror)
 CUDA_C_SRC := $(wildcard kernels/cuda/*.c)
@@ -95,8 +102,9 @@ LIB_SRC    += $(CUDA_C_SRC)
 LIB_OBJ    := $(LIB_SRC:%.c=$(BUILD)/%.o) $(CUDA_CU_SRC:%.cu=$(BUILD)/%.o)
 TEST_SRC   += $(wildcard tests/gpu/test_*.c)
 LDLIBS     += $(CUDA_LDLIBS)
-$(BUILD)/kernels/dispatch.o: CFLAGS += -DKN_WITH_CUDA
+$(BUILD)/kernels/dispatch.o: CFLAGS += -DKN_WITH_CUDA $(NCCL_DEF)
 $(BUILD)/kernels/cuda/%.o $(BUILD)/tests/gpu/%: CFLAGS += $(CUDA_INC)
+$(BUILD)/kernels/cuda/comm.o: CFLAGS += $(NCCL_DEF)
 BACKENDS   := the CPU and CUDA backends ($(words $(CUDA_C_SRC) $(CUDA_CU_SRC)) CUDA sources, $(CUDA_ARCH))
 else
 BACKENDS   := the CPU backend only
@@ -190,7 +198,7 @@ test-gpu: banner $(BUILD)/tests/gpu/test_cuda_ops
 
 GPU_BUILD  ?= build-gpu
 GPU_CFLAGS := -O2 -g -std=c11 -D_GNU_SOURCE -Wall -Wextra $(if $(filter 1,$(WERROR)),-Werror) \
-	-I. $(CUDA_INC) -DKN_WITH_CUDA -DKN_NO_CPU
+	-I. $(CUDA_INC) -DKN_WITH_CUDA -DKN_NO_CPU $(NCCL_DEF)
 GPU_LIB_OBJ := $(patsubst %.c,$(GPU_BUILD)/%.o,$(wildcard kernels/*.c) $(CUDA_C_SRC) \
 	tests/testlib.c) $(CUDA_CU_SRC:%.cu=$(GPU_BUILD)/%.o)
 GPU_BINS   := $(GPU_BUILD)/test_cuda_ops $(GPU_BUILD)/bench_cuda_step

@@ -65,6 +65,9 @@ struct kn_linear {
     kn_cpu_linear *cpu;
     kn_cuda_linear *cuda;
 };
+struct kn_comm { /* CUDA only: a CPU group moves host memory over MPI */
+    kn_cuda_comm *cuda;
+};
 
 static void create_error(char *err, size_t errlen, const char *msg) {
     if (err && errlen > 0) snprintf(err, errlen, "%s", msg);
@@ -349,6 +352,62 @@ int kn_bf16_supported(kn_ctx *ctx, char *why, size_t whylen) {
         return 0;
     }
     return CPU_CALL(0, bf16_supported, ctx->cpu, why, whylen);
+}
+
+/* ---- collectives over a group's GPUs ------------------------------------------------- */
+static const char no_comm[] =
+    "NCCL communicator: the CPU backend has none (a group on CPUs moves host memory over MPI)";
+
+int kn_comm_supported(char *why, size_t whylen) {
+#if defined(KN_WITH_CUDA) && defined(KN_WITH_NCCL)
+    (void)why, (void)whylen;
+    return 1;
+#else
+    if (whylen)
+        snprintf(why, whylen, "%s",
+                 CUDA_BUILT
+                     ? "this build has no NCCL (make found no nccl.h; NCCL_HOME=DIR names one)"
+                     : "this build has no CUDA backend");
+    return 0;
+#endif
+}
+
+int kn_comm_id(kn_ctx *ctx, unsigned char id[KN_COMM_ID_BYTES]) {
+    (void)id; /* (a CPU-only build names no CUDA call) */
+    if (ctx->backend == KN_BACKEND_CUDA) return CUDA_CALL(-1, comm_id, ctx->cuda, id);
+    ROUTE(ctx, (void)0, set_error, no_comm);
+    return -1;
+}
+
+kn_comm *kn_comm_create(kn_ctx *ctx, const unsigned char id[KN_COMM_ID_BYTES], int nranks,
+                        int rank) {
+    (void)id, (void)nranks, (void)rank;
+    if (ctx->backend != KN_BACKEND_CUDA) {
+        ROUTE(ctx, (void)0, set_error, no_comm);
+        return NULL;
+    }
+    kn_comm *c = plan_new(ctx, sizeof *c, "NCCL communicator");
+    if (c && !(c->cuda = CUDA_CALL(NULL, comm_create, ctx->cuda, id, nranks, rank))) {
+        free(c);
+        return NULL;
+    }
+    return c;
+}
+
+void kn_comm_destroy(kn_comm *c) {
+    if (!c) return;
+    CUDA_CALL((void)0, comm_destroy, c->cuda);
+    free(c);
+}
+
+int kn_comm_sum(kn_comm *c, float *buf, size_t count) {
+    (void)c, (void)buf, (void)count;
+    return CUDA_CALL(-1, comm_sum, c->cuda, buf, count);
+}
+
+int kn_comm_broadcast(kn_comm *c, void *buf, size_t bytes) {
+    (void)c, (void)buf, (void)bytes;
+    return CUDA_CALL(-1, comm_broadcast, c->cuda, buf, bytes);
 }
 
 /* ---- linear ---------------------------------------------------------------------------- */

@@ -344,6 +344,27 @@ typedef struct {
 int kn_adam_step(kn_ctx *ctx, float *params, const float *grads, float *m, float *v,
                  const kn_adam_tensor *tensors, int n_tensors, const kn_adam_hparams *hp);
 
+/* ---- collectives over a data-parallel group's GPUs (NCCL) ----------------------------- *
+ * A trial trained by several ranks on GPUs (worker/group.h) sums its gradients and shares its
+ * model through an NCCL communicator, one per trial, every call queued on the context's stream
+ * in call order. The caller moves the id between the ranks (over MPI). The CPU backend has
+ * none: its groups move host memory over MPI, and these calls fail there. */
+#define KN_COMM_ID_BYTES 128
+typedef struct kn_comm kn_comm;
+/* 1 when this build has NCCL communicators; 0 with the reason in why (when whylen > 0). */
+int kn_comm_supported(char *why, size_t whylen);
+/* A fresh communicator id (rank 0 makes it; every rank of the group then gets it). */
+int kn_comm_id(kn_ctx *ctx, unsigned char id[KN_COMM_ID_BYTES]);
+/* Joins id's communicator as `rank` of `nranks` on the context's device: every rank of the
+ * group calls it (it waits for all). NULL + kn_error(ctx) on failure. */
+kn_comm *kn_comm_create(kn_ctx *ctx, const unsigned char id[KN_COMM_ID_BYTES], int nranks,
+                        int rank);
+void kn_comm_destroy(kn_comm *comm);
+/* buf = its sum over the group, in place (device memory). */
+int kn_comm_sum(kn_comm *comm, float *buf, size_t count);
+/* buf = rank 0's bytes (device memory). */
+int kn_comm_broadcast(kn_comm *comm, void *buf, size_t bytes);
+
 /* ==== devices, pinned staging and on-device totals ====================================== *
  * What a worker needs to pick its GPU and to keep the GPU busy: batches go up from pinned host
  * memory on a copy stream while the previous batch computes, and loss/accuracy add up on the

@@ -118,6 +118,10 @@ export -f ours
 make_args=(GPU_BUILD="$GPU_BUILD" CUDA_HOME="$CUDA_HOME" WERROR=1)
 [ -n "${CUDNN_HOME:-}" ] && make_args+=(CUDNN_HOME="$CUDNN_HOME")
 [ -n "${CUBLAS_HOME:-}" ] && make_args+=(CUBLAS_HOME="$CUBLAS_HOME")
+# NCCL (groups' communicators; the op tests run one with a group of one) from its package
+if [ ! -e "$CUDA_HOME/include/nccl.h" ] && [ -n "$NCCL_PKG" ] && [ -e "$NCCL_PKG/include/nccl.h" ]; then
+  make_args+=(NCCL_HOME="$NCCL_PKG")
+fi
 built=0
 step build 240 make -j"$(nproc)" gpu-standalone "${make_args[@]}" && built=1
 export TLSWEEP_TESTDATA=$WORK/testdata

@@ -4,7 +4,10 @@
  * exponential average factor is the momentum and running_var takes the unbiased batch
  * variance (PyTorch's CUDA BatchNorm is this same cuDNN call). cuDNN saves 1/sqrt(var + eps)
  * where kernels.h saves the biased variance, so a small kernel converts after the forward
- * and back before the backward (fp32 round trip, ~1e-7 relative). */
+ * and back before the backward (fp32 round trip, ~1e-7 relative).
+ *
+ * Synchronized batch norm (data-parallel trials) is the backend's own kernels (ops.cu), not
+ * cuDNN: its statistics come from other ranks and cross the host in fp64. */
 #include "kernels/cuda/cuda_internal.h"
 #include "kernels/cuda/ops.h"
 
@@ -19,6 +22,11 @@ struct kn_cuda_bn {
     cudnnTensorDescriptor_t data, vec;
     float *invstd;                   /* (C) cuDNN's saved statistic */
     float *dgamma_sink, *dbeta_sink; /* (C) targets when the caller's dgamma/dbeta are NULL */
+    /* Synchronized calls' device scratch, made by the first one: fp64 partials, then (2, C)
+     * results on their way to the host, then (2, C) host vectors uploaded; fp32 (3, C)
+     * per-channel coefficients. */
+    double *sync_sums;
+    float *sync_coefs;
 };
 
 static const float one = 1.0f, zero = 0.0f;
@@ -121,52 +129,189 @@ int kn_cuda_bn_backward(kn_cuda_bn *p,
                : 0;
 }
 
-/* Synchronized batch norm (data-parallel trials): not built on CUDA yet. Each call fails with
- * one message, so a data-parallel trial on a GPU fails at its first BN layer with the reason
- * instead of training with per-shard statistics. */
-#define KN_SYNC_BN_REFUSED                                                                         \
-    "synchronized batch norm (data-parallel trials) is CPU-only in this version"
+/* ---- synchronized batch norm (kernels.h) -------------------------------------------------
+ * Reductions run on the device in fp64 in an order fixed by the shape (ops.cu), so a rerun
+ * gives the same bits; the fp64 vectors cross to and from the host on the context's stream.
+ * Host-to-device copies are from pageable memory, which cudaMemcpyAsync has read on return
+ * (as kn_cuda_adam_step relies on), so the caller may reuse its vectors at once. */
 
-static int sync_bn_refused(kn_cuda_bn *p) {
-    return kn_cuda_fail(p->ctx, p->what, KN_SYNC_BN_REFUSED);
+static size_t shard_rows(const kn_cuda_bn *p) {
+    return (size_t)p->s.n * p->s.h * p->s.w;
 }
 
-int kn_cuda_bn_update_running(kn_cuda_ctx *ctx, float *running_mean, float *running_var,
-                              const double *mean, const double *var, double count, int c,
-                              float momentum) {
-    (void)running_mean, (void)running_var, (void)mean, (void)var, (void)count, (void)c;
-    (void)momentum;
-    return kn_cuda_fail(ctx, "batchnorm running statistics", KN_SYNC_BN_REFUSED);
+static int sync_scratch(kn_cuda_bn *p) {
+    const size_t c = (size_t)p->s.c;
+    const size_t doubles = kn_cu_bn_partials_count(shard_rows(p), p->s.c) + 4 * c;
+    if (!p->sync_sums &&
+        !(p->sync_sums = kn_cuda_plan_alloc(p->ctx, doubles * sizeof(double), p->what)))
+        return -1;
+    if (!p->sync_coefs &&
+        !(p->sync_coefs = kn_cuda_plan_alloc(p->ctx, 3 * c * sizeof(float), p->what)))
+        return -1;
+    return 0;
 }
 
-int kn_cuda_bn_shard_stats(kn_cuda_bn *p, double *mean, double *m2, const float *inp) {
-    (void)mean, (void)m2, (void)inp;
-    return sync_bn_refused(p);
+/* The (2, C) results and the (2, C) upload area inside sync_sums. */
+static double *sync_results(const kn_cuda_bn *p) {
+    return p->sync_sums + kn_cu_bn_partials_count(shard_rows(p), p->s.c);
+}
+static double *sync_uploads(const kn_cuda_bn *p) {
+    return sync_results(p) + 2 * (size_t)p->s.c;
 }
 
-int kn_cuda_bn_forward_stats(kn_cuda_bn *p, float *out, float *save_mean, float *save_var,
-                             float *running_mean, float *running_var, const double *mean,
-                             const double *var, double count, const float *inp, const float *gamma,
-                             const float *beta) {
-    (void)out, (void)save_mean, (void)save_var, (void)running_mean, (void)running_var;
-    (void)mean, (void)var, (void)count, (void)inp, (void)gamma, (void)beta;
-    return sync_bn_refused(p);
+/* Two host (C) vectors to dev (2, C), queued on the stream. */
+static int upload_pair(kn_cuda_ctx *ctx, double *dev, const double *a, const double *b, int c,
+                       const char *what) {
+    const size_t bytes = (size_t)c * sizeof(double);
+    return CU_CHECK(ctx, what,
+                    cudaMemcpyAsync(dev, a, bytes, cudaMemcpyHostToDevice, ctx->stream)) ||
+                   CU_CHECK(ctx, what,
+                            cudaMemcpyAsync(dev + c, b, bytes, cudaMemcpyHostToDevice, ctx->stream))
+               ? -1
+               : 0;
 }
 
-int kn_cuda_bn_shard_backward_sums(kn_cuda_bn *p, double *sum_dy, double *sum_dy_xhat,
-                                   float *dgamma, float *dbeta, const float *dout, const float *inp,
-                                   const float *save_mean, const float *save_var) {
-    (void)sum_dy, (void)sum_dy_xhat, (void)dgamma, (void)dbeta, (void)dout, (void)inp;
-    (void)save_mean, (void)save_var;
-    return sync_bn_refused(p);
+/* The plan's (2, C) results to host vectors a and b, waiting for the stream. */
+static int download_results(kn_cuda_bn *p, double *a, double *b) {
+    kn_cuda_ctx *ctx = p->ctx;
+    const size_t bytes = (size_t)p->s.c * sizeof(double);
+    const double *dev = sync_results(p);
+    return CU_CHECK(ctx, p->what,
+                    cudaMemcpyAsync(a, dev, bytes, cudaMemcpyDeviceToHost, ctx->stream)) ||
+                   CU_CHECK(ctx, p->what,
+                            cudaMemcpyAsync(b, dev + p->s.c, bytes, cudaMemcpyDeviceToHost,
+                                            ctx->stream)) ||
+                   CU_CHECK(ctx, p->what, cudaStreamSynchronize(ctx->stream))
+               ? -1
+               : 0;
 }
 
-int kn_cuda_bn_backward_stats(kn_cuda_bn *p, float *dinp, const float *dout, const float *inp,
-                              const float *save_mean, const float *save_var, const float *gamma,
-                              const double *sum_dy, const double *sum_dy_xhat, double count) {
-    (void)dinp, (void)dout, (void)inp, (void)save_mean, (void)save_var, (void)gamma;
-    (void)sum_dy, (void)sum_dy_xhat, (void)count;
-    return sync_bn_refused(p);
+int kn_cuda_bn_update_running(kn_cuda_ctx *ctx,
+                              float *running_mean, // (C), updated in place
+                              float *running_var,  // (C), updated in place
+                              const double *mean,  // (C) host, whole batch
+                              const double *var,   // (C) host, whole batch, biased
+                              double count,        // values per channel in the whole batch
+                              int c, float momentum) {
+    const char *what = "batchnorm running statistics";
+    if (!(count > 1))
+        return kn_cuda_fail(ctx, what, "training needs more than 1 value per channel (count %g)",
+                            count);
+    if (c <= 0) return kn_cuda_fail(ctx, what, "C %d must be positive", c);
+    if (!running_mean || !running_var || !mean || !var)
+        return kn_cuda_fail(ctx, what, "NULL tensor argument");
+    /* no plan here: the context's table holds the uploaded vectors */
+    if (kn_cuda_reserve(ctx, &ctx->table, &ctx->table_bytes, 2 * (size_t)c * sizeof(double), what))
+        return -1;
+    double *dev = ctx->table;
+    return upload_pair(ctx, dev, mean, var, c, what) ||
+                   CU_CHECK(ctx, what,
+                            kn_cu_bn_update_running(ctx->stream, running_mean, running_var, dev,
+                                                    dev + c, count, c, momentum))
+               ? -1
+               : 0;
+}
+
+int kn_cuda_bn_shard_stats(kn_cuda_bn *p,
+                           double *mean,       // (C) host
+                           double *m2,         // (C) host
+                           const float *inp) { // (N, H, W, C)
+    if (!mean || !m2 || !inp) return kn_cuda_fail(p->ctx, p->what, "NULL tensor argument");
+    if (sync_scratch(p)) return -1;
+    double *res = sync_results(p);
+    return CU_CHECK(p->ctx, p->what,
+                    kn_cu_bn_shard_stats(p->ctx->stream, res, res + p->s.c, p->sync_sums, inp,
+                                         shard_rows(p), p->s.c)) ||
+                   download_results(p, mean, m2)
+               ? -1
+               : 0;
+}
+
+int kn_cuda_bn_forward_stats(kn_cuda_bn *p,
+                             float *out,          // (N, H, W, C)
+                             float *save_mean,    // (C)
+                             float *save_var,     // (C)
+                             float *running_mean, // (C), updated in place
+                             float *running_var,  // (C), updated in place
+                             const double *mean,  // (C) host, whole batch
+                             const double *var,   // (C) host, whole batch, biased
+                             double count,        // values per channel in the whole batch
+                             const float *inp,    // (N, H, W, C)
+                             const float *gamma,  // (C)
+                             const float *beta) { // (C)
+    kn_cuda_ctx *ctx = p->ctx;
+    const size_t rows = shard_rows(p);
+    if (!(count > 1))
+        return kn_cuda_fail(ctx, p->what, "training needs more than 1 value per channel (count %g)",
+                            count);
+    if (count < (double)rows)
+        return kn_cuda_fail(ctx, p->what, "the batch's count %g is less than this shard's %zu",
+                            count, rows);
+    if (!running_mean || !running_var) return kn_cuda_fail(ctx, p->what, "NULL running statistics");
+    if (!out || !save_mean || !save_var || !mean || !var || !inp || !gamma || !beta)
+        return kn_cuda_fail(ctx, p->what, "NULL tensor argument");
+    for (int ch = 0; ch < p->s.c; ch++)
+        if (!(var[ch] >= 0))
+            return kn_cuda_fail(ctx, p->what, "channel %d: variance %g is not >= 0", ch, var[ch]);
+    if (sync_scratch(p)) return -1;
+    double *dev = sync_uploads(p);
+    return upload_pair(ctx, dev, mean, var, p->s.c, p->what) ||
+                   CU_CHECK(ctx, p->what,
+                            kn_cu_bn_forward_stats(ctx->stream, out, save_mean, save_var,
+                                                   running_mean, running_var, p->sync_coefs, dev,
+                                                   dev + p->s.c, count, inp, gamma, beta, rows,
+                                                   p->s.c, p->s.eps, p->s.momentum))
+               ? -1
+               : 0;
+}
+
+int kn_cuda_bn_shard_backward_sums(kn_cuda_bn *p,
+                                   double *sum_dy,          // (C) host
+                                   double *sum_dy_xhat,     // (C) host
+                                   float *dgamma,           // (C) or NULL
+                                   float *dbeta,            // (C) or NULL
+                                   const float *dout,       // (N, H, W, C)
+                                   const float *inp,        // (N, H, W, C)
+                                   const float *save_mean,  // (C)
+                                   const float *save_var) { // (C)
+    if (!sum_dy || !sum_dy_xhat || !dout || !inp || !save_mean || !save_var)
+        return kn_cuda_fail(p->ctx, p->what, "NULL tensor argument");
+    if (sync_scratch(p)) return -1;
+    return CU_CHECK(p->ctx, p->what,
+                    kn_cu_bn_backward_sums(p->ctx->stream, sync_results(p), dgamma, dbeta,
+                                           p->sync_sums, dout, inp, save_mean, save_var,
+                                           shard_rows(p), p->s.c, p->s.eps)) ||
+                   download_results(p, sum_dy, sum_dy_xhat)
+               ? -1
+               : 0;
+}
+
+int kn_cuda_bn_backward_stats(kn_cuda_bn *p,
+                              float *dinp,               // (N, H, W, C)
+                              const float *dout,         // (N, H, W, C)
+                              const float *inp,          // (N, H, W, C)
+                              const float *save_mean,    // (C)
+                              const float *save_var,     // (C)
+                              const float *gamma,        // (C)
+                              const double *sum_dy,      // (C) host, whole batch
+                              const double *sum_dy_xhat, // (C) host, whole batch
+                              double count) {            // values per channel in the whole batch
+    kn_cuda_ctx *ctx = p->ctx;
+    const size_t rows = shard_rows(p);
+    if (!(count >= (double)rows))
+        return kn_cuda_fail(ctx, p->what, "the batch's count %g is less than this shard's %zu",
+                            count, rows);
+    if (!dinp || !dout || !inp || !save_mean || !save_var || !gamma || !sum_dy || !sum_dy_xhat)
+        return kn_cuda_fail(ctx, p->what, "NULL tensor argument");
+    if (sync_scratch(p)) return -1;
+    double *dev = sync_uploads(p);
+    return upload_pair(ctx, dev, sum_dy, sum_dy_xhat, p->s.c, p->what) ||
+                   CU_CHECK(ctx, p->what,
+                            kn_cu_bn_backward_stats(ctx->stream, dinp, p->sync_coefs, dout, inp,
+                                                    save_mean, save_var, gamma, dev, dev + p->s.c,
+                                                    count, rows, p->s.c, p->s.eps))
+               ? -1
+               : 0;
 }
 
 void kn_cuda_bn_destroy(kn_cuda_bn *p) {
@@ -176,5 +321,7 @@ void kn_cuda_bn_destroy(kn_cuda_bn *p) {
     cudaFree(p->invstd);
     cudaFree(p->dgamma_sink);
     cudaFree(p->dbeta_sink);
+    cudaFree(p->sync_sums);
+    cudaFree(p->sync_coefs);
     free(p);
 }

@@ -11,6 +11,7 @@ typedef struct kn_cuda_conv kn_cuda_conv;
 typedef struct kn_cuda_bn kn_cuda_bn;
 typedef struct kn_cuda_pool kn_cuda_pool;
 typedef struct kn_cuda_linear kn_cuda_linear;
+typedef struct kn_cuda_comm kn_cuda_comm;
 
 kn_cuda_ctx *kn_cuda_ctx_create(const kn_ctx_options *opt, char *err, size_t errlen);
 void kn_cuda_ctx_destroy(kn_cuda_ctx *ctx);
@@ -111,5 +112,12 @@ int kn_cuda_upload_async(kn_cuda_ctx *ctx, void *dst, const void *host_src, size
 int kn_cuda_cross_entropy_accumulate(kn_cuda_ctx *ctx, float *dlogits, kn_totals *totals,
                                      const float *logits, const int32_t *labels, int n, int c,
                                      int64_t step);
+
+/* comm.c: NCCL */
+int kn_cuda_comm_id(kn_cuda_ctx *ctx, unsigned char *id);
+kn_cuda_comm *kn_cuda_comm_create(kn_cuda_ctx *ctx, const unsigned char *id, int nranks, int rank);
+void kn_cuda_comm_destroy(kn_cuda_comm *comm);
+int kn_cuda_comm_sum(kn_cuda_comm *comm, float *buf, size_t count);
+int kn_cuda_comm_broadcast(kn_cuda_comm *comm, void *buf, size_t bytes);
 
 #endif

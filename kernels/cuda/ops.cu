@@ -227,6 +227,167 @@ __global__ void bn_var_to_invstd(float *invstd, const float *var, int c, float e
     if (j < c) invstd[j] = 1.0f / sqrtf(var[j] + eps);
 }
 
+// ---- synchronized batchnorm ----
+// Per-channel fp64 sums over an (rows, C) activation in an order fixed by the shape alone:
+// block (x, y) covers kBnLanes channels and row block y; thread (tx, ty) adds the rows
+// ty, ty + kBnRowLanes, ... of that block in order, the block adds its kBnRowLanes thread
+// sums in ty order, and bn_finish adds the row blocks' partials in block order. No atomics,
+// so a rerun gives the same bits.
+constexpr int kBnLanes = 32, kBnRowLanes = 8; // 256 threads, a warp reads 128 bytes of a row
+constexpr size_t kBnMinRows = 64;             // rows per row block, at least
+constexpr size_t kBnMaxRowBlocks = 256;
+
+enum BnSum { kBnSumX, kBnSumSquaredDeviation, kBnSumBackward };
+
+struct BnRowBlocks {
+    size_t rows_per_block;
+    unsigned blocks;
+};
+
+BnRowBlocks bn_row_blocks(size_t rows) {
+    size_t per = (rows + kBnMaxRowBlocks - 1) / kBnMaxRowBlocks;
+    if (per < kBnMinRows) per = kBnMinRows;
+    return {per, (unsigned)((rows + per - 1) / per)};
+}
+
+// partials (2, row blocks, C): the first sum, and dy * (x - mean) for kBnSumBackward.
+// mean is fp64 (the shard's own, kBnSumSquaredDeviation) or fp32 (save_mean, kBnSumBackward).
+template <BnSum kind>
+__global__ void bn_partials(double *partials, const float *x, const float *dy, const double *mean64,
+                            const float *mean32, size_t rows, size_t rows_per_block, int c) {
+    __shared__ double acc[2][kBnRowLanes][kBnLanes];
+    const int tx = threadIdx.x, ty = threadIdx.y, ch = blockIdx.x * kBnLanes + tx;
+    const size_t r0 = (size_t)blockIdx.y * rows_per_block;
+    const size_t r1 = min(r0 + rows_per_block, rows);
+    double a = 0.0, b = 0.0;
+    if (ch < c) {
+        const double m = kind == kBnSumSquaredDeviation ? mean64[ch]
+                         : kind == kBnSumBackward       ? (double)mean32[ch]
+                                                        : 0.0;
+        for (size_t r = r0 + ty; r < r1; r += kBnRowLanes) {
+            const double v = (double)x[r * c + ch];
+            if (kind == kBnSumX) a += v;
+            if (kind == kBnSumSquaredDeviation) a += (v - m) * (v - m);
+            if (kind == kBnSumBackward) {
+                const double g = (double)dy[r * c + ch];
+                a += g;
+                b += g * (v - m);
+            }
+        }
+    }
+    acc[0][ty][tx] = a, acc[1][ty][tx] = b;
+    __syncthreads();
+    if (ty != 0 || ch >= c) return;
+    a = 0.0, b = 0.0;
+    for (int i = 0; i < kBnRowLanes; i++)
+        a += acc[0][i][tx], b += acc[1][i][tx];
+    const size_t slot = (size_t)blockIdx.y * c + ch, half = (size_t)gridDim.y * c;
+    partials[slot] = a;
+    if (kind == kBnSumBackward) partials[half + slot] = b;
+}
+
+// One thread per channel adds the row blocks' partials in block order. kBnSumX: out[ch] is
+// the mean; kBnSumSquaredDeviation: out[ch] is M2; kBnSumBackward: out[ch] is sum_dy and
+// out[C + ch] sum_dy_xhat (the 1/sqrt(var + eps) of xhat applied once to the total), with
+// dgamma/dbeta (may be NULL) their fp32 copies.
+template <BnSum kind>
+__global__ void bn_finish(double *out, float *dgamma, float *dbeta, const double *partials,
+                          unsigned blocks, size_t rows, const float *save_var, float eps, int c) {
+    const int ch = blockIdx.x * blockDim.x + threadIdx.x;
+    if (ch >= c) return;
+    const size_t half = (size_t)blocks * c;
+    double a = 0.0, b = 0.0;
+    for (unsigned i = 0; i < blocks; i++) {
+        a += partials[(size_t)i * c + ch];
+        if (kind == kBnSumBackward) b += partials[half + (size_t)i * c + ch];
+    }
+    if (kind == kBnSumX) a /= (double)rows;
+    out[ch] = a;
+    if (kind != kBnSumBackward) return;
+    b /= sqrt((double)save_var[ch] + (double)eps);
+    out[c + ch] = b;
+    if (dgamma) dgamma[ch] = (float)b;
+    if (dbeta) dbeta[ch] = (float)a;
+}
+
+// PyTorch's running update in double (kn_cpu_bn_running_update): running_var takes the
+// unbiased variance.
+__device__ void bn_running_update(float *running_mean, float *running_var, double mean, double var,
+                                  double count, double momentum) {
+    const double unbias = count / (count - 1.0);
+    *running_mean = (float)((1.0 - momentum) * *running_mean + momentum * mean);
+    *running_var = (float)((1.0 - momentum) * *running_var + momentum * var * unbias);
+}
+
+__global__ void bn_update_running(float *running_mean, float *running_var, const double *mean,
+                                  const double *var, double count, float momentum, int c) {
+    const int ch = blockIdx.x * blockDim.x + threadIdx.x;
+    if (ch < c)
+        bn_running_update(&running_mean[ch], &running_var[ch], mean[ch], var[ch], count,
+                          (double)momentum);
+}
+
+// Per channel, in double: scale = gamma / sqrt(var + eps); the statistics saved in fp32; the
+// running update.
+__global__ void bn_forward_coefs(float *scale, float *save_mean, float *save_var,
+                                 float *running_mean, float *running_var, const double *mean,
+                                 const double *var, const float *gamma, double count, float eps,
+                                 float momentum, int c) {
+    const int ch = blockIdx.x * blockDim.x + threadIdx.x;
+    if (ch >= c) return;
+    scale[ch] = (float)((double)gamma[ch] / sqrt(var[ch] + (double)eps));
+    save_mean[ch] = (float)mean[ch];
+    save_var[ch] = (float)var[ch];
+    bn_running_update(&running_mean[ch], &running_var[ch], mean[ch], var[ch], count,
+                      (double)momentum);
+}
+
+__global__ void bn_normalize(float *out, const float *inp, const float *mean, const float *scale,
+                             const float *beta, int c, size_t count) {
+    GRID_STRIDE(i, count) {
+        const int ch = (int)(i % c);
+        out[i] = (inp[i] - mean[ch]) * scale[ch] + beta[ch];
+    }
+}
+
+// coefs (3, C): scale = gamma * invstd, mean_dy = sum_dy / count,
+// slope = invstd * sum_dy_xhat / count, made in double.
+__global__ void bn_backward_coefs(float *coefs, const float *save_var, const float *gamma,
+                                  const double *sum_dy, const double *sum_dy_xhat, double count,
+                                  float eps, int c) {
+    const int ch = blockIdx.x * blockDim.x + threadIdx.x;
+    if (ch >= c) return;
+    const double invstd = 1.0 / sqrt((double)save_var[ch] + (double)eps);
+    coefs[ch] = (float)((double)gamma[ch] * invstd);
+    coefs[c + ch] = (float)(sum_dy[ch] / count);
+    coefs[2 * c + ch] = (float)(invstd * sum_dy_xhat[ch] / count);
+}
+
+__global__ void bn_backward_apply(float *dinp, const float *dout, const float *inp,
+                                  const float *save_mean, const float *coefs, int c, size_t count) {
+    GRID_STRIDE(i, count) {
+        const int ch = (int)(i % c);
+        dinp[i] =
+            coefs[ch] * (dout[i] - coefs[c + ch] - (inp[i] - save_mean[ch]) * coefs[2 * c + ch]);
+    }
+}
+
+// The two launches of one fixed-order reduction (see bn_partials).
+template <BnSum kind>
+cudaError_t bn_sums(cudaStream_t stream, double *out, float *dgamma, float *dbeta, double *partials,
+                    const float *x, const float *dy, const double *mean64, const float *mean32,
+                    const float *save_var, size_t rows, int c, float eps) {
+    const BnRowBlocks rb = bn_row_blocks(rows);
+    const dim3 grid((unsigned)((c + kBnLanes - 1) / kBnLanes), rb.blocks);
+    bn_partials<kind><<<grid, dim3(kBnLanes, kBnRowLanes), 0, stream>>>(
+        partials, x, dy, mean64, mean32, rows, rb.rows_per_block, c);
+    const cudaError_t st = cudaGetLastError();
+    if (st != cudaSuccess) return st;
+    bn_finish<kind><<<blocks_for((size_t)c), kThreads, 0, stream>>>(
+        out, dgamma, dbeta, partials, rb.blocks, rows, save_var, eps, c);
+    return cudaGetLastError();
+}
+
 // One block per sample. The max and the exp sums run in the same order of operations as the
 // CPU backend's (max first, sums in double) so both agree to rounding.
 constexpr int kCeThreads = 128;
@@ -420,6 +581,66 @@ cudaError_t kn_cu_bn_invstd_to_var(cudaStream_t stream, float *var, const float 
 cudaError_t kn_cu_bn_var_to_invstd(cudaStream_t stream, float *invstd, const float *var, int c,
                                    float eps) {
     bn_var_to_invstd<<<blocks_for((size_t)c), kThreads, 0, stream>>>(invstd, var, c, eps);
+    return cudaGetLastError();
+}
+
+size_t kn_cu_bn_partials_count(size_t rows, int c) {
+    return 2 * (size_t)bn_row_blocks(rows).blocks * c;
+}
+
+cudaError_t kn_cu_bn_shard_stats(cudaStream_t stream, double *mean, double *m2, double *partials,
+                                 const float *inp, size_t rows, int c) {
+    const cudaError_t st = bn_sums<kBnSumX>(stream, mean, nullptr, nullptr, partials, inp, nullptr,
+                                            nullptr, nullptr, nullptr, rows, c, 0.0f);
+    if (st != cudaSuccess) return st;
+    return bn_sums<kBnSumSquaredDeviation>(stream, m2, nullptr, nullptr, partials, inp, nullptr,
+                                           mean, nullptr, nullptr, rows, c, 0.0f);
+}
+
+cudaError_t kn_cu_bn_backward_sums(cudaStream_t stream, double *sums, float *dgamma, float *dbeta,
+                                   double *partials, const float *dout, const float *inp,
+                                   const float *save_mean, const float *save_var, size_t rows,
+                                   int c, float eps) {
+    return bn_sums<kBnSumBackward>(stream, sums, dgamma, dbeta, partials, inp, dout, nullptr,
+                                   save_mean, save_var, rows, c, eps);
+}
+
+cudaError_t kn_cu_bn_update_running(cudaStream_t stream, float *running_mean, float *running_var,
+                                    const double *mean, const double *var, double count, int c,
+                                    float momentum) {
+    bn_update_running<<<blocks_for((size_t)c), kThreads, 0, stream>>>(
+        running_mean, running_var, mean, var, count, momentum, c);
+    return cudaGetLastError();
+}
+
+cudaError_t kn_cu_bn_forward_stats(cudaStream_t stream, float *out, float *save_mean,
+                                   float *save_var, float *running_mean, float *running_var,
+                                   float *scale, const double *mean, const double *var,
+                                   double count, const float *inp, const float *gamma,
+                                   const float *beta, size_t rows, int c, float eps,
+                                   float momentum) {
+    bn_forward_coefs<<<blocks_for((size_t)c), kThreads, 0, stream>>>(
+        scale, save_mean, save_var, running_mean, running_var, mean, var, gamma, count, eps,
+        momentum, c);
+    const cudaError_t st = cudaGetLastError();
+    if (st != cudaSuccess) return st;
+    const size_t n = rows * c;
+    bn_normalize<<<blocks_for(n), kThreads, 0, stream>>>(out, inp, save_mean, scale, beta, c, n);
+    return cudaGetLastError();
+}
+
+cudaError_t kn_cu_bn_backward_stats(cudaStream_t stream, float *dinp, float *coefs,
+                                    const float *dout, const float *inp, const float *save_mean,
+                                    const float *save_var, const float *gamma, const double *sum_dy,
+                                    const double *sum_dy_xhat, double count, size_t rows, int c,
+                                    float eps) {
+    bn_backward_coefs<<<blocks_for((size_t)c), kThreads, 0, stream>>>(
+        coefs, save_var, gamma, sum_dy, sum_dy_xhat, count, eps, c);
+    const cudaError_t st = cudaGetLastError();
+    if (st != cudaSuccess) return st;
+    const size_t n = rows * c;
+    bn_backward_apply<<<blocks_for(n), kThreads, 0, stream>>>(dinp, dout, inp, save_mean, coefs, c,
+                                                              n);
     return cudaGetLastError();
 }
 

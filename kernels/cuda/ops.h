@@ -69,6 +69,38 @@ cudaError_t kn_cu_bn_invstd_to_var(cudaStream_t stream, float *var, const float 
 cudaError_t kn_cu_bn_var_to_invstd(cudaStream_t stream, float *invstd, const float *var, int c,
                                    float eps);
 
+/* Synchronized batchnorm (kernels.h) over an (rows, C) activation. The per-channel sums are
+ * fp64 and deterministic: row blocks fixed by (rows, C), partials added in block order, no
+ * atomics. `partials` is device scratch of kn_cu_bn_partials_count(rows, c) doubles; every
+ * other double pointer is device memory too. */
+size_t kn_cu_bn_partials_count(size_t rows, int c);
+/* mean (C) and m2 (C): two passes, the mean first, then squared deviations from it */
+cudaError_t kn_cu_bn_shard_stats(cudaStream_t stream, double *mean, double *m2, double *partials,
+                                 const float *inp, size_t rows, int c);
+/* sums (2, C): sum(dout), sum(dout * xhat); dgamma/dbeta (may be NULL) get them in fp32 */
+cudaError_t kn_cu_bn_backward_sums(cudaStream_t stream, double *sums, float *dgamma, float *dbeta,
+                                   double *partials, const float *dout, const float *inp,
+                                   const float *save_mean, const float *save_var, size_t rows,
+                                   int c, float eps);
+/* running stats from the batch's mean and biased var over `count` values (PyTorch's rule) */
+cudaError_t kn_cu_bn_update_running(cudaStream_t stream, float *running_mean, float *running_var,
+                                    const double *mean, const double *var, double count, int c,
+                                    float momentum);
+/* out normalized with the given statistics, saved in fp32, running stats updated; scale (C)
+ * is scratch */
+cudaError_t kn_cu_bn_forward_stats(cudaStream_t stream, float *out, float *save_mean,
+                                   float *save_var, float *running_mean, float *running_var,
+                                   float *scale, const double *mean, const double *var,
+                                   double count, const float *inp, const float *gamma,
+                                   const float *beta, size_t rows, int c, float eps,
+                                   float momentum);
+/* dinp from the whole batch's sums; coefs (3, C) is scratch */
+cudaError_t kn_cu_bn_backward_stats(cudaStream_t stream, float *dinp, float *coefs,
+                                    const float *dout, const float *inp, const float *save_mean,
+                                    const float *save_var, const float *gamma, const double *sum_dy,
+                                    const double *sum_dy_xhat, double count, size_t rows, int c,
+                                    float eps);
+
 /* One sample's cross-entropy result; bad_label is set (to 1) when its label is out of range. */
 typedef struct {
     double loss; /* log(sum exp(x - max)) - (x[label] - max) */

@@ -107,6 +107,41 @@ def export_bn():
     manifest("bn", BN_CASES)
 
 
+# name, c, h, w, momentum, mean offset, shard sizes (their sum is the batch's n)
+SYNC_BN_CASES = [("sync_bn_c5", 5, 3, 4, 0.1, 0.5, (3, 2, 3)),
+                 ("sync_bn_c64", 64, 8, 8, 0.3, 20.0, (4, 4))]
+
+
+def export_sync_bn():
+    """One BatchNorm2d training step over the whole batch: the C test runs it shard by shard
+    with the synchronized calls and must match. The offset puts the mean far from 0 against
+    the spread, where statistics from sums of squares would lose digits."""
+    for name, c, h, w, momentum, offset, shards in SYNC_BN_CASES:
+        x = (rand(sum(shards), c, h, w) + offset).requires_grad_()
+        bn = torch.nn.BatchNorm2d(c, eps=1e-5, momentum=momentum).double()
+        with torch.no_grad():
+            bn.weight.copy_(rand(c, lo=0.5, hi=1.5))
+            bn.bias.copy_(rand(c))
+            bn.running_mean.copy_(rand(c))
+            bn.running_var.copy_(rand(c, lo=0.5, hi=2.0))
+        save(name + "_gamma", bn.weight)
+        save(name + "_beta", bn.bias)
+        save(name + "_rmean0", bn.running_mean)
+        save(name + "_rvar0", bn.running_var)
+        bn.train()
+        y = bn(x)
+        dy = rand(*y.shape)
+        y.backward(dy)
+        for suffix, t in (("x", nhwc(x)), ("y", nhwc(y)), ("dy", nhwc(dy)), ("dx", nhwc(x.grad)),
+                          ("save_mean", x.mean(dim=(0, 2, 3))),
+                          ("save_var", x.var(dim=(0, 2, 3), unbiased=False)),
+                          ("rmean1", bn.running_mean), ("rvar1", bn.running_var),
+                          ("dgamma", bn.weight.grad), ("dbeta", bn.bias.grad)):
+            save(name + "_" + suffix, t)
+    manifest("sync_bn", [(name, c, h, w, m, len(sh)) + tuple(sh)
+                         for name, c, h, w, m, _, sh in SYNC_BN_CASES])
+
+
 # name, max(1)/avg(0), n, c, h, w, k, stride, pad, ceil_mode, count_include_pad
 POOL_CASES = [
     ("maxpool_3x3_s2_p1_resnet", 1, 2, 64, 28, 28, 3, 2, 1, False, True),
@@ -275,6 +310,7 @@ def main():
     torch.set_num_threads(min(4, os.cpu_count() or 1))
     export_conv()
     export_bn()
+    export_sync_bn()
     export_pool()
     export_adaptive()
     export_linear()

@@ -160,6 +160,43 @@ static void test_context(void) {
     release_all();
 }
 
+/* A data-parallel group's NCCL communicator with a group of one (the lent machines have one
+ * GPU, and NCCL puts no two ranks on one device): an id, the communicator, a sum and a
+ * broadcast queued on the context's stream behind a copy and ahead of the read, which must
+ * leave the data as it was (the sum of one rank is itself). The build must have NCCL. */
+static void test_comm_group_of_one(void) {
+    char why[256];
+    CHECK(kn_comm_supported(why, sizeof why), "this build: %s", why);
+    if (!ctx) {
+        if (gpu_required)
+            tl_fail(__FILE__, __LINE__, "%s", no_gpu);
+        else
+            tl_skip_no_gpu("%s", no_gpu);
+        return;
+    }
+    unsigned char id[KN_COMM_ID_BYTES];
+    OK(kn_comm_id(ctx, id));
+    kn_comm *comm = kn_comm_create(ctx, id, 1, 0);
+    CHECK(comm != NULL, "kn_comm_create: %s", kn_error(ctx));
+    enum { COUNT = 1 << 20 };
+    float *host = malloc(COUNT * sizeof *host), *back = malloc(COUNT * sizeof *back);
+    float *a = dev_alloc(COUNT * sizeof *a);
+    if (comm && host && back && a) {
+        tl_fill_uniform(host, COUNT, -1, 1, 11);
+        OK(kn_copy_to_device(ctx, a, host, COUNT * sizeof *host));
+        CHECK(kn_comm_sum(comm, a, COUNT) == 0, "kn_comm_sum: %s", kn_error(ctx));
+        CHECK(kn_comm_broadcast(comm, a, COUNT * sizeof *a) == 0, "kn_comm_broadcast: %s",
+              kn_error(ctx));
+        OK(kn_copy_to_host(ctx, back, a, COUNT * sizeof *back));
+        CHECK(memcmp(host, back, COUNT * sizeof *host) == 0,
+              "a group of one's sum and broadcast changed the data");
+    }
+    kn_comm_destroy(comm);
+    free(host);
+    free(back);
+    release_all();
+}
+
 /* Whether two device buffers hold the same bits. */
 static int same_bits(const float *a, const float *b, size_t count) {
     float *ha = malloc(count * sizeof *ha + 1), *hb = malloc(count * sizeof *hb + 1);
@@ -300,6 +337,142 @@ static void test_batchnorm(void) {
         release_all();
     }
     close_manifest(f, "bn", cases);
+}
+
+/* Synchronized batch norm over shards of one batch, as data-parallel ranks run it (kernels.h),
+ * against PyTorch's BatchNorm2d over the whole batch. Each shard has its own plan, saved
+ * statistics and running statistics (every rank updates its own); one more pair takes
+ * kn_bn_update_running alone, as a rank with an empty shard does. */
+#define SYNC_BN_MAX_SHARDS 4
+
+static void test_sync_batchnorm(void) {
+    FILE *f = open_manifest("sync_bn");
+    char name[128], r[192], l[192];
+    int c, h, w, parts, cases = 0;
+    float momentum;
+    while (f && fscanf(f, "%127s %d %d %d %f %d", name, &c, &h, &w, &momentum, &parts) == 6) {
+        cases++;
+        int shard_n[SYNC_BN_MAX_SHARDS], n = 0, ok = parts > 0 && parts <= SYNC_BN_MAX_SHARDS;
+        CHECK(ok, "%s: %d shards (1 to %d)", name, parts, SYNC_BN_MAX_SHARDS);
+        for (int k = 0; ok && k < parts; k++) {
+            ok = fscanf(f, "%d", &shard_n[k]) == 1 && shard_n[k] > 0;
+            n += ok ? shard_n[k] : 0;
+        }
+        CHECK(ok, "%s: unreadable shard sizes", name);
+        if (!ok) break;
+        const size_t rows_per_image = (size_t)h * w, cc = (size_t)c, vec = cc * sizeof(double);
+        const double total = (double)n * h * w;
+        size_t nx;
+        float *x = dev_ref(REF(r, "%s_x", name), &nx), *dy = dev_ref(REF(r, "%s_dy", name), NULL);
+        float *gamma = dev_ref(REF(r, "%s_gamma", name), NULL);
+        float *beta = dev_ref(REF(r, "%s_beta", name), NULL);
+        CHECK(!x || nx == (size_t)n * rows_per_image * cc,
+              "%s: x has %zu values, the shards %d x %d x %d x %d", name, nx, n, h, w, c);
+        float *y = dev_zeros(nx), *dx = dev_zeros(nx), *dgamma = dev_zeros(cc);
+        float *dbeta = dev_zeros(cc), *shard_dgamma = dev_zeros(cc), *shard_dbeta = dev_zeros(cc);
+        float *rmean_alone = dev_ref(REF(r, "%s_rmean0", name), NULL);
+        float *rvar_alone = dev_ref(REF(r, "%s_rvar0", name), NULL);
+        kn_bn *plan[SYNC_BN_MAX_SHARDS] = {NULL};
+        float *save_mean[SYNC_BN_MAX_SHARDS], *save_var[SYNC_BN_MAX_SHARDS];
+        float *rmean[SYNC_BN_MAX_SHARDS], *rvar[SYNC_BN_MAX_SHARDS];
+        int have = x && dy && gamma && beta && y && dx && dgamma && dbeta && shard_dgamma &&
+                   shard_dbeta && rmean_alone && rvar_alone &&
+                   nx == (size_t)n * rows_per_image * cc;
+        for (int k = 0; k < parts; k++) {
+            kn_bn_shape s = {
+                .n = shard_n[k], .c = c, .h = h, .w = w, .eps = 1e-5f, .momentum = momentum};
+            plan[k] = ctx ? kn_bn_create(ctx, &s) : NULL;
+            CHECK(plan[k] || !ctx, "%s shard %d: %s", name, k, kn_error(ctx));
+            save_mean[k] = dev_zeros(cc), save_var[k] = dev_zeros(cc);
+            rmean[k] = dev_ref(REF(r, "%s_rmean0", name), NULL);
+            rvar[k] = dev_ref(REF(r, "%s_rvar0", name), NULL);
+            have = have && (plan[k] || !ctx) && save_mean[k] && save_var[k] && rmean[k] && rvar[k];
+        }
+        double *host = calloc((2 * SYNC_BN_MAX_SHARDS + 8) * cc, sizeof *host);
+        if (ctx && have && host) {
+            double counts[SYNC_BN_MAX_SHARDS], *means = host, *m2s = means + parts * cc;
+            double *mean = m2s + parts * cc, *var = mean + cc, *sum_dy = var + cc;
+            double *sum_dyx = sum_dy + cc, *part_dy = sum_dyx + cc, *part_dyx = part_dy + cc;
+            double *again = part_dyx + cc, *again2 = again + cc;
+            size_t off[SYNC_BN_MAX_SHARDS];
+            for (int k = 0, rows = 0; k < parts; rows += shard_n[k], k++) {
+                off[k] = (size_t)rows * rows_per_image * cc;
+                counts[k] = (double)shard_n[k] * h * w;
+                OK(kn_bn_shard_stats(plan[k], means + k * cc, m2s + k * cc, x + off[k]));
+            }
+            /* a rerun gives the same bits (fixed-order fp64 reductions) */
+            OK(kn_bn_shard_stats(plan[0], again, again2, x));
+            CHECK(!memcmp(again, means, vec) && !memcmp(again2, m2s, vec),
+                  "%s: a second kn_bn_shard_stats gave other bits", name);
+            kn_bn_combine_stats(mean, var, counts, means, m2s, parts, c);
+            for (int k = 0; k < parts; k++)
+                OK(kn_bn_forward_stats(plan[k], y + off[k], save_mean[k], save_var[k], rmean[k],
+                                       rvar[k], mean, var, total, x + off[k], gamma, beta));
+            OK(kn_bn_update_running(ctx, rmean_alone, rvar_alone, mean, var, total, c, momentum));
+            check_dev(REF(l, "%s y", name), y, REF(r, "%s_y", name), 1e-4);
+            for (int k = 0; k < parts; k++) {
+                check_dev(REF(l, "%s save_mean %d", name, k), save_mean[k],
+                          REF(r, "%s_save_mean", name), 1e-5);
+                check_dev(REF(l, "%s save_var %d", name, k), save_var[k],
+                          REF(r, "%s_save_var", name), 1e-5);
+                check_dev(REF(l, "%s running_mean %d", name, k), rmean[k],
+                          REF(r, "%s_rmean1", name), 1e-5);
+                check_dev(REF(l, "%s running_var %d", name, k), rvar[k], REF(r, "%s_rvar1", name),
+                          1e-5);
+            }
+            check_dev(REF(l, "%s running_mean (update alone)", name), rmean_alone,
+                      REF(r, "%s_rmean1", name), 1e-5);
+            check_dev(REF(l, "%s running_var (update alone)", name), rvar_alone,
+                      REF(r, "%s_rvar1", name), 1e-5);
+            /* backward: the shards' sums added on the host in shard order, as ranks do */
+            for (int k = 0; k < parts; k++) {
+                OK(kn_bn_shard_backward_sums(plan[k], part_dy, part_dyx, shard_dgamma, shard_dbeta,
+                                             dy + off[k], x + off[k], save_mean[k], save_var[k]));
+                OK(kn_accumulate(ctx, dgamma, shard_dgamma, cc));
+                OK(kn_accumulate(ctx, dbeta, shard_dbeta, cc));
+                for (size_t ch = 0; ch < cc; ch++) {
+                    sum_dy[ch] = (k ? sum_dy[ch] : 0.0) + part_dy[ch];
+                    sum_dyx[ch] = (k ? sum_dyx[ch] : 0.0) + part_dyx[ch];
+                }
+            }
+            /* frozen parameters (NULL dgamma/dbeta), and the same bits again */
+            const int last = parts - 1;
+            OK(kn_bn_shard_backward_sums(plan[last], again, again2, NULL, NULL, dy + off[last],
+                                         x + off[last], save_mean[last], save_var[last]));
+            CHECK(!memcmp(again, part_dy, vec) && !memcmp(again2, part_dyx, vec),
+                  "%s: a second kn_bn_shard_backward_sums gave other bits", name);
+            for (int k = 0; k < parts; k++)
+                OK(kn_bn_backward_stats(plan[k], dx + off[k], dy + off[k], x + off[k], save_mean[k],
+                                        save_var[k], gamma, sum_dy, sum_dyx, total));
+            check_dev(REF(l, "%s dx", name), dx, REF(r, "%s_dx", name), 1e-4);
+            check_dev(REF(l, "%s dgamma", name), dgamma, REF(r, "%s_dgamma", name), 1e-4);
+            check_dev(REF(l, "%s dbeta", name), dbeta, REF(r, "%s_dbeta", name), 1e-4);
+            /* refused: one value per channel, and a count below the shard's own */
+            CHECK(kn_bn_forward_stats(plan[0], y, save_mean[0], save_var[0], rmean[0], rvar[0],
+                                      mean, var, 1.0, x, gamma, beta) == -1 &&
+                      strstr(kn_error(ctx), "count 1"),
+                  "%s: count 1 was not refused ('%s')", name, kn_error(ctx));
+            CHECK(kn_bn_backward_stats(plan[0], dx, dy, x, save_mean[0], save_var[0], gamma, sum_dy,
+                                       sum_dyx, counts[0] - 1) == -1 &&
+                      strstr(kn_error(ctx), "less than this shard's"),
+                  "%s: a count below the shard's was not refused ('%s')", name, kn_error(ctx));
+        } else if (!ctx) { /* sizes of the references the device run compares */
+            check_dev(REF(l, "%s y", name), y, REF(r, "%s_y", name), 0);
+            check_dev(REF(l, "%s dx", name), dx, REF(r, "%s_dx", name), 0);
+            check_dev(REF(l, "%s save_mean", name), dgamma, REF(r, "%s_save_mean", name), 0);
+            check_dev(REF(l, "%s save_var", name), dgamma, REF(r, "%s_save_var", name), 0);
+            check_dev(REF(l, "%s running_mean", name), dgamma, REF(r, "%s_rmean1", name), 0);
+            check_dev(REF(l, "%s running_var", name), dgamma, REF(r, "%s_rvar1", name), 0);
+            check_dev(REF(l, "%s dgamma", name), dgamma, REF(r, "%s_dgamma", name), 0);
+            check_dev(REF(l, "%s dbeta", name), dbeta, REF(r, "%s_dbeta", name), 0);
+        }
+        CHECK(host, "out of host memory");
+        free(host);
+        for (int k = 0; k < parts; k++)
+            kn_bn_destroy(plan[k]);
+        release_all();
+    }
+    close_manifest(f, "sync_bn", cases);
 }
 
 static void test_pool(void) {
@@ -575,6 +748,7 @@ int main(void) {
                                         "conv_deterministic",
                                         "conv_tf32",
                                         "batchnorm",
+                                        "sync_batchnorm",
                                         "pool",
                                         "adaptive_avgpool",
                                         "linear",
@@ -582,12 +756,14 @@ int main(void) {
                                         "cross_entropy",
                                         "adam",
                                         "dropout",
-                                        "layout"};
-    static const tl_case_fn cases[] = {test_context,       test_conv,      test_conv_deterministic,
-                                       test_conv_tf32,     test_batchnorm, test_pool,
-                                       test_adaptive,      test_linear,    test_elementwise,
-                                       test_cross_entropy, test_adam,      test_dropout,
-                                       test_layout};
+                                        "layout",
+                                        "comm_group_of_one"};
+    static const tl_case_fn cases[] = {
+        test_context,     test_conv,          test_conv_deterministic,
+        test_conv_tf32,   test_batchnorm,     test_sync_batchnorm,
+        test_pool,        test_adaptive,      test_linear,
+        test_elementwise, test_cross_entropy, test_adam,
+        test_dropout,     test_layout,        test_comm_group_of_one};
     open_device();
     if (!ctx && !gpu_required)
         printf("skipped: %s; checking the references only\n", no_gpu);
