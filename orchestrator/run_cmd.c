@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/kernels.h"
 #include "orchestrator/farm.h"
 #include "orchestrator/groups.h"
 #include "orchestrator/phase1_plan.h"
@@ -356,15 +357,14 @@ static int run_root(const run_options *o, const sweep *s, const trial_list *tria
                 k, n_workers, n_workers == 1 ? "" : "s", k + 1);
         status = 2;
     }
-    /* the group transport on GPUs (NCCL) is not built: a group trains on CPUs */
+    /* a group on GPUs reduces over NCCL: a build without it refuses them at once */
+    char no_nccl[256];
     for (int rank = 1; !status && k > 1 && rank < f->size; rank++)
-        if (workers[rank].device >= 0) {
+        if (workers[rank].device >= 0 && !kn_comm_supported(no_nccl, sizeof no_nccl)) {
             fprintf(stderr,
-                    "tlsweep run: ranks_per_trial is %d, but rank %d on %s trains on %s: trials "
-                    "over several ranks run on CPUs only in this version (on GPUs they need "
-                    "NCCL, not built yet); set train.device: cpu, or ranks_per_trial: 1; nothing "
-                    "was started\n",
-                    k, rank, workers[rank].host, workers[rank].device_text);
+                    "tlsweep run: ranks_per_trial is %d and rank %d on %s trains on %s, but %s: "
+                    "set train.device: cpu, or ranks_per_trial: 1; nothing was started\n",
+                    k, rank, workers[rank].host, workers[rank].device_text, no_nccl);
             status = 2;
         }
     if (!status && k > 1) {

@@ -260,7 +260,8 @@ static void parse_root(parse_ctx *ctx, yaml_node_t *root) {
     static const char *const known =
         "name, data, augment, train, model, grid, exclude, backbones, schedules, retries, "
         "gpus_per_trial, ranks_per_gpu, ranks_per_trial, share_phase1, output";
-    int saw_schedules = 0, saw_grid = 0;
+    int saw_schedules = 0, saw_grid = 0, ranks_given = 0;
+    yaml_node_t *gpus_node = NULL; /* gpus_per_trial, where it was given */
     for (yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top;
          p++) {
         yaml_node_t *k = sy_node(ctx, p->key), *v = sy_node(ctx, p->value);
@@ -298,14 +299,12 @@ static void parse_root(parse_ctx *ctx, yaml_node_t *root) {
                 s->retries = (int)value.i;
             }
         } else if (!strcmp(key, "gpus_per_trial")) {
+            /* ranks_per_trial's name for GPU workers (a rank has one GPU) */
             if (!sy_parse_typed(ctx, v, "gpus_per_trial", KEY_INT_POSITIVE, NULL, &value)) {
-                if (value.i != 1)
-                    FAIL(ctx, v, "gpus_per_trial",
-                         "only 1 is supported, got %lld: trials on several GPUs need the NCCL "
-                         "transport, which this version does not have (CPU trials can use "
-                         "ranks_per_trial)",
-                         value.i);
+                if (value.i > 64)
+                    FAIL(ctx, v, "gpus_per_trial", "expected at most 64, got %lld", value.i);
                 s->gpus_per_trial = (int)value.i;
+                gpus_node = v;
             }
         } else if (!strcmp(key, "ranks_per_gpu")) {
             if (!sy_parse_typed(ctx, v, "ranks_per_gpu", KEY_INT_POSITIVE, NULL, &value)) {
@@ -318,6 +317,7 @@ static void parse_root(parse_ctx *ctx, yaml_node_t *root) {
                 if (value.i > 64)
                     FAIL(ctx, v, "ranks_per_trial", "expected at most 64, got %lld", value.i);
                 s->ranks_per_trial = (int)value.i;
+                ranks_given = 1;
             }
         } else if (!strcmp(key, "share_phase1")) {
             if (!sy_parse_typed(ctx, v, "share_phase1", KEY_BOOL, NULL, &value))
@@ -334,6 +334,13 @@ static void parse_root(parse_ctx *ctx, yaml_node_t *root) {
         } else
             FAIL(ctx, k, key, "unknown key (known: %s)", known);
     }
+    if (gpus_node && ranks_given && s->gpus_per_trial != s->ranks_per_trial)
+        FAIL(ctx, gpus_node, "gpus_per_trial",
+             "%d, but ranks_per_trial is %d: they name the same group size (a rank per GPU); give "
+             "one",
+             s->gpus_per_trial, s->ranks_per_trial);
+    else if (gpus_node)
+        s->ranks_per_trial = s->gpus_per_trial;
     if (exclude) sy_parse_exclude(ctx, exclude);
     if (!saw_grid) sy_problem(ctx, sy_line(root), "grid", "missing (required)");
     if (!saw_schedules) sy_problem(ctx, sy_line(root), "schedules", "missing (required)");

@@ -62,6 +62,7 @@ typedef struct {
 typedef struct {
     const trial_spec *spec;
     kn_ctx *ctx;
+    kn_comm *comm; /* a group trial on GPUs: its NCCL communicator */
     dataset data;
     loader *train, *val;
     model net;
@@ -171,9 +172,6 @@ static int load_initial_weights(trial *t) {
 static int open_trial(trial *t) {
     const trial_spec *s = t->spec;
     char err[1024];
-    if (group_active(s->group) && s->device >= 0)
-        return fail(t, "a trial over several ranks trains on the CPU only in this version (its "
-                       "GPU transport, NCCL, is not built yet): use one rank per GPU trial");
     if (open_data(t)) return TRIAL_FAILED;
     const kn_ctx_options opt = {
         .backend = s->device >= 0 ? KN_BACKEND_CUDA : KN_BACKEND_CPU,
@@ -188,7 +186,7 @@ static int open_trial(trial *t) {
         model_bind(&t->net, t->ctx, s->batch_size, 1, err, sizeof err) ||
         model_set_precision(&t->net, !strcmp(s->precision, "bf16") ? KN_BF16 : KN_F32, err,
                             sizeof err) ||
-        model_set_group(&t->net, s->group, s->sync_bn, err, sizeof err))
+        model_set_group(&t->net, s->group, NULL, s->sync_bn, err, sizeof err))
         return fail(t, "%s", err);
     size_t batch = (size_t)s->batch_size, classes = (size_t)t->data.num_classes;
     t->image_bytes = batch * (size_t)s->crop * (size_t)s->crop * 3 * sizeof(float);
@@ -228,6 +226,7 @@ static void close_trial(trial *t) {
         kn_free(t->ctx, t->dlogits);
     }
     model_free(&t->net);
+    kn_comm_destroy(t->comm);
     if (t->ctx) kn_ctx_destroy(t->ctx);
     if (t->train) loader_destroy(t->train);
     if (t->val) loader_destroy(t->val);
@@ -318,7 +317,7 @@ static int group_batch_end(trial *t, int epoch, int ask, const trial_hooks *hook
     double flags[4] = {got.diverged_at != 0, got.diverged_at ? got.diverged_loss : 0,
                        (double)got.bad_labels,
                        ask && hooks->should_stop && hooks->should_stop(hooks->user)};
-    if (model_sum_grads(&t->net, g, why, sizeof why) ||
+    if (model_sum_grads(&t->net, why, sizeof why) ||
         group_sum_doubles(g, flags, 4, why, sizeof why))
         return fail(t, "%s", why);
     if (flags[2] > 0)
@@ -371,7 +370,7 @@ static int train_epoch(trial *t, int epoch, int bn_train, const trial_hooks *hoo
         batch_slot *s = upload_batch(t, &b);
         if (!s) return TRIAL_FAILED;
         /* shards with their own statistics start each step from the voice's, as DDP does */
-        if (shared_buffers && model_share_buffers(m, g, why, sizeof why)) return fail(t, "%s", why);
+        if (shared_buffers && model_share_buffers(m, why, sizeof why)) return fail(t, "%s", why);
         model_mode mode = {bn_train, 1, b.offset};
         uint64_t step_seed = ((uint64_t)epoch << 32) | (uint64_t)b.index;
         const float *logits = model_forward(m, s->images, b.count, mode, t->spec->seed ^ step_seed,
@@ -508,6 +507,29 @@ static int agree(trial *t, int rc, int *stop) {
                         : 0;
 }
 
+/* A group trial on GPUs: its NCCL communicator, from an id the voice makes (every rank of the
+ * group opened the trial: they all take part), into the model. */
+static int open_comm(trial *t) {
+    const trial_spec *s = t->spec;
+    if (!group_active(s->group) || s->device < 0) return 0;
+    struct {
+        unsigned char id[KN_COMM_ID_BYTES];
+        int ok;
+    } made = {{0}, 1};
+    char why[512];
+    if (group_is_voice(s->group)) made.ok = !kn_comm_id(t->ctx, made.id);
+    if (group_broadcast(s->group, &made, sizeof made, why, sizeof why)) return fail(t, "%s", why);
+    if (!made.ok)
+        return fail(t, "%s",
+                    group_is_voice(s->group) ? kn_error(t->ctx)
+                                             : "the group's voice made no NCCL id");
+    if (!(t->comm = kn_comm_create(t->ctx, made.id, s->group->size, s->group->rank)))
+        return fail(t, "%s", kn_error(t->ctx));
+    if (model_set_group(&t->net, s->group, t->comm, s->sync_bn, why, sizeof why))
+        return fail(t, "%s", why);
+    return 0;
+}
+
 /* A group trial's start: the voice's model, Adam state and progress to every rank; the totals
  * of a resumed epoch's earlier batches stay the voice's alone (sum_totals adds them once). */
 static int share_start(trial *t) {
@@ -515,7 +537,7 @@ static int share_start(trial *t) {
     char why[512];
     trial_progress p = t->progress;
     p.history = NULL; /* a phase-1 node's, never a group trial's */
-    if (model_share_state(&t->net, g, why, sizeof why) ||
+    if (model_share_state(&t->net, why, sizeof why) ||
         group_broadcast(g, &p, sizeof p, why, sizeof why))
         return fail(t, "%s", why);
     if (!group_is_voice(g)) {
@@ -578,10 +600,10 @@ static int run_epochs(trial *t, const char *dir, int last, int record_history,
         epoch_totals train = p->train_so_far, val = {0};
         /* shards that kept their own statistics validate with the voice's, as it saves them */
         if (!rc && group_active(spec->group) && !spec->sync_bn &&
-            model_share_buffers(&t->net, spec->group, err, errlen))
+            model_share_buffers(&t->net, err, errlen))
             rc = TRIAL_FAILED;
         if (!rc) rc = validate(t, epoch, &val);
-        if (!rc && model_check_same(&t->net, spec->group, err, errlen)) rc = TRIAL_FAILED;
+        if (!rc && model_check_same(&t->net, err, errlen)) rc = TRIAL_FAILED;
         if (rc) break;
         double seconds = monotonic_seconds() - epoch_start;
         epoch_record r = {
@@ -679,6 +701,7 @@ int trial_run(const trial_spec *spec, const trial_hooks *hooks, trial_summary *s
     const int fe_epochs = spec->feature_extraction.epochs;
     const int voice = group_is_voice(spec->group); /* reads the weights and checkpoints */
     int rc = agree(&t, open_trial(&t), NULL);
+    if (!rc) rc = agree(&t, open_comm(&t), NULL);
     int shares = 0; /* starts from a phase-1 node: its failures are classified there */
     if (!rc) {
         summary->params = model_param_count(&t.net);

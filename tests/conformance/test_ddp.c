@@ -175,7 +175,7 @@ static int prepare(float **images, int32_t **labels) {
     if (load_model(m, step.ctx)) return -1;
     model_set_trainable(m, "");
     step.group = (trial_group){MPI_COMM_WORLD, my_rank, RANKS};
-    if (model_adam_reset(m) || model_set_group(m, &step.group, 0, err, sizeof err)) {
+    if (model_adam_reset(m) || model_set_group(m, &step.group, NULL, 0, err, sizeof err)) {
         tl_fail(__FILE__, __LINE__, "adam reset or model_set_group: %s", err);
         return -1;
     }
@@ -251,14 +251,14 @@ static void two_rank_step(void) {
     if (!all_ranks_ok(ok)) goto done;
 
     /* shards with their own statistics start the step from the voice's, as DDP does */
-    if (model_share_buffers(m, &step.group, err, sizeof err)) {
+    if (model_share_buffers(m, err, sizeof err)) {
         tl_fail(__FILE__, __LINE__, "model_share_buffers: %s", err);
         ok = 0;
     }
     if (ok && forward_backward(images, labels, dlogits, logits, &loss)) ok = 0;
     if (!all_ranks_ok(ok)) goto done;
 
-    if (model_sum_grads(m, &step.group, err, sizeof err)) {
+    if (model_sum_grads(m, err, sizeof err)) {
         tl_fail(__FILE__, __LINE__, "model_sum_grads: %s", err);
         ok = 0;
     }
@@ -452,8 +452,8 @@ static void ranks_agree(void) {
               "the ranks' running statistics are equal after the step, though each was "
               "moved by its own shard's statistics");
     }
-    CHECK(!model_share_buffers(m, &step.group, err, sizeof err), "model_share_buffers: %s", err);
-    CHECK(!model_check_same(m, &step.group, err, sizeof err), "%s", err);
+    CHECK(!model_share_buffers(m, err, sizeof err), "model_share_buffers: %s", err);
+    CHECK(!model_check_same(m, err, sizeof err), "%s", err);
     end_case();
 }
 

@@ -234,9 +234,10 @@ static const bad_case catalogue[] = {
      "batch_size, precision, resize, crop)"},
     {"crop larger than resize", "name: x\ndata: {root: d, resize: 64, crop: 100}\n" GOOD_TAIL,
      "bad.yaml:1: data.crop: crop 100 is larger than resize 64 (trial resnet18__s)"},
-    {"several GPUs per trial", "name: x\ndata: {root: d}\ngpus_per_trial: 2\n" GOOD_TAIL,
-     "bad.yaml:3: gpus_per_trial: only 1 is supported, got 2: trials on several GPUs need the "
-     "NCCL transport, which this version does not have (CPU trials can use ranks_per_trial)"},
+    {"GPUs and ranks per trial differ",
+     "name: x\ndata: {root: d}\ngpus_per_trial: 2\nranks_per_trial: 3\n" GOOD_TAIL,
+     "bad.yaml:3: gpus_per_trial: 2, but ranks_per_trial is 3: they name the same group size (a "
+     "rank per GPU); give one"},
     {"unknown device", "name: x\ndata: {root: d}\ntrain:\n  device: gpu\n" GOOD_TAIL,
      "bad.yaml:4: train.device: expected one of auto, cpu, cuda, got 'gpu'"},
     {"device as a grid axis",
@@ -346,8 +347,8 @@ static void test_device_keys(void) {
     sweep_free(&s);
 }
 
-/* Data-parallel trials: ranks_per_trial (top level, default 1) and train.sync_bn (default true,
- * a grid axis like any train key). */
+/* Data-parallel trials: ranks_per_trial (top level, default 1; gpus_per_trial its other name)
+ * and train.sync_bn (default true, a grid axis like any train key). */
 static void test_group_keys(void) {
     sweep s;
     sweep_errors errs;
@@ -389,6 +390,17 @@ static void test_group_keys(void) {
         }
         grid_trials_free(&trials);
     }
+    sweep_free(&s);
+    /* gpus_per_trial names the same group size for GPU workers; both alike are fine */
+    rc = parse("gpus.yaml",
+               "name: x\ndata: {root: d}\ngpus_per_trial: 4\nranks_per_trial: 4\n" GOOD_TAIL, &s,
+               &errs);
+    CHECK(rc == 0 && s.ranks_per_trial == 4, "gpus_per_trial 4: rc %d, ranks_per_trial %d", rc,
+          s.ranks_per_trial);
+    sweep_free(&s);
+    rc = parse("gpus.yaml", "name: x\ndata: {root: d}\ngpus_per_trial: 2\n" GOOD_TAIL, &s, &errs);
+    CHECK(rc == 0 && s.ranks_per_trial == 2, "gpus_per_trial 2: rc %d, ranks_per_trial %d", rc,
+          s.ranks_per_trial);
     sweep_free(&s);
 }
 

@@ -123,18 +123,26 @@ int model_set_precision(model *m, kn_dtype precision, char *err, size_t errlen);
 /* Trains as one rank of a data-parallel group (worker/group.h; NULL or size 1: alone): with
  * sync_bn, training batch norm uses the statistics of the whole batch, every rank's shard
  * (the one-rank numbers); without, each shard's own (PyTorch DDP's default). A forward may
- * then take an empty shard (n = 0), which only joins the group's batch-norm sums. */
-int model_set_group(model *m, const trial_group *g, int sync_bn, char *err, size_t errlen);
-/* Sums the trainable gradients over the group (each rank's are its shard's part of the whole
- * batch's mean loss). */
-int model_sum_grads(model *m, const trial_group *g, char *err, size_t errlen);
+ * then take an empty shard (n = 0), which only joins the group's batch-norm sums. comm: the
+ * group's NCCL communicator on a GPU context (the model's buffers are device memory), NULL on
+ * the CPU (host memory, moved over MPI). */
+int model_set_group(model *m, const trial_group *g, kn_comm *comm, int sync_bn, char *err,
+                    size_t errlen);
+/* The group's operations on the model (model_group.c); each is nothing for a model alone.
+ * model_sum_grads: the trainable gradients summed over the group (each rank's are its shard's
+ * part of the whole batch's mean loss). */
+int model_sum_grads(model *m, char *err, size_t errlen);
 /* The voice's buffers (batch-norm running statistics) to every rank of the group: what
  * PyTorch DDP does before each forward, for shards that keep their own statistics. */
-int model_share_buffers(model *m, const trial_group *g, char *err, size_t errlen);
+int model_share_buffers(model *m, char *err, size_t errlen);
 /* The voice's parameters, buffers and Adam state to every rank (after it loaded them). */
-int model_share_state(model *m, const trial_group *g, char *err, size_t errlen);
+int model_share_state(model *m, char *err, size_t errlen);
 /* -1 with err unless every rank holds the same parameters and buffers bit for bit. */
-int model_check_same(model *m, const trial_group *g, char *err, size_t errlen);
+int model_check_same(model *m, char *err, size_t errlen);
+/* What model_bind and model_set_group were given. */
+kn_ctx *model_ctx(const model *m);
+const trial_group *model_group(const model *m);
+kn_comm *model_comm(const model *m);
 /* Releases what model_bind allocated (model_free calls it). */
 void model_unbind(model *m);
 /* Device pointers of the bound buffers, laid out by m->params (grads, m, v: parameters only). */

@@ -48,6 +48,7 @@ struct model_runtime {
     kn_bf16 *bf_in, *bf_out; /* bf16 precision: a layer's input and output, largest each */
     /* a data-parallel trial (model_set_group): batch norm with the whole batch's statistics */
     const trial_group *group;
+    kn_comm *comm; /* the group's NCCL communicator on a GPU context */
     int sync_bn;
     double *bn_count;   /* per layer: values per channel of the last forward's whole batch */
     double *sync_part;  /* this rank's count, means, M2s or sums: 1 + 2 C of the widest BN */
@@ -227,10 +228,24 @@ int model_set_precision(model *m, kn_dtype precision, char *err, size_t errlen) 
     return 0;
 }
 
-int model_set_group(model *m, const trial_group *g, int sync_bn, char *err, size_t errlen) {
+kn_ctx *model_ctx(const model *m) {
+    return m->rt ? m->rt->ctx : NULL;
+}
+
+const trial_group *model_group(const model *m) {
+    return m->rt ? m->rt->group : NULL;
+}
+
+kn_comm *model_comm(const model *m) {
+    return m->rt ? m->rt->comm : NULL;
+}
+
+int model_set_group(model *m, const trial_group *g, kn_comm *comm, int sync_bn, char *err,
+                    size_t errlen) {
     model_runtime *rt = m->rt;
     if (!rt) return fail(err, errlen, "%s: group before model_bind", m->backbone);
     rt->group = group_active(g) ? g : NULL;
+    rt->comm = rt->group ? comm : NULL;
     rt->sync_bn = sync_bn;
     if (!rt->group || !sync_bn || rt->bn_count) return 0;
     size_t widest = 0, ranks = (size_t)g->size;
