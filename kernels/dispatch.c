@@ -150,6 +150,10 @@ void *kn_malloc(kn_ctx *ctx, size_t bytes) {
 void kn_free(kn_ctx *ctx, void *ptr) {
     ROUTE(ctx, (void)0, free, ptr);
 }
+void kn_written(kn_ctx *ctx, const void *ptr, size_t bytes) {
+    /* the CUDA backend keeps no copies that a write outside it could make stale */
+    if (ctx->backend == KN_BACKEND_CPU) CPU_CALL((void)0, note_write, ctx->cpu, ptr, bytes);
+}
 int kn_copy_to_device(kn_ctx *ctx, void *dst, const void *host_src, size_t bytes) {
     return ROUTE(ctx, -1, copy_to_device, dst, host_src, bytes);
 }

@@ -9,6 +9,9 @@
  * - Calls return 0 on success and -1 on failure, with the reason in kn_error(ctx).
  * - Backward calls overwrite their outputs (no accumulation) unless named *_accumulate.
  * - Every pointer is device memory of the context's backend (host memory on the CPU backend).
+ *   Parameters change through kernels.h calls only (kn_adam_step, kn_copy_to_device, kn_zero),
+ *   or are declared written (kn_written): plans keep reordered copies of the weights they read
+ *   as long as nothing wrote over them (a frozen layer's for a whole phase).
  * - bf16 mixed precision (PyTorch autocast's choices): a conv or linear plan made with
  *   dtype KN_BF16 reads and writes bf16 activations (inp, out, dout, dinp), computes in bf16
  *   with fp32 accumulation, and takes the fp32 master weights and bias: the plan keeps their
@@ -61,6 +64,9 @@ void kn_free(kn_ctx *ctx, void *ptr);
 int kn_copy_to_device(kn_ctx *ctx, void *dst, const void *host_src, size_t bytes);
 int kn_copy_to_host(kn_ctx *ctx, void *host_dst, const void *src, size_t bytes);
 int kn_zero(kn_ctx *ctx, float *ptr, size_t count);
+/* Says that the context's memory at ptr was written other than by a kernels.h call (MPI into a
+ * CPU context's host memory): plans that hold copies of weights there refresh them. */
+void kn_written(kn_ctx *ctx, const void *ptr, size_t bytes);
 int kn_sync(kn_ctx *ctx); /* wait for all queued work */
 
 /* ---- convolution 2-D ------------------------------------------------------------------- */

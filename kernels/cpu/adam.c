@@ -5,6 +5,7 @@
 #include "kernels/adam_rule.h"
 
 #include <math.h>
+#include <stdint.h>
 
 int kn_cpu_adam_step(kn_cpu_ctx *ctx,
                      float *params,      // (total), slices updated in place
@@ -22,9 +23,15 @@ int kn_cpu_adam_step(kn_cpu_ctx *ctx,
     const float one_minus_b1 = k.one_minus_b1, one_minus_b2 = k.one_minus_b2;
     const double bc1 = k.bias_correction1;
     const float bc2s = k.bias_correction2_sqrt;
-    ctx->weights_epoch++; /* plans holding reordered weights must refresh them */
-    /* One parallel region for all tensors: a region per tensor would cost more than the
-     * update for the many small BN vectors. */
+    /* plans holding reordered copies of these weights must refresh them; the others not */
+    size_t lo = SIZE_MAX, hi = 0;
+    for (int t = 0; t < n_tensors; t++) {
+        if (tensors[t].offset < lo) lo = tensors[t].offset;
+        if (tensors[t].offset + tensors[t].count > hi) hi = tensors[t].offset + tensors[t].count;
+    }
+    if (hi > lo) kn_cpu_note_write(ctx, params + lo, (hi - lo) * sizeof *params);
+        /* One parallel region for all tensors: a region per tensor would cost more than the
+         * update for the many small BN vectors. */
 #pragma omp parallel num_threads(ctx->threads)
     for (int t = 0; t < n_tensors; t++) {
         const float step_size = (float)(tensors[t].lr / bc1);

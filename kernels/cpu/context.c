@@ -191,10 +191,25 @@ void kn_cpu_free(kn_cpu_ctx *ctx, void *ptr) {
     free(ptr);
 }
 
+void kn_cpu_note_write(kn_cpu_ctx *ctx, const void *ptr, size_t bytes) {
+    ctx->weights_epoch++;
+    ctx->write_log[ctx->weights_epoch % KN_WRITE_LOG].lo = ptr;
+    ctx->write_log[ctx->weights_epoch % KN_WRITE_LOG].hi = (const char *)ptr + bytes;
+}
+
+int kn_cpu_unchanged(const kn_cpu_ctx *ctx, uint64_t since, const void *ptr, size_t bytes) {
+    if (ctx->weights_epoch - since >= KN_WRITE_LOG) return 0;
+    const char *lo = ptr, *hi = lo + bytes;
+    for (uint64_t e = since + 1; e <= ctx->weights_epoch; e++)
+        if (ctx->write_log[e % KN_WRITE_LOG].lo < hi && lo < ctx->write_log[e % KN_WRITE_LOG].hi)
+            return 0;
+    return 1;
+}
+
 int kn_cpu_copy_to_device(kn_cpu_ctx *ctx, void *dst, const void *host_src, size_t bytes) {
     if (bytes && (!dst || !host_src)) return kn_fail(ctx, "kn_cpu_copy_to_device", "NULL pointer");
     if (bytes) memmove(dst, host_src, bytes);
-    ctx->weights_epoch++; /* may have overwritten parameters */
+    kn_cpu_note_write(ctx, dst, bytes); /* may have overwritten parameters */
     return 0;
 }
 
@@ -207,7 +222,7 @@ int kn_cpu_copy_to_host(kn_cpu_ctx *ctx, void *host_dst, const void *src, size_t
 int kn_cpu_zero(kn_cpu_ctx *ctx, float *ptr, size_t count) {
     if (count && !ptr) return kn_fail(ctx, "kn_cpu_zero", "NULL pointer");
     if (count) memset(ptr, 0, count * sizeof *ptr);
-    ctx->weights_epoch++;
+    kn_cpu_note_write(ctx, ptr, count * sizeof *ptr);
     return 0;
 }
 

@@ -277,6 +277,15 @@ static int stage_weights(kn_cpu_conv *p, kn_prim *reorder, dnnl_memory_t blocked
     return 0;
 }
 
+/* Whether the plan's reordered forward weights (w_fwd) hold `weight` as it is now: the same
+ * pointer, and nothing written over it since (kn_cpu_unchanged). */
+static int fwd_weights_current(const kn_cpu_conv *p, const float *weight) {
+    const kn_conv_shape *s = &p->s;
+    size_t count = (size_t)s->c_out * (size_t)(s->c_in / s->groups) * (size_t)s->kh * (size_t)s->kw;
+    return p->reorder_w_fwd.prim && p->w_fwd_source == weight &&
+           kn_cpu_unchanged(p->ctx, p->w_fwd_epoch, weight, count * sizeof *weight);
+}
+
 int kn_cpu_conv_forward(kn_cpu_conv *p,
                         void *out,           // (N, Ho, Wo, C_out) dtype
                         const void *inp,     // (N, H, W, C_in) dtype
@@ -285,7 +294,10 @@ int kn_cpu_conv_forward(kn_cpu_conv *p,
     if (check_ptrs(p, out, inp, weight)) return -1;
     if (p->s.has_bias && !bias) return kn_fail(p->ctx, p->what, "plan has a bias but bias is NULL");
     dnnl_memory_t w, src, dst;
-    if (stage_weights(p, &p->reorder_w_fwd, p->m_w_fwd, weight, &w)) return -1;
+    if (fwd_weights_current(p, weight))
+        w = p->m_w_fwd; /* a frozen layer's, reordered once */
+    else if (stage_weights(p, &p->reorder_w_fwd, p->m_w_fwd, weight, &w))
+        return -1;
     p->w_fwd_source = weight;
     p->w_fwd_epoch = p->ctx->weights_epoch;
     if (act_in(p, &p->fwd_src, inp, &src) || act_out(p, &p->fwd_dst, out, &dst)) return -1;
@@ -300,16 +312,17 @@ int kn_cpu_conv_forward(kn_cpu_conv *p,
 }
 
 /* Contract: the reordered weights of the last forward are reused when bwd_data gets the same
- * weight pointer and no kn_cpu_adam_step/kn_cpu_copy_to_device/kn_cpu_zero ran since (a training
- * step). */
+ * weight pointer and no kn_cpu_adam_step/kn_cpu_copy_to_device/kn_cpu_zero wrote over it since
+ * (kn_cpu_unchanged): within a training step, and across steps for a frozen layer. */
 int kn_cpu_conv_backward_data(kn_cpu_conv *p,
                               void *dinp,            // (N, H, W, C_in) dtype
                               const void *dout,      // (N, Ho, Wo, C_out) dtype
                               const float *weight) { // (C_out, C_in/groups, KH, KW)
     if (check_ptrs(p, dinp, dout, weight)) return -1;
     dnnl_memory_t w, ddst, dsrc;
-    if (p->bd_shares_fwd && p->w_fwd_source == weight && p->w_fwd_epoch == p->ctx->weights_epoch) {
+    if (p->bd_shares_fwd && fwd_weights_current(p, weight)) {
         w = p->m_w_fwd;
+        p->w_fwd_epoch = p->ctx->weights_epoch;
     } else if (p->bd_shares_fwd) {
         if (stage_weights(p, &p->reorder_w_fwd, p->m_w_fwd, weight, &w)) return -1;
         p->w_fwd_source = weight;

@@ -18,6 +18,7 @@ const char *kn_cpu_error(const kn_cpu_ctx *ctx);
 const char *kn_cpu_describe(const kn_cpu_ctx *ctx);
 void *kn_cpu_malloc(kn_cpu_ctx *ctx, size_t bytes);
 void kn_cpu_free(kn_cpu_ctx *ctx, void *ptr);
+void kn_cpu_note_write(kn_cpu_ctx *ctx, const void *ptr, size_t bytes);
 int kn_cpu_copy_to_device(kn_cpu_ctx *ctx, void *dst, const void *host_src, size_t bytes);
 int kn_cpu_copy_to_host(kn_cpu_ctx *ctx, void *host_dst, const void *src, size_t bytes);
 int kn_cpu_zero(kn_cpu_ctx *ctx, float *ptr, size_t count);

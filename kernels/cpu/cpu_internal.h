@@ -13,6 +13,7 @@
 #define KN_ERR_LEN 512
 #define KN_WHAT_LEN 160
 #define KN_RELU_CACHE 32
+#define KN_WRITE_LOG 1024 /* writes between two forwards of a plan: a step's zeroings and Adam */
 
 /* A cached ReLU primitive pair for one element count (the interface passes counts, not
  * plans, so the context remembers the primitives it made). */
@@ -31,15 +32,24 @@ struct kn_cpu_ctx {
     void *stage[2];
     size_t stage_bytes[2];
     int winograd; /* 3x3 stride-1 convolutions may use Winograd (TLSWEEP_CPU_WINOGRAD=0: no) */
-    /* Bumped whenever parameters may have changed (Adam, copies), so a conv plan knows when
-     * the reordered weights of its last forward are stale. */
+    /* Every write to the context's memory that may change parameters (Adam, copies, zeroing)
+     * bumps weights_epoch and logs the span it wrote, so that a plan holding reordered weights
+     * knows whether they are stale (kn_cpu_unchanged): a frozen layer's stay valid while Adam
+     * updates the head. */
     uint64_t weights_epoch;
+    struct {
+        const char *lo, *hi;
+    } write_log[KN_WRITE_LOG]; /* the span of write e at [e % KN_WRITE_LOG] */
     int threads;
     kn_relu_entry *relu_cache; /* KN_RELU_CACHE entries */
     int relu_next;             /* round-robin slot to replace */
     char err[KN_ERR_LEN];
     char describe[KN_ERR_LEN];
 };
+
+/* 1 when no write logged after epoch `since` touched [ptr, ptr + bytes) (0 also when the log no
+ * longer reaches back that far). */
+int kn_cpu_unchanged(const kn_cpu_ctx *ctx, uint64_t since, const void *ptr, size_t bytes);
 
 /* One oneDNN primitive with its descriptor and (if it needs one) a scratchpad memory whose
  * handle is pointed at the context's scratch buffer at each execution. */

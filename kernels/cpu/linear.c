@@ -84,7 +84,12 @@ static int bf16_weights(kn_cpu_linear *p, const float *weight, const void **use)
     if (!p->w_bf16) return 0;
     if (!weight) return kn_fail(p->ctx, p->what, "NULL tensor argument");
     *use = p->w_bf16;
-    if (p->w_source == weight && p->w_epoch == p->ctx->weights_epoch) return 0;
+    if (p->w_source == weight &&
+        kn_cpu_unchanged(p->ctx, p->w_epoch, weight,
+                         (size_t)p->s.out_features * (size_t)p->s.in_features * sizeof *weight)) {
+        p->w_epoch = p->ctx->weights_epoch;
+        return 0;
+    }
     dnnl_exec_arg_t args[] = {{DNNL_ARG_FROM, p->m_w_user}, {DNNL_ARG_TO, p->m_w}};
     const void *ptrs[] = {weight, p->w_bf16};
     if (kn_prim_bind_exec(p->ctx, &p->to_bf16, 2, args, ptrs, p->what)) return -1;

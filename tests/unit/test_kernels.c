@@ -151,10 +151,30 @@ static void run_conv_case_as(const conv_case *c, kn_dtype dt) {
         KN_OK(kn_conv_backward_weights(plan, gw, c->bias ? gb : NULL, ady, ax));
         COMPARE_AS(cat(nm, base, "dw"), dt, gw, dw, nw);
         if (c->bias) COMPARE_AS(cat(nm, base, "db"), dt, gb, db, c->c_out);
+        /* writes elsewhere (another tensor's Adam step, a zeroed buffer) keep the plan's
+         * reordered weights valid: the same output again */
+        KN_OK(kn_zero(ctx, gw, nw));
+        KN_OK(kn_conv_forward(plan, out, ax, w, b));
+        act_compare(cat(nm, base, "y after writes elsewhere"), dt, out, y, ny);
         /* a second step with changed weights must not reuse stale reordered weights (x2 is
-         * exact in bf16 too) */
+         * exact in bf16 too): written by a kernel call, and then declared written */
+        for (size_t i = 0; i < nw; i++)
+            gw[i] = 2.0f * w[i];
+        KN_OK(kn_copy_to_device(ctx, w, gw, nw * sizeof *w));
+        KN_OK(kn_conv_forward(plan, out, ax, w, b));
+        for (size_t i = 0; i < ny; i++)
+            y[i] *= 2.0f;
+        if (!c->bias) act_compare(cat(nm, base, "y after weight change"), dt, out, y, ny);
+        for (size_t i = 0; i < nw; i++)
+            w[i] *= 0.5f;
+        kn_written(ctx, w, nw * sizeof *w);
+        KN_OK(kn_conv_forward(plan, out, ax, w, b));
+        for (size_t i = 0; i < ny; i++)
+            y[i] *= 0.5f;
+        act_compare(cat(nm, base, "y after a declared write"), dt, out, y, ny);
         for (size_t i = 0; i < nw; i++)
             w[i] *= 2.0f;
+        kn_written(ctx, w, nw * sizeof *w);
         KN_OK(kn_conv_forward(plan, out, ax, w, b));
         KN_OK(kn_conv_backward_data(plan, gx, ady, w));
         for (size_t i = 0; i < nx; i++)
@@ -872,11 +892,14 @@ static void run_linear_case(const linear_case *c, kn_dtype dt) {
         KN_OK(kn_linear_backward_weights(plan, gw, c->bias ? gb : NULL, ady, ax));
         COMPARE_AS(cat(nm, base, "dw"), dt, gw, dw, nw);
         if (c->bias) COMPARE_AS(cat(nm, base, "db"), dt, gb, db, c->out);
-        /* weights changed by a training step (an Adam call, here one updating no tensor) must
-         * reach the bf16 copy */
+        /* an Adam step that updates other tensors keeps the bf16 copy; weights then changed
+         * (here declared written) must reach it */
+        KN_OK(kn_adam_step(ctx, w, w, w, w, NULL, 0, &(kn_adam_hparams){.step = 1}));
+        KN_OK(kn_linear_backward_data(plan, gx, ady, w));
+        act_compare(cat(nm, base, "dx after an Adam step elsewhere"), dt, gx, dx, nx);
         for (size_t i = 0; i < nw; i++)
             w[i] *= 2.0f;
-        KN_OK(kn_adam_step(ctx, w, w, w, w, NULL, 0, &(kn_adam_hparams){.step = 1}));
+        kn_written(ctx, w, nw * sizeof *w);
         KN_OK(kn_linear_backward_data(plan, gx, ady, w));
         for (size_t i = 0; i < nx; i++)
             dx[i] *= 2.0f;

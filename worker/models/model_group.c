@@ -15,8 +15,10 @@ static int kernel_failed(model *m, char *err, size_t errlen) {
 /* bytes of the model's memory at buf, from the voice to every rank */
 static int share(model *m, void *buf, size_t bytes, char *err, size_t errlen) {
     kn_comm *comm = model_comm(m);
-    if (!comm) return group_broadcast(model_group(m), buf, bytes, err, errlen);
-    return kn_comm_broadcast(comm, buf, bytes) ? kernel_failed(m, err, errlen) : 0;
+    if (comm) return kn_comm_broadcast(comm, buf, bytes) ? kernel_failed(m, err, errlen) : 0;
+    if (group_broadcast(model_group(m), buf, bytes, err, errlen)) return -1;
+    kn_written(model_ctx(m), buf, bytes); /* MPI wrote it, not a kernel */
+    return 0;
 }
 
 int model_sum_grads(model *m, char *err, size_t errlen) {
