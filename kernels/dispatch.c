@@ -151,8 +151,7 @@ void kn_free(kn_ctx *ctx, void *ptr) {
     ROUTE(ctx, (void)0, free, ptr);
 }
 void kn_written(kn_ctx *ctx, const void *ptr, size_t bytes) {
-    /* the CUDA backend keeps no copies that a write outside it could make stale */
-    if (ctx->backend == KN_BACKEND_CPU) CPU_CALL((void)0, note_write, ctx->cpu, ptr, bytes);
+    ROUTE(ctx, (void)0, note_write, ptr, bytes);
 }
 int kn_copy_to_device(kn_ctx *ctx, void *dst, const void *host_src, size_t bytes) {
     return ROUTE(ctx, -1, copy_to_device, dst, host_src, bytes);
@@ -167,18 +166,8 @@ int kn_sync(kn_ctx *ctx) {
     return ROUTE0(ctx, -1, sync);
 }
 
-/* The CUDA backend has only fp32 plans so far: a bf16 plan there is refused, not emulated. */
-static int dtype_refused(kn_ctx *ctx, kn_dtype dtype, const char *what) {
-    if (dtype == KN_F32 || ctx->backend != KN_BACKEND_CUDA) return 0;
-    char msg[128];
-    snprintf(msg, sizeof msg, "%s: bf16 is not built on the CUDA backend yet", what);
-    ROUTE(ctx, (void)0, set_error, msg);
-    return 1;
-}
-
 /* ---- convolution ----------------------------------------------------------------------- */
 kn_conv *kn_conv_create(kn_ctx *ctx, const kn_conv_shape *s) {
-    if (dtype_refused(ctx, s->dtype, "conv plan")) return NULL;
     kn_conv *p = plan_new(ctx, sizeof *p, "conv plan");
     if (!p) return NULL;
     p->backend = ctx->backend;
@@ -337,25 +326,13 @@ int kn_nchw_to_nhwc(kn_ctx *ctx, float *out, const float *inp, int n, int c, int
 }
 
 int kn_f32_to_bf16(kn_ctx *ctx, kn_bf16 *out, const float *inp, size_t count) {
-    if (dtype_refused(ctx, KN_BF16, "f32_to_bf16")) return -1;
-#ifdef KN_NO_CPU
-    (void)out, (void)inp, (void)count; /* only the CPU backend has casts, and it is left out */
-#endif
-    return CPU_CALL(-1, f32_to_bf16, ctx->cpu, out, inp, count);
+    return ROUTE(ctx, -1, f32_to_bf16, out, inp, count);
 }
 int kn_bf16_to_f32(kn_ctx *ctx, float *out, const kn_bf16 *inp, size_t count) {
-    if (dtype_refused(ctx, KN_BF16, "bf16_to_f32")) return -1;
-#ifdef KN_NO_CPU
-    (void)out, (void)inp, (void)count; /* only the CPU backend has casts, and it is left out */
-#endif
-    return CPU_CALL(-1, bf16_to_f32, ctx->cpu, out, inp, count);
+    return ROUTE(ctx, -1, bf16_to_f32, out, inp, count);
 }
 int kn_bf16_supported(kn_ctx *ctx, char *why, size_t whylen) {
-    if (ctx->backend == KN_BACKEND_CUDA) {
-        if (whylen) snprintf(why, whylen, "bf16 is not built on the CUDA backend yet");
-        return 0;
-    }
-    return CPU_CALL(0, bf16_supported, ctx->cpu, why, whylen);
+    return ROUTE(ctx, 0, bf16_supported, why, whylen);
 }
 
 /* ---- collectives over a group's GPUs ------------------------------------------------- */
@@ -416,7 +393,6 @@ int kn_comm_broadcast(kn_comm *c, void *buf, size_t bytes) {
 
 /* ---- linear ---------------------------------------------------------------------------- */
 kn_linear *kn_linear_create(kn_ctx *ctx, const kn_linear_shape *s) {
-    if (dtype_refused(ctx, s->dtype, "linear plan")) return NULL;
     kn_linear *p = plan_new(ctx, sizeof *p, "linear plan");
     if (!p) return NULL;
     p->backend = ctx->backend;

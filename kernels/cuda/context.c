@@ -121,7 +121,13 @@ kn_cuda_ctx *kn_cuda_ctx_create(const kn_ctx_options *opt, char *err, size_t err
         BLAS_CHECK(ctx, what, cublasSetStream(ctx->blas, ctx->stream)) ||
         BLAS_CHECK(ctx, what,
                    cublasSetMathMode(ctx->blas, ctx->tf32 ? CUBLAS_TF32_TENSOR_OP_MATH
-                                                          : CUBLAS_DEFAULT_MATH))) {
+                                                          : CUBLAS_DEFAULT_MATH)) ||
+        CU_CHECK(
+            ctx, what,
+            cudaDeviceGetAttribute(&ctx->cc_major, cudaDevAttrComputeCapabilityMajor, device)) ||
+        CU_CHECK(
+            ctx, what,
+            cudaDeviceGetAttribute(&ctx->cc_minor, cudaDevAttrComputeCapabilityMinor, device))) {
         create_error(err, errlen, "%s", ctx->err);
         kn_cuda_ctx_destroy(ctx);
         return NULL;
@@ -175,6 +181,7 @@ int kn_cuda_copy_to_device(kn_cuda_ctx *ctx, void *dst, const void *host_src, si
     const char *what = "kn_copy_to_device";
     if (!bytes) return 0;
     if (!dst || !host_src) return kn_cuda_fail(ctx, what, "NULL pointer");
+    ctx->weights_epoch++; /* may have overwritten parameters */
     return CU_CHECK(ctx, what,
                     cudaMemcpyAsync(dst, host_src, bytes, cudaMemcpyHostToDevice, ctx->stream)) ||
                    CU_CHECK(ctx, what, cudaStreamSynchronize(ctx->stream))
@@ -196,7 +203,13 @@ int kn_cuda_copy_to_host(kn_cuda_ctx *ctx, void *host_dst, const void *src, size
 int kn_cuda_zero(kn_cuda_ctx *ctx, float *ptr, size_t count) {
     if (!count) return 0;
     if (!ptr) return kn_cuda_fail(ctx, "kn_zero", "NULL pointer");
+    ctx->weights_epoch++;
     return CU_CHECK(ctx, "kn_zero", cudaMemsetAsync(ptr, 0, count * sizeof *ptr, ctx->stream));
+}
+
+void kn_cuda_note_write(kn_cuda_ctx *ctx, const void *ptr, size_t bytes) {
+    (void)ptr, (void)bytes; /* any write counts: the epoch is all a plan compares */
+    ctx->weights_epoch++;
 }
 
 int kn_cuda_sync(kn_cuda_ctx *ctx) {
@@ -226,12 +239,38 @@ void *kn_cuda_plan_alloc(kn_cuda_ctx *ctx, size_t bytes, const char *what) {
     return p;
 }
 
-int kn_cuda_nhwc_desc(kn_cuda_ctx *ctx, cudnnTensorDescriptor_t *desc, int n, int c, int h, int w,
-                      const char *what) {
+int kn_cuda_nhwc_desc_typed(kn_cuda_ctx *ctx, cudnnTensorDescriptor_t *desc, cudnnDataType_t dt,
+                            int n, int c, int h, int w, const char *what) {
     return DNN_CHECK(ctx, what, cudnnCreateTensorDescriptor(desc)) ||
                    DNN_CHECK(ctx, what,
-                             cudnnSetTensor4dDescriptor(*desc, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT,
-                                                        n, c, h, w))
+                             cudnnSetTensor4dDescriptor(*desc, CUDNN_TENSOR_NHWC, dt, n, c, h, w))
                ? -1
                : 0;
+}
+
+int kn_cuda_nhwc_desc(kn_cuda_ctx *ctx, cudnnTensorDescriptor_t *desc, int n, int c, int h, int w,
+                      const char *what) {
+    return kn_cuda_nhwc_desc_typed(ctx, desc, CUDNN_DATA_FLOAT, n, c, h, w, what);
+}
+
+/* bf16 tensor cores (and cuDNN's and cuBLAS's bf16 kernels) start with Ampere; older GPUs
+ * would emulate bf16 slowly, so bf16 plans are refused there, as on CPUs without
+ * AVX512-BF16. */
+int kn_cuda_bf16_supported(kn_cuda_ctx *ctx, char *why, size_t whylen) {
+    if (ctx->cc_major >= 8) return 1;
+    if (whylen)
+        snprintf(why, whylen,
+                 "this GPU is sm_%d%d, and bf16 tensor cores need compute capability 8.0 "
+                 "(Ampere) or newer",
+                 ctx->cc_major, ctx->cc_minor);
+    return 0;
+}
+
+int kn_cuda_dtype_check(kn_cuda_ctx *ctx, kn_dtype dtype, const char *what) {
+    if (dtype == KN_F32) return 0;
+    if (dtype != KN_BF16) return kn_cuda_fail(ctx, what, "unknown dtype %d", (int)dtype);
+    char why[KN_CUDA_WHAT_LEN];
+    if (!kn_cuda_bf16_supported(ctx, why, sizeof why))
+        return kn_cuda_fail(ctx, what, "bf16: %s", why);
+    return 0;
 }

@@ -9,7 +9,18 @@
  * Algorithms are chosen once per plan by cudnnFind* (timed on this GPU; cudnnGet*_v7's
  * heuristic when Find fails or the context is deterministic), within the context's workspace
  * cap, and the workspace is the context's, grown to the largest choice. Without the
- * context's tf32 only FMA (true fp32) kernels are allowed. */
+ * context's tf32 only FMA (true fp32) kernels are allowed.
+ *
+ * bf16 plans (kernels.h's mixed precision) run cuDNN's PSEUDO_BFLOAT16 configuration: x, w
+ * and y (dx, dw, dy) bf16, compute type fp32, tensor-op math allowed whatever tf32 says. The
+ * plan keeps the fp32 master weights' bf16 copy in the NHWC filter layout, written by each
+ * forward call and reused by backward-data when nothing may have changed the weights since
+ * (cuda_internal.h). cuDNN's legacy API has no backward-filter configuration with bf16 x/dy
+ * and an fp32 dw, so dw comes out of cuDNN in bf16 (accumulated in fp32 inside, rounded once
+ * at the end: 8 significant bits, as PyTorch's autocast weight gradient, which is a bf16
+ * tensor too) and is widened to fp32 while it is transposed back. The bias is added to the
+ * bf16 output in fp32 and rounded again (autocast rounds once, with the bias in the sum);
+ * the bias gradient sums bf16 dy in fp32 with an own deterministic kernel. */
 #include "kernels/cuda/cuda_internal.h"
 #include "kernels/cuda/ops.h"
 #include "kernels/shape.h"
@@ -32,17 +43,24 @@ struct kn_cuda_conv {
     cudnnConvolutionBwdDataAlgo_t bwd_data;
     cudnnConvolutionBwdFilterAlgo_t bwd_filter;
     cudnnMathType_t fwd_math, bwd_data_math, bwd_filter_math;
+    int tensor_ops; /* tensor-op math allowed: tf32 on, or a bf16 plan */
+    /* bf16 plans only: the weights in the filter layout, rounded to bf16, and whence */
+    uint16_t *w_bf16;
+    const float *w_source;
+    uint64_t w_epoch;
+    size_t bias_partials; /* floats of ctx->table the bias gradient's sums use */
 };
 
 static const float one = 1.0f, zero = 0.0f;
 
-/* A result is usable when it ran, its math type is allowed (tensor-op math only with TF32),
- * it is deterministic if the context asks for that, and its workspace fits the cap. */
-static int usable(const kn_cuda_ctx *ctx, cudnnStatus_t status, cudnnMathType_t math,
-                  cudnnDeterminism_t determinism, size_t memory) {
+/* A result is usable when it ran, its math type is allowed (tensor-op math only with TF32 or
+ * in bf16 plans), it is deterministic if the context asks for that, and its workspace fits
+ * the cap. */
+static int usable(const kn_cuda_ctx *ctx, int tensor_ops, cudnnStatus_t status,
+                  cudnnMathType_t math, cudnnDeterminism_t determinism, size_t memory) {
     const int tensor_op =
         math == CUDNN_TENSOR_OP_MATH || math == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION;
-    return status == CUDNN_STATUS_SUCCESS && (ctx->tf32 || !tensor_op) &&
+    return status == CUDNN_STATUS_SUCCESS && (tensor_ops || !tensor_op) &&
            (!ctx->deterministic || determinism == CUDNN_DETERMINISTIC) &&
            memory <= ctx->workspace_limit;
 }
@@ -64,10 +82,10 @@ static int usable(const kn_cuda_ctx *ctx, cudnnStatus_t status, cudnnMathType_t 
                 return kn_cuda_check_dnn(ctx, st, #GET, __FILE__, __LINE__, p->what);              \
             }                                                                                      \
             for (int i = 0; i < got; i++)                                                          \
-                if (usable(ctx, res[i].status, res[i].mathType, res[i].determinism,                \
+                if (usable(ctx, p->tensor_ops, res[i].status, res[i].mathType, res[i].determinism, \
                            res[i].memory)) {                                                       \
                     *algo = res[i].algo;                                                           \
-                    *math = ctx->tf32 ? res[i].mathType : CUDNN_FMA_MATH;                          \
+                    *math = p->tensor_ops ? res[i].mathType : CUDNN_FMA_MATH;                      \
                     *ws = res[i].memory;                                                           \
                     return 0;                                                                      \
                 }                                                                                  \
@@ -107,12 +125,14 @@ static const char *bwd_filter_name(cudnnConvolutionBwdFilterAlgo_t a) {
 
 kn_cuda_conv *kn_cuda_conv_create(kn_cuda_ctx *ctx, const kn_conv_shape *s) {
     char what[KN_CUDA_WHAT_LEN], msg[KN_CUDA_WHAT_LEN];
-    snprintf(what, sizeof what, "conv %dx%d s%d p%d g%d %d->%d on NHWC %dx%dx%dx%d", s->kh, s->kw,
-             s->stride_h, s->pad_h, s->groups, s->c_in, s->c_out, s->n, s->h_in, s->w_in, s->c_in);
+    snprintf(what, sizeof what, "conv %dx%d s%d p%d g%d %d->%d on NHWC %dx%dx%dx%d%s", s->kh, s->kw,
+             s->stride_h, s->pad_h, s->groups, s->c_in, s->c_out, s->n, s->h_in, s->w_in, s->c_in,
+             s->dtype == KN_BF16 ? " bf16" : "");
     if (kn_conv_shape_check(s, msg, sizeof msg)) {
         kn_cuda_fail(ctx, what, "%s", msg);
         return NULL;
     }
+    if (kn_cuda_dtype_check(ctx, s->dtype, what)) return NULL;
     kn_cuda_conv *p = kn_cuda_plan_new(ctx, sizeof *p, what);
     if (!p) return NULL;
     p->ctx = ctx;
@@ -120,17 +140,23 @@ kn_cuda_conv *kn_cuda_conv_create(kn_cuda_ctx *ctx, const kn_conv_shape *s) {
     memcpy(p->what, what, sizeof what);
     kn_conv_output_hw(s, &p->ho, &p->wo);
     p->weight_count = (size_t)s->c_out * (s->c_in / s->groups) * s->kh * s->kw;
+    const int bf16 = s->dtype == KN_BF16;
+    const cudnnDataType_t dt = bf16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT;
+    p->tensor_ops = ctx->tf32 || bf16;
+    const cudnnMathType_t math = bf16        ? CUDNN_TENSOR_OP_MATH
+                                 : ctx->tf32 ? CUDNN_DEFAULT_MATH
+                                             : CUDNN_FMA_MATH;
     int n, c, h, w;
     size_t ws_fwd = 0, ws_bd = 0, ws_bf = 0;
-    if (kn_cuda_nhwc_desc(ctx, &p->x, s->n, s->c_in, s->h_in, s->w_in, what) ||
-        kn_cuda_nhwc_desc(ctx, &p->y, s->n, s->c_out, p->ho, p->wo, what) ||
+    if (kn_cuda_nhwc_desc_typed(ctx, &p->x, dt, s->n, s->c_in, s->h_in, s->w_in, what) ||
+        kn_cuda_nhwc_desc_typed(ctx, &p->y, dt, s->n, s->c_out, p->ho, p->wo, what) ||
         DNN_CHECK(ctx, what, cudnnCreateTensorDescriptor(&p->bias)) ||
         DNN_CHECK(ctx, what,
                   cudnnSetTensor4dDescriptor(p->bias, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 1,
                                              s->c_out, 1, 1)) ||
         DNN_CHECK(ctx, what, cudnnCreateFilterDescriptor(&p->w)) ||
         DNN_CHECK(ctx, what,
-                  cudnnSetFilter4dDescriptor(p->w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NHWC, s->c_out,
+                  cudnnSetFilter4dDescriptor(p->w, dt, CUDNN_TENSOR_NHWC, s->c_out,
                                              s->c_in / s->groups, s->kh, s->kw)) ||
         DNN_CHECK(ctx, what, cudnnCreateConvolutionDescriptor(&p->conv)) ||
         DNN_CHECK(ctx, what,
@@ -138,9 +164,7 @@ kn_cuda_conv *kn_cuda_conv_create(kn_cuda_ctx *ctx, const kn_conv_shape *s) {
                                                   s->stride_w, s->dilation_h, s->dilation_w,
                                                   CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT)) ||
         DNN_CHECK(ctx, what, cudnnSetConvolutionGroupCount(p->conv, s->groups)) ||
-        DNN_CHECK(ctx, what,
-                  cudnnSetConvolutionMathType(p->conv,
-                                              ctx->tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH)) ||
+        DNN_CHECK(ctx, what, cudnnSetConvolutionMathType(p->conv, math)) ||
         DNN_CHECK(ctx, what,
                   cudnnGetConvolution2dForwardOutputDim(p->conv, p->x, p->w, &n, &c, &h, &w)))
         goto fail;
@@ -155,13 +179,26 @@ kn_cuda_conv *kn_cuda_conv_create(kn_cuda_ctx *ctx, const kn_conv_shape *s) {
         goto fail;
     size_t ws = ws_fwd > ws_bd ? ws_fwd : ws_bd;
     ws = ws > ws_bf ? ws : ws_bf;
+    /* the stage holds fp32 weights (forward, backward data) or the weight gradient in cuDNN's
+     * layout, bf16 in bf16 plans */
+    const size_t stage = p->weight_count * (bf16 ? sizeof(uint16_t) : sizeof(float));
     if (kn_cuda_reserve(ctx, &ctx->workspace, &ctx->workspace_bytes, ws, what) ||
-        kn_cuda_reserve(ctx, &ctx->weight_stage, &ctx->weight_stage_bytes,
-                        p->weight_count * sizeof(float), what))
+        kn_cuda_reserve(ctx, &ctx->weight_stage, &ctx->weight_stage_bytes, stage, what))
         goto fail;
+    if (bf16) {
+        p->bias_partials =
+            s->has_bias ? kn_cu_column_sums_bf16_partials((size_t)s->n * p->ho * p->wo, s->c_out)
+                        : 0;
+        /* reserved now: growing the table waits for the device, which a step should not */
+        if (!(p->w_bf16 = kn_cuda_plan_alloc(ctx, p->weight_count * sizeof(uint16_t), what)) ||
+            kn_cuda_reserve(ctx, &ctx->table, &ctx->table_bytes, p->bias_partials * sizeof(float),
+                            what))
+            goto fail;
+    }
     snprintf(p->impl, sizeof p->impl,
-             "cudnn fwd %s, bwd-data %s, bwd-filter %s (%.1f MiB workspace%s)", fwd_name(p->fwd),
-             bwd_data_name(p->bwd_data), bwd_filter_name(p->bwd_filter), (double)ws / (1 << 20),
+             "cudnn%s fwd %s, bwd-data %s, bwd-filter %s (%.1f MiB workspace%s)",
+             bf16 ? " bf16" : "", fwd_name(p->fwd), bwd_data_name(p->bwd_data),
+             bwd_filter_name(p->bwd_filter), (double)ws / (1 << 20),
              ctx->deterministic ? ", deterministic" : "");
     return p;
 fail:
@@ -173,57 +210,74 @@ const char *kn_cuda_conv_impl(const kn_cuda_conv *p) {
     return p->impl;
 }
 
-/* PyTorch's (C_out, C_in/g, KH, KW) weights into the stage as (C_out, KH, KW, C_in/g). */
-static int stage_weights(kn_cuda_conv *p, const float *weight) {
+/* The filter cuDNN reads: PyTorch's (C_out, C_in/g, KH, KW) weights as (C_out, KH, KW,
+ * C_in/g), in the context's stage (fp32 plans, each call), or in the plan's bf16 copy,
+ * rounded, unless `reuse` and the copy is of these weights with no parameter change since. */
+static int stage_weights(kn_cuda_conv *p, const float *weight, int reuse, const void **filter) {
     const kn_conv_shape *s = &p->s;
-    return CU_CHECK(p->ctx, p->what,
-                    kn_cu_nchw_to_nhwc(p->ctx->stream, p->ctx->weight_stage, weight, s->c_out,
-                                       s->c_in / s->groups, s->kh, s->kw));
+    kn_cuda_ctx *ctx = p->ctx;
+    if (!p->w_bf16) {
+        *filter = ctx->weight_stage;
+        return CU_CHECK(ctx, p->what,
+                        kn_cu_nchw_to_nhwc(ctx->stream, ctx->weight_stage, weight, s->c_out,
+                                           s->c_in / s->groups, s->kh, s->kw));
+    }
+    *filter = p->w_bf16;
+    if (reuse && p->w_source == weight && p->w_epoch == ctx->weights_epoch) return 0;
+    if (CU_CHECK(ctx, p->what,
+                 kn_cu_oihw_f32_to_ohwi_bf16(ctx->stream, p->w_bf16, weight, s->c_out,
+                                             s->c_in / s->groups, s->kh, s->kw)))
+        return -1;
+    p->w_source = weight;
+    p->w_epoch = ctx->weights_epoch;
+    return 0;
 }
 
 int kn_cuda_conv_forward(kn_cuda_conv *p,
-                         float *out,          // (N, Ho, Wo, C_out)
-                         const float *inp,    // (N, H, W, C_in)
+                         void *out,           // (N, Ho, Wo, C_out) dtype
+                         const void *inp,     // (N, H, W, C_in) dtype
                          const float *weight, // (C_out, C_in/groups, KH, KW)
                          const float *bias) { // (C_out) or NULL
     kn_cuda_ctx *ctx = p->ctx;
     if (!out || !inp || !weight || (p->s.has_bias && !bias))
         return kn_cuda_fail(ctx, p->what, "NULL tensor argument");
-    if (stage_weights(p, weight) ||
+    const void *filter;
+    if (stage_weights(p, weight, 0, &filter) ||
         DNN_CHECK(ctx, p->what, cudnnSetConvolutionMathType(p->conv, p->fwd_math)) ||
         DNN_CHECK(ctx, p->what,
-                  cudnnConvolutionForward(ctx->dnn, &one, p->x, inp, p->w, ctx->weight_stage,
-                                          p->conv, p->fwd, ctx->workspace, ctx->workspace_bytes,
-                                          &zero, p->y, out)))
+                  cudnnConvolutionForward(ctx->dnn, &one, p->x, inp, p->w, filter, p->conv, p->fwd,
+                                          ctx->workspace, ctx->workspace_bytes, &zero, p->y, out)))
         return -1;
     if (!p->s.has_bias) return 0;
+    const size_t rows = (size_t)p->s.n * p->ho * p->wo;
     return CU_CHECK(ctx, p->what,
-                    kn_cu_add_bias(ctx->stream, out, bias, p->s.n * p->ho * p->wo, p->s.c_out));
+                    p->w_bf16 ? kn_cu_add_bias_bf16(ctx->stream, out, bias, rows, p->s.c_out)
+                              : kn_cu_add_bias(ctx->stream, out, bias, (int)rows, p->s.c_out));
 }
 
 int kn_cuda_conv_backward_data(kn_cuda_conv *p,
-                               float *dinp,           // (N, H, W, C_in)
-                               const float *dout,     // (N, Ho, Wo, C_out)
+                               void *dinp,            // (N, H, W, C_in) dtype
+                               const void *dout,      // (N, Ho, Wo, C_out) dtype
                                const float *weight) { // (C_out, C_in/groups, KH, KW)
     kn_cuda_ctx *ctx = p->ctx;
     if (!dinp || !dout || !weight) return kn_cuda_fail(ctx, p->what, "NULL tensor argument");
-    return stage_weights(p, weight) ||
+    const void *filter;
+    return stage_weights(p, weight, 1, &filter) ||
                    DNN_CHECK(ctx, p->what,
                              cudnnSetConvolutionMathType(p->conv, p->bwd_data_math)) ||
                    DNN_CHECK(ctx, p->what,
-                             cudnnConvolutionBackwardData(ctx->dnn, &one, p->w, ctx->weight_stage,
-                                                          p->y, dout, p->conv, p->bwd_data,
-                                                          ctx->workspace, ctx->workspace_bytes,
-                                                          &zero, p->x, dinp))
+                             cudnnConvolutionBackwardData(ctx->dnn, &one, p->w, filter, p->y, dout,
+                                                          p->conv, p->bwd_data, ctx->workspace,
+                                                          ctx->workspace_bytes, &zero, p->x, dinp))
                ? -1
                : 0;
 }
 
 int kn_cuda_conv_backward_weights(kn_cuda_conv *p,
-                                  float *dweight,     // (C_out, C_in/groups, KH, KW)
-                                  float *dbias,       // (C_out) or NULL
-                                  const float *dout,  // (N, Ho, Wo, C_out)
-                                  const float *inp) { // (N, H, W, C_in)
+                                  float *dweight,    // (C_out, C_in/groups, KH, KW)
+                                  float *dbias,      // (C_out) or NULL
+                                  const void *dout,  // (N, Ho, Wo, C_out) dtype
+                                  const void *inp) { // (N, H, W, C_in) dtype
     kn_cuda_ctx *ctx = p->ctx;
     const kn_conv_shape *s = &p->s;
     if (!dweight || !dout || !inp || (s->has_bias && !dbias))
@@ -234,13 +288,24 @@ int kn_cuda_conv_backward_weights(kn_cuda_conv *p,
                       ctx->dnn, &one, p->x, inp, p->y, dout, p->conv, p->bwd_filter, ctx->workspace,
                       ctx->workspace_bytes, &zero, p->w, ctx->weight_stage)) ||
         CU_CHECK(ctx, p->what,
-                 kn_cu_nhwc_to_nchw(ctx->stream, dweight, ctx->weight_stage, s->c_out,
-                                    s->c_in / s->groups, s->kh, s->kw)))
+                 p->w_bf16
+                     ? kn_cu_ohwi_bf16_to_oihw_f32(ctx->stream, dweight, ctx->weight_stage,
+                                                   s->c_out, s->c_in / s->groups, s->kh, s->kw)
+                     : kn_cu_nhwc_to_nchw(ctx->stream, dweight, ctx->weight_stage, s->c_out,
+                                          s->c_in / s->groups, s->kh, s->kw)))
         return -1;
     if (!s->has_bias) return 0;
-    return DNN_CHECK(
-        ctx, p->what,
-        cudnnConvolutionBackwardBias(ctx->dnn, &one, p->y, dout, &zero, p->bias, dbias));
+    if (!p->w_bf16)
+        return DNN_CHECK(
+            ctx, p->what,
+            cudnnConvolutionBackwardBias(ctx->dnn, &one, p->y, dout, &zero, p->bias, dbias));
+    return kn_cuda_reserve(ctx, &ctx->table, &ctx->table_bytes, p->bias_partials * sizeof(float),
+                           p->what) ||
+                   CU_CHECK(ctx, p->what,
+                            kn_cu_column_sums_bf16(ctx->stream, dbias, ctx->table, dout,
+                                                   (size_t)s->n * p->ho * p->wo, s->c_out))
+               ? -1
+               : 0;
 }
 
 void kn_cuda_conv_destroy(kn_cuda_conv *p) {
@@ -250,5 +315,6 @@ void kn_cuda_conv_destroy(kn_cuda_conv *p) {
     if (p->bias) cudnnDestroyTensorDescriptor(p->bias);
     if (p->w) cudnnDestroyFilterDescriptor(p->w);
     if (p->conv) cudnnDestroyConvolutionDescriptor(p->conv);
+    cudaFree(p->w_bf16);
     free(p);
 }

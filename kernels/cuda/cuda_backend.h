@@ -24,14 +24,17 @@ void kn_cuda_free(kn_cuda_ctx *ctx, void *ptr);
 int kn_cuda_copy_to_device(kn_cuda_ctx *ctx, void *dst, const void *host_src, size_t bytes);
 int kn_cuda_copy_to_host(kn_cuda_ctx *ctx, void *host_dst, const void *src, size_t bytes);
 int kn_cuda_zero(kn_cuda_ctx *ctx, float *ptr, size_t count);
+/* kn_written: bf16 plans renew their weight copies (the backend keeps no write log). */
+void kn_cuda_note_write(kn_cuda_ctx *ctx, const void *ptr, size_t bytes);
 int kn_cuda_sync(kn_cuda_ctx *ctx);
 kn_cuda_conv *kn_cuda_conv_create(kn_cuda_ctx *ctx, const kn_conv_shape *s);
-int kn_cuda_conv_forward(kn_cuda_conv *plan, float *out, const float *inp, const float *weight,
+/* Activations (out, inp, dout, dinp) are of the plan's dtype, as in kernels.h. */
+int kn_cuda_conv_forward(kn_cuda_conv *plan, void *out, const void *inp, const float *weight,
                          const float *bias);
-int kn_cuda_conv_backward_data(kn_cuda_conv *plan, float *dinp, const float *dout,
+int kn_cuda_conv_backward_data(kn_cuda_conv *plan, void *dinp, const void *dout,
                                const float *weight);
 int kn_cuda_conv_backward_weights(kn_cuda_conv *plan, float *dweight, float *dbias,
-                                  const float *dout, const float *inp);
+                                  const void *dout, const void *inp);
 void kn_cuda_conv_destroy(kn_cuda_conv *plan);
 kn_cuda_bn *kn_cuda_bn_create(kn_cuda_ctx *ctx, const kn_bn_shape *s);
 int kn_cuda_bn_forward_train(kn_cuda_bn *plan, float *out, float *save_mean, float *save_var,
@@ -80,13 +83,17 @@ int kn_cuda_nhwc_to_nchw(kn_cuda_ctx *ctx, float *out, const float *inp, int n, 
                          int w);
 int kn_cuda_nchw_to_nhwc(kn_cuda_ctx *ctx, float *out, const float *inp, int n, int c, int h,
                          int w);
+int kn_cuda_f32_to_bf16(kn_cuda_ctx *ctx, kn_bf16 *out, const float *inp, size_t count);
+int kn_cuda_bf16_to_f32(kn_cuda_ctx *ctx, float *out, const kn_bf16 *inp, size_t count);
+/* 1 on compute capability 8.0 and up; 0 with the reason in why (when whylen > 0). */
+int kn_cuda_bf16_supported(kn_cuda_ctx *ctx, char *why, size_t whylen);
 kn_cuda_linear *kn_cuda_linear_create(kn_cuda_ctx *ctx, const kn_linear_shape *s);
-int kn_cuda_linear_forward(kn_cuda_linear *plan, float *out, const float *inp, const float *weight,
+int kn_cuda_linear_forward(kn_cuda_linear *plan, void *out, const void *inp, const float *weight,
                            const float *bias);
-int kn_cuda_linear_backward_data(kn_cuda_linear *plan, float *dinp, const float *dout,
+int kn_cuda_linear_backward_data(kn_cuda_linear *plan, void *dinp, const void *dout,
                                  const float *weight);
 int kn_cuda_linear_backward_weights(kn_cuda_linear *plan, float *dweight, float *dbias,
-                                    const float *dout, const float *inp);
+                                    const void *dout, const void *inp);
 void kn_cuda_linear_destroy(kn_cuda_linear *plan);
 int kn_cuda_cross_entropy(kn_cuda_ctx *ctx, float *dlogits, float *loss, int *correct,
                           const float *logits, const int32_t *labels, int n, int c);

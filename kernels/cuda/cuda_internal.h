@@ -6,13 +6,19 @@
  *   context's one stream (cuDNN and cuBLAS are bound to it), so calls run in call order.
  * - Copies, kn_cross_entropy and kn_sync wait for the stream; everything else is
  *   asynchronous, and a kernel's own failure surfaces at the next waiting call.
- * - fp32 math throughout; kn_ctx_options.tf32 lets cuDNN and cuBLAS use TF32 tensor cores,
- *   .deterministic limits cuDNN to deterministic algorithms, .workspace_limit caps the conv
- *   workspace (KN_CUDA_DEFAULT_WORKSPACE when 0). */
+ * - fp32 math except in bf16 plans; kn_ctx_options.tf32 lets cuDNN and cuBLAS use TF32
+ *   tensor cores, .deterministic limits cuDNN to deterministic algorithms, .workspace_limit
+ *   caps the conv workspace (KN_CUDA_DEFAULT_WORKSPACE when 0).
+ * - bf16 plans (compute capability 8.0 and up) use bf16 tensor cores with fp32 accumulation
+ *   whatever tf32 says, and keep a bf16 copy of their weights: each forward call renews it,
+ *   and a backward-data call reuses it unless its weights are another buffer or weights_epoch
+ *   moved since (kn_adam_step, kn_copy_to_device, kn_zero and kn_written move it; the backend
+ *   has no write log, so any of them counts, wherever it wrote). */
 #ifndef TLSWEEP_KERNELS_CUDA_INTERNAL_H
 #define TLSWEEP_KERNELS_CUDA_INTERNAL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
@@ -26,7 +32,11 @@
 
 struct kn_cuda_ctx {
     int device;
+    int cc_major, cc_minor; /* compute capability */
     int tf32, deterministic;
+    /* Bumped by every call that may change parameters (see above): bf16 plans renew their
+     * weight copy when it moved. */
+    uint64_t weights_epoch;
     size_t workspace_limit;
     cudaStream_t stream;
     /* kn_upload_async's stream and its last copy (staging.c), created on first use */
@@ -74,8 +84,14 @@ void *kn_cuda_plan_new(kn_cuda_ctx *ctx, size_t bytes, const char *what);
 /* Device memory for a plan; NULL + error. */
 void *kn_cuda_plan_alloc(kn_cuda_ctx *ctx, size_t bytes, const char *what);
 
-/* cuDNN's NHWC descriptor of an (N, H, W, C) activation. */
+/* cuDNN's NHWC descriptor of an (N, H, W, C) activation: fp32, or of element type dt. */
 int kn_cuda_nhwc_desc(kn_cuda_ctx *ctx, cudnnTensorDescriptor_t *desc, int n, int c, int h, int w,
                       const char *what);
+int kn_cuda_nhwc_desc_typed(kn_cuda_ctx *ctx, cudnnTensorDescriptor_t *desc, cudnnDataType_t dt,
+                            int n, int c, int h, int w, const char *what);
+
+/* Fails (-1, the reason in ctx->err) for a dtype the backend cannot run here: one it does
+ * not know, or bf16 before compute capability 8.0. */
+int kn_cuda_dtype_check(kn_cuda_ctx *ctx, kn_dtype dtype, const char *what);
 
 #endif

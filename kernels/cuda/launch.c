@@ -151,6 +151,18 @@ int kn_cuda_cross_entropy(kn_cuda_ctx *ctx, float *dlogits, float *loss, int *co
     return 0;
 }
 
+int kn_cuda_f32_to_bf16(kn_cuda_ctx *ctx, kn_bf16 *out, const float *inp, size_t count) {
+    if (!count) return 0;
+    if (!out || !inp) return kn_cuda_fail(ctx, "f32_to_bf16", "NULL tensor argument");
+    return CU_CHECK(ctx, "f32_to_bf16", kn_cu_f32_to_bf16(ctx->stream, out, inp, count));
+}
+
+int kn_cuda_bf16_to_f32(kn_cuda_ctx *ctx, float *out, const kn_bf16 *inp, size_t count) {
+    if (!count) return 0;
+    if (!out || !inp) return kn_cuda_fail(ctx, "bf16_to_f32", "NULL tensor argument");
+    return CU_CHECK(ctx, "bf16_to_f32", kn_cu_bf16_to_f32(ctx->stream, out, inp, count));
+}
+
 int kn_cuda_adam_step(kn_cuda_ctx *ctx, float *params, const float *grads, float *m, float *v,
                       const kn_adam_tensor *tensors, int n_tensors, const kn_adam_hparams *hp) {
     const char *what = "adam step";
@@ -160,6 +172,7 @@ int kn_cuda_adam_step(kn_cuda_ctx *ctx, float *params, const float *grads, float
     char msg[KN_CUDA_WHAT_LEN];
     if (kn_adam_prepare(hp, &k, msg, sizeof msg)) return kn_cuda_fail(ctx, what, "%s", msg);
     if (n_tensors <= 0) return 0;
+    ctx->weights_epoch++;  /* bf16 plans renew their weight copies */
     if (n_tensors > 65535) /* the grid's y dimension */
         return kn_cuda_fail(ctx, what, "%d tensors is more than one launch takes (65535)",
                             n_tensors);

@@ -70,6 +70,86 @@ __global__ void nchw_to_nhwc(float *out, const float *inp, int c, int hw, size_t
     }
 }
 
+// bf16 as the top half of an fp32: round to nearest even through the bits (the CPU
+// backend's formula, so both backends give the same bits), NaN kept a quiet NaN.
+__device__ uint16_t to_bf16(float x) {
+    const uint32_t u = __float_as_uint(x);
+    const uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+    const uint32_t quiet_nan = (u >> 16) | 0x40u;
+    return (uint16_t)((u & 0x7fffffffu) > 0x7f800000u ? quiet_nan : rounded);
+}
+__device__ float from_bf16(uint16_t x) {
+    return __uint_as_float((uint32_t)x << 16);
+}
+
+__global__ void f32_to_bf16(uint16_t *out, const float *inp, size_t count) {
+    GRID_STRIDE(i, count) out[i] = to_bf16(inp[i]);
+}
+
+__global__ void bf16_to_f32(float *out, const uint16_t *inp, size_t count) {
+    GRID_STRIDE(i, count) out[i] = from_bf16(inp[i]);
+}
+
+// nchw_to_nhwc and nhwc_to_nchw with the cast on the way
+__global__ void nchw_f32_to_nhwc_bf16(uint16_t *out, const float *inp, int c, int hw,
+                                      size_t count) {
+    GRID_STRIDE(i, count) {
+        const size_t ch = i % c, pos = i / c % hw, b = i / c / hw;
+        out[i] = to_bf16(inp[(b * c + ch) * hw + pos]);
+    }
+}
+
+__global__ void nhwc_bf16_to_nchw_f32(float *out, const uint16_t *inp, int c, int hw,
+                                      size_t count) {
+    GRID_STRIDE(i, count) {
+        const size_t pos = i % hw, ch = i / hw % c, b = i / hw / c;
+        out[i] = from_bf16(inp[(b * hw + pos) * c + ch]);
+    }
+}
+
+__global__ void add_bias_bf16(uint16_t *out, const float *bias, int cols, size_t count) {
+    GRID_STRIDE(i, count) out[i] = to_bf16(from_bf16(out[i]) + bias[i % cols]);
+}
+
+// Column sums of a bf16 (rows, cols) matrix: a block covers kSumCols columns (a warp's
+// coalesced row segment) of one block of rows, kSumRows warps striding down them; its
+// partial sum goes to partials[blockIdx.y][column], and sum_partials adds those in order.
+constexpr int kSumCols = 32, kSumRows = 8;
+constexpr size_t kSumRowBlocks = 256, kSumMinRows = 256;
+
+size_t sum_row_blocks(size_t rows) {
+    const size_t b = (rows + kSumMinRows - 1) / kSumMinRows;
+    return b < 1 ? (size_t)1 : b < kSumRowBlocks ? b : kSumRowBlocks;
+}
+
+__global__ void column_partials_bf16(float *partials, const uint16_t *x, size_t rows, int cols,
+                                     size_t rows_per_block) {
+    __shared__ float acc[kSumRows][kSumCols];
+    const int j = blockIdx.x * kSumCols + threadIdx.x;
+    const size_t r0 = blockIdx.y * rows_per_block;
+    const size_t r1 = r0 + rows_per_block < rows ? r0 + rows_per_block : rows;
+    float s = 0.0f;
+    if (j < cols)
+        for (size_t r = r0 + threadIdx.y; r < r1; r += kSumRows)
+            s += from_bf16(x[r * cols + j]);
+    acc[threadIdx.y][threadIdx.x] = s;
+    __syncthreads();
+    if (threadIdx.y != 0 || j >= cols) return;
+    float t = 0.0f;
+    for (int k = 0; k < kSumRows; k++)
+        t += acc[k][threadIdx.x];
+    partials[blockIdx.y * (size_t)cols + j] = t;
+}
+
+__global__ void sum_partials(float *sums, const float *partials, size_t parts, int cols) {
+    const int j = blockIdx.x * blockDim.x + threadIdx.x;
+    if (j >= cols) return;
+    float t = 0.0f;
+    for (size_t p = 0; p < parts; p++)
+        t += partials[p * cols + j];
+    sums[j] = t;
+}
+
 // PyTorch's adaptive window: [floor(i * in / out), ceil((i + 1) * in / out))
 __device__ int window_start(int i, int in, int out) {
     return (int)(((long long)i * in) / out);
@@ -513,6 +593,54 @@ cudaError_t kn_cu_nchw_to_nhwc(cudaStream_t stream, float *out, const float *inp
                                int h, int w) {
     const size_t count = (size_t)n * c * h * w;
     nchw_to_nhwc<<<blocks_for(count), kThreads, 0, stream>>>(out, inp, c, h * w, count);
+    return cudaGetLastError();
+}
+
+cudaError_t kn_cu_f32_to_bf16(cudaStream_t stream, uint16_t *out, const float *inp, size_t count) {
+    f32_to_bf16<<<blocks_for(count), kThreads, 0, stream>>>(out, inp, count);
+    return cudaGetLastError();
+}
+
+cudaError_t kn_cu_bf16_to_f32(cudaStream_t stream, float *out, const uint16_t *inp, size_t count) {
+    bf16_to_f32<<<blocks_for(count), kThreads, 0, stream>>>(out, inp, count);
+    return cudaGetLastError();
+}
+
+cudaError_t kn_cu_oihw_f32_to_ohwi_bf16(cudaStream_t stream, uint16_t *out, const float *inp, int n,
+                                        int c, int h, int w) {
+    const size_t count = (size_t)n * c * h * w;
+    nchw_f32_to_nhwc_bf16<<<blocks_for(count), kThreads, 0, stream>>>(out, inp, c, h * w, count);
+    return cudaGetLastError();
+}
+
+cudaError_t kn_cu_ohwi_bf16_to_oihw_f32(cudaStream_t stream, float *out, const uint16_t *inp, int n,
+                                        int c, int h, int w) {
+    const size_t count = (size_t)n * c * h * w;
+    nhwc_bf16_to_nchw_f32<<<blocks_for(count), kThreads, 0, stream>>>(out, inp, c, h * w, count);
+    return cudaGetLastError();
+}
+
+cudaError_t kn_cu_add_bias_bf16(cudaStream_t stream, uint16_t *out, const float *bias, size_t rows,
+                                int cols) {
+    const size_t count = rows * cols;
+    add_bias_bf16<<<blocks_for(count), kThreads, 0, stream>>>(out, bias, cols, count);
+    return cudaGetLastError();
+}
+
+size_t kn_cu_column_sums_bf16_partials(size_t rows, int cols) {
+    return sum_row_blocks(rows) * (size_t)cols;
+}
+
+cudaError_t kn_cu_column_sums_bf16(cudaStream_t stream, float *sums, float *partials,
+                                   const uint16_t *x, size_t rows, int cols) {
+    const size_t parts = sum_row_blocks(rows);
+    const size_t rows_per_block = (rows + parts - 1) / parts;
+    const dim3 grid((unsigned)((cols + kSumCols - 1) / kSumCols), (unsigned)parts);
+    column_partials_bf16<<<grid, dim3(kSumCols, kSumRows), 0, stream>>>(partials, x, rows, cols,
+                                                                        rows_per_block);
+    const cudaError_t st = cudaGetLastError();
+    if (st != cudaSuccess) return st;
+    sum_partials<<<blocks_for((size_t)cols), kThreads, 0, stream>>>(sums, partials, parts, cols);
     return cudaGetLastError();
 }
 

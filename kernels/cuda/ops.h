@@ -63,6 +63,27 @@ cudaError_t kn_cu_add_bias(cudaStream_t stream, float *out, const float *bias, i
 /* sums (cols) = column sums of x (rows, cols) */
 cudaError_t kn_cu_column_sums(cudaStream_t stream, float *sums, const float *x, int rows, int cols);
 
+/* bf16 mixed precision. bf16 values are the top 16 bits of an fp32 (kernels.h's kn_bf16);
+ * fp32 -> bf16 rounds to nearest even as PyTorch's .to(torch.bfloat16) (and the CPU
+ * backend's casts, bit for bit: NaN stays a quiet NaN). */
+cudaError_t kn_cu_f32_to_bf16(cudaStream_t stream, uint16_t *out, const float *inp, size_t count);
+cudaError_t kn_cu_bf16_to_f32(cudaStream_t stream, float *out, const uint16_t *inp, size_t count);
+/* Conv weights: fp32 OIHW -> bf16 OHWI (cuDNN's NHWC filter layout), and a bf16 OHWI weight
+ * gradient back to fp32 OIHW; n = C_out, c = C_in/groups. */
+cudaError_t kn_cu_oihw_f32_to_ohwi_bf16(cudaStream_t stream, uint16_t *out, const float *inp, int n,
+                                        int c, int h, int w);
+cudaError_t kn_cu_ohwi_bf16_to_oihw_f32(cudaStream_t stream, float *out, const uint16_t *inp, int n,
+                                        int c, int h, int w);
+/* out (rows, cols) bf16 = bf16(out + bias) with bias (cols) fp32, added in fp32 */
+cudaError_t kn_cu_add_bias_bf16(cudaStream_t stream, uint16_t *out, const float *bias, size_t rows,
+                                int cols);
+/* sums (cols) fp32 = column sums of x (rows, cols) bf16, in fp32 and deterministic: row
+ * blocks fixed by (rows, cols), their partial sums added in block order. `partials` is device
+ * scratch of kn_cu_column_sums_bf16_partials(rows, cols) floats. */
+size_t kn_cu_column_sums_bf16_partials(size_t rows, int cols);
+cudaError_t kn_cu_column_sums_bf16(cudaStream_t stream, float *sums, float *partials,
+                                   const uint16_t *x, size_t rows, int cols);
+
 /* Batchnorm: cuDNN keeps 1/sqrt(var + eps) where kernels.h keeps the variance. */
 cudaError_t kn_cu_bn_invstd_to_var(cudaStream_t stream, float *var, const float *invstd, int c,
                                    float eps);

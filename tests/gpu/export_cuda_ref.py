@@ -300,6 +300,72 @@ def export_layout():
     manifest("layout", [("layout_small", 2, 3, 4, 5), ("layout_resnet", 4, 64, 7, 7)])
 
 
+def bf16_exact(*shape, lo=-1.0, hi=1.0):
+    """Random values that bf16 holds exactly (activations and output gradients of bf16 plans:
+    the C side casts them to bf16 without rounding)."""
+    return rand(*shape, lo=lo, hi=hi).to(torch.bfloat16).double()
+
+
+def as_bf16(t):
+    """fp32 master values as a bf16 op reads them: rounded to nearest even, then float64."""
+    return t.to(torch.bfloat16).double()
+
+
+# bf16 cases: the fp32 cases' shapes computed as torch.autocast(dtype=torch.bfloat16) rounds
+# the operands (inputs and output gradients bf16 values, weights and bias fp32 masters rounded
+# to bf16), with exact (float64) products: the C test allows 1e-2 of the largest value for the
+# bf16 rounding of the outputs (2^-9 each) and of cuDNN's weight gradient, and fp32 sums.
+def export_conv_bf16():
+    for name, n, ci, h, w, co, k, s, p, d, g, bias in CONV_CASES:
+        name += "_bf16"
+        x = bf16_exact(n, ci, h, w).requires_grad_()
+        wt = rand(co, ci // g, k, k, lo=-0.5, hi=0.5)
+        wr = as_bf16(wt).requires_grad_()
+        b = rand(co) if bias else None
+        br = as_bf16(b).requires_grad_() if bias else None
+        y = F.conv2d(x, wr, br, stride=s, padding=p, dilation=d, groups=g)
+        dy = bf16_exact(*y.shape)
+        y.backward(dy)
+        for suffix, t in (("x", nhwc(x)), ("w", wt), ("y", nhwc(y)), ("dy", nhwc(dy)),
+                          ("dx", nhwc(x.grad)), ("dw", wr.grad)):
+            save(name + "_" + suffix, t)
+        if bias:
+            save(name + "_b", b)
+            save(name + "_db", br.grad)
+    manifest("conv_bf16", [(row[0] + "_bf16",) + tuple(row[1:]) for row in CONV_CASES])
+
+
+def export_linear_bf16():
+    for name, n, fin, fout, bias in LINEAR_CASES:
+        name += "_bf16"
+        x = bf16_exact(n, fin).requires_grad_()
+        wt = rand(fout, fin, lo=-0.1, hi=0.1)
+        wr = as_bf16(wt).requires_grad_()
+        b = rand(fout) if bias else None
+        br = as_bf16(b).requires_grad_() if bias else None
+        y = F.linear(x, wr, br)
+        dy = bf16_exact(n, fout)
+        y.backward(dy)
+        for suffix, t in (("x", x), ("w", wt), ("y", y), ("dy", dy), ("dx", x.grad),
+                          ("dw", wr.grad)):
+            save(name + "_" + suffix, t)
+        if bias:
+            save(name + "_b", b)
+            save(name + "_db", br.grad)
+    manifest("linear_bf16", [(row[0] + "_bf16",) + tuple(row[1:]) for row in LINEAR_CASES])
+
+
+def export_bf16_cast():
+    """fp32 -> bf16 rounding as PyTorch does it: ties to even, overflow to inf, subnormals."""
+    one = 1.0 + 2.0 ** -8  # halfway between 1 and the next bf16: even is 1
+    three = 1.0 + 3 * 2.0 ** -8  # halfway again: even is 1 + 2^-6
+    x = torch.tensor([0.0, -0.0, 1.0, one, three, -three, 3.0e38, -3.4e38, 1e-40, -1e-39,
+                      float("inf"), float("-inf")] + rand(5000, lo=-1e3, hi=1e3).tolist(),
+                     dtype=torch.float32)
+    save("bf16_cast_x", x)
+    save("bf16_cast_y", x.to(torch.bfloat16).float())
+
+
 def main():
     global OUT
     if len(sys.argv) != 2:
@@ -319,6 +385,9 @@ def main():
     export_adam()
     export_dropout()
     export_layout()
+    export_conv_bf16()  # after the fp32 cases, which keep the random draws they had
+    export_linear_bf16()
+    export_bf16_cast()
     print("export_cuda_ref: wrote %d files to %s (torch %s)" % (len(os.listdir(OUT)), OUT,
                                                                 torch.__version__))
 

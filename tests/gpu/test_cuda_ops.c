@@ -11,7 +11,12 @@
  *
  * Tolerances are relative to the largest reference magnitude (tl_compare): 1e-4 for cuDNN
  * convolutions, batchnorm and cuBLAS (fp32 FMA math, other summation orders), 1e-6 for the
- * own kernels whose sums are short, exact for data movement (layout, ReLU, dropout). */
+ * own kernels whose sums are short, exact for data movement (layout, ReLU, dropout) and the
+ * bf16 casts. bf16 plans (Ampere and newer; refused with the reason before) are compared with
+ * exact products of the bf16-rounded operands at 1e-2, as the CPU backend's bf16 tests are:
+ * bf16 keeps 8 significant bits, so each rounded output is within 2^-9 of itself (cuDNN's
+ * bf16 weight gradient too), fp32 sums add little, and an error of order 1 (a wrong layout,
+ * a stale bf16 weight copy) still fails. */
 #include "kernels/kernels.h"
 #include "tests/testlib.h"
 
@@ -80,13 +85,17 @@ static float *dev_zeros(size_t count) {
     return d;
 }
 
-/* Compares buffer `dev` (from dev_alloc) with reference `ref`, which must hold as many
- * values; without a device only the reference and its size are checked. */
-static void check_dev(const char *label, const float *dev, const char *ref, double tol) {
+/* Compares buffer `dev` (from dev_alloc) with reference `ref` times `scale` (a power of two:
+ * exact), which must hold as many values; without a device only the reference and its size
+ * are checked. */
+static void check_dev_scaled(const char *label, const float *dev, const char *ref, float scale,
+                             double tol) {
     size_t n = 0;
     float *want = tl_load_f32(dir, ref, &n);
     const size_t bytes = live_bytes(dev);
     if (want) refs_checked++;
+    for (size_t i = 0; want && i < n; i++)
+        want[i] *= scale;
     CHECK(!want || !dev || bytes == n * sizeof(float),
           "%s: reference %s has %zu values, the tensor %zu", label, ref, n, bytes / sizeof(float));
     float *got = malloc(n * sizeof *got + 1);
@@ -98,6 +107,10 @@ static void check_dev(const char *label, const float *dev, const char *ref, doub
     }
     free(want);
     free(got);
+}
+
+static void check_dev(const char *label, const float *dev, const char *ref, double tol) {
+    check_dev_scaled(label, dev, ref, 1.0f, tol);
 }
 
 /* Case lines of manifest NAME.txt; NULL (and a failure) when missing. */
@@ -132,6 +145,33 @@ static void close_manifest(FILE *f, const char *name, int cases) {
         if (ctx) CHECK((call) == 0, "%s: %s", #call, kn_error(c));                                 \
     } while (0)
 #define OK(call) OK_IN(ctx, call)
+
+/* An input activation of dtype dt from a reference in a buffer (from dev_ref): that buffer
+ * for fp32, else a bf16 copy (the references of bf16 cases are bf16 values: cast exactly). */
+static void *dev_act(kn_dtype dt, float *ref, size_t count) {
+    if (dt == KN_F32 || !ref) return ref;
+    kn_bf16 *a = dev_alloc(count * sizeof *a);
+    if (a) OK_IN(ctx, kn_f32_to_bf16(ctx, a, ref, count));
+    return a;
+}
+
+/* An output activation of dtype dt: zeroed fp32, or bf16. */
+static void *dev_act_out(kn_dtype dt, size_t count) {
+    return dt == KN_F32 ? (void *)dev_zeros(count) : dev_alloc(count * sizeof(kn_bf16));
+}
+
+/* check_dev_scaled for an activation of dtype dt: bf16 is widened to fp32 first (exact). */
+static void check_act(const char *label, kn_dtype dt, const void *act, size_t count,
+                      const char *ref, float scale, double tol) {
+    if (dt == KN_F32) {
+        check_dev_scaled(label, act, ref, scale, tol);
+        return;
+    }
+    float *wide = dev_zeros(count);
+    if (wide && act) OK_IN(ctx, kn_bf16_to_f32(ctx, wide, act, count));
+    check_dev_scaled(label, wide, ref, scale, tol);
+}
+
 static void test_context(void) {
     if (!ctx) {
         if (gpu_required)
@@ -207,11 +247,14 @@ static int same_bits(const float *a, const float *b, size_t count) {
     return same;
 }
 
-/* The conv manifest's cases with plans of context pc (ctx, or one with other options on the
- * same device; the buffers are ctx's): every result against PyTorch at tol and, when
- * `repeat`, both backward calls a second time bit for bit. */
-static void conv_cases(kn_ctx *pc, const char *mode, double tol, int repeat) {
-    FILE *f = open_manifest("conv");
+/* The cases of conv manifest `manifest` (dtype dt) with plans of context pc (ctx, or one with
+ * other options on the same device; the buffers are ctx's): every result against PyTorch at
+ * tol and, when `repeat`, both backward calls a second time bit for bit. bf16 plans then get
+ * new weights (2w, exact in bf16) by kn_copy_to_device between forward and backward-data,
+ * which must not use the stale bf16 copy of the forward call. */
+static void conv_cases(kn_ctx *pc, const char *manifest, kn_dtype dt, const char *mode, double tol,
+                       int repeat) {
+    FILE *f = open_manifest(manifest);
     char name[128], r[192], l[192];
     kn_conv_shape s;
     int cases = 0;
@@ -220,26 +263,32 @@ static void conv_cases(kn_ctx *pc, const char *mode, double tol, int repeat) {
                        &s.has_bias) == 12) {
         cases++;
         s.kw = s.kh, s.stride_w = s.stride_h, s.pad_w = s.pad_h, s.dilation_w = s.dilation_h;
+        s.dtype = dt;
         kn_conv *plan = pc ? kn_conv_create(pc, &s) : NULL;
         CHECK(plan || !pc, "%s (%s): %s", name, mode, kn_error(pc));
         if (pc && !plan) continue;
         if (plan) printf("    %s (%s): %s\n", name, mode, kn_conv_impl(plan));
         CHECK(!plan || !repeat || strstr(kn_conv_impl(plan), "deterministic"),
               "%s: the plan does not say deterministic: %s", name, kn_conv_impl(plan));
+        CHECK(!plan || dt != KN_BF16 || strstr(kn_conv_impl(plan), "bf16"),
+              "%s: the plan does not say bf16: %s", name, kn_conv_impl(plan));
         size_t nx, ny, nw;
-        float *x = dev_ref(REF(r, "%s_x", name), &nx), *w = dev_ref(REF(r, "%s_w", name), &nw);
-        float *dy = dev_ref(REF(r, "%s_dy", name), &ny);
+        float *x32 = dev_ref(REF(r, "%s_x", name), &nx), *w = dev_ref(REF(r, "%s_w", name), &nw);
+        float *dy32 = dev_ref(REF(r, "%s_dy", name), &ny);
         float *b = s.has_bias ? dev_ref(REF(r, "%s_b", name), NULL) : NULL;
-        float *y = dev_zeros(ny), *dx = dev_zeros(nx), *dw = dev_zeros(nw);
-        float *db = s.has_bias ? dev_zeros((size_t)s.c_out) : NULL;
+        void *x = dev_act(dt, x32, nx), *dy = dev_act(dt, dy32, ny);
+        void *y = dev_act_out(dt, ny), *dx = dev_act_out(dt, nx);
+        float *dw = dev_zeros(nw), *db = s.has_bias ? dev_zeros((size_t)s.c_out) : NULL;
         if (x && w && dy && y && dx && dw) {
-            /* (a sync of pc's stream before each check: ctx's copies do not wait for it) */
+            /* (a sync of pc's stream before each check: ctx's copies do not wait for it; and
+             * of ctx's before pc reads ctx's casts) */
+            OK(kn_sync(ctx));
             OK_IN(pc, kn_conv_forward(plan, y, x, w, b));
             OK_IN(pc, kn_sync(pc));
-            check_dev(REF(l, "%s y (%s)", name, mode), y, REF(r, "%s_y", name), tol);
+            check_act(REF(l, "%s y (%s)", name, mode), dt, y, ny, REF(r, "%s_y", name), 1, tol);
             OK_IN(pc, kn_conv_backward_data(plan, dx, dy, w));
             OK_IN(pc, kn_sync(pc));
-            check_dev(REF(l, "%s dx (%s)", name, mode), dx, REF(r, "%s_dx", name), tol);
+            check_act(REF(l, "%s dx (%s)", name, mode), dt, dx, nx, REF(r, "%s_dx", name), 1, tol);
             OK_IN(pc, kn_conv_backward_weights(plan, dw, db, dy, x));
             OK_IN(pc, kn_sync(pc));
             check_dev(REF(l, "%s dw (%s)", name, mode), dw, REF(r, "%s_dw", name), tol);
@@ -252,15 +301,27 @@ static void conv_cases(kn_ctx *pc, const char *mode, double tol, int repeat) {
                 CHECK(same_bits(dx, dx2, nx) && same_bits(dw, dw2, nw),
                       "%s (%s): a second backward pass gave other bits", name, mode);
             }
+            float *w2 = dt == KN_BF16 && pc ? malloc(nw * sizeof *w2) : NULL;
+            if (w2 && kn_copy_to_host(ctx, w2, w, nw * sizeof *w2) == 0) {
+                for (size_t i = 0; i < nw; i++)
+                    w2[i] *= 2.0f;
+                OK_IN(pc, kn_conv_forward(plan, y, x, w, b));
+                OK(kn_copy_to_device(ctx, w, w2, nw * sizeof *w2));
+                OK_IN(pc, kn_conv_backward_data(plan, dx, dy, w));
+                OK_IN(pc, kn_sync(pc));
+                check_act(REF(l, "%s dx after new weights (%s)", name, mode), dt, dx, nx,
+                          REF(r, "%s_dx", name), 2, tol);
+            }
+            free(w2);
         }
         kn_conv_destroy(plan);
         release_all();
     }
-    close_manifest(f, "conv", cases);
+    close_manifest(f, manifest, cases);
 }
 
 static void test_conv(void) {
-    conv_cases(ctx, "fp32", 1e-4, 0);
+    conv_cases(ctx, "conv", KN_F32, "fp32", 1e-4, 0);
 }
 
 /* A second context on the device with other options; NULL without a device. */
@@ -280,7 +341,7 @@ static void test_conv_deterministic(void) {
     kn_ctx_options opt = {.backend = KN_BACKEND_CUDA, .deterministic = 1, .workspace_limit = cap};
     kn_ctx *pc = other_context(&opt);
     if (ctx && !pc) return;
-    conv_cases(pc, "deterministic, 1 MiB workspace cap", 1e-4, 1);
+    conv_cases(pc, "conv", KN_F32, "deterministic, 1 MiB workspace cap", 1e-4, 1);
     CHECK(!pc || kn_workspace_bytes(pc) <= cap, "workspace %zu bytes, over the %zu cap",
           kn_workspace_bytes(pc), cap);
     kn_ctx_destroy(pc);
@@ -291,7 +352,7 @@ static void test_conv_tf32(void) {
     kn_ctx_options opt = {.backend = KN_BACKEND_CUDA, .tf32 = 1};
     kn_ctx *pc = other_context(&opt);
     if (ctx && !pc) return;
-    conv_cases(pc, "tf32", 1e-2, 0);
+    conv_cases(pc, "conv", KN_F32, "tf32", 1e-2, 0);
     kn_ctx_destroy(pc);
 }
 
@@ -524,36 +585,103 @@ static void test_adaptive(void) {
     close_manifest(f, "adaptive", cases);
 }
 
-static void test_linear(void) {
-    FILE *f = open_manifest("linear");
+/* The cases of linear manifest `manifest` (dtype dt) against PyTorch at tol; bf16 plans then
+ * get new weights between forward and backward-data, as in conv_cases. */
+static void linear_cases(const char *manifest, kn_dtype dt, double tol) {
+    FILE *f = open_manifest(manifest);
     char name[128], r[192], l[192];
     kn_linear_shape s;
     int cases = 0;
     while (f && fscanf(f, "%127s %d %d %d %d", name, &s.n, &s.in_features, &s.out_features,
                        &s.has_bias) == 5) {
         cases++;
+        s.dtype = dt;
         kn_linear *plan = ctx ? kn_linear_create(ctx, &s) : NULL;
         CHECK(plan || !ctx, "%s: %s", name, kn_error(ctx));
         if (ctx && !plan) continue;
         size_t nx, ny, nw;
-        float *x = dev_ref(REF(r, "%s_x", name), &nx), *w = dev_ref(REF(r, "%s_w", name), &nw);
-        float *dy = dev_ref(REF(r, "%s_dy", name), &ny);
+        float *x32 = dev_ref(REF(r, "%s_x", name), &nx), *w = dev_ref(REF(r, "%s_w", name), &nw);
+        float *dy32 = dev_ref(REF(r, "%s_dy", name), &ny);
         float *b = s.has_bias ? dev_ref(REF(r, "%s_b", name), NULL) : NULL;
-        float *y = dev_zeros(ny), *dx = dev_zeros(nx), *dw = dev_zeros(nw);
-        float *db = s.has_bias ? dev_zeros((size_t)s.out_features) : NULL;
+        void *x = dev_act(dt, x32, nx), *dy = dev_act(dt, dy32, ny);
+        void *y = dev_act_out(dt, ny), *dx = dev_act_out(dt, nx);
+        float *dw = dev_zeros(nw), *db = s.has_bias ? dev_zeros((size_t)s.out_features) : NULL;
         if (x && w && dy && y && dx && dw) {
             OK(kn_linear_forward(plan, y, x, w, b));
-            check_dev(REF(l, "%s y", name), y, REF(r, "%s_y", name), 1e-5);
+            check_act(REF(l, "%s y", name), dt, y, ny, REF(r, "%s_y", name), 1, tol);
             OK(kn_linear_backward_data(plan, dx, dy, w));
-            check_dev(REF(l, "%s dx", name), dx, REF(r, "%s_dx", name), 1e-5);
+            check_act(REF(l, "%s dx", name), dt, dx, nx, REF(r, "%s_dx", name), 1, tol);
             OK(kn_linear_backward_weights(plan, dw, db, dy, x));
-            check_dev(REF(l, "%s dw", name), dw, REF(r, "%s_dw", name), 1e-5);
-            if (db) check_dev(REF(l, "%s db", name), db, REF(r, "%s_db", name), 1e-5);
+            check_dev(REF(l, "%s dw", name), dw, REF(r, "%s_dw", name), tol);
+            if (db) check_dev(REF(l, "%s db", name), db, REF(r, "%s_db", name), tol);
+            float *w2 = dt == KN_BF16 && ctx ? malloc(nw * sizeof *w2) : NULL;
+            if (w2 && kn_copy_to_host(ctx, w2, w, nw * sizeof *w2) == 0) {
+                for (size_t i = 0; i < nw; i++)
+                    w2[i] *= 2.0f;
+                OK(kn_linear_forward(plan, y, x, w, b));
+                OK(kn_copy_to_device(ctx, w, w2, nw * sizeof *w2));
+                OK(kn_linear_backward_data(plan, dx, dy, w));
+                check_act(REF(l, "%s dx after new weights", name), dt, dx, nx,
+                          REF(r, "%s_dx", name), 2, tol);
+            }
+            free(w2);
         }
         kn_linear_destroy(plan);
         release_all();
     }
-    close_manifest(f, "linear", cases);
+    close_manifest(f, manifest, cases);
+}
+
+static void test_linear(void) {
+    linear_cases("linear", KN_F32, 1e-5);
+}
+
+/* 1 when bf16 plans can run here (or there is no device: the references are then checked);
+ * else a bf16 plan must be refused with the reason, and the case is skipped. */
+static int bf16_or_refused(void) {
+    char why[256];
+    if (!ctx || kn_bf16_supported(ctx, why, sizeof why)) return 1;
+    kn_linear_shape s = {.n = 1, .in_features = 4, .out_features = 2, .dtype = KN_BF16};
+    CHECK(kn_linear_create(ctx, &s) == NULL && strstr(kn_error(ctx), "compute capability"),
+          "a bf16 plan on a GPU without bf16 support: '%s'", kn_error(ctx));
+    tl_skip("%s", why);
+    return 0;
+}
+
+static void test_conv_bf16(void) {
+    if (bf16_or_refused()) conv_cases(ctx, "conv_bf16", KN_BF16, "bf16", 1e-2, 0);
+}
+
+static void test_linear_bf16(void) {
+    if (bf16_or_refused()) linear_cases("linear_bf16", KN_BF16, 1e-2);
+}
+
+/* The casts round exactly as PyTorch's .to(torch.bfloat16): ties to even, overflow, signs,
+ * subnormals; the way back is exact. */
+static void test_bf16_cast(void) {
+    refs_checked = 0;
+    size_t n = 0;
+    float *x = dev_ref("bf16_cast_x", &n);
+    kn_bf16 *h = dev_alloc((n ? n : 1) * sizeof *h);
+    float *back = dev_zeros(n);
+    size_t nref = 0;
+    float *want = tl_load_f32(dir, "bf16_cast_y", &nref), *got = malloc(n * sizeof *got + 1);
+    refs_checked += want != NULL;
+    CHECK(!x || !want || n == nref, "bf16_cast_x has %zu values, bf16_cast_y %zu", n, nref);
+    if (ctx && x && h && back && want && got && n == nref) {
+        OK(kn_f32_to_bf16(ctx, h, x, n));
+        OK(kn_bf16_to_f32(ctx, back, h, n));
+        OK(kn_copy_to_host(ctx, got, back, n * sizeof *got));
+        size_t bad = 0; /* bits, not values: infinities and signed zeros count */
+        for (size_t i = 0; i < n; i++)
+            if (memcmp(&got[i], &want[i], sizeof *got) != 0 && bad++ == 0)
+                tl_fail(__FILE__, __LINE__, "element %zu: %.9g, PyTorch %.9g", i, (double)got[i],
+                        (double)want[i]);
+        CHECK(bad == 0, "%zu of %zu casts differ from PyTorch", bad, n);
+    }
+    free(want), free(got);
+    release_all();
+    if (!ctx) tl_skip_no_gpu("no CUDA device: %d references checked", refs_checked);
 }
 
 static void test_elementwise(void) {
@@ -743,25 +871,16 @@ static void open_device(void) {
 }
 
 int main(void) {
-    static const char *const names[] = {"context",
-                                        "conv",
-                                        "conv_deterministic",
-                                        "conv_tf32",
-                                        "batchnorm",
-                                        "sync_batchnorm",
-                                        "pool",
-                                        "adaptive_avgpool",
-                                        "linear",
-                                        "elementwise",
-                                        "cross_entropy",
-                                        "adam",
-                                        "dropout",
-                                        "layout",
-                                        "comm_group_of_one"};
+    static const char *const names[] = {
+        "context",        "conv",      "conv_deterministic", "conv_tf32",     "batchnorm",
+        "sync_batchnorm", "pool",      "adaptive_avgpool",   "linear",        "conv_bf16",
+        "linear_bf16",    "bf16_cast", "elementwise",        "cross_entropy", "adam",
+        "dropout",        "layout",    "comm_group_of_one"};
     static const tl_case_fn cases[] = {
         test_context,     test_conv,          test_conv_deterministic,
         test_conv_tf32,   test_batchnorm,     test_sync_batchnorm,
         test_pool,        test_adaptive,      test_linear,
+        test_conv_bf16,   test_linear_bf16,   test_bf16_cast,
         test_elementwise, test_cross_entropy, test_adam,
         test_dropout,     test_layout,        test_comm_group_of_one};
     open_device();
