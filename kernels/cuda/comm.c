@@ -70,6 +70,7 @@ int kn_cuda_comm_sum(kn_cuda_comm *c, float *buf, size_t count) {
 }
 
 int kn_cuda_comm_broadcast(kn_cuda_comm *c, void *buf, size_t bytes) {
+    kn_cuda_note_write(c->ctx, buf, bytes); /* may overwrite parameters */
     return nccl_check(c->ctx, ncclBroadcast(buf, buf, bytes, ncclUint8, 0, c->nccl, c->ctx->stream),
                       "ncclBroadcast", "group broadcast");
 }
