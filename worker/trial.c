@@ -185,8 +185,7 @@ static int open_trial(trial *t) {
     if (model_build(&t->net, &ms, err, sizeof err) ||
         model_bind(&t->net, t->ctx, s->batch_size, 1, err, sizeof err) ||
         model_set_precision(&t->net, !strcmp(s->precision, "bf16") ? KN_BF16 : KN_F32, err,
-                            sizeof err) ||
-        model_set_group(&t->net, s->group, NULL, s->sync_bn, err, sizeof err))
+                            sizeof err))
         return fail(t, "%s", err);
     size_t batch = (size_t)s->batch_size, classes = (size_t)t->data.num_classes;
     t->image_bytes = batch * (size_t)s->crop * (size_t)s->crop * 3 * sizeof(float);
@@ -507,11 +506,9 @@ static int agree(trial *t, int rc, int *stop) {
                         : 0;
 }
 
-/* A group trial on GPUs: its NCCL communicator, from an id the voice makes (every rank of the
- * group opened the trial: they all take part), into the model. */
+/* A group trial on GPUs: its NCCL communicator, from an id the voice makes. */
 static int open_comm(trial *t) {
     const trial_spec *s = t->spec;
-    if (!group_active(s->group) || s->device < 0) return 0;
     struct {
         unsigned char id[KN_COMM_ID_BYTES];
         int ok;
@@ -525,6 +522,16 @@ static int open_comm(trial *t) {
                                              : "the group's voice made no NCCL id");
     if (!(t->comm = kn_comm_create(t->ctx, made.id, s->group->size, s->group->rank)))
         return fail(t, "%s", kn_error(t->ctx));
+    return 0;
+}
+
+/* A group trial's model joins the group (every rank opened the trial: they all take part), on
+ * GPUs through the trial's NCCL communicator. */
+static int join_group(trial *t) {
+    const trial_spec *s = t->spec;
+    char why[512];
+    if (!group_active(s->group)) return 0;
+    if (s->device >= 0 && open_comm(t)) return TRIAL_FAILED;
     if (model_set_group(&t->net, s->group, t->comm, s->sync_bn, why, sizeof why))
         return fail(t, "%s", why);
     return 0;
@@ -701,7 +708,7 @@ int trial_run(const trial_spec *spec, const trial_hooks *hooks, trial_summary *s
     const int fe_epochs = spec->feature_extraction.epochs;
     const int voice = group_is_voice(spec->group); /* reads the weights and checkpoints */
     int rc = agree(&t, open_trial(&t), NULL);
-    if (!rc) rc = agree(&t, open_comm(&t), NULL);
+    if (!rc) rc = agree(&t, join_group(&t), NULL);
     int shares = 0; /* starts from a phase-1 node: its failures are classified there */
     if (!rc) {
         summary->params = model_param_count(&t.net);
