@@ -172,14 +172,19 @@ static void check_act(const char *label, kn_dtype dt, const void *act, size_t co
     check_dev_scaled(label, wide, ref, scale, tol);
 }
 
+/* For a case that needs the device itself: 1 with one; else it fails (REQUIRE_GPU=1, or a
+ * device that failed) or is skipped, and 0. */
+static int device_case(void) {
+    if (ctx) return 1;
+    if (gpu_required)
+        tl_fail(__FILE__, __LINE__, "%s", no_gpu);
+    else
+        tl_skip_no_gpu("%s", no_gpu);
+    return 0;
+}
+
 static void test_context(void) {
-    if (!ctx) {
-        if (gpu_required)
-            tl_fail(__FILE__, __LINE__, "%s", no_gpu);
-        else
-            tl_skip_no_gpu("%s", no_gpu);
-        return;
-    }
+    if (!device_case()) return;
     const char *d = kn_describe(ctx);
     CHECK(strstr(d, "cuda: ") == d, "describe: '%s'", d);
     printf("    %s\n", d);
@@ -207,13 +212,7 @@ static void test_context(void) {
 static void test_comm_group_of_one(void) {
     char why[256];
     CHECK(kn_comm_supported(why, sizeof why), "this build: %s", why);
-    if (!ctx) {
-        if (gpu_required)
-            tl_fail(__FILE__, __LINE__, "%s", no_gpu);
-        else
-            tl_skip_no_gpu("%s", no_gpu);
-        return;
-    }
+    if (!device_case()) return;
     unsigned char id[KN_COMM_ID_BYTES];
     OK(kn_comm_id(ctx, id));
     kn_comm *comm = kn_comm_create(ctx, id, 1, 0);
