@@ -52,21 +52,29 @@ CONV_CASES = [
 ]
 
 
-def export_conv():
+def export_conv(bf16=False):
+    """Every conv case: inputs, weights, outputs and gradients. bf16: the operands a bf16 plan
+    sees (inputs and output gradients bf16 values, weights and bias the fp32 masters rounded to
+    bf16), with exact (float64) products: the C test allows 1e-2 of the largest value for the
+    bf16 rounding of the outputs (2^-9 each) and of cuDNN's weight gradient, and fp32 sums."""
+    act, operand, suffix = (bf16_exact, as_bf16, "_bf16") if bf16 else (rand, lambda t: t, "")
     for name, n, ci, h, w, co, k, s, p, d, g, bias in CONV_CASES:
-        x = rand(n, ci, h, w).requires_grad_()
-        wt = rand(co, ci // g, k, k, lo=-0.5, hi=0.5).requires_grad_()
-        b = rand(co).requires_grad_() if bias else None
-        y = F.conv2d(x, wt, b, stride=s, padding=p, dilation=d, groups=g)
-        dy = rand(*y.shape)
+        name += suffix
+        x = act(n, ci, h, w).requires_grad_()
+        wt = rand(co, ci // g, k, k, lo=-0.5, hi=0.5)
+        wr = operand(wt).requires_grad_()
+        b = rand(co) if bias else None
+        br = operand(b).requires_grad_() if bias else None
+        y = F.conv2d(x, wr, br, stride=s, padding=p, dilation=d, groups=g)
+        dy = act(*y.shape)
         y.backward(dy)
-        for suffix, t in (("x", nhwc(x)), ("w", wt), ("y", nhwc(y)), ("dy", nhwc(dy)),
-                          ("dx", nhwc(x.grad)), ("dw", wt.grad)):
-            save(name + "_" + suffix, t)
+        for part, t in (("x", nhwc(x)), ("w", wt), ("y", nhwc(y)), ("dy", nhwc(dy)),
+                        ("dx", nhwc(x.grad)), ("dw", wr.grad)):
+            save(name + "_" + part, t)
         if bias:
             save(name + "_b", b)
-            save(name + "_db", b.grad)
-    manifest("conv", CONV_CASES)
+            save(name + "_db", br.grad)
+    manifest("conv" + suffix, [(row[0] + suffix,) + tuple(row[1:]) for row in CONV_CASES])
 
 
 # name, n, c, h, w, momentum
@@ -194,21 +202,26 @@ LINEAR_CASES = [("linear_resnet_fc", 8, 512, 102, True), ("linear_nobias", 3, 33
                 ("linear_vgg_hidden", 4, 1024, 256, True)]
 
 
-def export_linear():
+def export_linear(bf16=False):
+    """Every linear case, as export_conv (bf16: the operands a bf16 plan sees)."""
+    act, operand, suffix = (bf16_exact, as_bf16, "_bf16") if bf16 else (rand, lambda t: t, "")
     for name, n, fin, fout, bias in LINEAR_CASES:
-        x = rand(n, fin).requires_grad_()
-        wt = rand(fout, fin, lo=-0.1, hi=0.1).requires_grad_()
-        b = rand(fout).requires_grad_() if bias else None
-        y = F.linear(x, wt, b)
-        dy = rand(n, fout)
+        name += suffix
+        x = act(n, fin).requires_grad_()
+        wt = rand(fout, fin, lo=-0.1, hi=0.1)
+        wr = operand(wt).requires_grad_()
+        b = rand(fout) if bias else None
+        br = operand(b).requires_grad_() if bias else None
+        y = F.linear(x, wr, br)
+        dy = act(n, fout)
         y.backward(dy)
-        for suffix, t in (("x", x), ("w", wt), ("y", y), ("dy", dy), ("dx", x.grad),
-                          ("dw", wt.grad)):
-            save(name + "_" + suffix, t)
+        for part, t in (("x", x), ("w", wt), ("y", y), ("dy", dy), ("dx", x.grad),
+                        ("dw", wr.grad)):
+            save(name + "_" + part, t)
         if bias:
             save(name + "_b", b)
-            save(name + "_db", b.grad)
-    manifest("linear", LINEAR_CASES)
+            save(name + "_db", br.grad)
+    manifest("linear" + suffix, [(row[0] + suffix,) + tuple(row[1:]) for row in LINEAR_CASES])
 
 
 def export_relu():
@@ -312,49 +325,6 @@ def as_bf16(t):
 
 
 # bf16 cases: the fp32 cases' shapes computed as torch.autocast(dtype=torch.bfloat16) rounds
-# the operands (inputs and output gradients bf16 values, weights and bias fp32 masters rounded
-# to bf16), with exact (float64) products: the C test allows 1e-2 of the largest value for the
-# bf16 rounding of the outputs (2^-9 each) and of cuDNN's weight gradient, and fp32 sums.
-def export_conv_bf16():
-    for name, n, ci, h, w, co, k, s, p, d, g, bias in CONV_CASES:
-        name += "_bf16"
-        x = bf16_exact(n, ci, h, w).requires_grad_()
-        wt = rand(co, ci // g, k, k, lo=-0.5, hi=0.5)
-        wr = as_bf16(wt).requires_grad_()
-        b = rand(co) if bias else None
-        br = as_bf16(b).requires_grad_() if bias else None
-        y = F.conv2d(x, wr, br, stride=s, padding=p, dilation=d, groups=g)
-        dy = bf16_exact(*y.shape)
-        y.backward(dy)
-        for suffix, t in (("x", nhwc(x)), ("w", wt), ("y", nhwc(y)), ("dy", nhwc(dy)),
-                          ("dx", nhwc(x.grad)), ("dw", wr.grad)):
-            save(name + "_" + suffix, t)
-        if bias:
-            save(name + "_b", b)
-            save(name + "_db", br.grad)
-    manifest("conv_bf16", [(row[0] + "_bf16",) + tuple(row[1:]) for row in CONV_CASES])
-
-
-def export_linear_bf16():
-    for name, n, fin, fout, bias in LINEAR_CASES:
-        name += "_bf16"
-        x = bf16_exact(n, fin).requires_grad_()
-        wt = rand(fout, fin, lo=-0.1, hi=0.1)
-        wr = as_bf16(wt).requires_grad_()
-        b = rand(fout) if bias else None
-        br = as_bf16(b).requires_grad_() if bias else None
-        y = F.linear(x, wr, br)
-        dy = bf16_exact(n, fout)
-        y.backward(dy)
-        for suffix, t in (("x", x), ("w", wt), ("y", y), ("dy", dy), ("dx", x.grad),
-                          ("dw", wr.grad)):
-            save(name + "_" + suffix, t)
-        if bias:
-            save(name + "_b", b)
-            save(name + "_db", br.grad)
-    manifest("linear_bf16", [(row[0] + "_bf16",) + tuple(row[1:]) for row in LINEAR_CASES])
-
-
 def export_bf16_cast():
     """fp32 -> bf16 rounding as PyTorch does it: ties to even, overflow to inf, subnormals."""
     one = 1.0 + 2.0 ** -8  # halfway between 1 and the next bf16: even is 1
@@ -385,8 +355,8 @@ def main():
     export_adam()
     export_dropout()
     export_layout()
-    export_conv_bf16()  # after the fp32 cases, which keep the random draws they had
-    export_linear_bf16()
+    export_conv(bf16=True)  # after the fp32 cases, which keep the random draws they had
+    export_linear(bf16=True)
     export_bf16_cast()
     print("export_cuda_ref: wrote %d files to %s (torch %s)" % (len(os.listdir(OUT)), OUT,
                                                                 torch.__version__))
