@@ -293,6 +293,37 @@ int kn_bf16_to_f32(kn_ctx *ctx, float *out, const kn_bf16 *inp, size_t count);
  * 0 with the reason in why (when whylen > 0). */
 int kn_bf16_supported(kn_ctx *ctx, char *why, size_t whylen);
 
+/* ---- input batches from cached images (the device data path) -------------------------- *
+ * The loader's per-image transform (worker/data/transform.h: horizontal flip, ColorJitter's
+ * brightness and contrast in their drawn order, RandomAffine with nearest sampling and fill 0,
+ * centre crop, ToTensor and ImageNet normalisation) run where the batch is used. The host draws
+ * each image's parameters and describes the image in a job; the backend computes the contrast
+ * mean, the colour map and every output value from the cached uint8 images held in its own
+ * memory (the store), so on the GPU the host only feeds indices and a few numbers per image.
+ * The results equal transform_image's bit for bit on every backend. */
+typedef struct {
+    uint64_t offset;       /* the image's first byte in the store: (height, width, 3) uint8 RGB */
+    int32_t width, height; /* both >= crop */
+    int32_t top, left;     /* the centre crop's offsets (transform_crop_offset) */
+    int32_t augment;       /* 0: eval preprocessing only, the fields below are ignored */
+    int32_t hflip;
+    int32_t use_brightness, use_contrast, contrast_first;
+    float brightness_factor, contrast_factor;
+    int32_t use_affine;
+    int32_t affine_fixed; /* 1: Pillow's 16.16 fixed-point sampling (fixed[]); 0: its float
+                           * loop over m[] (only images too large for fixed point) */
+    int64_t fixed[6];     /* a0..a5 of Pillow's affine_fixed, from m[] */
+    double m[6];          /* Pillow's inverse affine matrix (augment_affine_matrix) */
+} kn_image_job;
+
+/* out = the n images of jobs transformed, as transform_image writes them (crop, crop, 3) each.
+ * store: the cached images in the context's memory; jobs: host memory, read before the call
+ * returns (it may be reused at once); the work is queued like every op. */
+int kn_images_to_batch(kn_ctx *ctx,
+                       float *out,           // (N, crop, crop, 3)
+                       const uint8_t *store, // the images the jobs' offsets point into
+                       const kn_image_job *jobs, int n, int crop);
+
 /* ---- linear (fully connected): out = inp @ weight^T + bias ----------------------------- */
 typedef struct {
     int n, in_features, out_features;
