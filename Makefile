@@ -26,7 +26,12 @@ endif
 
 CFLAGS  ?= -O2 -g
 OPT_CFLAGS := $(CFLAGS)
-CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -fopenmp -I.
+# -ffp-contract=off: no multiply and add fused into an FMA. gcc fuses none in ISO C mode, but
+# clang does by default, and both do in GNU modes, wherever the target has FMA (-march=native):
+# the image transform's float blends must round each operation as Pillow and the CUDA kernels
+# do, so that every backend gives the loader's bits (kernels/image_ops.h).
+FP_CFLAGS := -ffp-contract=off
+CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra $(FP_CFLAGS) -fopenmp -I.
 ifeq ($(WERROR),1)
 CFLAGS  += -Werror
 endif
@@ -133,7 +138,7 @@ deps:
 # Provenance written into every results file: the git revision and the flags it was built with.
 GIT_REVISION := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 $(BUILD)/orchestrator/provenance.o: CFLAGS += -DTLSWEEP_GIT_REVISION='"$(GIT_REVISION)"' \
-	-DTLSWEEP_CFLAGS='"$(CC) $(OPT_CFLAGS) -std=c11 -fopenmp$(if $(filter 1,$(WERROR)), -Werror)"'
+	-DTLSWEEP_CFLAGS='"$(CC) $(OPT_CFLAGS) -std=c11 $(FP_CFLAGS) -fopenmp$(if $(filter 1,$(WERROR)), -Werror)"'
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -197,8 +202,8 @@ test-gpu: banner $(BUILD)/tests/gpu/test_cuda_ops
 	TLSWEEP_TESTDATA=$(BUILD)/testdata $(BUILD)/tests/gpu/test_cuda_ops
 
 GPU_BUILD  ?= build-gpu
-GPU_CFLAGS := -O2 -g -std=c11 -D_GNU_SOURCE -Wall -Wextra $(if $(filter 1,$(WERROR)),-Werror) \
-	-I. $(CUDA_INC) -DKN_WITH_CUDA -DKN_NO_CPU $(NCCL_DEF)
+GPU_CFLAGS := -O2 -g -std=c11 -D_GNU_SOURCE -Wall -Wextra $(FP_CFLAGS) \
+	$(if $(filter 1,$(WERROR)),-Werror) -I. $(CUDA_INC) -DKN_WITH_CUDA -DKN_NO_CPU $(NCCL_DEF)
 GPU_LIB_OBJ := $(patsubst %.c,$(GPU_BUILD)/%.o,$(wildcard kernels/*.c) $(CUDA_C_SRC) \
 	tests/testlib.c) $(CUDA_CU_SRC:%.cu=$(GPU_BUILD)/%.o)
 GPU_BINS   := $(GPU_BUILD)/test_cuda_ops $(GPU_BUILD)/bench_cuda_step
@@ -237,7 +242,7 @@ FUZZ_CI_SECONDS ?= 60
 FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all
 # Warnings are the gcc build's business (WERROR); here clang would only add its own about
 # gcc-only attributes and sanitizer-blocked vectorisation.
-FUZZ_CFLAGS  := -O1 -g -fno-omit-frame-pointer -std=c11 -D_GNU_SOURCE -Wall -Wextra \
+FUZZ_CFLAGS  := -O1 -g -fno-omit-frame-pointer -std=c11 -D_GNU_SOURCE -Wall -Wextra $(FP_CFLAGS) \
 	-Wno-unknown-attributes -Wno-pass-failed -fopenmp -I. $(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(FUZZ_SAN)
 FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_TARGETS := $(filter-out fuzz_util,$(FUZZ_TARGETS))
