@@ -6,11 +6,7 @@
 
 #include <stdint.h>
 
-#ifdef __CUDACC__
-#define KN_HOST_DEVICE __host__ __device__
-#else
-#define KN_HOST_DEVICE
-#endif
+#include "kernels/host_device.h"
 
 #define KN_GOLDEN 0x9E3779B97F4A7C15ull
 
