@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/image_ops.h"
 #include "worker/rng.h"
 
 void augment_draw(augment_params *p, const augment_options *o, uint64_t seed, uint64_t epoch,
@@ -46,93 +47,44 @@ void augment_affine_matrix(double m[6], double angle_deg, double shear_deg, int 
     m[5] = 0.0 + (m[3] * -cx + m[4] * -cy) + cy;
 }
 
-/* Pillow's check_fixed: whether a corner maps into the 16.16 fixed-point range. */
-static int fits_fixed(const double m[6], int x, int y) {
-    return fabs(x * m[0] + y * m[1] + m[2]) < 32768.0 && fabs(x * m[3] + y * m[4] + m[5]) < 32768.0;
-}
-
-/* Pillow's FIX: 16.16 fixed point, rounded (its FLOOR of v * 65536 + 0.5). */
-static int64_t fix16(double v) {
-    return (int64_t)floor(v * 65536.0 + 0.5);
-}
-
 void augment_affine_row(int *src_x, int *src_y, const double m[6], int width, int height, int y,
                         int x_begin, int count) {
-    if (fits_fixed(m, 0, 0) && fits_fixed(m, width, height) && fits_fixed(m, 0, height) &&
-        fits_fixed(m, width, 0)) {
-        /* Pillow's affine_fixed: integer running sums, so closed forms are exact */
-        int64_t a0 = fix16(m[0]), a1 = fix16(m[1]), a3 = fix16(m[3]), a4 = fix16(m[4]);
-        int64_t a2 = fix16(m[2] + m[0] * 0.5 + m[1] * 0.5);
-        int64_t a5 = fix16(m[5] + m[3] * 0.5 + m[4] * 0.5);
-        for (int i = 0; i < count; i++) {
-            int64_t x = x_begin + i;
-            /* >> 16 of a negative value floors, as the arithmetic shift Pillow relies on */
-            int64_t xx = a2 + a1 * y + a0 * x, yy = a5 + a4 * y + a3 * x;
-            src_x[i] = (int)(xx >= 0 ? xx >> 16 : -((-xx + 65535) >> 16));
-            src_y[i] = (int)(yy >= 0 ? yy >> 16 : -((-yy + 65535) >> 16));
-        }
+    int64_t a[6];
+    if (kn_img_affine_fixed_coeffs(a, m, width, height)) {
+        for (int i = 0; i < count; i++)
+            kn_img_affine_fixed_source(&src_x[i], &src_y[i], a, x_begin + i, y);
         return;
     }
-    /* Pillow's floating-point loop (huge images only): double running sums from (0, 0) */
-    double xo = m[2] + m[1] * 0.5 + m[0] * 0.5, yo = m[5] + m[4] * 0.5 + m[3] * 0.5;
-    for (int r = 0; r < y; r++) {
-        xo += m[1];
-        yo += m[4];
-    }
-    double xx = xo, yy = yo;
-    for (int x = 0; x < x_begin + count; x++, xx += m[0], yy += m[3]) {
+    /* the float loop (huge images only): one row's running sums, stepped along it */
+    double xx, yy;
+    kn_img_affine_float_row(&xx, &yy, m, y);
+    for (int x = 0; x < x_begin + count; x++, kn_img_affine_float_step(&xx, &yy, m)) {
         if (x < x_begin) continue;
-        src_x[x - x_begin] = xx < 0.0 ? -1 : (int)xx;
-        src_y[x - x_begin] = yy < 0.0 ? -1 : (int)yy;
+        src_x[x - x_begin] = kn_img_affine_float_index(xx);
+        src_y[x - x_begin] = kn_img_affine_float_index(yy);
     }
 }
 
-/* Pillow's Image.blend(degenerate, image, alpha) for one value: float math, clipped,
- * truncated. */
-static uint8_t blend(int degenerate, int value, float alpha) {
-    float t = (float)degenerate + alpha * (float)(value - degenerate);
-    if (t <= 0.0f) return 0;
-    if (t >= 255.0f) return 255;
-    return (uint8_t)t;
-}
-
-/* PIL "L" conversion (ITU-R 601-2 luma in 16-bit fixed point, rounded). */
-static int luma(const uint8_t *rgb) {
-    return (rgb[0] * 19595 + rgb[1] * 38470 + rgb[2] * 7471 + 0x8000) >> 16;
-}
-
-/* ImageEnhance.Contrast's grey level: int(mean of the L image + 0.5), computed on the image
- * as MAP leaves it. */
+/* ImageEnhance.Contrast's grey level, computed on the image as MAP leaves it. */
 static int contrast_mean(const image_u8 *in, const uint8_t map[256]) {
     uint64_t sum = 0;
     size_t n = (size_t)in->width * in->height;
     for (size_t i = 0; i < n; i++) {
         const uint8_t *s = in->pixels + 3 * i;
-        uint8_t px[3] = {map[s[0]], map[s[1]], map[s[2]]};
-        sum += (uint64_t)luma(px);
+        sum += (uint64_t)kn_img_luma(map[s[0]], map[s[1]], map[s[2]]);
     }
-    return (int)((double)sum / (double)n + 0.5);
+    return kn_img_contrast_mean(sum, n);
 }
 
 void augment_color_lut(uint8_t lut[256], const augment_params *p, const image_u8 *in) {
-    uint8_t bright[256];
-    for (int v = 0; v < 256; v++) {
-        bright[v] = p->use_brightness ? blend(0, v, p->brightness_factor) : (uint8_t)v;
-        lut[v] = (uint8_t)v;
-    }
-    if (!p->use_contrast) {
-        memcpy(lut, bright, 256);
-        return;
-    }
-    /* The contrast mean is taken on the image the contrast op sees. */
-    int mean = contrast_mean(in, p->contrast_first ? lut : bright);
-    for (int v = 0; v < 256; v++) {
-        if (p->contrast_first) {
-            lut[v] = bright[blend(mean, v, p->contrast_factor)];
-        } else {
-            lut[v] = blend(mean, bright[v], p->contrast_factor);
-        }
-    }
+    uint8_t seen[256]; /* what the contrast op sees, for its mean */
+    for (int v = 0; v < 256; v++)
+        seen[v] =
+            kn_img_contrast_input(v, p->use_brightness, p->brightness_factor, p->contrast_first);
+    int mean = p->use_contrast ? contrast_mean(in, seen) : 0;
+    for (int v = 0; v < 256; v++)
+        lut[v] = kn_img_color(v, p->use_brightness, p->brightness_factor, p->use_contrast,
+                              p->contrast_factor, p->contrast_first, mean);
 }
 
 static void apply_lut(image_u8 *img, const uint8_t lut[256]) {
@@ -158,11 +110,11 @@ int augment_reference(image_u8 *out, const image_u8 *in, const augment_params *p
         if (contrast_step && p->use_contrast) {
             int mean = contrast_mean(out, identity);
             for (int v = 0; v < 256; v++)
-                lut[v] = blend(mean, v, p->contrast_factor);
+                lut[v] = kn_img_blend(mean, v, p->contrast_factor);
             apply_lut(out, lut);
         } else if (!contrast_step && p->use_brightness) {
             for (int v = 0; v < 256; v++)
-                lut[v] = blend(0, v, p->brightness_factor);
+                lut[v] = kn_img_blend(0, v, p->brightness_factor);
             apply_lut(out, lut);
         }
     }

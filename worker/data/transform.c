@@ -4,8 +4,7 @@
 
 #include <string.h>
 
-static const float imagenet_mean[3] = {0.485f, 0.456f, 0.406f};
-static const float imagenet_std[3] = {0.229f, 0.224f, 0.225f};
+#include "kernels/image_ops.h"
 
 int transform_crop_offset(int size, int crop) {
     int diff = size - crop, half = diff / 2;
@@ -17,7 +16,7 @@ int transform_crop_offset(int size, int crop) {
 void transform_image(float *out, const image_u8 *in, const augment_params *aug, int crop) {
     int w = in->width, h = in->height;
     int top = transform_crop_offset(h, crop), left = transform_crop_offset(w, crop);
-    /* table[c][v]: ToTensor's v / 255 then Normalize's (x - mean) / std, in float32 as torch */
+    /* table[c][v]: the colour map, ToTensor and Normalize of value v in channel c */
     float table[3][256];
     uint8_t lut[256];
     for (int v = 0; v < 256; v++)
@@ -25,10 +24,8 @@ void transform_image(float *out, const image_u8 *in, const augment_params *aug, 
     if (aug) augment_color_lut(lut, aug, in);
     for (int c = 0; c < 3; c++)
         for (int v = 0; v < 256; v++)
-            table[c][v] = ((float)lut[v] / 255.0f - imagenet_mean[c]) / imagenet_std[c];
-    const float fill[3] = {(0.0f - imagenet_mean[0]) / imagenet_std[0],
-                           (0.0f - imagenet_mean[1]) / imagenet_std[1],
-                           (0.0f - imagenet_mean[2]) / imagenet_std[2]};
+            table[c][v] = kn_img_normalize(lut[v], c);
+    const float fill[3] = {kn_img_normalize(0, 0), kn_img_normalize(0, 1), kn_img_normalize(0, 2)};
     int flip = aug && aug->hflip;
 
     if (!aug || !aug->use_affine) {
