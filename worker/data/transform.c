@@ -67,3 +67,25 @@ void transform_image(float *out, const image_u8 *in, const augment_params *aug, 
             }
         }
 }
+
+void transform_job(kn_image_job *job, uint64_t offset, int width, int height,
+                   const augment_params *aug, int crop) {
+    memset(job, 0, sizeof *job);
+    job->offset = offset;
+    job->width = width;
+    job->height = height;
+    job->top = transform_crop_offset(height, crop);
+    job->left = transform_crop_offset(width, crop);
+    if (!aug) return;
+    job->augment = 1;
+    job->hflip = aug->hflip;
+    job->use_brightness = aug->use_brightness;
+    job->use_contrast = aug->use_contrast;
+    job->contrast_first = aug->contrast_first;
+    job->brightness_factor = aug->brightness_factor;
+    job->contrast_factor = aug->contrast_factor;
+    job->use_affine = aug->use_affine;
+    if (!aug->use_affine) return;
+    augment_affine_matrix(job->m, aug->angle_deg, aug->shear_deg, width, height);
+    job->affine_fixed = kn_img_affine_fixed_coeffs(job->fixed, job->m, width, height);
+}
