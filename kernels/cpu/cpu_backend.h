@@ -72,6 +72,8 @@ int kn_cpu_dropout_forward(kn_cpu_ctx *ctx, float *out, uint8_t *mask, const flo
                            size_t count, float p, uint64_t seed, uint64_t offset);
 int kn_cpu_dropout_backward(kn_cpu_ctx *ctx, float *dinp, const float *dout, const uint8_t *mask,
                             size_t count, float p);
+int kn_cpu_images_to_batch(kn_cpu_ctx *ctx, float *out, const uint8_t *store,
+                           const kn_image_job *jobs, int n, int crop);
 int kn_cpu_nhwc_to_nchw(kn_cpu_ctx *ctx, float *out, const float *inp, int n, int c, int h, int w);
 int kn_cpu_nchw_to_nhwc(kn_cpu_ctx *ctx, float *out, const float *inp, int n, int c, int h, int w);
 kn_cpu_linear *kn_cpu_linear_create(kn_cpu_ctx *ctx, const kn_linear_shape *s);
