@@ -79,6 +79,9 @@ int kn_cuda_dropout_forward(kn_cuda_ctx *ctx, float *out, uint8_t *mask, const f
                             size_t count, float p, uint64_t seed, uint64_t offset);
 int kn_cuda_dropout_backward(kn_cuda_ctx *ctx, float *dinp, const float *dout, const uint8_t *mask,
                              size_t count, float p);
+/* jobs are host memory, copied to the device on the context's stream before the call returns */
+int kn_cuda_images_to_batch(kn_cuda_ctx *ctx, float *out, const uint8_t *store,
+                            const kn_image_job *jobs, int n, int crop);
 int kn_cuda_nhwc_to_nchw(kn_cuda_ctx *ctx, float *out, const float *inp, int n, int c, int h,
                          int w);
 int kn_cuda_nchw_to_nhwc(kn_cuda_ctx *ctx, float *out, const float *inp, int n, int c, int h,

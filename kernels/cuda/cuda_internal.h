@@ -51,7 +51,8 @@ struct kn_cuda_ctx {
     /* Conv weights in cuDNN's NHWC filter layout (KRSC): the largest plan's, shared. */
     void *weight_stage;
     size_t weight_stage_bytes;
-    /* Small per-call tables: Adam's tensor list, cross-entropy's per-sample results. */
+    /* Small per-call tables: Adam's tensor list, cross-entropy's per-sample results, image jobs
+     * and their contrast means. */
     void *table;
     size_t table_bytes;
     char err[KN_CUDA_ERR_LEN];

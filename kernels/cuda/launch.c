@@ -1,12 +1,14 @@
-/* The kernels.h calls that are launches of the backend's own kernels (kernels/cuda/ops.cu):
- * argument checks, then one launch on the context's stream; cross-entropy and Adam also
- * move their small tables between host and device. */
+/* The kernels.h calls that are launches of the backend's own kernels (kernels/cuda/ops.cu,
+ * images.cu): argument checks, then one launch on the context's stream; cross-entropy, Adam
+ * and the image batch also move their small tables between host and device. */
 #include "kernels/cuda/cuda_internal.h"
+#include "kernels/cuda/images.h"
 #include "kernels/cuda/ops.h"
 #include "kernels/dropout_mask.h"
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 int kn_cuda_relu_forward(kn_cuda_ctx *ctx, float *out, const float *inp, size_t count) {
     if (!count) return 0;
@@ -199,5 +201,33 @@ int kn_cuda_adam_step(kn_cuda_ctx *ctx, float *params, const float *grads, float
                  ? -1
                  : 0;
     free(table);
+    return rc;
+}
+
+int kn_cuda_images_to_batch(kn_cuda_ctx *ctx, float *out, const uint8_t *store,
+                            const kn_image_job *jobs, int n, int crop) {
+    const char *what = "images to batch";
+    if (n > 65535) /* the grid's y dimension */
+        return kn_cuda_fail(ctx, what, "%d images is more than one launch takes (65535)", n);
+    /* The jobs and then the per-image contrast means share the context's small table. The
+     * jobs go up through a pageable copy, as Adam's tensor list does: the copy returns once it
+     * has read them, whatever memory the caller's are (kernels.h lets the caller reuse them at
+     * once), and the stream orders it after every queued kernel that still reads the table. */
+    const size_t job_bytes = (size_t)n * sizeof *jobs;
+    kn_image_job *staged = malloc(job_bytes);
+    if (!staged) return kn_cuda_fail(ctx, what, "out of memory");
+    memcpy(staged, jobs, job_bytes);
+    int rc = kn_cuda_reserve(ctx, &ctx->table, &ctx->table_bytes,
+                             job_bytes + (size_t)n * sizeof(int32_t), what) ||
+                     CU_CHECK(ctx, what,
+                              cudaMemcpyAsync(ctx->table, staged, job_bytes, cudaMemcpyHostToDevice,
+                                              ctx->stream)) ||
+                     CU_CHECK(ctx, what,
+                              kn_cu_images_to_batch(ctx->stream, out,
+                                                    (int32_t *)((char *)ctx->table + job_bytes),
+                                                    store, ctx->table, n, crop))
+                 ? -1
+                 : 0;
+    free(staged);
     return rc;
 }
