@@ -100,7 +100,7 @@ MAIN_SRC   := orchestrator/main.c
 CPU_LIB_SRC := $(filter-out $(MAIN_SRC),$(wildcard orchestrator/*.c worker/*.c worker/*/*.c kernels/*.c kernels/cpu/*.c))
 LIB_SRC    := $(CPU_LIB_SRC)
 LIB_OBJ    := $(LIB_SRC:%.c=$(BUILD)/%.o)
-TESTLIB    := $(BUILD)/tests/testlib.o
+TESTLIB    := $(BUILD)/tests/testlib.o $(BUILD)/tests/image_batch_check.o
 TEST_SRC   := $(wildcard tests/unit/test_*.c tests/conformance/test_*.c tests/bench/bench_*.c)
 ifeq ($(CUDA),1)
 LIB_SRC    += $(CUDA_C_SRC)
@@ -204,8 +204,10 @@ test-gpu: banner $(BUILD)/tests/gpu/test_cuda_ops
 GPU_BUILD  ?= build-gpu
 GPU_CFLAGS := -O2 -g -std=c11 -D_GNU_SOURCE -Wall -Wextra $(FP_CFLAGS) \
 	$(if $(filter 1,$(WERROR)),-Werror) -I. $(CUDA_INC) -DKN_WITH_CUDA -DKN_NO_CPU $(NCCL_DEF)
+# (the loader's transform is the reference of the image batch op's test)
 GPU_LIB_OBJ := $(patsubst %.c,$(GPU_BUILD)/%.o,$(wildcard kernels/*.c) $(CUDA_C_SRC) \
-	tests/testlib.c) $(CUDA_CU_SRC:%.cu=$(GPU_BUILD)/%.o)
+	tests/testlib.c tests/image_batch_check.c worker/data/transform.c worker/data/augment.c \
+	worker/rng.c) $(CUDA_CU_SRC:%.cu=$(GPU_BUILD)/%.o)
 GPU_BINS   := $(GPU_BUILD)/test_cuda_ops $(GPU_BUILD)/bench_cuda_step
 
 $(GPU_BUILD)/%.o: %.c

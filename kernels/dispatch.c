@@ -335,6 +335,37 @@ int kn_bf16_supported(kn_ctx *ctx, char *why, size_t whylen) {
     return ROUTE(ctx, 0, bf16_supported, why, whylen);
 }
 
+/* ---- input batches from cached images ------------------------------------------------- */
+/* The checks both backends need; the store's size is the caller's, so offsets are trusted. */
+static int check_image_jobs(kn_ctx *ctx, const float *out, const uint8_t *store,
+                            const kn_image_job *jobs, int n, int crop) {
+    char msg[256] = "";
+    if (n < 0 || crop <= 0) {
+        snprintf(msg, sizeof msg, "images to batch: bad sizes (N %d, crop %d)", n, crop);
+    } else if (n > 0 && (!out || !store || !jobs)) {
+        snprintf(msg, sizeof msg, "images to batch: NULL argument");
+    }
+    for (int i = 0; i < n && !msg[0]; i++) {
+        const kn_image_job *j = &jobs[i];
+        if (j->width < crop || j->height < crop || j->top < 0 || j->top > j->height - crop ||
+            j->left < 0 || j->left > j->width - crop)
+            snprintf(msg, sizeof msg,
+                     "images to batch: job %d: a %dx%d crop at (%d, %d) is not inside its %dx%d "
+                     "image",
+                     i, crop, crop, j->left, j->top, j->width, j->height);
+    }
+    if (!msg[0]) return 0;
+    ROUTE(ctx, (void)0, set_error, msg);
+    return -1;
+}
+
+int kn_images_to_batch(kn_ctx *ctx, float *out, const uint8_t *store, const kn_image_job *jobs,
+                       int n, int crop) {
+    if (check_image_jobs(ctx, out, store, jobs, n, crop)) return -1;
+    if (n == 0) return 0;
+    return ROUTE(ctx, -1, images_to_batch, out, store, jobs, n, crop);
+}
+
 /* ---- collectives over a group's GPUs ------------------------------------------------- */
 static const char no_comm[] =
     "NCCL communicator: the CPU backend has none (a group on CPUs moves host memory over MPI)";

@@ -1,7 +1,8 @@
 /* The CUDA backend's ops against PyTorch, forward and backward: references from
  * tests/gpu/export_cuda_ref.py (float64 on the CPU, stored float32) in
- * $TLSWEEP_TESTDATA/cuda, case lists in its *.txt files. Uses only kernels.h, so it also
- * builds without the CPU backend (make gpu-standalone).
+ * $TLSWEEP_TESTDATA/cuda, case lists in its *.txt files. Uses only kernels.h (and the
+ * loader's transform, the image batch's reference), so it also builds without the CPU
+ * backend (make gpu-standalone).
  *
  * Without a CUDA device the same cases run with host buffers in place of device ones and no
  * kernel call: every manifest must yield cases and every reference a case names must load
@@ -18,6 +19,7 @@
  * bf16 weight gradient too), fp32 sums add little, and an error of order 1 (a wrong layout,
  * a stale bf16 weight copy) still fails. */
 #include "kernels/kernels.h"
+#include "tests/image_batch_check.h"
 #include "tests/testlib.h"
 
 #include <ctype.h>
@@ -203,6 +205,13 @@ static void test_context(void) {
     CHECK(kn_copy_to_host(ctx, back, NULL, 4) == -1 && strstr(kn_error(ctx), "NULL"),
           "NULL copy: '%s'", kn_error(ctx));
     release_all();
+}
+
+/* The device data path: batches made on the GPU from cached uint8 images are the loader's
+ * transform_image bit for bit (the CPU backend runs the same check in test_image_batch). */
+static void test_images_to_batch(void) {
+    if (!device_case()) return;
+    image_batch_check(ctx);
 }
 
 /* A data-parallel group's NCCL communicator with a group of one (the lent machines have one
@@ -871,17 +880,18 @@ static void open_device(void) {
 
 int main(void) {
     static const char *const names[] = {
-        "context",        "conv",      "conv_deterministic", "conv_tf32",     "batchnorm",
-        "sync_batchnorm", "pool",      "adaptive_avgpool",   "linear",        "conv_bf16",
-        "linear_bf16",    "bf16_cast", "elementwise",        "cross_entropy", "adam",
-        "dropout",        "layout",    "comm_group_of_one"};
+        "context",        "conv",      "conv_deterministic", "conv_tf32",      "batchnorm",
+        "sync_batchnorm", "pool",      "adaptive_avgpool",   "linear",         "conv_bf16",
+        "linear_bf16",    "bf16_cast", "elementwise",        "cross_entropy",  "adam",
+        "dropout",        "layout",    "comm_group_of_one",  "images_to_batch"};
     static const tl_case_fn cases[] = {
-        test_context,     test_conv,          test_conv_deterministic,
-        test_conv_tf32,   test_batchnorm,     test_sync_batchnorm,
-        test_pool,        test_adaptive,      test_linear,
-        test_conv_bf16,   test_linear_bf16,   test_bf16_cast,
-        test_elementwise, test_cross_entropy, test_adam,
-        test_dropout,     test_layout,        test_comm_group_of_one};
+        test_context,        test_conv,          test_conv_deterministic,
+        test_conv_tf32,      test_batchnorm,     test_sync_batchnorm,
+        test_pool,           test_adaptive,      test_linear,
+        test_conv_bf16,      test_linear_bf16,   test_bf16_cast,
+        test_elementwise,    test_cross_entropy, test_adam,
+        test_dropout,        test_layout,        test_comm_group_of_one,
+        test_images_to_batch};
     open_device();
     if (!ctx && !gpu_required)
         printf("skipped: %s; checking the references only\n", no_gpu);

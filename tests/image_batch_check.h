@@ -1,0 +1,16 @@
+/* The check of kn_images_to_batch that both backends' tests run (tests/unit/test_image_batch.c
+ * on the CPU, tests/gpu/test_cuda_ops.c on CUDA): synthetic cached images of odd, exact-crop
+ * and very wide sizes, many drawn augmentations (the seed's options, stronger ones and each op
+ * off) and the eval transform, every output image compared byte for byte with
+ * transform_image's. */
+#ifndef TLSWEEP_TESTS_IMAGE_BATCH_CHECK_H
+#define TLSWEEP_TESTS_IMAGE_BATCH_CHECK_H
+
+#include "kernels/kernels.h"
+
+/* Runs the check on CTX: every differing image, and every failed call, fails the current
+ * case (with where and how it differs). Several batches are queued before any is read, so on
+ * an asynchronous backend a later call must not disturb an earlier one's jobs. */
+void image_batch_check(kn_ctx *ctx);
+
+#endif
