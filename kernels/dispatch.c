@@ -123,6 +123,10 @@ size_t kn_workspace_bytes(const kn_ctx *ctx) {
     return ctx && ctx->backend == KN_BACKEND_CUDA ? CUDA_CALL(0, workspace_bytes, ctx->cuda) : 0;
 }
 
+size_t kn_memory_peak(const kn_ctx *ctx) {
+    return ctx && ctx->backend == KN_BACKEND_CUDA ? CUDA_CALL(0, memory_peak, ctx->cuda) : 0;
+}
+
 void kn_library_versions(char *cuda, size_t cuda_len, char *cudnn, size_t cudnn_len) {
 #ifdef KN_WITH_CUDA
     kn_cuda_library_versions(cuda, cuda_len, cudnn, cudnn_len);

@@ -53,6 +53,10 @@ const char *kn_error(const kn_ctx *ctx);
 const char *kn_describe(const kn_ctx *ctx);
 /* Device scratch the context holds for its plans (the conv workspace); 0 on the CPU. */
 size_t kn_workspace_bytes(const kn_ctx *ctx);
+/* The high point so far of the device memory the context held: kn_malloc'd buffers plus its
+ * scratch (conv workspace, weight staging) and its plans' buffers, in bytes; what a trial
+ * needs of a GPU beside the CUDA runtime's own. 0 on the CPU. */
+size_t kn_memory_peak(const kn_ctx *ctx);
 /* The CUDA libraries as loaded at run time, no device needed: into cuda e.g. "driver 13.0,
  * runtime 13.0, cuBLAS 13.1.0" ("driver none" without one), into cudnn e.g. "9.19.0"; both
  * "none (CPU-only build)" in a build without the CUDA backend. */

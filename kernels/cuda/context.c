@@ -142,6 +142,7 @@ void kn_cuda_ctx_destroy(kn_cuda_ctx *ctx) {
     cudaFree(ctx->workspace);
     cudaFree(ctx->weight_stage);
     cudaFree(ctx->table);
+    free(ctx->blocks);
     if (ctx->blas) cublasDestroy(ctx->blas);
     if (ctx->dnn) cudnnDestroy(ctx->dnn);
     if (ctx->stream) cudaStreamDestroy(ctx->stream);
@@ -166,14 +167,45 @@ void kn_cuda_set_error(kn_cuda_ctx *ctx, const char *msg) {
 
 /* ---- memory ---------------------------------------------------------------------------- */
 
+/* The bytes the context holds: `more` taken, `less` given back; and their high point. */
+static void count_held(kn_cuda_ctx *ctx, size_t more, size_t less) {
+    ctx->mem_live -= less < ctx->mem_live ? less : ctx->mem_live;
+    ctx->mem_live += more;
+    if (ctx->mem_live > ctx->mem_peak) ctx->mem_peak = ctx->mem_live;
+}
+
 void *kn_cuda_malloc(kn_cuda_ctx *ctx, size_t bytes) {
     void *p = NULL; /* cudaMalloc aligns to 256 bytes; 0 bytes still gets a unique pointer */
+    if (ctx->n_blocks == ctx->blocks_cap) {
+        size_t cap = ctx->blocks_cap ? 2 * ctx->blocks_cap : 256;
+        kn_cuda_block *grown = realloc(ctx->blocks, cap * sizeof *grown);
+        if (!grown) {
+            kn_cuda_fail(ctx, "kn_malloc", "out of host memory for the list of buffers");
+            return NULL;
+        }
+        ctx->blocks = grown;
+        ctx->blocks_cap = cap;
+    }
     if (CU_CHECK(ctx, "kn_malloc", cudaMalloc(&p, bytes ? bytes : 256))) return NULL;
+    ctx->blocks[ctx->n_blocks++] = (kn_cuda_block){p, bytes ? bytes : 256};
+    count_held(ctx, bytes ? bytes : 256, 0);
     return p;
 }
 
 void kn_cuda_free(kn_cuda_ctx *ctx, void *ptr) {
-    if (ptr) CU_CHECK(ctx, "kn_free", cudaFree(ptr));
+    if (!ptr) return;
+    /* from the newest: buffers tend to go in the reverse order they came */
+    for (size_t i = ctx->n_blocks; i-- > 0;)
+        if (ctx->blocks[i].ptr == ptr) {
+            count_held(ctx, 0, ctx->blocks[i].bytes);
+            ctx->blocks[i] = ctx->blocks[--ctx->n_blocks];
+            break;
+        }
+    CU_CHECK(ctx, "kn_free", cudaFree(ptr));
+}
+
+size_t kn_cuda_memory_peak(const kn_cuda_ctx *ctx) {
+    return ctx->mem_peak;
 }
 
 /* Copies are synchronous, as on the CPU backend: the host buffer may be reused on return. */
@@ -220,10 +252,12 @@ int kn_cuda_reserve(kn_cuda_ctx *ctx, void **buf, size_t *cap, size_t bytes, con
     if (bytes <= *cap) return 0;
     /* cudaFree waits for the device, so queued work that still reads the old buffer is done */
     if (CU_CHECK(ctx, what, cudaFree(*buf))) return -1;
+    count_held(ctx, 0, *cap);
     *buf = NULL;
     *cap = 0;
     if (CU_CHECK(ctx, what, cudaMalloc(buf, bytes))) return -1;
     *cap = bytes;
+    count_held(ctx, bytes, 0);
     return 0;
 }
 
@@ -233,9 +267,13 @@ void *kn_cuda_plan_new(kn_cuda_ctx *ctx, size_t bytes, const char *what) {
     return p;
 }
 
+/* Plans free these themselves (cudaFree in their destroy), so they count as held until the
+ * context ends: exact for a trial, whose plans live as long as its context, and an upper
+ * bound where plans are remade. */
 void *kn_cuda_plan_alloc(kn_cuda_ctx *ctx, size_t bytes, const char *what) {
     void *p = NULL;
     if (CU_CHECK(ctx, what, cudaMalloc(&p, bytes ? bytes : 256))) return NULL;
+    count_held(ctx, bytes ? bytes : 256, 0);
     return p;
 }
 

@@ -18,6 +18,7 @@ void kn_cuda_ctx_destroy(kn_cuda_ctx *ctx);
 const char *kn_cuda_error(const kn_cuda_ctx *ctx);
 const char *kn_cuda_describe(const kn_cuda_ctx *ctx);
 size_t kn_cuda_workspace_bytes(const kn_cuda_ctx *ctx);
+size_t kn_cuda_memory_peak(const kn_cuda_ctx *ctx);
 void kn_cuda_library_versions(char *cuda, size_t cuda_len, char *cudnn, size_t cudnn_len);
 void *kn_cuda_malloc(kn_cuda_ctx *ctx, size_t bytes);
 void kn_cuda_free(kn_cuda_ctx *ctx, void *ptr);

@@ -30,6 +30,11 @@
 #define KN_CUDA_WHAT_LEN 160
 #define KN_CUDA_DEFAULT_WORKSPACE ((size_t)256 << 20)
 
+typedef struct {
+    void *ptr;
+    size_t bytes;
+} kn_cuda_block;
+
 struct kn_cuda_ctx {
     int device;
     int cc_major, cc_minor; /* compute capability */
@@ -55,6 +60,11 @@ struct kn_cuda_ctx {
      * and their contrast means. */
     void *table;
     size_t table_bytes;
+    /* Device bytes held (kn_malloc'd, scratch, plans') and their high point; kn_free learns a
+     * buffer's size from the list of live kn_malloc'd ones (cudaFree does not say). */
+    size_t mem_live, mem_peak;
+    kn_cuda_block *blocks;
+    size_t n_blocks, blocks_cap;
     char err[KN_CUDA_ERR_LEN];
     char describe[768]; /* device name (up to 256) and versions */
 };

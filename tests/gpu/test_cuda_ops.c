@@ -214,6 +214,31 @@ static void test_images_to_batch(void) {
     image_batch_check(ctx);
 }
 
+/* kn_memory_peak follows kn_malloc and kn_free exactly, in a context of its own (the shared
+ * one's plans and workspace of earlier cases would hide the figures): a high point stays
+ * after its buffer goes, and a later one above it moves it. */
+static void test_memory_peak(void) {
+    if (!device_case()) return;
+    kn_ctx_options opt = {.backend = KN_BACKEND_CUDA, .device = 0};
+    char err[512] = "";
+    kn_ctx *own = kn_ctx_create(&opt, err, sizeof err);
+    CHECK(own != NULL, "second context: %s", err);
+    if (!own) return;
+    const size_t mib = (size_t)1 << 20;
+    CHECK(kn_memory_peak(own) == 0, "a new context's peak is %zu bytes", kn_memory_peak(own));
+    void *a = kn_malloc(own, 8 * mib);
+    CHECK(kn_memory_peak(own) == 8 * mib, "after 8 MiB: %zu", kn_memory_peak(own));
+    kn_free(own, a);
+    void *b = kn_malloc(own, 4 * mib);
+    CHECK(kn_memory_peak(own) == 8 * mib, "after a free and 4 MiB: %zu", kn_memory_peak(own));
+    void *c = kn_malloc(own, 6 * mib);
+    CHECK(kn_memory_peak(own) == 10 * mib, "with 4 + 6 MiB held: %zu", kn_memory_peak(own));
+    kn_free(own, c);
+    kn_free(own, b);
+    CHECK(kn_memory_peak(own) == 10 * mib, "after freeing all: %zu", kn_memory_peak(own));
+    kn_ctx_destroy(own);
+}
+
 /* A data-parallel group's NCCL communicator with a group of one (the lent machines have one
  * GPU, and NCCL puts no two ranks on one device): an id, the communicator, a sum and a
  * broadcast queued on the context's stream behind a copy and ahead of the read, which must
@@ -880,18 +905,30 @@ static void open_device(void) {
 
 int main(void) {
     static const char *const names[] = {
-        "context",        "conv",      "conv_deterministic", "conv_tf32",      "batchnorm",
-        "sync_batchnorm", "pool",      "adaptive_avgpool",   "linear",         "conv_bf16",
-        "linear_bf16",    "bf16_cast", "elementwise",        "cross_entropy",  "adam",
-        "dropout",        "layout",    "comm_group_of_one",  "images_to_batch"};
-    static const tl_case_fn cases[] = {
-        test_context,        test_conv,          test_conv_deterministic,
-        test_conv_tf32,      test_batchnorm,     test_sync_batchnorm,
-        test_pool,           test_adaptive,      test_linear,
-        test_conv_bf16,      test_linear_bf16,   test_bf16_cast,
-        test_elementwise,    test_cross_entropy, test_adam,
-        test_dropout,        test_layout,        test_comm_group_of_one,
-        test_images_to_batch};
+        "context",        "conv",      "conv_deterministic", "conv_tf32",       "batchnorm",
+        "sync_batchnorm", "pool",      "adaptive_avgpool",   "linear",          "conv_bf16",
+        "linear_bf16",    "bf16_cast", "elementwise",        "cross_entropy",   "adam",
+        "dropout",        "layout",    "comm_group_of_one",  "images_to_batch", "memory_peak"};
+    static const tl_case_fn cases[] = {test_context,
+                                       test_conv,
+                                       test_conv_deterministic,
+                                       test_conv_tf32,
+                                       test_batchnorm,
+                                       test_sync_batchnorm,
+                                       test_pool,
+                                       test_adaptive,
+                                       test_linear,
+                                       test_conv_bf16,
+                                       test_linear_bf16,
+                                       test_bf16_cast,
+                                       test_elementwise,
+                                       test_cross_entropy,
+                                       test_adam,
+                                       test_dropout,
+                                       test_layout,
+                                       test_comm_group_of_one,
+                                       test_images_to_batch,
+                                       test_memory_peak};
     open_device();
     if (!ctx && !gpu_required)
         printf("skipped: %s; checking the references only\n", no_gpu);
