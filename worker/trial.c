@@ -741,6 +741,10 @@ int trial_run(const trial_spec *spec, const trial_hooks *hooks, trial_summary *s
     summary->batches_done = t.progress.batches_done;
     summary->batches_per_epoch = t.train ? loader_num_batches(t.train) : 0;
     summary->seconds = monotonic_seconds() - started;
+    /* what this trial needs of a GPU, to size ranks_per_gpu (tools/gpu-check.sh reads it) */
+    if (t.ctx && spec->device >= 0)
+        fprintf(stderr, "trial %s: peak device memory %.1f MiB (buffers, workspace, plans)\n",
+                spec->name, (double)kn_memory_peak(t.ctx) / (1 << 20));
     free(t.progress.history);
     close_trial(&t);
     return rc == TRIAL_STOPPED ? TRIAL_STOPPED : rc ? TRIAL_FAILED : TRIAL_DONE;
