@@ -248,7 +248,7 @@ for p in fp32 tf32; do
     figures+=("$(awk -v o="$ours_block" -v t="$torch_block" -v p="$p" 'BEGIN { printf "basic block N=64 C=64 56x56 %s: ours %.0f, torch %.0f images/s, ours/torch %.2f", p, o, t, o / t }')")
 done
 
-step bench-resnet50-torch 150 "$PYTHON" tests/gpu/bench_torch_resnet50.py 20 64 128
+step bench-resnet50-torch 150 "$PYTHON" tests/gpu/bench_torch_resnet50.py --iters 20 64 128
 if [ -n "$tlsweep" ]; then
   step bench-data 60 bundled tlsweep synth-flowers "$WORK/bench-data" --classes 8 \
     --per-class 130 --trnid 1 --valid 1 --width 256 --height 256
