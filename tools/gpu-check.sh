@@ -16,10 +16,23 @@
 #      rerun trains equals the uninterrupted run's to the printed digits; `mpirun -np 3`
 #      with two workers sharing the GPU (ranks_per_gpu: 2) writing a results file
 #   4. the benchmark, on the same GPU in the same run: one ResNet basic block step (ours,
-#      PyTorch) and a ResNet50 training step, batch 64 and 128, fp32 and TF32 (ours: the
-#      fine-tuning epoch of `tlsweep train`, data pipeline included; PyTorch: eager,
-#      channels_last, random data), as images/s and the ratio
-# OUTDIR/summary.txt ends with every step's verdict and the figures; exit 1 if any failed.
+#      PyTorch) and a ResNet50 training step, batch 64 and 128, fp32 and TF32, and batch 256
+#      in bf16 (ours: the fine-tuning epoch of `tlsweep train`, data pipeline included;
+#      PyTorch: eager, channels_last, random data; bf16 as AMP autocast, and under
+#      torch.compile when it compiles within COMPILE_TIMEOUT), as images/s and the ratio,
+#      beside issue 13's targets
+#   5. memory: the peak device memory of one seed trial (vgg16_bn, resnet50, resnet152, batch
+#      16, 224 px, fp32) and whether ranks_per_gpu: 3 of them fit 80 GB
+#   6. the seed sweep on this GPU: sweeps/flowers102-seed.yaml on a Flowers102-sized synthetic
+#      dataset, bf16, random init (unless the torch cache has the weights), ranks_per_gpu: 3,
+#      SWEEP_EPOCHS (default "1 1": feature-extraction and fine-tuning epochs per trial, not
+#      the seed's 16 and 8) in what is left of the budget; the full sweep's time is
+#      extrapolated from the epochs run, and says so
+# SECTIONS (default "ops trials bench memory sweep") picks steps 2..6; the machine's step 1
+# always runs. All of them rarely leave the sweep its time: for issue 13's measures alone,
+#   SECTIONS="bench memory sweep" tools/gpu-check.sh OUTDIR   (or SECTIONS=sweep, for more epochs)
+# OUTDIR/summary.txt ends with every step's verdict and the figures; exit 1 if any failed (a
+# step skipped for want of time or of a GPU is not a failure).
 # shellcheck disable=SC1091 # env.sh is the bundle's, made by tools/gpu-bundle.sh
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
@@ -32,6 +45,9 @@ GPU_BUILD=${GPU_BUILD:-build-gpu}
 LOSS_TOL=${LOSS_TOL:-0.02} # GPU vs CPU fp32 losses: |gpu - cpu| <= LOSS_TOL * max(1, |cpu|)
 BUDGET=${BUDGET:-470}      # seconds for all steps; later steps get what is left
 DEVICE=${DEVICE:-cuda}     # the trials' device; DEVICE=cpu dry-runs this script without a GPU
+SECTIONS=" ${SECTIONS:-ops trials bench memory sweep} "
+COMPILE_TIMEOUT=${COMPILE_TIMEOUT:-120} # seconds torch.compile may take to compile and run
+SWEEP_EPOCHS=${SWEEP_EPOCHS:-1 1}       # the seed sweep's epochs here: phase 1, phase 2
 SUMMARY=$OUT/summary.txt
 WORK=$(mktemp -d)          # datasets and checkpoints: not copied back with OUT
 trap 'rm -rf "$WORK"' EXIT
@@ -69,11 +85,17 @@ step() {
   return "$rc"
 }
 fail() { verdicts+=("FAIL $1"); note "FAIL $1"; }
+skip() { verdicts+=("skip $1"); note "skip $1"; }
+want() { [[ $SECTIONS == *" $1 "* ]]; }
+# LOG's first "N unit" figure on lines matching PATTERN (empty when none)
+figure() { grep -E "$2" "$OUT/$1.log" 2>/dev/null | grep -oE "[0-9.]+ $3" | head -n 1 | cut -d' ' -f1; }
 
 note "gpu-check $(date -u +%FT%TZ) at $(git rev-parse --short HEAD 2>/dev/null || echo unknown), budget $BUDGET s"
 
 # ---- 1. the machine and its CUDA libraries ----------------------------------------------
 step nvidia-smi 20 nvidia-smi
+GPU_NAME=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n 1)
+GPU_NAME=${GPU_NAME:-no GPU}
 # cuDNN, cuBLAS and cudart from the Python packages PyTorch uses: namespace packages, so
 # __path__ (their __file__ is None); the CUDA 13 wheels keep cuBLAS and cudart in nvidia/cu13
 # with versioned sonames only. A CUDNN_HOME, CUBLAS_HOME or CUDA_HOME exported by the user wins.
@@ -123,15 +145,19 @@ if [ ! -e "$CUDA_HOME/include/nccl.h" ] && [ -n "$NCCL_PKG" ] && [ -e "$NCCL_PKG
   make_args+=(NCCL_HOME="$NCCL_PKG")
 fi
 built=0
-step build 240 make -j"$(nproc)" gpu-standalone "${make_args[@]}" && built=1
-export TLSWEEP_TESTDATA=$WORK/testdata
-step export-refs 90 "$PYTHON" tests/gpu/export_cuda_ref.py "$TLSWEEP_TESTDATA"
-if [ "$built" = 1 ]; then
-  step ldd-ops 10 ours ldd "$GPU_BUILD/test_cuda_ops"
-  step op-tests 120 ours "$GPU_BUILD/test_cuda_ops"
-  grep -E '^(FAIL|skip|ok) |passed, .* failed' "$OUT/op-tests.log" >>"$SUMMARY"
-else
-  fail "op-tests: not run, the build failed"
+if want ops || want bench; then # (the block benchmark is built with the op tests)
+  step build 240 make -j"$(nproc)" gpu-standalone "${make_args[@]}" && built=1
+fi
+if want ops; then
+  export TLSWEEP_TESTDATA=$WORK/testdata
+  step export-refs 90 "$PYTHON" tests/gpu/export_cuda_ref.py "$TLSWEEP_TESTDATA"
+  if [ "$built" = 1 ]; then
+    step ldd-ops 10 ours ldd "$GPU_BUILD/test_cuda_ops"
+    step op-tests 120 ours "$GPU_BUILD/test_cuda_ops"
+    grep -E '^(FAIL|skip|ok) |passed, .* failed' "$OUT/op-tests.log" >>"$SUMMARY"
+  else
+    fail "op-tests: not run, the build failed"
+  fi
 fi
 
 # ---- 3. whole trials from the bundle ------------------------------------------------------
@@ -157,7 +183,7 @@ losses() { sed -nE 's/^epoch +([0-9]+) .*train loss ([0-9.]+) .*val loss ([0-9.]
 # the part of each epoch line that must repeat exactly: losses and accuracies
 epoch_values() { sed -nE 's/^(epoch +[0-9]+) .*(train loss .*acc +[0-9.]+%).*/\1 \2/p' "$1"; }
 
-if [ -n "$tlsweep" ]; then
+if [ -n "$tlsweep" ] && want trials; then
   step data 60 bundled tlsweep synth-flowers "$WORK/data" --classes 8 --per-class 40 \
     --trnid 4 --valid 4 --width 160 --height 144
   trial=(tlsweep train --backbone resnet18 --width 2 --resize 136 --crop 128 --batch-size 16
@@ -236,43 +262,193 @@ if [ -n "$tlsweep" ]; then
 fi
 
 # ---- 4. the benchmark ---------------------------------------------------------------------
-if [ "$built" = 1 ]; then
-  step bench-block-ours-fp32 60 ours "$GPU_BUILD/bench_cuda_step" 64 64 56 20 fp32
-  step bench-block-ours-tf32 60 ours "$GPU_BUILD/bench_cuda_step" 64 64 56 20 tf32
-fi
-step bench-block-torch 120 "$PYTHON" tests/gpu/bench_torch_step.py 64 64 56 20
-for p in fp32 tf32; do
-  ours_block=$(grep -oE '[0-9.]+ images/s' "$OUT/bench-block-ours-$p.log" 2>/dev/null | head -n 1 | cut -d' ' -f1)
-  torch_block=$(grep -E "^torch .* $p channels_last" "$OUT/bench-block-torch.log" 2>/dev/null | grep -oE '[0-9.]+ images/s' | cut -d' ' -f1)
-  [ -n "$ours_block" ] && [ -n "$torch_block" ] &&
-    figures+=("$(awk -v o="$ours_block" -v t="$torch_block" -v p="$p" 'BEGIN { printf "basic block N=64 C=64 56x56 %s: ours %.0f, torch %.0f images/s, ours/torch %.2f", p, o, t, o / t }')")
-done
-
-step bench-resnet50-torch 150 "$PYTHON" tests/gpu/bench_torch_resnet50.py --iters 20 64 128
-if [ -n "$tlsweep" ]; then
-  step bench-data 60 bundled tlsweep synth-flowers "$WORK/bench-data" --classes 8 \
-    --per-class 130 --trnid 1 --valid 1 --width 256 --height 256
+if want bench; then
+  if [ "$built" = 1 ]; then
+    step bench-block-ours-fp32 60 ours "$GPU_BUILD/bench_cuda_step" 64 64 56 20 fp32
+    step bench-block-ours-tf32 60 ours "$GPU_BUILD/bench_cuda_step" 64 64 56 20 tf32
+  fi
+  step bench-block-torch 120 "$PYTHON" tests/gpu/bench_torch_step.py 64 64 56 20
   for p in fp32 tf32; do
-    for b in 64 128; do
-      # 1024 training images (16 val); epoch 2 fine-tunes: forward and backward through the
-      # whole network (epoch 1, feature extraction, has warmed up every plan)
+    ours_block=$(figure "bench-block-ours-$p" . 'images/s')
+    torch_block=$(figure bench-block-torch "^torch .* $p channels_last" 'images/s')
+    [ -n "$ours_block" ] && [ -n "$torch_block" ] &&
+      figures+=("$(awk -v o="$ours_block" -v t="$torch_block" -v p="$p" 'BEGIN { printf "basic block N=64 C=64 56x56 %s: ours %.0f, torch %.0f images/s, ours/torch %.2f", p, o, t, o / t }')")
+  done
+
+  step bench-resnet50-torch 150 "$PYTHON" tests/gpu/bench_torch_resnet50.py --iters 20 64 128
+  # issue 13's measure: bf16 at batch 256, AMP eager (torch.compile after ours: it may take long)
+  step bench-resnet50-torch-bf16 90 "$PYTHON" tests/gpu/bench_torch_resnet50.py --iters 20 \
+    --precisions bf16 256
+  if [ -n "$tlsweep" ]; then
+    # 2048 training images (16 val): 8 steps of batch 256 in an epoch, 32 of batch 64
+    step bench-data 60 bundled tlsweep synth-flowers "$WORK/bench-data" --classes 8 \
+      --per-class 258 --trnid 1 --valid 1 --width 256 --height 256
+    for run in fp32:64 fp32:128 tf32:64 tf32:128 bf16:256; do
+      p=${run%:*} b=${run#*:}
+      # epoch 2 fine-tunes: forward and backward through the whole network (epoch 1, feature
+      # extraction, has warmed up every plan)
       step "bench-resnet50-ours-$p-$b" 90 bundled tlsweep train --backbone resnet50 \
         --weights none --data "$WORK/bench-data" --batch-size "$b" --precision "$p" \
         --device "$DEVICE" --fe-epochs 1 --ft-epochs 1 --out "$WORK/bench-$p-$b"
-      ours_r50=$(grep -E '^epoch +2 ' "$OUT/bench-resnet50-ours-$p-$b.log" 2>/dev/null | grep -oE '[0-9]+ img/s' | cut -d' ' -f1)
-      torch_r50=$(grep -E "^torch resnet50 $p batch $b:" "$OUT/bench-resnet50-torch.log" 2>/dev/null | grep -oE '[0-9.]+ images/s' | cut -d' ' -f1)
-      figures+=("$(awk -v o="${ours_r50:-0}" -v t="${torch_r50:-0}" -v p="$p" -v b="$b" 'BEGIN {
-        printf "resnet50 training step %s batch %d: ours %.0f img/s (fine-tuning epoch, data included), torch %.0f img/s (eager, channels_last)", p, b, o, t
-        if (o > 0 && t > 0) printf ", ours/torch %.2f", o / t; else printf ", ratio n/a" }')")
+      ours_r50=$(figure "bench-resnet50-ours-$p-$b" '^epoch +2 ' 'img/s')
+      ours_peak=$(figure "bench-resnet50-ours-$p-$b" 'peak device memory' 'MiB')
+      torch_log=bench-resnet50-torch
+      [ "$p" = bf16 ] && torch_log=bench-resnet50-torch-bf16
+      torch_r50=$(figure "$torch_log" "^torch resnet50 $p batch $b:" 'images/s')
+      torch_peak=$(figure "$torch_log" "^torch resnet50 $p batch $b:" 'MiB')
+      figures+=("$(awk -v o="${ours_r50:-0}" -v t="${torch_r50:-0}" -v p="$p" -v b="$b" \
+        -v om="${ours_peak:-?}" -v tm="${torch_peak:-?}" 'BEGIN {
+        printf "resnet50 training step %s batch %d: ours %.0f img/s (fine-tuning epoch, data included), torch %.0f img/s (eager%s, channels_last)", p, b, o, t, (p == "bf16" ? " AMP" : "")
+        if (o > 0 && t > 0) printf ", ours/torch %.2f", o / t; else printf ", ratio n/a"
+        printf "; peak memory ours %s MiB, torch %s MiB", om, tm }')")
     done
+    # ours's last figures are bf16 batch 256's: against torch.compile and issue 13's targets
+    # (figures, not verdicts: the targets are for an H200)
+    step bench-resnet50-torch-compile $((COMPILE_TIMEOUT + 30)) "$PYTHON" \
+      tests/gpu/bench_torch_resnet50.py --iters 20 --precisions '' \
+      --compile-timeout "$COMPILE_TIMEOUT" 256
+    compiled=$(figure bench-resnet50-torch-compile '^torch resnet50 bf16-compiled batch 256:' 'images/s')
+    compile_skip=$(sed -n 's/^torch resnet50 bf16-compiled batch 256: skipped: //p' "$OUT/bench-resnet50-torch-compile.log" 2>/dev/null)
+    figures+=("$(awk -v o="${ours_r50:-0}" -v t="${torch_r50:-0}" -v c="${compiled:-0}" \
+      -v why="${compile_skip:-not run}" -v gpu="$GPU_NAME" 'BEGIN {
+      met = "met"; no = "NOT met"
+      printf "issue 13, resnet50 bf16 batch 256 on %s: ours %.0f img/s (target >= 8000 on an H200: %s)", gpu, o, (o >= 8000 ? met : no)
+      if (o > 0 && t > 0) printf ", ours/torch eager AMP %.2f (target >= 2: %s)", o / t, (o >= 2 * t ? met : no)
+      else printf ", ours/torch eager AMP n/a"
+      if (c > 0) printf ", torch.compile %.0f img/s, ours/compiled %.2f", c, o / c
+      else printf ", torch.compile skipped: %s", why }')")
+  fi
+fi
+
+# ---- 5. memory: do three seed trials fit one GPU? -----------------------------------------
+if want memory && [ -n "$tlsweep" ]; then
+  mem_size=(--resize 256 --crop 224)
+  [ "$DEVICE" = cpu ] && mem_size=(--resize 72 --crop 64 --width 8) # a dry run's narrow nets
+  # 24 training and 24 validation images: a batch of 16 and a remainder of 8 in each, as the
+  # seed's 6149 and 2040 images have, so the trial makes every plan set a seed trial makes
+  step mem-data 30 bundled tlsweep synth-flowers "$WORK/mem-data" --classes 4 --per-class 12 \
+    --trnid 3 --valid 3 --width 320 --height 256
+  peaks=()
+  for bb in vgg16_bn resnet50 resnet152; do
+    step "mem-$bb" 90 bundled tlsweep train --backbone "$bb" --weights none \
+      --data "$WORK/mem-data" --batch-size 16 "${mem_size[@]}" --precision fp32 \
+      --device "$DEVICE" --fe-epochs 1 --ft-epochs 1 --out "$WORK/mem-$bb"
+    peak=$(figure "mem-$bb" 'peak device memory' 'MiB')
+    [ -n "$peak" ] && peaks+=("$bb $peak")
   done
+  if [ "${#peaks[@]}" -eq 3 ]; then
+    # kn_memory_peak leaves out each process's CUDA context, cuDNN and cuBLAS handles and
+    # kernel images: RANK_OVERHEAD_MIB per rank stands for them (the sweep step measures all)
+    fit=$(printf '%s\n' "${peaks[@]}" | awk -v extra="${RANK_OVERHEAD_MIB:-1024}" '
+      { printf "%s %.0f MiB, ", $1, $2; if ($2 > worst) { worst = $2; who = $1 } }
+      END { need = 3 * (worst + extra); cap = 80e9 / 2^20
+            printf "ranks_per_gpu: 3 at worst 3 x (%s %.0f + %d MiB per rank) = %.0f MiB of 80 GB (%.0f MiB): %s", who, worst, extra, need, cap, (need <= cap ? "fits" : "does NOT fit")
+            exit need > cap }')
+    fit_rc=$?
+    figures+=("seed trials' peak device memory (batch 16, 224 px, fp32): $fit")
+    if [ "$fit_rc" -eq 0 ]; then verdicts+=("ok   memory-fit: ranks_per_gpu: 3 fits 80 GB"); else fail "memory-fit: $fit"; fi
+  else
+    skip "memory-fit: peak device memory of ${#peaks[@]} of 3 trials (only CUDA trials print one)"
+  fi
+fi
+
+# ---- 6. the seed sweep on this GPU -------------------------------------------------------
+# sweep_run LIMIT YAML: the sweep under mpirun, the root and three workers on the one GPU,
+# stopping cleanly after LIMIT seconds (exit 3: then the epochs done so far are the measure)
+sweep_run() {
+  bundled mpirun --oversubscribe -np 4 tlsweep run --time-limit "$1" "$2"
+  local rc=$?
+  [ "$rc" -eq 3 ] && echo "seed-sweep: PARTIAL, stopped at its time limit of $1 s" && return 0
+  return "$rc"
+}
+export -f sweep_run
+if want sweep && [ -n "$tlsweep" ]; then
+  read -r sweep_fe sweep_ft <<<"$SWEEP_EPOCHS"
+  if [ $((BUDGET - SECONDS)) -lt 90 ]; then
+    skip "seed-sweep: not run, $((BUDGET - SECONDS)) s of the ${BUDGET} s budget left (90 needed)"
+  else
+    # Flowers102's 102 classes at its usual image size (500x600): 80 a class, 10 each in trnid
+    # and valid, give its 2040 validation images and 6120 training images of its 6149 (the
+    # flags make the same count in every class)
+    synth=(--per-class 80 --trnid 10 --valid 10)
+    shrink=()
+    if [ "$DEVICE" = cpu ]; then # a dry run of the plumbing: tiny images, narrow networks
+      synth=(--per-class 3 --trnid 1 --valid 1 --width 48 --height 48)
+      shrink=(-e 's/resize: 256, crop: 224/resize: 40, crop: 32/' -e 's/width: 1,/width: 16,/')
+    fi
+    data_t0=$SECONDS
+    step sweep-data 90 bundled tlsweep synth-flowers "$WORK/flowers" "${synth[@]}"
+    note "-- sweep-data: $(grep -E '^synth-flowers:' "$OUT/sweep-data.log") in $((SECONDS - data_t0)) s"
+    # pretrained weights where the torch cache has all three, else random init
+    weights=torchvision
+    for f in vgg16_bn-6c64b313.pth resnet50-11ad3fa6.pth resnet152-f82ba261.pth; do
+      [ -f "${TORCH_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/torch}/hub/checkpoints/$f" ] || weights=none
+    done
+    sed -e "s#root: data/flowers-102#root: $WORK/flowers#" -e "s#^output: .*#output: $WORK/seed.h5#" \
+      -e "s#precision: fp32#precision: bf16#" -e "s#train: {#train: {device: $DEVICE, #" \
+      -e "s#weights: torchvision#weights: $weights#g" \
+      -e "s#feature_extraction: {epochs: 16,#feature_extraction: {epochs: $sweep_fe,#" \
+      -e "s#fine_tuning: {epochs: 8,#fine_tuning: {epochs: $sweep_ft,#" "${shrink[@]}" \
+      sweeps/flowers102-seed.yaml >"$WORK/seed.yaml"
+    echo "ranks_per_gpu: 3" >>"$WORK/seed.yaml"
+    cp "$WORK/seed.yaml" "$OUT/seed-sweep.yaml"
+    note "-- seed-sweep: sweeps/flowers102-seed.yaml as run here (seed-sweep.yaml):"
+    diff sweeps/flowers102-seed.yaml "$WORK/seed.yaml" | grep '^>' | tee -a "$SUMMARY"
+    step seed-sweep-check 60 bundled tlsweep run -n "$WORK/seed.yaml"
+    # the GPU's memory in use every half second while the three workers share it
+    nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 500 \
+      >"$OUT/seed-sweep-gpu-memory.txt" 2>/dev/null &
+    sampler=$!
+    sweep_limit=$((BUDGET - SECONDS - 20))
+    sweep_t0=$SECONDS
+    if [ "$sweep_limit" -ge 45 ]; then # (25 s of it to stop cleanly and close the results)
+      step seed-sweep "$sweep_limit" sweep_run $((sweep_limit - 25)) "$WORK/seed.yaml"
+    else
+      skip "seed-sweep: not run, $sweep_limit s left after its dataset (45 needed)"
+    fi
+    sweep_wall=$((SECONDS - sweep_t0))
+    kill "$sampler" 2>/dev/null
+    wait "$sampler" 2>/dev/null
+    step seed-sweep-curves 20 bundled tlsweep status --curves "$WORK/seed.h5"
+    partial=$(grep -c '^seed-sweep: PARTIAL' "$OUT/seed-sweep.log")
+    gpu_mem=$(sort -n "$OUT/seed-sweep-gpu-memory.txt" 2>/dev/null | tail -n 1)
+    # The full sweep's time from the epochs run: each backbone's phase 1 once (its two
+    # schedules share it) at 16 x its mean phase-1 epoch, each trial's phase 2 at 8 x its
+    # mean phase-2 epoch, over 3 workers, and no less than the longest backbone's chain.
+    figures+=("$(awk -v fe_full=16 -v ft_full=8 -v ranks=3 -v wall="$sweep_wall" \
+      -v run="$sweep_fe+$sweep_ft" -v partial="$partial" -v mem="${gpu_mem:-n/a}" '
+      /^[^ ].* \(.*\):$/ { name = $1; split(name, part, "__"); bb = part[1]
+                           shared = /phase 1 computed by/; next }
+      $1 == "epoch" { for (i = 1; i <= NF; i++) { if ($i == "seconds") sc = i; if ($i == "data_wait_s") wc = i }; next }
+      $1 ~ /^[0-9]+$/ && sc {
+        if ($2 == 1 && !shared) { fe[bb] += $sc; fen[bb]++ }
+        if ($2 == 2) { ft[name] += $sc; ftn[name]++; tb[name] = bb }
+        if ($2 == 1 && shared) next
+        epochs++; secs += $sc; if (wc && $wc != "-") wait += $wc }
+      END {
+        for (b in fe) work += fe_full * fe[b] / fen[b]
+        for (t in ft) { n++; chain = fe_full * fe[tb[t]] / fen[tb[t]] + ft_full * ft[t] / ftn[t]
+                        work += ft_full * ft[t] / ftn[t]; if (chain > longest) longest = chain }
+        est = work / ranks > longest ? work / ranks : longest
+        printf "seed sweep on this GPU (bf16, ranks_per_gpu 3): ran %s epochs a trial%s in %d s wall, %d epochs measured (%.0f s of epochs, %.0f s of it waiting for data); GPU memory in use at most %s MiB", run, (partial ? " (PARTIAL: stopped at its time limit)" : ""), wall, epochs, secs, wait, mem
+        if (n == 6) printf "; EXTRAPOLATED to 16+8 epochs: about %.0f s (epochs only, at the measured per-epoch seconds; first epochs include warm-up; setup and checkpoints not counted) against the target of < 120 s on one H200", est
+        else printf "; no extrapolation: %d of 6 trials reached fine-tuning", n }' "$OUT/seed-sweep-curves.log")")
+  fi
+fi
+
+# peak device memory of every CUDA trial this run trained (worker/trial.c prints it)
+grep -H 'peak device memory' "$OUT"/*.log 2>/dev/null | sed "s#^$OUT/##" >"$OUT/peak-memory.txt"
+if [ -s "$OUT/peak-memory.txt" ]; then
+  note "== peak device memory per trial (LOG:line)"
+  tee -a "$SUMMARY" <"$OUT/peak-memory.txt"
+  figures+=("peak device memory per trial: $(wc -l <"$OUT/peak-memory.txt") trials, see peak-memory.txt; largest $(sed -nE 's/.*trial (.*): peak device memory ([0-9.]+) MiB.*/\2 MiB (\1)/p' "$OUT/peak-memory.txt" | sort -rn | head -n 1)")
 fi
 
 # ---- summary ------------------------------------------------------------------------------
 note ""
 note "== verdicts"
 for v in "${verdicts[@]}"; do note "$v"; done
-note "== figures ($(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n 1))"
+note "== figures ($GPU_NAME)"
 for f in "${figures[@]}"; do note "$f"; done
 printf '%s\n' "${figures[@]}" >"$OUT/figures.txt"
 failed=$(printf '%s\n' "${verdicts[@]}" | grep -c '^FAIL')

@@ -14,6 +14,7 @@ Usage: bench_torch_resnet50.py [--iters N] [--precisions fp32,tf32,bf16]
 --compile-timeout S > 0 also measures bf16 under torch.compile for each batch, in a child
 process given S seconds to compile and run (its Inductor workers die with it); a timeout or
 a compile error prints a skipped line with the reason, and the exit status stays 0.
+--precisions '' with it measures only the compiled run.
 The model is built here (the torchvision layout, 102 classes) so torchvision is not needed.
 """
 import argparse
@@ -131,7 +132,7 @@ def main():
     ap.add_argument("--compile-timeout", type=int, default=0)
     ap.add_argument("--compiled-child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    precisions = args.precisions.split(",")
+    precisions = [p for p in args.precisions.split(",") if p]  # "": only the compiled run
     for p in precisions:
         if p not in ("fp32", "tf32", "bf16"):
             ap.error("precision must be fp32, tf32 or bf16, got '%s'" % p)
