@@ -191,6 +191,8 @@ format:
 clean:
 	rm -rf $(BUILD) bin $(FUZZ_BUILD) $(ASAN_BUILD) $(GPU_BUILD)
 
+# the test helpers' objects would be intermediate (deleted, so every test relinked next time)
+.SECONDARY: $(TESTLIB)
 -include $(LIB_OBJ:.o=.d) $(TESTLIB:.o=.d) $(TEST_BIN:=.d)
 
 # ---- GPU tests ---------------------------------------------------------------------------
