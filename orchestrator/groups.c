@@ -65,6 +65,19 @@ int groups_cross_node(const char *const *hosts, int n_workers, const int *group_
     return 0;
 }
 
+int groups_shared_gpu(const char *const *hosts, const int *devices, int n_workers,
+                      const int *group_of, int *a, int *b) {
+    for (int i = 0; i < n_workers; i++)
+        for (int j = i + 1; group_of[i] >= 0 && devices[i] >= 0 && j < n_workers; j++)
+            if (group_of[j] == group_of[i] && devices[j] == devices[i] &&
+                !strcmp(hosts[j], hosts[i])) {
+                *a = i;
+                *b = j;
+                return 1;
+            }
+    return 0;
+}
+
 /* Appends ",item" (or "item" first) to list. */
 static void append(char *list, size_t len, const char *item) {
     size_t used = strlen(list);

@@ -18,6 +18,12 @@ int groups_form(const char *const *hosts, int n_workers, int k, int *group_of, i
 /* 1 when the workers of group_of/voice_of's group `group` are not all on one host. */
 int groups_cross_node(const char *const *hosts, int n_workers, const int *group_of, int group);
 
+/* The first two workers of one group that train on the same GPU (same host, same device >= 0;
+ * devices[i] -1 is the CPU): 1 with *a < *b, or 0 when there are none. NCCL refuses a
+ * communicator with two ranks on one device, so such a group could never start. */
+int groups_shared_gpu(const char *const *hosts, const int *devices, int n_workers,
+                      const int *group_of, int *a, int *b);
+
 /* The start's lines: "group 1: ranks 1,2 on node17 (voice: rank 1)" for each group ("across
  * nodes a,b" for one that spans hosts), then "idle: ..." for the workers in none. Indexed by
  * rank here: hosts, group_of and voice_of (a rank, as groups_form's indexes are), ranks

@@ -259,6 +259,24 @@ static int form_groups(const sweep *s, const worker_slot *workers, int size, int
     return groups;
 }
 
+/* A group with two ranks on one GPU (ranks_per_gpu > 1) named on stderr; 0 when there is none. */
+static int shared_gpu_refused(const sweep *s, const worker_slot *workers, int size,
+                              const int *group_of) {
+    const char *hosts[size];
+    int devices[size], a, b;
+    for (int rank = 0; rank < size; rank++) {
+        hosts[rank] = workers[rank].host;
+        devices[rank] = workers[rank].device;
+    }
+    if (!groups_shared_gpu(hosts, devices, size, group_of, &a, &b)) return 0;
+    fprintf(stderr,
+            "tlsweep run: ranks_per_trial is %d and ranks %d and %d of group %d would both train "
+            "on %s of %s, but NCCL runs one rank of a group per GPU: set ranks_per_gpu: 1, or "
+            "start no more ranks per node than it has GPUs; nothing was started\n",
+            s->ranks_per_trial, a, b, group_of[a], workers[a].device_text, workers[a].host);
+    return 1;
+}
+
 /* Every rank that cannot train as the sweep asks, named on stderr; 0 when there is none. */
 static int placement_failures(const worker_slot *workers, int size) {
     int failed = 0;
@@ -374,6 +392,8 @@ static int run_root(const run_options *o, const sweep *s, const trial_list *tria
             (groups = form_groups(s, workers, f->size, group_of, voice_of)) < 0) {
             fprintf(stderr, "tlsweep run: out of memory\n");
             status = 4;
+        } else if (shared_gpu_refused(s, workers, f->size, group_of)) {
+            status = 2;
         }
     }
     const char *output = o->output ? o->output : s->output;

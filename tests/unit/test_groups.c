@@ -70,6 +70,27 @@ static void test_cross_node(void) {
            (const int[]){0, 0, 0, 3, 3, 3});
 }
 
+/* Two ranks of one group on one GPU are found (NCCL would refuse them); the same device
+ * number on two hosts, the CPU, or two groups sharing a GPU are fine. */
+static void test_shared_gpu(void) {
+    const char *hosts[] = {"a", "a", "a", "a", "b", "b"};
+    const int group_of[] = {1, 1, 2, 2, 3, 3};
+    int a = -1, b = -1;
+    const int spread[] = {0, 1, 0, 1, 0, 1};
+    CHECK(!groups_shared_gpu(hosts, spread, 6, group_of, &a, &b), "one GPU per rank: %d %d", a, b);
+    const int cpu[] = {-1, -1, -1, -1, -1, -1};
+    CHECK(!groups_shared_gpu(hosts, cpu, 6, group_of, &a, &b), "CPU ranks: %d %d", a, b);
+    const int across[] = {0, 1, 1, 0, 0, 0}; /* group 2 shares no GPU; group 3 shares GPU 0 */
+    CHECK(groups_shared_gpu(hosts, across, 6, group_of, &a, &b) && a == 4 && b == 5,
+          "group 3 on b's GPU 0: got %d %d", a, b);
+    const char *apart[] = {"a", "b", "a", "b", "c", "d"};
+    const int same[] = {0, 0, 0, 0, 0, 0};
+    CHECK(!groups_shared_gpu(apart, same, 6, group_of, &a, &b), "device 0 of different hosts");
+    const int idle[] = {-1, -1, 1, 1, 2, 3};
+    CHECK(groups_shared_gpu(hosts, same, 6, idle, &a, &b) && a == 2 && b == 3,
+          "idle ranks are no group, group 1 shares: got %d %d", a, b);
+}
+
 /* Every worker is in at most one group, every group has exactly k workers, and its voice is its
  * lowest worker, over many layouts. */
 static void test_invariants(void) {
@@ -105,8 +126,9 @@ static void test_invariants(void) {
 }
 
 int main(void) {
-    static const char *const names[] = {"one host", "hosts first", "cross node", "invariants"};
+    static const char *const names[] = {"one host", "hosts first", "cross node", "shared gpu",
+                                        "invariants"};
     static const tl_case_fn cases[] = {test_one_host, test_hosts_first, test_cross_node,
-                                       test_invariants};
+                                       test_shared_gpu, test_invariants};
     return TL_RUN("groups", names, cases);
 }
