@@ -15,8 +15,9 @@
 enum slot_state { SLOT_FREE, SLOT_FILLING, SLOT_READY };
 
 typedef struct {
-    float *images;   /* (batch_size, crop, crop, 3) */
-    int32_t *labels; /* (batch_size) */
+    float *images;      /* (batch_size, crop, crop, 3); NULL in jobs mode */
+    kn_image_job *jobs; /* (batch_size) in jobs mode; else NULL */
+    int32_t *labels;    /* (batch_size) */
     int count, batch;
     int offset, total; /* this shard's place in the whole batch, and the whole batch's size */
     enum slot_state state;
@@ -24,8 +25,10 @@ typedef struct {
 
 struct loader {
     loader_options opt;
-    image_cache cache; /* only the images that decoded */
-    int32_t *labels;   /* (count) */
+    image_cache cache;       /* only the images that decoded */
+    uint64_t *store_offsets; /* (count) each image's place in the store (loader_store_image) */
+    size_t store_bytes;
+    int32_t *labels; /* (count) */
     int count, skipped, num_batches;
     int *order; /* (count) this epoch's image order */
     int epoch;
@@ -63,8 +66,12 @@ static void fill_batch(const loader *l, batch_slot *s, int batch, int epoch) {
         if (l->opt.augment)
             augment_draw(&p, &l->opt.augment_opts, l->opt.seed, (uint64_t)epoch,
                          (uint64_t)position);
-        transform_image(s->images + (size_t)i * crop * crop * 3, &l->cache.images[image],
-                        l->opt.augment ? &p : NULL, crop);
+        const augment_params *aug = l->opt.augment ? &p : NULL;
+        const image_u8 *img = &l->cache.images[image];
+        if (l->opt.jobs)
+            transform_job(&s->jobs[i], l->store_offsets[image], img->width, img->height, aug, crop);
+        else
+            transform_image(s->images + (size_t)i * crop * crop * 3, img, aug, crop);
         s->labels[i] = l->labels[image];
     }
 }
@@ -151,11 +158,13 @@ static void free_loader_memory(loader *l) {
     image_cache_free(&l->cache);
     for (int i = 0; l->slots && i < l->num_slots; i++) {
         free(l->slots[i].images);
+        free(l->slots[i].jobs);
         free(l->slots[i].labels);
     }
     free(l->slots);
     free(l->order);
     free(l->labels);
+    free(l->store_offsets);
     free(l->threads);
     free(l);
 }
@@ -203,17 +212,27 @@ int loader_create(loader **out, const dataset_split *split, int skip_corrupt,
     l->num_batches = (l->count + o->batch_size - 1) / o->batch_size;
     l->num_slots = o->prefetch + 1;
     l->order = malloc((size_t)l->count * sizeof *l->order);
+    l->store_offsets = malloc((size_t)l->count * sizeof *l->store_offsets);
     l->slots = calloc((size_t)l->num_slots, sizeof *l->slots);
     l->threads = malloc((size_t)o->threads * sizeof *l->threads);
-    if (!l->order || !l->slots || !l->threads) {
+    if (!l->order || !l->store_offsets || !l->slots || !l->threads) {
         snprintf(err, errlen, "loader: out of memory");
         goto fail;
     }
+    for (int i = 0; i < l->count; i++) {
+        const image_u8 *img = &l->cache.images[i];
+        l->store_offsets[i] = l->store_bytes;
+        l->store_bytes += ((size_t)img->width * img->height * 3 + 63) / 64 * 64;
+    }
     size_t pixels = (size_t)o->batch_size * o->crop * o->crop * 3;
     for (int i = 0; i < l->num_slots; i++) {
-        l->slots[i].images = malloc(pixels * sizeof(float));
-        l->slots[i].labels = malloc((size_t)o->batch_size * sizeof(int32_t));
-        if (!l->slots[i].images || !l->slots[i].labels) {
+        batch_slot *s = &l->slots[i];
+        if (o->jobs)
+            s->jobs = malloc((size_t)o->batch_size * sizeof *s->jobs);
+        else
+            s->images = malloc(pixels * sizeof(float));
+        s->labels = malloc((size_t)o->batch_size * sizeof(int32_t));
+        if ((o->jobs ? !s->jobs : !s->images) || !s->labels) {
             snprintf(err, errlen, "loader: out of memory for %d batch buffers", l->num_slots);
             goto fail;
         }
@@ -294,7 +313,7 @@ int loader_next(loader *l, loader_batch *batch) {
     l->handed++;
     pthread_cond_broadcast(&l->work);
     pthread_mutex_unlock(&l->lock);
-    *batch = (loader_batch){s->images, s->labels, s->count, s->batch, s->offset, s->total};
+    *batch = (loader_batch){s->images, s->jobs, s->labels, s->count, s->batch, s->offset, s->total};
     return 1;
 }
 
@@ -309,6 +328,17 @@ int loader_num_skipped(const loader *l) {
 }
 size_t loader_cache_bytes(const loader *l) {
     return l->cache.bytes;
+}
+size_t loader_store_bytes(const loader *l) {
+    return l->store_bytes;
+}
+
+void loader_store_image(const loader *l, int i, const uint8_t **pixels, size_t *bytes,
+                        uint64_t *offset) {
+    const image_u8 *img = &l->cache.images[i];
+    *pixels = img->pixels;
+    *bytes = (size_t)img->width * img->height * 3;
+    *offset = l->store_offsets[i];
 }
 
 void loader_destroy(loader *l) {

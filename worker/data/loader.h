@@ -4,7 +4,9 @@
  * Worker threads prepare up to `prefetch` batches ahead; batches come out in order, and each
  * image's draw depends only on (seed, epoch, position in the epoch), so the output is the
  * same whatever the number of threads or their timing. One consumer thread drives a loader
- * (start_epoch / next); its own threads do the rest.
+ * (start_epoch / next); its own threads do the rest. In jobs mode (the device data path) the
+ * threads only draw and describe each image's transform; the backend runs it from its own copy
+ * of the cache (the store).
  *
  *   dataset ds;
  *   const char *train[] = {"tstid"}, *val[] = {"trnid", "valid"};
@@ -27,6 +29,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kernels/kernels.h"
 #include "worker/data/augment.h"
 #include "worker/data/dataset.h"
 
@@ -46,16 +49,22 @@ typedef struct {
     /* A data-parallel trial's rank takes shard `shard` of `shards` of every batch (shard_of;
      * 0 and 0: the whole batch), each image with the draw of its place in the epoch. */
     int shard, shards;
+    /* 1: the device data path: batches carry a kn_image_job per image (drawn as the images
+     * would be, offsets into the store that loader_store_image describes) for
+     * kn_images_to_batch to transform, and no images */
+    int jobs;
 } loader_options;
 
 typedef struct {
-    const float *images;   /* (count, crop, crop, 3): NHWC, ImageNet-normalised */
-    const int32_t *labels; /* (count) 0-based classes */
-    int count;             /* batch_size, or less for the last batch (drop_last=False) */
-    int index;             /* batch number within the epoch */
-    int offset, total;     /* a shard: its first image's place in the whole batch, and that
-                              batch's size (count = total, offset 0 without shards); a shard of
-                              a short last batch may be empty */
+    const float *images;      /* (count, crop, crop, 3): NHWC, ImageNet-normalised; NULL in
+                                 jobs mode */
+    const kn_image_job *jobs; /* (count) in jobs mode: the images to transform; else NULL */
+    const int32_t *labels;    /* (count) 0-based classes */
+    int count;                /* batch_size, or less for the last batch (drop_last=False) */
+    int index;                /* batch number within the epoch */
+    int offset, total;        /* a shard: its first image's place in the whole batch, and that
+                                 batch's size (count = total, offset 0 without shards); a shard of
+                                 a short last batch may be empty */
 } loader_batch;
 
 typedef struct loader loader;
@@ -89,6 +98,15 @@ int loader_num_images(const loader *l);
 int loader_num_batches(const loader *l);
 int loader_num_skipped(const loader *l); /* images dropped as corrupt */
 size_t loader_cache_bytes(const loader *l);
+
+/* The store for the device data path (jobs mode): the cached images one after another in
+ * cache order (i = 0 .. loader_num_images - 1), each at a 64-byte aligned offset. Its size in
+ * bytes, and image i's pixels ((height, width, 3) uint8), their byte count and offset: the
+ * trainer copies each to store + offset, and the jobs point there. */
+size_t loader_store_bytes(const loader *l);
+void loader_store_image(const loader *l, int i, const uint8_t **pixels, size_t *bytes,
+                        uint64_t *offset);
+
 void loader_destroy(loader *l);
 
 #endif
