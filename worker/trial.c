@@ -45,6 +45,7 @@ void trial_spec_defaults(trial_spec *s) {
     lr_schedule_preset("exp-decay-3", &s->feature_extraction, &s->fine_tuning);
     s->threads = 0;
     s->device = -1;
+    s->device_images = -1;
     s->sync_bn = 1;
 }
 
@@ -53,7 +54,8 @@ void trial_spec_defaults(trial_spec *s) {
 typedef struct {
     float *images;      /* device: (N, crop, crop, 3) */
     int32_t *labels;    /* device: (N) */
-    unsigned char *pin; /* GPU: pinned host copy of images then labels; NULL on the CPU */
+    unsigned char *pin; /* GPU: pinned host copy of labels then images (none on the device data
+                           path); NULL on the CPU */
     kn_event *uploaded; /* the copy out of pin has run: pin may be rewritten */
     kn_event *consumed; /* the compute that read images and labels has run */
 } batch_slot;
@@ -65,6 +67,8 @@ typedef struct {
     kn_comm *comm; /* a group trial on GPUs: its NCCL communicator */
     dataset data;
     loader *train, *val;
+    int device_images;                /* the device data path (trial_spec.device_images) */
+    uint8_t *train_store, *val_store; /* device: its loader's cached images (loader_store_*) */
     model net;
     batch_slot slots[2];
     int n_slots, next_slot;
@@ -138,6 +142,7 @@ static int open_data(trial *t) {
         .cache_dir = cache_dir,
         .shard = group_active(s->group) ? s->group->rank : 0,
         .shards = group_active(s->group) ? s->group->size : 0,
+        .jobs = t->device_images,
     };
     if (loader_create(&t->train, &t->data.train, s->skip_corrupt, &o, t->err, t->errlen)) return -1;
     o.augment = 0;
@@ -169,9 +174,30 @@ static int load_initial_weights(trial *t) {
     return rc;
 }
 
+/* The device data path's store of a split: its loader's cached images copied into the
+ * context's memory one by one, so the host never holds a second copy of the whole cache. */
+static int upload_store(trial *t, const loader *l, uint8_t **store) {
+    size_t bytes = loader_store_bytes(l);
+    if (!(*store = kn_malloc(t->ctx, bytes)))
+        return fail(t,
+                    "the cached images (%.1f MiB) do not fit on the device: %s; turn the "
+                    "device data path off (data.device_images: false, --device-images off)",
+                    (double)bytes / (1 << 20), kn_error(t->ctx));
+    for (int i = 0; i < loader_num_images(l); i++) {
+        const uint8_t *pixels;
+        size_t image_bytes;
+        uint64_t offset;
+        loader_store_image(l, i, &pixels, &image_bytes, &offset);
+        if (kn_copy_to_device(t->ctx, *store + offset, pixels, image_bytes))
+            return fail(t, "%s", kn_error(t->ctx));
+    }
+    return 0;
+}
+
 static int open_trial(trial *t) {
     const trial_spec *s = t->spec;
     char err[1024];
+    t->device_images = s->device_images < 0 ? s->device >= 0 : s->device_images;
     if (open_data(t)) return TRIAL_FAILED;
     const kn_ctx_options opt = {
         .backend = s->device >= 0 ? KN_BACKEND_CUDA : KN_BACKEND_CPU,
@@ -181,6 +207,9 @@ static int open_trial(trial *t) {
         .deterministic = s->deterministic,
     };
     if (!(t->ctx = kn_ctx_create(&opt, err, sizeof err))) return fail(t, "%s", err);
+    if (t->device_images &&
+        (upload_store(t, t->train, &t->train_store) || upload_store(t, t->val, &t->val_store)))
+        return TRIAL_FAILED;
     model_spec ms = {s->backbone, t->data.num_classes, s->width, s->crop, (float)s->dropout};
     if (model_build(&t->net, &ms, err, sizeof err) ||
         model_bind(&t->net, t->ctx, s->batch_size, 1, err, sizeof err) ||
@@ -198,7 +227,8 @@ static int open_trial(trial *t) {
         b->uploaded = kn_event_create(t->ctx);
         b->consumed = kn_event_create(t->ctx);
         if (s->device >= 0)
-            b->pin = kn_host_alloc(t->ctx, t->image_bytes + batch * sizeof(int32_t));
+            b->pin = kn_host_alloc(t->ctx, batch * sizeof(int32_t) +
+                                               (t->device_images ? 0 : t->image_bytes));
         if (!b->images || !b->labels || !b->uploaded || !b->consumed || (s->device >= 0 && !b->pin))
             return fail(t, "%s", kn_error(t->ctx));
     }
@@ -223,6 +253,8 @@ static void close_trial(trial *t) {
         }
         kn_free(t->ctx, t->totals);
         kn_free(t->ctx, t->dlogits);
+        kn_free(t->ctx, t->train_store);
+        kn_free(t->ctx, t->val_store);
     }
     model_free(&t->net);
     kn_comm_destroy(t->comm);
@@ -236,12 +268,16 @@ static void close_trial(trial *t) {
 
 /* Puts a batch on the device in the next slot. On the GPU it goes through the slot's pinned
  * buffer on the copy stream, after the compute that last read the slot (two batches ago), and
- * the compute queued next waits for it; on the CPU it is a copy. NULL on failure (reported). */
-static batch_slot *upload_batch(trial *t, const loader_batch *b) {
+ * the compute queued next waits for it; on the CPU it is a copy. On the device data path only
+ * the labels go up: kn_images_to_batch makes the images from STORE, queued on the compute
+ * stream and so after the step that last read them. NULL on failure (reported). */
+static batch_slot *upload_batch(trial *t, const loader_batch *b, const uint8_t *store) {
     batch_slot *s = &t->slots[t->next_slot];
     t->next_slot = (t->next_slot + 1) % t->n_slots;
-    size_t pixels = (size_t)b->count * (size_t)t->spec->crop * (size_t)t->spec->crop * 3;
-    size_t image_bytes = pixels * sizeof(float), label_bytes = (size_t)b->count * sizeof(int32_t);
+    const int crop = t->spec->crop;
+    size_t label_bytes = (size_t)b->count * sizeof(int32_t);
+    size_t batch_labels = (size_t)t->spec->batch_size * sizeof(int32_t); /* images in pin after */
+    size_t image_bytes = b->images ? (size_t)b->count * crop * crop * 3 * sizeof(float) : 0;
     const void *images = b->images, *labels = b->labels;
     if (s->pin) {
         /* the loader reuses its buffers, so the batch is copied into this slot's pinned memory
@@ -250,12 +286,20 @@ static batch_slot *upload_batch(trial *t, const loader_batch *b) {
             fail(t, "%s", kn_error(t->ctx));
             return NULL;
         }
-        memcpy(s->pin, b->images, image_bytes);
-        memcpy(s->pin + t->image_bytes, b->labels, label_bytes);
-        images = s->pin;
-        labels = s->pin + t->image_bytes;
+        memcpy(s->pin, b->labels, label_bytes);
+        labels = s->pin;
+        if (image_bytes) {
+            memcpy(s->pin + batch_labels, b->images, image_bytes);
+            images = s->pin + batch_labels;
+        }
     }
-    if (kn_upload_async(t->ctx, s->images, images, image_bytes, s->consumed, NULL) ||
+    /* before the uploads, so that it need not wait for them */
+    if (b->jobs && kn_images_to_batch(t->ctx, s->images, store, b->jobs, b->count, crop)) {
+        fail(t, "%s", kn_error(t->ctx));
+        return NULL;
+    }
+    if ((image_bytes &&
+         kn_upload_async(t->ctx, s->images, images, image_bytes, s->consumed, NULL)) ||
         kn_upload_async(t->ctx, s->labels, labels, label_bytes, s->consumed, s->uploaded)) {
         fail(t, "%s", kn_error(t->ctx));
         return NULL;
@@ -366,7 +410,7 @@ static int train_epoch(trial *t, int epoch, int bn_train, const trial_hooks *hoo
     char why[512];
     loader_start_epoch_at(t->train, epoch, p->batches_done);
     while (next_batch(t->train, &b, tot)) {
-        batch_slot *s = upload_batch(t, &b);
+        batch_slot *s = upload_batch(t, &b, t->train_store);
         if (!s) return TRIAL_FAILED;
         /* shards with their own statistics start each step from the voice's, as DDP does */
         if (shared_buffers && model_share_buffers(m, why, sizeof why)) return fail(t, "%s", why);
@@ -412,7 +456,7 @@ static int validate(trial *t, int epoch, epoch_totals *tot) {
     loader_start_epoch(t->val, 0);
     while (next_batch(t->val, &b, tot)) {
         if (b.count == 0) continue; /* a group's empty shard of a short last batch */
-        batch_slot *s = upload_batch(t, &b);
+        batch_slot *s = upload_batch(t, &b, t->val_store);
         if (!s) return TRIAL_FAILED;
         model_mode mode = {0, 0, b.offset};
         const float *logits = model_forward(m, s->images, b.count, mode, 0, t->err, t->errlen);

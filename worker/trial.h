@@ -61,6 +61,11 @@ typedef struct {
     /* the mapped image cache's folder (worker/data/cache_file.h): "" = the default, "none" =
      * private memory; where the decoded images live, never what they are */
     char cache_dir[TRIAL_PATH_MAX];
+    /* the device data path (kn_images_to_batch): 1 the backend transforms the cached images
+     * from its own copy of them, 0 the loader's threads do and the floats are uploaded, -1 auto
+     * (on for a GPU, off on the CPU, where the threaded loader is faster). Bit-identical
+     * batches either way, so it is no resume setting (trial_settings) and no grid value. */
+    int device_images;
     /* augmentation (training only) */
     int shuffle; /* reshuffle the training split every epoch (1); 0 keeps its order */
     double hflip, brightness, contrast, rotate_deg, shear_deg;

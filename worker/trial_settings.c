@@ -43,6 +43,8 @@ void trial_settings_of(const trial_spec *t, trial_settings *s) {
     add(s, "data.resize", "%d", t->resize);
     add(s, "data.crop", "%d", t->crop);
     add(s, "data.skip_corrupt", "%d", t->skip_corrupt);
+    /* not data.cache_dir nor data.device_images: where the images are kept and transformed,
+     * never what the batches hold, so a resume may change them */
     add(s, "augment.shuffle", "%d", t->shuffle);
     add(s, "augment.hflip", "%.17g", t->hflip);
     add(s, "augment.brightness", "%.17g", t->brightness);
