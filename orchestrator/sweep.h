@@ -41,8 +41,9 @@ typedef enum {
     STORE_U64,
     STORE_DOUBLE,
     STORE_STRING,
-    STORE_SPLITS,  /* offset of the list; the count follows at count_offset */
-    STORE_BN_TRAIN /* "train" -> 1, "eval" -> 0 */
+    STORE_SPLITS,   /* offset of the list; the count follows at count_offset */
+    STORE_BN_TRAIN, /* "train" -> 1, "eval" -> 0 */
+    STORE_AUTO_BOOL /* "auto" -> -1, "true" -> 1, "false" -> 0 */
 } sweep_key_store;
 
 typedef struct {

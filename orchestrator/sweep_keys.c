@@ -11,6 +11,8 @@ static const char *const splits[] = {"tstid", "trnid", "valid", NULL};
 static const char *const optimizers[] = {"adam", NULL};
 static const char *const precisions[] = {"fp32", "tf32", "bf16", NULL};
 static const char *const bn_modes[] = {"train", "eval", NULL};
+/* data.device_images: the device data path, or the backend's choice */
+static const char *const auto_bool[] = {"auto", "true", "false", NULL};
 /* where each worker rank trains (placement.h); not a grid axis: a rank picks its device once */
 static const char *const devices[] = {"auto", "cpu", "cuda", NULL};
 
@@ -28,6 +30,7 @@ const sweep_key sweep_keys[] = {
     {"data.crop", KEY_INT_POSITIVE, NULL, AT_MAX(STORE_INT, crop, TRIAL_MAX_IMAGE)},
     {"data.skip_corrupt", KEY_BOOL, NULL, AT(STORE_INT, skip_corrupt)},
     {"data.cache_dir", KEY_STRING, NULL, AT(STORE_STRING, cache_dir)},
+    {"data.device_images", KEY_CHOICE, auto_bool, AT(STORE_AUTO_BOOL, device_images)},
     {"augment.hflip", KEY_PROBABILITY, NULL, AT(STORE_DOUBLE, hflip)},
     {"augment.brightness", KEY_DOUBLE_NONNEG, NULL, AT(STORE_DOUBLE, brightness)},
     {"augment.contrast", KEY_DOUBLE_NONNEG, NULL, AT(STORE_DOUBLE, contrast)},
@@ -97,6 +100,9 @@ void sweep_key_apply(int key, const sweep_value *value, trial_spec *spec) {
     }
     case STORE_BN_TRAIN:
         *(int *)field = !strcmp(value->s, "train");
+        break;
+    case STORE_AUTO_BOOL:
+        *(int *)field = !strcmp(value->s, "auto") ? -1 : !strcmp(value->s, "true");
         break;
     }
 }

@@ -75,6 +75,11 @@ static void usage(FILE *out) {
         "  --cache-dir DIR        the decoded images' shared cache file goes here (default\n"
         "                         DATA/tlsweep-cache, else ~/.cache/tlsweep; none: private\n"
         "                         memory; a grid point takes the sweep's data.cache_dir)\n"
+        "  --device-images M      auto | on | off: the backend makes each batch from its own\n"
+        "                         copy of the cached images, the host only draws the\n"
+        "                         augmentation (default auto: on for a GPU, off on the CPU;\n"
+        "                         the same numbers either way; a grid point takes the sweep's\n"
+        "                         data.device_images)\n"
         "SIGUSR1, SIGTERM or SIGINT stop the trial at the next batch with a resume checkpoint.\n"
         "exit status: 0 done, 1 failed, 2 bad input, 3 stopped (rerun to resume), 4 internal "
         "error\n");
@@ -175,7 +180,8 @@ static int place(const char *asked, const char *host) {
     X("restart", no_argument, O_RESTART)                                                           \
     X("precision", required_argument, O_PRECISION)                                                 \
     X("deterministic", no_argument, O_DETERMINISTIC)                                               \
-    X("cache-dir", required_argument, O_CACHE_DIR)
+    X("cache-dir", required_argument, O_CACHE_DIR)                                                 \
+    X("device-images", required_argument, O_DEVICE_IMAGES)
 
 /* Options of the sweep-point command, which the flag-built one refuses. */
 #define SWEEP_POINT_OPTIONS(X)                                                                     \
@@ -390,6 +396,13 @@ static int take_flag(int code, const char *arg, void *user) {
         return 0;
     case O_DETERMINISTIC:
         spec->deterministic = 1;
+        return 0;
+    case O_DEVICE_IMAGES:
+        if (strcmp(arg, "auto") && strcmp(arg, "on") && strcmp(arg, "off")) {
+            fprintf(stderr, "tlsweep train: --device-images is auto, on or off, got '%s'\n", arg);
+            return -1;
+        }
+        spec->device_images = !strcmp(arg, "auto") ? -1 : !strcmp(arg, "on");
         return 0;
     }
     return -1;
@@ -618,6 +631,7 @@ static void refuse_flag_option(const char *name) {
         {"restart", "a grid point resumes its results file (choose another --output)"},
         {"precision", "set train.precision in the sweep file"},
         {"deterministic", "set train.deterministic in the sweep file"},
+        {"device-images", "set data.device_images in the sweep file"},
     };
     const char *hint = "a grid point's settings are the sweep's";
     for (size_t i = 0; i < sizeof hints / sizeof hints[0]; i++)

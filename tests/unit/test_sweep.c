@@ -176,7 +176,7 @@ static const bad_case catalogue[] = {
      "output)"},
     {"unknown key in a section", "name: x\ndata: {root: d, rooot: e}\n" GOOD_TAIL,
      "bad.yaml:2: data.rooot: unknown key (known: format, root, train_splits, val_splits, "
-     "resize, crop, skip_corrupt, cache_dir)"},
+     "resize, crop, skip_corrupt, cache_dir, device_images)"},
     {"unknown backbone in the grid",
      "name: x\ndata: {root: d}\ngrid:\n  backbone: [resnet18, resnet51]\n  schedule: [s]\n"
      "schedules:\n  s: {}\n",
@@ -245,6 +245,9 @@ static const bad_case catalogue[] = {
      "  train.device: [cpu, cuda]\nschedules:\n  s: {}\n",
      "bad.yaml:6: grid.train.device: not a key that can vary (use backbone, schedule or a dotted "
      "key such as train.seed)"},
+    {"device_images not auto, true or false",
+     "name: x\ndata:\n  root: d\n  device_images: on\n" GOOD_TAIL,
+     "bad.yaml:4: data.device_images: expected one of auto, true, false, got 'on'"},
     {"deterministic not a boolean",
      "name: x\ndata: {root: d}\ntrain: {deterministic: maybe}\n" GOOD_TAIL,
      "bad.yaml:3: train.deterministic: expected true or false, got 'maybe'"},
@@ -313,12 +316,14 @@ static void test_device_keys(void) {
         CHECK(grid_expand(&s, &trials, err, sizeof err) == 0, "%s", err);
         trial_spec spec;
         grid_trial_spec(&s, &trials.items[0], &spec);
-        CHECK(!strcmp(spec.precision, "fp32") && spec.deterministic == 0,
-              "defaults: precision %s, deterministic %d", spec.precision, spec.deterministic);
+        CHECK(!strcmp(spec.precision, "fp32") && spec.deterministic == 0 &&
+                  spec.device_images == -1,
+              "defaults: precision %s, deterministic %d, device_images %d", spec.precision,
+              spec.deterministic, spec.device_images);
         grid_trials_free(&trials);
     }
     sweep_free(&s);
-    const char *gpu = "name: x\ndata: {root: d}\nranks_per_gpu: 3\n"
+    const char *gpu = "name: x\ndata: {root: d, device_images: true}\nranks_per_gpu: 3\n"
                       "train: {device: cuda, precision: tf32, deterministic: true}\n" GOOD_TAIL;
     rc = parse("gpu.yaml", gpu, &s, &errs);
     CHECK(rc == 0, "rejected: %s", errs.count ? errs.messages[0] : "?");
@@ -328,20 +333,23 @@ static void test_device_keys(void) {
         CHECK(grid_expand(&s, &trials, err, sizeof err) == 0, "%s", err);
         trial_spec spec;
         grid_trial_spec(&s, &trials.items[0], &spec);
-        CHECK(!strcmp(spec.precision, "tf32") && spec.deterministic == 1,
-              "precision %s, deterministic %d", spec.precision, spec.deterministic);
+        CHECK(!strcmp(spec.precision, "tf32") && spec.deterministic == 1 && spec.device_images == 1,
+              "precision %s, deterministic %d, device_images %d", spec.precision,
+              spec.deterministic, spec.device_images);
         grid_trials_free(&trials);
     }
     sweep_free(&s);
     /* bf16 parses anywhere; whether this machine can run it is preflight's question */
-    const char *bf16 = "name: x\ndata: {root: d}\ntrain: {precision: bf16}\n" GOOD_TAIL;
+    const char *bf16 =
+        "name: x\ndata: {root: d, device_images: false}\ntrain: {precision: bf16}\n" GOOD_TAIL;
     rc = parse("bf16.yaml", bf16, &s, &errs);
     CHECK(rc == 0, "bf16 rejected: %s", errs.count ? errs.messages[0] : "?");
     if (!rc) {
         CHECK(grid_expand(&s, &trials, err, sizeof err) == 0, "%s", err);
         trial_spec spec;
         grid_trial_spec(&s, &trials.items[0], &spec);
-        CHECK(!strcmp(spec.precision, "bf16"), "precision %s", spec.precision);
+        CHECK(!strcmp(spec.precision, "bf16") && spec.device_images == 0,
+              "precision %s, device_images %d", spec.precision, spec.device_images);
         grid_trials_free(&trials);
     }
     sweep_free(&s);
