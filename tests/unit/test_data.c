@@ -1,6 +1,7 @@
 /* The data path: synthetic Flowers102 through matio and libjpeg-turbo, preprocessing and
  * augmentation against torchvision (PIL backend, via tests/unit/ref_data.py), loader
- * determinism across thread counts, and the error messages for bad files. */
+ * determinism across thread counts, the device data path against the loader's own batches, and
+ * the error messages for bad files. */
 #include <dirent.h>
 #include <fcntl.h>
 #include <math.h>
@@ -16,6 +17,7 @@
 #include <turbojpeg.h>
 #include <unistd.h>
 
+#include "kernels/kernels.h"
 #include "tests/testlib.h"
 #include "worker/data/augment.h"
 #include "worker/data/cache.h"
@@ -784,6 +786,127 @@ static void test_loader_shards(void) {
     dataset_free(&ds);
 }
 
+/* The loader's store in a CPU context, image by image at the offsets the loader gives (as the
+ * trainer fills it); NULL after a reported failure. */
+static uint8_t *store_on(kn_ctx *ctx, const loader *l) {
+    uint8_t *store = kn_malloc(ctx, loader_store_bytes(l));
+    CHECK(store, "kn_malloc of the store: %s", kn_error(ctx));
+    size_t end = 0;
+    for (int i = 0; store && i < loader_num_images(l); i++) {
+        const uint8_t *pixels;
+        size_t bytes;
+        uint64_t offset;
+        loader_store_image(l, i, &pixels, &bytes, &offset);
+        CHECK(offset % 64 == 0 && offset >= end, "image %d at %llu, after %zu", i,
+              (unsigned long long)offset, end);
+        end = (size_t)offset + bytes;
+        if (kn_copy_to_device(ctx, store + offset, pixels, bytes)) {
+            tl_fail(__FILE__, __LINE__, "kn_copy_to_device: %s", kn_error(ctx));
+            kn_free(ctx, store);
+            return NULL;
+        }
+    }
+    CHECK(end <= loader_store_bytes(l), "the images end at %zu of a %zu-byte store", end,
+          loader_store_bytes(l));
+    return store;
+}
+
+/* The device data path: a jobs-mode loader's batches of SPLIT, transformed by
+ * kn_images_to_batch from the store on a CPU context, equal the loader's own float batches
+ * byte for byte over two epochs of O (every image augmented when O augments: with a
+ * fixed-point affine). */
+static void check_jobs_match(const dataset_split *split, int skip_corrupt, loader_options o) {
+    char err[1024];
+    const kn_ctx_options copt = {.backend = KN_BACKEND_CPU, .threads = 2};
+    const size_t per_image = (size_t)CROP * CROP * 3;
+    loader *floats = NULL, *jobs = NULL;
+    kn_ctx *ctx = NULL;
+    uint8_t *store = NULL;
+    float *out = NULL, *host = malloc((size_t)o.batch_size * per_image * sizeof *host);
+    int ok = loader_create(&floats, split, skip_corrupt, &o, err, sizeof err) == 0;
+    CHECK(ok, "loader_create: %s", err);
+    o.jobs = 1;
+    ok = ok && loader_create(&jobs, split, skip_corrupt, &o, err, sizeof err) == 0;
+    CHECK(!floats || jobs, "loader_create (jobs): %s", err);
+    ok = ok && (ctx = kn_ctx_create(&copt, err, sizeof err)) != NULL;
+    CHECK(!jobs || ctx, "kn_ctx_create: %s", err);
+    ok = ok && host && (store = store_on(ctx, jobs)) &&
+         (out = kn_malloc(ctx, (size_t)o.batch_size * per_image * sizeof *out));
+    int compared = 0, affine = 0;
+    for (int epoch = 1; ok && epoch <= 2; epoch++) {
+        loader_batch f, j;
+        loader_start_epoch(floats, epoch);
+        loader_start_epoch(jobs, epoch);
+        while (ok && loader_next(floats, &f) == 1) {
+            ok = loader_next(jobs, &j) == 1;
+            CHECK(ok, "epoch %d: the jobs loader ended before batch %d", epoch, f.index);
+            if (!ok) break;
+            CHECK(!j.images && j.jobs && j.count == f.count && j.offset == f.offset &&
+                      !memcmp(j.labels, f.labels, (size_t)f.count * sizeof *f.labels),
+                  "epoch %d batch %d: jobs batch of %d at %d, floats %d at %d", epoch, f.index,
+                  j.count, j.offset, f.count, f.offset);
+            if (f.count == 0) continue;
+            ok = !kn_images_to_batch(ctx, out, store, j.jobs, j.count, CROP) &&
+                 !kn_copy_to_host(ctx, host, out, (size_t)j.count * per_image * sizeof *host);
+            CHECK(ok, "kn_images_to_batch: %s", kn_error(ctx));
+            for (int i = 0; ok && i < f.count; i++, compared++) {
+                affine += j.jobs[i].use_affine && j.jobs[i].affine_fixed;
+                CHECK(!memcmp(host + i * per_image, f.images + i * per_image,
+                              per_image * sizeof *host),
+                      "epoch %d batch %d image %d: the device path differs", epoch, f.index, i);
+            }
+        }
+        CHECK(!ok || loader_next(jobs, &f) == 0, "epoch %d: the jobs loader has more batches",
+              epoch);
+    }
+    /* this shard of every batch, in both epochs */
+    int expected = 0, images = floats ? loader_num_images(floats) : 0;
+    for (int first = 0; first < images; first += o.batch_size) {
+        int offset, count, rest = images - first, shards = o.shards > 0 ? o.shards : 1;
+        shard_of(rest < o.batch_size ? rest : o.batch_size, o.shard, shards, &offset, &count);
+        expected += 2 * count;
+    }
+    CHECK(compared == expected && compared > 0, "compared %d images, expected %d", compared,
+          expected);
+    CHECK(affine == (o.augment ? compared : 0), "%d of %d images with a fixed-point affine", affine,
+          compared);
+    free(host);
+    if (ctx) {
+        kn_free(ctx, out);
+        kn_free(ctx, store);
+        kn_ctx_destroy(ctx);
+    }
+    if (jobs) loader_destroy(jobs);
+    if (floats) loader_destroy(floats);
+}
+
+/* The device data path on shard 1 of 2 of augmented, shuffled training batches and on the
+ * validation split's plain ones (the skipped images' case is in corrupt_jpegs). */
+static void test_loader_jobs(void) {
+    dataset ds;
+    char err[1024];
+    if (dataset_open(&ds, flowers, train_splits, 1, val_splits, 2, 0, err, sizeof err) != 0) {
+        tl_fail(__FILE__, __LINE__, "dataset_open: %s", err);
+        return;
+    }
+    loader_options o = {.batch_size = 5,
+                        .resize = RESIZE,
+                        .crop = CROP,
+                        .augment = 1,
+                        .augment_opts = {0.5, 0.3, 0.3, 30, 20},
+                        .shuffle = 1,
+                        .seed = 11,
+                        .threads = 2,
+                        .prefetch = 2,
+                        .shard = 1,
+                        .shards = 2};
+    check_jobs_match(&ds.train, 0, o);
+    loader_options val = {
+        .batch_size = 4, .resize = RESIZE, .crop = CROP, .seed = 11, .threads = 2, .prefetch = 2};
+    check_jobs_match(&ds.val, 0, val);
+    dataset_free(&ds);
+}
+
 /* ---------------------------------------------------------------------------------------- */
 
 static int expect_open_error(const char *root, const char *fragment) {
@@ -1232,6 +1355,11 @@ static void test_corrupt_jpegs(void) {
         CHECK(loader_num_images(l) == ds.train.count - 2, "%d images", loader_num_images(l));
         loader_destroy(l);
     }
+    /* the device data path leaves the same images out */
+    loader_options augmented = o;
+    augmented.augment = 1;
+    augmented.augment_opts = (augment_options){0.5, 0.3, 0.3, 30, 20};
+    check_jobs_match(&ds.train, 1, augmented);
     /* the cache file keeps the failures: the same refusal and skips when built and mapped */
     char cache_dir[1300];
     fresh_dir(cache_dir, sizeof cache_dir, "cache-corrupt");
@@ -1336,6 +1464,7 @@ int main(void) {
                                         "loader_deterministic",
                                         "loader_starts_mid_epoch",
                                         "loader_shards",
+                                        "loader_jobs",
                                         "bad_dataset_files",
                                         "corrupt_jpegs",
                                         "cache_matches_memory",
@@ -1353,6 +1482,7 @@ int main(void) {
                                        test_loader_deterministic,
                                        test_loader_starts_mid_epoch,
                                        test_loader_shards,
+                                       test_loader_jobs,
                                        test_bad_dataset_files,
                                        test_corrupt_jpegs,
                                        test_cache_matches_memory,
