@@ -3,7 +3,8 @@
 # private memory (data.cache_dir: none), building the cache, mapping it, resuming after a crash
 # from it and rebuilding a damaged one all give the same numbers; the results file names the
 # cache files; tlsweep cache info and clear; train --cache-dir and the default folder beside
-# the dataset.
+# the dataset; train --device-images on (the device data path, run by the CPU backend) gives
+# the numbers of the loader's own transform.
 cd "$(dirname "$0")/../.."
 . tests/integration/lib.sh
 setup_run_env
@@ -57,8 +58,10 @@ check "damaged: both caches ok again" test "$($tlsweep cache info "$tmp/cache" |
 # each are the same bytes
 train() {
   timeout 300 $tlsweep train --backbone resnet18 --width 8 --weights none --data "$tmp/data" \
-    --resize 40 --crop 32 --fe-epochs 1 --ft-epochs 1 --threads 1 --out "$tmp/$1" "${@:2}" >/dev/null
+    --resize 40 --crop 32 --fe-epochs 1 --ft-epochs 1 --threads 1 --out "$tmp/$1" "${@:2}" >"$tmp/$1.out"
 }
+# a train run's epoch lines without their timings: losses, accuracies, lr
+epochs() { grep '^epoch' "$tmp/$1.out" | sed -E 's/  [0-9.]+ s  [0-9]+ img\/s$//'; }
 check "train --cache-dir none (exit 0)" train none --cache-dir none
 check "train --cache-dir none: no cache file" test ! -e "$tmp/data/tlsweep-cache"
 check "train --cache-dir DIR (exit 0)" train dir --cache-dir "$tmp/train-cache"
@@ -67,6 +70,13 @@ check "train --cache-dir DIR: the weights of private decoding" cmp "$tmp/dir/bes
 check "train, default cache folder (exit 0)" train default
 check "train: the default folder is beside the dataset" ls "$tmp"/data/tlsweep-cache/*.tlsimg
 check "train, default cache: the weights of private decoding" cmp "$tmp/default/best.safetensors" "$tmp/none/best.safetensors"
+check "train --device-images on (exit 0)" train device --cache-dir none --device-images on
+check "train --device-images on: 2 epochs, each loss and accuracy as the loader's" \
+  test "$(epochs device | wc -l)" -eq 2 -a "$(epochs device)" = "$(epochs none)"
+check "train --device-images on: the weights of the loader's transform" \
+  cmp "$tmp/device/best.safetensors" "$tmp/none/best.safetensors"
+expect_fail "train --device-images maybe: exit 2" 2 "--device-images is auto, on or off, got 'maybe'" \
+  $tlsweep train --backbone resnet18 --data "$tmp/data" --device-images maybe
 
 out=$($tlsweep cache clear "$tmp/cache")
 check "cache clear: removes both" test "$(grep -c '^removed ' <<<"$out")" -eq 2

@@ -8,6 +8,8 @@
 #   1e-4 relative and its accuracies to one image in 82 (the sums run in another order: about
 #   1e-5 seen);
 # - sync_bn: false runs, and differs (each shard normalises with its own statistics);
+# - data.device_images: true (each rank's shard made by kn_images_to_batch, here on the CPU)
+#   gives the 2-rank numbers exactly;
 # - -np 5 with ranks_per_trial: 2 forms two groups that train at once; every trial and epoch
 #   once; a kill -9 of one group's second rank and a rerun completes it, every epoch once;
 # - the checkpoint a group wrote resumes in `tlsweep train` on one process, to the numbers of
@@ -27,6 +29,7 @@ sed -e "s/schedule: \[linear-decay, exp-decay-3\]/schedule: [exp-decay-3]/" "$tm
 { cat "$tmp/one.yaml"; echo "ranks_per_trial: 2"; } >"$tmp/two.yaml"
 { cat "$tmp/one.yaml"; echo "ranks_per_trial: 3"; } >"$tmp/three.yaml"
 sed -e "s/bn_in_frozen: train}/bn_in_frozen: train, sync_bn: false}/" "$tmp/two.yaml" >"$tmp/nosync.yaml"
+sed -e "s|root: $tmp/data|root: $tmp/data, device_images: true|" "$tmp/two.yaml" >"$tmp/two-device.yaml"
 { cat "$tmp/all.yaml"; echo "ranks_per_trial: 2"; } >"$tmp/pairs.yaml"
 run() { timeout 300 $mpirun -np "$1" $tlsweep run --threads 1 -q -o "$2" "$3"; }
 close() { $py tests/integration/close_curves.py "$@" --loss-rel 1e-4 --acc-abs 0.0122; }
@@ -41,6 +44,11 @@ check "two ranks a trial: complete, every epoch once" \
 check "two ranks a trial: the 1-rank numbers" close "$tmp/one.h5" "$tmp/two.h5"
 check "three ranks a trial: the sweep runs" quiet run 4 "$tmp/three.h5" "$tmp/three.yaml"
 check "three ranks a trial: the 1-rank numbers" close "$tmp/one.h5" "$tmp/three.h5"
+check "two ranks a trial, device_images: true: the sweep runs" \
+  quiet run 3 "$tmp/two-device.h5" "$tmp/two-device.yaml"
+check "two ranks a trial, device_images: true: exactly the 2-rank numbers" \
+  $py tests/integration/check_results.py "$tmp/two-device.h5" --trials 2 --epochs 3 --mode real \
+  --compare "$tmp/two.h5"
 check "sync_bn: false: the sweep runs" quiet run 3 "$tmp/nosync.h5" "$tmp/nosync.yaml"
 check "sync_bn: false: not the 1-rank numbers" close "$tmp/one.h5" "$tmp/nosync.h5" --differ
 
