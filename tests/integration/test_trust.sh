@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Results are never silently wrong: a rerun of `tlsweep train` with other settings refuses to
 # continue the old trial (exit 2, every difference listed, the checkpoint untouched) until
-# --restart; a checkpoint that did not record its settings is refused; a refused run leaves the
+# --restart, while one that changes only where the batches are made resumes it; a checkpoint that did not record its settings is refused; a refused run leaves the
 # disk as it was (a non-HDF5 output file, the folders it would have made); impossible values
 # (a width of 100000, a stray label that widens the head, validation images in the training
 # split) are refused before anything trains.
@@ -38,6 +38,8 @@ expect_fail "  and the way out is named" 2 "rerun with --restart to start this t
   train --ft-epochs 2
 check "refused reruns left the checkpoints as they were" test "$(sums)" = "$before"
 check "the same command resumes the finished trial" already_done
+check "  and with --device-images on too (where batches are made is no setting)" \
+  already_done --device-images on
 check "--restart trains the new settings from scratch" says "^epoch  1 " --seed 5 --restart
 check "  and the checkpoint now holds them" already_done --seed 5
 expect_fail "--restart with a grid point is refused" 2 "--restart is for a flag-built trial" \
