@@ -14,9 +14,10 @@
 extern "C" {
 #endif
 
-/* totals += the n rows (kernels.h's kn_cross_entropy_accumulate), on stream. */
+/* totals += the n rows (kernels.h's kn_cross_entropy_accumulate), on stream. step_from: NULL,
+ * or device memory holding the step (a graph step's), read in place of step. */
 cudaError_t kn_cu_totals_add(cudaStream_t stream, kn_totals *totals, const kn_cu_ce_row *rows,
-                             int n, int64_t step);
+                             int n, int64_t step, const int64_t *step_from);
 
 #ifdef __cplusplus
 }

@@ -316,6 +316,7 @@ int kn_cuda_bn_backward_stats(kn_cuda_bn *p,
 
 void kn_cuda_bn_destroy(kn_cuda_bn *p) {
     if (!p) return;
+    p->ctx->memory_epoch++; /* graphs captured with this plan are stale */
     if (p->data) cudnnDestroyTensorDescriptor(p->data);
     if (p->vec) cudnnDestroyTensorDescriptor(p->vec);
     cudaFree(p->invstd);

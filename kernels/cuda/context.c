@@ -81,6 +81,17 @@ static void describe(kn_cuda_ctx *ctx) {
              ctx->workspace_limit >> 20);
 }
 
+/* cuBLAS's workspace of the size it would take itself (its guide: 32 MiB on Hopper and newer,
+ * 4 MiB before), set once: eager and captured steps then use the same one, and a capture never
+ * has cuBLAS allocate. */
+static int set_blas_workspace(kn_cuda_ctx *ctx, const char *what) {
+    const size_t bytes = (size_t)(ctx->cc_major >= 9 ? 32 : 4) << 20;
+    return CU_CHECK(ctx, what, cudaMalloc(&ctx->blas_workspace, bytes)) ||
+                   BLAS_CHECK(ctx, what, cublasSetWorkspace(ctx->blas, ctx->blas_workspace, bytes))
+               ? -1
+               : 0;
+}
+
 kn_cuda_ctx *kn_cuda_ctx_create(const kn_ctx_options *opt, char *err, size_t errlen) {
     int count = 0;
     cudaError_t st = cudaGetDeviceCount(&count);
@@ -127,7 +138,8 @@ kn_cuda_ctx *kn_cuda_ctx_create(const kn_ctx_options *opt, char *err, size_t err
             cudaDeviceGetAttribute(&ctx->cc_major, cudaDevAttrComputeCapabilityMajor, device)) ||
         CU_CHECK(
             ctx, what,
-            cudaDeviceGetAttribute(&ctx->cc_minor, cudaDevAttrComputeCapabilityMinor, device))) {
+            cudaDeviceGetAttribute(&ctx->cc_minor, cudaDevAttrComputeCapabilityMinor, device)) ||
+        set_blas_workspace(ctx, what)) {
         create_error(err, errlen, "%s", ctx->err);
         kn_cuda_ctx_destroy(ctx);
         return NULL;
@@ -138,8 +150,13 @@ kn_cuda_ctx *kn_cuda_ctx_create(const kn_ctx_options *opt, char *err, size_t err
 
 void kn_cuda_ctx_destroy(kn_cuda_ctx *ctx) {
     if (!ctx) return;
+    kn_cuda_graph_abandon(ctx);
     if (ctx->stream) cudaStreamSynchronize(ctx->stream);
     cudaFree(ctx->workspace);
+    cudaFree(ctx->blas_workspace);
+    cudaFree(ctx->step_dev);
+    cudaFreeHost(ctx->step_host);
+    if (ctx->step_copied) cudaEventDestroy(ctx->step_copied);
     cudaFree(ctx->weight_stage);
     cudaFree(ctx->table);
     free(ctx->blocks);
@@ -201,6 +218,7 @@ void kn_cuda_free(kn_cuda_ctx *ctx, void *ptr) {
             ctx->blocks[i] = ctx->blocks[--ctx->n_blocks];
             break;
         }
+    ctx->memory_epoch++; /* a graph may point there */
     CU_CHECK(ctx, "kn_free", cudaFree(ptr));
 }
 
@@ -250,6 +268,12 @@ int kn_cuda_sync(kn_cuda_ctx *ctx) {
 
 int kn_cuda_reserve(kn_cuda_ctx *ctx, void **buf, size_t *cap, size_t bytes, const char *what) {
     if (bytes <= *cap) return 0;
+    if (ctx->graph_mode == KN_CUDA_CAPTURE)
+        return kn_cuda_fail(ctx, what,
+                            "its scratch must grow to %zu bytes inside a captured step (capture "
+                            "after an eager step of the same shapes)",
+                            bytes);
+    if (*buf) ctx->memory_epoch++; /* graphs captured before may point into the old buffer */
     /* cudaFree waits for the device, so queued work that still reads the old buffer is done */
     if (CU_CHECK(ctx, what, cudaFree(*buf))) return -1;
     count_held(ctx, 0, *cap);

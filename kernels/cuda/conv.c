@@ -310,6 +310,7 @@ int kn_cuda_conv_backward_weights(kn_cuda_conv *p,
 
 void kn_cuda_conv_destroy(kn_cuda_conv *p) {
     if (!p) return;
+    p->ctx->memory_epoch++; /* graphs captured with this plan are stale */
     if (p->x) cudnnDestroyTensorDescriptor(p->x);
     if (p->y) cudnnDestroyTensorDescriptor(p->y);
     if (p->bias) cudnnDestroyTensorDescriptor(p->bias);

@@ -124,6 +124,17 @@ int kn_cuda_cross_entropy_accumulate(kn_cuda_ctx *ctx, float *dlogits, kn_totals
                                      const float *logits, const int32_t *labels, int n, int c,
                                      int64_t step);
 
+/* graph.c: kernels.h's CUDA graphs */
+typedef struct kn_cuda_graph kn_cuda_graph;
+int kn_cuda_graphs_supported(kn_cuda_ctx *ctx, char *why, size_t whylen);
+int kn_cuda_graph_capture_begin(kn_cuda_ctx *ctx);
+kn_cuda_graph *kn_cuda_graph_capture_end(kn_cuda_ctx *ctx);
+/* 1: stale (memory it uses was freed since its capture) */
+int kn_cuda_graph_replay_begin(kn_cuda_ctx *ctx, kn_cuda_graph *graph);
+int kn_cuda_graph_launch(kn_cuda_ctx *ctx, kn_cuda_graph *graph);
+void kn_cuda_graph_abandon(kn_cuda_ctx *ctx);
+void kn_cuda_graph_destroy(kn_cuda_ctx *ctx, kn_cuda_graph *graph);
+
 /* comm.c: NCCL */
 int kn_cuda_comm_id(kn_cuda_ctx *ctx, unsigned char *id);
 kn_cuda_comm *kn_cuda_comm_create(kn_cuda_ctx *ctx, const unsigned char *id, int nranks, int rank);

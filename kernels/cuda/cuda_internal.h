@@ -13,7 +13,12 @@
  *   whatever tf32 says, and keep a bf16 copy of their weights: each forward call renews it,
  *   and a backward-data call reuses it unless its weights are another buffer or weights_epoch
  *   moved since (kn_adam_step, kn_copy_to_device, kn_zero and kn_written move it; the backend
- *   has no write log, so any of them counts, wherever it wrote). */
+ *   has no write log, so any of them counts, wherever it wrote).
+ * - CUDA graphs (graph.c): between a capture's begin and end the calls are captured from the
+ *   stream, not run; in a replay the dispatcher runs none but the ops with per-step values
+ *   (Adam, the loss's totals, dropout), which only hand those values over
+ *   (kn_cuda_step_values). Captured kernels read such values from device memory, eager ones
+ *   take them as arguments: the same kernel, the same values, the same bits. */
 #ifndef TLSWEEP_KERNELS_CUDA_INTERNAL_H
 #define TLSWEEP_KERNELS_CUDA_INTERNAL_H
 
@@ -34,6 +39,8 @@ typedef struct {
     void *ptr;
     size_t bytes;
 } kn_cuda_block;
+
+typedef enum { KN_CUDA_EAGER = 0, KN_CUDA_CAPTURE, KN_CUDA_REPLAY } kn_cuda_graph_mode;
 
 struct kn_cuda_ctx {
     int device;
@@ -65,6 +72,19 @@ struct kn_cuda_ctx {
     size_t mem_live, mem_peak;
     kn_cuda_block *blocks;
     size_t n_blocks, blocks_cap;
+    /* cuBLAS's workspace, ours: cuBLAS then never allocates one inside a captured step */
+    void *blas_workspace;
+    /* Bumped whenever device memory of the context or a plan is freed (or moved by
+     * kn_cuda_reserve): graphs captured before it may point there, and are stale. */
+    uint64_t memory_epoch, capture_epoch;
+    /* CUDA graphs (graph.c): the open capture or replay, and the per-step values of its
+     * calls, written into step_host and copied to step_dev by each launch before its graph */
+    kn_cuda_graph_mode graph_mode;
+    unsigned char *step_host; /* pinned */
+    unsigned char *step_dev;
+    size_t step_used;
+    const kn_cuda_graph *step_values_of; /* whose values step_host holds, ready to launch */
+    cudaEvent_t step_copied;             /* the last launch's copy of step_host has run */
     char err[KN_CUDA_ERR_LEN];
     char describe[768]; /* device name (up to 256) and versions */
 };
@@ -89,6 +109,13 @@ int kn_cuda_check_blas(kn_cuda_ctx *ctx, cublasStatus_t st, const char *call, co
 /* Grows a context-owned device buffer (*buf, *cap) to at least `bytes`; the address may
  * change, so users read it at each call. */
 int kn_cuda_reserve(kn_cuda_ctx *ctx, void **buf, size_t *cap, size_t bytes, const char *what);
+
+/* Per-step values of an op that graphs replay (graph.c), `bytes` of host memory. Eager: 0 and
+ * *dev NULL (the caller passes them as kernel arguments). Capture: 0 and *dev where the
+ * captured kernel reads them. Replay: 1, they are kept for the launch and the call is done.
+ * -1 + error when a step's values outgrow their buffer. */
+int kn_cuda_step_values(kn_cuda_ctx *ctx, const void *values, size_t bytes, const char *what,
+                        const void **dev);
 
 /* Zeroed plan struct (host memory); NULL + "out of memory". */
 void *kn_cuda_plan_new(kn_cuda_ctx *ctx, size_t bytes, const char *what);

@@ -54,9 +54,13 @@ int kn_cuda_dropout_forward(kn_cuda_ctx *ctx, float *out, uint8_t *mask, const f
     if (!count) return 0;
     if (!out || !mask || !inp) return kn_cuda_fail(ctx, what, "NULL tensor argument");
     const float scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
+    const uint64_t key_offset[2] = {kn_dropout_key(seed), offset};
+    const void *dev = NULL;
+    const int rc = kn_cuda_step_values(ctx, key_offset, sizeof key_offset, what, &dev);
+    if (rc) return rc < 0 ? -1 : 0;
     return CU_CHECK(ctx, what,
-                    kn_cu_dropout_forward(ctx->stream, out, mask, inp, count, scale,
-                                          kn_dropout_key(seed), kn_dropout_threshold(p), offset));
+                    kn_cu_dropout_forward(ctx->stream, out, mask, inp, count, scale, key_offset[0],
+                                          kn_dropout_threshold(p), offset, dev));
 }
 
 int kn_cuda_dropout_backward(kn_cuda_ctx *ctx, float *dinp, const float *dout, const uint8_t *mask,
@@ -178,9 +182,13 @@ int kn_cuda_adam_step(kn_cuda_ctx *ctx, float *params, const float *grads, float
     if (n_tensors > 65535) /* the grid's y dimension */
         return kn_cuda_fail(ctx, what, "%d tensors is more than one launch takes (65535)",
                             n_tensors);
+    /* a graph step's values: the constants, then the table (aligned for its size_t fields) */
+    const size_t head = (sizeof k + 15) / 16 * 16;
     const size_t bytes = (size_t)n_tensors * sizeof(kn_cu_adam_tensor);
-    kn_cu_adam_tensor *table = malloc(bytes);
-    if (!table) return kn_cuda_fail(ctx, what, "out of memory");
+    unsigned char *values = malloc(head + bytes);
+    if (!values) return kn_cuda_fail(ctx, what, "out of memory");
+    memcpy(values, &k, sizeof k);
+    kn_cu_adam_tensor *table = (kn_cu_adam_tensor *)(values + head);
     size_t max_count = 0;
     for (int t = 0; t < n_tensors; t++) {
         table[t].offset = tensors[t].offset;
@@ -188,20 +196,28 @@ int kn_cuda_adam_step(kn_cuda_ctx *ctx, float *params, const float *grads, float
         table[t].step_size = (float)(tensors[t].lr / k.bias_correction1);
         if (tensors[t].count > max_count) max_count = tensors[t].count;
     }
-    /* A copy from pageable memory returns once the host buffer has been read, so the table
-     * can be freed right away; the stream orders it after earlier launches that read the
-     * device table. */
-    int rc = kn_cuda_reserve(ctx, &ctx->table, &ctx->table_bytes, bytes, what) ||
+    const void *dev = NULL;
+    int rc = kn_cuda_step_values(ctx, values, head + bytes, what, &dev);
+    if (rc == 0 && dev) /* captured: the launch copies the values up before the graph */
+        rc = CU_CHECK(ctx, what,
+                      kn_cu_adam(ctx->stream, params, grads, m, v,
+                                 (const kn_cu_adam_tensor *)((const unsigned char *)dev + head),
+                                 n_tensors, max_count, k, dev));
+    /* Eager: a copy from pageable memory returns once the host buffer has been read, so the
+     * table can be freed right away; the stream orders it after earlier launches that read
+     * the device table. */
+    else if (rc == 0)
+        rc = kn_cuda_reserve(ctx, &ctx->table, &ctx->table_bytes, bytes, what) ||
                      CU_CHECK(ctx, what,
                               cudaMemcpyAsync(ctx->table, table, bytes, cudaMemcpyHostToDevice,
                                               ctx->stream)) ||
                      CU_CHECK(ctx, what,
                               kn_cu_adam(ctx->stream, params, grads, m, v, ctx->table, n_tensors,
-                                         max_count, k))
+                                         max_count, k, NULL))
                  ? -1
                  : 0;
-    free(table);
-    return rc;
+    free(values);
+    return rc < 0 ? -1 : 0;
 }
 
 int kn_cuda_images_to_batch(kn_cuda_ctx *ctx, float *out, const uint8_t *store,

@@ -155,6 +155,7 @@ int kn_cuda_linear_backward_weights(kn_cuda_linear *p,
 
 void kn_cuda_linear_destroy(kn_cuda_linear *p) {
     if (!p) return;
+    p->ctx->memory_epoch++; /* graphs captured with this plan are stale */
     cudaFree(p->w_bf16);
     free(p);
 }

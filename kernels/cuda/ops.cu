@@ -42,7 +42,12 @@ __global__ void scale_in_place(float *x, float a, size_t count) {
 }
 
 __global__ void dropout_forward(float *out, uint8_t *mask, const float *inp, size_t count,
-                                float scale, uint64_t key, uint64_t threshold, uint64_t offset) {
+                                float scale, uint64_t key, uint64_t threshold, uint64_t offset,
+                                const uint64_t *key_offset) {
+    if (key_offset) { // a graph step's: its seed changes every replay
+        key = key_offset[0];
+        offset = key_offset[1];
+    }
     GRID_STRIDE(i, count) {
         const uint8_t keep = (uint8_t)kn_dropout_keep(key, offset + i, threshold);
         mask[i] = keep;
@@ -521,7 +526,9 @@ __global__ void cross_entropy(float *dlogits, kn_cu_ce_row *rows, const float *l
 }
 
 __global__ void adam(float *params, const float *grads, float *m, float *v,
-                     const kn_cu_adam_tensor *tensors, kn_adam_consts k) {
+                     const kn_cu_adam_tensor *tensors, kn_adam_consts k,
+                     const kn_adam_consts *k_from) {
+    if (k_from) k = *k_from; // a graph step's: the bias corrections change every replay
     const kn_cu_adam_tensor t = tensors[blockIdx.y];
     float *p = params + t.offset, *mt = m + t.offset, *vt = v + t.offset;
     const float *g = grads + t.offset;
@@ -570,9 +577,9 @@ cudaError_t kn_cu_scale(cudaStream_t stream, float *x, float a, size_t count) {
 
 cudaError_t kn_cu_dropout_forward(cudaStream_t stream, float *out, uint8_t *mask, const float *inp,
                                   size_t count, float scale, uint64_t key, uint64_t threshold,
-                                  uint64_t offset) {
+                                  uint64_t offset, const uint64_t *key_offset) {
     dropout_forward<<<blocks_for(count), kThreads, 0, stream>>>(out, mask, inp, count, scale, key,
-                                                                threshold, offset);
+                                                                threshold, offset, key_offset);
     return cudaGetLastError();
 }
 
@@ -780,11 +787,12 @@ cudaError_t kn_cu_cross_entropy(cudaStream_t stream, float *dlogits, kn_cu_ce_ro
 
 cudaError_t kn_cu_adam(cudaStream_t stream, float *params, const float *grads, float *m, float *v,
                        const kn_cu_adam_tensor *tensors, int n_tensors, size_t max_count,
-                       kn_adam_consts k) {
+                       kn_adam_consts k, const kn_adam_consts *k_from) {
     // blocks sized for the largest tensor (capped: the loop strides); small tensors' extra
     // blocks exit at once
     const unsigned bx = blocks_for(max_count) < 4096 ? blocks_for(max_count) : 4096;
-    adam<<<dim3(bx, (unsigned)n_tensors), kThreads, 0, stream>>>(params, grads, m, v, tensors, k);
+    adam<<<dim3(bx, (unsigned)n_tensors), kThreads, 0, stream>>>(params, grads, m, v, tensors, k,
+                                                                 k_from);
     return cudaGetLastError();
 }
 

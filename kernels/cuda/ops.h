@@ -23,10 +23,11 @@ cudaError_t kn_cu_add(cudaStream_t stream, float *out, const float *a, const flo
                       size_t count);
 cudaError_t kn_cu_accumulate(cudaStream_t stream, float *dst, const float *src, size_t count);
 cudaError_t kn_cu_scale(cudaStream_t stream, float *x, float a, size_t count); /* x *= a */
-/* mask and scale as kernels/dropout_mask.h and kernels.h define them */
+/* mask and scale as kernels/dropout_mask.h and kernels.h define them; key_offset: NULL, or
+ * device memory holding {key, offset} (a graph step's), read in place of those arguments */
 cudaError_t kn_cu_dropout_forward(cudaStream_t stream, float *out, uint8_t *mask, const float *inp,
                                   size_t count, float scale, uint64_t key, uint64_t threshold,
-                                  uint64_t offset);
+                                  uint64_t offset, const uint64_t *key_offset);
 cudaError_t kn_cu_dropout_backward(cudaStream_t stream, float *dinp, const float *dout,
                                    const uint8_t *mask, size_t count, float scale);
 
@@ -137,10 +138,11 @@ typedef struct {
     size_t offset, count;
     float step_size;
 } kn_cu_adam_tensor;
-/* Every tensor in one launch: blockIdx.y is the tensor, blocks stride along its elements. */
+/* Every tensor in one launch: blockIdx.y is the tensor, blocks stride along its elements.
+ * k_from: NULL, or device memory holding the constants (a graph step's), read in place of k. */
 cudaError_t kn_cu_adam(cudaStream_t stream, float *params, const float *grads, float *m, float *v,
                        const kn_cu_adam_tensor *tensors, int n_tensors, size_t max_count,
-                       kn_adam_consts k);
+                       kn_adam_consts k, const kn_adam_consts *k_from);
 
 #ifdef __cplusplus
 }

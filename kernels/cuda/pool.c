@@ -69,6 +69,7 @@ int kn_cuda_pool_backward(kn_cuda_pool *p,
 
 void kn_cuda_pool_destroy(kn_cuda_pool *p) {
     if (!p) return;
+    p->ctx->memory_epoch++; /* graphs captured with this plan are stale */
     cudaFree(p->argmax);
     free(p);
 }

@@ -103,6 +103,9 @@ int kn_cuda_cross_entropy_accumulate(kn_cuda_ctx *ctx, float *dlogits, kn_totals
     if (!totals || !logits || !labels) return kn_cuda_fail(ctx, what, "NULL argument");
     if (n <= 0 || c <= 0)
         return kn_cuda_fail(ctx, what, "sizes must be positive (N %d, C %d)", n, c);
+    const void *step_dev = NULL;
+    const int rc = kn_cuda_step_values(ctx, &step, sizeof step, what, &step_dev);
+    if (rc) return rc < 0 ? -1 : 0;
     /* the rows share the context's small table with Adam's tensor list: both are used in
      * stream order, so the Adam step after this batch cannot overwrite rows still unread */
     return kn_cuda_reserve(ctx, &ctx->table, &ctx->table_bytes, (size_t)n * sizeof(kn_cu_ce_row),
@@ -110,7 +113,8 @@ int kn_cuda_cross_entropy_accumulate(kn_cuda_ctx *ctx, float *dlogits, kn_totals
                    CU_CHECK(ctx, what,
                             kn_cu_cross_entropy(ctx->stream, dlogits, ctx->table, logits, labels, n,
                                                 c)) ||
-                   CU_CHECK(ctx, what, kn_cu_totals_add(ctx->stream, totals, ctx->table, n, step))
+                   CU_CHECK(ctx, what,
+                            kn_cu_totals_add(ctx->stream, totals, ctx->table, n, step, step_dev))
                ? -1
                : 0;
 }
