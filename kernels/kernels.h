@@ -467,4 +467,35 @@ int kn_cross_entropy_accumulate(kn_ctx *ctx,
                                 const int32_t *labels, // (N)
                                 int n, int c, int64_t step);
 
+/* ==== CUDA graphs: a training step queued as one launch ================================= *
+ * A trainer that makes the same calls every step (the same ops on the same plans, buffers and
+ * sizes; only Adam's step and learning rates, cross-entropy's step and dropout's seed and
+ * offset change) can have the whole step queued as one graph:
+ *   capture: kn_graph_capture_begin, the step's calls (recorded, not run), kn_graph_capture_end,
+ *            kn_graph_launch (runs it);
+ *   replay:  kn_graph_replay_begin, the same calls (they only hand over their per-step values
+ *            and are checked against the capture), kn_graph_launch.
+ * Eager and graph steps run the same kernels on the same values: they give the same bits.
+ * Between a begin and kn_graph_launch only the step's ops may be called (the plans' calls,
+ * the elementwise, layout and cast ops, kn_zero, kn_cross_entropy_accumulate, kn_adam_step);
+ * copies, syncs, memory, plans, events, uploads and collectives fail there and make the
+ * capture or replay fail. Capture after one eager step of the same shapes: a plan's first
+ * calls grow the backend's scratch, which a capture cannot. A replay whose calls differ from
+ * the capture's is refused by kn_graph_launch and nothing of it runs: make the step again
+ * eagerly. After any failure the context is eager again. */
+typedef struct kn_graph kn_graph;
+/* 1 where the backend has graphs (CUDA); 0 with the reason in why (when whylen > 0). */
+int kn_graphs_supported(kn_ctx *ctx, char *why, size_t whylen);
+int kn_graph_capture_begin(kn_ctx *ctx);
+/* The captured step, ready for kn_graph_launch; NULL + kn_error when a call failed. */
+kn_graph *kn_graph_capture_end(kn_ctx *ctx);
+/* 0: replaying; 1: the graph is stale (memory it uses was freed or moved since the capture:
+ * destroy it and capture again); -1 + kn_error on failure. */
+int kn_graph_replay_begin(kn_ctx *ctx, kn_graph *graph);
+/* Queues the step just captured or replayed, with its per-step values. */
+int kn_graph_launch(kn_ctx *ctx, kn_graph *graph);
+/* Ends an open capture or replay without running anything of it. */
+void kn_graph_abandon(kn_ctx *ctx);
+void kn_graph_destroy(kn_ctx *ctx, kn_graph *graph);
+
 #endif

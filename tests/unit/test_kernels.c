@@ -19,6 +19,7 @@
  * is compared with PyTorch's whole-batch BatchNorm2d at 1e-5 for the forward pass (fp64
  * statistics) and 1e-4 for gradients, and must give the same bits on 1 and 3 threads.
  * TLSWEEP_VERBOSE=1 prints each comparison's error. */
+#include "kernels/graph_seq.h"
 #include "kernels/kernels.h"
 #include "tests/testlib.h"
 
@@ -1095,6 +1096,63 @@ done:
 
 /* ---- layout ---------------------------------------------------------------------------- */
 
+/* A step's call sequence (kernels/graph_seq.c), which a CUDA graph's replay must repeat: two
+ * records of the same calls agree; another op, pointer, size, float bit, order or count does
+ * not. */
+static void seq_calls(kn_seq *s, const char *op2, uint64_t ptr, uint64_t count, float p, int swap,
+                      int extra) {
+    const uint64_t first[3] = {0x1000, ptr, count};
+    const uint64_t second[2] = {0x2000, kn_seq_f32(p)};
+    kn_seq_start(s);
+    if (swap) kn_seq_add(s, op2, second, 2);
+    kn_seq_add(s, "kn_relu_forward", first, 3);
+    if (!swap) kn_seq_add(s, op2, second, 2);
+    if (extra) kn_seq_add(s, "kn_zero", first, 2);
+}
+
+/* kernels.h's CUDA graphs on the CPU backend: none (a trainer then runs eagerly), every graph
+ * call refused with the reason, and the ops as before; then the sequence check itself. */
+static void test_graph_sequence(void) {
+    char why[128] = "";
+    CHECK(kn_graphs_supported(ctx, why, sizeof why) == 0 && strstr(why, "CPU"),
+          "the CPU backend has graphs? ('%s')", why);
+    CHECK(kn_graph_capture_begin(ctx) == -1 && strstr(kn_error(ctx), "no graphs"),
+          "capture on the CPU: '%s'", kn_error(ctx));
+    CHECK(kn_graph_capture_end(ctx) == NULL && strstr(kn_error(ctx), "no capture"),
+          "capture end without a capture: '%s'", kn_error(ctx));
+    kn_graph_abandon(ctx);
+    const float x[4] = {1, -2, 3, -4};
+    float y[4] = {0};
+    CHECK(kn_relu_forward(ctx, y, x, 4) == 0 && y[0] == 1 && y[1] == 0 && y[2] == 3 && y[3] == 0,
+          "relu after the refused graph calls: %g %g %g %g", y[0], y[1], y[2], y[3]);
+
+    kn_seq a, b;
+    seq_calls(&a, "kn_scale", 0x3000, 64, 0.5f, 0, 0);
+    seq_calls(&b, "kn_scale", 0x3000, 64, 0.5f, 0, 0);
+    CHECK(kn_seq_equal(&a, &b) && a.calls == 2, "the same calls disagree (%llu calls)",
+          (unsigned long long)a.calls);
+    const struct {
+        const char *what, *op2;
+        uint64_t ptr, count;
+        float p;
+        int swap, extra;
+    } other[] = {
+        {"another op", "kn_add", 0x3000, 64, 0.5f, 0, 0},
+        {"another buffer", "kn_scale", 0x3040, 64, 0.5f, 0, 0},
+        {"another size", "kn_scale", 0x3000, 65, 0.5f, 0, 0},
+        {"another float (0.5 and 0.75 both truncate to 0)", "kn_scale", 0x3000, 64, 0.75f, 0, 0},
+        {"another order", "kn_scale", 0x3000, 64, 0.5f, 1, 0},
+        {"one call more", "kn_scale", 0x3000, 64, 0.5f, 0, 1},
+    };
+    for (size_t i = 0; i < sizeof other / sizeof other[0]; i++) {
+        seq_calls(&b, other[i].op2, other[i].ptr, other[i].count, other[i].p, other[i].swap,
+                  other[i].extra);
+        CHECK(!kn_seq_equal(&a, &b), "%s: the sequences agree", other[i].what);
+    }
+    CHECK(kn_seq_f32(-0.0f) != kn_seq_f32(0.0f) && kn_seq_f32(1.0f) == 0x3f800000u,
+          "float arguments are not hashed as their bits");
+}
+
 static void test_layout(void) {
     const int n = 2, c = 3, h = 4, w = 5;
     const size_t count = (size_t)n * c * h * w;
@@ -1173,6 +1231,7 @@ int main(void) {
         "adam",
         "dropout",
         "layout",
+        "graph_sequence",
     };
     const tl_case_fn cases[] = {
         test_context,
@@ -1204,6 +1263,7 @@ int main(void) {
         test_adam,
         test_dropout,
         test_layout,
+        test_graph_sequence,
     };
     printf("kernels: relative tolerance %.0e (TLSWEEP_VERBOSE=1 prints each error)\n", TOL);
     int rc = TL_RUN("kernels", names, cases);
