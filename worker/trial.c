@@ -20,6 +20,7 @@
 #include "worker/paths.h"
 #include "worker/phase1.h"
 #include "worker/pretrained.h"
+#include "worker/step_graph.h"
 #include "worker/trial_settings.h"
 
 void trial_spec_defaults(trial_spec *s) {
@@ -70,8 +71,9 @@ typedef struct {
     int device_images;                /* the device data path (trial_spec.device_images) */
     uint8_t *train_store, *val_store; /* device: its loader's cached images (loader_store_*) */
     model net;
-    batch_slot slots[2];
+    batch_slot slots[STEP_GRAPH_SLOTS];
     int n_slots, next_slot;
+    step_graphs graphs; /* the training step as CUDA graphs, one per slot */
     size_t image_bytes; /* of a full batch */
     kn_totals *totals;  /* device: loss and accuracy of the batches so far (train or val) */
     float *dlogits;     /* device: (N, classes) */
@@ -253,6 +255,7 @@ static void close_trial(trial *t) {
         }
         kn_free(t->ctx, t->totals);
         kn_free(t->ctx, t->dlogits);
+        step_graphs_free(&t->graphs);
         kn_free(t->ctx, t->train_store);
         kn_free(t->ctx, t->val_store);
     }
@@ -388,6 +391,48 @@ static void show_progress(const trial *t, int epoch, const char *what, int done,
     fflush(stderr);
 }
 
+/* One training step on batch b in slot s: forward, loss, backward, (a group's agreement on the
+ * gradients and on a stop, asked: whether to poll), Adam. */
+static int train_step(trial *t, batch_slot *s, const loader_batch *b, int epoch, int bn_train,
+                      int ask, const trial_hooks *hooks, int *group_stop) {
+    model *m = &t->net;
+    const trial_group *g = t->spec->group;
+    const int on_host = t->n_slots == 1; /* the CPU: reading the totals costs nothing */
+    model_mode mode = {bn_train, 1, b->offset};
+    uint64_t step_seed = ((uint64_t)epoch << 32) | (uint64_t)b->index;
+    const float *logits =
+        model_forward(m, s->images, b->count, mode, t->spec->seed ^ step_seed, t->err, t->errlen);
+    if (!logits) return TRIAL_FAILED;
+    /* a shard's loss is its part of the whole batch's mean: its mean scaled by count/total */
+    size_t outputs = (size_t)b->count * (size_t)m->spec.num_classes;
+    if (b->count > 0 &&
+        (kn_cross_entropy_accumulate(t->ctx, t->dlogits, t->totals, logits, s->labels, b->count,
+                                     m->spec.num_classes, b->index + 1) ||
+         (b->count < b->total &&
+          kn_scale(t->ctx, t->dlogits, (float)b->count / (float)b->total, outputs))))
+        return fail(t, "%s", kn_error(t->ctx));
+    if (!group_active(g) && on_host && read_totals(t, epoch, 1, &t->progress.train_so_far))
+        return TRIAL_FAILED;
+    if (model_backward(m, t->dlogits, t->err, t->errlen)) return TRIAL_FAILED;
+    if (group_active(g) && group_batch_end(t, epoch, ask, hooks, group_stop)) return TRIAL_FAILED;
+    if (model_adam_step(m, t->group_lr_f32, 0.9f, 0.999f, 1e-8f, 0.0f, t->err, t->errlen))
+        return TRIAL_FAILED;
+    return 0;
+}
+
+/* train_step, captured or replayed as a CUDA graph where step_graphs says so. A step whose
+ * graph failed ran nothing, so it is made again eagerly from the same Adam step count. */
+static int run_step(trial *t, batch_slot *s, const loader_batch *b, int epoch, int bn_train,
+                    int ask, const trial_hooks *hooks, int *group_stop) {
+    const int slot = (int)(s - t->slots);
+    const step_how how = step_graphs_begin(&t->graphs, slot, b->count == t->spec->batch_size);
+    const int64_t adam_steps = model_adam_steps(&t->net);
+    const int rc = train_step(t, s, b, epoch, bn_train, ask, hooks, group_stop);
+    if (!step_graphs_end(&t->graphs, slot, how, rc == 0, t->err)) return rc;
+    model_set_adam_steps(&t->net, adam_steps);
+    return train_step(t, s, b, epoch, bn_train, ask, hooks, group_stop);
+}
+
 /* One pass over the training split: forward, loss, backward, Adam per batch, from the batch
  * the progress says on (a resume inside the epoch), adding to its totals. Between two batches
  * it asks should_stop; on yes it returns with *stopped set and the progress at that boundary.
@@ -404,7 +449,6 @@ static int train_epoch(trial *t, int epoch, int bn_train, const trial_hooks *hoo
         return fail(t, "the resume checkpoint stopped epoch %d at batch %d, but it has %d batches",
                     epoch, p->batches_done, batches);
     if (start_totals(t, tot)) return TRIAL_FAILED;
-    const int on_host = t->n_slots == 1; /* the CPU: reading the totals costs nothing */
     const trial_group *g = t->spec->group;
     const int shared_buffers = group_active(g) && bn_train && !t->spec->sync_bn;
     char why[512];
@@ -414,25 +458,8 @@ static int train_epoch(trial *t, int epoch, int bn_train, const trial_hooks *hoo
         if (!s) return TRIAL_FAILED;
         /* shards with their own statistics start each step from the voice's, as DDP does */
         if (shared_buffers && model_share_buffers(m, why, sizeof why)) return fail(t, "%s", why);
-        model_mode mode = {bn_train, 1, b.offset};
-        uint64_t step_seed = ((uint64_t)epoch << 32) | (uint64_t)b.index;
-        const float *logits = model_forward(m, s->images, b.count, mode, t->spec->seed ^ step_seed,
-                                            t->err, t->errlen);
-        if (!logits) return TRIAL_FAILED;
-        /* a shard's loss is its part of the whole batch's mean: its mean scaled by count/total */
-        size_t outputs = (size_t)b.count * (size_t)m->spec.num_classes;
-        if (b.count > 0 &&
-            (kn_cross_entropy_accumulate(t->ctx, t->dlogits, t->totals, logits, s->labels, b.count,
-                                         m->spec.num_classes, b.index + 1) ||
-             (b.count < b.total &&
-              kn_scale(t->ctx, t->dlogits, (float)b.count / (float)b.total, outputs))))
-            return fail(t, "%s", kn_error(t->ctx));
-        if (!group_active(g) && on_host && read_totals(t, epoch, 1, tot)) return TRIAL_FAILED;
-        if (model_backward(m, t->dlogits, t->err, t->errlen)) return TRIAL_FAILED;
         int group_stop = 0;
-        if (group_active(g) && group_batch_end(t, epoch, b.index + 1 < batches, hooks, &group_stop))
-            return TRIAL_FAILED;
-        if (model_adam_step(m, t->group_lr_f32, 0.9f, 0.999f, 1e-8f, 0.0f, t->err, t->errlen))
+        if (run_step(t, s, &b, epoch, bn_train, b.index + 1 < batches, hooks, &group_stop))
             return TRIAL_FAILED;
         if (kn_event_record(t->ctx, s->consumed)) return fail(t, "%s", kn_error(t->ctx));
         tot->images += b.count;
@@ -477,6 +504,7 @@ static int validate(trial *t, int epoch, epoch_totals *tot) {
  * everything in fine-tuning. */
 static void set_phase_trainable(trial *t, int phase) {
     const char *prefix = t->spec->feature_extraction.trainable;
+    step_graphs_reset(&t->graphs); /* other trainable tensors: other calls */
     model_set_trainable(&t->net, phase == 2 ? "" : prefix[0] ? prefix : t->net.head_prefix);
 }
 
@@ -753,6 +781,7 @@ int trial_run(const trial_spec *spec, const trial_hooks *hooks, trial_summary *s
     const int voice = group_is_voice(spec->group); /* reads the weights and checkpoints */
     int rc = agree(&t, open_trial(&t), NULL);
     if (!rc) rc = agree(&t, join_group(&t), NULL);
+    if (!rc) step_graphs_init(&t.graphs, t.ctx, !group_active(spec->group), spec->name);
     int shares = 0; /* starts from a phase-1 node: its failures are classified there */
     if (!rc) {
         summary->params = model_param_count(&t.net);
