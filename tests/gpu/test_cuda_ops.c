@@ -23,6 +23,7 @@
 #include "tests/testlib.h"
 
 #include <ctype.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -851,6 +852,175 @@ static void test_dropout(void) {
     close_manifest(f, "dropout", ok);
 }
 
+/* A small training step for the CUDA graph cases: dropout, a linear layer, cross-entropy into
+ * device totals, the backward pass and Adam, with every per-step value changing each step
+ * (dropout's seed and offset, the loss's step, Adam's step and learning rates). */
+enum { GRAPH_N = 8, GRAPH_IN = 32, GRAPH_C = 10, GRAPH_PARAMS = GRAPH_C * GRAPH_IN + GRAPH_C };
+typedef struct {
+    kn_linear *fc;
+    float *x, *h, *logits, *dlogits, *dh, *dx, *params, *grads, *m, *v;
+    uint8_t *mask;
+    int32_t *labels;
+    kn_totals *totals;
+} graph_chain;
+
+static int chain_step(const graph_chain *g, int step) {
+    const float lr = 1e-2f / (float)step;
+    const kn_adam_tensor t[2] = {{0, GRAPH_C * GRAPH_IN, lr},
+                                 {GRAPH_C * GRAPH_IN, GRAPH_C, 2 * lr}};
+    const kn_adam_hparams hp = {0.9f, 0.999f, 1e-8f, 1e-4f, step};
+    const float *w = g->params, *b = g->params + GRAPH_C * GRAPH_IN;
+    const size_t count = GRAPH_N * GRAPH_IN;
+    return kn_dropout_forward(ctx, g->h, g->mask, g->x, count, 0.25f, 1000u + (unsigned)step,
+                              7u * (unsigned)step) ||
+                   kn_linear_forward(g->fc, g->logits, g->h, w, b) ||
+                   kn_cross_entropy_accumulate(ctx, g->dlogits, g->totals, g->logits, g->labels,
+                                               GRAPH_N, GRAPH_C, step) ||
+                   kn_linear_backward_weights(g->fc, g->grads, g->grads + GRAPH_C * GRAPH_IN,
+                                              g->dlogits, g->h) ||
+                   kn_linear_backward_data(g->fc, g->dh, g->dlogits, w) ||
+                   kn_dropout_backward(ctx, g->dx, g->dh, g->mask, count, 0.25f) ||
+                   kn_adam_step(ctx, g->params, g->grads, g->m, g->v, t, 2, &hp)
+               ? -1
+               : 0;
+}
+
+/* What a run of chain steps leaves: parameters, Adam's moments, the totals, the last mask. */
+typedef struct {
+    float params[GRAPH_PARAMS], m[GRAPH_PARAMS], v[GRAPH_PARAMS];
+    kn_totals totals;
+    uint8_t mask[GRAPH_N * GRAPH_IN];
+} chain_state;
+
+static int chain_read(const graph_chain *g, chain_state *st) {
+    return kn_copy_to_host(ctx, st->params, g->params, sizeof st->params) ||
+                   kn_copy_to_host(ctx, st->m, g->m, sizeof st->m) ||
+                   kn_copy_to_host(ctx, st->v, g->v, sizeof st->v) ||
+                   kn_copy_to_host(ctx, &st->totals, g->totals, sizeof st->totals) ||
+                   kn_copy_to_host(ctx, st->mask, g->mask, sizeof st->mask)
+               ? -1
+               : 0;
+}
+
+/* The start of a run: the same parameters and inputs, zero moments and totals. */
+static int chain_reset(const graph_chain *g, const float *params, const float *x) {
+    const kn_totals zero = {0};
+    return kn_copy_to_device(ctx, g->params, params, GRAPH_PARAMS * sizeof *params) ||
+                   kn_copy_to_device(ctx, g->x, x, GRAPH_N * GRAPH_IN * sizeof *x) ||
+                   kn_zero(ctx, g->m, GRAPH_PARAMS) || kn_zero(ctx, g->v, GRAPH_PARAMS) ||
+                   kn_copy_to_device(ctx, g->totals, &zero, sizeof zero)
+               ? -1
+               : 0;
+}
+
+/* Five steps eagerly, then the same five as a trainer runs them with two batch slots: step 1
+ * eager (warm-up), steps 2 and 3 captured into graphs A and B, 4 and 5 replayed, the last with
+ * a NaN input so that the totals record the replayed step's number. Both runs must leave the
+ * same bits. Then the refusals: a replay with another buffer, a sync inside a replay or a
+ * capture, a launch without a replay (nothing of them may run), and a stale graph. */
+static void test_graph_step(void) {
+    if (!device_case()) return;
+    const kn_linear_shape ls = {GRAPH_N, GRAPH_IN, GRAPH_C, 1, KN_F32};
+    graph_chain g = {.fc = kn_linear_create(ctx, &ls)};
+    CHECK(g.fc, "linear plan: %s", kn_error(ctx));
+    float *bufs[10];
+    const size_t act = GRAPH_N * GRAPH_IN, out = GRAPH_N * GRAPH_C;
+    const size_t counts[10] = {act, act,          out,          out,          act,
+                               act, GRAPH_PARAMS, GRAPH_PARAMS, GRAPH_PARAMS, GRAPH_PARAMS};
+    for (int i = 0; i < 10; i++)
+        bufs[i] = dev_alloc(counts[i] * sizeof(float));
+    g.x = bufs[0], g.h = bufs[1], g.logits = bufs[2], g.dlogits = bufs[3], g.dh = bufs[4];
+    g.dx = bufs[5], g.params = bufs[6], g.grads = bufs[7], g.m = bufs[8], g.v = bufs[9];
+    g.mask = dev_alloc(act);
+    g.labels = dev_alloc(GRAPH_N * sizeof *g.labels);
+    g.totals = dev_alloc(sizeof *g.totals);
+    float *other = dev_alloc(act * sizeof(float)); /* a buffer the capture never saw */
+    static float params0[GRAPH_PARAMS], x0[GRAPH_N * GRAPH_IN], x_nan[GRAPH_N * GRAPH_IN];
+    static chain_state eager, graphed, before, after;
+    int32_t labels[GRAPH_N];
+    tl_fill_uniform(params0, GRAPH_PARAMS, -0.3f, 0.3f, 21);
+    tl_fill_uniform(x0, GRAPH_N * GRAPH_IN, -1, 1, 22);
+    for (size_t i = 0; i < GRAPH_N * GRAPH_IN; i++) /* whatever dropout keeps is NaN */
+        x_nan[i] = NAN;
+    for (int i = 0; i < GRAPH_N; i++)
+        labels[i] = (i * 3) % GRAPH_C;
+    if (!g.fc || !g.mask || !g.labels || !g.totals || !other || !bufs[9] ||
+        kn_copy_to_device(ctx, g.labels, labels, sizeof labels)) {
+        CHECK(0, "graph step buffers: %s", kn_error(ctx));
+        kn_linear_destroy(g.fc);
+        release_all();
+        return;
+    }
+
+    OK(chain_reset(&g, params0, x0));
+    for (int step = 1; step <= 5; step++) {
+        if (step == 5) OK(kn_copy_to_device(ctx, g.x, x_nan, sizeof x_nan));
+        OK(chain_step(&g, step));
+    }
+    OK(chain_read(&g, &eager));
+
+    kn_graph *a = NULL, *b = NULL;
+    OK(chain_reset(&g, params0, x0));
+    OK(chain_step(&g, 1));
+    for (int step = 2; step <= 3; step++) {
+        OK(kn_graph_capture_begin(ctx));
+        OK(chain_step(&g, step));
+        kn_graph *made = kn_graph_capture_end(ctx);
+        CHECK(made, "capture of step %d: %s", step, kn_error(ctx));
+        if (made) OK(kn_graph_launch(ctx, made));
+        *(step == 2 ? &a : &b) = made;
+    }
+    for (int step = 4; a && b && step <= 5; step++) {
+        kn_graph *replayed = step == 4 ? a : b;
+        if (step == 5) OK(kn_copy_to_device(ctx, g.x, x_nan, sizeof x_nan));
+        CHECK(kn_graph_replay_begin(ctx, replayed) == 0, "replay of step %d: %s", step,
+              kn_error(ctx));
+        OK(chain_step(&g, step));
+        OK(kn_graph_launch(ctx, replayed));
+    }
+    OK(chain_read(&g, &graphed));
+    CHECK(eager.totals.diverged_at == 5, "eager steps: diverged at %lld, not 5",
+          (long long)eager.totals.diverged_at);
+    CHECK(memcmp(&eager, &graphed, sizeof eager) == 0,
+          "graph steps differ from eager ones: params %d, m %d, v %d, totals %d (diverged at "
+          "%lld), mask %d",
+          memcmp(eager.params, graphed.params, sizeof eager.params) != 0,
+          memcmp(eager.m, graphed.m, sizeof eager.m) != 0,
+          memcmp(eager.v, graphed.v, sizeof eager.v) != 0,
+          memcmp(&eager.totals, &graphed.totals, sizeof eager.totals) != 0,
+          (long long)graphed.totals.diverged_at,
+          memcmp(eager.mask, graphed.mask, sizeof eager.mask) != 0);
+
+    if (a) {
+        OK(chain_read(&g, &before));
+        graph_chain moved = g;
+        moved.dx = other;
+        CHECK(kn_graph_replay_begin(ctx, a) == 0, "replay: %s", kn_error(ctx));
+        OK(chain_step(&moved, 6));
+        CHECK(kn_graph_launch(ctx, a) == -1 && strstr(kn_error(ctx), "not the same step"),
+              "a replay with another buffer was launched ('%s')", kn_error(ctx));
+        CHECK(kn_graph_replay_begin(ctx, a) == 0, "replay: %s", kn_error(ctx));
+        CHECK(kn_sync(ctx) == -1, "kn_sync ran inside a replay");
+        CHECK(kn_graph_launch(ctx, a) == -1 && strstr(kn_error(ctx), "kn_sync"),
+              "a replay that called kn_sync was launched ('%s')", kn_error(ctx));
+        CHECK(kn_graph_launch(ctx, a) == -1 && strstr(kn_error(ctx), "just captured or replayed"),
+              "a launch without a replay ran ('%s')", kn_error(ctx));
+        OK(kn_graph_capture_begin(ctx));
+        CHECK(kn_sync(ctx) == -1, "kn_sync ran inside a capture");
+        CHECK(kn_graph_capture_end(ctx) == NULL && strstr(kn_error(ctx), "kn_sync"),
+              "a capture that called kn_sync made a graph ('%s')", kn_error(ctx));
+        OK(kn_sync(ctx));
+        OK(chain_read(&g, &after));
+        CHECK(memcmp(&before, &after, sizeof before) == 0, "a refused step changed the state");
+        kn_free(ctx, kn_malloc(ctx, 256));
+        CHECK(kn_graph_replay_begin(ctx, a) == 1, "a graph is not stale after a free");
+    }
+    kn_graph_destroy(ctx, a);
+    kn_graph_destroy(ctx, b);
+    kn_linear_destroy(g.fc);
+    release_all();
+}
+
 static void test_layout(void) {
     FILE *f = open_manifest("layout");
     char name[128], r[192], l[192];
@@ -908,7 +1078,8 @@ int main(void) {
         "context",        "conv",      "conv_deterministic", "conv_tf32",       "batchnorm",
         "sync_batchnorm", "pool",      "adaptive_avgpool",   "linear",          "conv_bf16",
         "linear_bf16",    "bf16_cast", "elementwise",        "cross_entropy",   "adam",
-        "dropout",        "layout",    "comm_group_of_one",  "images_to_batch", "memory_peak"};
+        "dropout",        "layout",    "comm_group_of_one",  "images_to_batch", "memory_peak",
+        "graph_step"};
     static const tl_case_fn cases[] = {test_context,
                                        test_conv,
                                        test_conv_deterministic,
@@ -928,7 +1099,8 @@ int main(void) {
                                        test_layout,
                                        test_comm_group_of_one,
                                        test_images_to_batch,
-                                       test_memory_peak};
+                                       test_memory_peak,
+                                       test_graph_step};
     open_device();
     if (!ctx && !gpu_required)
         printf("skipped: %s; checking the references only\n", no_gpu);
