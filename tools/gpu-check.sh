@@ -12,7 +12,8 @@
 #      packages; REQUIRE_GPU=1, so a skip is a failure)
 #   3. with the bundle: one small trial on the GPU and on the CPU (same weights, no
 #      augmentation, fp32, deterministic): per-epoch train and val losses within LOSS_TOL
-#      relative; the same trial on the GPU stopped by SIGUSR1 and rerun: every epoch the
+#      relative; the GPU trial's step ran as CUDA graphs and equals, to the printed digits,
+#      the same trial run eagerly (TLSWEEP_CUDA_GRAPHS=0); the same trial on the GPU stopped by SIGUSR1 and rerun: every epoch the
 #      rerun trains equals the uninterrupted run's to the printed digits; `mpirun -np 3`
 #      with two workers sharing the GPU (ranks_per_gpu: 2) writing a results file
 #   4. the benchmark, on the same GPU in the same run: one ResNet basic block step (ours,
@@ -193,6 +194,20 @@ if [ -n "$tlsweep" ] && want trials; then
     --deterministic --out "$WORK/t-gpu"
   step trial-cpu 150 bundled "${trial[@]}" --fe-epochs 2 --ft-epochs 2 --device cpu \
     --out "$WORK/t-cpu"
+  # the GPU trial's step ran as CUDA graphs; run eagerly it must give the same numbers
+  TLSWEEP_CUDA_GRAPHS=0 step trial-gpu-eager 90 bundled "${trial[@]}" --fe-epochs 2 \
+    --ft-epochs 2 --device "$DEVICE" --deterministic --out "$WORK/t-gpu-eager"
+  epoch_values "$OUT/trial-gpu.log" >"$OUT/graph-epochs.txt"
+  epoch_values "$OUT/trial-gpu-eager.log" >"$OUT/eager-epochs.txt"
+  if [ "$DEVICE" = cpu ]; then
+    note "-- graphs: not checked on the CPU"
+  elif grep -q 'runs as a CUDA graph' "$OUT/trial-gpu.log" &&
+    ! grep -q 'CUDA graphs off' "$OUT/trial-gpu.log" && [ -s "$OUT/graph-epochs.txt" ] &&
+    cmp -s "$OUT/graph-epochs.txt" "$OUT/eager-epochs.txt"; then
+    verdicts+=("ok   graphs: the trial's step ran as CUDA graphs, its epochs equal the eager run's")
+  else
+    fail "graphs: $(grep -hE 'CUDA graph' "$OUT/trial-gpu.log" | head -n 1), epochs equal to eager: $(cmp -s "$OUT/graph-epochs.txt" "$OUT/eager-epochs.txt" && echo yes || echo no) (see graph-epochs.txt, eager-epochs.txt)"
+  fi
   losses "$OUT/trial-gpu.log" >"$OUT/losses-gpu.txt"
   losses "$OUT/trial-cpu.log" >"$OUT/losses-cpu.txt"
   if [ -s "$OUT/losses-gpu.txt" ] && [ -s "$OUT/losses-cpu.txt" ]; then
@@ -273,6 +288,10 @@ if want bench; then
     torch_block=$(figure bench-block-torch "^torch .* $p channels_last" 'images/s')
     [ -n "$ours_block" ] && [ -n "$torch_block" ] &&
       figures+=("$(awk -v o="$ours_block" -v t="$torch_block" -v p="$p" 'BEGIN { printf "basic block N=64 C=64 56x56 %s: ours %.0f, torch %.0f images/s, ours/torch %.2f", p, o, t, o / t }')")
+    # the same step replayed as a CUDA graph (the line after the eager one)
+    graph_block=$(figure "bench-block-ours-$p" '^ours, the step as a CUDA graph' 'images/s')
+    [ -n "$ours_block" ] && [ -n "$graph_block" ] &&
+      figures+=("$(awk -v o="$ours_block" -v g="$graph_block" -v p="$p" 'BEGIN { printf "basic block %s as a CUDA graph: %.0f images/s, graph/eager %.3f", p, g, g / o }')")
   done
 
   step bench-resnet50-torch 150 "$PYTHON" tests/gpu/bench_torch_resnet50.py --iters 20 64 128
