@@ -476,10 +476,11 @@ int kn_cross_entropy_accumulate(kn_ctx *ctx,
  *   replay:  kn_graph_replay_begin, the same calls (they only hand over their per-step values
  *            and are checked against the capture), kn_graph_launch.
  * Eager and graph steps run the same kernels on the same values: they give the same bits.
- * Between a begin and kn_graph_launch only the step's ops may be called (the plans' calls,
- * the elementwise, layout and cast ops, kn_zero, kn_cross_entropy_accumulate, kn_adam_step);
- * copies, syncs, memory, plans, events, uploads and collectives fail there and make the
- * capture or replay fail. Capture after one eager step of the same shapes: a plan's first
+ * Between a begin and kn_graph_launch only the step's ops may be called (the conv, batch
+ * norm, pool and linear plans' calls but batch norm's synchronized ones, adaptive pooling,
+ * the elementwise, dropout, layout and cast ops, kn_zero, kn_cross_entropy_accumulate,
+ * kn_adam_step); copies, syncs, memory, plans, events, uploads and collectives fail there and
+ * make the capture or replay fail. Capture after one eager step of the same shapes: a plan's first
  * calls grow the backend's scratch, which a capture cannot. A replay whose calls differ from
  * the capture's is refused by kn_graph_launch and nothing of it runs: make the step again
  * eagerly. After any failure the context is eager again. */

@@ -82,8 +82,8 @@ static void describe(kn_cuda_ctx *ctx) {
 }
 
 /* cuBLAS's workspace of the size it would take itself (its guide: 32 MiB on Hopper and newer,
- * 4 MiB before), set once: eager and captured steps then use the same one, and a capture never
- * has cuBLAS allocate. */
+ * 4 MiB before), set once, after cublasSetStream (which resets it): eager and captured steps
+ * then use the same one, and a capture never has cuBLAS allocate. */
 static int set_blas_workspace(kn_cuda_ctx *ctx, const char *what) {
     const size_t bytes = (size_t)(ctx->cc_major >= 9 ? 32 : 4) << 20;
     return CU_CHECK(ctx, what, cudaMalloc(&ctx->blas_workspace, bytes)) ||
