@@ -93,7 +93,8 @@ struct kn_graph {
  * call ends there. The ops with per-step values (dropout's seed, the loss's step, Adam's)
  * always reach the backend, which keeps those values for the graph (STEP_VALUES). Any other
  * call that queues work or touches device memory is refused inside a step (REFUSED_IN_STEP):
- * run then, it would land outside the graph, out of order. */
+ * run then, it would land outside the graph, out of order. A new kernels.h call that queues
+ * device work needs one of the three, or a replay would run it eagerly, ahead of its graph. */
 #define P(ptr) ((uint64_t)(uintptr_t)(ptr))
 #define F(x) kn_seq_f32(x)
 
