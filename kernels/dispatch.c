@@ -481,6 +481,7 @@ static int check_image_jobs(kn_ctx *ctx, const float *out, const uint8_t *store,
 
 int kn_images_to_batch(kn_ctx *ctx, float *out, const uint8_t *store, const kn_image_job *jobs,
                        int n, int crop) {
+    REFUSED_IN_STEP(ctx, -1); /* the batch is made before its step, outside the graph */
     if (check_image_jobs(ctx, out, store, jobs, n, crop)) return -1;
     if (n == 0) return 0;
     return ROUTE(ctx, -1, images_to_batch, out, store, jobs, n, crop);
