@@ -159,6 +159,10 @@ void kn_cuda_ctx_destroy(kn_cuda_ctx *ctx) {
     if (ctx->step_copied) cudaEventDestroy(ctx->step_copied);
     cudaFree(ctx->weight_stage);
     cudaFree(ctx->table);
+    for (int i = 0; i < KN_CUDA_TABLE_PINS; i++) {
+        cudaFreeHost(ctx->table_pins[i].host);
+        if (ctx->table_pins[i].copied) cudaEventDestroy(ctx->table_pins[i].copied);
+    }
     free(ctx->blocks);
     if (ctx->blas) cublasDestroy(ctx->blas);
     if (ctx->dnn) cudnnDestroy(ctx->dnn);

@@ -42,6 +42,14 @@ typedef struct {
 
 typedef enum { KN_CUDA_EAGER = 0, KN_CUDA_CAPTURE, KN_CUDA_REPLAY } kn_cuda_graph_mode;
 
+/* One pinned staging buffer of kn_cuda_upload_table and the end of the last copy out of it. */
+#define KN_CUDA_TABLE_PINS 4
+typedef struct {
+    void *host;
+    size_t bytes;
+    cudaEvent_t copied; /* NULL until first used */
+} kn_cuda_table_pin;
+
 struct kn_cuda_ctx {
     int device;
     int cc_major, cc_minor; /* compute capability */
@@ -67,6 +75,10 @@ struct kn_cuda_ctx {
      * and their contrast means. */
     void *table;
     size_t table_bytes;
+    /* Pinned host copies of tables on their way into `table` (kn_cuda_upload_table), used in
+     * turn: a copy from pageable memory may wait for the stream, one from here never does. */
+    kn_cuda_table_pin table_pins[KN_CUDA_TABLE_PINS];
+    int next_table_pin;
     /* Device bytes held (kn_malloc'd, scratch, plans') and their high point; kn_free learns a
      * buffer's size from the list of live kn_malloc'd ones (cudaFree does not say). */
     size_t mem_live, mem_peak;
@@ -109,6 +121,13 @@ int kn_cuda_check_blas(kn_cuda_ctx *ctx, cublasStatus_t st, const char *call, co
 /* Grows a context-owned device buffer (*buf, *cap) to at least `bytes`; the address may
  * change, so users read it at each call. */
 int kn_cuda_reserve(kn_cuda_ctx *ctx, void **buf, size_t *cap, size_t bytes, const char *what);
+
+/* Queues a copy of `bytes` of host memory into device memory dst on the stream, through the
+ * next of the context's pinned buffers: src may be reused on return, and the call waits for
+ * the device only when that buffer's previous copy (KN_CUDA_TABLE_PINS calls ago) is still
+ * queued. Eager calls only (not inside a capture). */
+int kn_cuda_upload_table(kn_cuda_ctx *ctx, void *dst, const void *src, size_t bytes,
+                         const char *what);
 
 /* Per-step values of an op that graphs replay (graph.c), `bytes` of host memory. Eager: 0 and
  * *dev NULL (the caller passes them as kernel arguments). Capture: 0 and *dev where the

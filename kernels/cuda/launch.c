@@ -225,25 +225,18 @@ int kn_cuda_images_to_batch(kn_cuda_ctx *ctx, float *out, const uint8_t *store,
     const char *what = "images to batch";
     if (n > 65535) /* the grid's y dimension */
         return kn_cuda_fail(ctx, what, "%d images is more than one launch takes (65535)", n);
-    /* The jobs and then the per-image contrast means share the context's small table. The
-     * jobs go up through a pageable copy, as Adam's tensor list does: the copy returns once it
-     * has read them, whatever memory the caller's are (kernels.h lets the caller reuse them at
-     * once), and the stream orders it after every queued kernel that still reads the table. */
+    /* The jobs and then the per-image contrast means share the context's small table, which
+     * the stream orders after every queued kernel that still reads it. The jobs go up through
+     * a pinned buffer: a copy from pageable memory may wait for the stream, and so for the
+     * step queued before, which would stall the trainer's pipeline every batch. */
     const size_t job_bytes = (size_t)n * sizeof *jobs;
-    kn_image_job *staged = malloc(job_bytes);
-    if (!staged) return kn_cuda_fail(ctx, what, "out of memory");
-    memcpy(staged, jobs, job_bytes);
-    int rc = kn_cuda_reserve(ctx, &ctx->table, &ctx->table_bytes,
-                             job_bytes + (size_t)n * sizeof(int32_t), what) ||
-                     CU_CHECK(ctx, what,
-                              cudaMemcpyAsync(ctx->table, staged, job_bytes, cudaMemcpyHostToDevice,
-                                              ctx->stream)) ||
-                     CU_CHECK(ctx, what,
-                              kn_cu_images_to_batch(ctx->stream, out,
-                                                    (int32_t *)((char *)ctx->table + job_bytes),
-                                                    store, ctx->table, n, crop))
-                 ? -1
-                 : 0;
-    free(staged);
-    return rc;
+    return kn_cuda_reserve(ctx, &ctx->table, &ctx->table_bytes,
+                           job_bytes + (size_t)n * sizeof(int32_t), what) ||
+                   kn_cuda_upload_table(ctx, ctx->table, jobs, job_bytes, what) ||
+                   CU_CHECK(ctx, what,
+                            kn_cu_images_to_batch(ctx->stream, out,
+                                                  (int32_t *)((char *)ctx->table + job_bytes),
+                                                  store, ctx->table, n, crop))
+               ? -1
+               : 0;
 }

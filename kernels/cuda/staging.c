@@ -96,6 +96,34 @@ int kn_cuda_upload_async(kn_cuda_ctx *ctx, void *dst, const void *host_src, size
     return 0;
 }
 
+int kn_cuda_upload_table(kn_cuda_ctx *ctx, void *dst, const void *src, size_t bytes,
+                         const char *what) {
+    if (!bytes) return 0;
+    kn_cuda_table_pin *pin = &ctx->table_pins[ctx->next_table_pin];
+    ctx->next_table_pin = (ctx->next_table_pin + 1) % KN_CUDA_TABLE_PINS;
+    /* a never-recorded event has passed: only a buffer whose copy is still queued waits */
+    if ((!pin->copied &&
+         CU_CHECK(ctx, what, cudaEventCreateWithFlags(&pin->copied, cudaEventDisableTiming))) ||
+        CU_CHECK(ctx, what, cudaEventSynchronize(pin->copied)))
+        return -1;
+    if (pin->bytes < bytes) {
+        const size_t grown = bytes > 2 * pin->bytes ? bytes : 2 * pin->bytes;
+        const cudaError_t st = pin->host ? cudaFreeHost(pin->host) : cudaSuccess;
+        pin->host = NULL;
+        pin->bytes = 0;
+        if (CU_CHECK(ctx, what, st) ||
+            CU_CHECK(ctx, what, cudaHostAlloc(&pin->host, grown, cudaHostAllocDefault)))
+            return -1;
+        pin->bytes = grown;
+    }
+    memcpy(pin->host, src, bytes);
+    return CU_CHECK(ctx, what,
+                    cudaMemcpyAsync(dst, pin->host, bytes, cudaMemcpyHostToDevice, ctx->stream)) ||
+                   CU_CHECK(ctx, what, cudaEventRecord(pin->copied, ctx->stream))
+               ? -1
+               : 0;
+}
+
 int kn_cuda_cross_entropy_accumulate(kn_cuda_ctx *ctx, float *dlogits, kn_totals *totals,
                                      const float *logits, const int32_t *labels, int n, int c,
                                      int64_t step) {
