@@ -203,14 +203,12 @@ int kn_cuda_adam_step(kn_cuda_ctx *ctx, float *params, const float *grads, float
                       kn_cu_adam(ctx->stream, params, grads, m, v,
                                  (const kn_cu_adam_tensor *)((const unsigned char *)dev + head),
                                  n_tensors, max_count, k, dev));
-    /* Eager: a copy from pageable memory returns once the host buffer has been read, so the
-     * table can be freed right away; the stream orders it after earlier launches that read
-     * the device table. */
+    /* Eager: the table goes up through a pinned buffer (a copy from pageable memory may wait
+     * for the stream), so it can be freed right away; the stream orders the copy after
+     * earlier launches that read the device table. */
     else if (rc == 0)
         rc = kn_cuda_reserve(ctx, &ctx->table, &ctx->table_bytes, bytes, what) ||
-                     CU_CHECK(ctx, what,
-                              cudaMemcpyAsync(ctx->table, table, bytes, cudaMemcpyHostToDevice,
-                                              ctx->stream)) ||
+                     kn_cuda_upload_table(ctx, ctx->table, table, bytes, what) ||
                      CU_CHECK(ctx, what,
                               kn_cu_adam(ctx->stream, params, grads, m, v, ctx->table, n_tensors,
                                          max_count, k, NULL))
