@@ -72,7 +72,7 @@ struct kn_cuda_ctx {
     void *weight_stage;
     size_t weight_stage_bytes;
     /* Small per-call tables: Adam's tensor list, cross-entropy's per-sample results, image jobs
-     * and their contrast means. */
+     * and their contrast sums. */
     void *table;
     size_t table_bytes;
     /* Pinned host copies of tables on their way into `table` (kn_cuda_upload_table), used in

@@ -1,25 +1,26 @@
 // kn_images_to_batch on the GPU: the loader's transform (worker/data/transform.c) of cached
 // uint8 images in device memory, with the loader's own per-value functions
 // (kernels/image_ops.h), so a batch is transform_image's bit for bit. Two launches: each
-// image's contrast mean (a reduction over the whole image), then the crop windows, each block
-// holding its image's colour map and normalisation as one table in shared memory.
+// image's contrast sum (a reduction over the whole image, by several blocks), then the crop
+// windows, each block holding its image's colour map and normalisation as one table in shared
+// memory.
 #include "kernels/cuda/images.h"
 
 #include "kernels/image_ops.h"
 
 namespace {
 
-constexpr int kThreads = 256;       // one thread per value of the 256-entry tables
-constexpr int kBlocksPerImage = 64; // enough to fill the GPU at batch 16, few table builds
+constexpr int kThreads = 256;          // one thread per value of the 256-entry tables
+constexpr int kBlocksPerImage = 64;    // enough to fill the GPU at batch 16, few table builds
+constexpr int kSumBlocksPerImage = 16; // a small batch's whole images are still read widely
 
-// A block per image: the luma of what the contrast op sees, summed over all its pixels in
-// integers (exact in any order), then PIL's rounded mean. 0 where there is no contrast op.
-__global__ void contrast_means(int32_t *means, const uint8_t *store, const kn_image_job *jobs) {
-    const kn_image_job j = jobs[blockIdx.x];
-    if (!j.augment || !j.use_contrast) {
-        if (threadIdx.x == 0) means[blockIdx.x] = 0;
-        return;
-    }
+// blockIdx.y is the image; its blocks stride over all its pixels, each adding the luma of what
+// the contrast op sees to the image's sum (zeroed before): integers, exact in any order.
+// Nothing where there is no contrast op.
+__global__ void contrast_sums(unsigned long long *sums, const uint8_t *store,
+                              const kn_image_job *jobs) {
+    const kn_image_job j = jobs[blockIdx.y];
+    if (!j.augment || !j.use_contrast) return; // the whole block: j is the block's
     __shared__ uint8_t seen[kThreads];
     __shared__ unsigned long long partial[kThreads];
     seen[threadIdx.x] =
@@ -28,7 +29,8 @@ __global__ void contrast_means(int32_t *means, const uint8_t *store, const kn_im
     const uint8_t *pixels = store + j.offset;
     const size_t count = (size_t)j.width * j.height;
     unsigned long long sum = 0;
-    for (size_t i = threadIdx.x; i < count; i += kThreads) {
+    for (size_t i = (size_t)blockIdx.x * kThreads + threadIdx.x; i < count;
+         i += (size_t)gridDim.x * kThreads) {
         const uint8_t *s = pixels + 3 * i;
         sum += kn_img_luma(seen[s[0]], seen[s[1]], seen[s[2]]);
     }
@@ -38,16 +40,19 @@ __global__ void contrast_means(int32_t *means, const uint8_t *store, const kn_im
         if (threadIdx.x < half) partial[threadIdx.x] += partial[threadIdx.x + half];
         __syncthreads();
     }
-    if (threadIdx.x == 0) means[blockIdx.x] = kn_img_contrast_mean(partial[0], count);
+    if (threadIdx.x == 0 && partial[0]) atomicAdd(&sums[blockIdx.y], partial[0]);
 }
 
 // blockIdx.y is the image; its blocks stride over the crop window's values, one thread per
 // output value so that the writes coalesce (the byte reads are gathers either way).
 __global__ void images_to_batch(float *out, const uint8_t *store, const kn_image_job *jobs,
-                                const int32_t *means, int crop) {
+                                const unsigned long long *sums, int crop) {
     const kn_image_job j = jobs[blockIdx.y];
     __shared__ float table[3][kThreads];
-    const uint8_t mapped = kn_img_job_color(&j, threadIdx.x, means[blockIdx.y]);
+    const int mean = j.augment && j.use_contrast
+                         ? kn_img_contrast_mean(sums[blockIdx.y], (uint64_t)j.width * j.height)
+                         : 0;
+    const uint8_t mapped = kn_img_job_color(&j, threadIdx.x, mean);
     for (int c = 0; c < 3; c++)
         table[c][threadIdx.x] = kn_img_normalize(mapped, c);
     __syncthreads();
@@ -67,16 +72,21 @@ __global__ void images_to_batch(float *out, const uint8_t *store, const kn_image
 
 } // namespace
 
-extern "C" cudaError_t kn_cu_images_to_batch(cudaStream_t stream, float *out, int32_t *means,
+extern "C" cudaError_t kn_cu_images_to_batch(cudaStream_t stream, float *out, uint64_t *sums,
                                              const uint8_t *store, const kn_image_job *jobs, int n,
                                              int crop) {
-    contrast_means<<<n, kThreads, 0, stream>>>(means, store, jobs);
-    const cudaError_t st = cudaGetLastError();
+    static_assert(sizeof(uint64_t) == sizeof(unsigned long long), "atomicAdd's sums");
+    unsigned long long *const image_sums = reinterpret_cast<unsigned long long *>(sums);
+    cudaError_t st = cudaMemsetAsync(image_sums, 0, (size_t)n * sizeof *image_sums, stream);
+    if (st != cudaSuccess) return st;
+    contrast_sums<<<dim3(kSumBlocksPerImage, (unsigned)n), kThreads, 0, stream>>>(image_sums, store,
+                                                                                  jobs);
+    st = cudaGetLastError();
     if (st != cudaSuccess) return st;
     const size_t count = (size_t)crop * crop * 3;
     size_t blocks = (count + kThreads - 1) / kThreads;
     if (blocks > kBlocksPerImage) blocks = kBlocksPerImage;
     images_to_batch<<<dim3((unsigned)blocks, (unsigned)n), kThreads, 0, stream>>>(out, store, jobs,
-                                                                                  means, crop);
+                                                                                  image_sums, crop);
     return cudaGetLastError();
 }

@@ -13,9 +13,10 @@
 extern "C" {
 #endif
 
-/* out = the n jobs' images transformed, on stream: the contrast means into means (n, device
- * scratch), then the batch. jobs are device memory; n <= 65535 (the grid's y dimension). */
-cudaError_t kn_cu_images_to_batch(cudaStream_t stream, float *out, int32_t *means,
+/* out = the n jobs' images transformed, on stream: each image's contrast luma sum into sums
+ * (n, device scratch, 8-byte aligned), then the batch. jobs are device memory; 1 <= n <= 65535
+ * (the grid's y dimension). */
+cudaError_t kn_cu_images_to_batch(cudaStream_t stream, float *out, uint64_t *sums,
                                   const uint8_t *store, const kn_image_job *jobs, int n, int crop);
 
 #ifdef __cplusplus

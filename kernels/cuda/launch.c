@@ -223,17 +223,17 @@ int kn_cuda_images_to_batch(kn_cuda_ctx *ctx, float *out, const uint8_t *store,
     const char *what = "images to batch";
     if (n > 65535) /* the grid's y dimension */
         return kn_cuda_fail(ctx, what, "%d images is more than one launch takes (65535)", n);
-    /* The jobs and then the per-image contrast means share the context's small table, which
+    /* The jobs and then the per-image contrast sums share the context's small table, which
      * the stream orders after every queued kernel that still reads it. The jobs go up through
      * a pinned buffer: a copy from pageable memory may wait for the stream, and so for the
      * step queued before, which would stall the trainer's pipeline every batch. */
     const size_t job_bytes = (size_t)n * sizeof *jobs;
     return kn_cuda_reserve(ctx, &ctx->table, &ctx->table_bytes,
-                           job_bytes + (size_t)n * sizeof(int32_t), what) ||
+                           job_bytes + (size_t)n * sizeof(uint64_t), what) ||
                    kn_cuda_upload_table(ctx, ctx->table, jobs, job_bytes, what) ||
                    CU_CHECK(ctx, what,
                             kn_cu_images_to_batch(ctx->stream, out,
-                                                  (int32_t *)((char *)ctx->table + job_bytes),
+                                                  (uint64_t *)((char *)ctx->table + job_bytes),
                                                   store, ctx->table, n, crop))
                ? -1
                : 0;
