@@ -43,7 +43,9 @@ typedef struct {
 typedef enum { KN_CUDA_EAGER = 0, KN_CUDA_CAPTURE, KN_CUDA_REPLAY } kn_cuda_graph_mode;
 
 /* One pinned staging buffer of kn_cuda_upload_table and the end of the last copy out of it. */
-#define KN_CUDA_TABLE_PINS 4
+/* a trainer queues up to two tables a step (jobs, eager Adam) and runs about three steps
+ * ahead of the device: more buffers than that, so that none is waited for */
+#define KN_CUDA_TABLE_PINS 8
 typedef struct {
     void *host;
     size_t bytes;
@@ -76,7 +78,8 @@ struct kn_cuda_ctx {
     void *table;
     size_t table_bytes;
     /* Pinned host copies of tables on their way into `table` (kn_cuda_upload_table), used in
-     * turn: a copy from pageable memory may wait for the stream, one from here never does. */
+     * turn: a copy from pageable memory may wait for the whole stream, one from here only for
+     * its buffer's copy of KN_CUDA_TABLE_PINS calls ago. */
     kn_cuda_table_pin table_pins[KN_CUDA_TABLE_PINS];
     int next_table_pin;
     /* Device bytes held (kn_malloc'd, scratch, plans') and their high point; kn_free learns a
