@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "tests/testlib.h"
 #include "worker/data/transform.h"
@@ -150,4 +151,68 @@ void image_batch_check(kn_ctx *ctx) {
           fixed_jobs, float_jobs);
     printf("    %d groups x %d option sets x %d draws; affine jobs: %d fixed point, %d float\n",
            groups_n, SETS, DRAWS, fixed_jobs, float_jobs);
+}
+
+void image_batch_check_full_size(kn_ctx *ctx, uint64_t far) {
+    enum { N = 256, CROP = 224, KINDS = 4 };
+    static const int size[KINDS][2] = {{340, 256}, {256, 384}, {256, 256}, {1021, 257}};
+    const augment_options o = {0.5, 0.3, 0.3, 30, 20}; /* contrast > 0: every job has a mean */
+    const size_t values = (size_t)CROP * CROP * 3;
+    image_u8 images[KINDS];
+    uint64_t offset[KINDS];
+    size_t store_bytes = 0;
+    for (int i = 0; i < KINDS; i++) {
+        images[i].width = size[i][0];
+        images[i].height = size[i][1];
+        offset[i] = store_bytes; /* 64-byte aligned, as the loader's store */
+        store_bytes += ((size_t)images[i].width * images[i].height * 3 + 63) / 64 * 64;
+    }
+    uint8_t *store = malloc(store_bytes);
+    augment_params *params = malloc(N * sizeof *params);
+    kn_image_job *jobs = malloc(N * sizeof *jobs);
+    int *image_of = malloc(N * sizeof *image_of);
+    float *got = malloc(N * values * sizeof *got);
+    uint8_t *dev_store = kn_malloc(ctx, far + store_bytes);
+    float *dev_out = kn_malloc(ctx, N * values * sizeof *dev_out);
+    CHECK(store && params && jobs && image_of && got && dev_store && dev_out, "allocation: %s",
+          kn_error(ctx));
+    if (!store || !params || !jobs || !image_of || !got || !dev_store || !dev_out) goto done;
+    for (int i = 0; i < KINDS; i++) {
+        images[i].pixels = store + offset[i];
+        fill_image(&images[i], (uint64_t)(100 + i));
+    }
+    CHECK(kn_copy_to_device(ctx, dev_store + far, store, store_bytes) == 0, "upload: %s",
+          kn_error(ctx));
+    for (int k = 0; k < N; k++) {
+        image_of[k] = k % KINDS;
+        augment_draw(&params[k], &o, 11, 1, (uint64_t)k);
+        const image_u8 *img = &images[image_of[k]];
+        transform_job(&jobs[k], far + offset[image_of[k]], img->width, img->height, &params[k],
+                      CROP);
+    }
+    double seconds = 0;
+    for (int run = 0; run < 2; run++) {
+        struct timespec t0, t1;
+        CHECK(kn_sync(ctx) == 0, "sync: %s", kn_error(ctx));
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        CHECK(kn_images_to_batch(ctx, dev_out, dev_store, jobs, N, CROP) == 0, "run %d: %s", run,
+              kn_error(ctx));
+        CHECK(kn_sync(ctx) == 0, "run %d: %s", run, kn_error(ctx));
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        seconds = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+    }
+    CHECK(kn_copy_to_host(ctx, got, dev_out, N * values * sizeof *got) == 0, "download: %s",
+          kn_error(ctx));
+    const int differing = compare(got, images, image_of, params, N, CROP, "full size", -1);
+    CHECK(differing == 0, "full size: %d of %d images differ from transform_image", differing, N);
+    printf("    full size: %d images cut to %d, store at %.2f GiB: %.3f ms a batch\n", N, CROP,
+           (double)far / (1u << 30), seconds * 1e3);
+done:
+    kn_free(ctx, dev_store);
+    kn_free(ctx, dev_out);
+    free(store);
+    free(params);
+    free(jobs);
+    free(image_of);
+    free(got);
 }

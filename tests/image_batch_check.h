@@ -6,11 +6,20 @@
 #ifndef TLSWEEP_TESTS_IMAGE_BATCH_CHECK_H
 #define TLSWEEP_TESTS_IMAGE_BATCH_CHECK_H
 
+#include <stdint.h>
+
 #include "kernels/kernels.h"
 
 /* Runs the check on CTX: every differing image, and every failed call, fails the current
  * case (with where and how it differs). Several batches are queued before any is read, so on
  * an asynchronous backend a later call must not disturb an earlier one's jobs. */
 void image_batch_check(kn_ctx *ctx);
+
+/* The same at a real run's sizes: a batch of 256 augmented images of the sizes Flowers102's
+ * cache holds (shorter side 256, some much longer) cut to 224, so that every strided loop of a
+ * backend runs many rounds, with the store placed `far` bytes into its buffer (beyond 4 GiB
+ * on a GPU: a 32-bit offset or product would show). Prints the batch's time (of a second
+ * call, after any first-use growth). */
+void image_batch_check_full_size(kn_ctx *ctx, uint64_t far);
 
 #endif

@@ -213,6 +213,7 @@ static void test_context(void) {
 static void test_images_to_batch(void) {
     if (!device_case()) return;
     image_batch_check(ctx);
+    image_batch_check_full_size(ctx, (uint64_t)5 << 30);
 }
 
 /* kn_memory_peak follows kn_malloc and kn_free exactly, in a context of its own (the shared

@@ -21,6 +21,7 @@ static void test_matches_transform(void) {
         kn_ctx *ctx = cpu_context(threads);
         if (!ctx) return;
         image_batch_check(ctx);
+        if (threads == 2) image_batch_check_full_size(ctx, 0);
         kn_ctx_destroy(ctx);
     }
 }
