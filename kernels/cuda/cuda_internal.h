@@ -42,9 +42,9 @@ typedef struct {
 
 typedef enum { KN_CUDA_EAGER = 0, KN_CUDA_CAPTURE, KN_CUDA_REPLAY } kn_cuda_graph_mode;
 
-/* One pinned staging buffer of kn_cuda_upload_table and the end of the last copy out of it. */
-/* a trainer queues up to two tables a step (jobs, eager Adam) and runs about three steps
- * ahead of the device: more buffers than that, so that none is waited for */
+/* One pinned staging buffer of kn_cuda_upload_table and the end of the last copy out of it.
+ * A trainer queues up to two tables a step (jobs, eager Adam) and runs about three steps
+ * ahead of the device: more buffers than that, so that none is waited for. */
 #define KN_CUDA_TABLE_PINS 8
 typedef struct {
     void *host;
