@@ -24,6 +24,14 @@ int kn_cuda_graphs_supported(kn_cuda_ctx *ctx, char *why, size_t whylen) {
     return 1;
 }
 
+/* A capture that failed leaves its error (cudaErrorStreamCaptureInvalidated from the end, or
+ * the call that broke it) as this thread's last runtime error, and our launches report
+ * cudaGetLastError: the eager step that follows would fail on a launch that worked. A sticky
+ * error is not cleared by this and shows again at the next call. */
+static void forget_error(void) {
+    (void)cudaGetLastError();
+}
+
 /* step_host, step_dev and step_copied, made by the first capture (outside it) */
 static int step_buffers(kn_cuda_ctx *ctx, const char *what) {
     if (ctx->step_copied) return 0;
@@ -57,6 +65,7 @@ int kn_cuda_graph_capture_begin(kn_cuda_ctx *ctx) {
      * thread; other threads, a loader's, are not ours to restrict) */
     if (CU_CHECK(ctx, what,
                  cudaStreamBeginCapture(ctx->stream, cudaStreamCaptureModeThreadLocal))) {
+        forget_error();
         ctx->graph_mode = KN_CUDA_EAGER;
         return -1;
     }
@@ -77,6 +86,7 @@ kn_cuda_graph *kn_cuda_graph_capture_end(kn_cuda_ctx *ctx) {
     if (!rc && CU_CHECK(ctx, what, cudaGraphInstantiate(&g->exec, graph, 0))) rc = -1;
     if (graph) cudaGraphDestroy(graph); /* the instance keeps what it needs */
     if (rc) {
+        forget_error();
         free(g);
         return NULL;
     }
@@ -103,12 +113,15 @@ int kn_cuda_graph_launch(kn_cuda_ctx *ctx, kn_cuda_graph *g) {
     if (ctx->step_used != g->step_bytes)
         return kn_cuda_fail(ctx, what, "the step's values take %zu bytes, its capture's %zu",
                             ctx->step_used, g->step_bytes);
-    if (g->step_bytes && (CU_CHECK(ctx, what,
-                                   cudaMemcpyAsync(ctx->step_dev, ctx->step_host, g->step_bytes,
-                                                   cudaMemcpyHostToDevice, ctx->stream)) ||
-                          CU_CHECK(ctx, what, cudaEventRecord(ctx->step_copied, ctx->stream))))
+    if ((g->step_bytes && (CU_CHECK(ctx, what,
+                                    cudaMemcpyAsync(ctx->step_dev, ctx->step_host, g->step_bytes,
+                                                    cudaMemcpyHostToDevice, ctx->stream)) ||
+                           CU_CHECK(ctx, what, cudaEventRecord(ctx->step_copied, ctx->stream)))) ||
+        CU_CHECK(ctx, what, cudaGraphLaunch(g->exec, ctx->stream))) {
+        forget_error(); /* the step is made again eagerly */
         return -1;
-    return CU_CHECK(ctx, what, cudaGraphLaunch(g->exec, ctx->stream));
+    }
+    return 0;
 }
 
 void kn_cuda_graph_abandon(kn_cuda_ctx *ctx) {
@@ -117,6 +130,7 @@ void kn_cuda_graph_abandon(kn_cuda_ctx *ctx) {
         /* an invalidated capture ends with an error and no graph: nothing to keep either way */
         if (cudaStreamEndCapture(ctx->stream, &graph) == cudaSuccess && graph)
             cudaGraphDestroy(graph);
+        forget_error(); /* the eager step made next must not see the capture's */
     }
     ctx->graph_mode = KN_CUDA_EAGER;
     ctx->step_values_of = NULL;

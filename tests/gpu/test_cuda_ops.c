@@ -918,7 +918,8 @@ static int chain_reset(const graph_chain *g, const float *params, const float *x
  * eager (warm-up), steps 2 and 3 captured into graphs A and B, 4 and 5 replayed, the last with
  * a NaN input so that the totals record the replayed step's number. Both runs must leave the
  * same bits. Then the refusals: a replay with another buffer, a sync inside a replay or a
- * capture, a launch without a replay (nothing of them may run), and a stale graph. */
+ * capture, a launch without a replay (nothing of them may run), an eager step after a capture
+ * that CUDA invalidated, and a stale graph. */
 static void test_graph_step(void) {
     if (!device_case()) return;
     const kn_linear_shape ls = {GRAPH_N, GRAPH_IN, GRAPH_C, 1, KN_F32};
@@ -1013,6 +1014,20 @@ static void test_graph_step(void) {
         OK(kn_sync(ctx));
         OK(chain_read(&g, &after));
         CHECK(memcmp(&before, &after, sizeof before) == 0, "a refused step changed the state");
+        /* the trainer's fallback: a capture that CUDA invalidated (a cudaMalloc, which a
+         * capture forbids) is abandoned, and the eager step made next must run */
+        OK(kn_graph_capture_begin(ctx));
+        void *inside = NULL;
+        const cudaError_t st = cudaMalloc(&inside, 256);
+        const int failed = chain_step(&g, 6) != 0;
+        kn_graph_abandon(ctx);
+        if (st == cudaSuccess) {
+            printf("note: cudaMalloc inside a capture did not invalidate it (step %s)\n",
+                   failed ? "failed" : "captured");
+            cudaFree(inside);
+        }
+        CHECK(chain_step(&g, 6) == 0 && kn_sync(ctx) == 0,
+              "the eager step after an invalidated capture failed: %s", kn_error(ctx));
         kn_free(ctx, kn_malloc(ctx, 256));
         CHECK(kn_graph_replay_begin(ctx, a) == 1, "a graph is not stale after a free");
     }
