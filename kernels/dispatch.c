@@ -624,6 +624,7 @@ int kn_cuda_device_info(int device, kn_device_info *info, char *err, size_t errl
 }
 
 void *kn_host_alloc(kn_ctx *ctx, size_t bytes) {
+    REFUSED_IN_STEP(ctx, NULL); /* cudaHostAlloc: an allocation a capture forbids */
     if (ctx->backend == KN_BACKEND_CUDA) return CUDA_CALL(NULL, host_alloc, ctx->cuda, bytes);
     /* aligned_alloc wants a multiple of the alignment */
     void *p = aligned_alloc(64, (bytes + 63) / 64 * 64 + 64 * !bytes);
@@ -632,6 +633,7 @@ void *kn_host_alloc(kn_ctx *ctx, size_t bytes) {
 }
 
 void kn_host_free(kn_ctx *ctx, void *ptr) {
+    (void)refused_in_step(ctx, __func__); /* cudaFreeHost waits for the device */
     if (ctx->backend == KN_BACKEND_CUDA)
         CUDA_CALL((void)0, host_free, ctx->cuda, ptr);
     else
@@ -646,6 +648,7 @@ struct kn_event {
 /* Without CUDA (CUDA_BUILT 0) every event is a CPU one and CUDA_CALL drops its arguments:
  * the (void) casts below keep those arguments used in that build. */
 kn_event *kn_event_create(kn_ctx *ctx) {
+    REFUSED_IN_STEP(ctx, NULL);
     kn_event *ev = plan_new(ctx, sizeof *ev, "event");
     if (!ev) return NULL;
     ev->backend = ctx->backend;
@@ -657,8 +660,8 @@ kn_event *kn_event_create(kn_ctx *ctx) {
 }
 
 void kn_event_destroy(kn_ctx *ctx, kn_event *ev) {
-    (void)ctx;
     if (!ev) return;
+    (void)refused_in_step(ctx, __func__);
     if (ev->cuda) CUDA_CALL((void)0, event_destroy, ctx->cuda, ev->cuda);
     free(ev);
 }
