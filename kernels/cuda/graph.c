@@ -50,8 +50,10 @@ static int step_buffers(kn_cuda_ctx *ctx, const char *what) {
  * (at most the step queued before it is still ahead of that copy). */
 static int open_step(kn_cuda_ctx *ctx, kn_cuda_graph_mode mode, const kn_cuda_graph *values_of,
                      const char *what) {
-    if (step_buffers(ctx, what) || CU_CHECK(ctx, what, cudaEventSynchronize(ctx->step_copied)))
+    if (step_buffers(ctx, what) || CU_CHECK(ctx, what, cudaEventSynchronize(ctx->step_copied))) {
+        forget_error(); /* an allocation that failed: the step runs eagerly */
         return -1;
+    }
     ctx->graph_mode = mode;
     ctx->step_used = 0;
     ctx->step_values_of = values_of;
