@@ -1007,6 +1007,10 @@ static void test_graph_step(void) {
               "a replay that called kn_sync was launched ('%s')", kn_error(ctx));
         CHECK(kn_graph_launch(ctx, a) == -1 && strstr(kn_error(ctx), "just captured or replayed"),
               "a launch without a replay ran ('%s')", kn_error(ctx));
+        CHECK(kn_graph_replay_begin(ctx, a) == 0, "replay: %s", kn_error(ctx));
+        CHECK(kn_host_alloc(ctx, 64) == NULL, "kn_host_alloc ran inside a replay");
+        CHECK(kn_graph_launch(ctx, a) == -1 && strstr(kn_error(ctx), "kn_host_alloc"),
+              "a replay that called kn_host_alloc was launched ('%s')", kn_error(ctx));
         OK(kn_graph_capture_begin(ctx));
         CHECK(kn_sync(ctx) == -1, "kn_sync ran inside a capture");
         CHECK(kn_graph_capture_end(ctx) == NULL && strstr(kn_error(ctx), "kn_sync"),
