@@ -8,6 +8,7 @@
 #include <string.h>
 
 int kn_cuda_fail(kn_cuda_ctx *ctx, const char *what, const char *fmt, ...) {
+    if (ctx->graph_mode != KN_CUDA_EAGER) ctx->step_failed = 1; /* its graph would lack the call */
     int len = snprintf(ctx->err, sizeof ctx->err, "%s: ", what);
     if (len < 0 || (size_t)len >= sizeof ctx->err) return -1;
     va_list ap;

@@ -98,6 +98,7 @@ struct kn_cuda_ctx {
     unsigned char *step_host; /* pinned */
     unsigned char *step_dev;
     size_t step_used;
+    int step_failed; /* a call failed (kn_cuda_fail) since the capture or replay opened */
     const kn_cuda_graph *step_values_of; /* whose values step_host holds, ready to launch */
     cudaEvent_t step_copied;             /* the last launch's copy of step_host has run */
     char err[KN_CUDA_ERR_LEN];

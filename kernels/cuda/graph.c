@@ -3,6 +3,7 @@
  * graph, from step_dev: a capture or replay writes each call's values into step_host (pinned)
  * in call order, and each launch copies them up, then queues the graph. One step_dev serves
  * every graph, since launches and their copies queue on the one stream in order. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -56,8 +57,18 @@ static int open_step(kn_cuda_ctx *ctx, kn_cuda_graph_mode mode, const kn_cuda_gr
     }
     ctx->graph_mode = mode;
     ctx->step_used = 0;
+    ctx->step_failed = 0;
     ctx->step_values_of = values_of;
     return 0;
+}
+
+/* -1 when a call of the open capture or replay failed: its graph would lack that call's work
+ * (the caller may have gone on to the end). Keeps the call's error. */
+static int check_step_calls(kn_cuda_ctx *ctx, const char *what) {
+    if (!ctx->step_failed) return 0;
+    char call[KN_CUDA_ERR_LEN];
+    snprintf(call, sizeof call, "%s", ctx->err);
+    return kn_cuda_fail(ctx, what, "a call of the step failed: %s", call);
 }
 
 int kn_cuda_graph_capture_begin(kn_cuda_ctx *ctx) {
@@ -82,6 +93,7 @@ kn_cuda_graph *kn_cuda_graph_capture_end(kn_cuda_ctx *ctx) {
     ctx->graph_mode = KN_CUDA_EAGER;
     ctx->step_values_of = NULL;
     int rc = CU_CHECK(ctx, what, cudaStreamEndCapture(ctx->stream, &graph));
+    if (!rc) rc = check_step_calls(ctx, what);
     if (!rc && ctx->memory_epoch != ctx->capture_epoch)
         rc = kn_cuda_fail(ctx, what, "device memory was freed during the capture");
     if (!rc && !(g = kn_cuda_plan_new(ctx, sizeof *g, what))) rc = -1;
@@ -110,6 +122,7 @@ int kn_cuda_graph_launch(kn_cuda_ctx *ctx, kn_cuda_graph *g) {
     ctx->step_values_of = NULL; /* one launch per capture or replay: the values are its */
     if (values_of != g)
         return kn_cuda_fail(ctx, what, "the graph was not the one just captured or replayed");
+    if (check_step_calls(ctx, what)) return -1;
     if (g->memory_epoch != ctx->memory_epoch)
         return kn_cuda_fail(ctx, what, "device memory the graph uses was freed since its capture");
     if (ctx->step_used != g->step_bytes)

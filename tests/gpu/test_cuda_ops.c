@@ -1015,6 +1015,11 @@ static void test_graph_step(void) {
         CHECK(kn_sync(ctx) == -1, "kn_sync ran inside a capture");
         CHECK(kn_graph_capture_end(ctx) == NULL && strstr(kn_error(ctx), "kn_sync"),
               "a capture that called kn_sync made a graph ('%s')", kn_error(ctx));
+        OK(kn_graph_capture_begin(ctx));
+        CHECK(kn_dropout_forward(ctx, g.h, g.mask, g.x, act, 2.0f, 1, 0) == -1,
+              "dropout with p = 2 was captured");
+        CHECK(kn_graph_capture_end(ctx) == NULL && strstr(kn_error(ctx), "p = 2"),
+              "a capture whose call failed made a graph ('%s')", kn_error(ctx));
         OK(kn_sync(ctx));
         OK(chain_read(&g, &after));
         CHECK(memcmp(&before, &after, sizeof before) == 0, "a refused step changed the state");
