@@ -101,7 +101,7 @@ MAIN_SRC   := orchestrator/main.c
 CPU_LIB_SRC := $(filter-out $(MAIN_SRC),$(wildcard orchestrator/*.c worker/*.c worker/*/*.c kernels/*.c kernels/cpu/*.c))
 LIB_SRC    := $(CPU_LIB_SRC)
 LIB_OBJ    := $(LIB_SRC:%.c=$(BUILD)/%.o)
-TESTLIB    := $(BUILD)/tests/testlib.o $(BUILD)/tests/image_batch_check.o
+TESTLIB    := $(BUILD)/tests/testlib.o $(BUILD)/tests/image_batch_check.o $(BUILD)/tests/model_load.o
 TEST_SRC   := $(wildcard tests/unit/test_*.c tests/conformance/test_*.c tests/bench/bench_*.c)
 ifeq ($(CUDA),1)
 LIB_SRC    += $(CUDA_C_SRC)

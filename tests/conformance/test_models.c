@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "kernels/kernels.h"
+#include "tests/model_load.h"
 #include "tests/testlib.h"
 #include "worker/models/model.h"
 #include "worker/weights/weights.h"
@@ -53,34 +54,6 @@ static kn_ctx *cpu_context(void) {
     kn_ctx *ctx = kn_ctx_create(&opt, err, sizeof err);
     if (!ctx) tl_fail(__FILE__, __LINE__, "kn_ctx_create: %s", err);
     return ctx;
-}
-
-/* Builds and binds the case's model and loads DIR/weights.pth into it. */
-static int load_model(model *m, kn_ctx *ctx, const conformance_case *c, const char *dir) {
-    char err[1024], path[1100];
-    model_spec spec = {c->backbone, c->classes, c->width, c->image_size, 0.0f};
-    if (model_build(m, &spec, err, sizeof err)) {
-        tl_fail(__FILE__, __LINE__, "model_build: %s", err);
-        return -1;
-    }
-    if (model_bind(m, ctx, c->batch, 1, err, sizeof err)) {
-        tl_fail(__FILE__, __LINE__, "model_bind: %s", err);
-        return -1;
-    }
-    snprintf(path, sizeof path, "%s/weights.pth", dir);
-    weights_file w = {0};
-    if (weights_read(path, &w, err, sizeof err)) {
-        tl_fail(__FILE__, __LINE__, "weights_read: %s", err);
-        return -1;
-    }
-    float *host = calloc(m->params.total_count, sizeof *host);
-    int rc = host ? params_load(&m->params, host, &w, path, err, sizeof err) : -1;
-    if (rc) tl_fail(__FILE__, __LINE__, "params_load: %s", host ? err : "out of memory");
-    if (!rc && kn_copy_to_device(ctx, model_values(m), host, m->params.total_count * sizeof *host))
-        rc = -1;
-    free(host);
-    weights_free(&w);
-    return rc;
 }
 
 #define PARAM_FLOOR 0.01
@@ -171,7 +144,10 @@ static void run_case(const conformance_case *c) {
         return;
     }
     model m;
-    if (load_model(&m, ctx, c, dir)) {
+    char path[1100];
+    model_spec spec = {c->backbone, c->classes, c->width, c->image_size, 0.0f};
+    snprintf(path, sizeof path, "%s/weights.pth", dir);
+    if (TL_MODEL_LOAD(&m, ctx, &spec, c->batch, path, "export_models.py", NULL)) {
         kn_ctx_destroy(ctx);
         return;
     }
