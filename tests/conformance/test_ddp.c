@@ -34,10 +34,10 @@
 #include <unistd.h>
 
 #include "kernels/kernels.h"
+#include "tests/model_load.h"
 #include "tests/testlib.h"
 #include "worker/group.h"
 #include "worker/models/model.h"
-#include "worker/weights/weights.h"
 
 /* Keep in step with export_ddp.py. */
 #define RANKS 2
@@ -131,37 +131,6 @@ static void perturb_running_stats(const param_table *t, float *host) {
     }
 }
 
-/* Builds and binds the model and loads weights.pth into it (rank 1 then perturbs its
- * statistics). */
-static int load_model(model *m, kn_ctx *ctx) {
-    char err[1024], path[1100];
-    model_spec spec = {"resnet18", CLASSES, WIDTH, IMAGE_SIZE, 0.0f};
-    if (model_build(m, &spec, err, sizeof err)) {
-        tl_fail(__FILE__, __LINE__, "model_build: %s", err);
-        return -1;
-    }
-    step.bound = 1;
-    if (model_bind(m, ctx, SHARD, 1, err, sizeof err)) {
-        tl_fail(__FILE__, __LINE__, "model_bind: %s", err);
-        return -1;
-    }
-    snprintf(path, sizeof path, "%s/weights.pth", data_dir());
-    weights_file w = {0};
-    if (weights_read(path, &w, err, sizeof err)) {
-        tl_fail(__FILE__, __LINE__, "weights_read: %s (run export_ddp.py first)", err);
-        return -1;
-    }
-    float *host = calloc(m->params.total_count, sizeof *host);
-    int rc = host ? params_load(&m->params, host, &w, path, err, sizeof err) : -1;
-    if (rc) tl_fail(__FILE__, __LINE__, "params_load: %s", host ? err : "out of memory");
-    if (!rc && my_rank == 1) perturb_running_stats(&m->params, host);
-    if (!rc && kn_copy_to_device(ctx, model_values(m), host, m->params.total_count * sizeof *host))
-        rc = -1;
-    free(host);
-    weights_free(&w);
-    return rc;
-}
-
 /* Everything before the group's first collective: context, model, group, this rank's shard. */
 static int prepare(float **images, int32_t **labels) {
     char err[1024];
@@ -172,7 +141,14 @@ static int prepare(float **images, int32_t **labels) {
         return -1;
     }
     model *m = &step.net;
-    if (load_model(m, step.ctx)) return -1;
+    char path[1100];
+    model_spec spec = {"resnet18", CLASSES, WIDTH, IMAGE_SIZE, 0.0f};
+    snprintf(path, sizeof path, "%s/weights.pth", data_dir());
+    /* rank 1 starts from running statistics of its own, as in export_ddp.py */
+    if (TL_MODEL_LOAD(m, step.ctx, &spec, SHARD, path, "export_ddp.py",
+                      my_rank == 1 ? perturb_running_stats : NULL))
+        return -1;
+    step.bound = 1;
     model_set_trainable(m, "");
     step.group = (trial_group){MPI_COMM_WORLD, my_rank, RANKS};
     if (model_adam_reset(m) || model_set_group(m, &step.group, NULL, 0, err, sizeof err)) {
