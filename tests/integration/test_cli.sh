@@ -18,6 +18,10 @@ check "help lists models" bash -c "$tlsweep --help | grep -q models"
 # tlsweep train on one grid point of a sweep file
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+synth=$($tlsweep synth-flowers "$work/splits" --classes 2 --per-class 16 --trnid 3 --valid 0 \
+  --width 32 --height 32)
+check "synth-flowers takes --trnid and --valid (${synth##*: })" \
+  grep -q 'trnid 6, valid 0, tstid 26$' <<<"$synth"
 $tlsweep synth-flowers "$work/data" --classes 4 --per-class 12 --width 48 --height 44 >/dev/null
 sed "s#root: data/smoke#root: $work/data#" sweeps/smoke.yaml >"$work/smoke.yaml"
 check "train --sweep --trial runs that grid point" \

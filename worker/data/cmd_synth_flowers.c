@@ -63,9 +63,11 @@ int cmd_synth_flowers(int argc, char **argv) {
             break;
         case 't':
             o.trnid_per_class = (int)v;
+            trnid_given = 1;
             break;
         case 'v':
             o.valid_per_class = (int)v;
+            valid_given = 1;
             break;
         case 'q':
             o.quality = (int)v;
