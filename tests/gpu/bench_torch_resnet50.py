@@ -109,6 +109,13 @@ def run_compiled_child(batch, iters, timeout):
     # its own session, so that a timeout kills Inductor's compile workers too
     child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              start_new_session=True)
+
+    def stop(signum, frame):  # a kill from outside (gpu-check's step limit) ends it too
+        os.killpg(child.pid, signal.SIGKILL)
+        sys.exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     try:
         out, err = child.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
