@@ -1,38 +1,47 @@
 #!/usr/bin/env bash
 # The one device run: everything about the GPU that CI cannot check, in one script that
-# finishes inside 8 minutes on a machine with an NVIDIA GPU, the CUDA toolkit (nvcc),
+# finishes inside BUDGET (470 s) on a machine with an NVIDIA GPU, the CUDA toolkit (nvcc),
 # PyTorch, and cuDNN/cuBLAS/NCCL as Python packages, but none of our Debian libraries.
 #
-#   here:   tools/gpu-bundle.sh build-bundle     (bin/tlsweep with its libraries and mpirun)
-#   there:  tools/gpu-check.sh OUTDIR            (the device tool: carry ["build-bundle"])
+#   here:   make && tools/gpu-bundle.sh build-bundle     (bin/tlsweep, its libraries, mpirun)
+#   there:  the device tool's run, carry ["build-bundle"], timeout_s 560, command:
+#           tools/gpu-check.sh /tmp/gc; rc=$?; cp /tmp/gc/summary.txt $OUT/;
+#           tar -C /tmp -czf $OUT/gc.tar.gz gc; exit $rc
+# (OUTDIR outside $OUT: the tool returns 8 files at most, and this writes one log a step.)
+# If the sweep was skipped or partial and the machine is still warm, a second call at once,
+# with timeout_s = the device time left - 20, the same but for OUTDIR (gc2) and, in front,
+#           SECTIONS=sweep BUDGET=<timeout_s - 60> tools/gpu-check.sh /tmp/gc2; ...
 #
-# Steps (each logs to OUTDIR/NAME.log, and a failure does not stop the next ones):
-#   1. the machine: nvidia-smi, the nvidia Python packages, PyTorch's versions
+# Steps in order of importance (each logs to OUTDIR/NAME.log, a failure does not stop the next
+# ones, and each is killed with its process group at its limit or at the budget's end; expected
+# seconds on an H100/H200 with 16 cores in brackets, limits in the code):
+#   1. the machine: nvidia-smi, the nvidia Python packages, PyTorch's versions [10]
 #   2. the CUDA op tests against PyTorch (make gpu-standalone: needs only nvcc and the
-#      packages; REQUIRE_GPU=1, so a skip is a failure)
+#      packages; REQUIRE_GPU=1, so a skip is a failure) [build 15, references 10, tests 30]
 #   3. with the bundle: one small trial on the GPU and on the CPU (same weights, no
 #      augmentation, fp32, deterministic): per-epoch train and val losses within LOSS_TOL
 #      relative; the GPU trial's step ran as CUDA graphs and equals, to the printed digits,
-#      the same trial run eagerly (TLSWEEP_CUDA_GRAPHS=0); the same trial on the GPU stopped by SIGUSR1 and rerun: every epoch the
-#      rerun trains equals the uninterrupted run's to the printed digits; `mpirun -np 3`
-#      with two workers sharing the GPU (ranks_per_gpu: 2) writing a results file
-#   4. the benchmark, on the same GPU in the same run: one ResNet basic block step (ours,
-#      PyTorch) and a ResNet50 training step, batch 64 and 128, fp32 and TF32, and batch 256
-#      in bf16 (ours: the fine-tuning epoch of `tlsweep train`, data pipeline included;
-#      PyTorch: eager, channels_last, random data; bf16 as AMP autocast, and under
-#      torch.compile when it compiles within COMPILE_TIMEOUT), as images/s and the ratio,
-#      beside issue 13's targets
-#   5. memory: the peak device memory of one seed trial (vgg16_bn, resnet50, resnet152, batch
-#      16, 224 px, fp32) and whether ranks_per_gpu: 3 of them fit 80 GB
+#      the same trial run eagerly (TLSWEEP_CUDA_GRAPHS=0); the same trial on the GPU stopped by
+#      SIGUSR1 and rerun: every epoch the rerun trains equals the uninterrupted run's to the
+#      printed digits; `mpirun -np 3` with two workers sharing the GPU (ranks_per_gpu: 2)
+#      writing a results file [90]
+#   4. memory: the peak device memory of one seed trial (vgg16_bn, resnet50, resnet152, batch
+#      16, 224 px, fp32) and whether ranks_per_gpu: 3 of them fit 80 GB [60]
+#   5. the benchmark, on the same GPU in the same run: one ResNet basic block step (ours eager
+#      and as a CUDA graph, PyTorch) and a ResNet50 training step, batch 64 and 128, fp32 and
+#      TF32, and batch 256 in bf16, that one also with the device data path off
+#      (--device-images off) (ours: the fine-tuning epoch of `tlsweep train`, data pipeline
+#      included; PyTorch: eager, channels_last, random data; bf16 as AMP autocast, and last
+#      under torch.compile when it compiles within COMPILE_TIMEOUT), as images/s and the ratio,
+#      beside issue 13's targets [block 25, torch 60, ours 6 x 30, compile up to 150]
 #   6. the seed sweep on this GPU: sweeps/flowers102-seed.yaml on a Flowers102-sized synthetic
 #      dataset, bf16, random init (unless the torch cache has the weights), ranks_per_gpu: 3,
 #      SWEEP_EPOCHS (default "1 1": feature-extraction and fine-tuning epochs per trial, not
-#      the seed's 16 and 8) in what is left of the budget; the full sweep's time is
-#      extrapolated from the epochs run, and says so
-# SECTIONS (default "ops trials bench memory sweep") picks steps 2..6; the machine's step 1
-# always runs. All of them rarely leave the sweep its time: for issue 13's measures alone,
-#   SECTIONS="bench memory sweep" tools/gpu-check.sh OUTDIR   (or SECTIONS=sweep, for more epochs)
-# OUTDIR/summary.txt ends with every step's verdict and the figures; exit 1 if any failed (a
+#      the seed's 16 and 8) in what is left of the budget (skipped under 90 s); the full
+#      sweep's time is extrapolated from the epochs run, and says so
+# SECTIONS (default "ops trials memory bench sweep") picks steps 2..6; the machine's step 1
+# always runs. DEVICE=cpu dry-runs the whole script here without a GPU (small networks).
+# OUTDIR/summary.txt ends with every step's verdict and every figure; exit 1 if any failed (a
 # step skipped for want of time or of a GPU is not a failure).
 # shellcheck disable=SC1091 # env.sh is the bundle's, made by tools/gpu-bundle.sh
 set -uo pipefail
@@ -46,7 +55,7 @@ GPU_BUILD=${GPU_BUILD:-build-gpu}
 LOSS_TOL=${LOSS_TOL:-0.02} # GPU vs CPU fp32 losses: |gpu - cpu| <= LOSS_TOL * max(1, |cpu|)
 BUDGET=${BUDGET:-470}      # seconds for all steps; later steps get what is left
 DEVICE=${DEVICE:-cuda}     # the trials' device; DEVICE=cpu dry-runs this script without a GPU
-SECTIONS=" ${SECTIONS:-ops trials bench memory sweep} "
+SECTIONS=" ${SECTIONS:-ops trials memory bench sweep} "
 COMPILE_TIMEOUT=${COMPILE_TIMEOUT:-120} # seconds torch.compile may take to compile and run
 SWEEP_EPOCHS=${SWEEP_EPOCHS:-1 1}       # the seed sweep's epochs here: phase 1, phase 2
 SUMMARY=$OUT/summary.txt
@@ -68,7 +77,7 @@ step() {
   local name=$1 limit=$2 left=$((BUDGET - SECONDS))
   shift 2
   if [ "$left" -lt 5 ]; then
-    verdicts+=("FAIL $name: not run, the ${BUDGET} s budget is spent")
+    verdicts+=("skip $name: not run, the ${BUDGET} s budget is spent")
     return 1
   fi
   [ "$limit" -le "$left" ] || limit=$left
@@ -95,7 +104,7 @@ note "gpu-check $(date -u +%FT%TZ) at $(git rev-parse --short HEAD 2>/dev/null |
 
 # ---- 1. the machine and its CUDA libraries ----------------------------------------------
 step nvidia-smi 20 nvidia-smi
-GPU_NAME=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n 1)
+GPU_NAME=$(timeout 20 nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n 1)
 GPU_NAME=${GPU_NAME:-no GPU}
 # cuDNN, cuBLAS and cudart from the Python packages PyTorch uses: namespace packages, so
 # __path__ (their __file__ is None); the CUDA 13 wheels keep cuBLAS and cudart in nvidia/cu13
@@ -108,7 +117,7 @@ NCCL_PKG=$(pkg_dir nvidia.nccl)
 NVIDIA_DIR=$(dirname "${CUDNN_PKG:-${CU13_PKG:-/none/x}}")
 note "python: $(command -v "$PYTHON"); cuDNN ${CUDNN_PKG:-none}, cuBLAS/cudart ${CU13_PKG:-none}, NCCL ${NCCL_PKG:-none}"
 [ -d "$NVIDIA_DIR" ] && (cd "$NVIDIA_DIR" && find . -maxdepth 3 \( -name '*.so*' -o -type d \) | sort) >"$OUT/nvidia-packages.txt"
-note "torch: $("$PYTHON" -c 'import torch; print(torch.__version__, "CUDA", torch.version.cuda, "cuDNN", torch.backends.cudnn.version(), torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU for torch")' 2>&1 | tail -n 1)"
+note "torch: $(timeout 60 "$PYTHON" -c 'import torch; print(torch.__version__, "CUDA", torch.version.cuda, "cuDNN", torch.backends.cudnn.version(), torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU for torch")' 2>&1 | tail -n 1)"
 if [ -z "${CUDA_HOME:-}" ]; then
   nvcc_path=$(command -v nvcc || true)
   if [ -n "$nvcc_path" ]; then
@@ -232,6 +241,7 @@ if [ -n "$tlsweep" ] && want trials; then
   step stop-reference 120 bundled "${long[@]}" --out "$WORK/t-ref"
   # (not through step: the signal goes to tlsweep itself, the subshell that execs it)
   echo "== stop: the same trial, SIGUSR1 after epoch 1" | tee -a "$SUMMARY"
+  : >"$OUT/stop.log" # (before the background job opens it: the loop below reads it at once)
   (. "$B/env.sh" && exec env LD_LIBRARY_PATH="$OURS_LD" "${long[@]}" --out "$WORK/t-stop") \
     >"$OUT/stop.log" 2>&1 &
   pid=$!
@@ -276,70 +286,7 @@ if [ -n "$tlsweep" ] && want trials; then
   fi
 fi
 
-# ---- 4. the benchmark ---------------------------------------------------------------------
-if want bench; then
-  if [ "$built" = 1 ]; then
-    step bench-block-ours-fp32 60 ours "$GPU_BUILD/bench_cuda_step" 64 64 56 20 fp32
-    step bench-block-ours-tf32 60 ours "$GPU_BUILD/bench_cuda_step" 64 64 56 20 tf32
-  fi
-  step bench-block-torch 120 "$PYTHON" tests/gpu/bench_torch_step.py 64 64 56 20
-  for p in fp32 tf32; do
-    ours_block=$(figure "bench-block-ours-$p" . 'images/s')
-    torch_block=$(figure bench-block-torch "^torch .* $p channels_last" 'images/s')
-    [ -n "$ours_block" ] && [ -n "$torch_block" ] &&
-      figures+=("$(awk -v o="$ours_block" -v t="$torch_block" -v p="$p" 'BEGIN { printf "basic block N=64 C=64 56x56 %s: ours %.0f, torch %.0f images/s, ours/torch %.2f", p, o, t, o / t }')")
-    # the same step replayed as a CUDA graph (the line after the eager one)
-    graph_block=$(figure "bench-block-ours-$p" '^ours, the step as a CUDA graph' 'images/s')
-    [ -n "$ours_block" ] && [ -n "$graph_block" ] &&
-      figures+=("$(awk -v o="$ours_block" -v g="$graph_block" -v p="$p" 'BEGIN { printf "basic block %s as a CUDA graph: %.0f images/s, graph/eager %.3f", p, g, g / o }')")
-  done
-
-  step bench-resnet50-torch 150 "$PYTHON" tests/gpu/bench_torch_resnet50.py --iters 20 64 128
-  # issue 13's measure: bf16 at batch 256, AMP eager (torch.compile after ours: it may take long)
-  step bench-resnet50-torch-bf16 90 "$PYTHON" tests/gpu/bench_torch_resnet50.py --iters 20 \
-    --precisions bf16 256
-  if [ -n "$tlsweep" ]; then
-    # 2048 training images (16 val): 8 steps of batch 256 in an epoch, 32 of batch 64
-    step bench-data 60 bundled tlsweep synth-flowers "$WORK/bench-data" --classes 8 \
-      --per-class 258 --trnid 1 --valid 1 --width 256 --height 256
-    for run in fp32:64 fp32:128 tf32:64 tf32:128 bf16:256; do
-      p=${run%:*} b=${run#*:}
-      # epoch 2 fine-tunes: forward and backward through the whole network (epoch 1, feature
-      # extraction, has warmed up every plan)
-      step "bench-resnet50-ours-$p-$b" 90 bundled tlsweep train --backbone resnet50 \
-        --weights none --data "$WORK/bench-data" --batch-size "$b" --precision "$p" \
-        --device "$DEVICE" --fe-epochs 1 --ft-epochs 1 --out "$WORK/bench-$p-$b"
-      ours_r50=$(figure "bench-resnet50-ours-$p-$b" '^epoch +2 ' 'img/s')
-      ours_peak=$(figure "bench-resnet50-ours-$p-$b" 'peak device memory' 'MiB')
-      torch_log=bench-resnet50-torch
-      [ "$p" = bf16 ] && torch_log=bench-resnet50-torch-bf16
-      torch_r50=$(figure "$torch_log" "^torch resnet50 $p batch $b:" 'images/s')
-      torch_peak=$(figure "$torch_log" "^torch resnet50 $p batch $b:" 'MiB')
-      figures+=("$(awk -v o="${ours_r50:-0}" -v t="${torch_r50:-0}" -v p="$p" -v b="$b" \
-        -v om="${ours_peak:-?}" -v tm="${torch_peak:-?}" 'BEGIN {
-        printf "resnet50 training step %s batch %d: ours %.0f img/s (fine-tuning epoch, data included), torch %.0f img/s (eager%s, channels_last)", p, b, o, t, (p == "bf16" ? " AMP" : "")
-        if (o > 0 && t > 0) printf ", ours/torch %.2f", o / t; else printf ", ratio n/a"
-        printf "; peak memory ours %s MiB, torch %s MiB", om, tm }')")
-    done
-    # ours's last figures are bf16 batch 256's: against torch.compile and issue 13's targets
-    # (figures, not verdicts: the targets are for an H200)
-    step bench-resnet50-torch-compile $((COMPILE_TIMEOUT + 30)) "$PYTHON" \
-      tests/gpu/bench_torch_resnet50.py --iters 20 --precisions '' \
-      --compile-timeout "$COMPILE_TIMEOUT" 256
-    compiled=$(figure bench-resnet50-torch-compile '^torch resnet50 bf16-compiled batch 256:' 'images/s')
-    compile_skip=$(sed -n 's/^torch resnet50 bf16-compiled batch 256: skipped: //p' "$OUT/bench-resnet50-torch-compile.log" 2>/dev/null)
-    figures+=("$(awk -v o="${ours_r50:-0}" -v t="${torch_r50:-0}" -v c="${compiled:-0}" \
-      -v why="${compile_skip:-not run}" -v gpu="$GPU_NAME" 'BEGIN {
-      met = "met"; no = "NOT met"
-      printf "issue 13, resnet50 bf16 batch 256 on %s: ours %.0f img/s (target >= 8000 on an H200: %s)", gpu, o, (o >= 8000 ? met : no)
-      if (o > 0 && t > 0) printf ", ours/torch eager AMP %.2f (target >= 2: %s)", o / t, (o >= 2 * t ? met : no)
-      else printf ", ours/torch eager AMP n/a"
-      if (c > 0) printf ", torch.compile %.0f img/s, ours/compiled %.2f", c, o / c
-      else printf ", torch.compile skipped: %s", why }')")
-  fi
-fi
-
-# ---- 5. memory: do three seed trials fit one GPU? -----------------------------------------
+# ---- 4. memory: do three seed trials fit one GPU? -----------------------------------------
 if want memory && [ -n "$tlsweep" ]; then
   mem_size=(--resize 256 --crop 224)
   [ "$DEVICE" = cpu ] && mem_size=(--resize 72 --crop 64 --width 8) # a dry run's narrow nets
@@ -368,6 +315,93 @@ if want memory && [ -n "$tlsweep" ]; then
     if [ "$fit_rc" -eq 0 ]; then verdicts+=("ok   memory-fit: ranks_per_gpu: 3 fits 80 GB"); else fail "memory-fit: $fit"; fi
   else
     skip "memory-fit: peak device memory of ${#peaks[@]} of 3 trials (only CUDA trials print one)"
+  fi
+fi
+
+# ---- 5. the benchmark ---------------------------------------------------------------------
+if want bench; then
+  if [ "$built" = 1 ]; then
+    step bench-block-ours-fp32 60 ours "$GPU_BUILD/bench_cuda_step" 64 64 56 20 fp32
+    step bench-block-ours-tf32 60 ours "$GPU_BUILD/bench_cuda_step" 64 64 56 20 tf32
+  fi
+  step bench-block-torch 120 "$PYTHON" tests/gpu/bench_torch_step.py 64 64 56 20
+  for p in fp32 tf32; do
+    ours_block=$(figure "bench-block-ours-$p" . 'images/s')
+    torch_block=$(figure bench-block-torch "^torch .* $p channels_last" 'images/s')
+    [ -n "$ours_block" ] && [ -n "$torch_block" ] &&
+      figures+=("$(awk -v o="$ours_block" -v t="$torch_block" -v p="$p" 'BEGIN { printf "basic block N=64 C=64 56x56 %s: ours %.0f, torch %.0f images/s, ours/torch %.2f", p, o, t, o / t }')")
+    # the same step replayed as a CUDA graph (the line after the eager one)
+    graph_block=$(figure "bench-block-ours-$p" '^ours, the step as a CUDA graph' 'images/s')
+    [ -n "$ours_block" ] && [ -n "$graph_block" ] &&
+      figures+=("$(awk -v o="$ours_block" -v g="$graph_block" -v p="$p" 'BEGIN { printf "basic block %s as a CUDA graph: %.0f images/s, graph/eager %.3f", p, g, g / o }')")
+  done
+
+  step bench-resnet50-torch 150 "$PYTHON" tests/gpu/bench_torch_resnet50.py --iters 20 64 128
+  # issue 13's measure: bf16 at batch 256, AMP eager (torch.compile after ours: it may take long)
+  step bench-resnet50-torch-bf16 90 "$PYTHON" tests/gpu/bench_torch_resnet50.py --iters 20 \
+    --precisions bf16 256
+  if [ -n "$tlsweep" ]; then
+    # 2048 training images (16 val): 8 steps of batch 256 in an epoch, 32 of batch 64
+    bench_synth=(--per-class 258) bench_size=()
+    if [ "$DEVICE" = cpu ]; then # a dry run of the plumbing: 256 small images, narrow nets
+      bench_synth=(--per-class 34) bench_size=(--resize 72 --crop 64 --width 8)
+    fi
+    step bench-data 60 bundled tlsweep synth-flowers "$WORK/bench-data" --classes 8 \
+      "${bench_synth[@]}" --trnid 1 --valid 1 --width 256 --height 256
+    # the last run: bf16 batch 256 again with the device data path off (the host makes batches)
+    for run in fp32:64:on fp32:128:on tf32:64:on tf32:128:on bf16:256:on bf16:256:off; do
+      IFS=: read -r p b images <<<"$run"
+      name=bench-resnet50-ours-$p-$b
+      [ "$images" = off ] && name=$name-images-off
+      # epoch 2 fine-tunes: forward and backward through the whole network (epoch 1, feature
+      # extraction, has warmed up every plan)
+      step "$name" 90 bundled tlsweep train --backbone resnet50 --weights none \
+        --data "$WORK/bench-data" --batch-size "$b" --precision "$p" --device "$DEVICE" \
+        --device-images "$images" "${bench_size[@]}" --fe-epochs 1 --ft-epochs 1 \
+        --out "$WORK/$name"
+      ours_r50=$(figure "$name" '^epoch +2 ' 'img/s')
+      ours_peak=$(figure "$name" 'peak device memory' 'MiB')
+      if [ "$images" = off ]; then
+        figures+=("$(awk -v on="${r50_on:-0}" -v off="${ours_r50:-0}" -v mon="${peak_on:-?}" \
+          -v moff="${ours_peak:-?}" 'BEGIN {
+          printf "resnet50 bf16 batch 256, ours with the device data path on %.0f img/s, off %.0f img/s", on, off
+          if (on > 0 && off > 0) printf ", on/off %.2f", on / off; else printf ", ratio n/a"
+          printf "; peak memory on %s MiB, off %s MiB", mon, moff }')")
+        continue
+      fi
+      r50_on=$ours_r50 peak_on=$ours_peak
+      torch_log=bench-resnet50-torch
+      [ "$p" = bf16 ] && torch_log=bench-resnet50-torch-bf16
+      torch_r50=$(figure "$torch_log" "^torch resnet50 $p batch $b:" 'images/s')
+      torch_peak=$(figure "$torch_log" "^torch resnet50 $p batch $b:" 'MiB')
+      figures+=("$(awk -v o="${ours_r50:-0}" -v t="${torch_r50:-0}" -v p="$p" -v b="$b" \
+        -v om="${ours_peak:-?}" -v tm="${torch_peak:-?}" 'BEGIN {
+        printf "resnet50 training step %s batch %d: ours %.0f img/s (fine-tuning epoch, data included), torch %.0f img/s (eager%s, channels_last)", p, b, o, t, (p == "bf16" ? " AMP" : "")
+        if (o > 0 && t > 0) printf ", ours/torch %.2f", o / t; else printf ", ratio n/a"
+        printf "; peak memory ours %s MiB, torch %s MiB", om, tm }')")
+    done
+    # bf16 batch 256 (device data path on) against torch.compile and issue 13's targets
+    # (figures, not verdicts: the targets are for an H200). torch.compile comes last: it may
+    # take minutes, so it gets what is left of the budget, 30 s kept for the run after it.
+    compile_timeout=$((BUDGET - SECONDS - 35))
+    [ "$compile_timeout" -le "$COMPILE_TIMEOUT" ] || compile_timeout=$COMPILE_TIMEOUT
+    if [ "$compile_timeout" -ge 30 ]; then
+      step bench-resnet50-torch-compile $((compile_timeout + 30)) "$PYTHON" \
+        tests/gpu/bench_torch_resnet50.py --iters 20 --precisions '' \
+        --compile-timeout "$compile_timeout" 256
+    else
+      skip "bench-resnet50-torch-compile: not run, $((BUDGET - SECONDS)) s of the budget left (65 needed)"
+    fi
+    compiled=$(figure bench-resnet50-torch-compile '^torch resnet50 bf16-compiled batch 256:' 'images/s')
+    compile_skip=$(sed -n 's/^torch resnet50 bf16-compiled batch 256: skipped: //p' "$OUT/bench-resnet50-torch-compile.log" 2>/dev/null)
+    figures+=("$(awk -v o="${r50_on:-0}" -v t="${torch_r50:-0}" -v c="${compiled:-0}" \
+      -v why="${compile_skip:-not run}" -v gpu="$GPU_NAME" 'BEGIN {
+      met = "met"; no = "NOT met"
+      printf "issue 13, resnet50 bf16 batch 256 on %s: ours %.0f img/s (target >= 8000 on an H200: %s)", gpu, o, (o >= 8000 ? met : no)
+      if (o > 0 && t > 0) printf ", ours/torch eager AMP %.2f (target >= 2: %s)", o / t, (o >= 2 * t ? met : no)
+      else printf ", ours/torch eager AMP n/a"
+      if (c > 0) printf ", torch.compile %.0f img/s, ours/compiled %.2f", c, o / c
+      else printf ", torch.compile skipped: %s", why }')")
   fi
 fi
 
@@ -455,13 +489,12 @@ if want sweep && [ -n "$tlsweep" ]; then
   fi
 fi
 
-# peak device memory of every CUDA trial this run trained (worker/trial.c prints it)
+# peak device memory of every CUDA trial this run trained (worker/trial.c prints it), one
+# figure a trial: "peak device memory LOG: TRIAL N MiB"
 grep -H 'peak device memory' "$OUT"/*.log 2>/dev/null | sed "s#^$OUT/##" >"$OUT/peak-memory.txt"
-if [ -s "$OUT/peak-memory.txt" ]; then
-  note "== peak device memory per trial (LOG:line)"
-  tee -a "$SUMMARY" <"$OUT/peak-memory.txt"
-  figures+=("peak device memory per trial: $(wc -l <"$OUT/peak-memory.txt") trials, see peak-memory.txt; largest $(sed -nE 's/.*trial (.*): peak device memory ([0-9.]+) MiB.*/\2 MiB (\1)/p' "$OUT/peak-memory.txt" | sort -rn | head -n 1)")
-fi
+while read -r line; do
+  figures+=("$line")
+done < <(sed -nE 's/^(.*)\.log:.*trial (.*): peak device memory ([0-9.]+) MiB.*/peak device memory \1: \2 \3 MiB/p' "$OUT/peak-memory.txt")
 
 # ---- summary ------------------------------------------------------------------------------
 note ""
