@@ -29,8 +29,8 @@
 #      16, 224 px, fp32) and whether ranks_per_gpu: 3 of them fit 80 GB [60]
 #   5. the benchmark, on the same GPU in the same run: one ResNet basic block step (ours eager
 #      and as a CUDA graph, PyTorch) and a ResNet50 training step, batch 64 and 128, fp32 and
-#      TF32, and batch 256 in bf16, that one also with the device data path off
-#      (--device-images off) (ours: the fine-tuning epoch of `tlsweep train`, data pipeline
+#      TF32, and batch 256 in bf16 (issue 13's, first), that one also with the device data path
+#      off (--device-images off) (ours: the fine-tuning epoch of `tlsweep train`, data pipeline
 #      included; PyTorch: eager, channels_last, random data; bf16 as AMP autocast, and last
 #      under torch.compile when it compiles within COMPILE_TIMEOUT), as images/s and the ratio,
 #      beside issue 13's targets [block 25, torch 60, ours 6 x 30, compile up to 150]
@@ -347,10 +347,11 @@ if want bench; then
       figures+=("$(awk -v o="$ours_block" -v g="$graph_block" -v p="$p" 'BEGIN { printf "basic block %s as a CUDA graph: %.0f images/s, graph/eager %.3f", p, g, g / o }')")
   done
 
-  step bench-resnet50-torch 150 "$PYTHON" tests/gpu/bench_torch_resnet50.py --iters 20 64 128
-  # issue 13's measure: bf16 at batch 256, AMP eager (torch.compile after ours: it may take long)
+  # issue 13's measure first: bf16 at batch 256, AMP eager (torch.compile after ours: it may
+  # take long)
   step bench-resnet50-torch-bf16 90 "$PYTHON" tests/gpu/bench_torch_resnet50.py --iters 20 \
     --precisions bf16 256
+  step bench-resnet50-torch 150 "$PYTHON" tests/gpu/bench_torch_resnet50.py --iters 20 64 128
   if [ -n "$tlsweep" ]; then
     # 2048 training images (16 val): 8 steps of batch 256 in an epoch, 32 of batch 64
     bench_synth=(--per-class 258) bench_size=()
@@ -359,8 +360,9 @@ if want bench; then
     fi
     step bench-data 60 bundled tlsweep synth-flowers "$WORK/bench-data" --classes 8 \
       "${bench_synth[@]}" --trnid 1 --valid 1 --width 256 --height 256
-    # the last run: bf16 batch 256 again with the device data path off (the host makes batches)
-    for run in fp32:64:on fp32:128:on tf32:64:on tf32:128:on bf16:256:on bf16:256:off; do
+    # issue 13's bf16 batch 256 first, then again with the device data path off (the host
+    # makes the batches), then fp32 and TF32
+    for run in bf16:256:on bf16:256:off fp32:64:on fp32:128:on tf32:64:on tf32:128:on; do
       IFS=: read -r p b images <<<"$run"
       name=bench-resnet50-ours-$p-$b
       [ "$images" = off ] && name=$name-images-off
@@ -380,11 +382,11 @@ if want bench; then
           printf "; peak memory on %s MiB, off %s MiB", mon, moff }')")
         continue
       fi
-      r50_on=$ours_r50 peak_on=$ours_peak
       torch_log=bench-resnet50-torch
       [ "$p" = bf16 ] && torch_log=bench-resnet50-torch-bf16
       torch_r50=$(figure "$torch_log" "^torch resnet50 $p batch $b:" 'images/s')
       torch_peak=$(figure "$torch_log" "^torch resnet50 $p batch $b:" 'MiB')
+      [ "$p" = bf16 ] && r50_on=$ours_r50 peak_on=$ours_peak torch_bf16=$torch_r50
       figures+=("$(awk -v o="${ours_r50:-0}" -v t="${torch_r50:-0}" -v p="$p" -v b="$b" \
         -v om="${ours_peak:-?}" -v tm="${torch_peak:-?}" 'BEGIN {
         printf "resnet50 training step %s batch %d: ours %.0f img/s (fine-tuning epoch, data included), torch %.0f img/s (eager%s, channels_last)", p, b, o, t, (p == "bf16" ? " AMP" : "")
@@ -405,7 +407,7 @@ if want bench; then
     fi
     compiled=$(figure bench-resnet50-torch-compile '^torch resnet50 bf16-compiled batch 256:' 'images/s')
     compile_skip=$(sed -n 's/^torch resnet50 bf16-compiled batch 256: skipped: //p' "$OUT/bench-resnet50-torch-compile.log" 2>/dev/null)
-    figures+=("$(awk -v o="${r50_on:-0}" -v t="${torch_r50:-0}" -v c="${compiled:-0}" \
+    figures+=("$(awk -v o="${r50_on:-0}" -v t="${torch_bf16:-0}" -v c="${compiled:-0}" \
       -v why="${compile_skip:-not run}" -v gpu="$GPU_NAME" 'BEGIN {
       met = "met"; no = "NOT met"
       printf "issue 13, resnet50 bf16 batch 256 on %s: ours %.0f img/s (target >= 8000 on an H200: %s)", gpu, o, (o >= 8000 ? met : no)
