@@ -13,8 +13,9 @@
 #           SECTIONS=sweep BUDGET=<timeout_s - 60> tools/gpu-check.sh /tmp/gc2; ...
 #
 # Steps in order of importance (each logs to OUTDIR/NAME.log, a failure does not stop the next
-# ones, and each is killed with its process group at its limit or at the budget's end; expected
-# seconds on an H100/H200 with 16 cores in brackets, limits in the code):
+# ones, and each is killed with its process group at its limit or at the budget's end; in
+# brackets the seconds expected on an H100/H200 with 16 cores, estimates until a first run:
+# they add up to more than BUDGET, so torch.compile and the sweep are the ones left out):
 #   1. the machine: nvidia-smi, the nvidia Python packages, PyTorch's versions [10]
 #   2. the CUDA op tests against PyTorch (make gpu-standalone: needs only nvcc and the
 #      packages; REQUIRE_GPU=1, so a skip is a failure) [build 15, references 10, tests 30]
