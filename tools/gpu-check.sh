@@ -396,7 +396,8 @@ if want bench; then
     done
     # bf16 batch 256 (device data path on) against torch.compile and issue 13's targets
     # (figures, not verdicts: the targets are for an H200). torch.compile comes last: it may
-    # take minutes, so it gets what is left of the budget, 30 s kept for the run after it.
+    # take minutes, so it gets what is left of the budget; its child's own timeout ends 30 s
+    # before the step's, so the bench prints why it skipped instead of being killed.
     compile_timeout=$((BUDGET - SECONDS - 35))
     [ "$compile_timeout" -le "$COMPILE_TIMEOUT" ] || compile_timeout=$COMPILE_TIMEOUT
     if [ "$compile_timeout" -ge 30 ]; then
