@@ -328,7 +328,7 @@ typedef struct {
     const farm_options *o;
     pthread_mutex_t lock; /* every MPI call of this rank on o->comm happens under it (a
                              group's communicator is the trainer's, used without it: that
-                             takes MPI_THREAD_MULTIPLE, see run_cmd.c) */
+                             takes MPI_THREAD_MULTIPLE, see run_mpi.c) */
     int running;          /* a trial is running: heartbeats flow */
     int trial, attempt;
     int stop; /* the root asked this trial to stop */

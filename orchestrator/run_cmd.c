@@ -16,6 +16,7 @@
 #include "orchestrator/ranks.h"
 #include "orchestrator/resume.h"
 #include "orchestrator/run_dry_run.h"
+#include "orchestrator/run_mpi.h"
 #include "orchestrator/run_options.h"
 #include "orchestrator/schedule.h"
 #include "orchestrator/slurm.h"
@@ -317,53 +318,9 @@ static int run_worker(farm_options *f) {
     return -4;
 }
 
-/* MPI up with the stop signals blocked first: a stop signal must never kill a rank that has not
- * got this far, and MPI's threads must inherit the blocked mask. *provided: the thread level MPI
- * gives. 0 ok, else the exit status. */
-static int start_mpi(int *argc, char ***argv, int *rank, int *size, int *provided) {
-    if (farm_install_signals()) {
-        fprintf(stderr, "tlsweep run: cannot set up the stop signals\n");
-        return 4;
-    }
-    /* MULTIPLE for data-parallel trials (see threads_for_groups); SERIALIZED does otherwise */
-    if (MPI_Init_thread(argc, argv, MPI_THREAD_MULTIPLE, provided) != MPI_SUCCESS) {
-        fprintf(stderr, "tlsweep run: MPI_Init_thread failed\n");
-        return 4;
-    }
-    MPI_Comm_rank(MPI_COMM_WORLD, rank);
-    MPI_Comm_size(MPI_COMM_WORLD, size);
-    /* heartbeats come from a second thread, so MPI must allow serialized calls */
-    if (*provided < MPI_THREAD_SERIALIZED) {
-        if (*rank == 0)
-            fprintf(stderr, "tlsweep run: this MPI does not provide MPI_THREAD_SERIALIZED\n");
-        MPI_Finalize();
-        return 4;
-    }
-    return 0;
-}
-
-/* A group trial's ranks reduce gradients in the trainer's thread while each voice's heartbeat
- * thread talks to the root, both in MPI at once: ranks_per_trial > 1 needs MPI_THREAD_MULTIPLE.
- * Decided alike on every rank (the lowest level any rank got). 0 ok, else the exit status. */
-static int threads_for_groups(const sweep *s, int rank, int provided) {
-    if (s->ranks_per_trial <= 1) return 0;
-    int lowest = provided;
-    MPI_Allreduce(&provided, &lowest, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
-    if (lowest >= MPI_THREAD_MULTIPLE) return 0;
-    if (rank == 0)
-        fprintf(stderr,
-                "tlsweep run: ranks_per_trial is %d, which needs an MPI that provides "
-                "MPI_THREAD_MULTIPLE (a group trial's ranks reduce gradients while heartbeats go "
-                "on in another thread), but this one provides only %s; use ranks_per_trial: 1 "
-                "or an MPI built with thread support; nothing was started\n",
-                s->ranks_per_trial,
-                lowest == MPI_THREAD_SERIALIZED ? "MPI_THREAD_SERIALIZED" : "less");
-    return 2;
-}
-
 int cmd_run(int argc, char **argv) {
     int rank = 0, size = 1, provided = 0;
-    int status = start_mpi(&argc, &argv, &rank, &size, &provided);
+    int status = run_mpi_start(&argc, &argv, &rank, &size, &provided);
     if (status) return status;
     run_options o;
     int prc = run_options_parse(argc, argv, &o, rank);
@@ -394,7 +351,7 @@ int cmd_run(int argc, char **argv) {
         MPI_Finalize();
         return listed;
     }
-    if ((status = threads_for_groups(&s, rank, provided))) {
+    if ((status = run_mpi_threads_for_groups(&s, rank, provided))) {
         grid_trials_free(&trials);
         sweep_free(&s);
         MPI_Finalize();
