@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kernels/kernels.h"
 #include "orchestrator/farm.h"
 #include "orchestrator/groups.h"
 #include "orchestrator/preflight.h"
@@ -18,6 +17,7 @@
 #include "orchestrator/run_dry_run.h"
 #include "orchestrator/run_mpi.h"
 #include "orchestrator/run_options.h"
+#include "orchestrator/run_start.h"
 #include "orchestrator/schedule.h"
 #include "orchestrator/slurm.h"
 #include "orchestrator/summary.h"
@@ -49,67 +49,6 @@ static void print_mapping(const root_ctx *r, int size) {
         const worker_slot *w = &r->workers[rank];
         printf("rank %d on %s: %s, %d threads\n", rank, w->host, w->device_text, w->threads);
     }
-}
-
-/* ranks_per_trial > 1: the groups of the workers in workers[1..size-1] (groups.h), by rank:
- * group_of[rank] and voice_of[rank] (-1: idle; rank 0 is -1). Returns the number of groups,
- * -1 when out of memory. */
-static int form_groups(const sweep *s, const worker_slot *workers, int size, int *group_of,
-                       int *voice_of) {
-    const int n = size - 1;
-    const char **hosts = calloc((size_t)(n > 0 ? n : 1), sizeof *hosts);
-    int *group = calloc((size_t)(n > 0 ? n : 1), sizeof *group);
-    int *voice = calloc((size_t)(n > 0 ? n : 1), sizeof *voice);
-    int groups = -1;
-    if (hosts && group && voice) {
-        for (int i = 0; i < n; i++)
-            hosts[i] = workers[i + 1].host;
-        groups = groups_form(hosts, n, s->ranks_per_trial, group, voice);
-        group_of[0] = voice_of[0] = -1;
-        for (int i = 0; i < n; i++) {
-            group_of[i + 1] = group[i];
-            voice_of[i + 1] = voice[i] < 0 ? -1 : voice[i] + 1;
-        }
-    }
-    free(hosts);
-    free(group);
-    free(voice);
-    return groups;
-}
-
-/* A group with two ranks on one GPU (ranks_per_gpu > 1) named on stderr; 0 when there is none. */
-static int shared_gpu_refused(const sweep *s, const worker_slot *workers, int size,
-                              const int *group_of) {
-    const char *hosts[size];
-    int devices[size], a, b;
-    for (int rank = 0; rank < size; rank++) {
-        hosts[rank] = workers[rank].host;
-        devices[rank] = workers[rank].device;
-    }
-    if (!groups_shared_gpu(hosts, devices, size, group_of, &a, &b)) return 0;
-    fprintf(stderr,
-            "tlsweep run: ranks_per_trial is %d and ranks %d and %d of group %d would both train "
-            "on %s of %s, but NCCL runs one rank of a group per GPU: set ranks_per_gpu: 1, or "
-            "start no more ranks per node than it has GPUs; nothing was started\n",
-            s->ranks_per_trial, a, b, group_of[a], workers[a].device_text, workers[a].host);
-    return 1;
-}
-
-/* Every rank that cannot train as the sweep asks, named on stderr; 0 when there is none. */
-static int placement_failures(const worker_slot *workers, int size) {
-    int failed = 0;
-    for (int rank = 0; rank < size; rank++)
-        if (workers[rank].placement_failed) {
-            fprintf(stderr, "tlsweep run: rank %d on %s: %s\n", rank, workers[rank].host,
-                    workers[rank].device_text);
-            failed++;
-        }
-    if (failed)
-        fprintf(stderr,
-                "tlsweep run: %d rank%s cannot train on the device asked for; nothing "
-                "was started\n",
-                failed, failed == 1 ? "" : "s");
-    return failed;
 }
 
 /* Creates or resumes the results file. 0 ok, -1 reported. */
@@ -181,39 +120,12 @@ static int run_root(const run_options *o, const sweep *s, const trial_list *tria
     if (f->size > 1 && farm_collect_hellos(f, workers, err, sizeof err)) {
         fprintf(stderr, "tlsweep run: %s\n", err);
         status = -4; /* workers may be lost: abort */
-    } else if (placement_failures(workers, f->size))
+    } else if (run_start_placement_failures(workers, f->size))
         status = 2;
-    /* data-parallel trials: the groups, formed once; with too few workers for one, no run */
-    const int k = s->ranks_per_trial, n_workers = f->size - 1;
+    /* data-parallel trials: the groups, formed once */
+    const int k = s->ranks_per_trial;
     int *group_of = NULL, *voice_of = NULL, groups = 0;
-    if (!status && k > 1 && k > n_workers) {
-        fprintf(stderr,
-                "tlsweep run: ranks_per_trial is %d but only %d worker rank%s: start at least %d "
-                "ranks (rank 0 orchestrates and trains nothing); nothing was started\n",
-                k, n_workers, n_workers == 1 ? "" : "s", k + 1);
-        status = 2;
-    }
-    /* a group on GPUs reduces over NCCL: a build without it refuses them at once */
-    char no_nccl[256];
-    for (int rank = 1; !status && k > 1 && rank < f->size; rank++)
-        if (workers[rank].device >= 0 && !kn_comm_supported(no_nccl, sizeof no_nccl)) {
-            fprintf(stderr,
-                    "tlsweep run: ranks_per_trial is %d and rank %d on %s trains on %s, but %s: "
-                    "set train.device: cpu, or ranks_per_trial: 1; nothing was started\n",
-                    k, rank, workers[rank].host, workers[rank].device_text, no_nccl);
-            status = 2;
-        }
-    if (!status && k > 1) {
-        group_of = calloc((size_t)f->size, sizeof *group_of);
-        voice_of = calloc((size_t)f->size, sizeof *voice_of);
-        if (!group_of || !voice_of ||
-            (groups = form_groups(s, workers, f->size, group_of, voice_of)) < 0) {
-            fprintf(stderr, "tlsweep run: out of memory\n");
-            status = 4;
-        } else if (shared_gpu_refused(s, workers, f->size, group_of)) {
-            status = 2;
-        }
-    }
+    if (!status) status = run_start_groups(s, workers, f->size, &group_of, &voice_of, &groups);
     const char *output = o->output ? o->output : s->output;
     resume_trials_dir(output, f->worker.trials_dir, sizeof f->worker.trials_dir);
     results_h5 *h5 = NULL;
