@@ -17,6 +17,7 @@
 #include "orchestrator/run_dry_run.h"
 #include "orchestrator/run_mpi.h"
 #include "orchestrator/run_options.h"
+#include "orchestrator/run_results.h"
 #include "orchestrator/run_start.h"
 #include "orchestrator/schedule.h"
 #include "orchestrator/slurm.h"
@@ -49,26 +50,6 @@ static void print_mapping(const root_ctx *r, int size) {
         const worker_slot *w = &r->workers[rank];
         printf("rank %d on %s: %s, %d threads\n", rank, w->host, w->device_text, w->threads);
     }
-}
-
-/* Creates or resumes the results file. 0 ok, -1 reported. */
-static int open_results(const run_options *o, const sweep *s, trial_table *t,
-                        const worker_slot *workers, const farm_options *f, const char *output,
-                        results_h5 **h5) {
-    char err[8192], hosts[1024];
-    ranks_hosts(workers, f->size, f->worker.host, hosts, sizeof hosts);
-    const resume_writer writer = {.host = f->worker.host,
-                                  .hosts = hosts,
-                                  .ranks = f->size,
-                                  .simulated = o->simulate,
-                                  .extend = o->extend};
-    int kept = 0;
-    if (resume_start(output, f->worker.trials_dir, s, t, &writer, h5, &kept, err, sizeof err)) {
-        fprintf(stderr, "tlsweep run: %s\n", err);
-        return -1;
-    }
-    if (kept >= 0) printf("resuming %s: %d of %d trials already done\n", output, kept, t->count);
-    return 0;
 }
 
 static double seconds_per_cost(const sweep *s, const trial_list *trials, double seconds) {
@@ -129,7 +110,7 @@ static int run_root(const run_options *o, const sweep *s, const trial_list *tria
     const char *output = o->output ? o->output : s->output;
     resume_trials_dir(output, f->worker.trials_dir, sizeof f->worker.trials_dir);
     results_h5 *h5 = NULL;
-    if (!status && open_results(o, s, &table, workers, f, output, &h5)) status = 2;
+    if (!status && run_results_open(o, s, &table, workers, f, output, &h5)) status = 2;
     if (!status && farm_start_workers(f, group_of, voice_of, err, sizeof err)) {
         fprintf(stderr, "tlsweep run: %s\n", err);
         status = -4;
