@@ -735,7 +735,8 @@ static void graph_open(kn_ctx *ctx, graph_mode mode) {
 }
 
 int kn_graph_capture_begin(kn_ctx *ctx) {
-    if (graph_refused(ctx, __func__) || CUDA_CALL(-1, graph_capture_begin, ctx->cuda)) return -1;
+    if (graph_refused(ctx, __func__)) return -1;
+    if (CUDA_CALL(-1, graph_capture_begin, ctx->cuda)) return -1; /* (a constant without CUDA) */
     graph_open(ctx, GRAPH_CAPTURE);
     return 0;
 }
