@@ -1,9 +1,10 @@
 /* `tlsweep run SWEEP.yaml`: under mpirun rank 0 orchestrates and ranks >= 1 train; with one
  * rank, rank 0 runs the trials itself. Exit status: 0 every trial done, 1 some failed after
  * their retries, 2 bad input (nothing written), 3 stopped (signal, --time-limit, silent
- * worker; rerun to resume), 4 an internal error. This file is the command's flow on every
- * rank and a worker rank's part; the rest: run_mpi.h (MPI up), run_options.h (the command
- * line), run_dry_run.h (-n) and run_root.h (rank 0's run). */
+ * worker; rerun to resume), 4 an internal error, 5 a rank of a data-parallel group ended the
+ * job (worker/group.h: it failed between two agreements; rerun to resume). This file is the
+ * command's flow on every rank and a worker rank's part; the rest: run_mpi.h (MPI up),
+ * run_options.h (the command line), run_dry_run.h (-n) and run_root.h (rank 0's run). */
 #include <mpi.h>
 #include <signal.h>
 #include <stdio.h>

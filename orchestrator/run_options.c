@@ -24,7 +24,8 @@ static void usage(FILE *out) {
         "  With ranks_per_trial: K in the sweep, each trial is trained by a group of K worker\n"
         "  ranks (data parallel; train.sync_bn: BatchNorm statistics over the whole batch),\n"
         "  formed once at start: on each host first, then across hosts from the leftovers;\n"
-        "  ranks that do not fill a group stay idle. The start lists the groups.\n\n"
+        "  ranks that do not fill a group stay idle. The start lists the groups. A group\n"
+        "  rank that fails inside a step ends the job (exit 5; rerun to resume).\n\n"
         "  -o, --output FILE          results file (default: the sweep's output:)\n"
         "      --extend               the sweep file gained grid points: add them\n"
         "  -n, --dry-run              check the sweep and every input its trials read (dataset,\n"
@@ -50,7 +51,7 @@ static void usage(FILE *out) {
         "The sweep file: every key with its type, default and an example in\n"
         "docs/sweep-file.md of the repository.\n"
         "exit status: 0 all done, 1 some trials failed, 2 bad input, 3 stopped (rerun to\n"
-        "resume), 4 internal error\n");
+        "resume), 4 internal error, 5 a group's rank ended the job (rerun to resume)\n");
 }
 
 /* Only rank 0 reports a bad number, so the message appears once. */

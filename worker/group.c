@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 int group_active(const trial_group *g) {
     return g && g->size > 1;
@@ -34,6 +35,21 @@ int group_wait(MPI_Request *req, char *err, size_t errlen) {
         nanosleep(&nap, NULL);
         if (nap_ns < 1000000) nap_ns *= 2; /* long waits (the next trial) cost next to nothing */
     }
+}
+
+void group_abort(const char *why) {
+    int rank = -1;
+    char host[256];
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    if (gethostname(host, sizeof host)) snprintf(host, sizeof host, "unknown");
+    host[sizeof host - 1] = 0;
+    fprintf(stderr,
+            "tlsweep run: rank %d on %s: %s, so it ends the job (MPI_Abort, exit %d); the "
+            "results so far are kept: rerun the same command to resume\n",
+            rank, host, why, GROUP_ABORT_STATUS);
+    fflush(NULL);
+    MPI_Abort(MPI_COMM_WORLD, GROUP_ABORT_STATUS);
+    _exit(GROUP_ABORT_STATUS); /* not reached; if it were, mpirun would see the rank go */
 }
 
 int group_gather_doubles(const trial_group *g, const double *mine, double *all, int n, char *err,

@@ -6,7 +6,9 @@
  * Every collective here gives bit-identical results on every rank (sums are formed in rank
  * order from gathered parts, or by one MPI_Allreduce whose result Open MPI distributes), so
  * the ranks' parameters never drift apart; group_check_same proves it once per epoch.
- * A NULL group, or one of size 1, is a trial on one rank: every call is then a no-op. */
+ * A NULL group, or one of size 1, is a trial on one rank: every call is then a no-op.
+ * The ranks fail a trial together only where they agree on it (worker/trial.c); a rank that
+ * fails anywhere else ends the whole job with group_abort, as no MPI here can tell the others. */
 #ifndef TLSWEEP_GROUP_H
 #define TLSWEEP_GROUP_H
 
@@ -17,6 +19,9 @@ typedef struct {
     MPI_Comm comm; /* the group's own communicator (MPI_COMM_NULL when alone) */
     int rank, size;
 } trial_group;
+
+/* The exit status of a job that a group rank ended with group_abort (mpirun passes it on). */
+#define GROUP_ABORT_STATUS 5
 
 /* 1 when g trains with other ranks. */
 int group_active(const trial_group *g);
@@ -38,6 +43,13 @@ int group_broadcast(const trial_group *g, void *buf, size_t bytes, char *err, si
  * core from the ranks and loader threads that share the node's. This one naps between tests,
  * 20 us at first, longer as the wait goes on (up to 1 ms). */
 int group_wait(MPI_Request *req, char *err, size_t errlen);
+/* Ends the whole job, never returns: one line on stderr, "tlsweep run: rank R on HOST: WHY, so
+ * it ends the job (MPI_Abort, exit 5); ...", then MPI_Abort(MPI_COMM_WORLD, GROUP_ABORT_STATUS).
+ * For a group rank that can no longer meet its group (it failed between two points where the
+ * group agrees): the others wait, or would, in a collective it will never join, and without
+ * ULFM (MPI_Comm_revoke) nothing frees them. What the root wrote is safe (SWMR, every epoch
+ * flushed, checkpoints renamed into place), so a rerun resumes. */
+_Noreturn void group_abort(const char *why);
 /* -1 with err when buf's bytes differ between this rank and the voice. */
 int group_check_same(const trial_group *g, const void *buf, size_t bytes, const char *what,
                      char *err, size_t errlen);

@@ -81,6 +81,15 @@ typedef struct {
     float *group_lr_f32;
     trial_progress progress; /* what the resume checkpoint keeps */
     trial_settings settings; /* what it must have been written with */
+    /* A group trial's failure that every rank of the group has: one they agreed on (agree,
+     * group_batch_end, the epoch's fingerprint). Any other failure of a group rank happened
+     * between two collectives and ends the job (leave_group_failed). */
+    int failed_together;
+    /* where it is, for that message: the epoch, the training batch (1-based; 0 outside
+     * training) and otherwise the part of the epoch */
+    int epoch, batch;
+    const char *stage;
+    int test_fail_epoch, test_fail_batch; /* test hook TLSWEEP_TEST_FAIL_STEP (trial.h) */
     char *err;
     size_t errlen;
 } trial;
@@ -366,6 +375,7 @@ static int group_batch_end(trial *t, int epoch, int ask, const trial_hooks *hook
     if (model_sum_grads(&t->net, why, sizeof why) ||
         group_sum_doubles(g, flags, 4, why, sizeof why))
         return fail(t, "%s", why);
+    t->failed_together = flags[2] > 0 || flags[0] > 0; /* every rank sees the same flags */
     if (flags[2] > 0)
         return fail(t, "epoch %d: %.0f labels outside [0, %d)", epoch, flags[2],
                     t->net.spec.num_classes);
@@ -400,6 +410,8 @@ static int train_step(trial *t, batch_slot *s, const loader_batch *b, int epoch,
     const int on_host = t->n_slots == 1; /* the CPU: reading the totals costs nothing */
     model_mode mode = {bn_train, 1, b->offset};
     uint64_t step_seed = ((uint64_t)epoch << 32) | (uint64_t)b->index;
+    if (epoch == t->test_fail_epoch && b->index + 1 == t->test_fail_batch)
+        return fail(t, "the forward failed (test hook TLSWEEP_TEST_FAIL_STEP)");
     const float *logits =
         model_forward(m, s->images, b->count, mode, t->spec->seed ^ step_seed, t->err, t->errlen);
     if (!logits) return TRIAL_FAILED;
@@ -445,15 +457,18 @@ static int train_epoch(trial *t, int epoch, int bn_train, const trial_hooks *hoo
     loader_batch b;
     for (int g = 0; g < m->n_groups; g++)
         t->group_lr_f32[g] = (float)t->group_lr[g];
-    if (p->batches_done >= batches)
+    if (p->batches_done >= batches) {
+        t->failed_together = 1; /* the voice's progress, shared at the start: alike everywhere */
         return fail(t, "the resume checkpoint stopped epoch %d at batch %d, but it has %d batches",
                     epoch, p->batches_done, batches);
+    }
     if (start_totals(t, tot)) return TRIAL_FAILED;
     const trial_group *g = t->spec->group;
     const int shared_buffers = group_active(g) && bn_train && !t->spec->sync_bn;
     char why[512];
     loader_start_epoch_at(t->train, epoch, p->batches_done);
     while (next_batch(t->train, &b, tot)) {
+        t->batch = b.index + 1;
         batch_slot *s = upload_batch(t, &b, t->train_store);
         if (!s) return TRIAL_FAILED;
         /* shards with their own statistics start each step from the voice's, as DDP does */
@@ -472,6 +487,8 @@ static int train_epoch(trial *t, int epoch, int bn_train, const trial_hooks *hoo
             break; /* the resume checkpoint keeps the totals so far */
         }
     }
+    t->batch = 0;
+    t->stage = "the training totals";
     if (read_totals(t, epoch, 1, tot)) return TRIAL_FAILED;
     return group_active(g) ? sum_totals(t, tot) : 0;
 }
@@ -479,6 +496,7 @@ static int train_epoch(trial *t, int epoch, int bn_train, const trial_hooks *hoo
 static int validate(trial *t, int epoch, epoch_totals *tot) {
     model *m = &t->net;
     loader_batch b;
+    t->stage = "validation";
     if (start_totals(t, tot)) return TRIAL_FAILED;
     loader_start_epoch(t->val, 0);
     while (next_batch(t->val, &b, tot)) {
@@ -571,11 +589,46 @@ static int agree(trial *t, int rc, int *stop) {
     double votes[2] = {rc != 0, stop && *stop};
     char why[512];
     if (group_sum_doubles(t->spec->group, votes, 2, why, sizeof why)) return fail(t, "%s", why);
+    t->failed_together = votes[0] > 0;
     if (stop) *stop = votes[1] > 0;
     if (rc) return rc;
     return votes[0] > 0 ? fail(t, "another rank of the trial's group failed (the group's first "
                                   "rank reports why)")
                         : 0;
+}
+
+/* A group trial that failed on this rank between two of the points where its ranks agree: the
+ * others wait, or soon will, in a collective this rank will never join (a sync-BN gather, the
+ * gradient sum), and the voice's heartbeats keep the root from noticing. Without ULFM the group
+ * cannot be repaired, so the job ends here, loudly, before the teardown (an NCCL communicator
+ * with work queued may block its destroy). */
+static void leave_group_failed(const trial *t) {
+    const trial_group *g = t->spec->group;
+    char where[128], why[1400];
+    if (!t->epoch)
+        snprintf(where, sizeof where, "before its first epoch");
+    else if (t->batch)
+        snprintf(where, sizeof where, "epoch %d, training batch %d of %d", t->epoch, t->batch,
+                 loader_num_batches(t->train));
+    else
+        snprintf(where, sizeof where, "epoch %d, %s", t->epoch, t->stage);
+    snprintf(why, sizeof why,
+             "%s (%s; rank %d of the trial's group of %d): the others would wait for it for good",
+             t->err, where, g->rank, g->size);
+    group_abort(why);
+}
+
+/* Test hook TLSWEEP_TEST_FAIL_STEP=EPOCH,BATCH[,RANK]: the forward of training batch BATCH
+ * (1-based) of epoch EPOCH fails, as a kernel error would, on MPI_COMM_WORLD rank RANK (every
+ * rank without it). */
+static void test_fail_step(trial *t) {
+    const char *hook = getenv("TLSWEEP_TEST_FAIL_STEP");
+    int epoch = 0, batch = 0, rank = -1, mine = 0, mpi = 0;
+    if (!hook || sscanf(hook, "%d,%d,%d", &epoch, &batch, &rank) < 2) return;
+    if (MPI_Initialized(&mpi) == MPI_SUCCESS && mpi) MPI_Comm_rank(MPI_COMM_WORLD, &mine);
+    if (rank >= 0 && rank != mine) return;
+    t->test_fail_epoch = epoch;
+    t->test_fail_batch = batch;
 }
 
 /* A group trial on GPUs: its NCCL communicator, from an id the voice makes. */
@@ -639,6 +692,8 @@ static int run_epochs(trial *t, const char *dir, int last, int record_history,
     int rc = 0;
     int phase = 0;
     for (int epoch = t->progress.epochs_done + 1; !rc && epoch <= last; epoch++) {
+        t->epoch = epoch;
+        t->stage = "its start";
         int now_phase = epoch <= fe_epochs ? 1 : 2;
         if (now_phase != phase) {
             /* A resumed trial continues its phase with the Adam state it saved: one stopped
@@ -682,7 +737,12 @@ static int run_epochs(trial *t, const char *dir, int last, int record_history,
             model_share_buffers(&t->net, err, errlen))
             rc = TRIAL_FAILED;
         if (!rc) rc = validate(t, epoch, &val);
-        if (!rc && model_check_same(&t->net, err, errlen)) rc = TRIAL_FAILED;
+        t->stage = "its end";
+        /* every rank takes part and learns the same (a rank whose copy failed differs) */
+        if (!rc && model_check_same(&t->net, err, errlen)) {
+            t->failed_together = 1;
+            rc = TRIAL_FAILED;
+        }
         if (rc) break;
         double seconds = monotonic_seconds() - epoch_start;
         epoch_record r = {
@@ -775,6 +835,7 @@ int trial_run(const trial_spec *spec, const trial_hooks *hooks, trial_summary *s
     const trial_hooks none = {0};
     if (!hooks) hooks = &none;
     trial t = {.spec = spec, .err = err, .errlen = errlen};
+    test_fail_step(&t);
     memset(summary, 0, sizeof *summary);
     double started = monotonic_seconds();
     const int fe_epochs = spec->feature_extraction.epochs;
@@ -807,6 +868,7 @@ int trial_run(const trial_spec *spec, const trial_hooks *hooks, trial_summary *s
     if (rc && rc != TRIAL_STOPPED && !shares && summary->failure == TRIAL_FAILURE_TRAINING)
         summary->failure = TRIAL_FAILURE_SETUP;
     if (!rc) rc = run_epochs(&t, spec->out_dir, fe_epochs + spec->fine_tuning.epochs, 0, hooks);
+    if (rc < 0 && group_active(spec->group) && !t.failed_together) leave_group_failed(&t);
     summary->val_acc_end_of_feature_extraction = t.progress.val_acc_end_of_feature_extraction;
     summary->best_val_acc = t.progress.best_val_acc;
     summary->best_epoch = t.progress.best_epoch;

@@ -146,7 +146,14 @@ typedef struct {
 enum { TRIAL_DONE = 0, TRIAL_FAILED = -1, TRIAL_STOPPED = 1 };
 
 /* Runs (or resumes from out_dir's checkpoint) the whole trial. On TRIAL_FAILED err holds one
- * line naming the trial and the reason. hooks may be NULL. */
+ * line naming the trial and the reason. hooks may be NULL.
+ * A group trial (spec->group) fails together where its ranks agree: at the start, after every
+ * batch (divergence, bad labels), at every epoch end (a checkpoint write, the parameters'
+ * fingerprint). A rank that fails anywhere else (a kernel error or an allocation inside a step,
+ * validation, a phase change: between two collectives) does not return: it ends the job with
+ * group_abort (worker/group.h), naming itself, the trial, the epoch and batch, and the error.
+ * Test hook: TLSWEEP_TEST_FAIL_STEP=EPOCH,BATCH[,RANK] in the environment makes the forward of
+ * that training batch (1-based) fail on that MPI_COMM_WORLD rank (on every rank without it). */
 int trial_run(const trial_spec *spec, const trial_hooks *hooks, trial_summary *summary, char *err,
               size_t errlen);
 

@@ -13,7 +13,11 @@
 # - -np 5 with ranks_per_trial: 2 forms two groups that train at once; every trial and epoch
 #   once; a kill -9 of one group's second rank and a rerun completes it, every epoch once;
 # - the checkpoint a group wrote resumes in `tlsweep train` on one process, to the numbers of
-#   the 1-rank run.
+#   the 1-rank run;
+# - a rank whose step fails between two collectives (TLSWEEP_TEST_FAIL_STEP: its forward, at
+#   epoch 2 batch 3), member or voice, with sync_bn or without, ends the job at once (exit 5, one line naming it) instead
+#   of leaving the group waiting for good; the file stays readable and a rerun completes it,
+#   every epoch once.
 cd "$(dirname "$0")/../.."
 . tests/integration/lib.sh
 setup_run_env
@@ -98,4 +102,35 @@ got = sorted(int(e) for t, e in zip(rows['trial'], rows['epoch']) if t.decode() 
 assert got == [2, 3], got
 "
 check "moved: the 1-rank numbers" close "$tmp/one.h5" "$tmp/moved1.h5" --trial "$trial"
+
+# a failed step between two collectives: before the group aborted, the failed rank's next
+# collective met the other rank's, waiting in the step: garbage (a protocol error, or
+# MPI_ERR_TRUNCATE) where both were nonblocking, a hang until the timeout here where the voice
+# waited in the blocking gradient sum (sync_bn: false), its heartbeats hiding it from the root
+bounded() { timeout -k 10 120 $mpirun -np 3 $tlsweep run --threads 1 -q "$@"; }
+TLSWEEP_TEST_FAIL_STEP=2,3,2 bounded -o "$tmp/abort.h5" "$tmp/two.yaml" >"$tmp/abort.log" 2>&1
+rc=$?
+check "failed step on the member: the job ends with exit 5 (got $rc)" test $rc -eq 5
+check "failed step on the member: one line names rank, trial, epoch, batch and why" grep -qE \
+  "^tlsweep run: rank 2 on [^ ]+: trial [^ ]+: the forward failed .*\(epoch 2, training batch 3 of 10; rank 1 of the trial's group of 2\): .*rerun" \
+  "$tmp/abort.log"
+check "failed step on the member: tlsweep status reads the file" \
+  quiet $tlsweep status "$tmp/abort.h5"
+check "failed step on the member: the rerun completes" quiet run 3 "$tmp/abort.h5" "$tmp/two.yaml"
+check "failed step on the member: complete, every epoch once" \
+  $py tests/integration/check_results.py "$tmp/abort.h5" --trials 2 --epochs 3 --mode real
+TLSWEEP_TEST_FAIL_STEP=2,3,2 bounded -o "$tmp/abort-nosync.h5" "$tmp/nosync.yaml" \
+  >"$tmp/abort-nosync.log" 2>&1
+rc=$?
+check "failed step on the member, sync_bn: false: the job ends with exit 5 (got $rc)" \
+  test $rc -eq 5
+check "failed step on the member, sync_bn: false: one line names it" \
+  grep -qE "^tlsweep run: rank 2 on [^ ]+: trial [^ ]+: the forward failed .*epoch 2" \
+  "$tmp/abort-nosync.log"
+TLSWEEP_TEST_FAIL_STEP=2,3,1 bounded -o "$tmp/abort1.h5" "$tmp/two.yaml" >"$tmp/abort1.log" 2>&1
+rc=$?
+check "failed step on the voice: the job ends with exit 5 (got $rc)" test $rc -eq 5
+check "failed step on the voice: one line names it" \
+  grep -qE "^tlsweep run: rank 1 on [^ ]+: trial [^ ]+: the forward failed .*epoch 2" \
+  "$tmp/abort1.log"
 finish
