@@ -35,12 +35,25 @@ void run_trial(const sweep *s, const grid_point *p, int index, int attempt, cons
     trial_summary summary;
     memset(&summary, 0, sizeof summary);
     int rc;
+    /* a group's voice alone writes files */
+    int no_dir = !too_long && group_is_voice(o->group) && make_dirs(spec.out_dir, err, sizeof err);
+    if (!too_long && in_group) {
+        /* the whole group learns it: its other ranks would wait for good in the trial's first
+         * collective for a voice that never comes */
+        double votes = no_dir;
+        if (group_sum_doubles(o->group, &votes, 1, err, sizeof err)) group_abort(err);
+        if (votes > 0 && !err[0])
+            snprintf(err, sizeof err,
+                     "trial %s: its group's voice could not make the trial's directory (it "
+                     "reports why)",
+                     spec.name);
+        no_dir = votes > 0;
+    }
     if (too_long) {
         snprintf(err, sizeof err, "trial %s: directory name too long", spec.name);
         summary.failure = TRIAL_FAILURE_SETUP;
         rc = TRIAL_FAILED;
-    } else if (group_is_voice(o->group) && /* a group's voice alone writes files */
-               make_dirs(spec.out_dir, err, sizeof err)) {
+    } else if (no_dir) {
         summary.failure = TRIAL_FAILURE_SETUP;
         rc = TRIAL_FAILED;
     } else if (o->simulate) {

@@ -34,8 +34,10 @@ int run_trial_dir(const worker_options *o, const char *name, char *dir, size_t l
  * that was recorded but not checkpointed is trained again and its repeat dropped by the root.
  * *final becomes DONE (done or stopped) or FAILED with "rank R on HOST: reason" and the kind
  * of failure (a directory that cannot be made is a setup failure). With o->group the trial is
- * trained by the whole group (spec.group): only its voice makes the directory, and no phase 1
- * is shared (phase1_of is ignored: the group trainer computes its own). */
+ * trained by the whole group (spec.group): only its voice makes the directory (the group
+ * learns together when it cannot, and fails the trial together), and no phase 1 is shared
+ * (phase1_of is ignored: the group trainer computes its own). A group rank that fails where
+ * the group cannot learn it ends the job instead of returning (trial_run, group_abort). */
 void run_trial(const sweep *s, const grid_point *p, int index, int attempt, const char *phase1_of,
                const worker_options *o, const trial_hooks *hooks, message *final);
 
