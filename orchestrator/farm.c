@@ -202,6 +202,7 @@ int farm_split_groups(farm_options *o, trial_group *g, char *err, size_t errlen)
     g->comm = MPI_COMM_NULL;
     g->rank = 0;
     g->size = 1;
+    g->timeout_s = 0;
     o->worker.group = NULL;
     if (o->s->ranks_per_trial <= 1) return 0; /* every rank decides alike: the sweep is shared */
     const int color = o->rank > 0 && o->group > 0 ? o->group : MPI_UNDEFINED;
@@ -217,6 +218,7 @@ int farm_split_groups(farm_options *o, trial_group *g, char *err, size_t errlen)
     if (g->comm == MPI_COMM_NULL) return 0; /* the root, or an idle rank */
     MPI_Comm_rank(g->comm, &g->rank);
     MPI_Comm_size(g->comm, &g->size);
+    if (group_timeout_from_env(&g->timeout_s, err, errlen)) return -1;
     /* the key (the world rank) puts the voice, the group's lowest rank, at group rank 0 */
     if (g->size != o->s->ranks_per_trial || (g->rank == 0) != (o->voice == o->rank)) {
         snprintf(err, errlen,
@@ -307,7 +309,8 @@ static int group_command_bcast(const trial_group *g, group_command *c, char *err
         snprintf(err, errlen, "group broadcast of %s: %s", msg_type_name((msg_type)c->type), text);
         return -1;
     }
-    return group_wait(&request, err, errlen);
+    /* no time limit: a group may wait for its next trial as long as the sweep runs */
+    return group_wait(&request, 0, NULL, err, errlen);
 }
 
 /* A voice: the command to its group (nothing for a rank alone). */

@@ -2,7 +2,8 @@
  * rank, rank 0 runs the trials itself. Exit status: 0 every trial done, 1 some failed after
  * their retries, 2 bad input (nothing written), 3 stopped (signal, --time-limit, silent
  * worker; rerun to resume), 4 an internal error, 5 a rank of a data-parallel group ended the
- * job (worker/group.h: it failed between two agreements; rerun to resume). This file is the
+ * job (worker/group.h: it failed between two agreements, or waited TLSWEEP_GROUP_TIMEOUT;
+ * rerun to resume). This file is the
  * command's flow on every rank and a worker rank's part; the rest: run_mpi.h (MPI up),
  * run_options.h (the command line), run_dry_run.h (-n) and run_root.h (rank 0's run). */
 #include <mpi.h>
@@ -103,7 +104,8 @@ int cmd_run(int argc, char **argv) {
         MPI_Finalize();
         return listed;
     }
-    if ((status = run_mpi_threads_for_groups(&s, rank, provided))) {
+    if ((status = run_mpi_threads_for_groups(&s, rank, provided)) ||
+        (status = run_mpi_group_timeout_valid(&s, rank))) {
         grid_trials_free(&trials);
         sweep_free(&s);
         MPI_Finalize();

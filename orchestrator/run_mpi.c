@@ -1,10 +1,13 @@
-/* MPI start-up for `tlsweep run` and the thread level it needs (run_mpi.h). */
+/* MPI start-up for `tlsweep run`, the thread level it needs and the group timeout every rank
+ * must read alike (run_mpi.h). */
 #include "orchestrator/run_mpi.h"
 
+#include <limits.h>
 #include <mpi.h>
 #include <stdio.h>
 
 #include "orchestrator/farm.h"
+#include "worker/group.h"
 
 int run_mpi_start(int *argc, char ***argv, int *rank, int *size, int *provided) {
     if (farm_install_signals()) {
@@ -41,5 +44,16 @@ int run_mpi_threads_for_groups(const sweep *s, int rank, int provided) {
                 "or an MPI built with thread support; nothing was started\n",
                 s->ranks_per_trial,
                 lowest == MPI_THREAD_SERIALIZED ? "MPI_THREAD_SERIALIZED" : "less");
+    return 2;
+}
+
+int run_mpi_group_timeout_valid(const sweep *s, int rank) {
+    if (s->ranks_per_trial <= 1) return 0;
+    double seconds;
+    char err[256];
+    int mine = group_timeout_from_env(&seconds, err, sizeof err) ? rank : INT_MAX, first = mine;
+    MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+    if (first == INT_MAX) return 0;
+    if (rank == first) fprintf(stderr, "tlsweep run: %s; nothing was started\n", err);
     return 2;
 }

@@ -8,6 +8,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "worker/clock.h"
+
 int group_active(const trial_group *g) {
     return g && g->size > 1;
 }
@@ -25,8 +27,9 @@ static int mpi_failed(int rc, const char *what, char *err, size_t errlen) {
     return -1;
 }
 
-int group_wait(MPI_Request *req, char *err, size_t errlen) {
+int group_wait(MPI_Request *req, double timeout_s, const char *what, char *err, size_t errlen) {
     long nap_ns = 20000;
+    const double start = timeout_s > 0 ? monotonic_seconds() : 0;
     for (;;) {
         int done = 0;
         if (mpi_failed(MPI_Test(req, &done, MPI_STATUS_IGNORE), "MPI_Test", err, errlen)) return -1;
@@ -34,7 +37,31 @@ int group_wait(MPI_Request *req, char *err, size_t errlen) {
         struct timespec nap = {0, nap_ns};
         nanosleep(&nap, NULL);
         if (nap_ns < 1000000) nap_ns *= 2; /* long waits (the next trial) cost next to nothing */
+        if (timeout_s > 0 && monotonic_seconds() - start >= timeout_s) {
+            char why[256];
+            snprintf(why, sizeof why,
+                     "waited %g s (TLSWEEP_GROUP_TIMEOUT) in %s for the other ranks of its "
+                     "trial's group: one of them is hung, or left without ending the job",
+                     timeout_s, what);
+            group_abort(why);
+        }
     }
+}
+
+int group_timeout_from_env(double *seconds, char *err, size_t errlen) {
+    const char *text = getenv("TLSWEEP_GROUP_TIMEOUT");
+    *seconds = GROUP_TIMEOUT_DEFAULT;
+    if (!text) return 0;
+    char *end;
+    double value = strtod(text, &end);
+    if (end == text || *end || !(value >= 0) || value > 1e9) {
+        snprintf(err, errlen,
+                 "TLSWEEP_GROUP_TIMEOUT=%s: want seconds (0 for no limit; default %.0f)", text,
+                 GROUP_TIMEOUT_DEFAULT);
+        return -1;
+    }
+    *seconds = value;
+    return 0;
 }
 
 void group_abort(const char *why) {
@@ -61,7 +88,7 @@ int group_gather_doubles(const trial_group *g, const double *mine, double *all, 
     MPI_Request req;
     int rc = mpi_failed(MPI_Iallgather(mine, n, MPI_DOUBLE, all, n, MPI_DOUBLE, g->comm, &req),
                         "MPI_Iallgather", err, errlen);
-    if (!rc) rc = group_wait(&req, err, errlen);
+    if (!rc) rc = group_wait(&req, g->timeout_s, "MPI_Iallgather", err, errlen);
     return rc;
 }
 

@@ -150,7 +150,7 @@ static int prepare(float **images, int32_t **labels) {
         return -1;
     step.bound = 1;
     model_set_trainable(m, "");
-    step.group = (trial_group){MPI_COMM_WORLD, my_rank, RANKS};
+    step.group = (trial_group){MPI_COMM_WORLD, my_rank, RANKS, 0};
     if (model_adam_reset(m) || model_set_group(m, &step.group, NULL, 0, err, sizeof err)) {
         tl_fail(__FILE__, __LINE__, "adam reset or model_set_group: %s", err);
         return -1;

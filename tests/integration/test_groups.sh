@@ -17,7 +17,8 @@
 # - a rank whose step fails between two collectives (TLSWEEP_TEST_FAIL_STEP: its forward, at
 #   epoch 2 batch 3), member or voice, with sync_bn or without, ends the job at once (exit 5, one line naming it) instead
 #   of leaving the group waiting for good; the file stays readable and a rerun completes it,
-#   every epoch once.
+#   every epoch once; a rank kept waiting by a hung voice ends the job after
+#   TLSWEEP_GROUP_TIMEOUT seconds, naming the collective.
 cd "$(dirname "$0")/../.."
 . tests/integration/lib.sh
 setup_run_env
@@ -133,4 +134,15 @@ check "failed step on the voice: the job ends with exit 5 (got $rc)" test $rc -e
 check "failed step on the voice: one line names it" \
   grep -qE "^tlsweep run: rank 1 on [^ ]+: trial [^ ]+: the forward failed .*epoch 2" \
   "$tmp/abort1.log"
+# the voice hangs after epoch 2 (heartbeats and all; the root would wait --heartbeat-timeout)
+TLSWEEP_GROUP_TIMEOUT=5 TLSWEEP_TEST_HANG_AFTER_EPOCH=2,1 bounded -o "$tmp/late.h5" \
+  "$tmp/two.yaml" >"$tmp/late.log" 2>&1
+rc=$?
+check "a hung voice: its member ends the job with exit 5 (got $rc)" test $rc -eq 5
+check "a hung voice: the member names the wait" grep -qE \
+  "^tlsweep run: rank 2 on [^ ]+: waited 5 s \(TLSWEEP_GROUP_TIMEOUT\) in MPI_Iallgather" \
+  "$tmp/late.log"
+expect_fail "TLSWEEP_GROUP_TIMEOUT=soon is refused" 2 "TLSWEEP_GROUP_TIMEOUT=soon: want seconds" \
+  env TLSWEEP_GROUP_TIMEOUT=soon timeout -k 10 120 $mpirun -np 3 $tlsweep run --threads 1 -q \
+  -o "$tmp/soon.h5" "$tmp/two.yaml"
 finish
