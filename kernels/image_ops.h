@@ -202,4 +202,70 @@ static inline KN_HOST_DEVICE int kn_img_job_source(int *src_x, int *src_y, const
     return 1;
 }
 
+/* ---- one image's crop on the host (transform_image, the CPU backend) -------------------- */
+/* value[c][v]: what cached value v of channel c becomes, the job's colour map then ToTensor and
+ * Normalize. */
+typedef struct {
+    float value[3][256];
+} kn_img_table;
+
+/* The job's table. The contrast grey level is taken over every pixel of the image (not only
+ * the crop), as PIL takes it; the integer sum is exact. Host. */
+static inline void kn_img_job_table(kn_img_table *t, const uint8_t *pixels, const kn_image_job *j) {
+    int mean = 0;
+    if (j->augment && j->use_contrast) {
+        uint8_t seen[256];
+        for (int v = 0; v < 256; v++)
+            seen[v] = kn_img_contrast_input(v, j->use_brightness, j->brightness_factor,
+                                            j->contrast_first);
+        const size_t count = (size_t)j->width * j->height;
+        uint64_t sum = 0;
+        for (size_t i = 0; i < count; i++) {
+            const uint8_t *s = pixels + 3 * i;
+            sum += (uint64_t)kn_img_luma(seen[s[0]], seen[s[1]], seen[s[2]]);
+        }
+        mean = kn_img_contrast_mean(sum, count);
+    }
+    for (int v = 0; v < 256; v++) {
+        const uint8_t mapped = kn_img_job_color(j, v, mean);
+        for (int c = 0; c < 3; c++)
+            t->value[c][v] = kn_img_normalize(mapped, c);
+    }
+}
+
+/* Row y of the job's crop, (crop, 3) values into out, from the job's table. Pillow's
+ * float loop runs along the row here (one step a pixel) rather than from (0, 0) for each pixel
+ * as kn_img_job_source must. Host. */
+static inline void kn_img_job_row(float *out, const uint8_t *pixels, const kn_image_job *j,
+                                  const kn_img_table *t, int y, int crop) {
+    const float fill[3] = {kn_img_normalize(0, 0), kn_img_normalize(0, 1), kn_img_normalize(0, 2)};
+    const int float_loop = j->augment && j->use_affine && !j->affine_fixed;
+    double xx = 0.0, yy = 0.0;
+    if (float_loop) {
+        kn_img_affine_float_row(&xx, &yy, j->m, j->top + y);
+        for (int i = 0; i < j->left; i++)
+            kn_img_affine_float_step(&xx, &yy, j->m);
+    }
+    for (int x = 0; x < crop; x++, out += 3) {
+        int sx, sy, inside;
+        if (float_loop) {
+            sx = kn_img_affine_float_index(xx);
+            sy = kn_img_affine_float_index(yy);
+            kn_img_affine_float_step(&xx, &yy, j->m);
+            inside = sx >= 0 && sx < j->width && sy >= 0 && sy < j->height;
+            if (inside && j->hflip) sx = j->width - 1 - sx;
+        } else {
+            inside = kn_img_job_source(&sx, &sy, j, x, y);
+        }
+        if (!inside) {
+            out[0] = fill[0], out[1] = fill[1], out[2] = fill[2];
+            continue;
+        }
+        const uint8_t *s = pixels + ((size_t)sy * j->width + sx) * 3;
+        out[0] = t->value[0][s[0]];
+        out[1] = t->value[1][s[1]];
+        out[2] = t->value[2][s[2]];
+    }
+}
+
 #endif

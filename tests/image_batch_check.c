@@ -216,3 +216,40 @@ done:
     free(image_of);
     free(got);
 }
+
+void image_batch_check_reference(void) {
+    int float_draws = 0, groups_n = (int)(sizeof groups / sizeof groups[0]);
+    for (int g = 0; g < groups_n; g++) {
+        const int crop = groups[g].crop;
+        const size_t values = (size_t)crop * crop * 3;
+        float *fused = malloc(values * sizeof *fused), *plain = malloc(values * sizeof *plain);
+        CHECK(fused && plain, "out of memory");
+        for (int i = 0; fused && plain && i < groups[g].count; i++) {
+            const int w = groups[g].size[i][0], h = groups[g].size[i][1];
+            const size_t bytes = (size_t)w * h * 3;
+            image_u8 in = {malloc(bytes), w, h}, ref = {malloc(bytes), w, h};
+            CHECK(in.pixels && ref.pixels, "out of memory");
+            if (in.pixels && ref.pixels) fill_image(&in, (uint64_t)(g * MAX_IMAGES + i + 1));
+            for (int set = 0; in.pixels && ref.pixels && set < EVAL_SET; set++)
+                for (int k = 0; k < DRAWS; k++) {
+                    augment_params p;
+                    augment_draw(&p, &option_sets[set].o, 11, (uint64_t)set, (uint64_t)k);
+                    kn_image_job job;
+                    transform_job(&job, 0, w, h, &p, crop);
+                    float_draws += job.use_affine && !job.affine_fixed;
+                    CHECK(augment_reference(&ref, &in, &p) == 0, "augment_reference failed");
+                    transform_image(fused, &in, &p, crop);
+                    transform_image(plain, &ref, NULL, crop);
+                    CHECK(memcmp(fused, plain, values * sizeof *fused) == 0,
+                          "options '%s', %dx%d image, draw %d: the fused transform differs from "
+                          "the op-by-op reference",
+                          option_sets[set].name, w, h, k);
+                }
+            free(in.pixels);
+            free(ref.pixels);
+        }
+        free(fused);
+        free(plain);
+    }
+    CHECK(float_draws > 0, "no draw took Pillow's float loop");
+}

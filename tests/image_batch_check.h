@@ -22,4 +22,10 @@ void image_batch_check(kn_ctx *ctx);
  * call, after any first-use growth). */
 void image_batch_check_full_size(kn_ctx *ctx, uint64_t far);
 
+/* transform_image itself against the op-by-op reference (augment_reference: PIL's order, the
+ * affine by augment_affine_row), cropped and normalised, byte for byte, on the check's images
+ * and option sets: the one check of the fused path on Pillow's float loop (the very wide
+ * image), which test_data's comparison with torchvision does not reach. Host only. */
+void image_batch_check_reference(void);
+
 #endif

@@ -1,6 +1,7 @@
 /* kn_images_to_batch on the CPU backend: the device data path's batches are the loader's
- * transform_image bit for bit (tests/image_batch_check.h), and jobs whose crop does not fit
- * their image are refused. The CUDA backend runs the same check in tests/gpu/test_cuda_ops.c. */
+ * transform_image bit for bit (tests/image_batch_check.h), transform_image equals the op-by-op
+ * reference, and jobs whose crop does not fit their image are refused. The CUDA backend runs the
+ * same check in tests/gpu/test_cuda_ops.c. */
 #include <string.h>
 
 #include "kernels/kernels.h"
@@ -24,6 +25,10 @@ static void test_matches_transform(void) {
         if (threads == 2) image_batch_check_full_size(ctx, 0);
         kn_ctx_destroy(ctx);
     }
+}
+
+static void test_fused_matches_reference(void) {
+    image_batch_check_reference();
 }
 
 static void test_bad_jobs_refused(void) {
@@ -60,7 +65,9 @@ static void test_bad_jobs_refused(void) {
 }
 
 int main(void) {
-    static const char *const names[] = {"matches_transform", "bad_jobs_refused"};
-    static const tl_case_fn cases[] = {test_matches_transform, test_bad_jobs_refused};
+    static const char *const names[] = {"matches_transform", "fused_matches_reference",
+                                        "bad_jobs_refused"};
+    static const tl_case_fn cases[] = {test_matches_transform, test_fused_matches_reference,
+                                       test_bad_jobs_refused};
     return TL_RUN("image_batch", names, cases);
 }

@@ -76,17 +76,6 @@ static int contrast_mean(const image_u8 *in, const uint8_t map[256]) {
     return kn_img_contrast_mean(sum, n);
 }
 
-void augment_color_lut(uint8_t lut[256], const augment_params *p, const image_u8 *in) {
-    uint8_t seen[256]; /* what the contrast op sees, for its mean */
-    for (int v = 0; v < 256; v++)
-        seen[v] =
-            kn_img_contrast_input(v, p->use_brightness, p->brightness_factor, p->contrast_first);
-    int mean = p->use_contrast ? contrast_mean(in, seen) : 0;
-    for (int v = 0; v < 256; v++)
-        lut[v] = kn_img_color(v, p->use_brightness, p->brightness_factor, p->use_contrast,
-                              p->contrast_factor, p->contrast_first, mean);
-}
-
 static void apply_lut(image_u8 *img, const uint8_t lut[256]) {
     size_t n = (size_t)img->width * img->height * 3;
     for (size_t i = 0; i < n; i++)

@@ -41,10 +41,6 @@ void augment_affine_matrix(double m[6], double angle_deg, double shear_deg, int 
 void augment_affine_row(int *src_x, int *src_y, const double m[6], int width, int height, int y,
                         int x_begin, int count);
 
-/* The 256-entry map ColorJitter applies to every channel value; needs the image (after any
- * flip, which does not change it) to compute PIL's contrast mean. */
-void augment_color_lut(uint8_t lut[256], const augment_params *p, const image_u8 *in);
-
 /* Plain reference: the augmented full-size image, op by op as PIL does them. OUT has IN's
  * size and must not alias it. The fused path in transform.c is tested against this.
  * Returns -1 only when out of memory. */
