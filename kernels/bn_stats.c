@@ -1,8 +1,23 @@
-/* kn_bn_combine_stats (kernels.h): the statistics of a batch from its shards', host math that
- * every backend shares. */
-#include "kernels/kernels.h"
+/* kn_bn_combine_stats (kernels.h): the statistics of a batch from its shards', and the count
+ * checks (bn_stats.h): host rules that every backend shares. */
+#include "kernels/bn_stats.h"
 
 #include <math.h>
+#include <stdio.h>
+
+#include "kernels/kernels.h"
+
+int kn_bn_count_check(double count, size_t rows, int training, char *msg, size_t len) {
+    if (training && !(count > 1)) {
+        snprintf(msg, len, "training needs more than 1 value per channel (count %g)", count);
+        return -1;
+    }
+    if (!(count >= (double)rows)) {
+        snprintf(msg, len, "the batch's count %g is less than this shard's %zu", count, rows);
+        return -1;
+    }
+    return 0;
+}
 
 void kn_bn_combine_stats(double *mean,         // (C) whole batch
                          double *var,          // (C) whole batch, biased

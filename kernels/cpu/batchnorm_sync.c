@@ -4,6 +4,7 @@
  * Reductions are deterministic and independent of the thread count: the shard's N*H*W rows are
  * cut into blocks by the shape alone, each block sums its rows in order into its own fp64
  * partials, and the partials are added in block order. */
+#include "kernels/bn_stats.h"
 #include "kernels/cpu/cpu_internal.h"
 
 #include <math.h>
@@ -109,12 +110,9 @@ int kn_cpu_bn_forward_stats(kn_cpu_bn *p,
                             const float *gamma,  // (C)
                             const float *beta) { // (C)
     const row_blocks rb = blocks_of(&p->s);
-    if (!(count > 1))
-        return kn_fail(p->ctx, p->what, "training needs more than 1 value per channel (count %g)",
-                       count);
-    if (count < (double)rb.rows)
-        return kn_fail(p->ctx, p->what, "the batch's count %g is less than this shard's %zu", count,
-                       rb.rows);
+    char msg[KN_WHAT_LEN];
+    if (kn_bn_count_check(count, rb.rows, 1, msg, sizeof msg))
+        return kn_fail(p->ctx, p->what, "%s", msg);
     if (!running_mean || !running_var) return kn_fail(p->ctx, p->what, "NULL running statistics");
     if (!out || !save_mean || !save_var || !mean || !var || !inp || !gamma || !beta)
         return kn_fail(p->ctx, p->what, "NULL tensor argument");
@@ -152,8 +150,8 @@ int kn_cpu_bn_update_running(kn_cpu_ctx *ctx,
                              double count,        // values per channel in the whole batch
                              int c, float momentum) {
     const char *what = "batchnorm running statistics";
-    if (!(count > 1))
-        return kn_fail(ctx, what, "training needs more than 1 value per channel (count %g)", count);
+    char msg[KN_WHAT_LEN];
+    if (kn_bn_count_check(count, 0, 1, msg, sizeof msg)) return kn_fail(ctx, what, "%s", msg);
     if (c <= 0) return kn_fail(ctx, what, "C %d must be positive", c);
     if (!running_mean || !running_var || !mean || !var)
         return kn_fail(ctx, what, "NULL tensor argument");
@@ -216,9 +214,9 @@ int kn_cpu_bn_backward_stats(kn_cpu_bn *p,
                              const double *sum_dy_xhat, // (C) host, whole batch
                              double count) {            // values per channel in the whole batch
     const row_blocks rb = blocks_of(&p->s);
-    if (!(count >= (double)rb.rows))
-        return kn_fail(p->ctx, p->what, "the batch's count %g is less than this shard's %zu", count,
-                       rb.rows);
+    char msg[KN_WHAT_LEN];
+    if (kn_bn_count_check(count, rb.rows, 0, msg, sizeof msg))
+        return kn_fail(p->ctx, p->what, "%s", msg);
     if (!dinp || !dout || !inp || !save_mean || !save_var || !gamma || !sum_dy || !sum_dy_xhat)
         return kn_fail(p->ctx, p->what, "NULL tensor argument");
     if (sync_scratch(p, &rb)) return -1;

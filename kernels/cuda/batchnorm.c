@@ -8,6 +8,7 @@
  *
  * Synchronized batch norm (data-parallel trials) is the backend's own kernels (ops.cu), not
  * cuDNN: its statistics come from other ranks and cross the host in fp64. */
+#include "kernels/bn_stats.h"
 #include "kernels/cuda/cuda_internal.h"
 #include "kernels/cuda/ops.h"
 
@@ -194,9 +195,8 @@ int kn_cuda_bn_update_running(kn_cuda_ctx *ctx,
                               double count,        // values per channel in the whole batch
                               int c, float momentum) {
     const char *what = "batchnorm running statistics";
-    if (!(count > 1))
-        return kn_cuda_fail(ctx, what, "training needs more than 1 value per channel (count %g)",
-                            count);
+    char msg[KN_CUDA_WHAT_LEN];
+    if (kn_bn_count_check(count, 0, 1, msg, sizeof msg)) return kn_cuda_fail(ctx, what, "%s", msg);
     if (c <= 0) return kn_cuda_fail(ctx, what, "C %d must be positive", c);
     if (!running_mean || !running_var || !mean || !var)
         return kn_cuda_fail(ctx, what, "NULL tensor argument");
@@ -241,12 +241,9 @@ int kn_cuda_bn_forward_stats(kn_cuda_bn *p,
                              const float *beta) { // (C)
     kn_cuda_ctx *ctx = p->ctx;
     const size_t rows = shard_rows(p);
-    if (!(count > 1))
-        return kn_cuda_fail(ctx, p->what, "training needs more than 1 value per channel (count %g)",
-                            count);
-    if (count < (double)rows)
-        return kn_cuda_fail(ctx, p->what, "the batch's count %g is less than this shard's %zu",
-                            count, rows);
+    char msg[KN_CUDA_WHAT_LEN];
+    if (kn_bn_count_check(count, rows, 1, msg, sizeof msg))
+        return kn_cuda_fail(ctx, p->what, "%s", msg);
     if (!running_mean || !running_var) return kn_cuda_fail(ctx, p->what, "NULL running statistics");
     if (!out || !save_mean || !save_var || !mean || !var || !inp || !gamma || !beta)
         return kn_cuda_fail(ctx, p->what, "NULL tensor argument");
@@ -298,9 +295,9 @@ int kn_cuda_bn_backward_stats(kn_cuda_bn *p,
                               double count) {            // values per channel in the whole batch
     kn_cuda_ctx *ctx = p->ctx;
     const size_t rows = shard_rows(p);
-    if (!(count >= (double)rows))
-        return kn_cuda_fail(ctx, p->what, "the batch's count %g is less than this shard's %zu",
-                            count, rows);
+    char msg[KN_CUDA_WHAT_LEN];
+    if (kn_bn_count_check(count, rows, 0, msg, sizeof msg))
+        return kn_cuda_fail(ctx, p->what, "%s", msg);
     if (!dinp || !dout || !inp || !save_mean || !save_var || !gamma || !sum_dy || !sum_dy_xhat)
         return kn_cuda_fail(ctx, p->what, "NULL tensor argument");
     if (sync_scratch(p)) return -1;
