@@ -77,6 +77,17 @@ def export_conv(bf16=False):
     manifest("conv" + suffix, [(row[0] + suffix,) + tuple(row[1:]) for row in CONV_CASES])
 
 
+def random_bn(c, momentum):
+    """A float64 BatchNorm2d with random affine parameters and running statistics."""
+    bn = torch.nn.BatchNorm2d(c, eps=1e-5, momentum=momentum).double()
+    with torch.no_grad():
+        bn.weight.copy_(rand(c, lo=0.5, hi=1.5))
+        bn.bias.copy_(rand(c))
+        bn.running_mean.copy_(rand(c))
+        bn.running_var.copy_(rand(c, lo=0.5, hi=2.0))
+    return bn
+
+
 # name, n, c, h, w, momentum
 BN_CASES = [("bn_c6", 4, 6, 5, 5, 0.1), ("bn_c64_resnet", 4, 64, 14, 14, 0.1),
             ("bn_c256_m03", 2, 256, 7, 7, 0.3)]
@@ -85,12 +96,7 @@ BN_CASES = [("bn_c6", 4, 6, 5, 5, 0.1), ("bn_c64_resnet", 4, 64, 14, 14, 0.1),
 def export_bn():
     for name, n, c, h, w, momentum in BN_CASES:
         x = (rand(n, c, h, w) * 2 + 0.5).requires_grad_()
-        bn = torch.nn.BatchNorm2d(c, eps=1e-5, momentum=momentum).double()
-        with torch.no_grad():
-            bn.weight.copy_(rand(c, lo=0.5, hi=1.5))
-            bn.bias.copy_(rand(c))
-            bn.running_mean.copy_(rand(c))
-            bn.running_var.copy_(rand(c, lo=0.5, hi=2.0))
+        bn = random_bn(c, momentum)
         save(name + "_x", nhwc(x))
         save(name + "_gamma", bn.weight)
         save(name + "_beta", bn.bias)
@@ -126,12 +132,7 @@ def export_sync_bn():
     the spread, where statistics from sums of squares would lose digits."""
     for name, c, h, w, momentum, offset, shards in SYNC_BN_CASES:
         x = (rand(sum(shards), c, h, w) + offset).requires_grad_()
-        bn = torch.nn.BatchNorm2d(c, eps=1e-5, momentum=momentum).double()
-        with torch.no_grad():
-            bn.weight.copy_(rand(c, lo=0.5, hi=1.5))
-            bn.bias.copy_(rand(c))
-            bn.running_mean.copy_(rand(c))
-            bn.running_var.copy_(rand(c, lo=0.5, hi=2.0))
+        bn = random_bn(c, momentum)
         save(name + "_gamma", bn.weight)
         save(name + "_beta", bn.bias)
         save(name + "_rmean0", bn.running_mean)
