@@ -64,10 +64,15 @@ int group_timeout_from_env(double *seconds, char *err, size_t errlen) {
     return 0;
 }
 
+int group_world_rank(void) {
+    int running = 0, rank = 0;
+    if (MPI_Initialized(&running) == MPI_SUCCESS && running) MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    return rank;
+}
+
 void group_abort(const char *why) {
-    int rank = -1;
+    const int rank = group_world_rank();
     char host[256];
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     if (gethostname(host, sizeof host)) snprintf(host, sizeof host, "unknown");
     host[sizeof host - 1] = 0;
     fprintf(stderr,

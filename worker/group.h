@@ -61,6 +61,9 @@ int group_timeout_from_env(double *seconds, char *err, size_t errlen);
  * join, and without ULFM (MPI_Comm_revoke) nothing frees them. What the root wrote is safe
  * (SWMR, every epoch flushed, checkpoints renamed into place), so a rerun resumes. */
 _Noreturn void group_abort(const char *why);
+
+/* This process's rank in MPI_COMM_WORLD; 0 where MPI is not running (`tlsweep train`). */
+int group_world_rank(void);
 /* -1 with err when buf's bytes differ between this rank and the voice. */
 int group_check_same(const trial_group *g, const void *buf, size_t bytes, const char *what,
                      char *err, size_t errlen);

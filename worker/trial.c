@@ -623,10 +623,9 @@ static void leave_group_failed(const trial *t) {
  * rank without it). */
 static void test_fail_step(trial *t) {
     const char *hook = getenv("TLSWEEP_TEST_FAIL_STEP");
-    int epoch = 0, batch = 0, rank = -1, mine = 0, mpi = 0;
+    int epoch = 0, batch = 0, rank = -1;
     if (!hook || sscanf(hook, "%d,%d,%d", &epoch, &batch, &rank) < 2) return;
-    if (MPI_Initialized(&mpi) == MPI_SUCCESS && mpi) MPI_Comm_rank(MPI_COMM_WORLD, &mine);
-    if (rank >= 0 && rank != mine) return;
+    if (rank >= 0 && rank != group_world_rank()) return;
     t->test_fail_epoch = epoch;
     t->test_fail_batch = batch;
 }
